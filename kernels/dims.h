@@ -1,0 +1,50 @@
+/* The sizes every kernel of an op needs, shared by the CPU and CUDA kernels and the shape rules.
+ * All activations are NHWC; convolution weights are OHWI ([k][r][s][c]). */
+#ifndef MM_DIMS_H
+#define MM_DIMS_H
+
+#include <stdint.h>
+
+/* Convolution: input [n,h,w,c], weight [k,r,s,c], output [n,oh,ow,k].
+ * oh = (h + 2*pad_h - r) / stride_h + 1, likewise ow. */
+typedef struct mm_conv_dims {
+    int n, h, w, c;
+    int k, r, s;
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int oh, ow;
+} mm_conv_dims;
+
+/* Pooling: input [n,h,w,c], window kh x kw, output [n,oh,ow,c].
+ * Max pooling treats padding as -inf; average pooling divides by the window size including padding
+ * when count_include_pad is set (PyTorch's default), by the in-image count otherwise.
+ * oh = (h + 2*pad_h - kh) / stride_h + 1 (floor; ceil_mode is not used by our nets). */
+typedef struct mm_pool_dims {
+    int n, h, w, c;
+    int kh, kw;
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int oh, ow;
+    int count_include_pad;
+} mm_pool_dims;
+
+/* Fills oh/ow; returns 0 when the output would be empty. */
+static inline int mm_conv_dims_finish(mm_conv_dims *d)
+{
+    int eh = d->h + 2 * d->pad_h - d->r, ew = d->w + 2 * d->pad_w - d->s;
+    if (eh < 0 || ew < 0 || d->stride_h < 1 || d->stride_w < 1) return 0;
+    d->oh = eh / d->stride_h + 1;
+    d->ow = ew / d->stride_w + 1;
+    return 1;
+}
+
+static inline int mm_pool_dims_finish(mm_pool_dims *d)
+{
+    int eh = d->h + 2 * d->pad_h - d->kh, ew = d->w + 2 * d->pad_w - d->kw;
+    if (eh < 0 || ew < 0 || d->stride_h < 1 || d->stride_w < 1) return 0;
+    d->oh = eh / d->stride_h + 1;
+    d->ow = ew / d->stride_w + 1;
+    return 1;
+}
+
+#endif

@@ -1,0 +1,62 @@
+/* Backends: a table of functions plus an opaque context. cpu, meta and cuda implement it.
+ *
+ * The session (session.h) owns the plan and the buffers; a backend only allocates device memory,
+ * copies, and runs one recorded node at a time on tensor views that point into those buffers.
+ * Copies between host and device are explicit. */
+#ifndef MM_BACKEND_H
+#define MM_BACKEND_H
+
+#include <stddef.h>
+
+#include "../kernels/cpu/cpu_kernels.h"
+#include "error.h"
+#include "graph.h"
+#include "tensor.h"
+
+typedef struct mm_backend mm_backend;
+
+struct mm_backend {
+    const char *name;          /* "cpu", "meta", "cuda" */
+    mm_device_kind device;
+    void *ctx;
+
+    /* Device memory. alloc returns NULL when it cannot (the caller reports tier 1). On meta,
+     * alloc returns a non-NULL dummy and nothing is touched. */
+    void *(*alloc)(mm_backend *be, size_t bytes);
+    void (*free)(mm_backend *be, void *ptr);
+    void (*copy_to_device)(mm_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy_to_host)(mm_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy_device)(mm_backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(mm_backend *be, void *dst, size_t bytes);
+
+    /* Scratch bytes node `node` needs while it runs (0 for most ops). Called at plan time with
+     * the node's value shapes; a backend may choose algorithms here (cuDNN) and remember them. */
+    size_t (*workspace_bytes)(mm_backend *be, const mm_graph *g, const mm_node *node);
+    /* Runs one node. ins/outs are views (data NULL where the node's id is -1). */
+    void (*run_node)(mm_backend *be, const mm_graph *g, const mm_node *node, const mm_tensor *ins,
+                     const mm_tensor *outs, void *ws, size_t ws_bytes);
+
+    /* Fused optimizer updates over flat buffers. */
+    void (*adam)(mm_backend *be, float *p, float *m, float *v, const float *g, int64_t n,
+                 const mm_adam_params *a);
+    void (*sgd)(mm_backend *be, float *p, float *buf, const float *g, int64_t n,
+                const mm_sgd_params *s);
+
+    void (*sync)(mm_backend *be);
+    void (*destroy)(mm_backend *be);
+};
+
+/* Backend constructors. They return MM_ERR_DEVICE with a message when the device is absent. */
+mm_status mm_backend_cpu_create(mm_backend **out);
+mm_status mm_backend_meta_create(mm_backend **out);
+mm_status mm_backend_cuda_create(mm_backend **out); /* "no GPU" where there is none */
+/* By name: "cpu", "meta", "cuda". */
+mm_status mm_backend_create(const char *name, mm_backend **out);
+void mm_backend_destroy(mm_backend *be);
+
+/* Whether this build has the CUDA backend compiled in, and whether a GPU is usable now
+ * (fills `why` with the reason when not). */
+bool mm_cuda_compiled(void);
+bool mm_cuda_available(char *why, size_t n);
+
+#endif

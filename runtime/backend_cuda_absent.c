@@ -1,0 +1,21 @@
+/* Built instead of the CUDA backend where no CUDA compiler was found (MM_CUDA=OFF or AUTO without
+ * nvcc): asking for the cuda device says so in one line. */
+#include <stdio.h>
+
+#include "backend.h"
+
+bool mm_cuda_compiled(void) { return false; }
+
+bool mm_cuda_available(char *why, size_t n)
+{
+    if (why) snprintf(why, n, "this build of mammo has no CUDA backend (nvcc was not found)");
+    return false;
+}
+
+mm_status mm_backend_cuda_create(mm_backend **out)
+{
+    *out = NULL;
+    return mm_fail(MM_ERR_DEVICE,
+                   "--device cuda: this build has no CUDA backend; rebuild where nvcc is installed "
+                   "(cmake -DMM_CUDA=ON) or use --device cpu");
+}

@@ -1,0 +1,156 @@
+/* Graph and autograd tape.
+ *
+ * A training (or inference) step is built by calling the op functions below on symbolic values.
+ * Each call checks shapes (the meta shape rule), records a node and returns the id of its output
+ * value. mm_graph_backward() then appends the gradient nodes in reverse order. The recorded step
+ * is planned once (planner.h) and replayed every step by a session (session.h) on any backend.
+ *
+ * Errors: a builder call whose shapes do not fit records the error (mm_fail) and returns -1; the
+ * graph is then "failed", every later call returns -1, and mm_graph_status() returns the first
+ * error. So a net can be built with straight-line code and checked once at the end. */
+#ifndef MM_GRAPH_H
+#define MM_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../kernels/dims.h"
+#include "error.h"
+#include "tensor.h"
+
+typedef enum mm_op {
+    MM_OP_NONE = 0,
+    MM_OP_CONV2D,              /* in: x, w[, b]          out: y */
+    MM_OP_CONV2D_BWD_DATA,     /* in: dy, w              out: dx */
+    MM_OP_CONV2D_BWD_FILTER,   /* in: dy, x              out: dw (+=) */
+    MM_OP_CONV2D_BWD_BIAS,     /* in: dy                 out: db (+=) */
+    MM_OP_BATCHNORM,           /* in: x, gamma, beta, running_mean, running_var
+                                  out: y, save_mean, save_invstd (training) / y (eval) */
+    MM_OP_BATCHNORM_BWD,       /* in: dy, x, gamma, save_mean, save_invstd
+                                  out: dx (or -1), dgamma (+=, or -1), dbeta (+=, or -1) */
+    MM_OP_RELU,                /* in: x                  out: y */
+    MM_OP_RELU_BWD,            /* in: dy, y              out: dx */
+    MM_OP_ADD,                 /* in: a, b               out: y */
+    MM_OP_MAXPOOL,             /* in: x                  out: y */
+    MM_OP_MAXPOOL_BWD,         /* in: dy, x              out: dx */
+    MM_OP_AVGPOOL,             /* in: x                  out: y */
+    MM_OP_AVGPOOL_BWD,         /* in: dy                 out: dx */
+    MM_OP_ADAPTIVE_AVGPOOL,    /* in: x                  out: y */
+    MM_OP_ADAPTIVE_AVGPOOL_BWD,/* in: dy                 out: dx */
+    MM_OP_GLOBAL_AVGPOOL,      /* in: x [n,h,w,c]        out: y [n,c] */
+    MM_OP_GLOBAL_AVGPOOL_BWD,  /* in: dy                 out: dx */
+    MM_OP_DENSE,               /* in: x [n,k], w [o,k][, b]  out: y [n,o] */
+    MM_OP_DENSE_BWD_DATA,      /* in: dy, w              out: dx */
+    MM_OP_DENSE_BWD_WEIGHT,    /* in: dy, x              out: dw (+=), db (+=, or -1) */
+    MM_OP_DROPOUT,             /* in: x                  out: y, mask (u8) */
+    MM_OP_DROPOUT_BWD,         /* in: dy, mask           out: dx */
+    MM_OP_SOFTMAX,             /* in: x [n,c]            out: y */
+    MM_OP_SOFTMAX_XENT,        /* in: logits, labels (i32)[, weights]  out: loss [1], probs */
+    MM_OP_SOFTMAX_XENT_BWD,    /* in: probs, labels[, weights]         out: dlogits */
+    MM_OP_FLIP,                /* in: x                  out: y */
+    MM_OP_RESHAPE,             /* in: x                  out: y, a view of x (no kernel) */
+    MM_OP_COUNT
+} mm_op;
+
+typedef enum mm_value_kind {
+    MM_VALUE_INPUT = 0, /* fed by the caller every step (images, labels, weights) */
+    MM_VALUE_PARAM,     /* trainable or frozen parameter: the flat parameter buffer */
+    MM_VALUE_STATE,     /* non-trainable persistent state (BN running statistics): the state buffer */
+    MM_VALUE_ACT,       /* an intermediate of the step: the activation arena */
+    MM_VALUE_GRAD,      /* gradient of a parameter: the flat gradient buffer */
+} mm_value_kind;
+
+#define MM_NAME_MAX 96
+#define MM_NODE_MAX_IN 5
+#define MM_NODE_MAX_OUT 3
+
+typedef struct mm_value {
+    mm_value_kind kind;
+    mm_dtype dtype;
+    int ndim;
+    int64_t shape[MM_MAX_DIMS];
+    char name[MM_NAME_MAX]; /* parameters, state and inputs: torchvision-style name */
+    int producer;           /* node that writes it, -1 for inputs, params, state */
+    int view_of;            /* MM_OP_RESHAPE output: the value whose memory it shares, else -1 */
+    bool requires_grad;     /* a gradient flows to it (trainable param or derived from one) */
+    bool frozen;            /* params: no gradient memory, no weight-gradient kernels */
+    int grad;               /* params: their MM_VALUE_GRAD value after backward, else -1 */
+} mm_value;
+
+typedef union mm_op_params {
+    mm_conv_dims conv;
+    mm_pool_dims pool;
+    struct { int64_t m; int c; float eps, momentum; bool training; } bn;
+    struct { int n, k, o; } dense;
+    struct { int64_t n; float p; uint64_t seed; } dropout;
+    struct { int n, c; float dloss; } xent;
+    struct { int n, h, w, c, axis; } flip;
+    struct { int n; int64_t hw; int c; } gap;
+    struct { int64_t n; } elementwise;
+} mm_op_params;
+
+typedef struct mm_node {
+    mm_op op;
+    int n_in, n_out;
+    int in[MM_NODE_MAX_IN];   /* value ids, -1 for an absent optional input */
+    int out[MM_NODE_MAX_OUT]; /* value ids, -1 for an output not needed */
+    mm_op_params p;
+    bool backward;            /* appended by mm_graph_backward */
+    double flops;             /* multiply-adds counted as 2 */
+} mm_node;
+
+typedef struct mm_graph {
+    mm_value *values;
+    int n_values, cap_values;
+    mm_node *nodes;
+    int n_nodes, cap_nodes;
+    int n_forward;  /* nodes before mm_graph_backward */
+    int loss;       /* value id passed to mm_graph_backward, or -1 */
+    mm_status status;
+    bool training;  /* batch norm uses batch statistics, dropout is active */
+    uint64_t seed;  /* dropout masks: node seeds derive from it */
+} mm_graph;
+
+mm_graph *mm_graph_new(bool training);
+void mm_graph_free(mm_graph *g);
+mm_status mm_graph_status(const mm_graph *g);
+
+/* ---- values ---- */
+int mm_graph_input(mm_graph *g, const char *name, mm_dtype dtype, int ndim, const int64_t *shape);
+int mm_graph_param(mm_graph *g, const char *name, int ndim, const int64_t *shape);
+int mm_graph_state(mm_graph *g, const char *name, int ndim, const int64_t *shape);
+const mm_value *mm_graph_value(const mm_graph *g, int id);
+int mm_graph_find(const mm_graph *g, const char *name); /* -1 if none */
+/* Freezing is decided before backward: frozen params get no gradient value and no kernels. */
+void mm_graph_set_frozen(mm_graph *g, int param, bool frozen);
+
+/* ---- ops (each returns the output value id, or -1 on error) ---- */
+int mm_conv2d(mm_graph *g, int x, int w, int b /* -1: none */, int stride, int pad);
+int mm_conv2d_ex(mm_graph *g, int x, int w, int b, int stride_h, int stride_w, int pad_h, int pad_w);
+int mm_batchnorm(mm_graph *g, int x, int gamma, int beta, int running_mean, int running_var,
+                 float eps, float momentum);
+int mm_relu(mm_graph *g, int x);
+int mm_add(mm_graph *g, int a, int b);
+int mm_maxpool(mm_graph *g, int x, int k, int stride, int pad);
+int mm_avgpool(mm_graph *g, int x, int k, int stride, int pad, bool count_include_pad);
+int mm_adaptive_avgpool(mm_graph *g, int x, int out_h, int out_w);
+int mm_global_avgpool(mm_graph *g, int x);
+int mm_dense(mm_graph *g, int x, int w, int b /* -1: none */);
+int mm_dropout(mm_graph *g, int x, float p);
+int mm_softmax(mm_graph *g, int x);
+/* Weighted mean cross-entropy; weights -1 for an unweighted mean. Returns the [1] loss value. */
+int mm_softmax_xent(mm_graph *g, int logits, int labels, int weights);
+int mm_flip(mm_graph *g, int x, int axis /* 1 vertical, 2 horizontal */);
+/* [n,h,w,c] -> [n, h*w*c] (NHWC order) as a view. */
+int mm_flatten(mm_graph *g, int x);
+
+/* Appends the gradient nodes of `loss` (a [1] value) for every trainable, unfrozen parameter. */
+mm_status mm_graph_backward(mm_graph *g, int loss);
+
+/* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */
+int mm_graph_xent_probs(const mm_graph *g, int loss);
+
+const char *mm_op_name(mm_op op);
+size_t mm_value_bytes(const mm_value *v);
+
+#endif

@@ -1,0 +1,17 @@
+/* The subcommands of the `mammo` command line, one function each (argv[0] is the subcommand). Each
+ * returns the process exit status: 0 on success, 1 after printing one clear line on failure. */
+#ifndef MM_COMMANDS_H
+#define MM_COMMANDS_H
+
+typedef int (*mm_command_fn)(int argc, char **argv);
+
+typedef struct mm_command {
+    const char *name;
+    mm_command_fn fn;
+    const char *about;
+} mm_command;
+
+int mm_cmd_version(int argc, char **argv);
+int mm_cmd_devices(int argc, char **argv);
+
+#endif

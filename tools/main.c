@@ -1,0 +1,35 @@
+/* The `mammo` command line: dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const mm_command commands[] = {
+    {"version", mm_cmd_version, "print the version and the backends of this build"},
+    {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mammo <command> [flags]   (mammo <command> --help for its flags)\n\n"
+               "mammo trains whole-mammogram breast cancer classifiers end to end.\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].about);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "mammo: unknown command '%s'; run 'mammo --help' for the list\n", argv[1]);
+    return 1;
+}
