@@ -68,7 +68,7 @@ void mm_index_image_free(mm_index_image *im)
     free(im->patient_id);
     free(im->source);
     free(im->image);
-    for (int k = 0; k < im->n_rois; k++) free(im->rois[k].mask);
+    for (int k = 0; im->rois && k < im->n_rois; k++) free(im->rois[k].mask);
     free(im->rois);
     memset(im, 0, sizeof *im);
 }
