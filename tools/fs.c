@@ -207,3 +207,42 @@ void mm_fs_out_abort(mm_fs_out *o)
     o->f = NULL;
     if (o->tmp[0]) unlink(o->tmp);
 }
+
+mm_status mm_fs_replace_dir(const char *stage, const char *final, const char *flag)
+{
+    if (!mm_fs_is_dir(final)) {
+        if (access(final, F_OK) == 0)
+            return mm_fail(MM_ERR_ARG, "%s %s: exists and is not a folder", flag, final);
+        if (rename(stage, final) != 0)
+            return mm_fail(MM_ERR_IO, "%s %s: cannot rename %s into place: %s", flag, final, stage,
+                           strerror(errno));
+        return MM_OK;
+    }
+    DIR *d = opendir(final);
+    if (!d) return mm_fail(MM_ERR_IO, "%s %s: cannot open: %s", flag, final, strerror(errno));
+    struct dirent *e;
+    int foreign = 0;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", final, e->d_name);
+        if (!mm_str_ends_with(e->d_name, ".png") || !mm_fs_is_file(path)) foreign = 1;
+    }
+    closedir(d);
+    if (foreign)
+        return mm_fail(MM_ERR_ARG, "%s %s: the folder exists and holds files other than PNGs; "
+                                   "choose another folder or remove it", flag, final);
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old.%d", final, (int)getpid());
+    if (rename(final, old) != 0)
+        return mm_fail(MM_ERR_IO, "%s %s: cannot move the old folder aside: %s", flag, final,
+                       strerror(errno));
+    if (rename(stage, final) != 0) {
+        int err = errno;
+        rename(old, final);
+        return mm_fail(MM_ERR_IO, "%s %s: cannot rename %s into place: %s", flag, final, stage,
+                       strerror(err));
+    }
+    mm_fs_rmtree(old);
+    return MM_OK;
+}

@@ -32,6 +32,10 @@ mm_status mm_fs_mkdirs(const char *path);
 /* Removes a folder tree that this program made (a staging folder); quiet about missing paths. */
 void mm_fs_rmtree(const char *path);
 
+/* Moves the finished folder `stage` to `final`. An existing `final` is replaced only when it holds
+ * nothing but .png files (an earlier output of ours); otherwise it is an error naming `flag`. */
+mm_status mm_fs_replace_dir(const char *stage, const char *final, const char *flag);
+
 /* out = a "/" b (b unchanged when absolute); returns out. Aborts if it does not fit. */
 char *mm_fs_join(char *out, size_t size, const char *a, const char *b);
 /* The folder part of `path` ("." when there is none). */

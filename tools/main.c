@@ -7,6 +7,9 @@
 static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+    {"index", mm_cmd_index, "index a CBIS-DDSM or INbreast download: labels, ROIs, split"},
+    {"prep", mm_cmd_prep, "convert an index's images and masks to training-size PNGs"},
+    {"patches", mm_cmd_patches, "sample the 5-class patch set (background, calc/mass x ben/mal)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
