@@ -324,6 +324,13 @@ static mm_status read_metadata(cbis *c, const char *path)
         size_t n = strlen(l);
         while (n && l[n - 1] == '/') n--;
         snprintf(full, sizeof full, "%s/%.*s", base, (int)n, l);
+        if (!mm_fs_is_dir(full)) { /* File Location relative to the folder above, as some put it */
+            char up[4096];
+            mm_fs_dirname(up, sizeof up, base);
+            char alt[8200];
+            snprintf(alt, sizeof alt, "%s/%.*s", up, (int)n, l);
+            if (mm_fs_is_dir(alt)) snprintf(full, sizeof full, "%s", alt);
+        }
         mm_strlist_add(&c->meta_uid, mm_csv_cell(&csv, i, cu));
         mm_strlist_add(&c->meta_dir, full);
     }
