@@ -34,7 +34,7 @@
 
 /* Runs `mammo <args>` with stdout+stderr to <tmp>/mammo.out; returns the exit status and leaves
  * the output in out (may be NULL). */
-static int run_mammo(char *out, size_t out_size, const char *args)
+static inline int run_mammo(char *out, size_t out_size, const char *args)
 {
     char log[700], cmd[8192];
     snprintf(log, sizeof log, "%s/mammo.out", mm_test_tmpdir());
@@ -52,7 +52,7 @@ static int run_mammo(char *out, size_t out_size, const char *args)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static void write_text(const char *path, const char *text)
+static inline void write_text(const char *path, const char *text)
 {
     char dir[4096];
     mm_fs_mkdirs(mm_fs_dirname(dir, sizeof dir, path));
@@ -62,14 +62,14 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
-static long file_size(const char *path)
+static inline long file_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
 /* Counts files under dir whose name contains `needle` (temporary files left behind). */
-static int count_files_containing(const char *dir, const char *needle)
+static inline int count_files_containing(const char *dir, const char *needle)
 {
     mm_strlist l;
     if (mm_fs_list_files(&l, dir, NULL) != MM_OK) return 0;
@@ -80,7 +80,7 @@ static int count_files_containing(const char *dir, const char *needle)
 }
 
 /* A breast-like 16-bit image: a bright half-ellipse against the left or right edge, 0 outside. */
-static uint16_t *tree_breast(int h, int w, int right, uint64_t seed)
+static inline uint16_t *tree_breast(int h, int w, int right, uint64_t seed)
 {
     uint16_t *p = calloc((size_t)h * (size_t)w, sizeof *p);
     for (int y = 0; y < h; y++)
@@ -93,7 +93,7 @@ static uint16_t *tree_breast(int h, int w, int right, uint64_t seed)
 }
 
 /* An 8-bit 0/255 mask with a filled box [y0, y1) x [x0, x1). */
-static uint8_t *tree_box(int h, int w, int y0, int x0, int y1, int x1)
+static inline uint8_t *tree_box(int h, int w, int y0, int x0, int y1, int x1)
 {
     uint8_t *m = calloc((size_t)h * (size_t)w, 1);
     for (int y = y0; y < y1; y++)
@@ -101,7 +101,7 @@ static uint8_t *tree_box(int h, int w, int y0, int x0, int y1, int x1)
     return m;
 }
 
-static int tree_dicom(const char *path, const void *px, int h, int w, int bits, const char *patient,
+static inline int tree_dicom(const char *path, const void *px, int h, int w, int bits, const char *patient,
                       const char *series_uid, const char *desc)
 {
     char dir[4096];
@@ -151,7 +151,7 @@ static const tree_abn cbis_abns[] = {
 #define CBIS_N_MALIGNANT 6 /* P1 CC, P1 MLO, P2 CC, P5, P8, P10 */
 
 /* Subject of abnormality i's full image ("Mass-Training_P_00001_LEFT_CC"). */
-static void cbis_subject(char *out, size_t n, const tree_abn *a, int roi)
+static inline void cbis_subject(char *out, size_t n, const tree_abn *a, int roi)
 {
     if (roi)
         snprintf(out, n, "%s_%s_%s_%s_%d", a->coll, a->patient, a->side, a->view, a->abn);
@@ -161,7 +161,7 @@ static void cbis_subject(char *out, size_t n, const tree_abn *a, int roi)
 
 /* Builds the tree under root/CBIS-DDSM and the CSVs under root; returns 1 on success.
  * full_paths[i] receives the full-image DICOM path of abnormality i, mask_paths[i] its mask. */
-static int tree_cbis(const char *root, char full_paths[][1024], char mask_paths[][1024])
+static inline int tree_cbis(const char *root, char full_paths[][1024], char mask_paths[][1024])
 {
     char path[1024], subj[256], roi_subj[256], csv_row[2048];
     char *csv_text[4] = {0}; /* mass train, mass test, calc train, calc test */
@@ -343,7 +343,7 @@ static const char *const inb_xml_head =
     "<key>ROIs</key>\n\t\t\t<array>\n";
 static const char *const inb_xml_tail = "\t\t\t</array>\n\t\t</dict>\n\t</array>\n</dict>\n</plist>\n";
 
-static void xml_roi(char *buf, size_t n, const char *name, const double *xy, int np)
+static inline void xml_roi(char *buf, size_t n, const char *name, const double *xy, int np)
 {
     size_t m = strlen(buf);
     m += (size_t)snprintf(buf + m, n - m,
@@ -363,7 +363,7 @@ static const double inb_point[2] = {20.25, 30.5};
 static const double inb_poly[10] = {5.5, 5.5, 25.2, 6.1, 30.7, 20.4, 12.3, 28.8, 2.0, 15.5};
 static const double inb_poly_out[8] = {35.0, 40.0, 70.0, 42.0, 60.0, 75.0, 38.0, 58.0}; /* clipped */
 
-static int tree_inbreast(const char *root)
+static inline int tree_inbreast(const char *root)
 {
     char path[1024], csv[8192];
     snprintf(csv, sizeof csv, "Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads\n");
