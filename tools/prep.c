@@ -20,6 +20,8 @@ mm_status mm_load_gray16(uint16_t **pixels, int *h, int *w, const char *path)
         mm_image img;
         MM_TRY(mm_png_read(path, &img));
         size_t n = (size_t)img.height * (size_t)img.width;
+        *h = img.height;
+        *w = img.width;
         if (img.bit_depth == 16) {
             *pixels = img.pixels;
         } else {
@@ -29,8 +31,6 @@ mm_status mm_load_gray16(uint16_t **pixels, int *h, int *w, const char *path)
             mm_image_free(&img);
             *pixels = p;
         }
-        *h = img.height;
-        *w = img.width;
         return MM_OK;
     }
     mm_dicom_info info;
