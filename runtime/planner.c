@@ -75,6 +75,7 @@ static void arena_release(arena_sim *a, size_t off, size_t size)
  * (cpu_kernels.h "may alias"); -1 if none. */
 static int inplace_candidates(const mm_node *nd, int *cand)
 {
+    if (getenv("MM_NO_INPLACE")) return 0;
     switch (nd->op) {
     case MM_OP_RELU:
     case MM_OP_DROPOUT:
