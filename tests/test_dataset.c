@@ -19,6 +19,11 @@
 #else
 #define NEED_DICOM() ((void)0)
 #endif
+#ifndef MM_HAVE_LIBXML2
+#define NEED_XML() MM_SKIP("no libxml2 in this build")
+#else
+#define NEED_XML() ((void)0)
+#endif
 
 static char full_paths[CBIS_N_ABNS][1024], mask_paths[CBIS_N_ABNS][1024];
 
@@ -277,6 +282,7 @@ static int inbreast_tree(char *root, size_t n)
 MM_TEST(inbreast_index_records_and_masks)
 {
     NEED_DICOM();
+    NEED_XML();
     char root[600], out[700], args[2048], log[4096];
     CHECK(inbreast_tree(root, sizeof root));
     snprintf(out, sizeof out, "%s/out/index.csv", mm_test_tmpdir());
@@ -349,6 +355,7 @@ MM_TEST(inbreast_index_records_and_masks)
 MM_TEST(inbreast_subset_patients)
 {
     NEED_DICOM();
+    NEED_XML();
     char root[600], out[700], args[2048], log[4096];
     CHECK(inbreast_tree(root, sizeof root));
     snprintf(out, sizeof out, "%s/sub/index.csv", mm_test_tmpdir());
@@ -388,6 +395,7 @@ static void expect_inbreast_failure(const char *root, const char *needle)
 MM_TEST(inbreast_corrupted_copies_fail_cleanly)
 {
     NEED_DICOM();
+    NEED_XML();
     char root[600], path[900];
     CHECK(inbreast_tree(root, sizeof root));
     /* a broken XML of a kept image */

@@ -7,6 +7,7 @@
 static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+    {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
     {"index", mm_cmd_index, "index a CBIS-DDSM or INbreast download: labels, ROIs, split"},
     {"prep", mm_cmd_prep, "convert an index's images and masks to training-size PNGs"},
     {"patches", mm_cmd_patches, "sample the 5-class patch set (background, calc/mass x ben/mal)"},

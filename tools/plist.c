@@ -1,4 +1,5 @@
-/* INbreast OsiriX plist ROI reader over libxml2's tree API: see plist.h. */
+/* INbreast OsiriX plist ROI reader over libxml2's tree API: see plist.h. In a build without
+ * libxml2 (MM_HAVE_LIBXML2 unset) parsing fails with a message saying what to install. */
 #include "plist.h"
 
 #include <ctype.h>
@@ -8,10 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef MM_HAVE_LIBXML2
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#endif
 
 #include "index.h"
+
+#ifdef MM_HAVE_LIBXML2
 
 /* Coordinates beyond this are nonsense for a mammogram; rejecting them keeps the rasteriser's
  * arithmetic finite. */
@@ -188,6 +193,19 @@ mm_status mm_inbreast_xml_parse(mm_xml_rois *out, const char *data, size_t len, 
     if (st != MM_OK) mm_xml_rois_free(out);
     return st;
 }
+
+#else
+
+mm_status mm_inbreast_xml_parse(mm_xml_rois *out, const char *data, size_t len, const char *name)
+{
+    (void)data;
+    (void)len;
+    memset(out, 0, sizeof *out);
+    return mm_fail(MM_ERR_UNSUPPORTED, "%s: this build has no libxml2 to read INbreast's XML ROIs; "
+                                       "install libxml2-dev and rebuild", name);
+}
+
+#endif
 
 mm_status mm_inbreast_xml_read(mm_xml_rois *out, const char *path)
 {
