@@ -27,6 +27,10 @@ MM_TEST(csv_plain_and_quoted)
     CHECK_EQ_INT(mm_csv_col(&c, "B"), 1);
     CHECK_EQ_INT(mm_csv_col(&c, "d"), -1);
     mm_csv_free(&c);
+    /* an empty very first field (found by fuzzing: no buffer allocated yet) */
+    CHECK(parse(&c, ",a\n,2\n", ',', 0));
+    CHECK(!strcmp(c.header[0], "") && !strcmp(mm_csv_cell(&c, 0, 0), ""));
+    mm_csv_free(&c);
 }
 
 MM_TEST(csv_embedded_newlines_crlf_bom_and_line_numbers)

@@ -125,7 +125,7 @@ static mm_status read_field(parser *p, char **out)
         }
     }
     char *s = mm_xmalloc(p->field.n + 1);
-    memcpy(s, p->field.p, p->field.n);
+    if (p->field.n) memcpy(s, p->field.p, p->field.n);
     s[p->field.n] = '\0';
     *out = s;
     return MM_OK;
