@@ -12,16 +12,17 @@
 #include "fs.h"
 #include "indexers.h"
 
-static void print_summary(const mm_index *idx, const char *dataset, const char *out)
+static void print_summary(const mm_index *idx, const char *dataset, const char *extra,
+                          const char *out)
 {
     mm_index_counts c;
     mm_index_count(&c, idx);
     printf("mammo index: %s: %d images (%d malignant, %d benign), %d patients, %d ROIs; split "
-           "train %d / val %d / test %d images (%d / %d / %d patients) -> %s\n",
+           "train %d / val %d / test %d images (%d / %d / %d patients)%s -> %s\n",
            dataset, c.images, c.malignant, c.benign, c.patients, c.rois,
            c.split_images[MM_SPLIT_TRAIN], c.split_images[MM_SPLIT_VAL],
            c.split_images[MM_SPLIT_TEST], c.split_patients[MM_SPLIT_TRAIN],
-           c.split_patients[MM_SPLIT_VAL], c.split_patients[MM_SPLIT_TEST], out);
+           c.split_patients[MM_SPLIT_VAL], c.split_patients[MM_SPLIT_TEST], extra, out);
 }
 
 static mm_status get_frac(const mm_args *a, const char *name, double def, double *out)
@@ -77,7 +78,7 @@ static mm_status run(const mm_args *a)
         MM_TRY(mm_index_cbis_ddsm(&idx, cbis, &o));
         mm_status st = mm_fs_mkdirs(out_dir);
         if (st == MM_OK) st = mm_index_write(&idx, out);
-        if (st == MM_OK) print_summary(&idx, "cbis-ddsm", out);
+        if (st == MM_OK) print_summary(&idx, "cbis-ddsm", "", out);
         mm_index_free(&idx);
         return st;
     }
@@ -97,8 +98,8 @@ static mm_status run(const mm_args *a)
     }
     snprintf(stage, sizeof stage, "%s.partial.%d", masks, (int)getpid());
     snprintf(tmp_index, sizeof tmp_index, "%s.partial.%d", out, (int)getpid());
-    int unknown = 0;
-    mm_status st = mm_index_inbreast(&idx, &unknown, inbreast, stage, &o);
+    int unknown = 0, birads3 = 0;
+    mm_status st = mm_index_inbreast(&idx, &unknown, &birads3, inbreast, stage, &o);
     if (st == MM_OK) {
         st = mm_index_write(&idx, tmp_index);
         if (st == MM_OK) st = mm_fs_replace_dir(stage, masks, "--masks");
@@ -109,7 +110,9 @@ static mm_status run(const mm_args *a)
             if (unknown)
                 fprintf(stderr, "mammo: warning: %d ROIs with an unknown Name were skipped\n",
                         unknown);
-            print_summary(&idx, "inbreast", out);
+            char extra[64];
+            snprintf(extra, sizeof extra, "; %d BI-RADS 3 images left out", birads3);
+            print_summary(&idx, "inbreast", extra, out);
         }
         mm_index_free(&idx);
     }

@@ -117,11 +117,12 @@ static const char *find_named(const mm_strlist *files, const char *name)
     return NULL;
 }
 
-mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, const char *root_arg,
-                            const char *stage, const mm_indexer_opts *o)
+mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, int *n_birads3,
+                            const char *root_arg, const char *stage, const mm_indexer_opts *o)
 {
     memset(idx, 0, sizeof *idx);
     *n_unknown_names = 0;
+    *n_birads3 = 0;
     char root[PATH_MAX], mask_dir[PATH_MAX + 512];
     if (!mm_fs_is_dir(root_arg) || !realpath(root_arg, root))
         return mm_fail(MM_ERR_IO, "--inbreast %s: no such folder", root_arg);
@@ -166,7 +167,10 @@ mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, const char *roo
                                         "4c, 5, 6", c.csv_path, line, b);
             break;
         }
-        if (label == -1) continue; /* BI-RADS 3 is left out, as in the paper */
+        if (label == -1) { /* BI-RADS 3 is left out, as in the paper */
+            (*n_birads3)++;
+            continue;
+        }
         irow *r = &c.rows[c.n_rows];
         r->line = line;
         r->label = label;

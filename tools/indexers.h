@@ -53,8 +53,9 @@ mm_status mm_index_cbis_ddsm(mm_index *idx, const char *root, const mm_indexer_o
 
 /* Writes the masks into the staging folder `stage` (created), while the index records the final
  * paths under o->mask_dir (absolute); the caller renames `stage` onto o->mask_dir once the index
- * is ready (mm_fs_replace_dir) or removes it on failure. *n_unknown_names counts skipped ROIs. */
-mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, const char *root,
+ * is ready (mm_fs_replace_dir) or removes it on failure. *n_unknown_names counts skipped ROIs,
+ * *n_birads3 the images left out for BI-RADS 3. */
+mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, int *n_birads3, const char *root,
                             const char *stage, const mm_indexer_opts *o);
 
 #endif
