@@ -63,8 +63,8 @@ int mm_cmd_patches(int argc, char **argv)
     mm_args_int(&a, "size", "224", "patch side in pixels");
     mm_args_int(&a, "per-roi", "10", "patches per ROI (and background patches per ROI)");
     mm_args_float(&a, "min-overlap", "0.9", "max(intersection/ROI, intersection/patch) to reach");
-    mm_args_int(&a, "height", "1152", "sampling height: other images are resized (0: as they are)");
-    mm_args_int(&a, "width", "896", "sampling width (0: as they are)");
+    mm_args_int(&a, "height", "0", "resize images to this height first (0: as prep wrote them)");
+    mm_args_int(&a, "width", "0", "resize images to this width first (0: as prep wrote them)");
     mm_args_float(&a, "breast-threshold", "0.05", "breast = brighter than this share of the max");
     mm_args_float(&a, "min-breast", "0.5", "share of a background patch that must be breast");
     mm_args_int(&a, "max-tries", "1000", "rejections before the overlap threshold drops by 0.05");

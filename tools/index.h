@@ -24,7 +24,8 @@
  *                    index that `mammo index` writes)
  *   image            the image file: a DICOM (.dcm) or a grayscale PNG (.png)
  *   n_rois           number of ROIs, 0 or more
- *   roi_ids          the ROIs' ids (CBIS-DDSM "abnormality id"; INbreast 1, 2, ... per type)
+ *   roi_ids          the ROIs' ids (CBIS-DDSM "abnormality id"; INbreast 1, 2, ...: one ROI per
+ *                    lesion type present, all outlines of that type merged into one mask)
  *   roi_types        mass | calc | distortion | asymmetry | spiculated | cluster
  *   roi_pathologies  MALIGNANT | BENIGN | BENIGN_WITHOUT_CALLBACK | empty (unknown: INbreast)
  *   roi_masks        the ROIs' binary masks (DICOM or PNG; nonzero = inside the ROI)

@@ -22,8 +22,8 @@ void mm_patch_opts_default(mm_patch_opts *o)
     o->size = 224;
     o->per_roi = 10;
     o->min_overlap = 0.9;
-    o->height = 1152;
-    o->width = 896;
+    o->height = 0; /* sample the images at the size prep wrote them */
+    o->width = 0;
     o->breast_threshold = 0.05;
     o->min_breast = 0.5;
     o->max_tries = 1000;
@@ -381,6 +381,9 @@ mm_status mm_patches_run(mm_patch_stats *stats, const char *index_path, const ch
         return mm_fail(MM_ERR_ARG, "mammo patches: need --size >= 2, --per-roi >= 1, 0 < "
                                    "--min-overlap <= 1, 0 <= --breast-threshold < 1, 0 <= "
                                    "--min-breast <= 1");
+    if ((o->height > 0) != (o->width > 0))
+        return mm_fail(MM_ERR_ARG, "--height %d --width %d: give both or neither", o->height,
+                       o->width);
     mm_index idx;
     MM_TRY(mm_index_read(&idx, index_path));
     mm_status st = check_out(out_dir);

@@ -41,7 +41,8 @@ typedef struct mm_patch_opts {
     int size;                /* patch side, 224 */
     int per_roi;             /* patches per ROI, 10 */
     double min_overlap;      /* 0.9 */
-    int height, width;       /* images of another size are resized to this first; 0: as they are */
+    int height, width;       /* images of another size are resized to this first; 0 (default): as
+                                they are, i.e. the size `mammo prep` wrote (1152 x 896) */
     double breast_threshold; /* fraction of the image maximum, 0.05 */
     double min_breast;       /* fraction of a background patch that must be breast, 0.5 */
     int max_tries;           /* rejections before relaxing, 1000 */
