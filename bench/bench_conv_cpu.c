@@ -2,6 +2,7 @@
  * layer shapes, next to this machine's own OpenBLAS SGEMM rate on a large square product.
  *
  * Usage: bench_conv_cpu [H W [BATCH]]   (default 224 224 2; e.g. 1152 896 2 for whole images)
+ * MM_CONV_WS_MB=N sets the im2col chunk budget (mm_cpu_conv_ws_budget) to N MB, for tuning.
  * Threads: OMP_NUM_THREADS (the kernels run everything, GEMMs included, on the OpenMP threads).
  *
  * A pass of a convolution costs 2 * (n*oh*ow) * k * (r*s*c) floating-point operations; forward,
@@ -95,13 +96,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_conv_cpu [H W [BATCH]]  (H, W >= 32)\n");
         return 1;
     }
+    const char *ws_mb = getenv("MM_CONV_WS_MB");
+    if (ws_mb && atoi(ws_mb) > 0) mm_cpu_conv_ws_budget = (size_t)atoi(ws_mb) << 20;
     /* The machine's own SGEMM first: the kernels make OpenBLAS single-threaded. */
     int threads_omp = omp_get_max_threads(), threads_blas = openblas_get_num_threads();
     double peak = sgemm_gflops(2048, 1), ours = sgemm_gflops(2048, 0);
     const char *policy = getenv("OMP_WAIT_POLICY");
     printf("bench_conv_cpu: ResNet50 convolutions, batch %d, %dx%d input, %d OpenMP threads, "
-           "OMP_WAIT_POLICY=%s\n",
-           batch, H, W, threads_omp, policy ? policy : "(unset)");
+           "OMP_WAIT_POLICY=%s, im2col chunks of at most %zu MB\n",
+           batch, H, W, threads_omp, policy ? policy : "(unset)", mm_cpu_conv_ws_budget >> 20);
     printf("OpenBLAS SGEMM 2048x2048x2048: %.1f GFLOP/s (its own %d threads); split over the "
            "OpenMP threads as the kernels run it: %.1f GFLOP/s\n\n",
            peak, threads_blas, ours);

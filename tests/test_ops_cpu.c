@@ -13,6 +13,9 @@
 
 /* ======================= convolution ======================= */
 
+/* The default of mm_cpu_conv_ws_budget, restored after tests that lower it. */
+#define MM_DEFAULT_WS_BUDGET ((size_t)32 << 20)
+
 /* The direct 7-loop definition, summed in double. */
 static void naive_conv(float *y, const float *x, const float *w, const float *b,
                        const mm_conv_dims *d)
@@ -70,7 +73,7 @@ static mm_conv_dims conv_dims_of(const conv_case *cc)
 static void *conv_setup_ws(const conv_case *cc, const mm_conv_dims *d)
 {
     size_t row = (size_t)d->ow * d->r * d->s * d->c * sizeof(float);
-    mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : MM_DEFAULT_WS_BUDGET;
     size_t bytes = mm_cpu_conv2d_workspace(d);
     return mm_xmalloc(bytes ? bytes : 1);
 }
@@ -94,7 +97,7 @@ MM_TEST(conv_forward_matches_naive)
         CHECK_ARRAYS(what, y, want, ny, 1e-5, 1e-5);
         free(x), free(w), free(b), free(y), free(want), free(ws);
     }
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 MM_TEST(conv_workspace)
@@ -108,7 +111,7 @@ MM_TEST(conv_workspace)
                        .stride_h = 2, .stride_w = 2, .pad_h = 3, .pad_w = 3};
     MM_ASSERT(mm_conv_dims_finish(&c1));
     size_t ws = mm_cpu_conv2d_workspace(&c1);
-    CHECK(ws > 0 && ws <= ((size_t)64 << 20));
+    CHECK(ws > 0 && ws <= (MM_DEFAULT_WS_BUDGET));
     CHECK_EQ_INT(ws % ((size_t)c1.ow * 147 * 4), 0); /* whole output rows */
     /* A small convolution gets exactly its whole im2col matrix. */
     mm_conv_dims s = {.n = 2, .h = 8, .w = 8, .c = 4, .k = 4, .r = 3, .s = 3, .stride_h = 1,
@@ -177,7 +180,7 @@ MM_TEST(conv_backward_matches_finite_differences)
         free(x), free(w), free(b), free(g), free(y), free(ws);
         free(dx), free(w0), free(dw), free(b0), free(db);
     }
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 /* A chunked run must equal the unchunked one (the same GEMMs on fewer rows). */
@@ -205,7 +208,7 @@ MM_TEST(conv_chunking_does_not_change_results)
     CHECK_ARRAYS("dw", dw[1], dw[0], nw, 1e-5, 1e-5);
     for (int v = 0; v < 2; v++) free(y[v]), free(dx[v]), free(dw[v]);
     free(x), free(w), free(b), free(g);
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 /* ======================= batch norm ======================= */

@@ -7,7 +7,7 @@
 
 #include <cblas.h>
 
-/* Bytes of im2col matrix per convolution chunk (conv2d.c; default 64 MB). Tests lower it to run
+/* Bytes of im2col matrix per convolution chunk (conv2d.c; default 32 MB). Tests lower it to run
  * many chunk boundaries on small shapes; set it before asking for the workspace size. */
 extern size_t mm_cpu_conv_ws_budget;
 
