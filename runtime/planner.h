@@ -15,7 +15,9 @@
  * labels, sample weights) in an input buffer.
  *
  * The plan depends only on shapes and the backend's workspace needs, so it is the same on cpu and
- * meta (the meta backend gives exact peaks for full-size models on any machine). */
+ * meta (the meta backend gives exact peaks for full-size models on any machine).
+ *
+ * MM_NO_INPLACE=1 in the environment turns in-place execution off (for debugging a kernel). */
 #ifndef MM_PLANNER_H
 #define MM_PLANNER_H
 
