@@ -195,6 +195,9 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     } else if (m->logits >= 0) {
         m->probs = mm_softmax(m->g, m->logits);
     }
+    /* The caller reads logits and probabilities after a run. */
+    if (m->logits >= 0) mm_graph_keep(m->g, m->logits);
+    if (m->probs >= 0) mm_graph_keep(m->g, m->probs);
     st = mm_graph_status(m->g);
     if (st != MM_OK) {
         st = graph_failed(m, st);
