@@ -204,7 +204,11 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
         mm_model_free(m);
         return st;
     }
-    if (cfg->training) {
+    if (!cfg->training) {
+        /* Evaluation: no backward, so no parameter needs gradient memory. */
+        for (int id = 0; id < m->g->n_values; id++)
+            if (mm_graph_value(m->g, id)->kind == MM_VALUE_PARAM) mm_graph_set_frozen(m->g, id, true);
+    } else {
         st = freeze(m);
         if (st == MM_OK) st = mm_graph_backward(m->g, m->loss);
         if (st == MM_OK) st = mm_graph_status(m->g);

@@ -13,5 +13,8 @@ typedef struct mm_command {
 
 int mm_cmd_version(int argc, char **argv);
 int mm_cmd_devices(int argc, char **argv);
+int mm_cmd_forward(int argc, char **argv);
+int mm_cmd_summary(int argc, char **argv);
+int mm_cmd_plan(int argc, char **argv);
 
 #endif
