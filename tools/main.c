@@ -7,6 +7,7 @@
 static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+    {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
     {"forward", mm_cmd_forward, "evaluation forward pass of a net with torchvision weights"},
     {"summary", mm_cmd_summary, "layers, parameters, FLOPs and planned memory of a model"},
     {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
