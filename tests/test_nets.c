@@ -470,7 +470,7 @@ MM_TEST(init_follows_torchvision)
     mm_model_config c = mm_model_config_default(MM_MODEL_TORCHVISION, MM_TRUNK_RESNET50);
     mm_model m;
     CHECK(mm_model_build(&m, &c) == MM_OK);
-    float *buf = malloc((size_t)2048 * 1000 * 4), *again = malloc((size_t)2048 * 1000 * 4);
+    float *buf = malloc((size_t)4096 * 1000 * 4), *again = malloc((size_t)4096 * 1000 * 4);
     double mean, sd, lo, hi;
     /* layer3.0.conv2 [256,3,3,256]: kaiming normal, fan_out = 256*9. */
     int id = mm_graph_find(m.g, "layer3.0.conv2.weight");
