@@ -243,6 +243,13 @@ mm_status mm_model_load(const mm_model *m, mm_session *s, const char *path, mm_l
  * rename). PyTorch's load_state_dict(strict=False) reads it; num_batches_tracked is not written. */
 mm_status mm_model_save(const mm_model *m, const mm_session *s, const char *path);
 
+/* Copies every parameter and running statistic that both models have (same name and shape) from
+ * one session to the other, e.g. when the trainer rebuilds the graph for the next stage of a
+ * schedule (other trainable parameters, so another plan). Returns the number of tensors copied in
+ * *copied (may be NULL). */
+mm_status mm_model_copy_weights(const mm_model *dst, mm_session *ds, const mm_model *src,
+                                const mm_session *ss, int *copied);
+
 /* Per-tensor layout conversion between our layout and PyTorch's, for any value of the model (other
  * checkpoint writers use these for optimizer moments too). torch_shape gets PyTorch's shape. */
 void mm_model_torch_shape(const mm_model *m, int value, int *ndim, int64_t *shape);

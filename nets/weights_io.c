@@ -248,3 +248,32 @@ mm_status mm_model_save(const mm_model *m, const mm_session *s, const char *path
     free(ids);
     return st;
 }
+
+mm_status mm_model_copy_weights(const mm_model *dst, mm_session *ds, const mm_model *src,
+                                const mm_session *ss, int *copied)
+{
+    int n = 0;
+    size_t cap = 0;
+    float *buf = NULL;
+    mm_status st = MM_OK;
+    for (int id = 0; id < dst->g->n_values && st == MM_OK; id++) {
+        if (!is_weight_value(dst, id)) continue;
+        const mm_value *d = mm_graph_value(dst->g, id);
+        int sid = mm_graph_find(src->g, d->name);
+        if (sid < 0 || !is_weight_value(src, sid)) continue;
+        const mm_value *s = mm_graph_value(src->g, sid);
+        if (!mm_shape_equal(d->ndim, d->shape, s->ndim, s->shape)) continue;
+        size_t bytes = mm_value_bytes(d);
+        if (bytes > cap) {
+            free(buf);
+            buf = mm_xmalloc(bytes);
+            cap = bytes;
+        }
+        st = mm_session_read(ss, sid, buf, bytes);
+        if (st == MM_OK) st = mm_session_write(ds, id, buf, bytes);
+        n++;
+    }
+    free(buf);
+    if (copied) *copied = n;
+    return st;
+}

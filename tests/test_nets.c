@@ -612,6 +612,27 @@ MM_TEST(save_and_load_round_trip)
     free(pa);
     free(pb);
 
+    /* Copying by name between sessions (a rebuilt graph for the next training stage). */
+    mm_model m2;
+    mm_model_config c2 = c;
+    c2.training = true;
+    c2.batch = 2;
+    c2.trainable = "top.";
+    mm_session s2;
+    CHECK(mm_model_build(&m2, &c2) == MM_OK);
+    CHECK(mm_session_init(&s2, m2.g, cpu, 2) == MM_OK);
+    int copied = 0;
+    CHECK(mm_model_copy_weights(&m2, &s2, &m, &a, &copied) == MM_OK);
+    size_t n2;
+    float *p2 = read_all(&m2, &s2, &n2);
+    pa = read_all(&m, &a, &na);
+    CHECK(n2 == na && !memcmp(p2, pa, na));
+    CHECK(copied > 30);
+    free(p2);
+    free(pa);
+    mm_session_free(&s2);
+    mm_model_free(&m2);
+
     /* The file is in PyTorch's layout with metadata naming the model. */
     mm_safetensors *f;
     CHECK(mm_safetensors_open(&f, path) == MM_OK);
