@@ -11,6 +11,9 @@ static const mm_command commands[] = {
     {"index", mm_cmd_index, "index a CBIS-DDSM or INbreast download: labels, ROIs, split"},
     {"prep", mm_cmd_prep, "convert an index's images and masks to training-size PNGs"},
     {"patches", mm_cmd_patches, "sample the 5-class patch set (background, calc/mass x ben/mal)"},
+    {"forward", mm_cmd_forward, "evaluation forward pass of a net with torchvision weights"},
+    {"summary", mm_cmd_summary, "layers, parameters, FLOPs and planned memory of a model"},
+    {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
