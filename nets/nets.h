@@ -161,6 +161,9 @@ typedef struct mm_model_config {
      * NULL or "" = all. Others are frozen (no gradient memory, no weight-gradient kernels). */
     const char *trainable;
     uint64_t dropout_seed;
+    /* Storage type of the activations (graph.h act_dtype): MM_F32, or MM_BF16 for the CUDA
+     * backend's bf16 precision. */
+    mm_dtype act_dtype;
 } mm_model_config;
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

@@ -164,7 +164,8 @@ static mm_status load_all(const mm_model *m, mm_session *s, mm_safetensors *f, m
         model_label(label, sizeof label, m);
         for (int i = 0; i < mm_safetensors_count(f) && st == MM_OK; i++) {
             const char *name = mm_safetensors_entry(f, i)->name;
-            if (ends_with(name, ".num_batches_tracked")) continue;
+            /* torchvision's counters, and the optimizer state a checkpoint carries */
+            if (ends_with(name, ".num_batches_tracked") || !strncmp(name, "optimizer.", 10)) continue;
             int id = mm_graph_find(m->g, name);
             if (id < 0 || !is_weight_value(m, id))
                 st = mm_fail(MM_ERR_FORMAT, "%s: tensor '%s' is not part of the %s model (weights "
