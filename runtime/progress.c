@@ -110,7 +110,8 @@ static void describe(const mm_progress *p, char *head, size_t head_size, char *t
     snprintf(head, head_size, "%s%s%s", p->label, p->label[0] ? " " : "", ep);
     char loss[32], rate[32], eta[32];
     double l = mm_progress_loss(p), r = mm_progress_images_per_s(p);
-    if (isfinite(l)) snprintf(loss, sizeof loss, "%.4g", l);
+    if (isfinite(l) && fabs(l) >= 1e-3 && fabs(l) < 1e4) snprintf(loss, sizeof loss, "%.4f", l);
+    else if (isfinite(l)) snprintf(loss, sizeof loss, "%.3e", l);
     else snprintf(loss, sizeof loss, "-");
     if (isfinite(r)) snprintf(rate, sizeof rate, "%.1f", r);
     else snprintf(rate, sizeof rate, "-");

@@ -316,3 +316,286 @@ MM_TEST(scores_list_grows)
     CHECK_EQ_INT(sc.n, 0);
     mm_scores_free(&sc);
 }
+
+/* ---- predictions CSV ---- */
+
+#include <jansson.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "../train/evaluate.h"
+#include "../train/predictions.h"
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+/* Runs the built mammo binary with `args`; stdout and stderr go to *out (malloc'd). Returns the
+ * exit status. */
+static int run_mammo(const char *args, char **out)
+{
+    char log[600], cmd[4096];
+    snprintf(log, sizeof log, "%s/cmd-output.txt", mm_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s > '%s' 2>&1", MM_MAMMO_EXE, args, log);
+    int st = system(cmd);
+    *out = read_text(log);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+MM_TEST(predictions_write_read_roundtrip)
+{
+    const char *names[2] = {"1", "b,2"};
+    mm_predictions p, q;
+    mm_predictions_init(&p, 2, names);
+    double ms[2] = {0.25, 0.125};
+    mm_predictions_add(&p, "a.png", 1, 0.875, ms);
+    mm_predictions_add(&p, "dir/with,comma.png", 0, 0.1, ms);
+    mm_predictions_add(&p, "quote\"and\nnewline.png", -1, 1.0 / 3, ms);
+    mm_predictions_add(&p, "z.png", 0, 0.0f + 1e-7, ms);
+    char path[600];
+    snprintf(path, sizeof path, "%s/pred.csv", mm_test_tmpdir());
+    CHECK(mm_predictions_write(&p, path) == MM_OK);
+    char *text = read_text(path);
+    CHECK(text && !strncmp(text, "image,label,score,score_1,\"score_b,2\"\n", 38));
+    free(text);
+    CHECK(mm_predictions_read(&q, path) == MM_OK);
+    CHECK_EQ_INT(q.n, 4);
+    CHECK_EQ_INT(q.n_models, 2);
+    CHECK(!strcmp(q.model_name[1], "b,2"));
+    for (int64_t i = 0; i < p.n && i < q.n; i++) {
+        CHECK(!strcmp(p.image[i], q.image[i]));
+        CHECK_EQ_INT(p.label[i], q.label[i]);
+        CHECK((float)p.score[i] == (float)q.score[i]); /* 9 digits: a float round-trips */
+        for (int m = 0; m < 2; m++)
+            CHECK_CLOSE(q.model_score[i * 2 + m], ms[m], 0, 0);
+    }
+    double *s;
+    int *y;
+    int64_t n;
+    mm_predictions_labelled(&s, &y, &n, &q, 1);
+    CHECK_EQ_INT(n, 3);
+    CHECK(y[0] == 1 && y[1] == 0 && y[2] == 0 && s[0] == 0.125);
+    free(s);
+    free(y);
+    mm_predictions_free(&p);
+    mm_predictions_free(&q);
+}
+
+MM_TEST(predictions_reader_accepts_bom_crlf_any_order_extra_columns)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/p.csv", mm_test_tmpdir());
+    write_file(path, "\xEF\xBB\xBFpatient,score,label,image\r\nP1, 0.5 ,1,a.png\r\n\r\n"
+                     "P2,0.25,,\"b \"\"x\"\".png\"\r\n");
+    mm_predictions p;
+    CHECK(mm_predictions_read(&p, path) == MM_OK);
+    CHECK_EQ_INT(p.n, 2);
+    CHECK_EQ_INT(p.n_models, 0);
+    if (p.n == 2) {
+        CHECK(!strcmp(p.image[1], "b \"x\".png"));
+        CHECK(p.label[1] == MM_LABEL_UNKNOWN && p.label[0] == 1);
+        CHECK(p.score[0] == 0.5 && p.score[1] == 0.25);
+    }
+    mm_predictions_free(&p);
+}
+
+MM_TEST(predictions_reader_errors)
+{
+    struct {
+        const char *text, *want;
+    } cases[] = {
+        {"", "empty file"},
+        {"image,label,score\n", "no rows"},
+        {"image,label,prob\na.png,1,0.5\n", "no 'score' column"},
+        {"name,label,score\na.png,1,0.5\n", "no 'image' column"},
+        {"image,score\na.png,0.5\n", "no 'label' column"},
+        {"image,label,score\na.png,1\n", "line 2: 2 fields, but the header has 3"},
+        {"image,label,score\na.png,1,0.5\nb.png,0,high\n", "line 3: score 'high' is not a number"},
+        {"image,label,score\na.png,1,nan\n", "score 'nan' is not a number"},
+        {"image,label,score\na.png,1,1.5\n", "not a probability in [0, 1]"},
+        {"image,label,score\na.png,2,0.5\n", "label '2' is not 0, 1 or -1"},
+        {"image,label,score\na.png,1,0.5\na.png,0,0.2\n", "'a.png' appears more than once"},
+        {"image,label,score\n\"a.png,1,0.5\n", "line 2: a quoted field is not closed"},
+        {"image,label,score\n\"a\"x,1,0.5\n", "text after a closing quote"},
+        {"image,label,score\n,1,0.5\n", "empty image path"},
+        {"image,label,score,score_1\na.png,1,0.5,x\n", "score_1 'x' is not a number"},
+    };
+    char path[600];
+    snprintf(path, sizeof path, "%s/bad.csv", mm_test_tmpdir());
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_file(path, cases[i].text);
+        mm_predictions p;
+        mm_status st = mm_predictions_read(&p, path);
+        CHECK_MSG(st == MM_ERR_FORMAT, "case %zu: status %d", i, (int)st);
+        CHECK_MSG(strstr(mm_last_error(), cases[i].want) && strstr(mm_last_error(), path),
+                  "case %zu: message '%s' lacks '%s'", i, mm_last_error(), cases[i].want);
+        mm_predictions_free(&p);
+    }
+    mm_predictions p;
+    snprintf(path, sizeof path, "%s/missing.csv", mm_test_tmpdir());
+    CHECK(mm_predictions_read(&p, path) == MM_ERR_IO);
+    CHECK(strstr(mm_last_error(), "missing.csv") != NULL);
+    mm_predictions_free(&p);
+}
+
+/* A predictions file of n images with signal, written through the library's writer; returns
+ * the exact AUC computed here. */
+static double make_predictions_file(const char *path, int64_t n, uint64_t seed, int unlabelled)
+{
+    double *s = malloc((size_t)n * sizeof *s);
+    int *y = malloc((size_t)n * sizeof *y);
+    make_data(s, y, n, seed, 40, 0.35, 12);
+    mm_predictions p;
+    const char *names[1] = {"1"};
+    mm_predictions_init(&p, 1, names);
+    for (int64_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "img_%03lld.png", (long long)i);
+        double ms = s[i] * 0.9;
+        mm_predictions_add(&p, name, y[i], s[i], &ms);
+    }
+    for (int i = 0; i < unlabelled; i++) {
+        char name[64];
+        double ms = 0.5;
+        snprintf(name, sizeof name, "unlabelled_%d.png", i);
+        mm_predictions_add(&p, name, -1, 0.5, &ms);
+    }
+    CHECK(mm_predictions_write(&p, path) == MM_OK);
+    mm_predictions_free(&p);
+    double auc = NAN;
+    CHECK(mm_auc(&auc, s, y, n) == MM_OK);
+    free(s);
+    free(y);
+    return auc;
+}
+
+MM_TEST(eval_command_prints_and_writes_metrics)
+{
+    char pred[600], out[600], args[2000];
+    snprintf(pred, sizeof pred, "%s/pred.csv", mm_test_tmpdir());
+    snprintf(out, sizeof out, "%s/metrics.json", mm_test_tmpdir());
+    double auc = make_predictions_file(pred, 300, 11, 3);
+    snprintf(args, sizeof args, "eval --pred '%s' --threshold 0.4 --bootstrap 500 --seed 5 --out '%s'",
+             pred, out);
+    char *text;
+    int rc = run_mammo(args, &text);
+    CHECK_EQ_INT(rc, 0);
+    char want[64];
+    snprintf(want, sizeof want, "AUC          %.4f", auc);
+    CHECK_MSG(text && strstr(text, want), "output lacks '%s':\n%s", want, text ? text : "");
+    CHECK(text && strstr(text, "3 unlabelled") && strstr(text, "500 resamples"));
+    free(text);
+
+    /* The JSON: the same numbers, recomputed here from the file. */
+    json_error_t err;
+    json_t *j = json_load_file(out, 0, &err);
+    CHECK(j != NULL);
+    mm_predictions p;
+    CHECK(mm_predictions_read(&p, pred) == MM_OK);
+    double *s;
+    int *y;
+    int64_t n;
+    mm_predictions_labelled(&s, &y, &n, &p, -1);
+    mm_threshold_metrics t;
+    mm_threshold_metrics_compute(&t, s, y, n, 0.4);
+    mm_roc_point *roc;
+    int64_t m;
+    CHECK(mm_roc_curve(&roc, &m, s, y, n) == MM_OK);
+    CHECK_CLOSE(json_real_value(json_object_get(j, "auc")), auc, 1e-9, 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "images")), 303);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "labelled")), 300);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "tp")), t.tp);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "fp")), t.fp);
+    CHECK_CLOSE(json_real_value(json_object_get(j, "sensitivity")), t.sensitivity, 1e-9, 0);
+    CHECK_CLOSE(json_real_value(json_object_get(j, "specificity")), t.specificity, 1e-9, 0);
+    json_t *ci = json_object_get(j, "auc_ci");
+    double lo = json_real_value(json_object_get(ci, "lo"));
+    double hi = json_real_value(json_object_get(ci, "hi"));
+    CHECK(lo < auc && auc < hi && hi - lo < 0.3);
+    CHECK_EQ_INT(json_integer_value(json_object_get(ci, "resamples")), 500);
+    json_t *r = json_object_get(j, "roc");
+    CHECK_EQ_INT(json_array_size(json_object_get(r, "fpr")), m);
+    CHECK_EQ_INT(json_array_size(json_object_get(r, "tpr")), m);
+    CHECK(json_is_null(json_array_get(json_object_get(r, "threshold"), 0)));
+    CHECK_CLOSE(json_real_value(json_array_get(json_object_get(r, "fpr"), m - 1)), 1, 0, 0);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "models")), 1);
+    /* Reading it back gives the same evaluation. */
+    mm_eval e;
+    CHECK(mm_eval_read_json(&e, out) == MM_OK);
+    CHECK_EQ_INT(e.n_roc, m);
+    CHECK_CLOSE(e.ci.lo, lo, 0, 0);
+    CHECK(isinf(e.roc[0].threshold));
+    CHECK_CLOSE(mm_roc_area(e.roc, e.n_roc), auc, 1e-9, 0);
+    CHECK_EQ_INT(e.n_models, 1);
+    mm_eval_free(&e);
+    free(roc);
+    free(s);
+    free(y);
+    mm_predictions_free(&p);
+    json_decref(j);
+}
+
+MM_TEST(eval_command_bad_input_one_line_exit_1)
+{
+    const char *dir = mm_test_tmpdir();
+    char good[600], one[600], cols[600], nonnum[600], out[600];
+    snprintf(good, sizeof good, "%s/good.csv", dir);
+    snprintf(one, sizeof one, "%s/one.csv", dir);
+    snprintf(cols, sizeof cols, "%s/cols.csv", dir);
+    snprintf(nonnum, sizeof nonnum, "%s/nonnum.csv", dir);
+    snprintf(out, sizeof out, "%s/never.json", dir);
+    make_predictions_file(good, 50, 3, 0);
+    write_file(one, "image,label,score\na.png,1,0.9\nb.png,1,0.2\nc.png,-1,0.5\n");
+    write_file(cols, "image,truth,score\na.png,1,0.9\n");
+    write_file(nonnum, "image,label,score\na.png,1,0.9\nb.png,0,abc\n");
+    struct {
+        const char *args, *want;
+    } cases[] = {
+        {"eval --pred '%s/missing.csv' --out '%s'", "missing.csv: cannot open"},
+        {"eval --pred '%s/one.csv' --out '%s'", "AUC needs both classes"},
+        {"eval --pred '%s/cols.csv' --out '%s'", "no 'label' column"},
+        {"eval --pred '%s/nonnum.csv' --out '%s'", "line 3: score 'abc' is not a number"},
+        {"eval --pred '%s/good.csv' --bootstrap 0 --out '%s'", "--bootstrap 0"},
+        {"eval --pred '%s/good.csv' --threshold x --out '%s'", "--threshold x: not a number"},
+        {"eval --pred '%s/good.csv' --level 1.5 --out '%s'", "--level 1.5"},
+        {"eval '%s' --out '%s'", "--pred"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[2000];
+        snprintf(args, sizeof args, cases[i].args, dir, out);
+        char *text;
+        int rc = run_mammo(args, &text);
+        CHECK_MSG(rc == 1, "case %zu: exit %d", i, rc);
+        CHECK_MSG(text && !strncmp(text, "mammo: ", 7) && count_lines(text) == 1 &&
+                      strstr(text, cases[i].want),
+                  "case %zu: output '%s' lacks '%s' on one line", i, text ? text : "",
+                  cases[i].want);
+        free(text);
+        struct stat st;
+        CHECK_MSG(stat(out, &st) != 0, "case %zu: wrote %s", i, out);
+    }
+}
