@@ -123,8 +123,10 @@ static void draw_bar(mm_progress *p)
 {
     char head[128], tail[128], count[64], line[512];
     describe(p, head, sizeof head, tail, sizeof tail);
-    if (p->steps > 0) snprintf(count, sizeof count, "%lld/%lld", (long long)p->step, (long long)p->steps);
-    else snprintf(count, sizeof count, "%lld", (long long)p->step);
+    if (p->steps > 0)
+        snprintf(count, sizeof count, "%lld/%lld", (long long)p->step, (long long)p->steps);
+    else
+        snprintf(count, sizeof count, "%lld", (long long)p->step);
     /* The bar takes what the text leaves of the terminal's width, 10 to 30 cells, or is left
      * out on a narrow terminal; the line must never wrap or \r would not return to its start. */
     int text = (int)(strlen(head) + strlen(count) + strlen(tail)) + 6;

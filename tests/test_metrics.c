@@ -499,8 +499,8 @@ MM_TEST(eval_command_prints_and_writes_metrics)
     snprintf(pred, sizeof pred, "%s/pred.csv", mm_test_tmpdir());
     snprintf(out, sizeof out, "%s/metrics.json", mm_test_tmpdir());
     double auc = make_predictions_file(pred, 300, 11, 3);
-    snprintf(args, sizeof args, "eval --pred '%s' --threshold 0.4 --bootstrap 500 --seed 5 --out '%s'",
-             pred, out);
+    snprintf(args, sizeof args,
+             "eval --pred '%s' --threshold 0.4 --bootstrap 500 --seed 5 --out '%s'", pred, out);
     char *text;
     int rc = run_mammo(args, &text);
     CHECK_EQ_INT(rc, 0);

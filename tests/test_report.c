@@ -426,7 +426,8 @@ static int64_t make_run(const char *dir, int steps_per_epoch, int epochs, int va
     free(roc);
 
     path = path_in(dir, "config.json");
-    write_file(path, "{\"net\": \"resnet50\", \"top\": {\"spec\": \"512-512-1024x2\", \"blocks\": 2},"
+    write_file(path, "{\"net\": \"resnet50\", "
+                     "\"top\": {\"spec\": \"512-512-1024x2\", \"blocks\": 2},"
                      " \"stages\": [{\"epochs\": 2, \"lr\": 0.0001}], \"note\": \"<b>x</b>\"}");
     free(path);
     return m;

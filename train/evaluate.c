@@ -37,7 +37,8 @@ mm_status mm_eval_predictions(mm_eval *e, const mm_predictions *p, const char *s
     else if (e->positives == 0 || e->negatives == 0)
         st = mm_fail(MM_ERR_FORMAT,
                      "%s: all %lld labelled images are %s; AUC needs both classes", source,
-                     (long long)n, e->positives ? "malignant (label 1)" : "not malignant (label 0)");
+                     (long long)n,
+                     e->positives ? "malignant (label 1)" : "not malignant (label 0)");
     if (st == MM_OK) st = mm_auc_bootstrap(&e->ci, s, y, n, resamples, level, seed);
     if (st == MM_OK) st = mm_roc_curve(&e->roc, &e->n_roc, s, y, n);
     if (st == MM_OK) mm_threshold_metrics_compute(&e->at, s, y, n, threshold);

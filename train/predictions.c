@@ -101,7 +101,8 @@ static void csv_push(csv_in *c, const char *s, size_t len)
 
 static int at_eol(const csv_in *c)
 {
-    return c->p == c->end || *c->p == '\n' || (*c->p == '\r' && c->p + 1 < c->end && c->p[1] == '\n');
+    return c->p == c->end || *c->p == '\n' ||
+           (*c->p == '\r' && c->p + 1 < c->end && c->p[1] == '\n');
 }
 
 static void skip_eol(csv_in *c)
@@ -204,7 +205,9 @@ static mm_status read_rows(mm_predictions *p, csv_in *c)
 {
     int got;
     MM_TRY(csv_next(c, &got));
-    if (!got) return mm_fail(MM_ERR_FORMAT, "%s: empty file; expected a header row image,label,score", c->path);
+    if (!got)
+        return mm_fail(MM_ERR_FORMAT, "%s: empty file; expected a header row image,label,score",
+                       c->path);
     int n_cols = c->n, col_image = -1, col_label = -1, col_score = -1;
     int *model_col = mm_xmalloc((size_t)n_cols * sizeof *model_col);
     const char **names = mm_xmalloc((size_t)n_cols * sizeof *names);
@@ -220,7 +223,10 @@ static mm_status read_rows(mm_predictions *p, csv_in *c)
             names[n_models++] = h + 6;
         }
     }
-    const char *missing = col_image < 0 ? "image" : col_label < 0 ? "label" : col_score < 0 ? "score" : NULL;
+    const char *missing = col_image < 0   ? "image"
+                          : col_label < 0 ? "label"
+                          : col_score < 0 ? "score"
+                                          : NULL;
     if (missing) {
         mm_strbuf cols;
         mm_strbuf_init(&cols);
@@ -247,7 +253,8 @@ static mm_status read_rows(mm_predictions *p, csv_in *c)
         }
         const char *image = c->field[col_image];
         if (!image[0]) {
-            st = mm_fail(MM_ERR_FORMAT, "%s line %lld: empty image path", c->path, (long long)c->rec_line);
+            st = mm_fail(MM_ERR_FORMAT, "%s line %lld: empty image path", c->path,
+                         (long long)c->rec_line);
             break;
         }
         char *lab = c->field[col_label];
@@ -282,7 +289,8 @@ static mm_status read_rows(mm_predictions *p, csv_in *c)
     qsort(sorted, (size_t)p->n, sizeof *sorted, cmp_str_ptr);
     for (int64_t i = 1; i < p->n && st == MM_OK; i++)
         if (!strcmp(sorted[i], sorted[i - 1]))
-            st = mm_fail(MM_ERR_FORMAT, "%s: image '%s' appears more than once", c->path, sorted[i]);
+            st = mm_fail(MM_ERR_FORMAT, "%s: image '%s' appears more than once", c->path,
+                         sorted[i]);
     free(sorted);
     return st;
 }

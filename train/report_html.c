@@ -237,9 +237,12 @@ static void section_summary(mm_strbuf *b, const report *r)
     }
     if (isfinite(best_value)) {
         char title[96];
-        if (!strcmp(metric, "val_auc")) snprintf(title, sizeof title, "Best validation AUC");
-        else if (!strcmp(metric, "val_acc")) snprintf(title, sizeof title, "Best validation accuracy");
-        else snprintf(title, sizeof title, "Best %.80s", metric);
+        if (!strcmp(metric, "val_auc"))
+            snprintf(title, sizeof title, "Best validation AUC");
+        else if (!strcmp(metric, "val_acc"))
+            snprintf(title, sizeof title, "Best validation accuracy");
+        else
+            snprintf(title, sizeof title, "Best %.80s", metric);
         snprintf(v, sizeof v, "%.4f", best_value);
         if (best_at >= 0 && log->n_epochs)
             snprintf(d, sizeof d, "epoch %d of %d", best_at, log->epochs[log->n_epochs - 1].epoch);
@@ -306,7 +309,8 @@ static void section_loss(mm_strbuf *b, const report *r)
         mm_strbuf_puts(b, "<p class=\"note\">No training steps logged yet.</p></section>\n");
         return;
     }
-    double *x = mm_xmalloc((size_t)(n + 1) * sizeof *x), *y = mm_xmalloc((size_t)(n + 1) * sizeof *y);
+    double *x = mm_xmalloc((size_t)(n + 1) * sizeof *x);
+    double *y = mm_xmalloc((size_t)(n + 1) * sizeof *y);
     double *ma = mm_xmalloc((size_t)(n + 1) * sizeof *ma);
     for (int64_t i = 0; i < n; i++) {
         x[i] = (double)log->steps[i].step;
@@ -366,7 +370,8 @@ static void section_loss(mm_strbuf *b, const report *r)
     double *ex = mm_xmalloc((size_t)(ne + 1) * sizeof *ex);
     double *ey = mm_xmalloc((size_t)(ne + 1) * sizeof *ey);
     double *vy = mm_xmalloc((size_t)(ne + 1) * sizeof *vy);
-    char **tt = mm_xcalloc((size_t)(ne + 1), sizeof *tt), **vt = mm_xcalloc((size_t)(ne + 1), sizeof *vt);
+    char **tt = mm_xcalloc((size_t)(ne + 1), sizeof *tt); /* tooltips */
+    char **vt = mm_xcalloc((size_t)(ne + 1), sizeof *vt);
     int have_val_loss = 0, have_train_loss = 0;
     for (int i = 0; i < ne; i++) {
         const mm_run_epoch *e = &log->epochs[i];
@@ -415,7 +420,7 @@ static void section_loss(mm_strbuf *b, const report *r)
     if (m >= 100) {
         qsort(sorted, (size_t)m, sizeof *sorted, cmp_double);
         double p99 = sorted[(m * 99) / 100], lo = sorted[0], hi = sorted[m - 1];
-        if (hi - lo > 2 * (p99 - lo) && p99 > lo) {
+        if (hi - lo > 3 * (p99 - lo) && p99 > lo) {
             p.fixed_y = true;
             p.ymin = lo - 0.05 * (p99 - lo);
             p.ymax = p99 + 0.15 * (p99 - lo);
