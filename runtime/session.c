@@ -109,6 +109,33 @@ mm_status mm_session_read(const mm_session *s, int value, void *host, size_t byt
     return MM_OK;
 }
 
+static mm_status opt_slot(const mm_session *s, int param, int slot, size_t bytes, char **where)
+{
+    MM_TRY(check_copy(s, param, bytes, "optimizer state"));
+    const mm_value *v = mm_graph_value(s->g, param);
+    if (v->kind != MM_VALUE_PARAM || v->frozen || slot < 0 || slot >= s->plan.opt_slots)
+        return mm_fail(MM_ERR_ARG, "optimizer state of %s: not a trainable parameter with slot %d",
+                       v->name, slot);
+    *where = (char *)s->opt + (size_t)slot * s->plan.trainable_bytes + s->plan.offset[param];
+    return MM_OK;
+}
+
+mm_status mm_session_write_opt(mm_session *s, int param, int slot, const void *host, size_t bytes)
+{
+    char *dst;
+    MM_TRY(opt_slot(s, param, slot, bytes, &dst));
+    s->be->copy_to_device(s->be, dst, host, bytes);
+    return MM_OK;
+}
+
+mm_status mm_session_read_opt(const mm_session *s, int param, int slot, void *host, size_t bytes)
+{
+    char *src;
+    MM_TRY(opt_slot(s, param, slot, bytes, &src));
+    s->be->copy_to_host(s->be, host, src, bytes);
+    return MM_OK;
+}
+
 /* Dropout draws a fresh mask every step: the node's seed is mixed with the step number. */
 static void run_node(mm_session *s, int id)
 {

@@ -33,6 +33,11 @@ mm_tensor mm_session_tensor(const mm_session *s, int value);
 mm_status mm_session_write(mm_session *s, int value, const void *host, size_t bytes);
 mm_status mm_session_read(const mm_session *s, int value, void *host, size_t bytes);
 
+/* Host <-> device copies of a trainable parameter's optimizer slot (0: Adam's first moment or SGD's
+ * momentum, 1: Adam's second moment), for checkpoints. A frozen parameter has none (MM_ERR_ARG). */
+mm_status mm_session_write_opt(mm_session *s, int param, int slot, const void *host, size_t bytes);
+mm_status mm_session_read_opt(const mm_session *s, int param, int slot, void *host, size_t bytes);
+
 /* Runs the forward nodes only (inference, or the loss before deciding to step). */
 void mm_session_forward(mm_session *s);
 /* Zeroes the gradients and runs every node: forward then backward. */

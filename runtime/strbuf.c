@@ -1,13 +1,12 @@
 /* A growable text buffer and atomic whole-file writes: see strbuf.h. */
 #include "strbuf.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "atomic_file.h"
 
 void mm_strbuf_init(mm_strbuf *b) { memset(b, 0, sizeof *b); }
 
@@ -54,44 +53,12 @@ const char *mm_strbuf_str(const mm_strbuf *b) { return b->data ? b->data : ""; }
 
 mm_status mm_write_text_atomic(const char *path, const char *data, size_t n)
 {
-    size_t plen = strlen(path);
-    char *tmp = mm_xmalloc(plen + 16);
-    /* The temporary name sits next to the destination (same file system, so rename() is
-     * atomic); mkstemp makes it unique. */
-    const char *slash = strrchr(path, '/');
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    memcpy(tmp, path, dir_len);
-    snprintf(tmp + dir_len, plen + 16 - dir_len, ".%s.XXXXXX", path + dir_len);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        mm_status s = mm_fail(MM_ERR_IO, "%s: cannot create a temporary file next to it: %s",
-                              path, strerror(errno));
-        free(tmp);
+    mm_atomic_file af;
+    MM_TRY(mm_atomic_file_open(&af, path));
+    mm_status s = mm_atomic_file_write(&af, data, n);
+    if (s != MM_OK) {
+        mm_atomic_file_abort(&af);
         return s;
     }
-    const char *p = data;
-    size_t left = n;
-    int err = 0;
-    /* mkstemp creates the file 0600; outputs are ordinary files others may read. */
-    if (fchmod(fd, 0644) != 0) err = errno;
-    while (!err && left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (!err && fsync(fd) != 0) err = errno;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        free(tmp);
-        return mm_fail(MM_ERR_IO, "%s: cannot write: %s", path, strerror(err));
-    }
-    free(tmp);
-    return MM_OK;
+    return mm_atomic_file_commit(&af);
 }

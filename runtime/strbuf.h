@@ -1,8 +1,7 @@
 /* A growable text buffer, and writing a whole buffer to a file atomically.
  *
- * Used to build CSV, JSON and HTML output in memory and then put it on disk in one step: the
- * text goes to a temporary file in the destination's folder, which is flushed, synced and
- * renamed over the destination, so a reader (or a crash) never sees a half-written file. */
+ * Used to build CSV, JSON and HTML output in memory and then put it on disk in one step, so a
+ * reader (or a crash) never sees a half-written file. */
 #ifndef MM_STRBUF_H
 #define MM_STRBUF_H
 
@@ -23,8 +22,9 @@ void mm_strbuf_printf(mm_strbuf *b, const char *fmt, ...) __attribute__((format(
 /* The text so far ("" when empty). */
 const char *mm_strbuf_str(const mm_strbuf *b);
 
-/* Writes bytes [0, n) to `path` through a temporary file in the same folder and rename(); on
- * failure the temporary file is removed, `path` is untouched, and the error names `path`. */
+/* Writes bytes [0, n) to `path` through a temporary file in the same folder and rename()
+ * (runtime/atomic_file.h); on failure the temporary file is removed, `path` is untouched, and
+ * the error names `path`. */
 mm_status mm_write_text_atomic(const char *path, const char *data, size_t n);
 
 #endif

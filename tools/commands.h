@@ -13,6 +13,7 @@ typedef struct mm_command {
 
 int mm_cmd_version(int argc, char **argv);
 int mm_cmd_devices(int argc, char **argv);
+int mm_cmd_dicom(int argc, char **argv);
 int mm_cmd_eval(int argc, char **argv);
 int mm_cmd_report(int argc, char **argv);
 

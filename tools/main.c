@@ -7,6 +7,7 @@
 static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+    {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
     {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
     {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},
 };
