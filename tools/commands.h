@@ -20,5 +20,7 @@ int mm_cmd_patches(int argc, char **argv);
 int mm_cmd_forward(int argc, char **argv);
 int mm_cmd_summary(int argc, char **argv);
 int mm_cmd_plan(int argc, char **argv);
+int mm_cmd_eval(int argc, char **argv);
+int mm_cmd_report(int argc, char **argv);
 
 #endif

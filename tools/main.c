@@ -14,6 +14,8 @@ static const mm_command commands[] = {
     {"forward", mm_cmd_forward, "evaluation forward pass of a net with torchvision weights"},
     {"summary", mm_cmd_summary, "layers, parameters, FLOPs and planned memory of a model"},
     {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
+    {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
+    {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
