@@ -14,5 +14,6 @@ typedef struct mm_command {
 int mm_cmd_version(int argc, char **argv);
 int mm_cmd_devices(int argc, char **argv);
 int mm_cmd_dicom(int argc, char **argv);
+int mm_cmd_synth(int argc, char **argv);
 
 #endif

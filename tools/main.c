@@ -8,6 +8,7 @@ static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
     {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
+    {"synth", mm_cmd_synth, "write a synthetic CBIS-DDSM or INbreast dataset (real DICOMs, CSVs, XML)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
