@@ -19,6 +19,7 @@ static const mm_command commands[] = {
     {"predict", mm_cmd_predict, "per-image scores of whole-image models, with flip TTA"},
     {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
     {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},
+    {"synth", mm_cmd_synth, "write a synthetic CBIS-DDSM or INbreast dataset (real DICOMs, CSVs, XML)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
