@@ -105,6 +105,9 @@ static mm_status check_config(const mm_model_config *c)
                        "trunk", c->height, c->width, mm_trunk_name(c->trunk));
     if (c->dropout < 0.0f || c->dropout >= 1.0f)
         return mm_fail(MM_ERR_ARG, "--dropout: %g must be in [0, 1)", (double)c->dropout);
+    if (c->width_div < 0 || (c->width_div > 1 && 64 % c->width_div != 0))
+        return mm_fail(MM_ERR_ARG, "--width-div: %d must divide 64 (1, 2, 4, 8, 16, 32 or 64)",
+                       c->width_div);
     if (c->patch_classes < 1)
         return mm_fail(MM_ERR_ARG, "patch classes: %d must be at least 1", c->patch_classes);
     return MM_OK;

@@ -164,6 +164,9 @@ typedef struct mm_model_config {
     /* Storage type of the activations (graph.h act_dtype): MM_F32, or MM_BF16 for the CUDA
      * backend's bf16 precision. */
     mm_dtype act_dtype;
+    /* Divides every trunk channel count (1 = torchvision's nets). A reduced-width trunk runs the
+     * very same code on small machines (the CPU demo); names stay torchvision's. Must divide 64. */
+    int width_div;
 } mm_model_config;
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

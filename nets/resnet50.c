@@ -11,7 +11,8 @@ int mm_resnet50_trunk(mm_model *m, int x)
 {
     static const int units[4] = {3, 4, 6, 3};
     static const int widths[4] = {64, 128, 256, 512};
-    int y = mm_layer_conv_bn(m, x, "", "conv1", "bn1", 64, 7, 2, 3, true);
+    int div = m->cfg.width_div > 1 ? m->cfg.width_div : 1;
+    int y = mm_layer_conv_bn(m, x, "", "conv1", "bn1", 64 / div, 7, 2, 3, true);
     if (y < 0) return -1;
     y = mm_maxpool(m->g, y, 3, 2, 1);
     for (int stage = 0; stage < 4; stage++) {
@@ -19,7 +20,7 @@ int mm_resnet50_trunk(mm_model *m, int x)
             char prefix[32];
             snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, u);
             int stride = (u == 0 && stage > 0) ? 2 : 1;
-            int w = widths[stage];
+            int w = widths[stage] / div;
             y = mm_layer_bottleneck(m, y, prefix, w, w, 4 * w, stride, u == 0, true, 0.0f);
         }
     }

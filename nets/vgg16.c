@@ -24,7 +24,8 @@ int mm_vgg16_trunk(mm_model *m, int x)
         } else {
             char name[32];
             snprintf(name, sizeof name, "features.%d", index);
-            y = mm_layer_conv(m, y, name, cfg[i], 3, 1, 1, true);
+            int div = m->cfg.width_div > 1 ? m->cfg.width_div : 1;
+            y = mm_layer_conv(m, y, name, cfg[i] / div, 3, 1, 1, true);
             if (y >= 0) y = mm_relu(m->g, y);
             index += 2;
         }

@@ -30,6 +30,7 @@ static mm_status predict_one(double *score, const char *path, const mm_dataset *
     mm_model_config mc = mm_model_config_default(MM_MODEL_WHOLE, info.trunk);
     mc.top = info.top;
     mc.classes = 2;
+    mc.width_div = info.width_div;
     mc.batch = batch;
     mc.height = info.st.height;
     mc.width = info.st.width;

@@ -71,9 +71,10 @@ mm_status mm_checkpoint_save(const char *path, const mm_model *m, const mm_sessi
     }
     char top[256];
     mm_top_format(top, sizeof top, &m->top);
-    char classes[16], stage[16], epoch[16], adam[32], global[32], best[32], best_stage[16],
+    char width_div[16], classes[16], stage[16], epoch[16], adam[32], global[32], best[32], best_stage[16],
         best_epoch[16], bad[16], mean[32], rescale[32], seed[32], height[16], width[16];
     snprintf(classes, sizeof classes, "%d", m->cfg.classes);
+    snprintf(width_div, sizeof width_div, "%d", m->cfg.width_div > 1 ? m->cfg.width_div : 1);
     snprintf(stage, sizeof stage, "%d", st->stage);
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
     snprintf(adam, sizeof adam, "%" PRId64, st->adam_step);
@@ -94,6 +95,7 @@ mm_status mm_checkpoint_save(const char *path, const mm_model *m, const mm_sessi
         {"trunk", mm_trunk_name(m->cfg.trunk)},
         {"top", top},
         {"classes", classes},
+        {"width_div", width_div},
         {"class_names", st->class_names},
         {"stage", stage},
         {"epoch", epoch},
@@ -175,6 +177,7 @@ mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
     status = mm_trunk_parse(&info->trunk, trunk, path);
     if (status != MM_OK) goto done;
     info->classes = meta_int(f, "classes", 0);
+    info->width_div = meta_int(f, "width_div", 1);
     const char *top = mm_safetensors_meta(f, "top");
     snprintf(info->top, sizeof info->top, "%s", top ? top : "none");
     info->has_state = mm_safetensors_meta(f, "stage") != NULL;
@@ -205,16 +208,19 @@ mm_status mm_checkpoint_check_arch(const char *path, const mm_checkpoint_info *i
 {
     char top[256];
     mm_top_format(top, sizeof top, &m->top);
-    bool same = info->kind == m->cfg.kind && info->trunk == m->cfg.trunk &&
+    int div = m->cfg.width_div > 1 ? m->cfg.width_div : 1;
+    bool same = info->kind == m->cfg.kind && info->trunk == m->cfg.trunk && info->width_div == div &&
                 info->classes == m->cfg.classes &&
                 (m->cfg.kind != MM_MODEL_WHOLE || !strcmp(info->top, top));
     if (same) return MM_OK;
     return mm_fail(MM_ERR_ARG,
-                   "%s holds a %s %s model (top %s, %d classes) but the flags ask for a %s %s model "
-                   "(top %s, %d classes); pass matching --net/--top or another checkpoint",
+                   "%s holds a %s %s model (top %s, %d classes, width 1/%d) but the flags ask for a "
+                   "%s %s model (top %s, %d classes, width 1/%d); pass matching --net/--top/"
+                   "--width-div or another checkpoint",
                    path, mm_trunk_name(info->trunk), mm_model_kind_name(info->kind), info->top,
-                   info->classes, mm_trunk_name(m->cfg.trunk), mm_model_kind_name(m->cfg.kind),
-                   m->cfg.kind == MM_MODEL_WHOLE ? top : "none", m->cfg.classes);
+                   info->classes, info->width_div, mm_trunk_name(m->cfg.trunk),
+                   mm_model_kind_name(m->cfg.kind), m->cfg.kind == MM_MODEL_WHOLE ? top : "none",
+                   m->cfg.classes, div);
 }
 
 mm_status mm_checkpoint_load(const char *path, const mm_model *m, mm_session *s,

@@ -43,6 +43,7 @@ typedef struct mm_checkpoint_info {
     mm_model_kind kind;
     mm_trunk trunk;
     int classes;
+    int width_div; /* reduced-width trunk (nets.h), 1 = torchvision's */
     char top[256];
     bool has_state; /* written by mm_checkpoint_save (not just weights) */
     mm_train_state st;

@@ -54,6 +54,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     memset(b, 0, sizeof *b);
     mm_model_config mc = mm_model_config_default(c->kind, c->trunk);
     mc.classes = c->classes;
+    mc.width_div = c->width_div;
     if (c->kind == MM_MODEL_WHOLE) mc.top = c->top;
     mc.batch = training ? c->batch : c->eval_batch;
     mc.height = c->height;

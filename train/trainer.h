@@ -41,6 +41,7 @@ typedef struct mm_train_config {
     mm_trunk trunk;
     const char *top;         /* whole: top block spec */
     int classes;             /* 5 / 2 */
+    int width_div;           /* reduced-width trunk (nets.h); 1 = torchvision's */
     const char *class_names; /* comma-separated */
     int height, width, batch, eval_batch;
     float dropout;
