@@ -1,0 +1,83 @@
+/* Internals of the CUDA backend shared by its C files (backend_cuda.c, conv_cudnn.c,
+ * dense_cublas.c): the context, the workspace cursor, and the per-op entry points.
+ *
+ * Every op entry point runs in one of two modes with the same code, so that the workspace the
+ * planner reserves always matches what the run uses:
+ *  - measuring (ws->measure): called from workspace_bytes() at plan time with views whose data is
+ *    NULL; it chooses algorithms (cuDNN), counts the scratch it would take, launches nothing;
+ *  - running: called from run_node() with real views and the planner's scratch.
+ * Scratch is taken from the cursor in the same order in both modes. */
+#ifndef MM_CUDA_BACKEND_H
+#define MM_CUDA_BACKEND_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stdbool.h>
+
+#include "../../runtime/backend.h"
+
+typedef struct mm_conv_cache mm_conv_cache;
+
+typedef struct mm_cuda_ctx {
+    int device;
+    mm_precision precision;
+    cudaStream_t stream;
+    cudnnHandle_t cudnn;
+    cublasHandle_t cublas;
+    void *cublas_ws; /* cuBLAS's own scratch, set once so it never allocates in the step */
+    size_t cublas_ws_bytes;
+    size_t conv_ws_limit; /* largest cuDNN workspace an algorithm may ask for */
+    mm_conv_cache *convs; /* chosen algorithms and descriptors by shape */
+    cudaGraph_t graph;    /* capture */
+    cudaGraphExec_t graph_exec;
+    bool capturing;
+} mm_cuda_ctx;
+
+/* ---- workspace cursor ----
+ * When measuring, the views of present values carry this address instead of NULL (absent ones
+ * stay NULL), so `view.data != NULL` tests presence in both modes; it is never dereferenced. */
+#define MM_CUDA_MEASURE_PTR ((void *)(uintptr_t)4096)
+
+typedef struct mm_cuda_ws {
+    bool measure; /* plan time: count only */
+    char *base;   /* running: the planner's scratch */
+    size_t used, cap;
+} mm_cuda_ws;
+
+/* Takes `bytes` (rounded up to 256) from the cursor: NULL when measuring (or bytes == 0),
+ * else a pointer into the scratch; running out of the planner's scratch is a tier-2 error. */
+void *mm_cuda_ws_take(mm_cuda_ws *ws, size_t bytes);
+
+/* The view `t` as dtype `want`: t's own data when it already is, else a cast copy in the
+ * workspace (NULL when measuring). */
+const void *mm_cuda_stage_input(mm_cuda_ctx *ctx, mm_cuda_ws *ws, const mm_tensor *t,
+                                mm_dtype want);
+/* The storage an op should write for output `t` computed as dtype `want`: t's data when the
+ * dtypes agree, else workspace; mm_cuda_finish_output() then casts it into t. */
+void *mm_cuda_stage_output(mm_cuda_ws *ws, const mm_tensor *t, mm_dtype want);
+void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *staged,
+                           mm_dtype want);
+
+/* The storage dtype of convolutions in this precision: MM_BF16 for bf16, else MM_F32. */
+mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
+
+/* ---- op entry points (conv_cudnn.c, dense_cublas.c) ---- */
+void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                       const mm_tensor *outs, mm_cuda_ws *ws);
+void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                                const mm_tensor *outs, mm_cuda_ws *ws);
+void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                                  const mm_tensor *outs, mm_cuda_ws *ws);
+void mm_cuda_op_dense(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                      const mm_tensor *outs, mm_cuda_ws *ws);
+void mm_cuda_op_dense_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                               const mm_tensor *outs, mm_cuda_ws *ws);
+void mm_cuda_op_dense_bwd_weight(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
+                                 const mm_tensor *outs, mm_cuda_ws *ws);
+
+/* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
+mm_conv_cache *mm_conv_cache_new(void);
+void mm_conv_cache_free(mm_conv_cache *c);
+
+#endif
