@@ -93,7 +93,9 @@ static conv_walk walk_resnet50(int h, int w)
 static conv_walk walk_vgg16(int h, int w)
 {
     conv_walk cw = {2, h, w, 3, 0, 0};
-    const int cfg[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0};
+    /* channels of each 3x3 convolution; 0: a 2x2 max pool */
+    const int cfg[] = {64,  64,  0,   128, 128, 0,   256, 256, 256,
+                       0,   512, 512, 512, 0,   512, 512, 512, 0};
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
         if (cfg[i]) walk_conv(&cw, cfg[i], 3, 1, 1);
         else walk_pool(&cw, 2, 2, 0);

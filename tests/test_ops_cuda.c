@@ -99,7 +99,8 @@ typedef struct tcase {
     int nv;
     mm_node node;
     bool training;
-    int alias_out[MM_NODE_MAX_OUT]; /* CUDA: output k shares the buffer of input slot alias_out[k] */
+    /* CUDA in-place runs: output k shares the buffer of input slot alias_out[k] (-1: none) */
+    int alias_out[MM_NODE_MAX_OUT];
     tol_kind kind;
     uint64_t seed;
 } tcase;
@@ -139,7 +140,8 @@ static int tc_value(tcase *tc, mm_value_kind kind, mm_dtype dtype, bool act, ini
 }
 
 /* Shorthands: an activation (bf16 in bf16 mode), an fp32 parameter or statistic, an output. */
-#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+#define SHAPE(...)                                                                         \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 static int act_in(tcase *tc, float lo, float hi, int ndim, const int64_t *shape)
 {
     return tc_value(tc, MM_VALUE_ACT, MM_F32, true, INIT_RAND, lo, hi, ndim, shape);
@@ -562,7 +564,8 @@ MM_TEST(cuda_batchnorm_backward)
 {
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
-        for (int which = 0; which < 3; which++) bn_backward_case(&bn_cfgs[i], which, 700 + 3 * i + which);
+        for (int which = 0; which < 3; which++)
+            bn_backward_case(&bn_cfgs[i], which, 700 + 3 * i + (uint64_t)which);
 }
 
 /* ---- element-wise ---- */

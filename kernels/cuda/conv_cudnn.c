@@ -86,6 +86,7 @@ typedef struct mm_conv_key {
 typedef struct mm_conv_entry {
     mm_conv_key key;
     int used;
+    int ok;   /* an algorithm was found (a shape without one is cached too) */
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     size_t ws_bytes;
@@ -154,40 +155,37 @@ _Noreturn static void mm_conv_no_algo(const mm_conv_key *k, mm_dtype dtype)
               "--precision fp32 or another --input size");
 }
 
-/* Times the algorithms (cuDNN allocates its own scratch for that, at plan time only) and takes
- * the fastest that ran and fits under `limit`; falls back to the heuristics' order. Sets
- * e->algo, e->ws_bytes and the math type on e->d.conv. */
-#define MM_CONV_SET_CHOICE(perf)                                                           \
-    do {                                                                                   \
-        e->algo = (int)(perf).algo;                                                        \
-        e->ws_bytes = (perf).memory;                                                       \
-        if (ctx->precision != MM_PRECISION_FP32)                                           \
-            MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, (perf).mathType));       \
+/* Takes the first usable result of a list ordered best first: ran, and fits under the limit. */
+#define MM_CONV_TAKE_FIRST(perf, got, limit)                                               \
+    do {                                                                                  \
+        for (int i_ = 0; i_ < (got); i_++) {                                              \
+            if ((perf)[i_].status != CUDNN_STATUS_SUCCESS || (perf)[i_].memory > (limit)) \
+                continue;                                                                 \
+            e->algo = (int)(perf)[i_].algo;                                               \
+            e->ws_bytes = (perf)[i_].memory;                                              \
+            if (ctx->precision != MM_PRECISION_FP32)                                      \
+                MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, (perf)[i_].mathType)); \
+            return true;                                                                  \
+        }                                                                                 \
     } while (0)
 
+/* Times the algorithms (cuDNN allocates its own scratch for that, at plan time only) and takes
+ * the fastest that ran and fits under `limit`; else the first of cuDNN's heuristic order that
+ * fits. A search that fails (a shape and data type cuDNN does not take) gives no algorithm:
+ * false. Sets e->algo, e->ws_bytes and the math type the algorithm was timed with. */
 static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t limit)
 {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
-    MM_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv,
-                                                        e->d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                        &got, perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
-    MM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv,
-                                                          e->d.y,
-                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-                                                          perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
+    if (cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                             perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
+    got = 0;
+    if (cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                               perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
     return false;
 }
 
@@ -195,24 +193,15 @@ static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t lim
 {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int got = 0;
-    MM_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
-        ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-        &got, perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
-    MM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-        &got, perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
+    if (cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
+                                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
+                                                  perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
+    got = 0;
+    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
+                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
+                                                    perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
     return false;
 }
 
@@ -220,29 +209,22 @@ static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t l
 {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int got = 0;
-    MM_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-        ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-        &got, perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
-    MM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-        &got, perf));
-    for (int i = 0; i < got; i++) {
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) {
-            MM_CONV_SET_CHOICE(perf[i]);
-            return true;
-        }
-    }
+    if (cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w,
+                                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got,
+                                                    perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
+    got = 0;
+    if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
+                                                      e->d.w,
+                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                      &got, perf) == CUDNN_STATUS_SUCCESS)
+        MM_CONV_TAKE_FIRST(perf, got, limit);
     return false;
 }
 
-/* The cache entry of (dir, d, dtype), choosing its algorithm the first time. The choice is made
- * outside any capture: the first lookup of a shape happens at plan time. */
+/* The cache entry of (dir, d, dtype), choosing its algorithm the first time (e->ok says whether
+ * there is one). The choice is made outside any capture: the first lookup of a shape happens at
+ * plan time. */
 static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm_conv_dims *d,
                                      mm_dtype dtype)
 {
@@ -268,11 +250,28 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     bool ok = dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, ctx->conv_ws_limit)
               : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, ctx->conv_ws_limit)
                                         : mm_conv_pick_bwd_filter(ctx, e, ctx->conv_ws_limit);
-    if (!ok) mm_conv_no_algo(&k, dtype);
+    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
+    fresh.ok = ok;
     fresh.used = 1;
     e = mm_conv_cache_slot(c, &k);
     *e = fresh;
     c->count++;
+    return e;
+}
+
+/* The entry to run direction `dir` with, and its storage dtype in *t: the precision's dtype, or
+ * fp32 where cuDNN has no bf16 algorithm for the shape (the layer then runs in fp32/TF32 with
+ * its operands cast in the workspace). */
+static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm_conv_dims *d,
+                                     mm_dtype *t)
+{
+    *t = mm_cuda_conv_dtype(ctx);
+    mm_conv_entry *e = mm_conv_lookup(ctx, dir, d, *t);
+    if (!e->ok && *t == MM_BF16) {
+        *t = MM_F32;
+        e = mm_conv_lookup(ctx, dir, d, *t);
+    }
+    if (!e->ok) mm_conv_no_algo(&e->key, *t);
     return e;
 }
 
@@ -283,11 +282,11 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
                        const mm_tensor *outs, mm_cuda_ws *ws)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t = mm_cuda_conv_dtype(ctx);
+    mm_dtype t;
+    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_FWD, d, &t);
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *y = mm_cuda_stage_output(ws, &outs[0], t);
-    mm_conv_entry *e = mm_conv_lookup(ctx, MM_CONV_FWD, d, t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
     MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w, e->d.conv,
@@ -303,11 +302,11 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
                                 const mm_tensor *outs, mm_cuda_ws *ws)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t = mm_cuda_conv_dtype(ctx);
+    mm_dtype t;
+    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_BWD_DATA, d, &t);
     const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *dx = mm_cuda_stage_output(ws, &outs[0], t);
-    mm_conv_entry *e = mm_conv_lookup(ctx, MM_CONV_BWD_DATA, d, t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
     MM_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy,
@@ -320,7 +319,8 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
                                   const mm_tensor *outs, mm_cuda_ws *ws)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t = mm_cuda_conv_dtype(ctx);
+    mm_dtype t;
+    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_BWD_FILTER, d, &t);
     MM_ASSERT(outs[0].dtype == MM_F32);
     const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);
@@ -328,7 +328,6 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
     /* fp32: cuDNN accumulates into the gradient itself (beta = 1). bf16: it writes a bf16
      * gradient into the workspace, which is then added to the fp32 gradient. */
     void *dw_lo = t == MM_F32 ? NULL : mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t));
-    mm_conv_entry *e = mm_conv_lookup(ctx, MM_CONV_BWD_FILTER, d, t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
     if (t == MM_F32) {

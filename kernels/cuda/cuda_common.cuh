@@ -28,9 +28,15 @@ extern "C" __attribute__((noreturn)) void mm_die_at(const char *file, int line, 
 
 /* ---- scalar loads and stores ---- */
 __device__ __forceinline__ float mm_ld(const float *p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float mm_ld(const mm_bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float mm_ld(const mm_bf16 *p, int64_t i)
+{
+    return __bfloat162float(p[i]);
+}
 __device__ __forceinline__ void mm_st(float *p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void mm_st(mm_bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void mm_st(mm_bf16 *p, int64_t i, float v)
+{
+    p[i] = __float2bfloat16_rn(v);
+}
 
 /* ---- 4-wide loads and stores at an index divisible by 4 (pointer 16-byte aligned) ---- */
 __device__ __forceinline__ void mm_ld4(const float *p, int64_t i, float v[4])
@@ -94,7 +100,8 @@ template <typename Op>
 static void mm_ew_launch(const Op &op, int64_t n, bool vec, cudaStream_t st)
 {
     if (n <= 0) return;
-    mm_ew_kernel<Op><<<mm_blocks_for(vec ? (n + 3) / 4 : n), MM_THREADS, 0, st>>>(op, n, vec ? 1 : 0);
+    unsigned blocks = mm_blocks_for(vec ? (n + 3) / 4 : n);
+    mm_ew_kernel<Op><<<blocks, MM_THREADS, 0, st>>>(op, n, vec ? 1 : 0);
     MM_CUDA_CHECK_LAUNCH();
 }
 
