@@ -6,6 +6,9 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev libpng-dev zlib1g-dev \
            libdcmtk-dev libxml2-dev
+# Only for `make fuzz`: clang with libFuzzer and its OpenMP runtime.
+FUZZ_PACKAGES = clang libclang-rt-dev libomp-dev
+FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build test test-asan bench demo fuzz clean
 
@@ -41,5 +44,10 @@ bench: build
 demo: build
 	@sh tools/demo.sh $(BUILD)
 
+# Builds every tests/fuzz/fuzz_*.c with clang + libFuzzer + ASan/UBSan and runs each FUZZ_SECONDS.
+fuzz:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(PACKAGES) $(FUZZ_PACKAGES)"
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

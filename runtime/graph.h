@@ -75,6 +75,7 @@ typedef struct mm_value {
     bool requires_grad;     /* a gradient flows to it (trainable param or derived from one) */
     bool frozen;            /* params: no gradient memory, no weight-gradient kernels */
     int grad;               /* params: their MM_VALUE_GRAD value after backward, else -1 */
+    bool keep;              /* must stay readable after the step (loss, probs, outputs) */
 } mm_value;
 
 typedef union mm_op_params {
@@ -109,6 +110,11 @@ typedef struct mm_graph {
     mm_status status;
     bool training;  /* batch norm uses batch statistics, dropout is active */
     uint64_t seed;  /* dropout masks: node seeds derive from it */
+    /* Storage type of the float activations of conv, batch norm, relu, add, pooling (but global
+     * average pooling), flip and dropout, and of their gradients: MM_F32, or MM_BF16 for mixed
+     * precision on CUDA. Global average pooling, dense, softmax and the loss are always F32, as
+     * are parameters, gradients, optimizer state and BN statistics. Set before building. */
+    mm_dtype act_dtype;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);
@@ -120,6 +126,9 @@ int mm_graph_input(mm_graph *g, const char *name, mm_dtype dtype, int ndim, cons
 int mm_graph_param(mm_graph *g, const char *name, int ndim, const int64_t *shape);
 int mm_graph_state(mm_graph *g, const char *name, int ndim, const int64_t *shape);
 const mm_value *mm_graph_value(const mm_graph *g, int id);
+/* Marks a value as an output of the step: its memory is not reused, so it can be read after a
+ * run. The loss and probabilities of mm_softmax_xent are kept automatically. */
+void mm_graph_keep(mm_graph *g, int value);
 int mm_graph_find(const mm_graph *g, const char *name); /* -1 if none */
 /* Freezing is decided before backward: frozen params get no gradient value and no kernels. */
 void mm_graph_set_frozen(mm_graph *g, int param, bool frozen);

@@ -13,5 +13,6 @@ typedef struct mm_command {
 
 int mm_cmd_version(int argc, char **argv);
 int mm_cmd_devices(int argc, char **argv);
+int mm_cmd_dicom(int argc, char **argv);
 
 #endif

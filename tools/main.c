@@ -7,6 +7,7 @@
 static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
+    {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -1,0 +1,14 @@
+/* Internals shared by graph.c (builders) and autograd.c (the backward pass). */
+#ifndef MM_GRAPH_INTERNAL_H
+#define MM_GRAPH_INTERNAL_H
+
+#include "graph.h"
+
+int mm_graph_new_value(mm_graph *g, mm_value_kind kind, mm_dtype dtype, int ndim,
+                       const int64_t *shape, const char *name);
+int mm_graph_add_node(mm_graph *g, mm_op op, const int *in, int n_in, const int *out, int n_out,
+                      const mm_op_params *p, double flops);
+/* A view of x with another shape (same elements). */
+int mm_graph_reshape(mm_graph *g, int x, int ndim, const int64_t *shape);
+
+#endif

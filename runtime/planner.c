@@ -1,0 +1,293 @@
+/* Memory planner v1: see planner.h. */
+#include "planner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t align_up(size_t x) { return (x + MM_PLAN_ALIGN - 1) / MM_PLAN_ALIGN * MM_PLAN_ALIGN; }
+
+/* ---- a best-fit allocator over one arena, in offsets only ---- */
+
+typedef struct {
+    size_t off, size;
+} block;
+
+typedef struct {
+    block *free; /* sorted by offset, coalesced */
+    int n, cap;
+    size_t top;  /* high-water mark */
+} arena_sim;
+
+static size_t arena_alloc(arena_sim *a, size_t size)
+{
+    int best = -1;
+    for (int i = 0; i < a->n; i++)
+        if (a->free[i].size >= size && (best < 0 || a->free[i].size < a->free[best].size)) best = i;
+    if (best >= 0) {
+        size_t off = a->free[best].off;
+        a->free[best].off += size;
+        a->free[best].size -= size;
+        if (a->free[best].size == 0) {
+            memmove(&a->free[best], &a->free[best + 1], (size_t)(a->n - best - 1) * sizeof(block));
+            a->n--;
+        }
+        return off;
+    }
+    /* Grow the arena; a free block touching the top is extended rather than wasted. */
+    if (a->n > 0 && a->free[a->n - 1].off + a->free[a->n - 1].size == a->top) {
+        size_t off = a->free[a->n - 1].off;
+        a->n--;
+        a->top = off + size;
+        return off;
+    }
+    size_t off = a->top;
+    a->top += size;
+    return off;
+}
+
+static void arena_release(arena_sim *a, size_t off, size_t size)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        a->free = mm_xrealloc(a->free, (size_t)a->cap * sizeof(block));
+    }
+    int i = 0;
+    while (i < a->n && a->free[i].off < off) i++;
+    memmove(&a->free[i + 1], &a->free[i], (size_t)(a->n - i) * sizeof(block));
+    a->free[i] = (block){off, size};
+    a->n++;
+    /* coalesce with the next, then the previous */
+    if (i + 1 < a->n && a->free[i].off + a->free[i].size == a->free[i + 1].off) {
+        a->free[i].size += a->free[i + 1].size;
+        memmove(&a->free[i + 1], &a->free[i + 2], (size_t)(a->n - i - 2) * sizeof(block));
+        a->n--;
+    }
+    if (i > 0 && a->free[i - 1].off + a->free[i - 1].size == a->free[i].off) {
+        a->free[i - 1].size += a->free[i].size;
+        memmove(&a->free[i], &a->free[i + 1], (size_t)(a->n - i - 1) * sizeof(block));
+        a->n--;
+    }
+}
+
+/* ---- in-place rules ---- */
+
+/* For node nd, the input whose storage its first output may take over, if the kernel allows it
+ * (cpu_kernels.h "may alias"); -1 if none. */
+static int inplace_candidates(const mm_node *nd, int *cand)
+{
+    if (getenv("MM_NO_INPLACE")) return 0;
+    switch (nd->op) {
+    case MM_OP_RELU:
+    case MM_OP_DROPOUT:
+        cand[0] = nd->in[0];
+        return 1;
+    case MM_OP_ADD:
+        cand[0] = nd->in[0];
+        cand[1] = nd->in[1];
+        return 2;
+    case MM_OP_RELU_BWD:
+    case MM_OP_DROPOUT_BWD:
+    case MM_OP_BATCHNORM_BWD: /* dx over dy */
+        cand[0] = nd->in[0];
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int root_of(const mm_graph *g, const int *share, int v)
+{
+    if (g->values[v].view_of >= 0) v = g->values[v].view_of;
+    while (share[v] >= 0) v = share[v];
+    return v;
+}
+
+mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots)
+{
+    memset(plan, 0, sizeof *plan);
+    if (g->status != MM_OK) return g->status;
+    int nv = g->n_values, nn = g->n_nodes;
+    plan->n_values = nv;
+    plan->region = mm_xcalloc((size_t)nv, sizeof *plan->region);
+    plan->offset = mm_xcalloc((size_t)nv, sizeof *plan->offset);
+    plan->first_node = mm_xmalloc((size_t)nv * sizeof(int));
+    plan->last_node = mm_xmalloc((size_t)nv * sizeof(int));
+    plan->opt_slots = opt_slots;
+    int *share = mm_xmalloc((size_t)nv * sizeof(int)); /* in-place: storage taken from this value */
+    for (int v = 0; v < nv; v++) {
+        plan->first_node[v] = g->values[v].producer;
+        plan->last_node[v] = g->values[v].producer;
+        share[v] = -1;
+    }
+
+    /* Persistent buffers: trainable parameters first, then frozen; state; inputs. */
+    size_t off = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int v = 0; v < nv; v++) {
+            const mm_value *val = &g->values[v];
+            if (val->kind != MM_VALUE_PARAM || val->frozen != (pass == 1)) continue;
+            plan->region[v] = MM_REGION_PARAM;
+            plan->offset[v] = off;
+            off += align_up(mm_value_bytes(val));
+            int64_t n = mm_shape_numel(val->ndim, val->shape);
+            plan->n_params += n;
+            if (pass == 0) plan->n_trainable += n;
+            if (pass == 0) plan->trainable_bytes = off;
+        }
+    plan->param_bytes = off;
+    plan->grad_bytes = plan->trainable_bytes;
+    plan->opt_bytes = (size_t)opt_slots * plan->trainable_bytes;
+    size_t state_off = 0, input_off = 0;
+    for (int v = 0; v < nv; v++) {
+        const mm_value *val = &g->values[v];
+        if (val->kind == MM_VALUE_STATE) {
+            plan->region[v] = MM_REGION_STATE;
+            plan->offset[v] = state_off;
+            state_off += align_up(mm_value_bytes(val));
+        } else if (val->kind == MM_VALUE_INPUT) {
+            plan->region[v] = MM_REGION_INPUT;
+            plan->offset[v] = input_off;
+            input_off += align_up(mm_value_bytes(val));
+        } else if (val->kind == MM_VALUE_GRAD) {
+            int p = -1;
+            for (int q = 0; q < nv && p < 0; q++)
+                if (g->values[q].kind == MM_VALUE_PARAM && g->values[q].grad == v) p = q;
+            MM_ASSERT(p >= 0 && !g->values[p].frozen);
+            plan->region[v] = MM_REGION_GRAD;
+            plan->offset[v] = plan->offset[p];
+        }
+    }
+    plan->state_bytes = state_off;
+    plan->input_bytes = input_off;
+
+    /* Liveness: the last node that reads each value; views extend the value they view. */
+    for (int n = 0; n < nn; n++) {
+        const mm_node *nd = &g->nodes[n];
+        for (int i = 0; i < nd->n_in; i++)
+            if (nd->in[i] >= 0) {
+                int v = nd->in[i];
+                if (plan->last_node[v] < n) plan->last_node[v] = n;
+                int r = g->values[v].view_of;
+                if (r >= 0 && plan->last_node[r] < n) plan->last_node[r] = n;
+            }
+        plan->flops_forward += n < (g->n_forward ? g->n_forward : nn) ? nd->flops : 0;
+        plan->flops_backward += n >= (g->n_forward ? g->n_forward : nn) ? nd->flops : 0;
+        if (be && be->workspace_bytes) {
+            size_t ws = be->workspace_bytes(be, g, nd);
+            if (ws > plan->workspace_bytes) plan->workspace_bytes = ws;
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        if (g->values[v].keep) plan->last_node[v] = nn;
+        int r = g->values[v].view_of;
+        if (r >= 0 && plan->last_node[v] > plan->last_node[r]) plan->last_node[r] = plan->last_node[v];
+    }
+
+    /* Walk the step: allocate each node's outputs (or take over a dying input's storage), then
+     * release every storage whose last reader was this node. Storage is tracked per root value. */
+    arena_sim a = {0};
+    int *end = mm_xmalloc((size_t)nv * sizeof(int)); /* per storage root: last node of any sharer */
+    for (int v = 0; v < nv; v++) end[v] = plan->last_node[v];
+    int **dying = mm_xcalloc((size_t)nn + 1, sizeof(int *));
+    int *n_dying = mm_xcalloc((size_t)nn + 1, sizeof(int));
+    for (int n = 0; n < nn; n++) {
+        const mm_node *nd = &g->nodes[n];
+        int cand[2], nc = inplace_candidates(nd, cand);
+        for (int o = 0; o < nd->n_out; o++) {
+            int v = nd->out[o];
+            if (v < 0 || g->values[v].kind != MM_VALUE_ACT || g->values[v].view_of >= 0) continue;
+            size_t bytes = mm_value_bytes(&g->values[v]);
+            plan->naive_arena_bytes += align_up(bytes);
+            plan->region[v] = MM_REGION_ARENA;
+            int taken = -1;
+            for (int c = 0; o == 0 && c < nc && taken < 0; c++) {
+                if (cand[c] < 0 || plan->region[cand[c]] != MM_REGION_ARENA) continue;
+                int r = root_of(g, share, cand[c]);
+                if (end[r] == n && g->values[cand[c]].dtype == g->values[v].dtype &&
+                    mm_value_bytes(&g->values[cand[c]]) == bytes && !g->values[r].keep)
+                    taken = r;
+            }
+            if (taken >= 0) {
+                share[v] = taken;
+                plan->offset[v] = plan->offset[taken];
+                end[taken] = plan->last_node[v] > n ? plan->last_node[v] : n;
+                plan->n_inplace++;
+            } else {
+                plan->offset[v] = arena_alloc(&a, align_up(bytes));
+            }
+        }
+        /* Views take their root's placement. */
+        for (int o = 0; o < nd->n_out; o++) {
+            int v = nd->out[o];
+            if (v >= 0 && g->values[v].view_of >= 0) {
+                int r = g->values[v].view_of;
+                plan->region[v] = plan->region[r];
+                plan->offset[v] = plan->offset[r];
+            }
+        }
+        /* Release storage roots (arena, not shared into a later value) that die here. */
+        for (int o = 0; o < nd->n_out; o++) {
+            int v = nd->out[o];
+            if (v >= 0 && plan->region[v] == MM_REGION_ARENA && share[v] < 0 &&
+                g->values[v].view_of < 0) {
+                int e = end[v] < n ? n : end[v];
+                dying[e] = mm_xrealloc(dying[e], (size_t)(n_dying[e] + 1) * sizeof(int));
+                dying[e][n_dying[e]++] = v;
+            }
+        }
+        for (int k = 0; k < n_dying[n]; k++) {
+            int r = dying[n][k];
+            if (end[r] > n) { /* extended by an in-place sharer: move to its new end */
+                int e = end[r];
+                dying[e] = mm_xrealloc(dying[e], (size_t)(n_dying[e] + 1) * sizeof(int));
+                dying[e][n_dying[e]++] = r;
+                continue;
+            }
+            arena_release(&a, plan->offset[r], align_up(mm_value_bytes(&g->values[r])));
+        }
+    }
+    plan->arena_bytes = a.top;
+    for (int n = 0; n <= nn; n++) free(dying[n]);
+    free(dying);
+    free(n_dying);
+    free(end);
+    free(share);
+    free(a.free);
+    return MM_OK;
+}
+
+void mm_plan_free(mm_plan *plan)
+{
+    free(plan->region);
+    free(plan->offset);
+    free(plan->first_node);
+    free(plan->last_node);
+    memset(plan, 0, sizeof *plan);
+}
+
+size_t mm_plan_peak_bytes(const mm_plan *p)
+{
+    return p->param_bytes + p->grad_bytes + p->opt_bytes + p->state_bytes + p->input_bytes +
+           p->arena_bytes + p->workspace_bytes;
+}
+
+static void line(FILE *f, const char *name, size_t bytes)
+{
+    fprintf(f, "%-22s %14zu bytes %10.1f MiB\n", name, bytes, bytes / (1024.0 * 1024.0));
+}
+
+void mm_plan_print(const mm_plan *p, FILE *f)
+{
+    fprintf(f, "parameters             %14lld (%lld trainable)\n", (long long)p->n_params,
+            (long long)p->n_trainable);
+    line(f, "params", p->param_bytes);
+    line(f, "grads", p->grad_bytes);
+    line(f, "optimizer_state", p->opt_bytes);
+    line(f, "bn_state", p->state_bytes);
+    line(f, "inputs", p->input_bytes);
+    line(f, "activations", p->arena_bytes);
+    line(f, "activations_no_reuse", p->naive_arena_bytes);
+    line(f, "workspace", p->workspace_bytes);
+    fprintf(f, "in_place_nodes         %14d\n", p->n_inplace);
+    fprintf(f, "peak_bytes=%zu\n", mm_plan_peak_bytes(p));
+}

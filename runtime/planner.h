@@ -1,0 +1,76 @@
+/* Memory planner v1.
+ *
+ * Liveness analysis over the recorded step (forward and backward nodes in execution order) gives
+ * every activation an offset in ONE arena: a value is live from the node that writes it to the last
+ * node that reads it (a view extends the life of the value it views); memory is reused once its
+ * last reader has run (best-fit over free blocks, aligned to 256 bytes). Element-wise ops whose
+ * kernel allows it (relu, add, dropout, their backward, scale) run in place when their input dies
+ * at that node.
+ *
+ * Parameters, gradients and optimizer state each live in one flat buffer with the same layout:
+ * trainable (unfrozen) parameters come first, in graph order, so the gradient buffer and every
+ * optimizer slot cover exactly the prefix [0, trainable_bytes) of the parameter buffer and the
+ * optimizer is one fused update over flat arrays. Frozen parameters follow and get no gradient or
+ * optimizer memory. BN running statistics live in a separate state buffer; step inputs (images,
+ * labels, sample weights) in an input buffer.
+ *
+ * The plan depends only on shapes and the backend's workspace needs, so it is the same on cpu and
+ * meta (the meta backend gives exact peaks for full-size models on any machine).
+ *
+ * MM_NO_INPLACE=1 in the environment turns in-place execution off (for debugging a kernel). */
+#ifndef MM_PLANNER_H
+#define MM_PLANNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "graph.h"
+
+#define MM_PLAN_ALIGN 256
+
+typedef enum mm_region {
+    MM_REGION_NONE = 0,
+    MM_REGION_PARAM,
+    MM_REGION_GRAD,
+    MM_REGION_STATE,
+    MM_REGION_INPUT,
+    MM_REGION_ARENA,
+} mm_region;
+
+typedef struct mm_plan {
+    int n_values;
+    mm_region *region;  /* per value */
+    size_t *offset;     /* per value: byte offset in its region */
+    int *first_node;    /* per value: node that writes it (-1: before the step) */
+    int *last_node;     /* per value: last node that reads it (views extend it) */
+
+    size_t param_bytes;      /* all parameters */
+    size_t trainable_bytes;  /* the prefix of the parameter buffer that is trainable */
+    size_t grad_bytes;       /* == trainable_bytes */
+    size_t opt_bytes;        /* opt_slots * trainable_bytes */
+    size_t state_bytes;      /* BN running statistics */
+    size_t input_bytes;
+    size_t arena_bytes;      /* activations (peak of the arena) */
+    size_t workspace_bytes;  /* max over nodes of the backend's scratch */
+    size_t naive_arena_bytes;/* sum of all activations, no reuse: what a naive allocator would need */
+    int opt_slots;
+    int n_inplace;           /* nodes run in place */
+    int64_t n_params, n_trainable; /* element counts */
+    double flops_forward, flops_backward;
+} mm_plan;
+
+/* Plans `g` for backend `be` (for workspace sizes) with `opt_slots` optimizer buffers the size of
+ * the trainable parameters (2 for Adam, 1 for SGD with momentum, 0 for inference). */
+mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots);
+void mm_plan_free(mm_plan *plan);
+
+/* Total device bytes of one step: parameters + gradients + optimizer + state + inputs + arena +
+ * workspace. */
+size_t mm_plan_peak_bytes(const mm_plan *plan);
+
+/* Prints the breakdown, one "name bytes (MiB)" line each, ending with "peak_bytes=N". */
+void mm_plan_print(const mm_plan *plan, FILE *f);
+
+#endif

@@ -1,0 +1,194 @@
+/* A planned graph bound to a backend: see session.h. */
+#include "session.h"
+
+#include <string.h>
+
+static void *region_base(const mm_session *s, mm_region r)
+{
+    switch (r) {
+    case MM_REGION_PARAM: return s->params;
+    case MM_REGION_GRAD: return s->grads;
+    case MM_REGION_STATE: return s->state;
+    case MM_REGION_INPUT: return s->inputs;
+    case MM_REGION_ARENA: return s->arena;
+    default: return NULL;
+    }
+}
+
+static mm_status alloc_region(mm_session *s, void **out, size_t bytes, const char *what)
+{
+    *out = NULL;
+    if (bytes == 0) return MM_OK;
+    *out = s->be->alloc(s->be, bytes);
+    if (!*out)
+        return mm_fail(MM_ERR_NOMEM,
+                       "%s device: cannot allocate %.1f MiB for %s (peak of the step %.1f MiB); "
+                       "use a smaller batch or input size",
+                       s->be->name, bytes / 1048576.0, what, mm_plan_peak_bytes(&s->plan) / 1048576.0);
+    return MM_OK;
+}
+
+mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_slots)
+{
+    memset(s, 0, sizeof *s);
+    s->g = g;
+    s->be = be;
+    MM_TRY(mm_graph_status(g));
+    MM_TRY(mm_plan_make(&s->plan, g, be, opt_slots));
+    const mm_plan *p = &s->plan;
+    mm_status st = MM_OK;
+    if (st == MM_OK) st = alloc_region(s, &s->params, p->param_bytes, "parameters");
+    if (st == MM_OK) st = alloc_region(s, &s->grads, p->grad_bytes, "gradients");
+    if (st == MM_OK) st = alloc_region(s, &s->opt, p->opt_bytes, "optimizer state");
+    if (st == MM_OK) st = alloc_region(s, &s->state, p->state_bytes, "batch-norm statistics");
+    if (st == MM_OK) st = alloc_region(s, &s->inputs, p->input_bytes, "inputs");
+    if (st == MM_OK) st = alloc_region(s, &s->arena, p->arena_bytes, "activations");
+    if (st == MM_OK) st = alloc_region(s, &s->ws, p->workspace_bytes, "workspace");
+    if (st != MM_OK) {
+        mm_session_free(s);
+        return st;
+    }
+    /* Defined contents from the start: zero everything persistent. */
+    void *bufs[4] = {s->params, s->grads, s->opt, s->state};
+    size_t sizes[4] = {p->param_bytes, p->grad_bytes, p->opt_bytes, p->state_bytes};
+    for (int i = 0; i < 4; i++)
+        if (bufs[i]) be->zero(be, bufs[i], sizes[i]);
+    if (s->inputs) be->zero(be, s->inputs, p->input_bytes);
+    return MM_OK;
+}
+
+void mm_session_free(mm_session *s)
+{
+    if (!s->be) return;
+    void *bufs[7] = {s->params, s->grads, s->opt, s->state, s->inputs, s->arena, s->ws};
+    for (int i = 0; i < 7; i++)
+        if (bufs[i]) s->be->free(s->be, bufs[i]);
+    mm_plan_free(&s->plan);
+    memset(s, 0, sizeof *s);
+}
+
+mm_tensor mm_session_tensor(const mm_session *s, int value)
+{
+    const mm_value *v = mm_graph_value(s->g, value);
+    char *base = region_base(s, s->plan.region[value]);
+    mm_tensor t = mm_tensor_view(base ? base + s->plan.offset[value] : NULL, v->dtype, v->ndim,
+                                 v->shape);
+    t.device = s->be->device;
+    return t;
+}
+
+static mm_status check_copy(const mm_session *s, int value, size_t bytes, const char *what)
+{
+    if (value < 0 || value >= s->g->n_values)
+        return mm_fail(MM_ERR_ARG, "%s: no such value %d", what, value);
+    const mm_value *v = mm_graph_value(s->g, value);
+    if (bytes != mm_value_bytes(v))
+        return mm_fail(MM_ERR_SHAPE, "%s %s: %zu bytes given, the value has %zu", what,
+                       v->name[0] ? v->name : "(intermediate)", bytes, mm_value_bytes(v));
+    if (s->plan.region[value] == MM_REGION_NONE)
+        return mm_fail(MM_ERR_ARG, "%s: value %d has no memory in this plan", what, value);
+    if (s->be->device == MM_DEVICE_META)
+        return mm_fail(MM_ERR_DEVICE, "%s: the meta device holds no data; use --device cpu or cuda",
+                       what);
+    return MM_OK;
+}
+
+mm_status mm_session_write(mm_session *s, int value, const void *host, size_t bytes)
+{
+    MM_TRY(check_copy(s, value, bytes, "write"));
+    mm_tensor t = mm_session_tensor(s, value);
+    s->be->copy_to_device(s->be, t.data, host, bytes);
+    return MM_OK;
+}
+
+mm_status mm_session_read(const mm_session *s, int value, void *host, size_t bytes)
+{
+    MM_TRY(check_copy(s, value, bytes, "read"));
+    mm_tensor t = mm_session_tensor(s, value);
+    s->be->copy_to_host(s->be, host, t.data, bytes);
+    return MM_OK;
+}
+
+static mm_status opt_slot(const mm_session *s, int param, int slot, size_t bytes, char **where)
+{
+    MM_TRY(check_copy(s, param, bytes, "optimizer state"));
+    const mm_value *v = mm_graph_value(s->g, param);
+    if (v->kind != MM_VALUE_PARAM || v->frozen || slot < 0 || slot >= s->plan.opt_slots)
+        return mm_fail(MM_ERR_ARG, "optimizer state of %s: not a trainable parameter with slot %d",
+                       v->name, slot);
+    *where = (char *)s->opt + (size_t)slot * s->plan.trainable_bytes + s->plan.offset[param];
+    return MM_OK;
+}
+
+mm_status mm_session_write_opt(mm_session *s, int param, int slot, const void *host, size_t bytes)
+{
+    char *dst;
+    MM_TRY(opt_slot(s, param, slot, bytes, &dst));
+    s->be->copy_to_device(s->be, dst, host, bytes);
+    return MM_OK;
+}
+
+mm_status mm_session_read_opt(const mm_session *s, int param, int slot, void *host, size_t bytes)
+{
+    char *src;
+    MM_TRY(opt_slot(s, param, slot, bytes, &src));
+    s->be->copy_to_host(s->be, host, src, bytes);
+    return MM_OK;
+}
+
+/* Dropout draws a fresh mask every step: the node's seed is mixed with the step number. */
+static void run_node(mm_session *s, int id)
+{
+    const mm_graph *g = s->g;
+    const mm_node *nd = &g->nodes[id];
+    if (nd->op == MM_OP_RESHAPE) return; /* a view: no kernel */
+    mm_node local;
+    if (nd->op == MM_OP_DROPOUT) {
+        local = *nd;
+        local.p.dropout.seed = nd->p.dropout.seed ^ (0xD1B54A32D192ED03ULL * (uint64_t)(s->step + 1));
+        nd = &local;
+    }
+    mm_tensor ins[MM_NODE_MAX_IN], outs[MM_NODE_MAX_OUT];
+    memset(ins, 0, sizeof ins);
+    memset(outs, 0, sizeof outs);
+    for (int i = 0; i < nd->n_in; i++)
+        if (nd->in[i] >= 0) ins[i] = mm_session_tensor(s, nd->in[i]);
+    for (int o = 0; o < nd->n_out; o++)
+        if (nd->out[o] >= 0) outs[o] = mm_session_tensor(s, nd->out[o]);
+    s->be->run_node(s->be, g, nd, ins, outs, s->ws, s->plan.workspace_bytes);
+}
+
+void mm_session_forward(mm_session *s)
+{
+    int n_fwd = s->g->n_forward ? s->g->n_forward : s->g->n_nodes;
+    for (int n = 0; n < n_fwd; n++) run_node(s, n);
+}
+
+void mm_session_run(mm_session *s)
+{
+    if (s->grads) s->be->zero(s->be, s->grads, s->plan.grad_bytes);
+    for (int n = 0; n < s->g->n_nodes; n++) run_node(s, n);
+    s->step++;
+}
+
+void mm_session_reset_optimizer(mm_session *s)
+{
+    if (s->opt) s->be->zero(s->be, s->opt, s->plan.opt_bytes);
+}
+
+void mm_session_adam(mm_session *s, const mm_adam_params *a)
+{
+    MM_ASSERT(s->plan.opt_slots >= 2);
+    int64_t n = (int64_t)(s->plan.trainable_bytes / sizeof(float));
+    if (n == 0) return;
+    float *m = s->opt, *v = (float *)((char *)s->opt + s->plan.trainable_bytes);
+    s->be->adam(s->be, s->params, m, v, s->grads, n, a);
+}
+
+void mm_session_sgd(mm_session *s, const mm_sgd_params *p)
+{
+    int64_t n = (int64_t)(s->plan.trainable_bytes / sizeof(float));
+    if (n == 0) return;
+    MM_ASSERT(p->momentum == 0.0f || s->plan.opt_slots >= 1);
+    s->be->sgd(s->be, s->params, p->momentum != 0.0f ? s->opt : NULL, s->grads, n, p);
+}

@@ -1,0 +1,418 @@
+/* CPU kernels, part 1: convolution, batch norm, dense. Forward passes against naive loops written
+ * plainly here, backward passes against central finite differences of L = sum(g * y).
+ * Pooling is in test_ops_cpu_pool.c, element-wise ops, dropout, softmax and flips in
+ * test_ops_cpu_misc.c, PyTorch fixtures in test_ops_cpu_torch.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "tests/grad_check.h"
+#include "tests/harness.h"
+
+/* ======================= convolution ======================= */
+
+/* The direct 7-loop definition, summed in double. */
+static void naive_conv(float *y, const float *x, const float *w, const float *b,
+                       const mm_conv_dims *d)
+{
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++)
+                for (int k = 0; k < d->k; k++) {
+                    double acc = b ? b[k] : 0.0;
+                    for (int r = 0; r < d->r; r++)
+                        for (int s = 0; s < d->s; s++)
+                            for (int c = 0; c < d->c; c++) {
+                                int iy = oy * d->stride_h - d->pad_h + r;
+                                int ix = ox * d->stride_w - d->pad_w + s;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) continue;
+                                acc += (double)x[((n * d->h + iy) * d->w + ix) * d->c + c] *
+                                       w[((k * d->r + r) * d->s + s) * d->c + c];
+                            }
+                    y[((n * d->oh + oy) * d->ow + ox) * d->k + k] = (float)acc;
+                }
+}
+
+typedef struct conv_case {
+    int n, h, w, c, k, r, s, sh, sw, ph, pw, bias;
+    int chunk_rows; /* 0: the default workspace budget; else force chunks of this many rows */
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    /* n  h   w  c  k  r  s sh sw ph pw bias chunk */
+    {2, 5, 7, 3, 4, 1, 1, 1, 1, 0, 0, 1, 0},  /* 1x1 stride 1: one GEMM, no im2col */
+    {1, 7, 6, 5, 3, 1, 1, 2, 2, 0, 0, 0, 0},  /* 1x1 stride 2 (ResNet downsample) */
+    {2, 6, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 0},  /* 3x3 same */
+    {2, 7, 9, 4, 5, 3, 3, 2, 2, 1, 1, 0, 0},  /* 3x3 stride 2, odd sizes */
+    {1, 11, 13, 3, 4, 7, 7, 2, 2, 3, 3, 1, 0}, /* 7x7 stride 2 pad 3 (conv1) */
+    {2, 6, 7, 2, 3, 3, 2, 2, 1, 0, 1, 1, 0},  /* rectangular kernel, mixed strides */
+    {2, 9, 8, 3, 2, 5, 5, 3, 3, 2, 2, 0, 0},  /* 5x5 stride 3 */
+    {2, 7, 9, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1},  /* chunks of one output row */
+    {2, 8, 6, 3, 4, 3, 3, 1, 1, 1, 1, 0, 3},  /* chunks straddling the two images */
+    {2, 11, 13, 3, 4, 7, 7, 2, 2, 3, 3, 0, 2}, /* 7x7 with chunks: col2im across chunks */
+    {2, 7, 6, 5, 3, 1, 1, 2, 2, 0, 0, 1, 2},  /* 1x1 stride 2 with chunks */
+    {1, 4, 4, 2, 3, 3, 3, 1, 1, 0, 0, 1, 0},  /* no padding */
+};
+#define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
+
+static mm_conv_dims conv_dims_of(const conv_case *cc)
+{
+    mm_conv_dims d = {.n = cc->n, .h = cc->h, .w = cc->w, .c = cc->c, .k = cc->k, .r = cc->r,
+                      .s = cc->s, .stride_h = cc->sh, .stride_w = cc->sw, .pad_h = cc->ph,
+                      .pad_w = cc->pw};
+    MM_ASSERT(mm_conv_dims_finish(&d));
+    return d;
+}
+
+/* Sets the workspace budget for the case and returns a workspace of the size the kernel asks. */
+static void *conv_setup_ws(const conv_case *cc, const mm_conv_dims *d)
+{
+    size_t row = (size_t)d->ow * d->r * d->s * d->c * sizeof(float);
+    mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : (size_t)64 << 20;
+    size_t bytes = mm_cpu_conv2d_workspace(d);
+    return mm_xmalloc(bytes ? bytes : 1);
+}
+
+MM_TEST(conv_forward_matches_naive)
+{
+    for (int ci = 0; ci < N_CONV_CASES; ci++) {
+        const conv_case *cc = &conv_cases[ci];
+        mm_conv_dims d = conv_dims_of(cc);
+        int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+        int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+        float *x = trand(nx, 100 + ci, -1, 1), *w = trand(nw, 200 + ci, -1, 1);
+        float *b = cc->bias ? trand(d.k, 300 + ci, -1, 1) : NULL;
+        float *y = tbuf(ny), *want = tbuf(ny);
+        tfill(y, ny, NAN); /* the output is written, never read */
+        void *ws = conv_setup_ws(cc, &d);
+        mm_cpu_conv2d_forward(y, x, w, b, &d, ws);
+        naive_conv(want, x, w, b, &d);
+        char what[64];
+        snprintf(what, sizeof what, "conv case %d y", ci);
+        CHECK_ARRAYS(what, y, want, ny, 1e-5, 1e-5);
+        free(x), free(w), free(b), free(y), free(want), free(ws);
+    }
+    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+}
+
+MM_TEST(conv_workspace)
+{
+    /* 1x1 stride 1 needs none; everything else a bounded im2col chunk. */
+    mm_conv_dims d = {.n = 2, .h = 288, .w = 224, .c = 64, .k = 256, .r = 1, .s = 1,
+                      .stride_h = 1, .stride_w = 1};
+    MM_ASSERT(mm_conv_dims_finish(&d));
+    CHECK_EQ_INT(mm_cpu_conv2d_workspace(&d), 0);
+    mm_conv_dims c1 = {.n = 2, .h = 1152, .w = 896, .c = 3, .k = 64, .r = 7, .s = 7,
+                       .stride_h = 2, .stride_w = 2, .pad_h = 3, .pad_w = 3};
+    MM_ASSERT(mm_conv_dims_finish(&c1));
+    size_t ws = mm_cpu_conv2d_workspace(&c1);
+    CHECK(ws > 0 && ws <= ((size_t)64 << 20));
+    CHECK_EQ_INT(ws % ((size_t)c1.ow * 147 * 4), 0); /* whole output rows */
+    /* A small convolution gets exactly its whole im2col matrix. */
+    mm_conv_dims s = {.n = 2, .h = 8, .w = 8, .c = 4, .k = 4, .r = 3, .s = 3, .stride_h = 1,
+                      .stride_w = 1, .pad_h = 1, .pad_w = 1};
+    MM_ASSERT(mm_conv_dims_finish(&s));
+    CHECK_EQ_INT(mm_cpu_conv2d_workspace(&s), 2 * 8 * 8 * 36 * 4);
+}
+
+typedef struct conv_ctx {
+    const mm_conv_dims *d;
+    float *x, *w, *b, *y;
+    const float *g;
+    void *ws;
+    int64_t ny;
+} conv_ctx;
+
+static double conv_loss(void *p)
+{
+    conv_ctx *c = p;
+    mm_cpu_conv2d_forward(c->y, c->x, c->w, c->b, c->d, c->ws);
+    return tdot(c->g, c->y, c->ny);
+}
+
+MM_TEST(conv_backward_matches_finite_differences)
+{
+    for (int ci = 0; ci < N_CONV_CASES; ci++) {
+        const conv_case *cc = &conv_cases[ci];
+        mm_conv_dims d = conv_dims_of(cc);
+        int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+        int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+        float *x = trand(nx, 110 + ci, -1, 1), *w = trand(nw, 210 + ci, -1, 1);
+        float *b = cc->bias ? trand(d.k, 310 + ci, -1, 1) : NULL;
+        float *g = trand(ny, 410 + ci, -1, 1), *y = tbuf(ny);
+        void *ws = conv_setup_ws(cc, &d);
+        conv_ctx ctx = {&d, x, w, b, y, g, ws, ny};
+
+        /* dx is written: start from NaN. dw and db accumulate onto what is there. */
+        float *dx = tbuf(nx), *w0 = trand(nw, 510 + ci, -3, 3), *dw = tcopy(w0, nw);
+        float *b0 = trand(d.k, 610 + ci, -3, 3), *db = tcopy(b0, d.k);
+        tfill(dx, nx, NAN);
+        mm_cpu_conv2d_backward_data(dx, g, w, &d, ws);
+        mm_cpu_conv2d_backward_filter(dw, g, x, &d, ws);
+        mm_cpu_conv2d_backward_bias(db, g, &d);
+        for (int64_t i = 0; i < nw; i++) dw[i] -= w0[i];
+        for (int i = 0; i < d.k; i++) db[i] -= b0[i];
+
+        char what[64];
+        snprintf(what, sizeof what, "conv case %d dx", ci);
+        CHECK_FD(what, dx, x, nx, conv_loss, &ctx, 0.05f, 2e-3);
+        snprintf(what, sizeof what, "conv case %d dw", ci);
+        CHECK_FD(what, dw, w, nw, conv_loss, &ctx, 0.05f, 2e-3);
+        if (b) {
+            snprintf(what, sizeof what, "conv case %d db", ci);
+            CHECK_FD(what, db, b, d.k, conv_loss, &ctx, 0.05f, 2e-3);
+        } else {
+            /* The bias gradient does not depend on whether the layer has a bias. */
+            float *want = tbuf(d.k);
+            for (int k = 0; k < d.k; k++) {
+                double s = 0;
+                for (int64_t p = 0; p < ny / d.k; p++) s += g[p * d.k + k];
+                want[k] = (float)s;
+            }
+            CHECK_ARRAYS("db without bias", db, want, d.k, 1e-4, 1e-4);
+            free(want);
+        }
+        free(x), free(w), free(b), free(g), free(y), free(ws);
+        free(dx), free(w0), free(dw), free(b0), free(db);
+    }
+    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+}
+
+/* A chunked run must equal the unchunked one (the same GEMMs on fewer rows). */
+MM_TEST(conv_chunking_does_not_change_results)
+{
+    conv_case cc = {2, 13, 11, 6, 8, 3, 3, 2, 2, 1, 1, 1, 0};
+    mm_conv_dims d = conv_dims_of(&cc);
+    int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+    int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+    float *x = trand(nx, 1, -1, 1), *w = trand(nw, 2, -1, 1), *b = trand(d.k, 3, -1, 1);
+    float *g = trand(ny, 4, -1, 1);
+    float *y[2], *dx[2], *dw[2];
+    for (int v = 0; v < 2; v++) {
+        cc.chunk_rows = v ? 3 : 0;
+        void *ws = conv_setup_ws(&cc, &d);
+        y[v] = tbuf(ny), dx[v] = tbuf(nx), dw[v] = tbuf(nw);
+        tfill(dw[v], nw, 0);
+        mm_cpu_conv2d_forward(y[v], x, w, b, &d, ws);
+        mm_cpu_conv2d_backward_data(dx[v], g, w, &d, ws);
+        mm_cpu_conv2d_backward_filter(dw[v], g, x, &d, ws);
+        free(ws);
+    }
+    CHECK_ARRAYS("y", y[1], y[0], ny, 1e-6, 1e-5);
+    CHECK_ARRAYS("dx", dx[1], dx[0], nx, 1e-6, 1e-5);
+    CHECK_ARRAYS("dw", dw[1], dw[0], nw, 1e-5, 1e-5);
+    for (int v = 0; v < 2; v++) free(y[v]), free(dx[v]), free(dw[v]);
+    free(x), free(w), free(b), free(g);
+    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+}
+
+/* ======================= batch norm ======================= */
+
+/* Batch mean and biased variance per channel, in double, the textbook way. */
+static void naive_moments(double *mean, double *var, const float *x, int64_t m, int c)
+{
+    for (int j = 0; j < c; j++) {
+        double s = 0, q = 0;
+        for (int64_t i = 0; i < m; i++) s += x[i * c + j];
+        mean[j] = s / m;
+        for (int64_t i = 0; i < m; i++) q += (x[i * c + j] - mean[j]) * (x[i * c + j] - mean[j]);
+        var[j] = q / m;
+    }
+}
+
+MM_TEST(batchnorm_train_forward_and_running_stats)
+{
+    const int64_t m = 2 * 3 * 5;
+    const int c = 7;
+    const float eps = 1e-5f, mom = 0.1f;
+    float *x = trand(m * c, 1, -2, 3), *gamma = trand(c, 2, 0.5f, 1.5f), *beta = trand(c, 3, -1, 1);
+    for (int64_t i = 0; i < m * c; i++) x[i] += (float)(i % c); /* per-channel offsets */
+    float *rm = trand(c, 4, -1, 1), *rv = trand(c, 5, 0.5f, 2), *rm0 = tcopy(rm, c),
+          *rv0 = tcopy(rv, c);
+    float *y = tbuf(m * c), *smean = tbuf(c), *sinv = tbuf(c);
+    tfill(y, m * c, NAN);
+    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, eps, mom);
+
+    double mean[7], var[7];
+    naive_moments(mean, var, x, m, c);
+    float *want = tbuf(m * c);
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++)
+            want[i * c + j] =
+                (float)((x[i * c + j] - mean[j]) / sqrt(var[j] + eps) * gamma[j] + beta[j]);
+    CHECK_ARRAYS("y", y, want, m * c, 1e-5, 1e-5);
+    for (int j = 0; j < c; j++) {
+        CHECK_CLOSE(smean[j], mean[j], 1e-6, 1e-6);
+        CHECK_CLOSE(sinv[j], 1.0 / sqrt(var[j] + eps), 1e-6, 1e-6);
+        /* PyTorch: running stats move towards the batch mean and the UNBIASED variance. */
+        CHECK_CLOSE(rm[j], 0.9 * rm0[j] + 0.1 * mean[j], 1e-6, 1e-6);
+        CHECK_CLOSE(rv[j], 0.9 * rv0[j] + 0.1 * var[j] * m / (m - 1), 1e-6, 1e-6);
+    }
+
+    /* In place (y aliases x) gives the same output. */
+    float *yin = tcopy(x, m * c), *rm2 = tcopy(rm0, c), *rv2 = tcopy(rv0, c);
+    mm_cpu_batchnorm_forward_train(yin, smean, sinv, rm2, rv2, yin, gamma, beta, m, c, eps, mom);
+    CHECK_ARRAYS("in-place y", yin, y, m * c, 0, 0);
+    free(x), free(gamma), free(beta), free(rm), free(rv), free(rm0), free(rv0), free(y);
+    free(smean), free(sinv), free(want), free(yin), free(rm2), free(rv2);
+}
+
+/* The statistics stay accurate at the whole-image size (m = 2*576*448) with a large mean, where a
+ * float E[x^2] - E[x]^2 would be useless. */
+MM_TEST(batchnorm_statistics_accurate_at_large_m)
+{
+    const int64_t m = 2 * 576 * 448;
+    const int c = 3;
+    float *x = trand(m * c, 7, -0.5f, 0.5f);
+    for (int64_t i = 0; i < m * c; i++) x[i] += 1000.0f * (float)(i % c + 1);
+    float gamma[3] = {1, 1, 1}, beta[3] = {0, 0, 0}, rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
+    float smean[3], sinv[3];
+    float *y = tbuf(m * c);
+    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, 1e-5f, 0.1f);
+    double mean[3], var[3];
+    naive_moments(mean, var, x, m, c);
+    for (int j = 0; j < c; j++) {
+        CHECK_CLOSE(smean[j], mean[j], 0, 1e-7);
+        CHECK_CLOSE(sinv[j], 1.0 / sqrt(var[j] + 1e-5), 0, 1e-5);
+    }
+    /* Normalised output: mean 0, variance 1. */
+    double ym[3], yv[3];
+    naive_moments(ym, yv, y, m, c);
+    for (int j = 0; j < c; j++) {
+        CHECK_CLOSE(ym[j], 0, 1e-4, 0);
+        CHECK_CLOSE(yv[j], 1, 1e-3, 0);
+    }
+    free(x), free(y);
+}
+
+MM_TEST(batchnorm_eval)
+{
+    const int64_t m = 11;
+    const int c = 5;
+    const float eps = 1e-3f;
+    float *x = trand(m * c, 1, -2, 2), *gamma = trand(c, 2, 0.5f, 1.5f), *beta = trand(c, 3, -1, 1);
+    float *rm = trand(c, 4, -1, 1), *rv = trand(c, 5, 0.2f, 2);
+    float *y = tbuf(m * c), *want = tbuf(m * c);
+    mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, eps);
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++)
+            want[i * c + j] =
+                (float)((x[i * c + j] - rm[j]) / sqrt((double)rv[j] + eps) * gamma[j] + beta[j]);
+    CHECK_ARRAYS("y", y, want, m * c, 1e-5, 1e-5);
+    mm_cpu_batchnorm_forward_eval(x, x, gamma, beta, rm, rv, m, c, eps); /* in place */
+    CHECK_ARRAYS("in-place y", x, y, m * c, 0, 0);
+    free(x), free(gamma), free(beta), free(rm), free(rv), free(y), free(want);
+}
+
+typedef struct bn_ctx {
+    float *x, *gamma, *beta, *y, *smean, *sinv, *rm, *rv;
+    const float *g;
+    int64_t m;
+    int c;
+} bn_ctx;
+
+static double bn_loss(void *p)
+{
+    bn_ctx *b = p;
+    mm_cpu_batchnorm_forward_train(b->y, b->smean, b->sinv, b->rm, b->rv, b->x, b->gamma, b->beta,
+                                   b->m, b->c, 1e-5f, 0.1f);
+    return tdot(b->g, b->y, b->m * b->c);
+}
+
+MM_TEST(batchnorm_backward_matches_finite_differences)
+{
+    const int64_t m = 2 * 3 * 4;
+    const int c = 5;
+    float *x = trand(m * c, 11, -2, 2), *gamma = trand(c, 12, 0.5f, 1.5f),
+          *beta = trand(c, 13, -1, 1), *g = trand(m * c, 14, -1, 1);
+    float *y = tbuf(m * c), *smean = tbuf(c), *sinv = tbuf(c), *rm = tbuf(c), *rv = tbuf(c);
+    tfill(rm, c, 0), tfill(rv, c, 1);
+    bn_ctx ctx = {x, gamma, beta, y, smean, sinv, rm, rv, g, m, c};
+    bn_loss(&ctx); /* saves mean and invstd for backward */
+
+    float *dx = tbuf(m * c), *dg0 = trand(c, 15, -1, 1), *db0 = trand(c, 16, -1, 1);
+    float *dgamma = tcopy(dg0, c), *dbeta = tcopy(db0, c);
+    tfill(dx, m * c, NAN);
+    mm_cpu_batchnorm_backward(dx, dgamma, dbeta, g, x, gamma, smean, sinv, m, c);
+    for (int j = 0; j < c; j++) dgamma[j] -= dg0[j], dbeta[j] -= db0[j];
+
+    CHECK_FD("bn dx", dx, x, m * c, bn_loss, &ctx, 1e-2f, 5e-3);
+    CHECK_FD("bn dgamma", dgamma, gamma, c, bn_loss, &ctx, 1e-2f, 5e-3);
+    CHECK_FD("bn dbeta", dbeta, beta, c, bn_loss, &ctx, 1e-2f, 5e-3);
+
+    /* dx in place over dy; dgamma/dbeta/dx may each be absent. */
+    bn_loss(&ctx);
+    float *inplace = tcopy(g, m * c);
+    mm_cpu_batchnorm_backward(inplace, NULL, NULL, inplace, x, gamma, smean, sinv, m, c);
+    CHECK_ARRAYS("in-place dx", inplace, dx, m * c, 0, 0);
+    float *dgamma2 = tbuf(c), *dbeta2 = tbuf(c);
+    tfill(dgamma2, c, 0), tfill(dbeta2, c, 0);
+    mm_cpu_batchnorm_backward(NULL, dgamma2, dbeta2, g, x, gamma, smean, sinv, m, c);
+    CHECK_ARRAYS("dgamma without dx", dgamma2, dgamma, c, 1e-5, 1e-5);
+    CHECK_ARRAYS("dbeta without dx", dbeta2, dbeta, c, 1e-5, 1e-5);
+    free(x), free(gamma), free(beta), free(g), free(y), free(smean), free(sinv), free(rm);
+    free(rv), free(dx), free(dg0), free(db0), free(dgamma), free(dbeta), free(inplace);
+    free(dgamma2), free(dbeta2);
+}
+
+/* ======================= dense ======================= */
+
+MM_TEST(dense_forward_matches_naive)
+{
+    const int n = 3, k = 7, o = 5;
+    float *x = trand(n * k, 1, -1, 1), *w = trand(o * k, 2, -1, 1), *b = trand(o, 3, -1, 1);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        float *y = tbuf(n * o), *want = tbuf(n * o);
+        tfill(y, n * o, NAN);
+        mm_cpu_dense_forward(y, x, w, with_bias ? b : NULL, n, k, o);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < o; j++) {
+                double s = with_bias ? b[j] : 0;
+                for (int q = 0; q < k; q++) s += (double)x[i * k + q] * w[j * k + q];
+                want[i * o + j] = (float)s;
+            }
+        CHECK_ARRAYS(with_bias ? "y (bias)" : "y (no bias)", y, want, n * o, 1e-6, 1e-5);
+        free(y), free(want);
+    }
+    free(x), free(w), free(b);
+}
+
+typedef struct dense_ctx {
+    float *x, *w, *b, *y;
+    const float *g;
+    int n, k, o;
+} dense_ctx;
+
+static double dense_loss(void *p)
+{
+    dense_ctx *c = p;
+    mm_cpu_dense_forward(c->y, c->x, c->w, c->b, c->n, c->k, c->o);
+    return tdot(c->g, c->y, (int64_t)c->n * c->o);
+}
+
+MM_TEST(dense_backward_matches_finite_differences)
+{
+    const int n = 2, k = 9, o = 4;
+    float *x = trand(n * k, 1, -1, 1), *w = trand(o * k, 2, -1, 1), *b = trand(o, 3, -1, 1);
+    float *g = trand(n * o, 4, -1, 1), *y = tbuf(n * o);
+    dense_ctx ctx = {x, w, b, y, g, n, k, o};
+    float *dx = tbuf(n * k), *w0 = trand(o * k, 5, -2, 2), *dw = tcopy(w0, o * k);
+    float *b0 = trand(o, 6, -2, 2), *db = tcopy(b0, o);
+    tfill(dx, n * k, NAN);
+    mm_cpu_dense_backward_data(dx, g, w, n, k, o);
+    mm_cpu_dense_backward_weight(dw, db, g, x, n, k, o);
+    for (int i = 0; i < o * k; i++) dw[i] -= w0[i];
+    for (int i = 0; i < o; i++) db[i] -= b0[i];
+    CHECK_FD("dense dx", dx, x, n * k, dense_loss, &ctx, 0.05f, 1e-3);
+    CHECK_FD("dense dw", dw, w, o * k, dense_loss, &ctx, 0.05f, 1e-3);
+    CHECK_FD("dense db", db, b, o, dense_loss, &ctx, 0.05f, 1e-3);
+    /* Without a bias gradient buffer the weight gradient is the same. */
+    float *dw2 = tbuf(o * k);
+    tfill(dw2, o * k, 0);
+    mm_cpu_dense_backward_weight(dw2, NULL, g, x, n, k, o);
+    CHECK_ARRAYS("dw (no db)", dw2, dw, o * k, 1e-5, 1e-5);
+    free(x), free(w), free(b), free(g), free(y), free(dx), free(w0), free(dw), free(b0);
+    free(db), free(dw2);
+}

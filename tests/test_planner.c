@@ -1,0 +1,242 @@
+/* Memory planner and graph construction, on the meta backend (shapes only):
+ *  - on random graphs with backward passes, no two simultaneously live tensors overlap in the
+ *    arena (except an in-place output over the input that dies at its node);
+ *  - the peak never exceeds the naive sum, and reuse really happens;
+ *  - the flat parameter/gradient layout puts trainable parameters first;
+ *  - shape errors are reported, not crashed on. */
+#include <string.h>
+
+#include "kernels/philox.h"
+#include "runtime/backend.h"
+#include "runtime/graph.h"
+#include "runtime/planner.h"
+#include "tests/harness.h"
+
+static bool inplace_op(mm_op op)
+{
+    return op == MM_OP_RELU || op == MM_OP_ADD || op == MM_OP_DROPOUT || op == MM_OP_RELU_BWD ||
+           op == MM_OP_DROPOUT_BWD || op == MM_OP_BATCHNORM_BWD;
+}
+
+static bool is_input_of(const mm_node *nd, int v)
+{
+    for (int i = 0; i < nd->n_in; i++)
+        if (nd->in[i] == v) return true;
+    return false;
+}
+
+/* Checks every pair of arena values; returns the number of illegal overlaps. */
+static int count_overlaps(const mm_graph *g, const mm_plan *p)
+{
+    int bad = 0;
+    for (int a = 0; a < g->n_values; a++) {
+        if (p->region[a] != MM_REGION_ARENA || g->values[a].view_of >= 0) continue;
+        size_t a0 = p->offset[a], a1 = a0 + mm_value_bytes(&g->values[a]);
+        for (int b = a + 1; b < g->n_values; b++) {
+            if (p->region[b] != MM_REGION_ARENA || g->values[b].view_of >= 0) continue;
+            size_t b0 = p->offset[b], b1 = b0 + mm_value_bytes(&g->values[b]);
+            if (a1 <= b0 || b1 <= a0) continue; /* disjoint bytes */
+            int fa = p->first_node[a], la = p->last_node[a];
+            int fb = p->first_node[b], lb = p->last_node[b];
+            if (la < fb || lb < fa) continue; /* disjoint lifetimes */
+            /* In place: b is the first output of the node where a dies, at the same offset. */
+            int first = fa <= fb ? a : b, second = first == a ? b : a;
+            int prod = p->first_node[second];
+            const mm_node *nd = &g->nodes[prod];
+            if (p->last_node[first] == prod && inplace_op(nd->op) && nd->out[0] == second &&
+                is_input_of(nd, first) && p->offset[first] == p->offset[second])
+                continue;
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static int param(mm_graph *g, const char *prefix, int i, int ndim, const int64_t *shape)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%d", prefix, i);
+    return mm_graph_param(g, name, ndim, shape);
+}
+
+/* A random conv net: conv/bn/relu units, random residual joins, pools, then a dense head. */
+static mm_graph *random_graph(uint64_t seed, int *n_units_out)
+{
+    mm_graph *g = mm_graph_new(true);
+    int h = 24 + (int)(mm_philox_u32(seed, 0) % 16), c = 3;
+    int64_t xs[4] = {2, h, h, c};
+    int x = mm_graph_input(g, "image", MM_F32, 4, xs);
+    int units = 4 + (int)(mm_philox_u32(seed, 1) % 8);
+    int prev[16], n_prev = 0, k = 0;
+    for (int u = 0; u < units; u++) {
+        uint32_t r = mm_philox_u32(seed, 10 + (uint64_t)u);
+        int kc = 4 + (int)(r % 5) * 4, ks = (r >> 4) % 2 ? 3 : 1;
+        int64_t ws[4] = {kc, ks, ks, c}, cs[1] = {kc};
+        int w = param(g, "w", k, 4, ws);
+        int y = mm_conv2d(g, x, w, -1, 1, ks / 2);
+        int ga = param(g, "g", k, 1, cs), be = param(g, "b", k, 1, cs);
+        char nm[32], nv[32];
+        snprintf(nm, sizeof nm, "rm%d", k);
+        snprintf(nv, sizeof nv, "rv%d", k);
+        int rm = mm_graph_state(g, nm, 1, cs), rv = mm_graph_state(g, nv, 1, cs);
+        k++;
+        y = mm_batchnorm(g, y, ga, be, rm, rv, 1e-5f, 0.1f);
+        /* residual join with an earlier unit of the same shape */
+        for (int q = n_prev - 1; q >= 0 && (r >> 8) % 2; q--)
+            if (mm_shape_equal(4, g->values[prev[q]].shape, 4, g->values[y].shape)) {
+                y = mm_add(g, y, prev[q]);
+                break;
+            }
+        y = mm_relu(g, y);
+        if ((r >> 12) % 4 == 0 && g->values[y].shape[1] >= 4) y = mm_maxpool(g, y, 2, 2, 0);
+        x = y;
+        c = kc;
+        if (n_prev < 16) prev[n_prev++] = y;
+    }
+    int f = mm_global_avgpool(g, x);
+    int64_t ws[2] = {3, c}, bs[1] = {3};
+    int w = mm_graph_param(g, "fc.weight", 2, ws), b = mm_graph_param(g, "fc.bias", 1, bs);
+    int logits = mm_dense(g, f, w, b);
+    int64_t ls[1] = {2};
+    int labels = mm_graph_input(g, "labels", MM_I32, 1, ls);
+    int sw = mm_graph_input(g, "weights", MM_F32, 1, ls);
+    int loss = mm_softmax_xent(g, logits, labels, sw);
+    /* freeze a few parameters at random */
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == MM_VALUE_PARAM && mm_philox_u32(seed, 1000 + (uint64_t)v) % 5 == 0)
+            mm_graph_set_frozen(g, v, true);
+    mm_graph_backward(g, loss);
+    *n_units_out = units;
+    return g;
+}
+
+MM_TEST(random_graphs_never_overlap_live_tensors)
+{
+    mm_backend *be;
+    CHECK(mm_backend_meta_create(&be) == MM_OK);
+    int reused = 0, inplace = 0;
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int units;
+        mm_graph *g = random_graph(seed, &units);
+        CHECK_MSG(mm_graph_status(g) == MM_OK, "seed %llu: %s", (unsigned long long)seed,
+                  mm_last_error());
+        mm_plan p;
+        CHECK(mm_plan_make(&p, g, be, 2) == MM_OK);
+        int bad = count_overlaps(g, &p);
+        CHECK_MSG(bad == 0, "seed %llu: %d overlapping live tensors", (unsigned long long)seed, bad);
+        CHECK(p.arena_bytes <= p.naive_arena_bytes);
+        reused += p.arena_bytes < p.naive_arena_bytes;
+        inplace += p.n_inplace > 0;
+        /* gradients and optimizer state cover exactly the trainable prefix */
+        CHECK_EQ_INT(p.grad_bytes, p.trainable_bytes);
+        CHECK_EQ_INT(p.opt_bytes, 2 * p.trainable_bytes);
+        for (int v = 0; v < g->n_values; v++) {
+            const mm_value *val = &g->values[v];
+            if (val->kind != MM_VALUE_PARAM) continue;
+            if (val->frozen) {
+                CHECK(p.offset[v] >= p.trainable_bytes);
+                CHECK(val->grad < 0);
+            } else {
+                CHECK(p.offset[v] + mm_value_bytes(val) <= p.trainable_bytes);
+            }
+        }
+        mm_plan_free(&p);
+        mm_graph_free(g);
+    }
+    CHECK_EQ_INT(reused, 60);
+    CHECK(inplace > 50);
+    mm_backend_destroy(be);
+}
+
+/* A deep chain: the arena holds what the backward pass needs, far less than the naive sum. */
+MM_TEST(chain_reuses_memory_and_runs_relu_in_place)
+{
+    mm_graph *g = mm_graph_new(false); /* inference: nothing saved for backward */
+    int64_t xs[4] = {1, 32, 32, 16}, ws[4] = {16, 3, 3, 16};
+    int x = mm_graph_input(g, "x", MM_F32, 4, xs);
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        x = mm_relu(g, mm_conv2d(g, x, mm_graph_param(g, name, 4, ws), -1, 1, 1));
+    }
+    mm_graph_keep(g, x);
+    mm_backend *be;
+    mm_backend_meta_create(&be);
+    mm_plan p;
+    CHECK(mm_plan_make(&p, g, be, 0) == MM_OK);
+    size_t one = 32 * 32 * 16 * 4;
+    CHECK_EQ_INT(p.naive_arena_bytes, 40 * one);
+    CHECK_EQ_INT(p.n_inplace, 20);
+    /* at any moment: the conv input and output (ping-pong); the kept output stays */
+    CHECK(p.arena_bytes <= 3 * one);
+    CHECK_EQ_INT(count_overlaps(g, &p), 0);
+    mm_plan_free(&p);
+    mm_graph_free(g);
+    mm_backend_destroy(be);
+}
+
+/* conv1 (w1) -> relu -> conv2 (w2) -> gap -> dense (fc) -> loss, with w1 frozen or not. */
+static void count_backward(bool freeze_w1, int *filter, int *data, int *w1_grad)
+{
+    mm_graph *g = mm_graph_new(true);
+    int64_t xs[4] = {2, 8, 8, 3}, w1s[4] = {4, 3, 3, 3}, w2s[4] = {4, 1, 1, 4};
+    int x = mm_graph_input(g, "x", MM_F32, 4, xs);
+    int w1 = mm_graph_param(g, "w1", 4, w1s), w2 = mm_graph_param(g, "w2", 4, w2s);
+    int y = mm_relu(g, mm_conv2d(g, x, w1, -1, 2, 1));
+    y = mm_conv2d(g, y, w2, -1, 1, 0);
+    int f = mm_global_avgpool(g, y);
+    int64_t fws[2] = {2, 4}, ls[1] = {2};
+    int fw = mm_graph_param(g, "fc", 2, fws);
+    int loss = mm_softmax_xent(g, mm_dense(g, f, fw, -1), mm_graph_input(g, "l", MM_I32, 1, ls), -1);
+    mm_graph_set_frozen(g, w1, freeze_w1);
+    CHECK(mm_graph_backward(g, loss) == MM_OK);
+    *filter = *data = 0;
+    for (int n = g->n_forward; n < g->n_nodes; n++) {
+        *filter += g->nodes[n].op == MM_OP_CONV2D_BWD_FILTER;
+        *data += g->nodes[n].op == MM_OP_CONV2D_BWD_DATA;
+    }
+    *w1_grad = g->values[w1].grad >= 0;
+    CHECK(g->values[w2].grad >= 0);
+    CHECK(g->values[fw].grad >= 0);
+    mm_graph_free(g);
+}
+
+MM_TEST(backward_records_weight_gradients_only_for_unfrozen_params)
+{
+    int filter, data, w1_grad;
+    count_backward(false, &filter, &data, &w1_grad);
+    CHECK_EQ_INT(filter, 2);
+    CHECK_EQ_INT(data, 1); /* into relu(conv1), never into the image */
+    CHECK_EQ_INT(w1_grad, 1);
+    count_backward(true, &filter, &data, &w1_grad);
+    CHECK_EQ_INT(filter, 1); /* w2 only */
+    CHECK_EQ_INT(data, 0);   /* nothing below conv2 needs a gradient */
+    CHECK_EQ_INT(w1_grad, 0);
+}
+
+MM_TEST(shape_errors_are_reported)
+{
+    mm_graph *g = mm_graph_new(true);
+    int64_t xs[4] = {1, 5, 5, 3}, ws[4] = {8, 7, 7, 3}, bad[4] = {8, 3, 3, 4};
+    int x = mm_graph_input(g, "x", MM_F32, 4, xs);
+    int w = mm_graph_param(g, "big", 4, ws);
+    CHECK_EQ_INT(mm_conv2d(g, x, w, -1, 1, 0), -1); /* 7x7 kernel on a 5x5 image */
+    CHECK(mm_graph_status(g) == MM_ERR_SHAPE);
+    CHECK(strstr(mm_last_error(), "conv2d") != NULL);
+    /* sticky: later calls fail too */
+    CHECK_EQ_INT(mm_relu(g, x), -1);
+    mm_graph_free(g);
+
+    g = mm_graph_new(true);
+    x = mm_graph_input(g, "x", MM_F32, 4, xs);
+    w = mm_graph_param(g, "w", 4, bad);
+    CHECK_EQ_INT(mm_conv2d(g, x, w, -1, 1, 1), -1); /* channel mismatch */
+    CHECK(strstr(mm_last_error(), "channels") != NULL);
+    mm_graph_free(g);
+
+    g = mm_graph_new(true);
+    int64_t zero[2] = {0, 3};
+    CHECK_EQ_INT(mm_graph_input(g, "empty", MM_F32, 2, zero), -1);
+    CHECK(strstr(mm_last_error(), "empty") != NULL);
+    mm_graph_free(g);
+}
