@@ -936,7 +936,8 @@ static void optim_case(bool adam, int variant)
     for (int k = 0; k < (adam ? 3 : 2); k++) {
         char what[64];
         snprintf(what, sizeof what, "%s variant %d %s", adam ? "adam" : "sgd", variant, names[k]);
-        CHECK_ARRAYS(what, res[1][k], res[0][k], n, 1e-6, 1e-5);
+        /* optim_math.h makes the update bitwise the same on both backends */
+        CHECK_ARRAYS(what, res[1][k], res[0][k], n, 0, 0);
     }
     for (int b = 0; b < 2; b++)
         for (int k = 0; k < 3; k++) free(res[b][k]);

@@ -84,15 +84,14 @@ static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor
 {
     int64_t m = node->p.bn.m;
     int c = node->p.bn.c;
-    if (!node->p.bn.training) {
-        if (ws->measure) return;
-        mm_cuda_bn_forward_eval(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
-                                ins[1].data, ins[2].data, ins[3].data, ins[4].data, m, c,
-                                node->p.bn.eps, ctx->stream);
-        return;
-    }
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
+    if (!node->p.bn.training) {
+        mm_cuda_bn_forward_eval(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
+                                ins[1].data, ins[2].data, ins[3].data, ins[4].data, m, c,
+                                node->p.bn.eps, bws, ctx->stream);
+        return;
+    }
     mm_cuda_bn_forward_train(outs[0].data, outs[0].dtype, node->n_out > 1 ? outs[1].data : NULL,
                              node->n_out > 2 ? outs[2].data : NULL, ins[3].data, ins[4].data,
                              ins[0].data, ins[0].dtype, ins[1].data, ins[2].data, m, c,
@@ -326,15 +325,17 @@ static void mm_cuda_run_node(mm_backend *be, const mm_graph *g, const mm_node *n
 static void mm_cuda_adam_step(mm_backend *be, float *p, float *m, float *v, const float *g,
                               int64_t n, const mm_adam_params *a)
 {
-    mm_cuda_adam(p, m, v, g, n, a->lr, a->beta1, a->beta2, a->eps, a->weight_decay, a->decoupled,
-                 a->step, mm_ctx(be)->stream);
+    MM_ASSERT(a->step >= 1);
+    mm_adam_coeffs c = mm_adam_coeffs_make(a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
+                                           a->decoupled, a->step);
+    mm_cuda_adam(p, m, v, g, n, &c, mm_ctx(be)->stream);
 }
 
 static void mm_cuda_sgd_step(mm_backend *be, float *p, float *buf, const float *g, int64_t n,
                              const mm_sgd_params *s)
 {
-    mm_cuda_sgd(p, buf, g, n, s->lr, s->momentum, s->weight_decay, s->nesterov,
-                mm_ctx(be)->stream);
+    mm_sgd_coeffs c = mm_sgd_coeffs_make(s->lr, s->momentum, s->weight_decay, s->nesterov);
+    mm_cuda_sgd(p, buf, g, n, &c, mm_ctx(be)->stream);
 }
 
 static void mm_cuda_sync(mm_backend *be)

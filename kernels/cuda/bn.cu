@@ -11,8 +11,8 @@
  *      invstd = 1/sqrt(var + eps), the running statistics, and the coefficients of step 3;
  *   3. y = (x - mean) * (gamma * invstd) + beta, element-wise.
  * Backward: sums of dy and dy*(x - mean) per channel the same way, then
- *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean),
- *   dx = gamma*invstd * (dy - sum dy / m - (x - mean) * invstd^2 * sum dy(x-mean) / m).
+ *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean) = sum dy * xhat,
+ *   dx = gamma*invstd * (dy - sum dy / m - xhat * sum dy*xhat / m), xhat = (x - mean) * invstd.
  * The split of rows into slices is deterministic, so results are bitwise reproducible. */
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
@@ -171,46 +171,32 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
     });
 }
 
-/* ---- forward, evaluation: running statistics ---- */
-template <typename TY, typename TX>
-struct mm_bn_eval_op {
-    TY *y;
-    const TX *x;
-    const float *gamma, *beta, *rmean, *rvar;
-    float eps;
-    int c;
-    __device__ float f(float v, int j) const
-    {
-        float invstd = 1.0f / sqrtf(rvar[j] + eps);
-        return (v - rmean[j]) * (gamma[j] * invstd) + beta[j];
-    }
-    __device__ void run4(int64_t i) const
-    {
-        float v[4];
-        mm_ld4(x, i, v);
-        int j = (int)(i % c);
-        for (int k = 0; k < 4; k++) {
-            v[k] = f(v[k], j);
-            if (++j == c) j = 0;
-        }
-        mm_st4(y, i, v);
-    }
-    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), (int)(i % c))); }
-};
+/* ---- forward, evaluation: running statistics ----
+ * scale = gamma * (float)(1 / sqrt(running_var + eps)) per channel (in double, as the CPU), then
+ * the same element-wise pass as training with shift = running_mean. */
+__global__ void mm_bn_eval_coef_kernel(float *scale, const float *gamma, const float *running_var,
+                                       int c, float eps)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < c) scale[j] = gamma[j] * (float)(1.0 / sqrt((double)running_var[j] + (double)eps));
+}
 
 void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                              const float *gamma, const float *beta, const float *running_mean,
-                             const float *running_var, int64_t m, int c, float eps,
+                             const float *running_var, int64_t m, int c, float eps, void *ws,
                              cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
+    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
+    mm_bn_eval_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        w.scale, gamma, running_var, c, eps);
+    MM_CUDA_CHECK_LAUNCH();
     bool vec = mm_aligned16(y) && mm_aligned16(x);
     mm_dispatch_float(ty, [&](auto yt) {
         mm_dispatch_float(tx, [&](auto xt) {
             using TY = decltype(yt);
             using TX = decltype(xt);
-            mm_bn_eval_op<TY, TX> op{(TY *)y,    (const TX *)x, gamma, beta, running_mean,
-                                     running_var, eps,           c};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, running_mean, w.scale, beta, c};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -238,8 +224,9 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
     if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
 }
 
-/* Per channel: the parameter gradients, and k1 = gamma*invstd, k2 = sum dy / m,
- * k3 = invstd^2 * sum dy(x-mean) / m for dx = k1 * (dy - k2 - (x - mean) * k3). */
+/* Per channel: the parameter gradients, and the coefficients of
+ * dx = k1 * (dy - k2 - xhat * k3), xhat = (x - mean) * invstd, with k1 = gamma * invstd,
+ * k2 = sum dy / m, k3 = sum dy * xhat / m (the CPU reference's formula and rounding). */
 __global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *dgamma,
                                         float *dbeta, const float2 *partial, const float *gamma,
                                         const float *save_invstd, int slices, int64_t m, int c)
@@ -252,13 +239,13 @@ __global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *
         sdy += p.x;
         sdyx += p.y;
     }
-    double invstd = save_invstd[j];
+    double sg = sdyx * (double)save_invstd[j]; /* sum dy * xhat */
     if (dbeta) dbeta[j] += (float)sdy;
-    if (dgamma) dgamma[j] += (float)(sdyx * invstd);
+    if (dgamma) dgamma[j] += (float)sg;
     if (k1) {
-        k1[j] = (float)((double)gamma[j] * invstd);
+        k1[j] = gamma[j] * save_invstd[j];
         k2[j] = (float)(sdy / (double)m);
-        k3[j] = (float)(invstd * invstd * sdyx / (double)m);
+        k3[j] = (float)(sg / (double)m);
     }
 }
 
@@ -267,11 +254,12 @@ struct mm_bn_dx_op {
     TDX *dx;
     const TDY *dy;
     const TX *x;
-    const float *mean, *k1, *k2, *k3;
+    const float *mean, *invstd, *k1, *k2, *k3;
     int c;
     __device__ float f(float g, float v, int j) const
     {
-        return k1[j] * (g - k2[j] - (v - mean[j]) * k3[j]);
+        float xhat = (v - mean[j]) * invstd[j];
+        return k1[j] * (g - k2[j] - xhat * k3[j]);
     }
     __device__ void run4(int64_t i) const
     {
@@ -315,8 +303,9 @@ void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, co
             if (!dx) return;
             mm_dispatch_float(tdx, [&](auto dxt) {
                 using TDX = decltype(dxt);
-                mm_bn_dx_op<TDX, TDY, TX> op{(TDX *)dx, (const TDY *)dy, (const TX *)x,
-                                             save_mean, k1, k2, k3, c};
+                mm_bn_dx_op<TDX, TDY, TX> op{(TDX *)dx,   (const TDY *)dy, (const TX *)x,
+                                             save_mean,   save_invstd,     k1,
+                                             k2,          k3,              c};
                 mm_ew_launch(op, m * c, vec, st);
             });
         });

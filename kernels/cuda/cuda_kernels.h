@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../optim_math.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -68,7 +70,7 @@ void mm_cuda_bn_forward_train(void *y /* [m,c] */, mm_dtype ty, float *save_mean
 void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x,
                              mm_dtype tx, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int64_t m, int c,
-                             float eps, cudaStream_t st);
+                             float eps, void *ws, cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
 void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c] += */,
                          float *dbeta /* [c] += */, const void *dy /* [m,c] */, mm_dtype tdy,
@@ -113,16 +115,13 @@ void mm_cuda_softmax_xent_backward(void *dlogits /* [n,c] */, mm_dtype td,
 void mm_cuda_flip(void *y, const void *x, mm_dtype t, int n, int h, int w, int c, int axis,
                   cudaStream_t st);
 
-/* ---- optimizers over flat fp32 buffers (optim.cu) ----
- * Adam as PyTorch: g' = g + wd*p (L2) or p *= 1 - lr*wd (decoupled); m = b1 m + (1-b1) g';
- * v = b2 v + (1-b2) g'^2; p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps). */
-void mm_cuda_adam(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int decoupled, int64_t step,
-                  cudaStream_t st);
-/* SGD as PyTorch (dampening 0): g' = g + wd*p; buf = momentum*buf + g' (buf starts at 0);
- * g'' = nesterov ? g' + momentum*buf : buf (g' when momentum is 0); p -= lr*g''. */
+/* ---- optimizers over flat fp32 buffers (optim.cu): one fused kernel each ----
+ * The per-element math is ../optim_math.h's (bitwise the CPU's); the coefficients of the step
+ * come from mm_adam_coeffs_make / mm_sgd_coeffs_make on the host. */
+void mm_cuda_adam(float *p, float *m, float *v, const float *g, int64_t n,
+                  const mm_adam_coeffs *c, cudaStream_t st);
 void mm_cuda_sgd(float *p, float *buf /* NULL when momentum is 0 */, const float *g, int64_t n,
-                 float lr, float momentum, float weight_decay, int nesterov, cudaStream_t st);
+                 const mm_sgd_coeffs *c, cudaStream_t st);
 
 #ifdef __cplusplus
 }

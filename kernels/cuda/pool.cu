@@ -4,6 +4,9 @@
  * windows cover it) so they need no atomics and no zeroing, and add in the same order as the CPU
  * reference's scatter (outputs in row-major order).
  *
+ * Averages multiply by the IEEE reciprocal of the count (__frcp_rn, exact even under
+ * --use_fast_math), as the CPU reference does.
+ *
  * Max pooling: padding counts as -inf; ties go to the first maximum in row-major window order
  * (cpu_kernels.h), and the backward pass re-finds each window's maximum the same way. */
 #include <math.h>
@@ -169,7 +172,7 @@ __global__ void mm_avgpool_fwd_kernel(TY *y, const TX *x, mm_pool_dims d)
                 s += mm_ld(x, (((int64_t)b * d.h + ih) * d.w + iw) * d.c + ch);
             }
         }
-        mm_st(y, i, s / (float)mm_avg_divisor(d, oi, oj));
+        mm_st(y, i, s * __frcp_rn((float)mm_avg_divisor(d, oi, oj)));
     }
 }
 
@@ -188,8 +191,8 @@ __global__ void mm_avgpool_bwd_kernel(TDX *dx, const TDY *dy, mm_pool_dims d)
         float acc = 0.0f;
         for (int oi = oi0; oi <= oi1; oi++)
             for (int oj = oj0; oj <= oj1; oj++)
-                acc += mm_ld(dy, (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch) /
-                       (float)mm_avg_divisor(d, oi, oj);
+                acc += mm_ld(dy, (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch) *
+                       __frcp_rn((float)mm_avg_divisor(d, oi, oj));
         mm_st(dx, i, acc);
     }
 }
@@ -252,7 +255,7 @@ __global__ void mm_adaptive_fwd_kernel(TY *y, const TX *x, mm_pool_dims d)
         for (int ih = h0; ih < h1; ih++)
             for (int iw = w0; iw < w1; iw++)
                 s += mm_ld(x, (((int64_t)b * d.h + ih) * d.w + iw) * d.c + ch);
-        mm_st(y, i, s / (float)((h1 - h0) * (w1 - w0)));
+        mm_st(y, i, s * __frcp_rn((float)((h1 - h0) * (w1 - w0))));
     }
 }
 
@@ -275,8 +278,8 @@ __global__ void mm_adaptive_bwd_kernel(TDX *dx, const TDY *dy, mm_pool_dims d)
             for (int oj = oj0; oj <= oj1; oj++) {
                 int w0 = mm_adapt_start(oj, d.w, d.ow), w1 = mm_adapt_end(oj, d.w, d.ow);
                 if (iw < w0 || iw >= w1) continue;
-                acc += mm_ld(dy, (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch) /
-                       (float)((h1 - h0) * (w1 - w0));
+                acc += mm_ld(dy, (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch) *
+                       __frcp_rn((float)((h1 - h0) * (w1 - w0)));
             }
         }
         mm_st(dx, i, acc);
@@ -334,7 +337,7 @@ __global__ void mm_gap_fwd_kernel(TY *y, const TX *x, int64_t hw, int c)
     if (threadIdx.y == 0 && j < c) {
         float t = 0.0f;
         for (int k = 0; k < 8; k++) t += red[k][threadIdx.x];
-        mm_st(y, (int64_t)b * c + j, t / (float)hw);
+        mm_st(y, (int64_t)b * c + j, t * __frcp_rn((float)hw));
     }
 }
 
@@ -348,7 +351,7 @@ struct mm_gap_bwd_op {
     {
         int j = (int)(i % c);
         int64_t b = i / (hw * c);
-        mm_st(dx, i, mm_ld(dy, b * c + j) / (float)hw);
+        mm_st(dx, i, mm_ld(dy, b * c + j) * __frcp_rn((float)hw));
     }
     __device__ void run4(int64_t i) const
     {
