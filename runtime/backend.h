@@ -66,12 +66,14 @@ struct mm_backend {
 
     /* Optional (NULL where the backend has none; CUDA has them): record everything the backend
      * is asked to do between begin_capture and end_capture (run_node, copy_device, zero, adam,
-     * sgd on device buffers) as one CUDA graph, then replay() reruns it with one launch. While
-     * capturing, nothing may touch the host (no copy_to_host, copy_to_device or sync) and the
-     * kernels' scalar arguments are frozen: capture the forward and backward pass and call adam
-     * (whose step count changes) outside the graph. Dropout's seed is frozen too, so a graph
-     * with dropout replays the same mask. end_capture returns MM_ERR_DEVICE with a message
-     * when the driver refused the graph. */
+     * sgd on device buffers) as one CUDA graph, then replay() reruns it with one launch. Run the
+     * same work once without capture first (it loads kernels and lets the libraries finish
+     * their lazy initialisation, which a capture cannot record). While capturing, nothing may
+     * touch the host (no copy_to_host, copy_to_device or sync) and the kernels' scalar arguments
+     * are frozen: capture the forward and backward pass and call adam (whose step count
+     * changes) outside the graph. Dropout's seed is frozen too, so a graph with dropout replays
+     * the same mask. end_capture returns MM_ERR_DEVICE with a message when the driver refused
+     * the graph. */
     mm_status (*begin_capture)(mm_backend *be);
     mm_status (*end_capture)(mm_backend *be);
     void (*replay)(mm_backend *be);

@@ -1004,6 +1004,11 @@ MM_TEST(cuda_graph_capture_replay)
         be->copy_to_device(be, dev[1], hw, (size_t)nw * 4);
         be->copy_to_device(be, dev[2], hb, (size_t)d.k * 4);
 
+        /* One eager run first, as a session does before capturing (kernels loaded, libraries
+         * initialised), then the capture. */
+        be->run_node(be, &g, &nodes[0], &v[0], &v[3], ws, wsb);
+        be->run_node(be, &g, &nodes[1], &v[3], &v[4], NULL, 0);
+        be->sync(be);
         CHECK_EQ_INT(be->begin_capture(be), MM_OK);
         be->run_node(be, &g, &nodes[0], &v[0], &v[3], ws, wsb);
         be->run_node(be, &g, &nodes[1], &v[3], &v[4], NULL, 0);
