@@ -79,23 +79,49 @@ void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *sta
 }
 
 /* ---- the op dispatch ---- */
-static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
-                          const mm_tensor *outs, mm_cuda_ws *ws)
+/* The fusion analysis of g, if it was planned on this backend. */
+static mm_cuda_fusion *mm_cuda_fusion_of(mm_cuda_ctx *ctx, const mm_graph *g)
+{
+    for (int i = 0; i < MM_CUDA_FUSIONS; i++)
+        if (ctx->fusions[i].g == g && g) return &ctx->fusions[i];
+    return NULL;
+}
+
+static mm_fuse_code mm_cuda_fuse_code(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node)
+{
+    mm_cuda_fusion *f = g ? mm_cuda_fusion_of(ctx, g) : NULL;
+    return f ? mm_cuda_fusion_code(f, g, node) : MM_FUSE_NONE;
+}
+
+static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
+                          const mm_tensor *ins, const mm_tensor *outs, mm_cuda_ws *ws)
 {
     int64_t m = node->p.bn.m;
     int c = node->p.bn.c;
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
+    int relu = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_BN_RELU;
     if (!node->p.bn.training) {
         mm_cuda_bn_forward_eval(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
                                 ins[1].data, ins[2].data, ins[3].data, ins[4].data, m, c,
-                                node->p.bn.eps, bws, ctx->stream);
-        return;
+                                node->p.bn.eps, relu, bws, ctx->stream);
+    } else {
+        mm_cuda_bn_forward_train(outs[0].data, outs[0].dtype,
+                                 node->n_out > 1 ? outs[1].data : NULL,
+                                 node->n_out > 2 ? outs[2].data : NULL, ins[3].data, ins[4].data,
+                                 ins[0].data, ins[0].dtype, ins[1].data, ins[2].data, m, c,
+                                 node->p.bn.eps, node->p.bn.momentum, relu, bws, ctx->stream);
     }
-    mm_cuda_bn_forward_train(outs[0].data, outs[0].dtype, node->n_out > 1 ? outs[1].data : NULL,
-                             node->n_out > 2 ? outs[2].data : NULL, ins[3].data, ins[4].data,
-                             ins[0].data, ins[0].dtype, ins[1].data, ins[2].data, m, c,
-                             node->p.bn.eps, node->p.bn.momentum, bws, ctx->stream);
+    if (relu) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
+}
+
+/* A ReLU whose BN already applied it, running in place: nothing left to do. */
+static bool mm_cuda_relu_done(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
+                              const mm_tensor *x, const mm_tensor *y)
+{
+    if (mm_cuda_fuse_code(ctx, g, node) != MM_FUSE_RELU_AFTER_BN) return false;
+    bool applied = mm_cuda_fusion_take_applied(mm_cuda_fusion_of(ctx, g), g, node);
+    return applied && x->data == y->data && x->dtype == y->dtype;
 }
 
 static void mm_cuda_op_bn_bwd(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
@@ -113,8 +139,8 @@ static void mm_cuda_op_bn_bwd(mm_cuda_ctx *ctx, const mm_node *node, const mm_te
                         bws, ctx->stream);
 }
 
-static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
-                       const mm_tensor *outs, mm_cuda_ws *ws)
+static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
+                       const mm_tensor *ins, const mm_tensor *outs, mm_cuda_ws *ws)
 {
     cudaStream_t st = ctx->stream;
     switch (node->op) {
@@ -129,7 +155,7 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
         mm_cuda_colsum_accumulate(outs[0].data, ins[0].data, ins[0].dtype, m, d->k, cws, st);
         return;
     }
-    case MM_OP_BATCHNORM: mm_cuda_op_bn(ctx, node, ins, outs, ws); return;
+    case MM_OP_BATCHNORM: mm_cuda_op_bn(ctx, g, node, ins, outs, ws); return;
     case MM_OP_BATCHNORM_BWD: mm_cuda_op_bn_bwd(ctx, node, ins, outs, ws); return;
     case MM_OP_DENSE: mm_cuda_op_dense(ctx, node, ins, outs, ws); return;
     case MM_OP_DENSE_BWD_DATA: mm_cuda_op_dense_bwd_data(ctx, node, ins, outs, ws); return;
@@ -141,6 +167,7 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     const mm_tensor *x = &ins[0], *y = &outs[0];
     switch (node->op) {
     case MM_OP_RELU:
+        if (mm_cuda_relu_done(ctx, g, node, x, y)) return;
         mm_cuda_relu_forward(y->data, y->dtype, x->data, x->dtype, mm_tensor_numel(y), st);
         return;
     case MM_OP_RELU_BWD:
@@ -302,8 +329,18 @@ static size_t mm_cuda_workspace_bytes(mm_backend *be, const mm_graph *g, const m
     mm_tensor ins[MM_NODE_MAX_IN], outs[MM_NODE_MAX_OUT];
     mm_cuda_measure_views(ins, g, node->in, node->n_in);
     mm_cuda_measure_views(outs, g, node->out, node->n_out);
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    /* The planner asks for every node in order: the first one starts a (re)analysis. */
+    if (g && g->n_nodes > 0 && node == &g->nodes[0]) {
+        mm_cuda_fusion *f = mm_cuda_fusion_of(ctx, g);
+        if (!f) {
+            f = &ctx->fusions[ctx->next_fusion];
+            ctx->next_fusion = (ctx->next_fusion + 1) % MM_CUDA_FUSIONS;
+        }
+        mm_cuda_fusion_analyse(f, g);
+    }
     mm_cuda_ws ws = {true, NULL, 0, 0};
-    mm_cuda_op(mm_ctx(be), node, ins, outs, &ws);
+    mm_cuda_op(ctx, g, node, ins, outs, &ws);
     /* 256 bytes of slack so that scratch handed over at any alignment can be aligned. */
     return ws.used ? ws.used + 256 : 0;
 }
@@ -312,14 +349,13 @@ static void mm_cuda_run_node(mm_backend *be, const mm_graph *g, const mm_node *n
                              const mm_tensor *ins, const mm_tensor *outs, void *ws_ptr,
                              size_t ws_bytes)
 {
-    (void)g;
     mm_cuda_ws ws = {false, NULL, 0, 0};
     if (ws_ptr && ws_bytes > 256) {
         uintptr_t p = (uintptr_t)ws_ptr, a = (p + 255) & ~(uintptr_t)255;
         ws.base = (char *)a;
         ws.cap = ws_bytes - (size_t)(a - p);
     }
-    mm_cuda_op(mm_ctx(be), node, ins, outs, &ws);
+    mm_cuda_op(mm_ctx(be), g, node, ins, outs, &ws);
 }
 
 static void mm_cuda_adam_step(mm_backend *be, float *p, float *m, float *v, const float *g,
@@ -403,6 +439,7 @@ static void mm_cuda_destroy(mm_backend *be)
         if (ctx->stream) cudaStreamSynchronize(ctx->stream);
         mm_cuda_drop_graph(ctx);
         mm_conv_cache_free(ctx->convs);
+        for (int i = 0; i < MM_CUDA_FUSIONS; i++) mm_cuda_fusion_free(&ctx->fusions[i]);
         if (ctx->cublas) cublasDestroy(ctx->cublas);
         if (ctx->cudnn) cudnnDestroy(ctx->cudnn);
         if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);

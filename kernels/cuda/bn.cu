@@ -117,35 +117,37 @@ __global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, flo
     running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
 }
 
-/* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c. */
+/* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c, then max(y, 0) when relu (a BN fused
+ * with the ReLU that follows it, fuse.c). */
 template <typename TY, typename TX>
 struct mm_bn_apply_op {
     TY *y;
     const TX *x;
     const float *mean, *scale, *beta;
-    int c;
+    int c, relu;
+    __device__ float f(float v, int j) const
+    {
+        float r = (v - mean[j]) * scale[j] + beta[j];
+        return relu ? (r > 0.0f ? r : 0.0f) : r;
+    }
     __device__ void run4(int64_t i) const
     {
         float v[4];
         mm_ld4(x, i, v);
         int j = (int)(i % c);
         for (int k = 0; k < 4; k++) {
-            v[k] = (v[k] - mean[j]) * scale[j] + beta[j];
+            v[k] = f(v[k], j);
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const
-    {
-        int j = (int)(i % c);
-        mm_st(y, i, (mm_ld(x, i) - mean[j]) * scale[j] + beta[j]);
-    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), (int)(i % c))); }
 };
 
 void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
                               float *running_mean, float *running_var, const void *x, mm_dtype tx,
                               const float *gamma, const float *beta, int64_t m, int c, float eps,
-                              float momentum, void *ws, cudaStream_t st)
+                              float momentum, int relu, void *ws, cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
     mm_col_split sp = mm_cuda_col_split(m, c);
@@ -165,7 +167,7 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
         MM_CUDA_CHECK_LAUNCH();
         mm_dispatch_float(ty, [&](auto yt) {
             using TY = decltype(yt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, w.mean, w.scale, beta, c};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, w.mean, w.scale, beta, c, relu};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -183,8 +185,8 @@ __global__ void mm_bn_eval_coef_kernel(float *scale, const float *gamma, const f
 
 void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                              const float *gamma, const float *beta, const float *running_mean,
-                             const float *running_var, int64_t m, int c, float eps, void *ws,
-                             cudaStream_t st)
+                             const float *running_var, int64_t m, int c, float eps, int relu,
+                             void *ws, cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
@@ -196,7 +198,8 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
         mm_dispatch_float(tx, [&](auto xt) {
             using TY = decltype(yt);
             using TX = decltype(xt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, running_mean, w.scale, beta, c};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, running_mean, w.scale, beta, c,
+                                      relu};
             mm_ew_launch(op, m * c, vec, st);
         });
     });

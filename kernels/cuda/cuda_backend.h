@@ -19,6 +19,36 @@
 
 typedef struct mm_conv_cache mm_conv_cache;
 
+/* ---- fusion (fuse.c): BN followed by its only reader, a ReLU ---- */
+typedef enum mm_fuse_code {
+    MM_FUSE_NONE = 0,
+    MM_FUSE_BN_RELU,       /* this BN applies the ReLU of its partner node */
+    MM_FUSE_RELU_AFTER_BN, /* this ReLU's work was done by its partner BN */
+} mm_fuse_code;
+
+typedef struct mm_cuda_fusion {
+    const mm_graph *g;     /* the graph analysed, and what identifies it */
+    const mm_node *nodes;
+    int n_nodes;
+    uint8_t *code;         /* per node: mm_fuse_code */
+    int *partner;          /* per fused node: the other node of the pair */
+    uint8_t *applied;      /* per fused ReLU: its BN ran fused since it last ran */
+    int n_fused;
+} mm_cuda_fusion;
+
+/* Finds the pairs of g (MM_NO_FUSE=1 in the environment: none). */
+void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g);
+void mm_cuda_fusion_free(mm_cuda_fusion *f);
+/* The code of node nd of g: MM_FUSE_NONE unless f analysed g, nd is g's own node (not a copy)
+ * and the pattern still holds. */
+mm_fuse_code mm_cuda_fusion_code(const mm_cuda_fusion *f, const mm_graph *g, const mm_node *nd);
+/* A fused BN ran: its ReLU may be skipped (once). */
+void mm_cuda_fusion_mark_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *bn);
+/* Whether the ReLU's BN ran fused since the ReLU last ran; clears it. */
+bool mm_cuda_fusion_take_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *relu);
+
+#define MM_CUDA_FUSIONS 4 /* graphs remembered at once (a training and an evaluation graph...) */
+
 typedef struct mm_cuda_ctx {
     int device;
     mm_precision precision;
@@ -29,6 +59,8 @@ typedef struct mm_cuda_ctx {
     size_t cublas_ws_bytes;
     size_t conv_ws_limit; /* largest cuDNN workspace an algorithm may ask for */
     mm_conv_cache *convs; /* chosen algorithms and descriptors by shape */
+    mm_cuda_fusion fusions[MM_CUDA_FUSIONS]; /* the last graphs planned */
+    int next_fusion;      /* the slot to reuse next */
     cudaGraph_t graph;    /* capture */
     cudaGraphExec_t graph_exec;
     bool capturing;

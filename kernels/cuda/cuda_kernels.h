@@ -60,17 +60,17 @@ void mm_cuda_colsum_accumulate(float *out /* [c] */, const void *x /* [m,c] */, 
 /* ---- batch norm over the m rows of an NHWC tensor with c channels (bn.cu) ---- */
 size_t mm_cuda_bn_workspace(int64_t m, int c);
 /* Training. save_mean / save_invstd may be NULL (kept in ws then). Running statistics are
- * updated PyTorch's way with the unbiased batch variance. */
+ * updated PyTorch's way with the unbiased batch variance. relu: y = max(bn(x), 0) (fusion). */
 void mm_cuda_bn_forward_train(void *y /* [m,c] */, mm_dtype ty, float *save_mean /* [c] */,
                               float *save_invstd /* [c] */, float *running_mean /* [c] */,
                               float *running_var /* [c] */, const void *x /* [m,c] */, mm_dtype tx,
                               const float *gamma /* [c] */, const float *beta /* [c] */,
-                              int64_t m, int c, float eps, float momentum, void *ws,
+                              int64_t m, int c, float eps, float momentum, int relu, void *ws,
                               cudaStream_t st);
 void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x,
                              mm_dtype tx, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int64_t m, int c,
-                             float eps, void *ws, cudaStream_t st);
+                             float eps, int relu, void *ws, cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
 void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c] += */,
                          float *dbeta /* [c] += */, const void *dy /* [m,c] */, mm_dtype tdy,
