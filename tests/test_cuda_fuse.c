@@ -1,6 +1,7 @@
-/* The CUDA backend's BN+ReLU fusion analysis (kernels/cuda/fuse.c), which needs no GPU: which
- * batch norms may apply the ReLU that follows them, on graphs built with the graph API and
- * differentiated, and which may not (BN output read twice, kept as an output, feeding an add). */
+/* The CUDA backend's ReLU fusion analysis (kernels/cuda/fuse.c), which needs no GPU: which batch
+ * norms and biased convolutions may apply the ReLU that follows them, on graphs built with the
+ * graph API and differentiated, and which may not (output read twice, kept as an output, feeding
+ * an add, a convolution without a bias). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@
 
 typedef struct fnet {
     mm_graph *g;
-    int bn_relu[4], bn_plain[4]; /* node ids: BNs that must fuse, BNs that must not */
+    int bn_relu[8], bn_plain[8]; /* node ids: producers that must fuse, that must not */
     int n_relu, n_plain;
     int n_params;
 } fnet;
@@ -40,7 +41,7 @@ static int conv_bn(fnet *m, int x, int cin, int cout, int *bn_node)
 
 /* conv-BN-ReLU (fuses); conv-BN into a residual add, then ReLU (does not); conv-BN whose output
  * is also read by an add besides its ReLU (does not); conv-BN-ReLU with the BN output kept (does
- * not). */
+ * not); conv-BN-ReLU (fuses); biased conv-ReLU (fuses); unbiased conv-ReLU (does not). */
 static void build(fnet *m)
 {
     memset(m, 0, sizeof *m);
@@ -63,6 +64,14 @@ static void build(fnet *m)
     int f = mm_relu(m->g, e);
     int h = mm_relu(m->g, conv_bn(m, f, 4, 4, &bn));
     m->bn_relu[m->n_relu++] = bn;
+    /* VGG's conv (with bias) + ReLU fuses; without a bias it does not. */
+    int64_t ws[4] = {4, 3, 3, 4}, bs[1] = {4};
+    int w1 = mm_graph_param(m->g, "vw1", 4, ws), b1 = mm_graph_param(m->g, "vb1", 1, bs);
+    h = mm_relu(m->g, mm_conv2d(m->g, h, w1, b1, 1, 1));
+    m->bn_relu[m->n_relu++] = last_node(m->g) - 1;
+    int w2 = mm_graph_param(m->g, "vw2", 4, ws);
+    h = mm_relu(m->g, mm_conv2d(m->g, h, w2, -1, 1, 1));
+    m->bn_plain[m->n_plain++] = last_node(m->g) - 1;
     int64_t fw[2] = {2, 4};
     int w = mm_graph_param(m->g, "fc", 2, fw);
     int loss = mm_softmax_xent(m->g, mm_dense(m->g, mm_global_avgpool(m->g, h), w, -1), labels, -1);
@@ -85,11 +94,12 @@ MM_TEST(cuda_fusion_finds_bn_relu_pairs)
     for (int i = 0; i < m.n_relu; i++) {
         int n = m.bn_relu[i];
         const mm_node *bn = &m.g->nodes[n];
-        CHECK_EQ_INT(mm_cuda_fusion_code(&f, m.g, bn), MM_FUSE_BN_RELU);
+        CHECK(bn->op == MM_OP_BATCHNORM || bn->op == MM_OP_CONV2D);
+        CHECK_EQ_INT(mm_cuda_fusion_code(&f, m.g, bn), MM_FUSE_APPLY_RELU);
         int j = f.partner[n];
         CHECK_EQ_INT(m.g->nodes[j].op, MM_OP_RELU);
         CHECK_EQ_INT(m.g->nodes[j].in[0], bn->out[0]);
-        CHECK_EQ_INT(mm_cuda_fusion_code(&f, m.g, &m.g->nodes[j]), MM_FUSE_RELU_AFTER_BN);
+        CHECK_EQ_INT(mm_cuda_fusion_code(&f, m.g, &m.g->nodes[j]), MM_FUSE_RELU_DONE);
         /* A copy of the node (as a session makes for dropout) runs unfused. */
         mm_node copy = *bn;
         CHECK_EQ_INT(mm_cuda_fusion_code(&f, m.g, &copy), MM_FUSE_NONE);

@@ -6,7 +6,9 @@
  * computed on the host from its parameters and gradients. The model has each piece of the paper's nets: a 7x7/2
  * stem with batch norm and 3x3/2 max pooling, a residual bottleneck unit with a projection shortcut
  * (stride 2), an identity bottleneck unit, a VGG block (3x3 conv with bias, batch norm, ReLU, 2x2
- * max pooling), global average pooling, a dense layer and the weighted cross-entropy.
+ * max pooling), a VGG16 trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense
+ * layer and the weighted cross-entropy. On CUDA the session's plan fuses the BN+ReLU and
+ * conv-bias+ReLU pairs (fuse.c), so the fused kernels are checked here too.
  *
  * Comparison: relative L2 error ||got - want|| / ||want|| per tensor, fp32 tight, tf32 and bf16
  * looser (the tensor cores round their inputs). A second step checks that replaying the planned
@@ -118,6 +120,7 @@ static void build(net *m, mm_dtype act)
     y = conv(m, y, "vgg.conv", 32, 16, 3, 1, 1, true);
     y = mm_relu(m->g, bn(m, y, "vgg.bn", 16));
     y = mm_maxpool(m->g, y, 2, 2, 0);                         /* [2,4,3,16] */
+    y = mm_relu(m->g, conv(m, y, "vgg.trunk", 16, 16, 3, 1, 1, true)); /* VGG16 trunk style */
     y = mm_global_avgpool(m->g, y);
     int64_t fw[2] = {2, 16}, fb[1] = {2};
     int w = param(m, "fc.weight", 2, fw, -0.4f, 0.4f);

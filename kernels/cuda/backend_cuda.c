@@ -100,7 +100,7 @@ static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *no
     int c = node->p.bn.c;
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
-    int relu = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_BN_RELU;
+    int relu = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
     if (!node->p.bn.training) {
         mm_cuda_bn_forward_eval(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
                                 ins[1].data, ins[2].data, ins[3].data, ins[4].data, m, c,
@@ -115,11 +115,11 @@ static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *no
     if (relu) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
 }
 
-/* A ReLU whose BN already applied it, running in place: nothing left to do. */
+/* A ReLU whose producer already applied it, running in place: nothing left to do. */
 static bool mm_cuda_relu_done(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
                               const mm_tensor *x, const mm_tensor *y)
 {
-    if (mm_cuda_fuse_code(ctx, g, node) != MM_FUSE_RELU_AFTER_BN) return false;
+    if (mm_cuda_fuse_code(ctx, g, node) != MM_FUSE_RELU_DONE) return false;
     bool applied = mm_cuda_fusion_take_applied(mm_cuda_fusion_of(ctx, g), g, node);
     return applied && x->data == y->data && x->dtype == y->dtype;
 }
@@ -144,7 +144,12 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
 {
     cudaStream_t st = ctx->stream;
     switch (node->op) {
-    case MM_OP_CONV2D: mm_cuda_op_conv2d(ctx, node, ins, outs, ws); return;
+    case MM_OP_CONV2D: {
+        int relu = !ws->measure && mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
+        mm_cuda_op_conv2d(ctx, node, ins, outs, ws, relu);
+        if (relu) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
+        return;
+    }
     case MM_OP_CONV2D_BWD_DATA: mm_cuda_op_conv2d_bwd_data(ctx, node, ins, outs, ws); return;
     case MM_OP_CONV2D_BWD_FILTER: mm_cuda_op_conv2d_bwd_filter(ctx, node, ins, outs, ws); return;
     case MM_OP_CONV2D_BWD_BIAS: {

@@ -279,7 +279,7 @@ static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
 static const float mm_one = 1.0f, mm_zero = 0.0f;
 
 void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
-                       const mm_tensor *outs, mm_cuda_ws *ws)
+                       const mm_tensor *outs, mm_cuda_ws *ws, int relu)
 {
     const mm_conv_dims *d = &node->p.conv;
     mm_dtype t;
@@ -292,9 +292,10 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w, e->d.conv,
                                            (cudnnConvolutionFwdAlgo_t)e->algo, cws, e->ws_bytes,
                                            &mm_zero, e->d.y, y));
+    MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
     if (node->n_in > 2 && ins[2].data)
         mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
-                         ctx->stream);
+                         relu, ctx->stream);
     mm_cuda_finish_output(ctx, &outs[0], y, t);
 }
 

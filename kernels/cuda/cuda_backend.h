@@ -19,11 +19,11 @@
 
 typedef struct mm_conv_cache mm_conv_cache;
 
-/* ---- fusion (fuse.c): BN followed by its only reader, a ReLU ---- */
+/* ---- fusion (fuse.c): a BN or biased convolution followed by its only reader, a ReLU ---- */
 typedef enum mm_fuse_code {
     MM_FUSE_NONE = 0,
-    MM_FUSE_BN_RELU,       /* this BN applies the ReLU of its partner node */
-    MM_FUSE_RELU_AFTER_BN, /* this ReLU's work was done by its partner BN */
+    MM_FUSE_APPLY_RELU, /* this BN / convolution applies the ReLU of its partner node */
+    MM_FUSE_RELU_DONE,  /* this ReLU's work was done by its partner */
 } mm_fuse_code;
 
 typedef struct mm_cuda_fusion {
@@ -42,9 +42,9 @@ void mm_cuda_fusion_free(mm_cuda_fusion *f);
 /* The code of node nd of g: MM_FUSE_NONE unless f analysed g, nd is g's own node (not a copy)
  * and the pattern still holds. */
 mm_fuse_code mm_cuda_fusion_code(const mm_cuda_fusion *f, const mm_graph *g, const mm_node *nd);
-/* A fused BN ran: its ReLU may be skipped (once). */
-void mm_cuda_fusion_mark_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *bn);
-/* Whether the ReLU's BN ran fused since the ReLU last ran; clears it. */
+/* A fused producer ran: its ReLU may be skipped (once). */
+void mm_cuda_fusion_mark_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *producer);
+/* Whether the ReLU's producer ran fused since the ReLU last ran; clears it. */
 bool mm_cuda_fusion_take_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *relu);
 
 #define MM_CUDA_FUSIONS 4 /* graphs remembered at once (a training and an evaluation graph...) */
@@ -95,8 +95,9 @@ void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *sta
 mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
 
 /* ---- op entry points (conv_cudnn.c, dense_cublas.c) ---- */
+/* relu: apply the ReLU after the bias (a fused pair, fuse.c; the node has a bias). */
 void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
-                       const mm_tensor *outs, mm_cuda_ws *ws);
+                       const mm_tensor *outs, mm_cuda_ws *ws, int relu);
 void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                                 const mm_tensor *outs, mm_cuda_ws *ws);
 void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,

@@ -44,9 +44,9 @@ void mm_cuda_dropout_forward(void *y /* [n] may alias x */, mm_dtype ty, uint8_t
 void mm_cuda_dropout_backward(void *dx /* [n] may alias dy */, mm_dtype tdx,
                               const void *dy /* [n] */, mm_dtype tdy,
                               const uint8_t *mask /* [n] */, int64_t n, float p, cudaStream_t st);
-/* y[i,j] += b[j] in place (convolution bias). */
+/* y[i,j] += b[j] in place (convolution bias), then max(y, 0) when relu (fusion). */
 void mm_cuda_bias_add(void *y /* [m,c] */, mm_dtype ty, const float *b /* [c] */, int64_t m, int c,
-                      cudaStream_t st);
+                      int relu, cudaStream_t st);
 /* y[i,j] = b[j] (dense: the product is then added with beta = 1). */
 void mm_cuda_bias_fill(float *y /* [m,c] */, const float *b /* [c] */, int64_t m, int c,
                        cudaStream_t st);

@@ -255,27 +255,33 @@ template <typename TY>
 struct mm_bias_add_op {
     TY *y;
     const float *b;
-    int c;
+    int c, relu;
+    __device__ float f(float v, int j) const
+    {
+        float r = v + b[j];
+        return relu ? (r > 0.0f ? r : 0.0f) : r;
+    }
     __device__ void run4(int64_t i) const
     {
         float v[4];
         mm_ld4(y, i, v);
         int j = (int)(i % c);
         for (int k = 0; k < 4; k++) {
-            v[k] += b[j];
+            v[k] = f(v[k], j);
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const { mm_st(y, i, mm_ld(y, i) + b[i % c]); }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), (int)(i % c))); }
 };
 
-void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, cudaStream_t st)
+void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, int relu,
+                      cudaStream_t st)
 {
     bool vec = mm_aligned16(y);
     mm_dispatch_float(ty, [&](auto a) {
         using TY = decltype(a);
-        mm_bias_add_op<TY> op{(TY *)y, b, c};
+        mm_bias_add_op<TY> op{(TY *)y, b, c, relu};
         mm_ew_launch(op, m * c, vec, st);
     });
 }

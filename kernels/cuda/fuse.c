@@ -1,13 +1,16 @@
-/* Fusion of batch norm with the ReLU that follows it, found by looking at the recorded graph.
+/* Fusion of a batch norm, or a convolution with a bias, with the ReLU that follows it, found by
+ * looking at the recorded graph.
  *
- * The graph records BN and RELU as two nodes; on the GPU the BN's element-wise pass can apply the
- * ReLU itself and the RELU node then has nothing left to do, which saves a read and a write of
- * the activation. That is safe when the BN output y has exactly one reader in the whole step
+ * The graph records the producer and the RELU as two nodes; on the GPU the producer's last
+ * element-wise pass (BN's normalisation, the convolution's bias addition) can apply the ReLU
+ * itself and the RELU node then has nothing left to do, which saves a read and a write of the
+ * activation. That is safe when the producer's output y has exactly one reader in the whole step
  * (forward and backward), that reader is the RELU, and y is not kept as an output: then nobody
- * ever sees y without the ReLU. (BN's backward reads x, not y; ReLU's backward reads the ReLU's
- * own output, which is relu(y) either way.) The RELU node is skipped at run time only when its BN
- * really ran fused just before (f->applied) and it runs in place (its output is y's memory);
- * otherwise it runs, and is at worst a harmless relu(relu(y)).
+ * ever sees y without the ReLU. (The backward passes of BN and of the convolution read their
+ * inputs and dy, not y; ReLU's backward reads the ReLU's own output, which is relu(y) either way.)
+ * The RELU node is skipped at run time only when its producer really ran fused just before
+ * (f->applied) and it runs in place (its output is y's memory); otherwise it runs, and is at worst
+ * a harmless relu(relu(y)).
  *
  * The analysis runs at plan time: the planner asks workspace_bytes() for every node in order,
  * and the call for node 0 (re)analyses that graph. run_node() looks the node up by its index in
@@ -51,15 +54,17 @@ void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g)
     }
     for (int n = 0; n < g->n_nodes; n++) {
         const mm_node *nd = &g->nodes[n];
-        if (nd->op != MM_OP_BATCHNORM || nd->n_out < 1 || nd->out[0] < 0) continue;
+        bool producer = nd->op == MM_OP_BATCHNORM ||
+                        (nd->op == MM_OP_CONV2D && nd->n_in > 2 && nd->in[2] >= 0);
+        if (!producer || nd->n_out < 1 || nd->out[0] < 0) continue;
         int y = nd->out[0];
         if (readers[y] != 1 || g->values[y].keep) continue;
         int j = reader[y];
         const mm_node *r = &g->nodes[j];
         if (j <= n || r->op != MM_OP_RELU || r->in[0] != y) continue;
-        f->code[n] = MM_FUSE_BN_RELU;
+        f->code[n] = MM_FUSE_APPLY_RELU;
         f->partner[n] = j;
-        f->code[j] = MM_FUSE_RELU_AFTER_BN;
+        f->code[j] = MM_FUSE_RELU_DONE;
         f->partner[j] = n;
         f->n_fused++;
     }
@@ -80,16 +85,17 @@ mm_fuse_code mm_cuda_fusion_code(const mm_cuda_fusion *f, const mm_graph *g, con
     mm_fuse_code c = (mm_fuse_code)f->code[i];
     if (c == MM_FUSE_NONE) return c;
     /* Re-check the pattern against the node as it is now. */
-    const mm_node *bn = c == MM_FUSE_BN_RELU ? nd : &g->nodes[f->partner[i]];
-    const mm_node *relu = c == MM_FUSE_BN_RELU ? &g->nodes[f->partner[i]] : nd;
-    if (bn->op != MM_OP_BATCHNORM || relu->op != MM_OP_RELU || relu->in[0] != bn->out[0])
+    const mm_node *pr = c == MM_FUSE_APPLY_RELU ? nd : &g->nodes[f->partner[i]];
+    const mm_node *relu = c == MM_FUSE_APPLY_RELU ? &g->nodes[f->partner[i]] : nd;
+    if ((pr->op != MM_OP_BATCHNORM && pr->op != MM_OP_CONV2D) || relu->op != MM_OP_RELU ||
+        relu->in[0] != pr->out[0])
         return MM_FUSE_NONE;
     return c;
 }
 
-void mm_cuda_fusion_mark_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *bn)
+void mm_cuda_fusion_mark_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_node *producer)
 {
-    ptrdiff_t i = bn - g->nodes;
+    ptrdiff_t i = producer - g->nodes;
     f->applied[f->partner[i]] = 1;
 }
 
