@@ -91,14 +91,17 @@ static void make_tmpdir(const char *exe, const char *test)
     const char *slash = strrchr(exe, '/');
     snprintf(tmpdir, sizeof tmpdir, "%s/%s.%s.%d", root, slash ? slash + 1 : exe, test,
              (int)getpid());
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) { /* nothing to remove is fine */
-    }
     mkdir(tmpdir, 0755);
 }
 
 const char *mm_test_tmpdir(void) { return tmpdir; }
+
+static void remove_tmpdir(void)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "harness: could not remove %s\n", tmpdir);
+}
 
 int main(int argc, char **argv)
 {
@@ -114,9 +117,12 @@ int main(int argc, char **argv)
         printf("  %s\n", cur_name);
         tests[i].fn();
         if (cur_failed) {
-            printf("  FAILED %s\n", cur_name);
+            printf("  FAILED %s (files kept in %s)\n", cur_name, tmpdir);
             failed++;
-        } else if (cur_skipped) {
+            continue;
+        }
+        remove_tmpdir(); /* a passed or skipped test leaves nothing behind */
+        if (cur_skipped) {
             skipped++;
         } else {
             passed++;

@@ -3,6 +3,7 @@
  * Pooling is in test_ops_cpu_pool.c, element-wise ops, dropout, softmax and flips in
  * test_ops_cpu_misc.c, PyTorch fixtures in test_ops_cpu_torch.c. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@
 #include "tests/harness.h"
 
 /* ======================= convolution ======================= */
+
+/* The default of mm_cpu_conv_ws_budget, restored after tests that lower it. */
+#define MM_DEFAULT_WS_BUDGET ((size_t)32 << 20)
 
 /* The direct 7-loop definition, summed in double. */
 static void naive_conv(float *y, const float *x, const float *w, const float *b,
@@ -54,6 +58,8 @@ static const conv_case conv_cases[] = {
     {2, 11, 13, 3, 4, 7, 7, 2, 2, 3, 3, 0, 2}, /* 7x7 with chunks: col2im across chunks */
     {2, 7, 6, 5, 3, 1, 1, 2, 2, 0, 0, 1, 2},  /* 1x1 stride 2 with chunks */
     {1, 4, 4, 2, 3, 3, 3, 1, 1, 0, 0, 1, 0},  /* no padding */
+    {2, 5, 4, 8, 40, 1, 1, 1, 1, 0, 0, 1, 0}, /* more filters than weights per filter: */
+    {1, 6, 5, 2, 40, 3, 3, 1, 1, 1, 1, 0, 0}, /* GEMMs split by rows of dw */
 };
 #define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -70,7 +76,7 @@ static mm_conv_dims conv_dims_of(const conv_case *cc)
 static void *conv_setup_ws(const conv_case *cc, const mm_conv_dims *d)
 {
     size_t row = (size_t)d->ow * d->r * d->s * d->c * sizeof(float);
-    mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : MM_DEFAULT_WS_BUDGET;
     size_t bytes = mm_cpu_conv2d_workspace(d);
     return mm_xmalloc(bytes ? bytes : 1);
 }
@@ -94,7 +100,7 @@ MM_TEST(conv_forward_matches_naive)
         CHECK_ARRAYS(what, y, want, ny, 1e-5, 1e-5);
         free(x), free(w), free(b), free(y), free(want), free(ws);
     }
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 MM_TEST(conv_workspace)
@@ -108,7 +114,7 @@ MM_TEST(conv_workspace)
                        .stride_h = 2, .stride_w = 2, .pad_h = 3, .pad_w = 3};
     MM_ASSERT(mm_conv_dims_finish(&c1));
     size_t ws = mm_cpu_conv2d_workspace(&c1);
-    CHECK(ws > 0 && ws <= ((size_t)64 << 20));
+    CHECK(ws > 0 && ws <= (MM_DEFAULT_WS_BUDGET));
     CHECK_EQ_INT(ws % ((size_t)c1.ow * 147 * 4), 0); /* whole output rows */
     /* A small convolution gets exactly its whole im2col matrix. */
     mm_conv_dims s = {.n = 2, .h = 8, .w = 8, .c = 4, .k = 4, .r = 3, .s = 3, .stride_h = 1,
@@ -177,7 +183,7 @@ MM_TEST(conv_backward_matches_finite_differences)
         free(x), free(w), free(b), free(g), free(y), free(ws);
         free(dx), free(w0), free(dw), free(b0), free(db);
     }
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 /* A chunked run must equal the unchunked one (the same GEMMs on fewer rows). */
@@ -205,7 +211,7 @@ MM_TEST(conv_chunking_does_not_change_results)
     CHECK_ARRAYS("dw", dw[1], dw[0], nw, 1e-5, 1e-5);
     for (int v = 0; v < 2; v++) free(y[v]), free(dx[v]), free(dw[v]);
     free(x), free(w), free(b), free(g);
-    mm_cpu_conv_ws_budget = (size_t)64 << 20;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }
 
 /* ======================= batch norm ======================= */
@@ -415,4 +421,79 @@ MM_TEST(dense_backward_matches_finite_differences)
     CHECK_ARRAYS("dw (no db)", dw2, dw, o * k, 1e-5, 1e-5);
     free(x), free(w), free(b), free(g), free(y), free(dx), free(w0), free(dw), free(b0);
     free(db), free(dw2);
+}
+
+/* Products big enough to be split between threads (by rows of C or by columns), with thread
+ * counts that do not divide the sizes: forward and both backward GEMMs against naive sums. */
+MM_TEST(dense_split_between_threads)
+{
+    /* n, k, o */
+    static const int shapes[][3] = {{3, 200, 70}, {70, 200, 3}, {37, 50, 41}, {5, 20, 40}};
+    int saved = omp_get_max_threads();
+    for (int si = 0; si < 4; si++) {
+        const int n = shapes[si][0], k = shapes[si][1], o = shapes[si][2];
+        float *x = trand(n * k, 1, -1, 1), *w = trand(o * k, 2, -1, 1), *g = trand(n * o, 3, -1, 1);
+        float *y = tbuf(n * o), *dx = tbuf(n * k), *dw = tbuf(o * k);
+        float *wy = tbuf(n * o), *wdx = tbuf(n * k), *wdw = tbuf(o * k);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < o; j++) {
+                double s = 0;
+                for (int q = 0; q < k; q++) s += (double)x[i * k + q] * w[j * k + q];
+                wy[i * o + j] = (float)s;
+            }
+        for (int i = 0; i < n; i++)
+            for (int q = 0; q < k; q++) {
+                double s = 0;
+                for (int j = 0; j < o; j++) s += (double)g[i * o + j] * w[j * k + q];
+                wdx[i * k + q] = (float)s;
+            }
+        for (int j = 0; j < o; j++)
+            for (int q = 0; q < k; q++) {
+                double s = 0;
+                for (int i = 0; i < n; i++) s += (double)g[i * o + j] * x[i * k + q];
+                wdw[j * k + q] = (float)s;
+            }
+        for (int threads = 1; threads <= 3; threads += 2) { /* 1, 3 */
+            omp_set_num_threads(threads);
+            tfill(dw, o * k, 0);
+            mm_cpu_dense_forward(y, x, w, NULL, n, k, o);
+            mm_cpu_dense_backward_data(dx, g, w, n, k, o);
+            mm_cpu_dense_backward_weight(dw, NULL, g, x, n, k, o);
+            CHECK_ARRAYS("split y", y, wy, n * o, 1e-4, 1e-4);
+            CHECK_ARRAYS("split dx", dx, wdx, n * k, 1e-4, 1e-4);
+            CHECK_ARRAYS("split dw", dw, wdw, o * k, 1e-4, 1e-4);
+        }
+        free(x), free(w), free(g), free(y), free(dx), free(dw), free(wy), free(wdx), free(wdw);
+    }
+    omp_set_num_threads(saved);
+}
+
+/* The convolution cases again with 3 threads (blocks that do not divide the sizes). */
+MM_TEST(conv_with_three_threads)
+{
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+    for (int ci = 0; ci < N_CONV_CASES; ci++) {
+        const conv_case *cc = &conv_cases[ci];
+        mm_conv_dims d = conv_dims_of(cc);
+        int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+        int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+        float *x = trand(nx, 700 + ci, -1, 1), *w = trand(nw, 710 + ci, -1, 1);
+        float *g = trand(ny, 720 + ci, -1, 1);
+        float *y = tbuf(ny), *want = tbuf(ny), *dx = tbuf(nx), *dw = tbuf(nw);
+        void *ws = conv_setup_ws(cc, &d);
+        mm_cpu_conv2d_forward(y, x, w, NULL, &d, ws);
+        naive_conv(want, x, w, NULL, &d);
+        CHECK_ARRAYS("3 threads y", y, want, ny, 1e-5, 1e-5);
+        /* <g, conv(x)> = <conv^T(g), x>: backward data and filter against the forward. */
+        tfill(dw, nw, 0);
+        mm_cpu_conv2d_backward_data(dx, g, w, &d, ws);
+        mm_cpu_conv2d_backward_filter(dw, g, x, &d, ws);
+        double lhs = tdot(g, want, ny);
+        CHECK_CLOSE(tdot(dx, x, nx), lhs, 1e-4, 1e-5);
+        CHECK_CLOSE(tdot(dw, w, nw), lhs, 1e-4, 1e-5);
+        free(x), free(w), free(g), free(y), free(want), free(dx), free(dw), free(ws);
+    }
+    omp_set_num_threads(saved);
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
 }

@@ -3,24 +3,28 @@
  * Let P = n*oh*ow output pixels and RSC = r*s*c. Writing the receptive field of output pixel p as
  * the row col[p, (kr,ks,ci)] = x[n, oy*sh - ph + kr, ox*sw - pw + ks, ci] (0 outside the image),
  * the three passes are plain matrix products:
- *   forward         y[P,K]     = col[P,RSC] * w[K,RSC]^T
+ *   forward         y[P,K]      = col[P,RSC] * w[K,RSC]^T
  *   backward data   dcol[P,RSC] = dy[P,K] * w[K,RSC],   dx = col2im(dcol)
- *   backward filter dw[K,RSC] += dy[P,K]^T * col[P,RSC]
+ *   backward filter dw[K,RSC]  += dy[P,K]^T * col[P,RSC]
  * In NHWC a 1x1 stride-1 unpadded convolution has col == x, so it is one GEMM with no copy.
  *
  * Everything else builds col (im2col) in the workspace, a chunk of whole output rows at a time so
  * the workspace stays bounded: a chunk holds at most mm_cpu_conv_ws_budget bytes of col (at least
- * one output row). The default 64 MB keeps ResNet50 at 1152x896 (conv1: 147 floats per pixel, 448 pixels per row)
- * at 254 rows per chunk, large enough for GEMM to run at full speed, small enough that the memory
- * planner's arena does not grow by the full 300 MB im2col matrix. */
+ * one output row). The default 32 MB keeps ResNet50 at 1152x896 (conv1: 147 floats per pixel, 448
+ * pixels per row) at 127 rows per chunk, large enough for GEMM to run at full speed, small enough
+ * that the memory planner's arena does not grow by the whole 300 MB im2col matrix. (Measured at
+ * ResNet50's shapes on 2 cores, budgets from 4 to 64 MB ran at the same speed; 1 MB was slower.)
+ *
+ * Within a chunk one OpenMP region does everything: each thread builds the im2col rows of the
+ * pixels whose GEMM rows it will compute (mm_cpu_gemm_block's partition), so they are still in its
+ * cache when it multiplies them (see cpu_common.c for why GEMMs run on the OpenMP threads). */
+#include <omp.h>
 #include <string.h>
-
-#include <cblas.h>
 
 #include "cpu_internal.h"
 #include "cpu_kernels.h"
 
-size_t mm_cpu_conv_ws_budget = (size_t)64 << 20;
+size_t mm_cpu_conv_ws_budget = (size_t)32 << 20;
 
 /* 1x1, stride 1, no padding: col is x itself. */
 static int conv_is_direct(const mm_conv_dims *d)
@@ -46,17 +50,18 @@ size_t mm_cpu_conv2d_workspace(const mm_conv_dims *d)
            (size_t)d->c * sizeof(float);
 }
 
-/* Fills col[(t - t0)*ow + ox, (kr,ks,ci)] for the output rows t in [t0, t1) (t = img*oh + oy). */
-static void im2col_rows(float *col, const float *x, const mm_conv_dims *d, int64_t t0, int64_t t1)
+/* Fills col[p - p0, (kr,ks,ci)] for the output pixels p in [p0, p1) of the batch, where
+ * p = (img*oh + oy)*ow + ox. Serial: each thread calls it on its own pixels. */
+static void im2col_pixels(float *col, const float *x, const mm_conv_dims *d, int64_t p0,
+                          int64_t p1)
 {
     const int c = d->c, s = d->s, ow = d->ow;
-    const int64_t rsc = (int64_t)d->r * s * c, npix = (t1 - t0) * ow;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < npix; p++) {
-        int64_t t = t0 + p / ow;
+    const int64_t rsc = (int64_t)d->r * s * c;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t t = p / ow;
         int ox = (int)(p % ow), img = (int)(t / d->oh), oy = (int)(t % d->oh);
         int iy0 = oy * d->stride_h - d->pad_h, ix0 = ox * d->stride_w - d->pad_w;
-        float *dst = col + p * rsc;
+        float *dst = col + (p - p0) * rsc;
         for (int kr = 0; kr < d->r; kr++) {
             float *drow = dst + (int64_t)kr * s * c;
             int iy = iy0 + kr;
@@ -80,9 +85,10 @@ static void im2col_rows(float *col, const float *x, const mm_conv_dims *d, int64
     }
 }
 
-/* dx += col2im(dcol) for the output rows [t0, t1). Written as a gather over input pixels (each
- * input pixel sums the dcol entries that read it), so threads never write the same element;
- * chunks run one after another, so rows shared by two chunks simply accumulate. */
+/* dx += col2im(dcol) for the output rows [t0, t1), by all threads of the enclosing parallel
+ * region. Written as a gather over input pixels (each sums the dcol entries that read it), so
+ * threads never write the same element; chunks run one after another, so input rows shared by
+ * two chunks simply accumulate. */
 static void col2im_add_rows(float *dx, const float *dcol, const mm_conv_dims *d, int64_t t0,
                             int64_t t1)
 {
@@ -97,20 +103,20 @@ static void col2im_add_rows(float *dx, const float *dcol, const mm_conv_dims *d,
         if (iy_hi > d->h) iy_hi = d->h;
         if (iy_hi <= iy_lo) continue;
         int64_t npix = (int64_t)(iy_hi - iy_lo) * d->w;
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static)
         for (int64_t q = 0; q < npix; q++) {
             int iy = iy_lo + (int)(q / d->w), ix = (int)(q % d->w);
             float *dst = dx + (((int64_t)img * d->h + iy) * d->w + ix) * c;
-            for (int kr = 0; kr < d->r; kr++) {
-                int a = iy + d->pad_h - kr;
-                if (a < 0 || a % sh) continue;
-                int oy = a / sh;
-                if (oy < oy_lo || oy >= oy_hi) continue;
-                for (int ks = 0; ks < s; ks++) {
-                    int b = ix + d->pad_w - ks;
-                    if (b < 0 || b % sw) continue;
-                    int ox = b / sw;
+            /* Taps with (iy + pad - kr) divisible by the stride: kr = (iy + pad) % stride, then
+             * every stride-th; the output row oy = (iy + pad - kr) / stride falls as kr grows. */
+            for (int kr = (iy + d->pad_h) % sh; kr < d->r; kr += sh) {
+                int oy = (iy + d->pad_h - kr) / sh;
+                if (oy >= oy_hi) continue;
+                if (oy < oy_lo) break;
+                for (int ks = (ix + d->pad_w) % sw; ks < s; ks += sw) {
+                    int ox = (ix + d->pad_w - ks) / sw;
                     if (ox >= d->ow) continue;
+                    if (ox < 0) break;
                     const float *src =
                         dcol + ((base + oy - t0) * d->ow + ox) * rsc + ((int64_t)kr * s + ks) * c;
                     for (int ci = 0; ci < c; ci++) dst[ci] += src[ci];
@@ -120,79 +126,101 @@ static void col2im_add_rows(float *dx, const float *dcol, const mm_conv_dims *d,
     }
 }
 
-/* y[rows, k] = b broadcast over the rows. */
-static void fill_bias(float *y, const float *b, int64_t rows, int k)
+/* The pixels of [0, npix) whose im2col rows thread t builds: the GEMM rows it will compute when
+ * the product is split by rows (m >= n), else an even share. */
+static void pixel_block(int64_t npix, int n, int t, int nt, int64_t *lo, int64_t *hi)
 {
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < rows; p++) memcpy(y + p * k, b, sizeof(float) * (size_t)k);
+    if (npix >= n) {
+        int l, h;
+        mm_cpu_gemm_block((int)npix, t, nt, &l, &h);
+        *lo = l, *hi = h;
+    } else {
+        mm_cpu_thread_block(npix, t, nt, lo, hi);
+    }
 }
 
 void mm_cpu_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                            const mm_conv_dims *d, void *ws)
 {
-    const int k = d->k;
-    const int rsc = d->r * d->s * d->c;
-    if (conv_is_direct(d)) {
-        int64_t npix = (int64_t)d->n * d->h * d->w;
-        if (b) fill_bias(y, b, npix, k);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)npix, k, rsc, 1.0f, x, rsc, w,
-                    rsc, b ? 1.0f : 0.0f, y, k);
-        return;
-    }
+    const int k = d->k, rsc = d->r * d->s * d->c, direct = conv_is_direct(d);
+    const int64_t total = (int64_t)d->n * d->oh;
+    const int64_t chunk = direct ? total : conv_chunk_rows(d);
     float *col = ws;
-    const int64_t total = (int64_t)d->n * d->oh, chunk = conv_chunk_rows(d);
+    mm_cpu_blas_init();
     for (int64_t t0 = 0; t0 < total; t0 += chunk) {
         int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
         float *yc = y + t0 * d->ow * k;
-        im2col_rows(col, x, d, t0, t1);
-        if (b) fill_bias(yc, b, npix, k);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)npix, k, rsc, 1.0f, col, rsc, w,
-                    rsc, b ? 1.0f : 0.0f, yc, k);
+        const float *a = direct ? x : col;
+#pragma omp parallel
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int64_t lo, hi;
+            pixel_block(npix, k, t, nt, &lo, &hi);
+            if (!direct) im2col_pixels(col + lo * rsc, x, d, t0 * d->ow + lo, t0 * d->ow + hi);
+            if (b)
+                for (int64_t p = lo; p < hi; p++) memcpy(yc + p * k, b, sizeof(float) * (size_t)k);
+            if (npix < k) {
+#pragma omp barrier
+            }
+            mm_cpu_sgemm_part(t, nt, CblasNoTrans, CblasTrans, (int)npix, k, rsc, 1.0f, a, rsc, w,
+                              rsc, b ? 1.0f : 0.0f, yc, k);
+        }
     }
 }
 
 void mm_cpu_conv2d_backward_data(float *dx, const float *dy, const float *w,
                                  const mm_conv_dims *d, void *ws)
 {
-    const int k = d->k;
-    const int rsc = d->r * d->s * d->c;
+    const int k = d->k, rsc = d->r * d->s * d->c;
+    mm_cpu_blas_init();
     if (conv_is_direct(d)) {
         int64_t npix = (int64_t)d->n * d->h * d->w;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)npix, rsc, k, 1.0f, dy, k, w,
-                    rsc, 0.0f, dx, rsc);
+        mm_cpu_sgemm(CblasNoTrans, CblasNoTrans, (int)npix, rsc, k, 1.0f, dy, k, w, rsc, 0.0f, dx,
+                     rsc);
         return;
     }
-    int64_t nx = (int64_t)d->n * d->h * d->w * d->c;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nx; i++) dx[i] = 0.0f;
-    float *dcol = ws;
+    const int64_t nx = (int64_t)d->n * d->h * d->w * d->c;
     const int64_t total = (int64_t)d->n * d->oh, chunk = conv_chunk_rows(d);
-    for (int64_t t0 = 0; t0 < total; t0 += chunk) {
-        int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)npix, rsc, k, 1.0f,
-                    dy + t0 * d->ow * k, k, w, rsc, 0.0f, dcol, rsc);
-        col2im_add_rows(dx, dcol, d, t0, t1);
+    float *dcol = ws;
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nx; i++) dx[i] = 0.0f;
+        for (int64_t t0 = 0; t0 < total; t0 += chunk) {
+            int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
+            mm_cpu_sgemm_part(t, nt, CblasNoTrans, CblasNoTrans, (int)npix, rsc, k, 1.0f,
+                              dy + t0 * d->ow * k, k, w, rsc, 0.0f, dcol, rsc);
+#pragma omp barrier
+            col2im_add_rows(dx, dcol, d, t0, t1); /* ends with a barrier: dcol is free again */
+        }
     }
 }
 
 void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
                                    const mm_conv_dims *d, void *ws)
 {
-    const int k = d->k;
-    const int rsc = d->r * d->s * d->c;
-    if (conv_is_direct(d)) {
-        int64_t npix = (int64_t)d->n * d->h * d->w;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, rsc, (int)npix, 1.0f, dy, k, x,
-                    rsc, 1.0f, dw, rsc);
-        return;
-    }
+    const int k = d->k, rsc = d->r * d->s * d->c, direct = conv_is_direct(d);
+    const int64_t total = (int64_t)d->n * d->oh;
+    const int64_t chunk = direct ? total : conv_chunk_rows(d);
     float *col = ws;
-    const int64_t total = (int64_t)d->n * d->oh, chunk = conv_chunk_rows(d);
+    mm_cpu_blas_init();
     for (int64_t t0 = 0; t0 < total; t0 += chunk) {
         int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
-        im2col_rows(col, x, d, t0, t1);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, rsc, (int)npix, 1.0f,
-                    dy + t0 * d->ow * k, k, col, rsc, 1.0f, dw, rsc);
+        const float *b = direct ? x : col;
+#pragma omp parallel
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            if (!direct) {
+                int64_t lo, hi;
+                mm_cpu_thread_block(npix, t, nt, &lo, &hi);
+                im2col_pixels(col + lo * rsc, x, d, t0 * d->ow + lo, t0 * d->ow + hi);
+#pragma omp barrier
+            }
+            /* dw[K,RSC] is split between the threads; each sums over all pixels of the chunk */
+            mm_cpu_sgemm_part(t, nt, CblasTrans, CblasNoTrans, k, rsc, (int)npix, 1.0f,
+                              dy + t0 * d->ow * k, k, b, rsc, 1.0f, dw, rsc);
+        }
     }
 }
 

@@ -6,7 +6,6 @@
  * it); max pooling scatters to the recomputed argmax, one output row per thread, in phases of
  * rows that are at least a window apart (rows oy and oy + ceil(kh/sh) never overlap). */
 #include <math.h>
-#include <string.h>
 
 #include "cpu_kernels.h"
 
