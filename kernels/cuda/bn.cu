@@ -134,14 +134,14 @@ struct mm_bn_apply_op {
     {
         float v[4];
         mm_ld4(x, i, v);
-        int j = (int)(i % c);
+        int j = mm_mod(i, c);
         for (int k = 0; k < 4; k++) {
             v[k] = f(v[k], j);
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), (int)(i % c))); }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), mm_mod(i, c))); }
 };
 
 void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
@@ -269,7 +269,7 @@ struct mm_bn_dx_op {
         float g[4], v[4];
         mm_ld4(dy, i, g);
         mm_ld4(x, i, v);
-        int j = (int)(i % c);
+        int j = mm_mod(i, c);
         for (int k = 0; k < 4; k++) {
             g[k] = f(g[k], v[k], j);
             if (++j == c) j = 0;
@@ -278,7 +278,7 @@ struct mm_bn_dx_op {
     }
     __device__ void run1(int64_t i) const
     {
-        mm_st(dx, i, f(mm_ld(dy, i), mm_ld(x, i), (int)(i % c)));
+        mm_st(dx, i, f(mm_ld(dy, i), mm_ld(x, i), mm_mod(i, c)));
     }
 };
 

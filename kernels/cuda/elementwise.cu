@@ -265,14 +265,14 @@ struct mm_bias_add_op {
     {
         float v[4];
         mm_ld4(y, i, v);
-        int j = (int)(i % c);
+        int j = mm_mod(i, c);
         for (int k = 0; k < 4; k++) {
             v[k] = f(v[k], j);
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), (int)(i % c))); }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), mm_mod(i, c))); }
 };
 
 void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, int relu,
@@ -294,7 +294,7 @@ struct mm_bias_fill_op {
     {
         for (int k = 0; k < 4; k++) run1(i + k);
     }
-    __device__ void run1(int64_t i) const { y[i] = b[i % c]; }
+    __device__ void run1(int64_t i) const { y[i] = b[mm_mod(i, c)]; }
 };
 
 void mm_cuda_bias_fill(float *y, const float *b, int64_t m, int c, cudaStream_t st)

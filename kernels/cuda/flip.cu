@@ -10,12 +10,12 @@ __global__ void mm_flip_kernel(T *y, const T *x, int n, int h, int w, int c, int
     int64_t total = (int64_t)n * h * w * c;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int ch = (int)(i % c);
-        int64_t t = i / c;
-        int q = (int)(t % w);
-        t /= w;
-        int r = (int)(t % h);
-        int64_t b = t / h;
+        int ch = mm_mod(i, c);
+        int64_t t = mm_div(i, c);
+        int q = mm_mod(t, w);
+        t = mm_div(t, w);
+        int r = mm_mod(t, h);
+        int64_t b = mm_div(t, h);
         if (axis == 1) r = h - 1 - r;
         else q = w - 1 - q;
         y[i] = x[((b * h + r) * w + q) * c + ch];

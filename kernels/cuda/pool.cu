@@ -59,12 +59,12 @@ __device__ __forceinline__ float mm_window_max(const TX *x, const mm_pool_dims &
 __device__ __forceinline__ void mm_split_nhwc(int64_t i, int rows, int cols, int c, int *b, int *r,
                                               int *q, int *ch)
 {
-    *ch = (int)(i % c);
-    int64_t t = i / c;
-    *q = (int)(t % cols);
-    t /= cols;
-    *r = (int)(t % rows);
-    *b = (int)(t / rows);
+    *ch = mm_mod(i, c);
+    int64_t t = mm_div(i, c);
+    *q = mm_mod(t, cols);
+    t = mm_div(t, cols);
+    *r = mm_mod(t, rows);
+    *b = (int)mm_div(t, rows);
 }
 
 /* ---- max pooling ---- */
@@ -349,8 +349,8 @@ struct mm_gap_bwd_op {
     int c;
     __device__ void run1(int64_t i) const
     {
-        int j = (int)(i % c);
-        int64_t b = i / (hw * c);
+        int j = mm_mod(i, c);
+        int64_t b = i / (hw * c); /* once per element of a small op: 64-bit is fine */
         mm_st(dx, i, mm_ld(dy, b * c + j) * __frcp_rn((float)hw));
     }
     __device__ void run4(int64_t i) const
