@@ -2,13 +2,15 @@
  * precision: the same graph (built with F32 activations for the CPU and for CUDA fp32/tf32, with
  * BF16 activations for CUDA bf16), the same parameters, statistics and batch; then the loss, the
  * probabilities, every parameter gradient and the updated batch-norm statistics are compared, and
- * the fused Adam update of the CUDA session is checked element for element against the same update
- * computed on the host from its parameters and gradients. The model has each piece of the paper's nets: a 7x7/2
- * stem with batch norm and 3x3/2 max pooling, a residual bottleneck unit with a projection shortcut
- * (stride 2), an identity bottleneck unit, a VGG block (3x3 conv with bias, batch norm, ReLU, 2x2
- * max pooling), a VGG16 trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense
- * layer and the weighted cross-entropy. On CUDA the session's plan fuses the BN+ReLU and
- * conv-bias+ReLU pairs (fuse.c), so the fused kernels are checked here too.
+ * the fused Adam update of the CUDA session is checked element for element against the same
+ * update computed on the host from its parameters and gradients.
+ *
+ * The model has each piece of the paper's nets: a 7x7/2 stem with batch norm and 3x3/2 max
+ * pooling, a residual bottleneck unit with a projection shortcut (stride 2), an identity
+ * bottleneck unit, a VGG block (3x3 conv with bias, batch norm, ReLU, 2x2 max pooling), a VGG16
+ * trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense layer and the weighted
+ * cross-entropy. On CUDA the session's plan fuses the BN+ReLU and conv-bias+ReLU pairs (fuse.c),
+ * so the fused kernels are checked here too.
  *
  * Comparison: relative L2 error ||got - want|| / ||want|| per tensor, fp32 tight, tf32 and bf16
  * looser (the tensor cores round their inputs). A second step checks that replaying the planned
