@@ -95,6 +95,13 @@ void mm_graph_set_frozen(mm_graph *g, int param, bool frozen)
 int mm_graph_new_value(mm_graph *g, mm_value_kind kind, mm_dtype dtype, int ndim,
                        const int64_t *shape, const char *name)
 {
+    /* Callers often pass another value's shape or name (X->shape), which points into g->values:
+     * copy them before growing the array moves it. */
+    int64_t dims[MM_MAX_DIMS];
+    char label[MM_NAME_MAX] = "";
+    for (int i = 0; i < ndim; i++) dims[i] = shape[i];
+    if (name) snprintf(label, sizeof label, "%s", name);
+    shape = dims;
     if (g->n_values == g->cap_values) {
         g->cap_values = g->cap_values ? 2 * g->cap_values : 256;
         g->values = mm_xrealloc(g->values, (size_t)g->cap_values * sizeof *g->values);
@@ -105,7 +112,7 @@ int mm_graph_new_value(mm_graph *g, mm_value_kind kind, mm_dtype dtype, int ndim
     v->dtype = dtype;
     v->ndim = ndim;
     for (int i = 0; i < ndim; i++) v->shape[i] = shape[i];
-    if (name) snprintf(v->name, sizeof v->name, "%s", name);
+    snprintf(v->name, sizeof v->name, "%s", label);
     v->producer = -1;
     v->view_of = -1;
     v->grad = -1;
@@ -327,6 +334,7 @@ int mm_dropout(mm_graph *g, int x, float p_drop)
     p.dropout.p = p_drop;
     p.dropout.seed = g->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(g->n_nodes + 1));
     int y = act(g, X->dtype, X->ndim, X->shape);
+    X = V(x); /* act() may have moved g->values */
     int mask = act(g, MM_U8, X->ndim, X->shape);
     int out[2] = {y, mask};
     mm_graph_add_node(g, MM_OP_DROPOUT, &x, 1, out, 2, &p, (double)p.dropout.n);
@@ -495,6 +503,7 @@ int mm_softmax_xent(mm_graph *g, int logits, int labels, int weights)
     p.xent.n = (int)X->shape[0], p.xent.c = (int)X->shape[1], p.xent.dloss = 1.0f;
     int64_t one[1] = {1};
     int loss = act(g, MM_F32, 1, one);
+    X = V(logits); /* act() may have moved g->values */
     int probs = act(g, MM_F32, 2, X->shape);
     g->values[loss].keep = true;
     g->values[probs].keep = true;

@@ -14,5 +14,13 @@ typedef struct mm_command {
 int mm_cmd_version(int argc, char **argv);
 int mm_cmd_devices(int argc, char **argv);
 int mm_cmd_dicom(int argc, char **argv);
+int mm_cmd_index(int argc, char **argv);
+int mm_cmd_prep(int argc, char **argv);
+int mm_cmd_patches(int argc, char **argv);
+int mm_cmd_forward(int argc, char **argv);
+int mm_cmd_summary(int argc, char **argv);
+int mm_cmd_plan(int argc, char **argv);
+int mm_cmd_eval(int argc, char **argv);
+int mm_cmd_report(int argc, char **argv);
 
 #endif

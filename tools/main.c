@@ -8,6 +8,14 @@ static const mm_command commands[] = {
     {"version", mm_cmd_version, "print the version and the backends of this build"},
     {"devices", mm_cmd_devices, "list the devices this build can use on this machine"},
     {"dicom", mm_cmd_dicom, "look inside a DICOM file (info) or export it as a 16-bit PNG (to-png)"},
+    {"index", mm_cmd_index, "index a CBIS-DDSM or INbreast download: labels, ROIs, split"},
+    {"prep", mm_cmd_prep, "convert an index's images and masks to training-size PNGs"},
+    {"patches", mm_cmd_patches, "sample the 5-class patch set (background, calc/mass x ben/mal)"},
+    {"forward", mm_cmd_forward, "evaluation forward pass of a net with torchvision weights"},
+    {"summary", mm_cmd_summary, "layers, parameters, FLOPs and planned memory of a model"},
+    {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
+    {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
+    {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -1,0 +1,63 @@
+/* Model selection flags shared by forward, summary and plan (see model_flags.h). */
+#include "model_flags.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mm_model_flags_add(mm_args *a, bool with_size)
+{
+    mm_args_str(a, "net", "resnet50", "trunk: resnet50 or vgg16");
+    mm_args_int(a, "classes", "0", "outputs (default 1000 torchvision, 5 --patch, 2 --top)");
+    mm_args_bool(a, "patch", "the paper's patch classifier: trunk, global average pooling, fc");
+    mm_args_str(a, "top", NULL, "whole-image classifier with these top blocks, e.g. "
+                "'[512-512-1024]x2,[512-512-1024]x2', '512x1,512x1', 'hm,maxpool5,fc64,fc32'");
+    if (with_size) {
+        mm_args_str(a, "input", NULL, "input size HxW (default 224x224; 1152x896 with --top)");
+        mm_args_int(a, "batch", "1", "batch size");
+    }
+}
+
+mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w)
+{
+    char *end;
+    long hv = strtol(s, &end, 10);
+    if (end == s || *end != 'x') goto bad;
+    const char *p = end + 1;
+    long wv = strtol(p, &end, 10);
+    if (end == p || *end != '\0' || hv < 1 || wv < 1 || hv > 65536 || wv > 65536) goto bad;
+    *h = (int)hv;
+    *w = (int)wv;
+    return MM_OK;
+bad:
+    return mm_fail(MM_ERR_ARG, "%s: '%s' is not a size HxW such as 1152x896", flag, s);
+}
+
+mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_size)
+{
+    mm_trunk trunk;
+    MM_TRY(mm_trunk_parse(&trunk, mm_args_get(a, "net"), "--net"));
+    bool patch = mm_args_get_bool(a, "patch");
+    const char *top = mm_args_get(a, "top");
+    if (patch && top)
+        return mm_fail(MM_ERR_ARG, "--patch and --top: choose one (a patch classifier or a "
+                       "whole-image classifier)");
+    mm_model_kind kind = top ? MM_MODEL_WHOLE : patch ? MM_MODEL_PATCH : MM_MODEL_TORCHVISION;
+    *c = mm_model_config_default(kind, trunk);
+    if (top) c->top = top;
+    int64_t classes;
+    MM_TRY(mm_args_get_int(a, "classes", &classes));
+    if (classes < 0 || classes > 1000000)
+        return mm_fail(MM_ERR_ARG, "--classes: %lld is not a number of classes", (long long)classes);
+    if (classes > 0) c->classes = (int)classes;
+    if (with_size) {
+        const char *input = mm_args_get(a, "input");
+        if (input) MM_TRY(mm_parse_hw(input, "--input", &c->height, &c->width));
+        int64_t batch;
+        MM_TRY(mm_args_get_int(a, "batch", &batch));
+        if (batch < 1 || batch > 65536)
+            return mm_fail(MM_ERR_ARG, "--batch: %lld must be in 1..65536", (long long)batch);
+        c->batch = (int)batch;
+    }
+    return MM_OK;
+}

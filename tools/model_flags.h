@@ -1,0 +1,19 @@
+/* The flags that choose a model, shared by `mammo forward`, `mammo summary` and `mammo plan`:
+ *   --net resnet50|vgg16   --classes N   --patch   --top SPEC   --input HxW   --batch B
+ * With neither --patch nor --top the model is torchvision's classifier (ImageNet head); --patch
+ * gives the paper's patch classifier (GAP + fc), --top SPEC a whole-image classifier (nets/nets.h
+ * has the spec grammar). --classes defaults to 1000, 5 or 2 accordingly. */
+#ifndef MM_MODEL_FLAGS_H
+#define MM_MODEL_FLAGS_H
+
+#include "../nets/nets.h"
+#include "args.h"
+
+/* Declares the flags; with_size adds --input and --batch. */
+void mm_model_flags_add(mm_args *a, bool with_size);
+/* Fills a config from the parsed flags (tier-1 errors name the flag). */
+mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_size);
+/* Parses "HxW" (e.g. 1152x896); errors name `flag`. */
+mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w);
+
+#endif
