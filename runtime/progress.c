@@ -197,7 +197,7 @@ static void vsummary(mm_progress *p, const char *fmt, va_list ap)
 void mm_progress_end_epoch(mm_progress *p, const char *fmt, ...)
 {
     if (p->mode == MM_PROGRESS_BAR) {
-        draw(p, p->clock());
+        if (!p->bar_open || p->step_drawn != p->step) draw(p, p->clock());
         fputc('\n', p->out);
         p->bar_open = 0;
     } else if (p->mode == MM_PROGRESS_LINES && p->step_drawn != p->step) {

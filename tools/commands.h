@@ -22,5 +22,9 @@ int mm_cmd_summary(int argc, char **argv);
 int mm_cmd_plan(int argc, char **argv);
 int mm_cmd_eval(int argc, char **argv);
 int mm_cmd_report(int argc, char **argv);
+int mm_cmd_train_patch(int argc, char **argv);
+int mm_cmd_train_image(int argc, char **argv);
+int mm_cmd_predict(int argc, char **argv);
+int mm_cmd_synth(int argc, char **argv);
 
 #endif

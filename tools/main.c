@@ -14,8 +14,12 @@ static const mm_command commands[] = {
     {"forward", mm_cmd_forward, "evaluation forward pass of a net with torchvision weights"},
     {"summary", mm_cmd_summary, "layers, parameters, FLOPs and planned memory of a model"},
     {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
+    {"train-patch", mm_cmd_train_patch, "train the 5-class patch classifier (3 stages)"},
+    {"train-image", mm_cmd_train_image, "train the whole-image classifier end to end (2 stages)"},
+    {"predict", mm_cmd_predict, "per-image scores of whole-image models, with flip TTA"},
     {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
     {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},
+    {"synth", mm_cmd_synth, "write a synthetic CBIS-DDSM or INbreast dataset (real DICOMs, CSVs, XML)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -72,7 +72,7 @@ mm_status mm_checkpoint_save(const char *path, const mm_model *m, const mm_sessi
     char top[256];
     mm_top_format(top, sizeof top, &m->top);
     char classes[16], stage[16], epoch[16], adam[32], global[32], best[32], best_stage[16],
-        best_epoch[16], bad[16], mean[32], rescale[32], seed[32];
+        best_epoch[16], bad[16], mean[32], rescale[32], seed[32], height[16], width[16];
     snprintf(classes, sizeof classes, "%d", m->cfg.classes);
     snprintf(stage, sizeof stage, "%d", st->stage);
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
@@ -85,6 +85,8 @@ mm_status mm_checkpoint_save(const char *path, const mm_model *m, const mm_sessi
     fmt(mean, sizeof mean, "%.9g", st->pixel_mean);
     fmt(rescale, sizeof rescale, "%.9g", st->rescale);
     snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
+    snprintf(height, sizeof height, "%d", st->height);
+    snprintf(width, sizeof width, "%d", st->width);
     mm_st_meta meta[] = {
         {"format", FORMAT_NAME},
         {"format_version", FORMAT_VERSION},
@@ -104,6 +106,8 @@ mm_status mm_checkpoint_save(const char *path, const mm_model *m, const mm_sessi
         {"pixel_mean", mean},
         {"rescale", rescale},
         {"seed", seed},
+        {"height", height},
+        {"width", width},
         {"config", config_json ? config_json : "{}"},
     };
     mm_st_writer *w;
@@ -180,6 +184,8 @@ mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
     st->best_stage = meta_int(f, "best_stage", 0);
     st->best_epoch = meta_int(f, "best_epoch", 0);
     st->bad_epochs = meta_int(f, "bad_epochs", 0);
+    st->height = meta_int(f, "height", 0);
+    st->width = meta_int(f, "width", 0);
     const char *v;
     if ((v = mm_safetensors_meta(f, "adam_step"))) st->adam_step = strtoll(v, NULL, 10);
     if ((v = mm_safetensors_meta(f, "global_step"))) st->global_step = strtoll(v, NULL, 10);

@@ -26,6 +26,7 @@ typedef struct mm_train_state {
     int bad_epochs;       /* epochs since the best (early stopping) */
     float pixel_mean;     /* subtracted from the rescaled pixels */
     float rescale;        /* multiplies the raw 16-bit pixels (255/65535 as the reference) */
+    int height, width;    /* input size the model was trained at */
     uint64_t seed;
     char class_names[128]; /* comma-separated, in output order */
 } mm_train_state;

@@ -70,7 +70,10 @@ static void init_once_fn(void)
      * only for lossy) and no colour conversion (grayscale only). */
     DJEncoderRegistration::registerCodecs(ECC_lossyYCbCr, EUC_default);
     DJLSDecoderRegistration::registerCodecs();
-    DJLSEncoderRegistration::registerCodecs();
+    /* JPEG-LS: the "raw" encoder. DCMTK 3.6.7's default "cooked" one (DicomImage based) writes a
+     * byte before its output buffer in fixPaddingIfNecessary() (found with valgrind), which made
+     * the first JPEG-LS file of a process undecodable. */
+    DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFFalse);
     DcmRLEDecoderRegistration::registerCodecs();
     DcmRLEEncoderRegistration::registerCodecs();
     atexit(cleanup_codecs);

@@ -1,0 +1,395 @@
+/* The trainer: see trainer.h. */
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../runtime/jsonl.h"
+#include "../runtime/progress.h"
+#include "../runtime/strbuf.h"
+#include "checkpoint.h"
+#include "class_weights.h"
+#include "infer.h"
+#include "loader.h"
+#include "metrics.h"
+#include "pixel_mean.h"
+
+void mm_train_config_defaults(mm_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->class_balanced = true;
+    c->augment = true;
+    mm_augment_params_default(&c->aug);
+    c->rescale = 255.0f / 65535.0f;
+    c->device = "cpu";
+    c->precision = "fp32";
+    c->init_mode = MM_LOAD_TRUNK;
+}
+
+/* Everything one stage (or the evaluation model) needs: a model and its session. */
+typedef struct {
+    mm_model m;
+    mm_session s;
+    bool live;
+} bound_model;
+
+static void unbind(bound_model *b)
+{
+    if (!b->live) return;
+    mm_session_free(&b->s);
+    mm_model_free(&b->m);
+    b->live = false;
+}
+
+static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, bool training,
+                      const char *trainable)
+{
+    memset(b, 0, sizeof *b);
+    mm_model_config mc = mm_model_config_default(c->kind, c->trunk);
+    mc.classes = c->classes;
+    if (c->kind == MM_MODEL_WHOLE) mc.top = c->top;
+    mc.batch = training ? c->batch : c->eval_batch;
+    mc.height = c->height;
+    mc.width = c->width;
+    mc.dropout = c->dropout;
+    mc.training = training;
+    mc.trainable = trainable;
+    mc.dropout_seed = c->seed ^ 0x64726f706f7574ULL;
+    MM_TRY(mm_model_build(&b->m, &mc));
+    mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
+    if (st != MM_OK) {
+        mm_model_free(&b->m);
+        return st;
+    }
+    b->live = true;
+    return MM_OK;
+}
+
+static void path_in(char *out, size_t n, const char *dir, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+/* Validation: the evaluation model gets the training weights, then AUC of class 1 (2 classes) or
+ * accuracy (more). */
+static mm_status validate(double *metric, double *acc, bound_model *ev, const bound_model *tr,
+                          const mm_train_config *c, const mm_train_state *ts)
+{
+    MM_TRY(mm_model_copy_weights(&ev->m, &ev->s, &tr->m, &tr->s, NULL));
+    int n = c->val->n, k = c->classes;
+    float *probs = mm_xmalloc((size_t)n * k * sizeof(float));
+    mm_infer_opts io = {ts->rescale, ts->pixel_mean, false, c->threads};
+    mm_status st = mm_infer(probs, &ev->m, &ev->s, c->val->items, n, &io);
+    int *labels = mm_xmalloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) labels[i] = c->val->items[i].label;
+    if (st == MM_OK) {
+        *acc = mm_accuracy_multiclass(probs, labels, n, k);
+        if (k == 2) {
+            double *scores = mm_xmalloc((size_t)n * sizeof(double));
+            for (int i = 0; i < n; i++) scores[i] = probs[(size_t)i * 2 + 1];
+            st = mm_auc(metric, scores, labels, n);
+            if (st != MM_OK)
+                st = mm_fail(st, "validation split: %s (the validation AUC needs both classes)",
+                             mm_last_error());
+            free(scores);
+        } else {
+            *metric = *acc;
+        }
+    }
+    free(probs);
+    free(labels);
+    return st;
+}
+
+typedef struct {
+    const mm_train_config *c;
+    mm_backend *be;
+    mm_train_state ts;
+    bound_model tr, ev;
+    mm_jsonl log;
+    mm_progress prog;
+    char last[4096], best[4096];
+} run;
+
+static mm_status save_checkpoints(run *r, bool is_best)
+{
+    if (is_best) MM_TRY(mm_checkpoint_save(r->best, &r->tr.m, &r->tr.s, &r->ts, r->c->config_json));
+    return mm_checkpoint_save(r->last, &r->tr.m, &r->tr.s, &r->ts, r->c->config_json);
+}
+
+static int first_epoch_of(const mm_train_config *c, int stage)
+{
+    int e = 0;
+    for (int k = 1; k < stage; k++) e += c->stages[k - 1].epochs;
+    return e;
+}
+
+/* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite. */
+static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double *mean_loss)
+{
+    const mm_train_config *c = r->c;
+    mm_model *m = &r->tr.m;
+    mm_session *s = &r->tr.s;
+    size_t img = (size_t)c->batch * c->height * c->width * 3;
+    float *images = mm_xmalloc(img * sizeof(float)), *w = mm_xmalloc((size_t)c->batch * sizeof(float));
+    int32_t *labels = mm_xmalloc((size_t)c->batch * sizeof(int32_t));
+    mm_batch batch = {images, labels, NULL, NULL};
+    mm_status st = MM_OK;
+    double sum = 0;
+    int64_t steps = 0;
+    int epoch = first_epoch_of(c, r->ts.stage) + r->ts.epoch + 1; /* 1-based, over the run */
+    for (;;) {
+        int count = 0;
+        st = mm_loader_next(L, &batch, &count);
+        if (st != MM_OK || count == 0) break;
+        if (c->class_balanced) mm_class_balanced_weights(w, labels, count, c->classes);
+        else
+            for (int i = 0; i < count; i++) w[i] = 1.0f;
+        st = mm_session_write(s, m->image, images, img * sizeof(float));
+        if (st == MM_OK) st = mm_session_write(s, m->labels, labels, (size_t)count * sizeof(int32_t));
+        if (st == MM_OK) st = mm_session_write(s, m->weights, w, (size_t)count * sizeof(float));
+        if (st != MM_OK) break;
+        mm_session_run(s);
+        float loss;
+        st = mm_session_read(s, m->loss, &loss, sizeof loss);
+        if (st != MM_OK) break;
+        if (!isfinite(loss)) {
+            st = mm_fail(MM_ERR_NUMERIC,
+                         "the loss became %s at epoch %d, step %lld; stopped. %s keeps the last "
+                         "good epoch; try a lower learning rate",
+                         isnan(loss) ? "NaN" : "infinite", epoch,
+                         (long long)r->ts.global_step + 1, r->last);
+            break;
+        }
+        r->ts.adam_step++;
+        r->ts.global_step++;
+        mm_adam_params a = {.lr = stage->lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
+                            .weight_decay = c->weight_decay, .decoupled = c->decoupled_wd,
+                            .step = r->ts.adam_step};
+        mm_session_adam(s, &a);
+        sum += loss;
+        steps++;
+        mm_progress_step(&r->prog, loss, count);
+        mm_log_step ls = {epoch, r->ts.global_step, loss, stage->lr,
+                          mm_progress_images_per_s(&r->prog), 1};
+        st = mm_jsonl_step(&r->log, &ls);
+        if (st != MM_OK) break;
+    }
+    *mean_loss = steps ? sum / (double)steps : NAN;
+    free(images);
+    free(w);
+    free(labels);
+    return st;
+}
+
+static mm_status run_stage(run *r, bool resumed_here, bool *stop)
+{
+    const mm_train_config *c = r->c;
+    mm_train_state *ts = &r->ts;
+    const mm_stage *stage = &c->stages[ts->stage - 1];
+    bound_model prev = r->tr;
+    r->tr.live = false;
+    mm_status st = bind(&r->tr, c, r->be, true, stage->trainable);
+    if (st != MM_OK) {
+        unbind(&prev);
+        return st;
+    }
+    if (resumed_here) {
+        unbind(&prev);
+        st = mm_checkpoint_load(r->last, &r->tr.m, &r->tr.s, ts->epoch > 0);
+    } else if (prev.live) {
+        st = mm_model_copy_weights(&r->tr.m, &r->tr.s, &prev.m, &prev.s, NULL);
+        unbind(&prev);
+    } else {
+        mm_model_init(&r->tr.m, &r->tr.s, c->seed);
+        if (c->init) st = mm_model_load(&r->tr.m, &r->tr.s, c->init, c->init_mode);
+    }
+    if (st != MM_OK) return st;
+    r->tr.s.step = ts->global_step; /* dropout masks are functions of the global step */
+
+    int first = first_epoch_of(c, ts->stage);
+    mm_loader_opts lo;
+    mm_loader_opts_default(&lo);
+    lo.batch_size = c->batch;
+    lo.height = c->height;
+    lo.width = c->width;
+    lo.channels = 3;
+    lo.rescale = ts->rescale;
+    lo.mean = ts->pixel_mean;
+    lo.shuffle = 1;
+    lo.seed = c->seed;
+    lo.drop_last = 1;
+    lo.n_threads = c->threads;
+    lo.max_epochs = first + stage->epochs;
+    lo.start_epoch = first + ts->epoch;
+    lo.augment = c->augment;
+    lo.aug = c->aug;
+    mm_loader *L;
+    MM_TRY(mm_loader_create(&L, c->train->items, c->train->n, &lo));
+    MM_TRY(mm_jsonl_stage(&r->log, ts->stage, stage->trainable ? stage->trainable : "all",
+                          first + 1, stage->epochs, ts->global_step, stage->lr));
+    int64_t steps = mm_loader_batches_per_epoch(L);
+    while (ts->epoch < stage->epochs && st == MM_OK && !*stop) {
+        int epoch = first + ts->epoch + 1;
+        double t0 = mm_monotonic_s(), loss, metric = NAN, acc = NAN;
+        mm_progress_set_label(&r->prog, "stage %d/%d", ts->stage, c->n_stages);
+        mm_progress_begin_epoch(&r->prog, epoch, first_epoch_of(c, c->n_stages + 1), steps);
+        st = train_epoch(r, L, stage, &loss);
+        if (st == MM_OK) st = validate(&metric, &acc, &r->ev, &r->tr, c, ts);
+        if (st != MM_OK) break;
+        ts->epoch++;
+        bool is_best = metric > ts->best_metric;
+        if (is_best) {
+            ts->best_metric = metric;
+            ts->best_stage = ts->stage;
+            ts->best_epoch = epoch;
+            ts->bad_epochs = 0;
+        } else {
+            ts->bad_epochs++;
+        }
+        st = save_checkpoints(r, is_best);
+        if (st != MM_OK) break;
+        mm_log_epoch e;
+        mm_log_epoch_init(&e);
+        e.epoch = epoch;
+        e.step = ts->global_step;
+        e.train_loss = loss;
+        e.lr = stage->lr;
+        e.seconds = mm_monotonic_s() - t0;
+        e.best = is_best;
+        if (c->classes == 2) {
+            e.val_auc = metric;
+            e.val_acc = acc;
+        } else {
+            e.val_acc = acc;
+        }
+        st = mm_jsonl_epoch(&r->log, &e);
+        mm_progress_end_epoch(&r->prog, "loss %.4f  val %s %.4f%s", loss,
+                              c->classes == 2 ? "AUC" : "acc", metric, is_best ? "  (best)" : "");
+        if (c->patience > 0 && ts->bad_epochs >= c->patience) *stop = true;
+    }
+    mm_loader_free(L);
+    return st;
+}
+
+static int epochs_done(const mm_train_config *c, const mm_train_state *ts)
+{
+    if (ts->stage > c->n_stages) return first_epoch_of(c, c->n_stages + 1);
+    return first_epoch_of(c, ts->stage) + ts->epoch;
+}
+
+static mm_status make_run_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return mm_fail(MM_ERR_IO, "%s: cannot create the run folder: %s", dir, strerror(errno));
+    return MM_OK;
+}
+
+static mm_status start(run *r, const mm_train_config *c)
+{
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    mm_train_state_init(&r->ts);
+    if (c->n_stages < 1 || c->n_stages > MM_MAX_STAGES)
+        return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
+    if (c->train->n < c->batch)
+        return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d",
+                       c->command, c->train->n, c->batch);
+    if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
+    MM_TRY(make_run_dir(c->run_dir));
+    path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
+    path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
+    if (strcmp(c->precision, "fp32") != 0 && strcmp(c->device, "cuda") != 0)
+        return mm_fail(MM_ERR_ARG, "--precision %s: only the cuda device offers it; use fp32",
+                       c->precision);
+    return mm_backend_create(c->device, &r->be);
+}
+
+mm_status mm_train_run(const mm_train_config *c, double *best)
+{
+    run r;
+    mm_status st = start(&r, c);
+    if (st != MM_OK) {
+        mm_backend_destroy(r.be);
+        return st;
+    }
+    mm_train_state *ts = &r.ts;
+    bool resumed = false;
+    if (c->resume) {
+        mm_checkpoint_info info;
+        st = mm_checkpoint_info_read(r.last, &info);
+        if (st == MM_OK && !info.has_state)
+            st = mm_fail(MM_ERR_FORMAT, "%s: holds weights but no training state", r.last);
+        if (st == MM_OK) {
+            *ts = info.st;
+            resumed = true;
+        }
+    } else {
+        ts->seed = c->seed;
+        ts->rescale = c->rescale;
+        ts->height = c->height;
+        ts->width = c->width;
+        snprintf(ts->class_names, sizeof ts->class_names, "%s", c->class_names ? c->class_names : "");
+        double mean = 0;
+        st = mm_pixel_mean(&mean, c->train->items, c->train->n, c->height, c->width, c->rescale,
+                           c->threads);
+        ts->pixel_mean = (float)mean;
+    }
+    if (st == MM_OK) st = bind(&r.ev, c, r.be, false, NULL);
+    if (st == MM_OK && resumed) {
+        mm_checkpoint_info info;
+        st = mm_checkpoint_info_read(r.last, &info);
+        if (st == MM_OK) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
+    }
+    if (st == MM_OK) {
+        char cfg[4096];
+        path_in(cfg, sizeof cfg, c->run_dir, "config.json");
+        if (!resumed && c->config_json) st = mm_write_text_atomic(cfg, c->config_json, strlen(c->config_json));
+    }
+    char log_path[4096];
+    path_in(log_path, sizeof log_path, c->run_dir, "metrics.jsonl");
+    if (st == MM_OK) st = mm_jsonl_open(&r.log, log_path, resumed);
+    if (st == MM_OK) {
+        mm_progress_init(&r.prog, stdout, MM_PROGRESS_AUTO);
+        st = mm_jsonl_run(&r.log, c->command, resumed, first_epoch_of(c, ts->stage) + ts->epoch,
+                          ts->global_step);
+        bool stop = false, load_checkpoint = resumed;
+        /* a checkpoint written at the end of a stage resumes at the start of the next */
+        while (resumed && ts->stage <= c->n_stages && ts->epoch >= c->stages[ts->stage - 1].epochs) {
+            ts->stage++;
+            ts->epoch = 0;
+            ts->adam_step = 0;
+        }
+        while (st == MM_OK && ts->stage <= c->n_stages && !stop) {
+            if (c->stages[ts->stage - 1].epochs > 0) {
+                st = run_stage(&r, load_checkpoint, &stop);
+                load_checkpoint = false;
+            }
+            if (st == MM_OK && !stop) {
+                ts->stage++;
+                ts->epoch = 0;
+                ts->adam_step = 0;
+            }
+        }
+        const char *status = st == MM_ERR_NUMERIC ? "diverged" : st != MM_OK ? "interrupted"
+                           : stop ? "early_stopped" : "finished";
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s", mm_last_error());
+        mm_jsonl_end(&r.log, status, epochs_done(c, ts), ts->global_step, ts->best_epoch, c->classes == 2 ? "val_auc" : "val_acc",
+                     ts->best_metric);
+        if (st != MM_OK) mm_fail(st, "%s", saved);
+        mm_jsonl_close(&r.log);
+    }
+    if (best) *best = ts->best_metric;
+    unbind(&r.tr);
+    unbind(&r.ev);
+    mm_backend_destroy(r.be);
+    return st;
+}

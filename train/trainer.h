@@ -1,0 +1,76 @@
+/* The trainer: the paper's staged fine-tuning as one loop, for the patch classifier (3 stages:
+ * last layer, top layers, all layers) and the whole-image classifier (2 stages: new top layers,
+ * then all), with Adam, class-balanced sample weights, on-the-fly augmentation, validation every
+ * epoch, checkpoints every epoch, the best model kept, early stopping and exact resumption.
+ *
+ * Run folder (RUN_DIR):
+ *   last.safetensors   checkpoint after the latest epoch (weights, BN statistics, Adam moments,
+ *                      train state); --resume continues from it
+ *   best.safetensors   the checkpoint of the best validation epoch (the model to predict with)
+ *   metrics.jsonl      the event log (runtime/jsonl.h); config.json the run's configuration
+ * Every file is written to a temporary name and renamed.
+ *
+ * Stages rebuild the graph (other parameters train, so the plan differs) and carry the weights
+ * over; each stage starts with fresh Adam moments, as the reference recompiles its Keras model. A
+ * loss that stops being finite ends the run with a clear error; last.safetensors keeps the last
+ * good epoch. On the cpu backend a resumed run reproduces the uninterrupted run's losses bitwise:
+ * the loader's order and augmentation are functions of (seed, epoch, position), dropout masks of
+ * (seed, step), and the checkpoint holds every number the next step reads. */
+#ifndef MM_TRAINER_H
+#define MM_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../nets/nets.h"
+#include "../runtime/backend.h"
+#include "augment.h"
+#include "dataset.h"
+
+#define MM_MAX_STAGES 4
+
+typedef struct mm_stage {
+    int epochs;
+    double lr;
+    const char *trainable; /* comma-separated name prefixes; NULL = all */
+} mm_stage;
+
+typedef struct mm_train_config {
+    const char *command;     /* "train-patch" / "train-image", for the log */
+    mm_model_kind kind;      /* MM_MODEL_PATCH or MM_MODEL_WHOLE */
+    mm_trunk trunk;
+    const char *top;         /* whole: top block spec */
+    int classes;             /* 5 / 2 */
+    const char *class_names; /* comma-separated */
+    int height, width, batch, eval_batch;
+    float dropout;
+    int n_stages;
+    mm_stage stages[MM_MAX_STAGES];
+    double beta1, beta2, eps, weight_decay;
+    bool decoupled_wd;
+    bool class_balanced;
+    bool augment;
+    mm_augment_params aug;
+    float rescale;           /* 255/65535 for 16-bit PNGs */
+    uint64_t seed;
+    int threads;             /* decoding threads, 0 = all */
+    int patience;            /* early stopping: epochs without improvement, 0 = off */
+    const char *device, *precision;
+    const char *run_dir;
+    const char *init;        /* weights to start from (or NULL) */
+    mm_load_mode init_mode;  /* MM_LOAD_TRUNK: patch-to-whole conversion / ImageNet trunk;
+                                MM_LOAD_ALL: transfer a whole-image model */
+    bool resume;
+    const mm_dataset *train, *val;
+    const char *config_json; /* stored in checkpoints and config.json */
+} mm_train_config;
+
+/* Defaults shared by both commands: Adam (0.9, 0.999, 1e-8), no weight decay, class-balanced
+ * weights, augmentation on with the paper's parameters, rescale 255/65535, seed 0, patience 0. */
+void mm_train_config_defaults(mm_train_config *c);
+
+/* Trains; prints progress; returns the first error (tier 1) or MM_OK. The best validation metric
+ * (AUC for 2 classes, accuracy otherwise) is returned in *best when not NULL. */
+mm_status mm_train_run(const mm_train_config *c, double *best);
+
+#endif
