@@ -12,6 +12,25 @@ mm_status mm_backend_create(const char *name, mm_backend **out)
     return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu, cuda or meta", name);
 }
 
+mm_status mm_precision_parse(const char *s, mm_precision *out)
+{
+    if (!strcmp(s, "fp32")) *out = MM_PRECISION_FP32;
+    else if (!strcmp(s, "tf32")) *out = MM_PRECISION_TF32;
+    else if (!strcmp(s, "bf16")) *out = MM_PRECISION_BF16;
+    else return mm_fail(MM_ERR_ARG, "--precision %s: unknown precision; use fp32, tf32 or bf16", s);
+    return MM_OK;
+}
+
+const char *mm_precision_name(mm_precision p)
+{
+    switch (p) {
+    case MM_PRECISION_FP32: return "fp32";
+    case MM_PRECISION_TF32: return "tf32";
+    case MM_PRECISION_BF16: return "bf16";
+    }
+    return "?";
+}
+
 void mm_backend_destroy(mm_backend *be)
 {
     if (be && be->destroy) be->destroy(be);

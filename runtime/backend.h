@@ -15,6 +15,21 @@
 
 typedef struct mm_backend mm_backend;
 
+/* Arithmetic of a backend (--precision). fp32: plain fp32 everywhere (no TF32 anywhere);
+ * tf32: fp32 storage, convolutions and matrix products on TF32 tensor cores;
+ * bf16: activations stored as MM_BF16 (the planner marks them), bf16 tensor-core convolutions,
+ * fp32 master weights, gradients, optimizer state and batch-norm statistics.
+ * Only the CUDA backend offers tf32 and bf16; cpu and meta are fp32. */
+typedef enum mm_precision {
+    MM_PRECISION_FP32 = 0,
+    MM_PRECISION_TF32,
+    MM_PRECISION_BF16,
+} mm_precision;
+
+/* "fp32" | "tf32" | "bf16" -> precision; tier 1 error naming --precision otherwise. */
+mm_status mm_precision_parse(const char *s, mm_precision *out);
+const char *mm_precision_name(mm_precision p);
+
 struct mm_backend {
     const char *name;          /* "cpu", "meta", "cuda" */
     mm_device_kind device;
@@ -44,12 +59,33 @@ struct mm_backend {
 
     void (*sync)(mm_backend *be);
     void (*destroy)(mm_backend *be);
+
+    /* The arithmetic this backend runs (FP32 on cpu and meta). The planner marks activations
+     * MM_BF16 when it is MM_PRECISION_BF16. */
+    mm_precision precision;
+
+    /* Optional (NULL where the backend has none; CUDA has them): record everything the backend
+     * is asked to do between begin_capture and end_capture (run_node, copy_device, zero, adam,
+     * sgd on device buffers) as one CUDA graph, then replay() reruns it with one launch. Run the
+     * same work once without capture first (it loads kernels and lets the libraries finish
+     * their lazy initialisation, which a capture cannot record). While capturing, nothing may
+     * touch the host (no copy_to_host, copy_to_device or sync) and the kernels' scalar arguments
+     * are frozen: capture the forward and backward pass and call adam (whose step count
+     * changes) outside the graph. Dropout's seed is frozen too, so a graph with dropout replays
+     * the same mask. end_capture returns MM_ERR_DEVICE with a message when the driver refused
+     * the graph. */
+    mm_status (*begin_capture)(mm_backend *be);
+    mm_status (*end_capture)(mm_backend *be);
+    void (*replay)(mm_backend *be);
 };
 
 /* Backend constructors. They return MM_ERR_DEVICE with a message when the device is absent. */
 mm_status mm_backend_cpu_create(mm_backend **out);
 mm_status mm_backend_meta_create(mm_backend **out);
 mm_status mm_backend_cuda_create(mm_backend **out); /* "no GPU" where there is none */
+/* The CUDA backend on device `device` (0 = the first visible GPU) with the given precision.
+ * mm_backend_cuda_create(out) is mm_backend_cuda_create_ex(out, MM_PRECISION_FP32, 0). */
+mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, int device);
 /* By name: "cpu", "meta", "cuda". */
 mm_status mm_backend_create(const char *name, mm_backend **out);
 void mm_backend_destroy(mm_backend *be);

@@ -14,6 +14,13 @@ bool mm_cuda_available(char *why, size_t n)
 
 mm_status mm_backend_cuda_create(mm_backend **out)
 {
+    return mm_backend_cuda_create_ex(out, MM_PRECISION_FP32, 0);
+}
+
+mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, int device)
+{
+    (void)precision;
+    (void)device;
     *out = NULL;
     return mm_fail(MM_ERR_DEVICE,
                    "--device cuda: this build has no CUDA backend; rebuild where nvcc is installed "

@@ -1,0 +1,298 @@
+/* CUDA op benchmark: the time of each op of a whole-image ResNet50 step at its real sizes
+ * (1152x896 input, batch 2 by default), run through the CUDA backend's table exactly as a session
+ * runs it, with its planned workspace. Convolutions report TFLOP/s, memory-bound ops GB/s of
+ * the bytes they must move at least, so the slow ones stand out.
+ *
+ * Usage: bench_ops_cuda [fp32|tf32|bf16 [H W [BATCH]]]   (default bf16 1152 896 2)
+ * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`.
+ * Without a GPU it says so and exits 0 (it is not a test). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/backend.h"
+#include "runtime/graph.h"
+
+#define MIN_REPS 5
+#define MIN_SECONDS 0.2
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+typedef struct bench_op {
+    mm_node node;
+    mm_value vals[8];
+    int nv;
+    double flops, bytes; /* work of one run */
+    char name[48], shape[64];
+} bench_op;
+
+static int value(bench_op *b, mm_dtype dtype, int ndim, const int64_t *shape)
+{
+    mm_value *v = &b->vals[b->nv];
+    memset(v, 0, sizeof *v);
+    v->dtype = dtype;
+    v->ndim = ndim;
+    memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    return b->nv++;
+}
+
+static size_t value_bytes(const mm_value *v)
+{
+    return (size_t)mm_shape_numel(v->ndim, v->shape) * mm_dtype_size(v->dtype);
+}
+
+/* Runs b on the backend: allocates its values (filled with small numbers) and workspace, warms
+ * up, then times repetitions until MIN_SECONDS and MIN_REPS; prints the best. */
+static void run(mm_backend *be, bench_op *b)
+{
+    void *dev[8];
+    for (int i = 0; i < b->nv; i++) {
+        size_t n = value_bytes(&b->vals[i]);
+        dev[i] = be->alloc(be, n);
+        if (!dev[i]) {
+            printf("op=%s shape=%s SKIPPED (out of GPU memory)\n", b->name, b->shape);
+            for (int k = 0; k < i; k++) be->free(be, dev[k]);
+            return;
+        }
+        /* Bytes of 0x3c: small positive numbers (0.0115) in fp32 and bf16 alike. */
+        void *h = malloc(n);
+        memset(h, 0x3c, n);
+        be->copy_to_device(be, dev[i], h, n);
+        free(h);
+    }
+    mm_graph g;
+    memset(&g, 0, sizeof g);
+    g.values = b->vals;
+    g.n_values = b->nv;
+    g.nodes = &b->node;
+    g.n_nodes = 1;
+    g.training = true;
+    g.loss = -1;
+    mm_tensor ins[MM_NODE_MAX_IN], outs[MM_NODE_MAX_OUT];
+    memset(ins, 0, sizeof ins);
+    memset(outs, 0, sizeof outs);
+    for (int k = 0; k < b->node.n_in; k++) {
+        const mm_value *v = b->node.in[k] >= 0 ? &b->vals[b->node.in[k]] : NULL;
+        if (v) ins[k] = mm_tensor_view(dev[b->node.in[k]], v->dtype, v->ndim, v->shape);
+    }
+    for (int k = 0; k < b->node.n_out; k++) {
+        const mm_value *v = b->node.out[k] >= 0 ? &b->vals[b->node.out[k]] : NULL;
+        if (v) outs[k] = mm_tensor_view(dev[b->node.out[k]], v->dtype, v->ndim, v->shape);
+    }
+    size_t wsb = be->workspace_bytes(be, &g, &b->node);
+    void *ws = wsb ? be->alloc(be, wsb) : NULL;
+    be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
+    be->sync(be);
+    double best = 1e30, start = now();
+    int reps = 0;
+    while (reps < MIN_REPS || now() - start < MIN_SECONDS) {
+        double t0 = now();
+        be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
+        be->sync(be);
+        double t = now() - t0;
+        if (t < best) best = t;
+        reps++;
+    }
+    printf("op=%s shape=%s precision=%s ms=%.4f tflops=%.2f gbps=%.1f ws_mib=%.1f\n", b->name,
+           b->shape, mm_precision_name(be->precision), best * 1e3,
+           b->flops / best * 1e-12, b->bytes / best * 1e-9, wsb / 1048576.0);
+    fflush(stdout);
+    if (ws) be->free(be, ws);
+    for (int i = 0; i < b->nv; i++) be->free(be, dev[i]);
+}
+
+static void init(bench_op *b, mm_op op, const char *name)
+{
+    memset(b, 0, sizeof *b);
+    b->node.op = op;
+    for (int k = 0; k < MM_NODE_MAX_IN; k++) b->node.in[k] = -1;
+    for (int k = 0; k < MM_NODE_MAX_OUT; k++) b->node.out[k] = -1;
+    snprintf(b->name, sizeof b->name, "%s", name);
+}
+
+static void in(bench_op *b, int id) { b->node.in[b->node.n_in++] = id; }
+static void out(bench_op *b, int id) { b->node.out[b->node.n_out++] = id; }
+
+static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, int k, int r,
+                     int stride, int pad)
+{
+    mm_conv_dims d;
+    memset(&d, 0, sizeof d);
+    d.n = n, d.h = h, d.w = w, d.c = c, d.k = k, d.r = r, d.s = r;
+    d.stride_h = d.stride_w = stride, d.pad_h = d.pad_w = pad;
+    if (!mm_conv_dims_finish(&d)) return;
+    int64_t xs[4] = {n, h, w, c}, wsz[4] = {k, r, r, c}, ys[4] = {n, d.oh, d.ow, k};
+    double flops = 2.0 * n * d.oh * d.ow * (double)k * r * r * c;
+    const mm_op ops[3] = {MM_OP_CONV2D, MM_OP_CONV2D_BWD_DATA, MM_OP_CONV2D_BWD_FILTER};
+    const char *names[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_filter"};
+    for (int i = 0; i < 3; i++) {
+        bench_op b;
+        init(&b, ops[i], names[i]);
+        b.node.p.conv = d;
+        int x = value(&b, act, 4, xs), wt = value(&b, MM_F32, 4, wsz), y = value(&b, act, 4, ys);
+        int dw = value(&b, MM_F32, 4, wsz);
+        if (i == 0) in(&b, x), in(&b, wt), out(&b, y);
+        if (i == 1) in(&b, y), in(&b, wt), out(&b, x);
+        if (i == 2) in(&b, y), in(&b, x), out(&b, dw);
+        b.flops = flops;
+        b.bytes = (double)(value_bytes(&b.vals[x]) + value_bytes(&b.vals[y]));
+        snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_k%d_%dx%d/%d", n, h, w, c, k, r, r, stride);
+        run(be, &b);
+    }
+}
+
+static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
+{
+    int64_t xs[4] = {n, h, w, c}, cs[1] = {c};
+    int64_t m = (int64_t)n * h * w;
+    double ab = (double)m * c * mm_dtype_size(act);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%dx%d", n, h, w, c);
+    bench_op b;
+
+    init(&b, MM_OP_BATCHNORM, "batchnorm_train");
+    b.node.p.bn.m = m, b.node.p.bn.c = c, b.node.p.bn.eps = 1e-5f, b.node.p.bn.momentum = 0.1f;
+    b.node.p.bn.training = true;
+    in(&b, value(&b, act, 4, xs));
+    for (int i = 0; i < 4; i++) in(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    b.bytes = 3 * ab; /* read for the statistics, read and write to normalise */
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
+    mm_op_params bnp = b.node.p;
+    init(&b, MM_OP_BATCHNORM_BWD, "batchnorm_bwd");
+    b.node.p = bnp;
+    in(&b, value(&b, act, 4, xs));
+    in(&b, value(&b, act, 4, xs));
+    for (int i = 0; i < 3; i++) in(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    b.bytes = 5 * ab; /* dy, x for the sums; dy, x and dx for dx */
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
+    init(&b, MM_OP_RELU, "relu");
+    b.node.p.elementwise.n = m * c;
+    in(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, act, 4, xs));
+    b.bytes = 2 * ab;
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
+    init(&b, MM_OP_ADD, "add");
+    b.node.p.elementwise.n = m * c;
+    in(&b, value(&b, act, 4, xs));
+    in(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, act, 4, xs));
+    b.bytes = 3 * ab;
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+}
+
+static void pool_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, int k, int stride,
+                     int pad)
+{
+    mm_pool_dims d;
+    memset(&d, 0, sizeof d);
+    d.n = n, d.h = h, d.w = w, d.c = c, d.kh = d.kw = k;
+    d.stride_h = d.stride_w = stride, d.pad_h = d.pad_w = pad;
+    if (!mm_pool_dims_finish(&d)) return;
+    int64_t xs[4] = {n, h, w, c}, ys[4] = {n, d.oh, d.ow, c};
+    double xb = (double)mm_shape_numel(4, xs) * mm_dtype_size(act);
+    double yb = (double)mm_shape_numel(4, ys) * mm_dtype_size(act);
+    bench_op b;
+    init(&b, MM_OP_MAXPOOL, "maxpool");
+    b.node.p.pool = d;
+    in(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, act, 4, ys));
+    b.bytes = xb + yb;
+    snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_%dx%d/%d", n, h, w, c, k, k, stride);
+    run(be, &b);
+    init(&b, MM_OP_MAXPOOL_BWD, "maxpool_bwd");
+    b.node.p.pool = d;
+    in(&b, value(&b, act, 4, ys));
+    in(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, act, 4, xs));
+    b.bytes = 2 * xb + yb;
+    snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_%dx%d/%d", n, h, w, c, k, k, stride);
+    run(be, &b);
+}
+
+static void adam_op(mm_backend *be, int64_t n)
+{
+    float *p = be->alloc(be, (size_t)n * 4), *m = be->alloc(be, (size_t)n * 4);
+    float *v = be->alloc(be, (size_t)n * 4), *g = be->alloc(be, (size_t)n * 4);
+    if (!p || !m || !v || !g) return;
+    be->zero(be, p, (size_t)n * 4);
+    be->zero(be, m, (size_t)n * 4);
+    be->zero(be, v, (size_t)n * 4);
+    be->zero(be, g, (size_t)n * 4);
+    mm_adam_params a = {1e-4, 0.9, 0.999, 1e-8, 0.0, 0, 1};
+    be->adam(be, p, m, v, g, n, &a);
+    be->sync(be);
+    double best = 1e30, start = now();
+    for (int reps = 0; reps < MIN_REPS || now() - start < MIN_SECONDS; reps++) {
+        double t0 = now();
+        a.step++;
+        be->adam(be, p, m, v, g, n, &a);
+        be->sync(be);
+        if (now() - t0 < best) best = now() - t0;
+    }
+    printf("op=adam shape=%lld precision=%s ms=%.4f tflops=0 gbps=%.1f\n", (long long)n,
+           mm_precision_name(be->precision), best * 1e3, 28.0 * (double)n / best * 1e-9);
+    be->free(be, p);
+    be->free(be, m);
+    be->free(be, v);
+    be->free(be, g);
+}
+
+int main(int argc, char **argv)
+{
+    mm_precision prec = MM_PRECISION_BF16;
+    if (argc > 1 && mm_precision_parse(argv[1], &prec) != MM_OK) {
+        fprintf(stderr, "bench_ops_cuda: %s\n", mm_last_error());
+        return 1;
+    }
+    int H = argc > 2 ? atoi(argv[2]) : 1152, W = argc > 3 ? atoi(argv[3]) : 896;
+    int N = argc > 4 ? atoi(argv[4]) : 2;
+    if (H < 64 || W < 64 || N < 1) {
+        fprintf(stderr, "bench_ops_cuda: sizes must be at least 64x64, batch at least 1\n");
+        return 1;
+    }
+    mm_backend *be = NULL;
+    if (mm_backend_cuda_create_ex(&be, prec, 0) != MM_OK) {
+        printf("bench_ops_cuda: %s\n", mm_last_error());
+        return 0;
+    }
+    mm_dtype act = prec == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+    int h2 = (H + 1) / 2, w2 = (W + 1) / 2, h4 = (h2 + 1) / 2, w4 = (w2 + 1) / 2;
+    /* ResNet50 at the whole-image size: stem, one layer of each stage, the top blocks. */
+    conv_ops(be, act, N, H, W, 3, 64, 7, 2, 3);
+    pool_ops(be, act, N, h2, w2, 64, 3, 2, 1);
+    conv_ops(be, act, N, h4, w4, 64, 64, 3, 1, 1);
+    conv_ops(be, act, N, h4, w4, 64, 256, 1, 1, 0);
+    conv_ops(be, act, N, h4, w4, 256, 64, 1, 1, 0);
+    conv_ops(be, act, N, h4, w4, 128, 128, 3, 2, 1);
+    conv_ops(be, act, N, h4 / 2, w4 / 2, 256, 256, 3, 2, 1);
+    conv_ops(be, act, N, h4 / 4, w4 / 4, 512, 512, 3, 2, 1);
+    conv_ops(be, act, N, h4 / 8, w4 / 8, 2048, 512, 1, 2, 0);
+    conv_ops(be, act, N, h4 / 16, w4 / 16, 512, 512, 3, 1, 1);
+    /* VGG16's first layer: the biggest activations of either net. */
+    conv_ops(be, act, N, H, W, 64, 64, 3, 1, 1);
+    memory_ops(be, act, N, h4, w4, 256);
+    memory_ops(be, act, N, h2, w2, 64);
+    pool_ops(be, act, N, H, W, 64, 2, 2, 0);
+    adam_op(be, 40 * 1000 * 1000);
+    mm_backend_destroy(be);
+    return 0;
+}

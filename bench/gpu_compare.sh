@@ -1,0 +1,72 @@
+#!/bin/sh
+# Runs `mammo bench` and the PyTorch anchor (bench/torch_ref.py) side by side on this machine's
+# GPU, for ResNet50 and VGG16 whole-image training at each precision, and prints the ratios:
+#
+#   compare net=resnet50 precision=bf16 speed_ratio=1.31 mem_ratio=0.42
+#
+# speed_ratio = mammo images/s / torch images/s (target >= 1.2);
+# mem_ratio   = mammo peak bytes / torch peak allocated bytes (target <= 0.5).
+# Every raw line and the ratios are also written to bench/results/<date>-<card>.txt.
+#
+# Usage: sh bench/gpu_compare.sh [build-dir] [steps]
+#   env: NETS="resnet50 vgg16" PRECISIONS="fp32 tf32 bf16" INPUT=1152x896 BATCH=2 WARMUP=5
+#        PYTHON=python3
+set -u
+build=${1:-build}
+steps=${2:-20}
+nets=${NETS:-"resnet50 vgg16"}
+precisions=${PRECISIONS:-"fp32 tf32 bf16"}
+input=${INPUT:-1152x896}
+batch=${BATCH:-2}
+warmup=${WARMUP:-5}
+python=${PYTHON:-python3}
+here=$(cd "$(dirname "$0")" && pwd)
+mammo="$build/mammo"
+
+if [ ! -x "$mammo" ]; then
+    echo "gpu_compare.sh: $mammo not found: build it first (cmake --build $build --target mammo)" >&2
+    exit 1
+fi
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+if [ -z "$card" ]; then
+    echo "gpu_compare.sh: no GPU (nvidia-smi lists none)" >&2
+    exit 1
+fi
+mkdir -p "$here/results"
+out="$here/results/$(date +%Y-%m-%d)-$(echo "$card" | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//').txt"
+: >"$out"
+say() { echo "$1"; echo "$1" >>"$out"; }
+say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" input=$input batch=$batch steps=$steps warmup=$warmup"
+say "# mammo $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+# The value of key=... in a line.
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+status=0
+for net in $nets; do
+    case $net in
+    resnet50) top="[512-512-1024]x2,[512-512-1024]x2" ;;
+    vgg16) top="512x1,512x1" ;;
+    *) echo "gpu_compare.sh: unknown net $net" >&2; exit 1 ;;
+    esac
+    for p in $precisions; do
+        m=$("$mammo" bench --net "$net" --top "$top" --input "$input" --batch "$batch" \
+            --device cuda --precision "$p" --steps "$steps" 2>&1 | grep '^mammo ' | tail -n 1)
+        t=$("$python" "$here/torch_ref.py" --net "$net" --top "$top" --input "$input" \
+            --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" 2>&1 |
+            grep '^torch ' | tail -n 1)
+        say "${m:-mammo net=$net precision=$p FAILED}"
+        say "${t:-torch net=$net precision=$p FAILED}"
+        mi=$(field "$m" images_per_s); ti=$(field "$t" images_per_s)
+        mb=$(field "$m" peak_mem_bytes); tb=$(field "$t" peak_mem_bytes)
+        if [ -n "$mi" ] && [ -n "$ti" ] && [ -n "$mb" ] && [ -n "$tb" ]; then
+            say "$(awk -v n="$net" -v p="$p" -v mi="$mi" -v ti="$ti" -v mb="$mb" -v tb="$tb" \
+                'BEGIN { printf "compare net=%s precision=%s speed_ratio=%.3f mem_ratio=%.3f", n, p, mi / ti, mb / tb }')"
+        else
+            say "compare net=$net precision=$p FAILED (a run printed no result)"
+            status=1
+        fi
+    done
+done
+echo "results: $out"
+exit $status

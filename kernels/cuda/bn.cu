@@ -1,0 +1,316 @@
+/* Batch norm over the m = n*h*w rows of an NHWC tensor, written for this backend rather than
+ * through cuDNN's batch-norm calls: it takes fp32 or bf16 activations in any mix with fp32
+ * statistics, matches the CPU reference's semantics exactly (PyTorch's running-statistics
+ * update with the unbiased variance, dx/dgamma/dbeta each optional, dx in place of dy), and
+ * leaves room for fusing ReLU and the residual add into the same passes.
+ *
+ * Forward (training), three launches:
+ *   1. per row slice and channel, sums of d = x - K and d^2, with K = x[0,j] a per-channel shift
+ *      so that E[d^2] - E[d]^2 does not cancel when |mean| >> std;
+ *   2. per channel, the slices combined in double in a fixed order: mean, biased variance,
+ *      invstd = 1/sqrt(var + eps), the running statistics, and the coefficients of step 3;
+ *   3. y = (x - mean) * (gamma * invstd) + beta, element-wise.
+ * Backward: sums of dy and dy*(x - mean) per channel the same way, then
+ *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean) = sum dy * xhat,
+ *   dx = gamma*invstd * (dy - sum dy / m - xhat * sum dy*xhat / m), xhat = (x - mean) * invstd.
+ * The split of rows into slices is deterministic, so results are bitwise reproducible. */
+#include "cuda_col.cuh"
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+/* Workspace: partial sums [G][c] float2, then per-channel arrays mean, scale (and save_mean,
+ * save_invstd when the caller passes none), each c floats, 256-byte aligned. */
+static size_t mm_align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+size_t mm_cuda_bn_workspace(int64_t m, int c)
+{
+    mm_col_split sp = mm_cuda_col_split(m, c);
+    return mm_align256((size_t)sp.slices * (size_t)c * 2 * sizeof(float)) +
+           4 * mm_align256((size_t)c * sizeof(float));
+}
+
+typedef struct mm_bn_ws {
+    float2 *partial;
+    float *mean, *scale, *save_mean, *save_invstd;
+} mm_bn_ws;
+
+static mm_bn_ws mm_bn_ws_split(void *ws, int64_t m, int c)
+{
+    mm_col_split sp = mm_cuda_col_split(m, c);
+    char *p = (char *)ws;
+    mm_bn_ws w;
+    size_t cb = mm_align256((size_t)c * sizeof(float));
+    w.partial = (float2 *)p;
+    p += mm_align256((size_t)sp.slices * (size_t)c * 2 * sizeof(float));
+    w.mean = (float *)p;
+    w.scale = (float *)(p + cb);
+    w.save_mean = (float *)(p + 2 * cb);
+    w.save_invstd = (float *)(p + 3 * cb);
+    return w;
+}
+
+/* Sums two per-thread values over the MM_COL_ROWS row lanes of a block; lane y = 0 gets them. */
+__device__ __forceinline__ float2 mm_col_block_sum(float a, float b)
+{
+    __shared__ float2 red[MM_COL_ROWS][MM_COL_LANES + 1];
+    red[threadIdx.y][threadIdx.x] = make_float2(a, b);
+    __syncthreads();
+    float2 t = make_float2(0.0f, 0.0f);
+    if (threadIdx.y == 0) {
+        for (int k = 0; k < MM_COL_ROWS; k++) {
+            t.x += red[k][threadIdx.x].x;
+            t.y += red[k][threadIdx.x].y;
+        }
+    }
+    return t;
+}
+
+/* ---- forward, training ---- */
+template <typename TX>
+__global__ void mm_bn_stats_kernel(float2 *partial /* [G,c] */, const TX *x /* [m,c] */,
+                                   int64_t m, int c, int64_t rows_per_slice)
+{
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float s = 0.0f, ss = 0.0f;
+    if (j < c) {
+        float k = mm_ld(x, j);
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) {
+            float d = mm_ld(x, r * c + j) - k;
+            s += d;
+            ss += d * d;
+        }
+    }
+    float2 t = mm_col_block_sum(s, ss);
+    if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+}
+
+template <typename TX>
+__global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, float *save_mean,
+                                          float *save_invstd, float *running_mean,
+                                          float *running_var, const float2 *partial,
+                                          const TX *x, const float *gamma, int slices, int64_t m,
+                                          int c, float eps, float momentum)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c) return;
+    double s = 0.0, ss = 0.0;
+    for (int g = 0; g < slices; g++) {
+        float2 p = partial[(int64_t)g * c + j];
+        s += p.x;
+        ss += p.y;
+    }
+    double md = s / (double)m;
+    double var = ss / (double)m - md * md; /* biased: what normalises the batch */
+    if (var < 0.0) var = 0.0;
+    double mean = (double)mm_ld(x, j) + md;
+    float invstd = (float)(1.0 / sqrt(var + (double)eps));
+    mean_out[j] = (float)mean;
+    scale_out[j] = gamma[j] * invstd;
+    save_mean[j] = (float)mean;
+    save_invstd[j] = invstd;
+    /* PyTorch: running = (1 - momentum) * running + momentum * batch, unbiased variance. */
+    double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+    running_mean[j] = (1.0f - momentum) * running_mean[j] + momentum * (float)mean;
+    running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
+}
+
+/* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c, then max(y, 0) when relu (a BN fused
+ * with the ReLU that follows it, fuse.c). */
+template <typename TY, typename TX>
+struct mm_bn_apply_op {
+    TY *y;
+    const TX *x;
+    const float *mean, *scale, *beta;
+    int c, relu;
+    __device__ float f(float v, int j) const
+    {
+        float r = (v - mean[j]) * scale[j] + beta[j];
+        return relu ? (r > 0.0f ? r : 0.0f) : r;
+    }
+    __device__ void run4(int64_t i) const
+    {
+        float v[4];
+        mm_ld4(x, i, v);
+        int j = mm_mod(i, c);
+        for (int k = 0; k < 4; k++) {
+            v[k] = f(v[k], j);
+            if (++j == c) j = 0;
+        }
+        mm_st4(y, i, v);
+    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), mm_mod(i, c))); }
+};
+
+void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
+                              float *running_mean, float *running_var, const void *x, mm_dtype tx,
+                              const float *gamma, const float *beta, int64_t m, int c, float eps,
+                              float momentum, int relu, void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0) return;
+    mm_col_split sp = mm_cuda_col_split(m, c);
+    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
+    if (!save_mean) save_mean = w.save_mean;
+    if (!save_invstd) save_invstd = w.save_invstd;
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(tx, [&](auto xt) {
+        using TX = decltype(xt);
+        const TX *xp = (const TX *)x;
+        mm_bn_stats_kernel<TX><<<sp.grid, sp.block, 0, st>>>(w.partial, xp, m, c,
+                                                              sp.rows_per_slice);
+        MM_CUDA_CHECK_LAUNCH();
+        mm_bn_finish_train_kernel<TX><<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+            w.mean, w.scale, save_mean, save_invstd, running_mean, running_var, w.partial, xp,
+            gamma, sp.slices, m, c, eps, momentum);
+        MM_CUDA_CHECK_LAUNCH();
+        mm_dispatch_float(ty, [&](auto yt) {
+            using TY = decltype(yt);
+            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, w.mean, w.scale, beta, c, relu};
+            mm_ew_launch(op, m * c, vec, st);
+        });
+    });
+}
+
+/* ---- forward, evaluation: running statistics ----
+ * scale = gamma * (float)(1 / sqrt(running_var + eps)) per channel (in double, as the CPU), then
+ * the same element-wise pass as training with shift = running_mean. */
+__global__ void mm_bn_eval_coef_kernel(float *scale, const float *gamma, const float *running_var,
+                                       int c, float eps)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < c) scale[j] = gamma[j] * (float)(1.0 / sqrt((double)running_var[j] + (double)eps));
+}
+
+void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
+                             const float *gamma, const float *beta, const float *running_mean,
+                             const float *running_var, int64_t m, int c, float eps, int relu,
+                             void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0) return;
+    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
+    mm_bn_eval_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        w.scale, gamma, running_var, c, eps);
+    MM_CUDA_CHECK_LAUNCH();
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(ty, [&](auto yt) {
+        mm_dispatch_float(tx, [&](auto xt) {
+            using TY = decltype(yt);
+            using TX = decltype(xt);
+            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, running_mean, w.scale, beta, c,
+                                      relu};
+            mm_ew_launch(op, m * c, vec, st);
+        });
+    });
+}
+
+/* ---- backward ---- */
+template <typename TDY, typename TX>
+__global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,
+                                      const float *mean, int64_t m, int c, int64_t rows_per_slice)
+{
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float sdy = 0.0f, sdyx = 0.0f;
+    if (j < c) {
+        float mu = mean[j];
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) {
+            float g = mm_ld(dy, r * c + j);
+            sdy += g;
+            sdyx += g * (mm_ld(x, r * c + j) - mu);
+        }
+    }
+    float2 t = mm_col_block_sum(sdy, sdyx);
+    if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+}
+
+/* Per channel: the parameter gradients, and the coefficients of
+ * dx = k1 * (dy - k2 - xhat * k3), xhat = (x - mean) * invstd, with k1 = gamma * invstd,
+ * k2 = sum dy / m, k3 = sum dy * xhat / m (the CPU reference's formula and rounding). */
+__global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *dgamma,
+                                        float *dbeta, const float2 *partial, const float *gamma,
+                                        const float *save_invstd, int slices, int64_t m, int c)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c) return;
+    double sdy = 0.0, sdyx = 0.0;
+    for (int g = 0; g < slices; g++) {
+        float2 p = partial[(int64_t)g * c + j];
+        sdy += p.x;
+        sdyx += p.y;
+    }
+    double sg = sdyx * (double)save_invstd[j]; /* sum dy * xhat */
+    if (dbeta) dbeta[j] += (float)sdy;
+    if (dgamma) dgamma[j] += (float)sg;
+    if (k1) {
+        k1[j] = gamma[j] * save_invstd[j];
+        k2[j] = (float)(sdy / (double)m);
+        k3[j] = (float)(sg / (double)m);
+    }
+}
+
+template <typename TDX, typename TDY, typename TX>
+struct mm_bn_dx_op {
+    TDX *dx;
+    const TDY *dy;
+    const TX *x;
+    const float *mean, *invstd, *k1, *k2, *k3;
+    int c;
+    __device__ float f(float g, float v, int j) const
+    {
+        float xhat = (v - mean[j]) * invstd[j];
+        return k1[j] * (g - k2[j] - xhat * k3[j]);
+    }
+    __device__ void run4(int64_t i) const
+    {
+        float g[4], v[4];
+        mm_ld4(dy, i, g);
+        mm_ld4(x, i, v);
+        int j = mm_mod(i, c);
+        for (int k = 0; k < 4; k++) {
+            g[k] = f(g[k], v[k], j);
+            if (++j == c) j = 0;
+        }
+        mm_st4(dx, i, g);
+    }
+    __device__ void run1(int64_t i) const
+    {
+        mm_st(dx, i, f(mm_ld(dy, i), mm_ld(x, i), mm_mod(i, c)));
+    }
+};
+
+void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, const void *dy,
+                         mm_dtype tdy, const void *x, mm_dtype tx, const float *gamma,
+                         const float *save_mean, const float *save_invstd, int64_t m, int c,
+                         void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0 || (!dx && !dgamma && !dbeta)) return;
+    mm_col_split sp = mm_cuda_col_split(m, c);
+    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
+    /* The workspace's four channel arrays hold k1, k2, k3 (mean/scale/save_* are unused here). */
+    float *k1 = dx ? w.mean : NULL, *k2 = w.scale, *k3 = w.save_mean;
+    bool vec = dx && mm_aligned16(dx) && mm_aligned16(dy) && mm_aligned16(x);
+    mm_dispatch_float(tdy, [&](auto dyt) {
+        mm_dispatch_float(tx, [&](auto xt) {
+            using TDY = decltype(dyt);
+            using TX = decltype(xt);
+            mm_bn_bwd_sums_kernel<TDY, TX><<<sp.grid, sp.block, 0, st>>>(
+                w.partial, (const TDY *)dy, (const TX *)x, save_mean, m, c, sp.rows_per_slice);
+            MM_CUDA_CHECK_LAUNCH();
+            mm_bn_bwd_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+                k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
+            MM_CUDA_CHECK_LAUNCH();
+            if (!dx) return;
+            mm_dispatch_float(tdx, [&](auto dxt) {
+                using TDX = decltype(dxt);
+                mm_bn_dx_op<TDX, TDY, TX> op{(TDX *)dx,   (const TDY *)dy, (const TX *)x,
+                                             save_mean,   save_invstd,     k1,
+                                             k2,          k3,              c};
+                mm_ew_launch(op, m * c, vec, st);
+            });
+        });
+    });
+}

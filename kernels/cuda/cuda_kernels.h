@@ -1,0 +1,130 @@
+/* The CUDA backend's own kernels (the .cu files), callable from C. Semantics are those of the CPU
+ * reference kernels in ../cpu/cpu_kernels.h, op by op; this header only adds what differs:
+ *
+ *  - every activation pointer comes with its dtype (MM_F32 or MM_BF16): loads convert to float,
+ *    arithmetic is fp32, stores round to the output's dtype (bf16: round to nearest even), so
+ *    mixed fp32/bf16 operands need no casts;
+ *  - parameters, their gradients, batch-norm statistics, losses and probabilities are float;
+ *  - `ws` is device scratch of at least the matching *_workspace() bytes (256-byte aligned);
+ *  - everything is queued on `st` and nothing synchronises; nothing allocates.
+ * "may alias" has the CPU header's meaning: that output may be the same buffer as that input. */
+#ifndef MM_CUDA_KERNELS_H
+#define MM_CUDA_KERNELS_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../optim_math.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "../../runtime/tensor.h"
+#include "../dims.h"
+
+/* ---- element-wise (elementwise.cu) ---- */
+void mm_cuda_cast(void *y, mm_dtype ty, const void *x, mm_dtype tx, int64_t n, cudaStream_t st);
+/* y += x (parameter gradients computed in bf16 accumulate into the fp32 buffer). */
+void mm_cuda_accumulate(float *y /* [n] */, const void *x /* [n] */, mm_dtype tx, int64_t n,
+                        cudaStream_t st);
+void mm_cuda_relu_forward(void *y /* [n] may alias x */, mm_dtype ty, const void *x /* [n] */,
+                          mm_dtype tx, int64_t n, cudaStream_t st);
+/* dx = dy where y > 0, else 0 (y is the forward OUTPUT). */
+void mm_cuda_relu_backward(void *dx /* [n] may alias dy */, mm_dtype tdx, const void *dy /* [n] */,
+                           mm_dtype tdy, const void *y /* [n] */, mm_dtype ty, int64_t n,
+                           cudaStream_t st);
+void mm_cuda_add(void *y /* [n] may alias a or b */, mm_dtype ty, const void *a /* [n] */,
+                 mm_dtype ta, const void *b /* [n] */, mm_dtype tb, int64_t n, cudaStream_t st);
+/* Element i is kept when mm_philox_uniform(seed, i) >= p; kept values are scaled by 1/(1-p). */
+void mm_cuda_dropout_forward(void *y /* [n] may alias x */, mm_dtype ty, uint8_t *mask /* [n] */,
+                             const void *x /* [n] */, mm_dtype tx, int64_t n, float p,
+                             uint64_t seed, cudaStream_t st);
+void mm_cuda_dropout_backward(void *dx /* [n] may alias dy */, mm_dtype tdx,
+                              const void *dy /* [n] */, mm_dtype tdy,
+                              const uint8_t *mask /* [n] */, int64_t n, float p, cudaStream_t st);
+/* y[i,j] += b[j] in place (convolution bias), then max(y, 0) when relu (fusion). */
+void mm_cuda_bias_add(void *y /* [m,c] */, mm_dtype ty, const float *b /* [c] */, int64_t m, int c,
+                      int relu, cudaStream_t st);
+/* y[i,j] = b[j] (dense: the product is then added with beta = 1). */
+void mm_cuda_bias_fill(float *y /* [m,c] */, const float *b /* [c] */, int64_t m, int c,
+                       cudaStream_t st);
+
+/* ---- column sums of a row-major [m,c] matrix (reduce.cu): bias gradients ---- */
+size_t mm_cuda_colsum_workspace(int64_t m, int c);
+/* out[j] += sum_i x[i,j]; deterministic (fixed split and order, no atomics). */
+void mm_cuda_colsum_accumulate(float *out /* [c] */, const void *x /* [m,c] */, mm_dtype tx,
+                               int64_t m, int c, void *ws, cudaStream_t st);
+
+/* ---- batch norm over the m rows of an NHWC tensor with c channels (bn.cu) ---- */
+size_t mm_cuda_bn_workspace(int64_t m, int c);
+/* Training. save_mean / save_invstd may be NULL (kept in ws then). Running statistics are
+ * updated PyTorch's way with the unbiased batch variance. relu: y = max(bn(x), 0) (fusion). */
+void mm_cuda_bn_forward_train(void *y /* [m,c] */, mm_dtype ty, float *save_mean /* [c] */,
+                              float *save_invstd /* [c] */, float *running_mean /* [c] */,
+                              float *running_var /* [c] */, const void *x /* [m,c] */, mm_dtype tx,
+                              const float *gamma /* [c] */, const float *beta /* [c] */,
+                              int64_t m, int c, float eps, float momentum, int relu, void *ws,
+                              cudaStream_t st);
+void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x,
+                             mm_dtype tx, const float *gamma, const float *beta,
+                             const float *running_mean, const float *running_var, int64_t m, int c,
+                             float eps, int relu, void *ws, cudaStream_t st);
+/* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
+void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c] += */,
+                         float *dbeta /* [c] += */, const void *dy /* [m,c] */, mm_dtype tdy,
+                         const void *x /* [m,c] */, mm_dtype tx, const float *gamma,
+                         const float *save_mean, const float *save_invstd, int64_t m, int c,
+                         void *ws, cudaStream_t st);
+
+/* ---- pooling (pool.cu); backward kernels gather, so dx is written without zeroing ---- */
+void mm_cuda_maxpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
+                             const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *x,
+                              mm_dtype tx, const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
+                             const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                              const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_adaptive_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
+                                      const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_adaptive_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                                       const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_global_avgpool_forward(void *y /* [n,c] */, mm_dtype ty, const void *x /* [n,hw,c] */,
+                                    mm_dtype tx, int n, int64_t hw, int c, cudaStream_t st);
+void mm_cuda_global_avgpool_backward(void *dx /* [n,hw,c] */, mm_dtype tdx,
+                                     const void *dy /* [n,c] */, mm_dtype tdy, int n, int64_t hw,
+                                     int c, cudaStream_t st);
+
+/* ---- softmax and weighted cross-entropy (xent.cu); computed in double ---- */
+void mm_cuda_softmax(float *y /* [n,c] */, const void *x /* [n,c] */, mm_dtype tx, int n, int c,
+                     cudaStream_t st);
+/* A label outside [0,c) stops the kernel with a message (a tier-2 error at the next check). */
+void mm_cuda_softmax_xent_forward(float *loss /* [1] */, float *probs /* [n,c] */,
+                                  const void *logits /* [n,c] */, mm_dtype tl,
+                                  const int32_t *labels /* [n] */,
+                                  const float *weights /* [n] or NULL */, int n, int c,
+                                  cudaStream_t st);
+void mm_cuda_softmax_xent_backward(void *dlogits /* [n,c] */, mm_dtype td,
+                                   const float *probs /* [n,c] */, const int32_t *labels,
+                                   const float *weights /* [n] or NULL */, float dloss, int n,
+                                   int c, cudaStream_t st);
+
+/* ---- flips of an NHWC tensor (flip.cu): axis 1 rows, axis 2 columns; y must not alias x ---- */
+void mm_cuda_flip(void *y, const void *x, mm_dtype t, int n, int h, int w, int c, int axis,
+                  cudaStream_t st);
+
+/* ---- optimizers over flat fp32 buffers (optim.cu): one fused kernel each ----
+ * The per-element math is ../optim_math.h's (bitwise the CPU's); the coefficients of the step
+ * come from mm_adam_coeffs_make / mm_sgd_coeffs_make on the host. */
+void mm_cuda_adam(float *p, float *m, float *v, const float *g, int64_t n,
+                  const mm_adam_coeffs *c, cudaStream_t st);
+void mm_cuda_sgd(float *p, float *buf /* NULL when momentum is 0 */, const float *g, int64_t n,
+                 const mm_sgd_coeffs *c, cudaStream_t st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

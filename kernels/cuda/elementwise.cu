@@ -1,0 +1,304 @@
+/* Element-wise kernels of the CUDA backend: casts, accumulation, ReLU, add, dropout, biases.
+ * Each op is a small object with a 4-wide and a scalar form run by mm_ew_kernel (cuda_common.cuh);
+ * operands are float or bf16 in any combination. Semantics: cuda_kernels.h and cpu_kernels.h. */
+#include "../philox.h"
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+/* ---- cast and accumulate ---- */
+template <typename TY, typename TX>
+struct mm_cast_op {
+    TY *y;
+    const TX *x;
+    __device__ void run4(int64_t i) const
+    {
+        float v[4];
+        mm_ld4(x, i, v);
+        mm_st4(y, i, v);
+    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, mm_ld(x, i)); }
+};
+
+void mm_cuda_cast(void *y, mm_dtype ty, const void *x, mm_dtype tx, int64_t n, cudaStream_t st)
+{
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(ty, [&](auto yt) {
+        mm_dispatch_float(tx, [&](auto xt) {
+            using TY = decltype(yt);
+            using TX = decltype(xt);
+            mm_cast_op<TY, TX> op{(TY *)y, (const TX *)x};
+            mm_ew_launch(op, n, vec, st);
+        });
+    });
+}
+
+template <typename TX>
+struct mm_accumulate_op {
+    float *y;
+    const TX *x;
+    __device__ void run4(int64_t i) const
+    {
+        float a[4], b[4];
+        mm_ld4(y, i, a);
+        mm_ld4(x, i, b);
+        for (int k = 0; k < 4; k++) a[k] += b[k];
+        mm_st4(y, i, a);
+    }
+    __device__ void run1(int64_t i) const { y[i] += mm_ld(x, i); }
+};
+
+void mm_cuda_accumulate(float *y, const void *x, mm_dtype tx, int64_t n, cudaStream_t st)
+{
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(tx, [&](auto xt) {
+        using TX = decltype(xt);
+        mm_accumulate_op<TX> op{y, (const TX *)x};
+        mm_ew_launch(op, n, vec, st);
+    });
+}
+
+/* ---- ReLU ---- */
+__device__ __forceinline__ float mm_relu(float v) { return v > 0.0f ? v : 0.0f; }
+
+template <typename TY, typename TX>
+struct mm_relu_op {
+    TY *y;
+    const TX *x;
+    __device__ void run4(int64_t i) const
+    {
+        float v[4];
+        mm_ld4(x, i, v);
+        for (int k = 0; k < 4; k++) v[k] = mm_relu(v[k]);
+        mm_st4(y, i, v);
+    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, mm_relu(mm_ld(x, i))); }
+};
+
+void mm_cuda_relu_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx, int64_t n,
+                          cudaStream_t st)
+{
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(ty, [&](auto yt) {
+        mm_dispatch_float(tx, [&](auto xt) {
+            using TY = decltype(yt);
+            using TX = decltype(xt);
+            mm_relu_op<TY, TX> op{(TY *)y, (const TX *)x};
+            mm_ew_launch(op, n, vec, st);
+        });
+    });
+}
+
+template <typename TDX, typename TDY, typename TY>
+struct mm_relu_bwd_op {
+    TDX *dx;
+    const TDY *dy;
+    const TY *y;
+    __device__ void run4(int64_t i) const
+    {
+        float g[4], v[4];
+        mm_ld4(dy, i, g);
+        mm_ld4(y, i, v);
+        for (int k = 0; k < 4; k++) g[k] = v[k] > 0.0f ? g[k] : 0.0f;
+        mm_st4(dx, i, g);
+    }
+    __device__ void run1(int64_t i) const
+    {
+        mm_st(dx, i, mm_ld(y, i) > 0.0f ? mm_ld(dy, i) : 0.0f);
+    }
+};
+
+void mm_cuda_relu_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *y,
+                           mm_dtype ty, int64_t n, cudaStream_t st)
+{
+    bool vec = mm_aligned16(dx) && mm_aligned16(dy) && mm_aligned16(y);
+    mm_dispatch_float(tdx, [&](auto a) {
+        mm_dispatch_float(tdy, [&](auto b) {
+            mm_dispatch_float(ty, [&](auto c) {
+                using TDX = decltype(a);
+                using TDY = decltype(b);
+                using TY = decltype(c);
+                mm_relu_bwd_op<TDX, TDY, TY> op{(TDX *)dx, (const TDY *)dy, (const TY *)y};
+                mm_ew_launch(op, n, vec, st);
+            });
+        });
+    });
+}
+
+/* ---- add ---- */
+template <typename TY, typename TA, typename TB>
+struct mm_add_op {
+    TY *y;
+    const TA *a;
+    const TB *b;
+    __device__ void run4(int64_t i) const
+    {
+        float u[4], v[4];
+        mm_ld4(a, i, u);
+        mm_ld4(b, i, v);
+        for (int k = 0; k < 4; k++) u[k] += v[k];
+        mm_st4(y, i, u);
+    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, mm_ld(a, i) + mm_ld(b, i)); }
+};
+
+void mm_cuda_add(void *y, mm_dtype ty, const void *a, mm_dtype ta, const void *b, mm_dtype tb,
+                 int64_t n, cudaStream_t st)
+{
+    bool vec = mm_aligned16(y) && mm_aligned16(a) && mm_aligned16(b);
+    mm_dispatch_float(ty, [&](auto p) {
+        mm_dispatch_float(ta, [&](auto q) {
+            mm_dispatch_float(tb, [&](auto r) {
+                using TY = decltype(p);
+                using TA = decltype(q);
+                using TB = decltype(r);
+                mm_add_op<TY, TA, TB> op{(TY *)y, (const TA *)a, (const TB *)b};
+                mm_ew_launch(op, n, vec, st);
+            });
+        });
+    });
+}
+
+/* ---- dropout ----
+ * The mask is mm_philox_uniform(seed, i) >= p; uniform(i) is word i&3 of Philox block i>>2, so
+ * the 4-wide form draws one block for its 4 elements. */
+__device__ __forceinline__ float mm_u32_to_uniform(uint32_t u)
+{
+    return (float)(u >> 8) * (1.0f / 16777216.0f);
+}
+
+template <typename TY, typename TX>
+struct mm_dropout_op {
+    TY *y;
+    uint8_t *mask;
+    const TX *x;
+    float p, scale;
+    uint64_t seed;
+    __device__ void run4(int64_t i) const
+    {
+        mm_philox_out r = mm_philox4x32(seed, (uint64_t)i >> 2);
+        float v[4];
+        uchar4 mk;
+        mm_ld4(x, i, v);
+        unsigned char *mb = &mk.x;
+        for (int k = 0; k < 4; k++) {
+            bool keep = mm_u32_to_uniform(r.v[k]) >= p;
+            mb[k] = keep ? 1 : 0;
+            v[k] = keep ? v[k] * scale : 0.0f;
+        }
+        mm_st4(y, i, v);
+        *reinterpret_cast<uchar4 *>(mask + i) = mk;
+    }
+    __device__ void run1(int64_t i) const
+    {
+        bool keep = mm_philox_uniform(seed, (uint64_t)i) >= p;
+        mask[i] = keep ? 1 : 0;
+        mm_st(y, i, keep ? mm_ld(x, i) * scale : 0.0f);
+    }
+};
+
+/* 1/(1-p), 0 when everything is dropped (p >= 1 keeps nothing, so the scale is never used). */
+static float mm_dropout_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
+
+void mm_cuda_dropout_forward(void *y, mm_dtype ty, uint8_t *mask, const void *x, mm_dtype tx,
+                             int64_t n, float p, uint64_t seed, cudaStream_t st)
+{
+    bool vec = mm_aligned16(y) && mm_aligned16(x) && (((uintptr_t)mask & 3u) == 0);
+    float scale = mm_dropout_scale(p);
+    mm_dispatch_float(ty, [&](auto a) {
+        mm_dispatch_float(tx, [&](auto b) {
+            using TY = decltype(a);
+            using TX = decltype(b);
+            mm_dropout_op<TY, TX> op{(TY *)y, mask, (const TX *)x, p, scale, seed};
+            mm_ew_launch(op, n, vec, st);
+        });
+    });
+}
+
+template <typename TDX, typename TDY>
+struct mm_dropout_bwd_op {
+    TDX *dx;
+    const TDY *dy;
+    const uint8_t *mask;
+    float scale;
+    __device__ void run4(int64_t i) const
+    {
+        float g[4];
+        uchar4 mk = *reinterpret_cast<const uchar4 *>(mask + i);
+        const unsigned char *mb = &mk.x;
+        mm_ld4(dy, i, g);
+        for (int k = 0; k < 4; k++) g[k] = mb[k] ? g[k] * scale : 0.0f;
+        mm_st4(dx, i, g);
+    }
+    __device__ void run1(int64_t i) const
+    {
+        mm_st(dx, i, mask[i] ? mm_ld(dy, i) * scale : 0.0f);
+    }
+};
+
+void mm_cuda_dropout_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                              const uint8_t *mask, int64_t n, float p, cudaStream_t st)
+{
+    bool vec = mm_aligned16(dx) && mm_aligned16(dy) && (((uintptr_t)mask & 3u) == 0);
+    float scale = mm_dropout_scale(p);
+    mm_dispatch_float(tdx, [&](auto a) {
+        mm_dispatch_float(tdy, [&](auto b) {
+            using TDX = decltype(a);
+            using TDY = decltype(b);
+            mm_dropout_bwd_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, mask, scale};
+            mm_ew_launch(op, n, vec, st);
+        });
+    });
+}
+
+/* ---- biases: element i of a row-major [m,c] matrix is in column i % c ---- */
+template <typename TY>
+struct mm_bias_add_op {
+    TY *y;
+    const float *b;
+    int c, relu;
+    __device__ float f(float v, int j) const
+    {
+        float r = v + b[j];
+        return relu ? (r > 0.0f ? r : 0.0f) : r;
+    }
+    __device__ void run4(int64_t i) const
+    {
+        float v[4];
+        mm_ld4(y, i, v);
+        int j = mm_mod(i, c);
+        for (int k = 0; k < 4; k++) {
+            v[k] = f(v[k], j);
+            if (++j == c) j = 0;
+        }
+        mm_st4(y, i, v);
+    }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), mm_mod(i, c))); }
+};
+
+void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, int relu,
+                      cudaStream_t st)
+{
+    bool vec = mm_aligned16(y);
+    mm_dispatch_float(ty, [&](auto a) {
+        using TY = decltype(a);
+        mm_bias_add_op<TY> op{(TY *)y, b, c, relu};
+        mm_ew_launch(op, m * c, vec, st);
+    });
+}
+
+struct mm_bias_fill_op {
+    float *y;
+    const float *b;
+    int c;
+    __device__ void run4(int64_t i) const
+    {
+        for (int k = 0; k < 4; k++) run1(i + k);
+    }
+    __device__ void run1(int64_t i) const { y[i] = b[mm_mod(i, c)]; }
+};
+
+void mm_cuda_bias_fill(float *y, const float *b, int64_t m, int c, cudaStream_t st)
+{
+    mm_bias_fill_op op{y, b, c};
+    mm_ew_launch(op, m * c, false, st);
+}

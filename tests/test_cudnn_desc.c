@@ -1,0 +1,161 @@
+/* The CUDA backend's cuDNN descriptors, checked WITHOUT a GPU (cuDNN's descriptor calls work on
+ * machines with no GPU): for every convolution of ResNet50 (with the whole-image top blocks) and
+ * VGG16 (with its top blocks) at 224x224 and 1152x896, batch 2, and for odd shapes, cuDNN's
+ * output shape for the NHWC/OHWI descriptors the backend builds equals our shape rule
+ * (mm_conv_dims_finish), in fp32 and bf16. Runs in CI wherever the CUDA backend is compiled. */
+#include <string.h>
+
+#include "kernels/dims.h"
+#include "tests/harness.h"
+#ifdef MM_HAVE_CUDA
+#include "kernels/cuda/conv_cudnn.h"
+#endif
+
+typedef struct conv_walk {
+    int n, h, w, c; /* current activation */
+    int convs, mismatches;
+} conv_walk;
+
+/* One convolution from the current activation; advances it to the output. */
+static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
+{
+    mm_conv_dims d;
+    memset(&d, 0, sizeof d);
+    d.n = cw->n, d.h = cw->h, d.w = cw->w, d.c = cw->c;
+    d.k = k, d.r = r, d.s = r;
+    d.stride_h = d.stride_w = stride;
+    d.pad_h = d.pad_w = pad;
+    CHECK(mm_conv_dims_finish(&d));
+#ifdef MM_HAVE_CUDA
+    mm_dtype types[2] = {MM_F32, MM_BF16};
+    for (int t = 0; t < 2; t++) {
+        int out[4] = {0, 0, 0, 0};
+        cudnnStatus_t s = mm_cudnn_conv_output_dims(&d, types[t], out);
+        CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "cuDNN descriptors: %s", cudnnGetErrorString(s));
+        if (out[0] != d.n || out[1] != d.k || out[2] != d.oh || out[3] != d.ow) {
+            cw->mismatches++;
+            CHECK_MSG(0,
+                      "x [%d,%d,%d,%d] w %dx%d/%d pad %d: cuDNN gives [%d,%d,%d,%d], rule "
+                      "[%d,%d,%d,%d]",
+                      d.n, d.h, d.w, d.c, r, r, stride, pad, out[0], out[2], out[3], out[1], d.n,
+                      d.oh, d.ow, d.k);
+        }
+    }
+#endif
+    cw->convs++;
+    cw->h = d.oh, cw->w = d.ow, cw->c = k;
+}
+
+static void walk_pool(conv_walk *cw, int k, int stride, int pad)
+{
+    mm_pool_dims p;
+    memset(&p, 0, sizeof p);
+    p.n = cw->n, p.h = cw->h, p.w = cw->w, p.c = cw->c;
+    p.kh = p.kw = k;
+    p.stride_h = p.stride_w = stride;
+    p.pad_h = p.pad_w = pad;
+    CHECK(mm_pool_dims_finish(&p));
+    cw->h = p.oh, cw->w = p.ow;
+}
+
+/* A bottleneck unit (torchvision's: stride on the 3x3), with its projection shortcut when the
+ * stride or width changes. */
+static void walk_bottleneck(conv_walk *cw, int mid, int out, int stride)
+{
+    conv_walk in = *cw;
+    walk_conv(cw, mid, 1, 1, 0);
+    walk_conv(cw, mid, 3, stride, 1);
+    walk_conv(cw, out, 1, 1, 0);
+    if (stride != 1 || in.c != out) {
+        in.convs = in.mismatches = 0;
+        walk_conv(&in, out, 1, stride, 0);
+        cw->convs += in.convs;
+        cw->mismatches += in.mismatches;
+        CHECK(in.h == cw->h && in.w == cw->w);
+    }
+}
+
+static conv_walk walk_resnet50(int h, int w)
+{
+    conv_walk cw = {2, h, w, 3, 0, 0};
+    walk_conv(&cw, 64, 7, 2, 3);
+    walk_pool(&cw, 3, 2, 1);
+    const int blocks[4] = {3, 4, 6, 3}, planes[4] = {64, 128, 256, 512};
+    for (int s = 0; s < 4; s++)
+        for (int b = 0; b < blocks[s]; b++)
+            walk_bottleneck(&cw, planes[s], planes[s] * 4, b == 0 && s > 0 ? 2 : 1);
+    /* Whole-image top: [512-512-1024]x2 twice, each stage's first unit stride 2. */
+    for (int s = 0; s < 2; s++)
+        for (int b = 0; b < 2; b++) walk_bottleneck(&cw, 512, 1024, b == 0 ? 2 : 1);
+    return cw;
+}
+
+static conv_walk walk_vgg16(int h, int w)
+{
+    conv_walk cw = {2, h, w, 3, 0, 0};
+    /* channels of each 3x3 convolution; 0: a 2x2 max pool */
+    const int cfg[] = {64,  64,  0,   128, 128, 0,   256, 256, 256,
+                       0,   512, 512, 512, 0,   512, 512, 512, 0};
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+        if (cfg[i]) walk_conv(&cw, cfg[i], 3, 1, 1);
+        else walk_pool(&cw, 2, 2, 0);
+    }
+    /* Whole-image top: 512x1, 512x1 (3x3 conv, BN, ReLU, 2x2 max pool). */
+    for (int b = 0; b < 2; b++) {
+        walk_conv(&cw, 512, 3, 1, 1);
+        walk_pool(&cw, 2, 2, 0);
+    }
+    return cw;
+}
+
+MM_TEST(cudnn_resnet50_output_dims)
+{
+    conv_walk a = walk_resnet50(224, 224);
+    CHECK_EQ_INT(a.convs, 53 + 2 * (2 * 3 + 1));
+    CHECK_EQ_INT(a.mismatches, 0);
+    conv_walk b = walk_resnet50(1152, 896);
+    CHECK_EQ_INT(b.convs, a.convs);
+    CHECK_EQ_INT(b.mismatches, 0);
+    /* 1152x896 / 32 = 36x28 after the trunk, / 4 after the two top stages. */
+    CHECK_EQ_INT(b.h, 9);
+    CHECK_EQ_INT(b.w, 7);
+    CHECK_EQ_INT(b.c, 1024);
+#ifndef MM_HAVE_CUDA
+    MM_SKIP("this build has no CUDA backend: shapes walked, cuDNN not asked");
+#endif
+}
+
+MM_TEST(cudnn_vgg16_output_dims)
+{
+    conv_walk a = walk_vgg16(224, 224);
+    CHECK_EQ_INT(a.convs, 15);
+    CHECK_EQ_INT(a.mismatches, 0);
+    conv_walk b = walk_vgg16(1152, 896);
+    CHECK_EQ_INT(b.mismatches, 0);
+    CHECK_EQ_INT(b.h, 9);
+    CHECK_EQ_INT(b.w, 7);
+#ifndef MM_HAVE_CUDA
+    MM_SKIP("this build has no CUDA backend: shapes walked, cuDNN not asked");
+#endif
+}
+
+MM_TEST(cudnn_odd_shapes_output_dims)
+{
+    /* Odd sizes, stride 2 with and without padding, 1x1 stride 2, 7x7, batch 1. */
+    const int shapes[][6] = {
+        /* h, w, c, k, r, stride; the padding is in pads[] */
+        {7, 5, 3, 4, 3, 1}, {7, 5, 3, 4, 3, 2}, {9, 11, 2, 3, 1, 2}, {13, 10, 3, 5, 7, 2},
+        {1, 1, 8, 8, 1, 1}, {6, 9, 5, 2, 3, 2},
+    };
+    const int pads[] = {1, 1, 0, 3, 0, 0};
+    for (size_t i = 0; i < sizeof pads / sizeof pads[0]; i++) {
+        for (int n = 1; n <= 2; n++) {
+            conv_walk cw = {n, shapes[i][0], shapes[i][1], shapes[i][2], 0, 0};
+            walk_conv(&cw, shapes[i][3], shapes[i][4], shapes[i][5], pads[i]);
+            CHECK_EQ_INT(cw.mismatches, 0);
+        }
+    }
+#ifndef MM_HAVE_CUDA
+    MM_SKIP("this build has no CUDA backend: shapes walked, cuDNN not asked");
+#endif
+}

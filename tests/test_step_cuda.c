@@ -1,0 +1,297 @@
+/* A full training step of a small whole-image model, CPU session against CUDA session, at each
+ * precision: the same graph (built with F32 activations for the CPU and for CUDA fp32/tf32, with
+ * BF16 activations for CUDA bf16), the same parameters, statistics and batch; then the loss, the
+ * probabilities, every parameter gradient and the updated batch-norm statistics are compared, and
+ * the fused Adam update of the CUDA session is checked element for element against the same
+ * update computed on the host from its parameters and gradients.
+ *
+ * The model has each piece of the paper's nets: a 7x7/2 stem with batch norm and 3x3/2 max
+ * pooling, a residual bottleneck unit with a projection shortcut (stride 2), an identity
+ * bottleneck unit, a VGG block (3x3 conv with bias, batch norm, ReLU, 2x2 max pooling), a VGG16
+ * trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense layer and the weighted
+ * cross-entropy. On CUDA the session's plan fuses the BN+ReLU and conv-bias+ReLU pairs (fuse.c),
+ * so the fused kernels are checked here too.
+ *
+ * Comparison: relative L2 error ||got - want|| / ||want|| per tensor, fp32 tight, tf32 and bf16
+ * looser (the tensor cores round their inputs). A second step checks that replaying the planned
+ * step gives the same result as the first on the same data (no state leaks between steps).
+ *
+ * Without a GPU every test prints SKIPPED (no GPU). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/optim_math.h"
+#include "runtime/backend.h"
+#include "runtime/graph.h"
+#include "runtime/session.h"
+#include "tests/harness.h"
+
+#define MAXP 64
+
+typedef struct net {
+    mm_graph *g;
+    int x, labels, weights, loss, probs;
+    int params[MAXP], n_params;
+    int state[MAXP], n_state;
+    float param_lo[MAXP], param_hi[MAXP];
+} net;
+
+static int param(net *m, const char *name, int ndim, const int64_t *shape, float lo, float hi)
+{
+    int id = mm_graph_param(m->g, name, ndim, shape);
+    m->param_lo[m->n_params] = lo;
+    m->param_hi[m->n_params] = hi;
+    m->params[m->n_params++] = id;
+    return id;
+}
+
+static int conv(net *m, int x, const char *name, int cin, int cout, int k, int stride, int pad,
+                bool bias)
+{
+    char buf[64];
+    int64_t ws[4] = {cout, k, k, cin}, bs[1] = {cout};
+    float a = sqrtf(3.0f / (float)(k * k * cin)); /* unit output variance for unit input */
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    int w = param(m, buf, 4, ws, -a, a);
+    int b = -1;
+    if (bias) {
+        snprintf(buf, sizeof buf, "%s.bias", name);
+        b = param(m, buf, 1, bs, -0.1f, 0.1f);
+    }
+    return mm_conv2d(m->g, x, w, b, stride, pad);
+}
+
+static int bn(net *m, int x, const char *name, int c)
+{
+    char buf[64];
+    int64_t cs[1] = {c};
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    int ga = param(m, buf, 1, cs, 0.8f, 1.2f);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    int be = param(m, buf, 1, cs, -0.1f, 0.1f);
+    snprintf(buf, sizeof buf, "%s.running_mean", name);
+    int rm = mm_graph_state(m->g, buf, 1, cs);
+    snprintf(buf, sizeof buf, "%s.running_var", name);
+    int rv = mm_graph_state(m->g, buf, 1, cs);
+    m->state[m->n_state++] = rm;
+    m->state[m->n_state++] = rv;
+    return mm_batchnorm(m->g, x, ga, be, rm, rv, 1e-5f, 0.1f);
+}
+
+/* Original ResNet v1 bottleneck, as the whole-image top blocks: stride on the first 1x1. */
+static int bottleneck(net *m, int x, const char *name, int cin, int mid, int cout, int stride)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s.conv1", name);
+    int y = conv(m, x, buf, cin, mid, 1, stride, 0, false);
+    snprintf(buf, sizeof buf, "%s.bn1", name);
+    y = mm_relu(m->g, bn(m, y, buf, mid));
+    snprintf(buf, sizeof buf, "%s.conv2", name);
+    y = conv(m, y, buf, mid, mid, 3, 1, 1, false);
+    snprintf(buf, sizeof buf, "%s.bn2", name);
+    y = mm_relu(m->g, bn(m, y, buf, mid));
+    snprintf(buf, sizeof buf, "%s.conv3", name);
+    y = conv(m, y, buf, mid, cout, 1, 1, 0, false);
+    snprintf(buf, sizeof buf, "%s.bn3", name);
+    y = bn(m, y, buf, cout);
+    int s = x;
+    if (stride != 1 || cin != cout) {
+        snprintf(buf, sizeof buf, "%s.downsample.0", name);
+        s = conv(m, x, buf, cin, cout, 1, stride, 0, false);
+        snprintf(buf, sizeof buf, "%s.downsample.1", name);
+        s = bn(m, s, buf, cout);
+    }
+    return mm_relu(m->g, mm_add(m->g, y, s));
+}
+
+static void build(net *m, mm_dtype act)
+{
+    memset(m, 0, sizeof *m);
+    m->g = mm_graph_new(true);
+    m->g->act_dtype = act;
+    int64_t xs[4] = {2, 64, 48, 3}, ls[1] = {2};
+    m->x = mm_graph_input(m->g, "image", MM_F32, 4, xs);
+    m->labels = mm_graph_input(m->g, "labels", MM_I32, 1, ls);
+    m->weights = mm_graph_input(m->g, "weights", MM_F32, 1, ls);
+    int y = conv(m, m->x, "conv1", 3, 16, 7, 2, 3, false);
+    y = mm_relu(m->g, bn(m, y, "bn1", 16));
+    y = mm_maxpool(m->g, y, 3, 2, 1);                         /* [2,16,12,16] */
+    y = bottleneck(m, y, "top.0", 16, 8, 32, 2);              /* [2,8,6,32] */
+    y = bottleneck(m, y, "top.1", 32, 8, 32, 1);
+    y = conv(m, y, "vgg.conv", 32, 16, 3, 1, 1, true);
+    y = mm_relu(m->g, bn(m, y, "vgg.bn", 16));
+    y = mm_maxpool(m->g, y, 2, 2, 0);                         /* [2,4,3,16] */
+    y = mm_relu(m->g, conv(m, y, "vgg.trunk", 16, 16, 3, 1, 1, true)); /* VGG16 trunk style */
+    y = mm_global_avgpool(m->g, y);
+    int64_t fw[2] = {2, 16}, fb[1] = {2};
+    int w = param(m, "fc.weight", 2, fw, -0.4f, 0.4f);
+    int b = param(m, "fc.bias", 1, fb, -0.1f, 0.1f);
+    y = mm_dense(m->g, y, w, b);
+    m->loss = mm_softmax_xent(m->g, y, m->labels, m->weights);
+    m->probs = mm_graph_xent_probs(m->g, m->loss);
+}
+
+static float *host_values(const mm_value *v, uint64_t seed, float lo, float hi)
+{
+    int64_t n = mm_shape_numel(v->ndim, v->shape);
+    float *h = mm_xmalloc((size_t)n * sizeof(float));
+    mm_test_fill_uniform(h, n, seed, lo, hi);
+    return h;
+}
+
+/* Writes the same parameters, statistics and batch into a session of net m. */
+static void load(mm_session *s, const net *m)
+{
+    for (int i = 0; i < m->n_params; i++) {
+        const mm_value *v = mm_graph_value(m->g, m->params[i]);
+        float *h = host_values(v, 1000 + (uint64_t)i, m->param_lo[i], m->param_hi[i]);
+        CHECK_EQ_INT(mm_session_write(s, m->params[i], h, mm_value_bytes(v)), MM_OK);
+        free(h);
+    }
+    for (int i = 0; i < m->n_state; i++) {
+        const mm_value *v = mm_graph_value(m->g, m->state[i]);
+        float *h = host_values(v, 2000 + (uint64_t)i, i % 2 ? 0.5f : -0.2f, i % 2 ? 1.5f : 0.2f);
+        CHECK_EQ_INT(mm_session_write(s, m->state[i], h, mm_value_bytes(v)), MM_OK);
+        free(h);
+    }
+    const mm_value *xv = mm_graph_value(m->g, m->x);
+    float *x = host_values(xv, 3000, -1.5f, 1.5f);
+    CHECK_EQ_INT(mm_session_write(s, m->x, x, mm_value_bytes(xv)), MM_OK);
+    free(x);
+    int32_t labels[2] = {1, 0};
+    float weights[2] = {0.7f, 1.6f};
+    CHECK_EQ_INT(mm_session_write(s, m->labels, labels, sizeof labels), MM_OK);
+    CHECK_EQ_INT(mm_session_write(s, m->weights, weights, sizeof weights), MM_OK);
+}
+
+static float *read_value(const mm_session *s, const mm_graph *g, int id)
+{
+    const mm_value *v = mm_graph_value(g, id);
+    float *h = mm_xmalloc(mm_value_bytes(v));
+    CHECK_EQ_INT(mm_session_read(s, id, h, mm_value_bytes(v)), MM_OK);
+    return h;
+}
+
+/* ||got - want|| <= tol * ||want|| + floor * sqrt(n). The floor covers gradients that are zero
+ * in exact arithmetic (a convolution bias followed by batch norm), where both sides hold only
+ * rounding noise. */
+static void check_rel_l2(const char *what, const float *got, const float *want, int64_t n,
+                         double tol, double floor)
+{
+    double d = 0, w = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)got[i] - want[i];
+        d += e * e;
+        w += (double)want[i] * want[i];
+    }
+    d = sqrt(d), w = sqrt(w);
+    CHECK_MSG(d <= tol * w + floor * sqrt((double)n),
+              "%s: L2 error %.3g, relative %.3g > %.3g (|want| = %.3g)", what, d,
+              w > 0 ? d / w : d, tol, w);
+}
+
+static const double noise_floor[3] = {1e-7, 1e-4, 1e-3}; /* fp32, tf32, bf16 */
+
+static void compare_value(const char *stage, int pi, mm_precision p, const mm_session *cs,
+                          const net *cm, const mm_session *gs, const net *gm, int id, double tol)
+{
+    const mm_value *v = mm_graph_value(cm->g, id);
+    float *want = read_value(cs, cm->g, id), *got = read_value(gs, gm->g, id);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s %s", mm_precision_name(p), stage,
+             v->name[0] ? v->name : "value");
+    check_rel_l2(what, got, want, mm_shape_numel(v->ndim, v->shape), tol, noise_floor[pi]);
+    free(want);
+    free(got);
+}
+
+MM_TEST(cuda_training_step_matches_cpu)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
+    /* Tolerances (relative L2): loss and probabilities, gradients, statistics and parameters. */
+    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 8e-2};
+    const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
+    mm_backend *cpu = NULL;
+    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
+    net cm;
+    build(&cm, MM_F32);
+    CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
+    CHECK_EQ_INT(mm_graph_status(cm.g), MM_OK);
+    mm_session cs;
+    CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
+    load(&cs, &cm);
+    mm_session_run(&cs);
+    mm_adam_params adam = {1e-3, 0.9, 0.999, 1e-8, 1e-4, 0, 1};
+
+    for (int pi = 0; pi < 3; pi++) {
+        mm_precision p = precs[pi];
+        mm_backend *gpu = NULL;
+        mm_status st = mm_backend_cuda_create_ex(&gpu, p, 0);
+        CHECK_MSG(st == MM_OK, "cuda backend: %s", mm_last_error());
+        if (st != MM_OK) continue;
+        CHECK_EQ_INT(gpu->precision, p);
+        net gm;
+        build(&gm, p == MM_PRECISION_BF16 ? MM_BF16 : MM_F32);
+        CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+        CHECK_EQ_INT(gm.g->n_values, cm.g->n_values);
+        CHECK_EQ_INT(gm.g->n_nodes, cm.g->n_nodes);
+        mm_session gs;
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+
+        /* Two steps on the same data from the same state: the second must repeat the first
+         * (reloading the statistics the first step updated). */
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) load(&gs, &gm);
+            mm_session_run(&gs);
+            compare_value("loss", pi, p, &cs, &cm, &gs, &gm, cm.loss, tol_out[pi]);
+            compare_value("probabilities", pi, p, &cs, &cm, &gs, &gm, cm.probs, tol_out[pi]);
+            for (int i = 0; i < cm.n_params; i++) {
+                int gid = cm.g->values[cm.params[i]].grad;
+                CHECK(gid >= 0 && gm.g->values[gm.params[i]].grad == gid);
+                if (gid >= 0) {
+                    char stage[64];
+                    snprintf(stage, sizeof stage, "gradient (step %d) of", round + 1);
+                    compare_value(stage, pi, p, &cs, &cm, &gs, &gm, gid, tol_grad[pi]);
+                }
+            }
+            for (int i = 0; i < cm.n_state; i++)
+                compare_value("statistic", pi, p, &cs, &cm, &gs, &gm, cm.state[i], tol_stat[pi]);
+        }
+
+        /* One fused Adam update over the flat buffers, against the same update computed here
+         * from the CUDA session's own parameters and gradients (optim_math.h: bitwise). */
+        float *before[MAXP], *grads[MAXP];
+        for (int i = 0; i < gm.n_params; i++) {
+            before[i] = read_value(&gs, gm.g, gm.params[i]);
+            grads[i] = read_value(&gs, gm.g, gm.g->values[gm.params[i]].grad);
+        }
+        mm_session_adam(&gs, &adam);
+        mm_adam_coeffs co = mm_adam_coeffs_make(adam.lr, adam.beta1, adam.beta2, adam.eps,
+                                                adam.weight_decay, adam.decoupled, adam.step);
+        for (int i = 0; i < gm.n_params; i++) {
+            const mm_value *v = mm_graph_value(gm.g, gm.params[i]);
+            int64_t n = mm_shape_numel(v->ndim, v->shape);
+            for (int64_t j = 0; j < n; j++) {
+                float mo = 0, ve = 0;
+                mm_adam_update(&before[i][j], &mo, &ve, grads[i][j], &co);
+            }
+            float *after = read_value(&gs, gm.g, gm.params[i]);
+            char what[128];
+            snprintf(what, sizeof what, "%s Adam update of %s", mm_precision_name(p), v->name);
+            CHECK_ARRAYS(what, after, before[i], n, 0, 0);
+            free(after);
+            free(before[i]);
+            free(grads[i]);
+        }
+
+        mm_session_free(&gs);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
+}
