@@ -31,6 +31,21 @@ const char *mm_precision_name(mm_precision p)
     return "?";
 }
 
+mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out)
+{
+    *out = NULL;
+    if (!strcmp(name, "cuda")) return mm_backend_cuda_create_ex(out, precision, 0);
+    if (precision != MM_PRECISION_FP32)
+        return mm_fail(MM_ERR_ARG, "--precision %s: the %s device computes in fp32 only; use "
+                       "--precision fp32 or --device cuda", mm_precision_name(precision), name);
+    return mm_backend_create(name, out);
+}
+
+size_t mm_backend_memory_in_use(mm_backend *be)
+{
+    return be && be->memory_in_use ? be->memory_in_use(be) : 0;
+}
+
 void mm_backend_destroy(mm_backend *be)
 {
     if (be && be->destroy) be->destroy(be);

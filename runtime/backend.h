@@ -74,6 +74,7 @@ struct mm_backend {
      * changes) outside the graph. Dropout's seed is frozen too, so a graph with dropout replays
      * the same mask. end_capture returns MM_ERR_DEVICE with a message when the driver refused
      * the graph. */
+    size_t (*memory_in_use)(mm_backend *be); /* optional; see mm_backend_memory_in_use */
     mm_status (*begin_capture)(mm_backend *be);
     mm_status (*end_capture)(mm_backend *be);
     void (*replay)(mm_backend *be);
@@ -86,6 +87,12 @@ mm_status mm_backend_cuda_create(mm_backend **out); /* "no GPU" where there is n
 /* The CUDA backend on device `device` (0 = the first visible GPU) with the given precision.
  * mm_backend_cuda_create(out) is mm_backend_cuda_create_ex(out, MM_PRECISION_FP32, 0). */
 mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, int device);
+/* By name ("cpu", "meta", "cuda") with a precision: cpu and meta run fp32 only (tf32 and bf16
+ * there are a tier-1 error naming --precision). */
+mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out);
+/* Device bytes this process holds on the backend's device (CUDA: total minus free memory, so
+ * the libraries' own memory counts too); 0 where it is not measured (cpu, meta). */
+size_t mm_backend_memory_in_use(mm_backend *be);
 /* By name: "cpu", "meta", "cuda". */
 mm_status mm_backend_create(const char *name, mm_backend **out);
 void mm_backend_destroy(mm_backend *be);

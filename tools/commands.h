@@ -25,6 +25,7 @@ int mm_cmd_report(int argc, char **argv);
 int mm_cmd_train_patch(int argc, char **argv);
 int mm_cmd_train_image(int argc, char **argv);
 int mm_cmd_predict(int argc, char **argv);
+int mm_cmd_bench(int argc, char **argv);
 int mm_cmd_synth(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const mm_command commands[] = {
     {"plan", mm_cmd_plan, "planned memory of one training step (last line peak_bytes=N)"},
     {"train-patch", mm_cmd_train_patch, "train the 5-class patch classifier (3 stages)"},
     {"train-image", mm_cmd_train_image, "train the whole-image classifier end to end (2 stages)"},
+    {"bench", mm_cmd_bench, "time training steps and report images/s and peak memory"},
     {"predict", mm_cmd_predict, "per-image scores of whole-image models, with flip TTA"},
     {"eval", mm_cmd_eval, "AUC with a bootstrap CI, ROC, sensitivity/specificity of predictions"},
     {"report", mm_cmd_report, "write RUN_DIR/report.html: loss, AUC and ROC curves as SVG"},

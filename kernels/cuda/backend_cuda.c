@@ -267,19 +267,43 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
 /* ---- the backend table ---- */
 static void *mm_cuda_alloc(mm_backend *be, size_t bytes)
 {
-    (void)be;
+    mm_cuda_ctx *ctx = mm_ctx(be);
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
         cudaGetLastError(); /* the caller reports it (tier 1) */
         return NULL;
     }
+    if (ctx->n_allocs == ctx->cap_allocs) {
+        ctx->cap_allocs = ctx->cap_allocs ? 2 * ctx->cap_allocs : 16;
+        ctx->allocs = mm_xrealloc(ctx->allocs, (size_t)ctx->cap_allocs * sizeof *ctx->allocs);
+    }
+    ctx->allocs[ctx->n_allocs].ptr = p;
+    ctx->allocs[ctx->n_allocs].bytes = bytes;
+    ctx->n_allocs++;
+    ctx->held_bytes += bytes;
+    if (ctx->held_bytes > ctx->peak_bytes) ctx->peak_bytes = ctx->held_bytes;
     return p;
 }
 
 static void mm_cuda_free(mm_backend *be, void *ptr)
 {
-    (void)be;
-    if (ptr) MM_CUDA_CHECK(cudaFree(ptr));
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    if (!ptr) return;
+    for (int i = 0; i < ctx->n_allocs; i++)
+        if (ctx->allocs[i].ptr == ptr) {
+            ctx->held_bytes -= ctx->allocs[i].bytes;
+            ctx->allocs[i] = ctx->allocs[--ctx->n_allocs];
+            break;
+        }
+    MM_CUDA_CHECK(cudaFree(ptr));
+}
+
+/* The peak of the memory held through alloc plus cuBLAS's fixed workspace: what the step needs,
+ * comparable with PyTorch's torch.cuda.max_memory_allocated (the CUDA context is in neither). */
+static size_t mm_cuda_memory_in_use(mm_backend *be)
+{
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    return ctx->peak_bytes + ctx->cublas_ws_bytes;
 }
 
 static void mm_cuda_copy_to_device(mm_backend *be, void *dst, const void *src, size_t bytes)
@@ -449,6 +473,7 @@ static void mm_cuda_destroy(mm_backend *be)
         if (ctx->cudnn) cudnnDestroy(ctx->cudnn);
         if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
         if (ctx->stream) cudaStreamDestroy(ctx->stream);
+        free(ctx->allocs);
         free(ctx);
     }
     free(be);
@@ -528,6 +553,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->begin_capture = mm_cuda_begin_capture;
     be->end_capture = mm_cuda_end_capture;
     be->replay = mm_cuda_replay;
+    be->memory_in_use = mm_cuda_memory_in_use;
     *out = be;
     return MM_OK;
 }

@@ -64,6 +64,10 @@ typedef struct mm_cuda_ctx {
     cudaGraph_t graph;    /* capture */
     cudaGraphExec_t graph_exec;
     bool capturing;
+    /* Device memory held through alloc (the sessions' buffers), for the benchmark's peak: */
+    struct mm_cuda_alloc_rec { void *ptr; size_t bytes; } *allocs;
+    int n_allocs, cap_allocs;
+    size_t held_bytes, peak_bytes;
 } mm_cuda_ctx;
 
 /* ---- workspace cursor ----

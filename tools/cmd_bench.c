@@ -1,0 +1,145 @@
+/* `mammo bench`: times training steps (forward, backward, Adam) of a patch or whole-image model on
+ * random data and prints images per second and the step's peak memory as one machine-readable
+ * line, the figure bench/ compares with PyTorch's on the same machine. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../kernels/philox.h"
+#include "../nets/nets.h"
+#include "../runtime/backend.h"
+#include "args.h"
+#include "commands.h"
+#include "model_flags.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Random images, labels 0..classes-1 and unit weights, written once: the step's cost does not
+ * depend on the values. */
+static mm_status write_random_batch(mm_session *s, const mm_model *m)
+{
+    const mm_value *img = mm_graph_value(m->g, m->image);
+    int64_t n = mm_shape_numel(img->ndim, img->shape);
+    float *x = mm_xmalloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = mm_philox_uniform(1, (uint64_t)i) * 2.0f - 1.0f;
+    mm_status st = mm_session_write(s, m->image, x, (size_t)n * sizeof(float));
+    free(x);
+    int batch = (int)img->shape[0];
+    int32_t *labels = mm_xmalloc((size_t)batch * sizeof(int32_t));
+    float *w = mm_xmalloc((size_t)batch * sizeof(float));
+    for (int i = 0; i < batch; i++) {
+        labels[i] = i % m->cfg.classes;
+        w[i] = 1.0f;
+    }
+    if (st == MM_OK) st = mm_session_write(s, m->labels, labels, (size_t)batch * sizeof(int32_t));
+    if (st == MM_OK) st = mm_session_write(s, m->weights, w, (size_t)batch * sizeof(float));
+    free(labels);
+    free(w);
+    return st;
+}
+
+int mm_cmd_bench(int argc, char **argv)
+{
+    mm_args a;
+    mm_args_init(&a, "mammo bench", "[flags]",
+                 "Times training steps (forward, backward, Adam) on random data and prints\n"
+                 "images/s and peak memory. Without --top: the 5-class patch classifier; with\n"
+                 "--top: the whole-image classifier with those top blocks.");
+    mm_args_str(&a, "net", "resnet50", "trunk: resnet50 or vgg16");
+    mm_args_str(&a, "top", NULL, "top blocks of a whole-image model, e.g. [512-512-1024]x2,[512-512-1024]x2");
+    mm_args_str(&a, "input", "224x224", "input size HEIGHTxWIDTH");
+    mm_args_int(&a, "batch", "2", "images per step");
+    mm_args_str(&a, "device", "cpu", "cpu or cuda");
+    mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
+    mm_args_int(&a, "steps", "10", "timed steps");
+    mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
+    if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
+    if (a.help) return 0;
+    if (a.n_pos) {
+        mm_fail(MM_ERR_ARG, "mammo bench: unexpected argument '%s'", a.pos[0]);
+        return mm_cli_error();
+    }
+
+    int h, w;
+    int64_t batch, steps, warmup;
+    mm_trunk trunk;
+    if (mm_parse_hw(mm_args_get(&a, "input"), "--input", &h, &w) != MM_OK ||
+        mm_args_get_int(&a, "batch", &batch) != MM_OK ||
+        mm_args_get_int(&a, "steps", &steps) != MM_OK ||
+        mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
+        mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
+        return mm_cli_error();
+    if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0) {
+        mm_fail(MM_ERR_ARG, "mammo bench: --batch, --steps must be positive and --warmup >= 0");
+        return mm_cli_error();
+    }
+    mm_precision precision;
+    if (mm_precision_parse(mm_args_get(&a, "precision"), &precision) != MM_OK)
+        return mm_cli_error();
+
+    const char *top = mm_args_get(&a, "top");
+    mm_model_config cfg = mm_model_config_default(top ? MM_MODEL_WHOLE : MM_MODEL_PATCH, trunk);
+    if (top) cfg.top = top;
+    cfg.batch = (int)batch;
+    cfg.height = h;
+    cfg.width = w;
+    cfg.training = true;
+    cfg.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+
+    mm_backend *be = NULL;
+    mm_model m;
+    mm_session s;
+    memset(&s, 0, sizeof s);
+    if (!strcmp(mm_args_get(&a, "device"), "meta")) {
+        mm_fail(MM_ERR_ARG, "--device meta: has no arithmetic to time; use cpu or cuda (or "
+                "'mammo plan' for the memory of a step)");
+        return mm_cli_error();
+    }
+    if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
+    if (mm_model_build(&m, &cfg) != MM_OK) {
+        mm_backend_destroy(be);
+        return mm_cli_error();
+    }
+    mm_status st = mm_session_init(&s, m.g, be, 2);
+    if (st == MM_OK) {
+        mm_model_init(&m, &s, 42);
+        st = write_random_batch(&s, &m);
+    }
+    if (st != MM_OK) {
+        mm_model_free(&m);
+        mm_backend_destroy(be);
+        return mm_cli_error();
+    }
+    mm_adam_params adam = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    double t0 = 0;
+    float loss = 0;
+    for (int64_t i = 0; i < warmup + steps; i++) {
+        if (i == warmup) {
+            be->sync(be);
+            t0 = now_s();
+        }
+        mm_session_run(&s);
+        adam.step = i + 1;
+        mm_session_adam(&s, &adam);
+    }
+    be->sync(be);
+    double secs = now_s() - t0;
+    mm_session_read(&s, m.loss, &loss, sizeof loss);
+    size_t device_bytes = mm_backend_memory_in_use(be);
+    printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
+           "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f\n",
+           mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
+           mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
+           1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
+           device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss);
+    mm_session_free(&s);
+    mm_model_free(&m);
+    mm_backend_destroy(be);
+    return 0;
+}
