@@ -10,7 +10,7 @@
 #
 # Usage: sh bench/gpu_compare.sh [build-dir] [steps]
 #   env: NETS="resnet50 vgg16" PRECISIONS="fp32 tf32 bf16" INPUT=1152x896 BATCH=2 WARMUP=5
-#        PYTHON=python3
+#        PYTHON=python3 MAMMO_FLAGS="--cuda-graph" (extra flags of mammo bench)
 set -u
 build=${1:-build}
 steps=${2:-20}
@@ -20,6 +20,7 @@ input=${INPUT:-1152x896}
 batch=${BATCH:-2}
 warmup=${WARMUP:-5}
 python=${PYTHON:-python3}
+mammo_flags=${MAMMO_FLAGS-"--cuda-graph"}
 here=$(cd "$(dirname "$0")" && pwd)
 mammo="$build/mammo"
 
@@ -51,7 +52,7 @@ for net in $nets; do
     esac
     for p in $precisions; do
         m=$("$mammo" bench --net "$net" --top "$top" --input "$input" --batch "$batch" \
-            --device cuda --precision "$p" --steps "$steps" 2>&1 | grep '^mammo ' | tail -n 1)
+            --device cuda --precision "$p" --steps "$steps" $mammo_flags 2>&1 | grep '^mammo ' | tail -n 1)
         t=$("$python" "$here/torch_ref.py" --net "$net" --top "$top" --input "$input" \
             --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" 2>&1 |
             grep '^torch ' | tail -n 1)

@@ -1,7 +1,9 @@
 /* A planned graph bound to a backend: see session.h. */
 #include "session.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void *region_base(const mm_session *s, mm_region r)
 {
@@ -64,6 +66,7 @@ void mm_session_free(mm_session *s)
     for (int i = 0; i < 7; i++)
         if (bufs[i]) s->be->free(s->be, bufs[i]);
     mm_plan_free(&s->plan);
+    free(s->node_seconds);
     memset(s, 0, sizeof *s);
 }
 
@@ -155,7 +158,52 @@ static void run_node(mm_session *s, int id)
         if (nd->in[i] >= 0) ins[i] = mm_session_tensor(s, nd->in[i]);
     for (int o = 0; o < nd->n_out; o++)
         if (nd->out[o] >= 0) outs[o] = mm_session_tensor(s, nd->out[o]);
+    if (!s->node_seconds) {
+        s->be->run_node(s->be, g, nd, ins, outs, s->ws, s->plan.workspace_bytes);
+        return;
+    }
+    struct timespec t0, t1;
+    s->be->sync(s->be);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     s->be->run_node(s->be, g, nd, ins, outs, s->ws, s->plan.workspace_bytes);
+    s->be->sync(s->be);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    s->node_seconds[id] += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+}
+
+void mm_session_profile(mm_session *s)
+{
+    if (!s->node_seconds) s->node_seconds = mm_xcalloc((size_t)s->g->n_nodes, sizeof(double));
+}
+
+void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f)
+{
+    if (!s->node_seconds || runs < 1) return;
+    int n = s->g->n_nodes;
+    int *order = mm_xmalloc((size_t)n * sizeof(int));
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        order[i] = i;
+        total += s->node_seconds[i];
+    }
+    for (int i = 1; i < n; i++) /* insertion sort, slowest first */
+        for (int j = i; j > 0 && s->node_seconds[order[j]] > s->node_seconds[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    fprintf(f, "profile: %.3f ms per step in %d nodes (synchronised)\n", 1e3 * total / runs, n);
+    for (int k = 0; k < top && k < n; k++) {
+        const mm_node *nd = &s->g->nodes[order[k]];
+        const mm_value *in = nd->in[0] >= 0 ? &s->g->values[nd->in[0]] : NULL;
+        const mm_value *out = nd->out[0] >= 0 ? &s->g->values[nd->out[0]] : NULL;
+        char a[96] = "-", b[96] = "-";
+        if (in) mm_shape_str(a, sizeof a, in->ndim, in->shape);
+        if (out) mm_shape_str(b, sizeof b, out->ndim, out->shape);
+        fprintf(f, "  %8.3f ms %5.1f%%  %-22s in %s out %s\n", 1e3 * s->node_seconds[order[k]] / runs,
+                100.0 * s->node_seconds[order[k]] / total, mm_op_name(nd->op), a, b);
+    }
+    free(order);
 }
 
 void mm_session_forward(mm_session *s)

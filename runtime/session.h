@@ -16,13 +16,22 @@
 #include "graph.h"
 #include "planner.h"
 
+#include <stdio.h>
+
 typedef struct mm_session {
     mm_graph *g;
     mm_backend *be;
     mm_plan plan;
     void *params, *grads, *opt, *state, *inputs, *arena, *ws;
     int64_t step; /* completed steps; dropout seeds and optimizer bias correction use it */
+    double *node_seconds; /* profiling (mm_session_profile): time per node, summed over runs */
 } mm_session;
+
+/* Turns per-node timing on: every node is followed by a device sync and its wall time is added
+ * to node_seconds[node] (this slows the step; for finding the slow ops only). */
+void mm_session_profile(mm_session *s);
+/* Prints the `top` slowest nodes (op, output shape, ms per run, share) after `runs` runs. */
+void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f);
 
 mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_slots);
 void mm_session_free(mm_session *s);

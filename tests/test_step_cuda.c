@@ -211,7 +211,7 @@ MM_TEST(cuda_training_step_matches_cpu)
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
     /* Tolerances (relative L2): loss and probabilities, gradients, statistics and parameters. */
-    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 8e-2};
+    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 4e-1};
     const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
     mm_backend *cpu = NULL;
     CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);

@@ -59,6 +59,8 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
+    mm_args_bool(&a, "cuda-graph", "replay the forward and backward pass as one captured CUDA graph");
+    mm_args_int(&a, "profile", "0", "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     if (a.n_pos) {
@@ -119,25 +121,53 @@ int mm_cmd_bench(int argc, char **argv)
     mm_adam_params adam = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     double t0 = 0;
     float loss = 0;
-    for (int64_t i = 0; i < warmup + steps; i++) {
+    bool graph = mm_args_get_bool(&a, "cuda-graph");
+    if (graph && !be->begin_capture) {
+        mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture", be->name);
+        st = MM_ERR_ARG;
+    }
+    for (int64_t i = 0; i < warmup + steps && st == MM_OK; i++) {
         if (i == warmup) {
             be->sync(be);
             t0 = now_s();
         }
-        mm_session_run(&s);
+        if (graph && i == warmup) { /* capture once, after the eager warm-up steps */
+            st = be->begin_capture(be);
+            if (st == MM_OK) {
+                mm_session_run(&s);
+                st = be->end_capture(be);
+            }
+            be->sync(be);
+            t0 = now_s(); /* the capture is set-up, not a step */
+        }
+        if (graph && i >= warmup) be->replay(be);
+        else mm_session_run(&s);
         adam.step = i + 1;
         mm_session_adam(&s, &adam);
+    }
+    if (st != MM_OK) {
+        mm_session_free(&s);
+        mm_model_free(&m);
+        mm_backend_destroy(be);
+        return mm_cli_error();
     }
     be->sync(be);
     double secs = now_s() - t0;
     mm_session_read(&s, m.loss, &loss, sizeof loss);
     size_t device_bytes = mm_backend_memory_in_use(be);
+    int64_t profile = 0;
+    mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss);
+    if (profile > 0) {
+        mm_session_profile(&s);
+        for (int64_t i = 0; i < profile; i++) mm_session_run(&s);
+        mm_session_profile_print(&s, (int)profile, 25, stdout);
+    }
     mm_session_free(&s);
     mm_model_free(&m);
     mm_backend_destroy(be);

@@ -21,7 +21,7 @@
 
 /* cuDNN may use at most this much scratch for one convolution. The planner reserves the largest
  * need among the nodes, so this bounds what convolutions add to the peak. */
-#define MM_CUDA_CONV_WS_LIMIT ((size_t)512 << 20)
+#define MM_CUDA_CONV_WS_LIMIT ((size_t)1024 << 20)
 /* cuBLAS's scratch (its documented recommendation for Hopper is 32 MiB). */
 #define MM_CUDA_CUBLAS_WS ((size_t)32 << 20)
 

@@ -156,10 +156,15 @@ _Noreturn static void mm_conv_no_algo(const mm_conv_key *k, mm_dtype dtype)
 }
 
 /* Takes the first usable result of a list ordered best first: ran, and fits under the limit. */
-#define MM_CONV_TAKE_FIRST(perf, got, limit)                                               \
+#define MM_CONV_TAKE_FIRST(perf, got, limit, strict)                                             \
     do {                                                                                  \
         for (int i_ = 0; i_ < (got); i_++) {                                              \
             if ((perf)[i_].status != CUDNN_STATUS_SUCCESS || (perf)[i_].memory > (limit)) \
+                continue;                                                                 \
+            /* fp32 means no tensor-core TF32: a time taken with another math type does not \
+             * hold for the FMA math the descriptor runs with */                            \
+            if ((strict) && ctx->precision == MM_PRECISION_FP32 &&                      \
+                (perf)[i_].mathType != CUDNN_FMA_MATH)                                      \
                 continue;                                                                 \
             e->algo = (int)(perf)[i_].algo;                                               \
             e->ws_bytes = (perf)[i_].memory;                                              \
@@ -180,12 +185,12 @@ static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t limit)
     if (cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
                                              perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, true);
     got = 0;
     if (cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
                                                perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, false);
     return false;
 }
 
@@ -196,12 +201,12 @@ static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t lim
     if (cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
                                                   CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
                                                   perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, true);
     got = 0;
     if (cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
                                                     perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, false);
     return false;
 }
 
@@ -212,13 +217,13 @@ static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t l
     if (cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w,
                                                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got,
                                                     perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, true);
     got = 0;
     if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
                                                       e->d.w,
                                                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
                                                       &got, perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit);
+        MM_CONV_TAKE_FIRST(perf, got, limit, false);
     return false;
 }
 
