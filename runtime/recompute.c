@@ -28,12 +28,17 @@
  * earlier link. The recomputing nodes are the forward ops themselves (same kernels, same
  * arithmetic) except BN, which becomes MM_OP_BN_APPLY with the saved statistics: the CPU forward
  * computes y = (x - mean) * (gamma * invstd) + beta with the very same float mean and invstd, so
- * the copy is bitwise the forward value and gradients do not change. */
+ * the copy is bitwise the forward value and gradients do not change.
+ *
+ * The temporaries of a recomputation can, in a small net, raise the backward pass's peak above
+ * what keeping the values cost: the pass plans the arena both ways (planner.h, no backend) and
+ * keeps the step as recorded when recomputing does not make it smaller. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "graph.h"
 #include "graph_internal.h"
+#include "planner.h"
 
 typedef struct {
     mm_graph *g;
@@ -199,7 +204,19 @@ void mm_graph_recompute_pass(mm_graph *g)
     analyse(&r);
     bool any = false;
     for (int v = 0; v < r.nv; v++) any |= r.dropped[v];
+    mm_node *nodes0 = NULL;
+    mm_value *values0 = NULL;
+    int n_nodes0 = g->n_nodes;
+    size_t arena0 = 0;
     if (any) {
+        /* The step as recorded, to go back to if recomputing does not pay (below). */
+        mm_plan p0;
+        if (mm_plan_make(&p0, g, NULL, 0) == MM_OK) arena0 = p0.arena_bytes;
+        mm_plan_free(&p0);
+        nodes0 = mm_xmalloc((size_t)g->n_nodes * sizeof *nodes0);
+        memcpy(nodes0, g->nodes, (size_t)g->n_nodes * sizeof *nodes0);
+        values0 = mm_xmalloc((size_t)r.nv * sizeof *values0);
+        memcpy(values0, g->values, (size_t)r.nv * sizeof *values0);
         /* Re-record the backward nodes in order, each after the recomputations it needs. */
         int nb = g->n_nodes - r.nf;
         mm_node *bw = mm_xmalloc((size_t)(nb ? nb : 1) * sizeof *bw);
@@ -214,7 +231,20 @@ void mm_graph_recompute_pass(mm_graph *g)
             mm_graph_add_node(g, nd->op, nd->in, nd->n_in, nd->out, nd->n_out, &nd->p, nd->flops);
         }
         free(bw);
+        /* Recomputed temporaries (a residual chain, a max pool's input) can raise the peak of the
+         * backward pass above what keeping the values cost; then keep them after all. */
+        mm_plan p1;
+        size_t arena1 = mm_plan_make(&p1, g, NULL, 0) == MM_OK ? p1.arena_bytes : 0;
+        mm_plan_free(&p1);
+        if (arena1 > arena0) {
+            memcpy(g->nodes, nodes0, (size_t)n_nodes0 * sizeof *nodes0);
+            g->n_nodes = n_nodes0;
+            memcpy(g->values, values0, (size_t)r.nv * sizeof *values0);
+            g->n_values = r.nv;
+        }
     }
+    free(nodes0);
+    free(values0);
     free(r.saved);
     free(r.dropped);
     free(r.avail);
