@@ -167,6 +167,9 @@ typedef struct mm_model_config {
     /* Divides every trunk channel count (1 = torchvision's nets). A reduced-width trunk runs the
      * very same code on small machines (the CPU demo); names stay torchvision's. Must divide 64. */
     int width_div;
+    /* Keep every activation the backward pass reads instead of recomputing the cheap ones
+     * (graph.h g->recompute; false, the default, recomputes). Same gradients either way. */
+    bool no_recompute;
 } mm_model_config;
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

@@ -6,7 +6,8 @@
  * gradient is written (=) by the first contribution; where branches join (a value read by several
  * nodes, e.g. the shortcut of a residual block) later contributions are summed by an add node.
  * Frozen parameters get no gradient value and their weight-gradient nodes are not recorded; data
- * gradients are recorded only towards values that need them. */
+ * gradients are recorded only towards values that need them. With g->recompute on, recompute.c
+ * then rewrites the backward nodes to recompute cheap activations instead of keeping them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,5 +227,6 @@ mm_status mm_graph_backward(mm_graph *g, int loss)
     for (int i = 0; i < g->n_values; i++) t.grad_of[i] = -1;
     for (int n = g->n_forward - 1; n >= 0; n--) backward_node(&t, n);
     free(t.grad_of);
+    if (g->status == MM_OK && g->recompute) mm_graph_recompute_pass(g);
     return g->status;
 }

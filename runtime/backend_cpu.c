@@ -82,6 +82,10 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         mm_cpu_batchnorm_backward(F(out[0]), F(out[1]), F(out[2]), CF(in[0]), CF(in[1]), CF(in[2]),
                                   CF(in[3]), CF(in[4]), p->bn.m, p->bn.c);
         break;
+    case MM_OP_BN_APPLY:
+        mm_cpu_batchnorm_apply(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]),
+                               p->bn.m, p->bn.c, p->bn.relu);
+        break;
     case MM_OP_RELU: mm_cpu_relu_forward(F(out[0]), CF(in[0]), p->elementwise.n); break;
     case MM_OP_RELU_BWD:
         mm_cpu_relu_backward(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n);

@@ -15,6 +15,7 @@ static const char *op_names[MM_OP_COUNT] = {
     [MM_OP_CONV2D_BWD_BIAS] = "conv2d_bwd_bias",
     [MM_OP_BATCHNORM] = "batchnorm",
     [MM_OP_BATCHNORM_BWD] = "batchnorm_bwd",
+    [MM_OP_BN_APPLY] = "batchnorm_apply",
     [MM_OP_RELU] = "relu",
     [MM_OP_RELU_BWD] = "relu_bwd",
     [MM_OP_ADD] = "add",
@@ -52,6 +53,7 @@ mm_graph *mm_graph_new(bool training)
     g->loss = -1;
     g->seed = 0x6d616d6d6fULL;
     g->act_dtype = MM_F32;
+    g->recompute = true;
     return g;
 }
 

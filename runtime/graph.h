@@ -28,6 +28,11 @@ typedef enum mm_op {
                                   out: y, save_mean, save_invstd (training) / y (eval) */
     MM_OP_BATCHNORM_BWD,       /* in: dy, x, gamma, save_mean, save_invstd
                                   out: dx (or -1), dgamma (+=, or -1), dbeta (+=, or -1) */
+    MM_OP_BN_APPLY,            /* in: x, gamma, beta, save_mean, save_invstd   out: y
+                                  y = (x - save_mean) * (gamma * save_invstd) + beta, then
+                                  max(y, 0) when p.bn.relu: a training BN's output (with the ReLU
+                                  that follows it) recomputed from its saved statistics, bitwise
+                                  what the forward wrote (autograd.c, recompute) */
     MM_OP_RELU,                /* in: x                  out: y */
     MM_OP_RELU_BWD,            /* in: dy, y              out: dx */
     MM_OP_ADD,                 /* in: a, b               out: y */
@@ -81,7 +86,7 @@ typedef struct mm_value {
 typedef union mm_op_params {
     mm_conv_dims conv;
     mm_pool_dims pool;
-    struct { int64_t m; int c; float eps, momentum; bool training; } bn;
+    struct { int64_t m; int c; float eps, momentum; bool training, relu; } bn;
     struct { int n, k, o; } dense;
     struct { int64_t n; float p; uint64_t seed; } dropout;
     struct { int n, c; float dloss; } xent;
@@ -115,6 +120,9 @@ typedef struct mm_graph {
      * precision on CUDA. Global average pooling, dense, softmax and the loss are always F32, as
      * are parameters, gradients, optimizer state and BN statistics. Set before building. */
     mm_dtype act_dtype;
+    /* Recompute cheap activations in the backward pass instead of keeping them (default on; see
+     * mm_graph_backward). Set before mm_graph_backward. */
+    bool recompute;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);
@@ -153,7 +161,17 @@ int mm_flip(mm_graph *g, int x, int axis /* 1 vertical, 2 horizontal */);
 /* [n,h,w,c] -> [n, h*w*c] (NHWC order) as a view. */
 int mm_flatten(mm_graph *g, int x);
 
-/* Appends the gradient nodes of `loss` (a [1] value) for every trainable, unfrozen parameter. */
+/* Appends the gradient nodes of `loss` (a [1] value) for every trainable, unfrozen parameter.
+ *
+ * With g->recompute on, a forward activation that backward nodes read is not kept from the
+ * forward pass when it can be recomputed cheaply from values that are kept anyway: the output of
+ * a ReLU, an add, a training batch norm (MM_OP_BN_APPLY from its saved statistics) or a max pool
+ * whose inputs are kept or recomputable in turn (e.g. relu(bn(conv)) from the conv output that
+ * BN's backward keeps; a residual block's output relu(bn(conv) + shortcut) down a chain of
+ * blocks). The recomputing nodes are recorded just before the first backward node that reads the
+ * value, and those nodes read the recomputed copy, so the forward copy dies at its last forward
+ * reader. Recomputation repeats the forward's arithmetic exactly: gradients are bitwise the same
+ * with it on or off (on the CPU). */
 mm_status mm_graph_backward(mm_graph *g, int loss);
 
 /* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */

@@ -11,4 +11,8 @@ int mm_graph_add_node(mm_graph *g, mm_op op, const int *in, int n_in, const int 
 /* A view of x with another shape (same elements). */
 int mm_graph_reshape(mm_graph *g, int x, int ndim, const int64_t *shape);
 
+/* recompute.c: rewrites the recorded backward nodes to read recomputed copies of cheap forward
+ * activations instead of keeping them (graph.h, mm_graph_backward). */
+void mm_graph_recompute_pass(mm_graph *g);
+
 #endif

@@ -79,6 +79,7 @@ static int inplace_candidates(const mm_node *nd, int *cand)
     switch (nd->op) {
     case MM_OP_RELU:
     case MM_OP_DROPOUT:
+    case MM_OP_BN_APPLY:
         cand[0] = nd->in[0];
         return 1;
     case MM_OP_ADD:

@@ -528,6 +528,33 @@ MM_TEST(cuda_batchnorm_forward_eval)
     }
 }
 
+/* A training output recomputed from saved statistics (autograd's recompute), with and without
+ * the ReLU, in place too. */
+MM_TEST(cuda_batchnorm_apply)
+{
+    REQUIRE_GPU();
+    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
+        for (int relu = 0; relu < 2; relu++) {
+            const bn_cfg *b = &bn_cfgs[i];
+            tcase tc;
+            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 650 + 2 * i + (uint64_t)relu);
+            tc.node.backward = true;
+            bn_params(&tc, b, true);
+            tc.node.p.bn.relu = relu;
+            float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
+            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
+            tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
+            tc.alias_out[0] = 0;
+            char name[64];
+            snprintf(name, sizeof name, "bn apply%s cfg %zu", relu ? "+relu" : "", i);
+            tc_check(&tc, name);
+        }
+}
+
 /* which: 0 all outputs, 1 no dgamma/dbeta (frozen), 2 no dx (nothing upstream). */
 static void bn_backward_case(const bn_cfg *b, int which, uint64_t seed)
 {

@@ -60,6 +60,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
     mm_args_bool(&a, "cuda-graph", "replay the forward and backward pass as one captured CUDA graph");
+    mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation)");
     mm_args_int(&a, "profile", "0", "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
@@ -93,6 +94,7 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.width = w;
     cfg.training = true;
     cfg.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+    cfg.no_recompute = mm_args_get_bool(&a, "no-recompute");
 
     mm_backend *be = NULL;
     mm_model m;

@@ -17,6 +17,7 @@ static void add_flags(mm_args *a)
     mm_args_str(a, "trainable", NULL, "comma-separated name prefixes of the trainable parameters "
                 "(e.g. top.); default all");
     mm_args_str(a, "optimizer", "adam", "optimizer state to plan: adam (2 slots), sgd (1), none");
+    mm_args_bool(a, "no-recompute", "keep every activation backward reads (no recomputation)");
 }
 
 static mm_status run(const mm_args *a, bool table)
@@ -25,6 +26,7 @@ static mm_status run(const mm_args *a, bool table)
     MM_TRY(mm_model_flags_get(&c, a, true));
     c.training = !mm_args_get_bool(a, "eval");
     c.trainable = mm_args_get(a, "trainable");
+    c.no_recompute = mm_args_get_bool(a, "no-recompute");
     const char *opt = mm_args_get(a, "optimizer");
     int slots;
     if (!strcmp(opt, "adam"))

@@ -114,6 +114,18 @@ void mm_cpu_batchnorm_forward_eval(float *y, const float *x, const float *gamma,
     free(scale);
 }
 
+void mm_cpu_batchnorm_apply(float *y, const float *x, const float *gamma, const float *beta,
+                            const float *save_mean, const float *save_invstd, int64_t m, int c,
+                            bool relu)
+{
+    MM_ASSERT(m > 0 && c > 0);
+    float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
+    for (int j = 0; j < c; j++) scale[j] = gamma[j] * save_invstd[j]; /* as the forward */
+    normalize_rows(y, x, save_mean, scale, beta, m, c);
+    free(scale);
+    if (relu) mm_cpu_relu_forward(y, y, m * c);
+}
+
 void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                                const float *x, const float *gamma, const float *save_mean,
                                const float *save_invstd, int64_t m, int c)

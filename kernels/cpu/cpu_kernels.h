@@ -11,6 +11,7 @@
 #ifndef MM_CPU_KERNELS_H
 #define MM_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,16 @@ void mm_cpu_batchnorm_forward_eval(float *y,                  /* [m,c] may alias
                                    const float *running_mean, /* [c] */
                                    const float *running_var,  /* [c] */
                                    int64_t m, int c, float eps);
+/* A training forward's output again from its saved statistics (recomputation in the backward
+ * pass): y = (x - save_mean) * (gamma * save_invstd) + beta, then max(y, 0) when relu. Bitwise
+ * what mm_cpu_batchnorm_forward_train (followed by mm_cpu_relu_forward) wrote. */
+void mm_cpu_batchnorm_apply(float *y,                 /* [m,c] may alias x */
+                            const float *x,           /* [m,c] */
+                            const float *gamma,       /* [c] */
+                            const float *beta,        /* [c] */
+                            const float *save_mean,   /* [c] */
+                            const float *save_invstd, /* [c] */
+                            int64_t m, int c, bool relu);
 /* dgamma/dbeta may be NULL (frozen); dx may be NULL (nothing upstream needs it). */
 void mm_cpu_batchnorm_backward(float *dx,                /* [m,c] written, may alias dy */
                                float *dgamma,            /* [c] accumulated */

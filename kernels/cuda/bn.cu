@@ -205,6 +205,36 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
     });
 }
 
+/* ---- a training output again, from the saved statistics (recomputation, MM_OP_BN_APPLY) ----
+ * scale = gamma * save_invstd (the float product the training finish kernel makes), then the same
+ * element-wise functor with mean = save_mean: bitwise the forward's y (and relu(y)). */
+__global__ void mm_bn_apply_coef_kernel(float *scale, const float *gamma, const float *save_invstd,
+                                        int c)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < c) scale[j] = gamma[j] * save_invstd[j];
+}
+
+void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const float *gamma,
+                      const float *beta, const float *save_mean, const float *save_invstd,
+                      int64_t m, int c, int relu, void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0) return;
+    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
+    mm_bn_apply_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        w.scale, gamma, save_invstd, c);
+    MM_CUDA_CHECK_LAUNCH();
+    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    mm_dispatch_float(ty, [&](auto yt) {
+        mm_dispatch_float(tx, [&](auto xt) {
+            using TY = decltype(yt);
+            using TX = decltype(xt);
+            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, save_mean, w.scale, beta, c, relu};
+            mm_ew_launch(op, m * c, vec, st);
+        });
+    });
+}
+
 /* ---- backward ---- */
 template <typename TDY, typename TX>
 __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,

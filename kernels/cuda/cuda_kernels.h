@@ -71,6 +71,13 @@ void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const
                              mm_dtype tx, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int64_t m, int c,
                              float eps, int relu, void *ws, cudaStream_t st);
+/* A training output recomputed from its saved statistics (MM_OP_BN_APPLY):
+ * y = (x - save_mean) * (gamma * save_invstd) + beta, then max(y, 0) when relu; bitwise what
+ * mm_cuda_bn_forward_train wrote. ws: mm_cuda_bn_workspace(m, c) bytes. */
+void mm_cuda_bn_apply(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x /* [m,c] */,
+                      mm_dtype tx, const float *gamma /* [c] */, const float *beta /* [c] */,
+                      const float *save_mean /* [c] */, const float *save_invstd /* [c] */,
+                      int64_t m, int c, int relu, void *ws, cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
 void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c] += */,
                          float *dbeta /* [c] += */, const void *dy /* [m,c] */, mm_dtype tdy,

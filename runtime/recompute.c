@@ -1,0 +1,252 @@
+/* Recomputation of cheap activations in the backward pass (graph.h, mm_graph_backward).
+ *
+ * After autograd.c has recorded the backward nodes, this pass decides which forward activations
+ * the backward nodes read ("saved" values) need not be kept from the forward pass, and rewrites
+ * the backward node list so that those nodes read a copy recomputed just before the first of
+ * them.
+ *
+ * A forward value is available in the backward pass when it is kept (saved and not dropped), a
+ * parameter or step input, or recomputable: the first output of a RELU, ADD, MAXPOOL or training
+ * BATCHNORM whose activation inputs are available in turn (for BN: x and the saved mean and
+ * invstd, which BN's backward keeps). A saved value is dropped when it is recomputable, not kept
+ * as an output of the step, and no view shares its memory. So dropping never makes another value
+ * live longer than it already was: everything a recomputation reads is kept anyway, or itself
+ * recomputed. Typical cases:
+ *   conv -> BN -> ReLU -> conv   the ReLU output (read by the next convolution's filter gradient
+ *                                and by ReLU's backward) comes back as relu(bn(x)) from the conv
+ *                                output x that BN's backward keeps (one MM_OP_BN_APPLY node);
+ *   residual block output        relu(bn3(conv3) + shortcut), where the shortcut is a BN of a
+ *                                kept conv output or the previous block's output: a chain of
+ *                                cheap element-wise nodes back to the stage's first block;
+ *   max pool of a kept value     recomputed from it (VGG's block outputs).
+ * A conv -> ReLU (VGG) output is not dropped: the conv output it would come from is not kept
+ * (the ReLU runs in place over it), so keeping the ReLU output is already the cheapest.
+ *
+ * Copies recomputed for a backward node that reads them directly are cached and shared by the
+ * later backward readers of the same value; copies made only as a step towards another value
+ * (a residual chain) are temporaries, so a chain is recomputed again where a later node needs an
+ * earlier link. The recomputing nodes are the forward ops themselves (same kernels, same
+ * arithmetic) except BN, which becomes MM_OP_BN_APPLY with the saved statistics: the CPU forward
+ * computes y = (x - mean) * (gamma * invstd) + beta with the very same float mean and invstd, so
+ * the copy is bitwise the forward value and gradients do not change.
+ *
+ * The temporaries of a recomputation can, in a small net, raise the backward pass's peak above
+ * what keeping the values cost: the pass plans the arena both ways (planner.h, no backend) and
+ * keeps the step as recorded when recomputing does not make it smaller. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+#include "graph_internal.h"
+#include "planner.h"
+
+typedef struct {
+    mm_graph *g;
+    int nf;        /* forward nodes */
+    int nv;        /* values before this pass */
+    bool *saved;   /* per value: read by a backward node */
+    bool *dropped; /* saved, but recomputed instead of kept */
+    bool *avail;   /* readable in the backward pass: kept or recomputable */
+    int *cache;    /* per value: a recomputed copy later backward nodes may read, or -1 */
+} rc_pass;
+
+static bool is_act(const mm_graph *g, int v) { return v >= 0 && g->values[v].kind == MM_VALUE_ACT; }
+
+static bool kept(const rc_pass *r, int v)
+{
+    return !is_act(r->g, v) || (r->saved[v] && !r->dropped[v]);
+}
+
+/* The activation inputs a recomputation of node nd's first output reads (BN: x and the saved
+ * statistics; gamma and beta are parameters). Returns their count, 0 if nd is not recomputable. */
+static int recompute_inputs(const mm_node *nd, int *in)
+{
+    switch (nd->op) {
+    case MM_OP_RELU:
+    case MM_OP_MAXPOOL: in[0] = nd->in[0]; return 1;
+    case MM_OP_ADD:
+        in[0] = nd->in[0];
+        in[1] = nd->in[1];
+        return 2;
+    case MM_OP_BATCHNORM:
+        if (!nd->p.bn.training || nd->n_out < 3) return 0;
+        in[0] = nd->in[0];
+        in[1] = nd->out[1];
+        in[2] = nd->out[2];
+        return 3;
+    default: return 0;
+    }
+}
+
+/* Decides saved / dropped / avail for every forward value. */
+static void analyse(rc_pass *r)
+{
+    mm_graph *g = r->g;
+    bool *has_view = mm_xcalloc((size_t)r->nv, sizeof *has_view);
+    for (int v = 0; v < r->nv; v++)
+        if (g->values[v].view_of >= 0) has_view[g->values[v].view_of] = true;
+    for (int n = r->nf; n < g->n_nodes; n++)
+        for (int i = 0; i < g->nodes[n].n_in; i++)
+            if (is_act(g, g->nodes[n].in[i])) r->saved[g->nodes[n].in[i]] = true;
+    for (int n = 0; n < r->nf; n++) {
+        const mm_node *nd = &g->nodes[n];
+        int in[3], k = recompute_inputs(nd, in);
+        /* Last output first: BN's recomputation reads its own saved statistics. */
+        for (int o = nd->n_out - 1; o >= 0; o--) {
+            int v = nd->out[o];
+            if (!is_act(g, v)) continue;
+            const mm_value *val = &g->values[v];
+            bool rec = o == 0 && k > 0 && val->view_of < 0 && !has_view[v] && !val->keep;
+            for (int i = 0; rec && i < k; i++) rec = !is_act(g, in[i]) || r->avail[in[i]];
+            r->dropped[v] = r->saved[v] && rec;
+            r->avail[v] = r->saved[v] || rec;
+        }
+    }
+    free(has_view);
+}
+
+static int emit(rc_pass *r, int like, mm_op op, const int *in, int n_in, const mm_op_params *p,
+                double flops)
+{
+    mm_graph *g = r->g;
+    const mm_value *L = &g->values[like];
+    int y = mm_graph_new_value(g, MM_VALUE_ACT, L->dtype, L->ndim, L->shape, NULL);
+    mm_graph_add_node(g, op, in, n_in, &y, 1, p, flops);
+    return y;
+}
+
+static int ensure(rc_pass *r, int v, bool direct);
+
+/* How many nodes recomputing v takes now (0: kept or cached). */
+static int chain_nodes(const rc_pass *r, int v)
+{
+    if (kept(r, v) || r->cache[v] >= 0) return 0;
+    int in[3], k = recompute_inputs(&r->g->nodes[r->g->values[v].producer], in), total = 1;
+    for (int i = 0; i < k; i++) total += chain_nodes(r, in[i]);
+    return total;
+}
+
+/* The recomputed inputs a and b of a binary node, the longer chain first: its temporaries are
+ * gone before the other operand's copy is made. */
+static void ensure_pair(rc_pass *r, int a, int b, int *ra, int *rb)
+{
+    if (chain_nodes(r, b) > chain_nodes(r, a)) {
+        *rb = ensure(r, b, false);
+        *ra = ensure(r, a, false);
+    } else {
+        *ra = ensure(r, a, false);
+        *rb = ensure(r, b, false);
+    }
+}
+
+/* A value readable now that equals forward value v: v itself when kept, else a recomputed copy
+ * (recording the nodes that make it). `direct`: a backward node reads it (cache the copy). */
+static int ensure(rc_pass *r, int v, bool direct)
+{
+    mm_graph *g = r->g;
+    if (kept(r, v)) return v;
+    if (r->cache[v] >= 0) return r->cache[v];
+    MM_ASSERT(r->avail[v]);
+    const mm_node nd = g->nodes[g->values[v].producer]; /* a copy: emitting moves the array */
+    MM_ASSERT(nd.out[0] == v);
+    double n_el = (double)mm_shape_numel(g->values[v].ndim, g->values[v].shape);
+    int y;
+    switch (nd.op) {
+    case MM_OP_RELU: {
+        int u = nd.in[0];
+        const mm_node *pu = g->values[u].producer >= 0 ? &g->nodes[g->values[u].producer] : NULL;
+        if (pu && pu->op == MM_OP_BATCHNORM && pu->out[0] == u && !kept(r, u) && r->cache[u] < 0) {
+            /* relu(bn(x)) in one pass */
+            mm_node bn = *pu;
+            int in[5] = {ensure(r, bn.in[0], false), bn.in[1], bn.in[2], ensure(r, bn.out[1], false),
+                         ensure(r, bn.out[2], false)};
+            bn.p.bn.relu = true;
+            y = emit(r, v, MM_OP_BN_APPLY, in, 5, &bn.p, 3.0 * n_el);
+        } else {
+            int in[1] = {ensure(r, u, false)};
+            y = emit(r, v, MM_OP_RELU, in, 1, &nd.p, nd.flops);
+        }
+        break;
+    }
+    case MM_OP_ADD: {
+        int in[2];
+        ensure_pair(r, nd.in[0], nd.in[1], &in[0], &in[1]);
+        y = emit(r, v, MM_OP_ADD, in, 2, &nd.p, nd.flops);
+        break;
+    }
+    case MM_OP_MAXPOOL: {
+        int in[1] = {ensure(r, nd.in[0], false)};
+        y = emit(r, v, MM_OP_MAXPOOL, in, 1, &nd.p, nd.flops);
+        break;
+    }
+    case MM_OP_BATCHNORM: {
+        int in[5] = {ensure(r, nd.in[0], false), nd.in[1], nd.in[2], ensure(r, nd.out[1], false),
+                     ensure(r, nd.out[2], false)};
+        mm_op_params p = nd.p;
+        p.bn.relu = false;
+        y = emit(r, v, MM_OP_BN_APPLY, in, 5, &p, 2.0 * n_el);
+        break;
+    }
+    default: MM_ASSERT(!"recompute: a value marked recomputable has no recomputing op");
+    }
+    if (direct) r->cache[v] = y;
+    return y;
+}
+
+void mm_graph_recompute_pass(mm_graph *g)
+{
+    rc_pass r = {g, g->n_forward, g->n_values, NULL, NULL, NULL, NULL};
+    r.saved = mm_xcalloc((size_t)r.nv + 1, sizeof *r.saved);
+    r.dropped = mm_xcalloc((size_t)r.nv + 1, sizeof *r.dropped);
+    r.avail = mm_xcalloc((size_t)r.nv + 1, sizeof *r.avail);
+    r.cache = mm_xmalloc(((size_t)r.nv + 1) * sizeof *r.cache);
+    for (int v = 0; v < r.nv; v++) r.cache[v] = -1;
+    analyse(&r);
+    bool any = false;
+    for (int v = 0; v < r.nv; v++) any |= r.dropped[v];
+    mm_node *nodes0 = NULL;
+    mm_value *values0 = NULL;
+    int n_nodes0 = g->n_nodes;
+    size_t arena0 = 0;
+    if (any) {
+        /* The step as recorded, to go back to if recomputing does not pay (below). */
+        mm_plan p0;
+        if (mm_plan_make(&p0, g, NULL, 0) == MM_OK) arena0 = p0.arena_bytes;
+        mm_plan_free(&p0);
+        nodes0 = mm_xmalloc((size_t)g->n_nodes * sizeof *nodes0);
+        memcpy(nodes0, g->nodes, (size_t)g->n_nodes * sizeof *nodes0);
+        values0 = mm_xmalloc((size_t)r.nv * sizeof *values0);
+        memcpy(values0, g->values, (size_t)r.nv * sizeof *values0);
+        /* Re-record the backward nodes in order, each after the recomputations it needs. */
+        int nb = g->n_nodes - r.nf;
+        mm_node *bw = mm_xmalloc((size_t)(nb ? nb : 1) * sizeof *bw);
+        memcpy(bw, g->nodes + r.nf, (size_t)nb * sizeof *bw);
+        g->n_nodes = r.nf;
+        for (int b = 0; b < nb; b++) {
+            mm_node *nd = &bw[b];
+            for (int i = 0; i < nd->n_in; i++) {
+                int v = nd->in[i];
+                if (v >= 0 && v < r.nv && r.dropped[v]) nd->in[i] = ensure(&r, v, true);
+            }
+            mm_graph_add_node(g, nd->op, nd->in, nd->n_in, nd->out, nd->n_out, &nd->p, nd->flops);
+        }
+        free(bw);
+        /* Recomputed temporaries (a residual chain, a max pool's input) can raise the peak of the
+         * backward pass above what keeping the values cost; then keep them after all. */
+        mm_plan p1;
+        size_t arena1 = mm_plan_make(&p1, g, NULL, 0) == MM_OK ? p1.arena_bytes : 0;
+        mm_plan_free(&p1);
+        if (arena1 > arena0) {
+            memcpy(g->nodes, nodes0, (size_t)n_nodes0 * sizeof *nodes0);
+            g->n_nodes = n_nodes0;
+            memcpy(g->values, values0, (size_t)r.nv * sizeof *values0);
+            g->n_values = r.nv;
+        }
+    }
+    free(nodes0);
+    free(values0);
+    free(r.saved);
+    free(r.dropped);
+    free(r.avail);
+    free(r.cache);
+}

@@ -1,0 +1,502 @@
+/* Recomputation of cheap activations in the backward pass (graph.h g->recompute, recompute.c):
+ *  - a training step with recomputation gives bitwise the same loss, probabilities, gradients
+ *    and BN running statistics as one without, on the CPU (same kernels, same arithmetic), for a
+ *    conv-bn-relu chain, ResNet bottlenecks with residual joins (some parameters frozen), a VGG
+ *    block with max pooling, random conv nets, and the whole-image models of nets/ at a small
+ *    input;
+ *  - the recomputing nodes are really there (batchnorm_apply, the residual chain, max pool) and
+ *    the planned arena is smaller with them;
+ *  - the planned arena stays free of overlapping live tensors;
+ *  - on a GPU, the same step with and without recomputation agrees (SKIPPED without one). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/philox.h"
+#include "nets/nets.h"
+#include "runtime/backend.h"
+#include "runtime/graph.h"
+#include "runtime/planner.h"
+#include "runtime/session.h"
+#include "tests/harness.h"
+
+/* ---- building blocks of the hand-made nets ---- */
+typedef struct {
+    mm_graph *g;
+    int k; /* layers made so far (names) */
+} builder;
+
+static int param(builder *b, const char *what, int ndim, const int64_t *shape)
+{
+    char name[64];
+    snprintf(name, sizeof name, "l%d.%s", b->k, what);
+    return mm_graph_param(b->g, name, ndim, shape);
+}
+
+static int conv(builder *b, int x, int cout, int k, int stride, bool bias)
+{
+    int64_t ws[4] = {cout, k, k, b->g->values[x].shape[3]}, bs[1] = {cout};
+    int w = param(b, "weight", 4, ws);
+    int bb = bias ? param(b, "bias", 1, bs) : -1;
+    b->k++;
+    return mm_conv2d(b->g, x, w, bb, stride, k / 2);
+}
+
+static int bn(builder *b, int x)
+{
+    int64_t cs[1] = {b->g->values[x].shape[3]};
+    int ga = param(b, "gamma", 1, cs), be = param(b, "beta", 1, cs);
+    char nm[64], nv[64];
+    snprintf(nm, sizeof nm, "l%d.running_mean", b->k);
+    snprintf(nv, sizeof nv, "l%d.running_var", b->k);
+    int rm = mm_graph_state(b->g, nm, 1, cs), rv = mm_graph_state(b->g, nv, 1, cs);
+    b->k++;
+    return mm_batchnorm(b->g, x, ga, be, rm, rv, 1e-5f, 0.1f);
+}
+
+static int cbr(builder *b, int x, int cout, int k, int stride)
+{
+    return mm_relu(b->g, bn(b, conv(b, x, cout, k, stride, false)));
+}
+
+/* ResNet v1.5 bottleneck: 1x1, 3x3 (stride), 1x1 x4, projection shortcut when the shape changes. */
+static int bottleneck(builder *b, int x, int width, int stride)
+{
+    int cin = (int)b->g->values[x].shape[3];
+    int y = cbr(b, x, width, 1, 1);
+    y = cbr(b, y, width, 3, stride);
+    y = bn(b, conv(b, y, 4 * width, 1, 1, false));
+    int sc = x;
+    if (stride != 1 || cin != 4 * width) sc = bn(b, conv(b, x, 4 * width, 1, stride, false));
+    return mm_relu(b->g, mm_add(b->g, y, sc));
+}
+
+static int head(builder *b, int x)
+{
+    int f = mm_global_avgpool(b->g, x);
+    int64_t ws[2] = {3, b->g->values[f].shape[1]}, bs[1] = {3}, ls[1] = {2};
+    int w = param(b, "fc.weight", 2, ws), bb = param(b, "fc.bias", 1, bs);
+    int labels = mm_graph_input(b->g, "labels", MM_I32, 1, ls);
+    int sw = mm_graph_input(b->g, "weights", MM_F32, 1, ls);
+    return mm_softmax_xent(b->g, mm_dense(b->g, f, w, bb), labels, sw);
+}
+
+typedef int (*net_fn)(builder *b, int x);
+
+static int chain_net(builder *b, int x)
+{
+    for (int i = 0; i < 3; i++) x = cbr(b, x, 8, 3, i == 1 ? 2 : 1);
+    return head(b, x);
+}
+
+static int bottleneck_net(builder *b, int x)
+{
+    x = cbr(b, x, 8, 3, 1);
+    x = mm_maxpool(b->g, x, 3, 2, 1); /* ResNet's stem: relu -> max pool */
+    x = bottleneck(b, x, 4, 1);        /* projection (channels change) */
+    x = bottleneck(b, x, 4, 1);        /* identity shortcuts: a residual chain */
+    x = bottleneck(b, x, 4, 1);
+    x = bottleneck(b, x, 6, 2);        /* strided projection */
+    x = bottleneck(b, x, 6, 1);
+    return head(b, x);
+}
+
+static int vgg_net(builder *b, int x)
+{
+    for (int blk = 0; blk < 2; blk++) {
+        for (int i = 0; i < 2; i++) x = mm_relu(b->g, conv(b, x, 6 + 2 * blk, 3, 1, true));
+        x = mm_maxpool(b->g, x, 2, 2, 0);
+    }
+    x = mm_relu(b->g, conv(b, x, 8, 3, 1, true));
+    return head(b, x);
+}
+
+/* ---- one training step on the CPU ---- */
+typedef struct {
+    mm_graph *g;
+    mm_plan plan; /* a copy of the session's numbers */
+    int loss, probs;
+    int n_apply; /* batchnorm_apply nodes */
+} built;
+
+static void count_nodes(built *r)
+{
+    r->n_apply = 0;
+    for (int n = r->g->n_forward; n < r->g->n_nodes; n++)
+        r->n_apply += r->g->nodes[n].op == MM_OP_BN_APPLY;
+}
+
+static void fill_param(mm_session *s, const mm_graph *g, int v, uint64_t seed)
+{
+    const mm_value *val = &g->values[v];
+    int64_t n = mm_shape_numel(val->ndim, val->shape);
+    float *buf = malloc((size_t)n * sizeof(float));
+    bool gamma = strstr(val->name, "gamma") || strstr(val->name, "running_var");
+    bool beta = strstr(val->name, "beta");
+    mm_test_fill_uniform(buf, n, seed, gamma ? 0.5f : beta ? -0.2f : -0.5f,
+                         gamma ? 1.5f : beta ? 0.6f : 0.5f);
+    mm_session_write(s, v, buf, (size_t)n * sizeof(float));
+    free(buf);
+}
+
+static void write_inputs(mm_session *s, const mm_graph *g)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        const mm_value *val = &g->values[v];
+        if (val->kind != MM_VALUE_INPUT) continue;
+        int64_t n = mm_shape_numel(val->ndim, val->shape);
+        if (val->dtype == MM_I32) {
+            int32_t *l = malloc((size_t)n * sizeof *l);
+            for (int64_t i = 0; i < n; i++) l[i] = (int32_t)((i * 2 + 1) % val->shape[0] % 2);
+            mm_session_write(s, v, l, (size_t)n * sizeof *l);
+            free(l);
+        } else {
+            float *x = malloc((size_t)n * sizeof *x);
+            if (!strcmp(val->name, "weights") || !strcmp(val->name, "weight"))
+                mm_test_fill_uniform(x, n, 77, 0.5f, 2.0f);
+            else
+                mm_test_fill_uniform(x, n, 78, -1, 1);
+            mm_session_write(s, v, x, (size_t)n * sizeof *x);
+            free(x);
+        }
+    }
+}
+
+/* Everything a step produces that must not depend on recomputation: loss, probabilities,
+ * every gradient, every BN running statistic; appended to one array. */
+static float *step_results(mm_session *s, const mm_graph *g, int loss, int probs, int64_t *n_out)
+{
+    int64_t total = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const mm_value *val = &g->values[v];
+        if (v == loss || v == probs || val->kind == MM_VALUE_GRAD || val->kind == MM_VALUE_STATE)
+            total += mm_shape_numel(val->ndim, val->shape);
+    }
+    float *out = malloc((size_t)total * sizeof(float)), *p = out;
+    for (int v = 0; v < g->n_values; v++) {
+        const mm_value *val = &g->values[v];
+        if (v == loss || v == probs || val->kind == MM_VALUE_GRAD || val->kind == MM_VALUE_STATE) {
+            int64_t n = mm_shape_numel(val->ndim, val->shape);
+            mm_session_read(s, v, p, (size_t)n * sizeof(float));
+            p += n;
+        }
+    }
+    *n_out = total;
+    return out;
+}
+
+/* Builds `net` on a [2,h,w,3] input, freezing every parameter whose name starts with one of
+ * `frozen` (comma-separated layer prefixes, or NULL), and runs one step. */
+static float *run_hand_net(net_fn net, int h, int w, bool recompute, const char *frozen,
+                           built *r, int64_t *n_res)
+{
+    builder b = {mm_graph_new(true), 0};
+    int64_t xs[4] = {2, h, w, 3};
+    int x = mm_graph_input(b.g, "image", MM_F32, 4, xs);
+    int loss = net(&b, x);
+    CHECK_MSG(mm_graph_status(b.g) == MM_OK, "%s", mm_last_error());
+    for (int v = 0; v < b.g->n_values; v++)
+        if (b.g->values[v].kind == MM_VALUE_PARAM && frozen &&
+            mm_name_trainable(b.g->values[v].name, frozen))
+            mm_graph_set_frozen(b.g, v, true);
+    b.g->recompute = recompute;
+    CHECK(mm_graph_backward(b.g, loss) == MM_OK);
+    r->g = b.g;
+    r->loss = loss;
+    r->probs = mm_graph_xent_probs(b.g, loss);
+    count_nodes(r);
+    mm_backend *be;
+    mm_backend_cpu_create(&be);
+    mm_session s;
+    CHECK(mm_session_init(&s, b.g, be, 2) == MM_OK);
+    r->plan = s.plan;
+    for (int v = 0; v < b.g->n_values; v++)
+        if (b.g->values[v].kind == MM_VALUE_PARAM || b.g->values[v].kind == MM_VALUE_STATE)
+            fill_param(&s, b.g, v, 1000 + (uint64_t)v);
+    write_inputs(&s, b.g);
+    mm_session_run(&s);
+    float *res = step_results(&s, b.g, loss, r->probs, n_res);
+    memset(&s.plan, 0, sizeof s.plan); /* r->plan owns the arrays now */
+    mm_session_free(&s);
+    mm_backend_destroy(be);
+    return res;
+}
+
+static void free_built(built *r)
+{
+    mm_plan_free(&r->plan);
+    mm_graph_free(r->g);
+}
+
+/* The step with and without recomputation: bitwise equal results; returns the arenas. */
+static void compare_hand_net(const char *what, net_fn net, int h, int w, const char *frozen,
+                             built *on, built *off)
+{
+    int64_t n_on, n_off;
+    float *a = run_hand_net(net, h, w, true, frozen, on, &n_on);
+    float *b = run_hand_net(net, h, w, false, frozen, off, &n_off);
+    CHECK_EQ_INT(n_on, n_off);
+    if (n_on == n_off) {
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n_on; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+        CHECK_MSG(diff == 0, "%s: %lld of %lld results differ with recomputation", what,
+                  (long long)diff, (long long)n_on);
+    }
+    /* nothing is recomputed without the option */
+    CHECK_EQ_INT(off->n_apply, 0);
+    free(a);
+    free(b);
+}
+
+MM_TEST(conv_bn_relu_chain)
+{
+    built on, off;
+    compare_hand_net("chain", chain_net, 11, 9, NULL, &on, &off);
+    /* the two inner ReLU outputs feed a convolution's filter gradient: recomputed */
+    CHECK(on.n_apply >= 2);
+    CHECK_MSG(on.plan.arena_bytes < off.plan.arena_bytes, "arena %zu vs %zu", on.plan.arena_bytes,
+              off.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+}
+
+MM_TEST(resnet_bottlenecks_with_residual_joins)
+{
+    built on, off;
+    compare_hand_net("bottlenecks", bottleneck_net, 16, 13, NULL, &on, &off);
+    CHECK(on.n_apply >= 10);
+    /* the residual chain: adds recomputed in the backward pass, and the stem's max pool */
+    int adds = 0, pools = 0;
+    for (int n = on.g->n_forward; n < on.g->n_nodes; n++) {
+        const mm_node *nd = &on.g->nodes[n];
+        pools += nd->op == MM_OP_MAXPOOL;
+        /* a recomputing add reads BN_APPLY outputs or earlier recomputed values */
+        adds += nd->op == MM_OP_ADD && on.g->values[nd->in[0]].producer >= on.g->n_forward &&
+                on.g->nodes[on.g->values[nd->in[0]].producer].op == MM_OP_BN_APPLY;
+    }
+    CHECK(adds >= 3);
+    CHECK(pools >= 1);
+    CHECK_MSG(on.plan.arena_bytes < off.plan.arena_bytes, "arena %zu vs %zu", on.plan.arena_bytes,
+              off.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+}
+
+MM_TEST(resnet_bottlenecks_partly_frozen)
+{
+    /* The stem and the first block frozen: their BN backward is not recorded, so their
+     * statistics are not kept and what the first trainable layers read must be kept instead. */
+    built on, off;
+    compare_hand_net("frozen bottlenecks", bottleneck_net, 16, 13, "l0.,l1.,l2.,l3.,l4.,l5.,l6.",
+                     &on, &off);
+    CHECK(on.n_apply >= 1);
+    CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+}
+
+MM_TEST(vgg_block_with_max_pool)
+{
+    built on, off;
+    compare_hand_net("vgg", vgg_net, 12, 10, NULL, &on, &off);
+    /* conv -> relu outputs stay (the conv output is not kept); the pooled block output that feeds
+     * the next convolution is recomputed from the kept ReLU output */
+    CHECK_EQ_INT(on.n_apply, 0);
+    int pools = 0;
+    for (int n = on.g->n_forward; n < on.g->n_nodes; n++) pools += on.g->nodes[n].op == MM_OP_MAXPOOL;
+    CHECK(pools >= 1);
+    CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+}
+
+/* ---- random conv nets (as test_planner's), gradients and plans ---- */
+static uint64_t rnd_seed;
+
+static int random_net(builder *b, int x)
+{
+    int prev[16], n_prev = 0;
+    int units = 4 + (int)(mm_philox_u32(rnd_seed, 1) % 6);
+    for (int u = 0; u < units; u++) {
+        uint32_t r = mm_philox_u32(rnd_seed, 10 + (uint64_t)u);
+        int kc = 4 + (int)(r % 3) * 2, ks = (r >> 4) % 2 ? 3 : 1;
+        int y = bn(b, conv(b, x, kc, ks, 1, false));
+        for (int q = n_prev - 1; q >= 0 && (r >> 8) % 2; q--)
+            if (mm_shape_equal(4, b->g->values[prev[q]].shape, 4, b->g->values[y].shape)) {
+                y = mm_add(b->g, y, prev[q]);
+                break;
+            }
+        if ((r >> 10) % 4 != 0) y = mm_relu(b->g, y);
+        if ((r >> 12) % 4 == 0 && b->g->values[y].shape[1] >= 4) y = mm_maxpool(b->g, y, 2, 2, 0);
+        x = y;
+        if (n_prev < 16) prev[n_prev++] = y;
+    }
+    return head(b, x);
+}
+
+MM_TEST(random_nets_same_gradients)
+{
+    int recomputed = 0;
+    for (rnd_seed = 1; rnd_seed <= 12; rnd_seed++) {
+        built on, off;
+        char what[32];
+        snprintf(what, sizeof what, "random net %llu", (unsigned long long)rnd_seed);
+        compare_hand_net(what, random_net, 10, 9, rnd_seed % 3 == 0 ? "l0.,l1." : NULL, &on, &off);
+        CHECK_MSG(on.plan.arena_bytes <= off.plan.arena_bytes, "seed %llu: arena %zu vs %zu",
+                  (unsigned long long)rnd_seed, on.plan.arena_bytes, off.plan.arena_bytes);
+        recomputed += on.n_apply > 0;
+        free_built(&on);
+        free_built(&off);
+    }
+    CHECK(recomputed >= 8);
+}
+
+/* ---- the whole-image models of nets/ at a small input (reduced-width trunks) ---- */
+static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool recompute,
+                        size_t *arena, int *n_apply, int64_t *n_res)
+{
+    mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
+    c.top = top;
+    c.batch = 2;
+    c.height = h;
+    c.width = w;
+    c.width_div = 16;
+    c.training = true;
+    c.no_recompute = !recompute;
+    mm_model m;
+    *n_res = 0;
+    if (mm_model_build(&m, &c) != MM_OK) {
+        CHECK_MSG(false, "%s", mm_last_error());
+        return NULL;
+    }
+    *n_apply = 0;
+    for (int n = m.g->n_forward; n < m.g->n_nodes; n++) *n_apply += m.g->nodes[n].op == MM_OP_BN_APPLY;
+    mm_backend *be;
+    mm_backend_cpu_create(&be);
+    mm_session s;
+    CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
+    *arena = s.plan.arena_bytes;
+    mm_model_init(&m, &s, 5);
+    write_inputs(&s, m.g);
+    mm_session_run(&s);
+    float *res = step_results(&s, m.g, m.loss, m.probs, n_res);
+    mm_session_free(&s);
+    mm_model_free(&m);
+    mm_backend_destroy(be);
+    return res;
+}
+
+static void compare_model(mm_trunk trunk, const char *top, int h, int w)
+{
+    size_t arena_on, arena_off;
+    int apply_on, apply_off;
+    int64_t n_on, n_off;
+    float *a = run_model(trunk, top, h, w, true, &arena_on, &apply_on, &n_on);
+    float *b = run_model(trunk, top, h, w, false, &arena_off, &apply_off, &n_off);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return;
+    }
+    CHECK_EQ_INT(n_on, n_off);
+    if (n_on == n_off) {
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n_on; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+        CHECK_MSG(diff == 0, "%s %s: %lld of %lld results differ with recomputation",
+                  mm_trunk_name(trunk), top, (long long)diff, (long long)n_on);
+    }
+    CHECK_EQ_INT(apply_off, 0);
+    if (trunk == MM_TRUNK_RESNET50) CHECK(apply_on > 50);
+    CHECK_MSG(arena_on < arena_off, "%s: arena %zu with recomputation, %zu without",
+              mm_trunk_name(trunk), arena_on, arena_off);
+    free(a);
+    free(b);
+}
+
+MM_TEST(whole_image_resnet50)
+{
+    compare_model(MM_TRUNK_RESNET50, "[16-16-32]x2,[16-16-32]x1", 96, 64);
+}
+
+MM_TEST(whole_image_vgg16)
+{
+    compare_model(MM_TRUNK_VGG16, "32x1,32x1", 128, 128);
+}
+
+/* ---- full size on the meta backend: the planned step shrinks ---- */
+static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute)
+{
+    mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
+    c.top = top;
+    c.batch = 2;
+    c.training = true;
+    c.no_recompute = !recompute;
+    mm_model m;
+    CHECK(mm_model_build(&m, &c) == MM_OK);
+    mm_backend *be;
+    mm_backend_meta_create(&be);
+    mm_plan p;
+    CHECK(mm_plan_make(&p, m.g, be, 2) == MM_OK);
+    size_t a = p.arena_bytes;
+    mm_plan_free(&p);
+    mm_model_free(&m);
+    mm_backend_destroy(be);
+    return a;
+}
+
+MM_TEST(full_size_resnet50_plan_shrinks)
+{
+    const char *top = "[512-512-1024]x2,[512-512-1024]x2";
+    size_t on = planned_arena(MM_TRUNK_RESNET50, top, true);
+    size_t off = planned_arena(MM_TRUNK_RESNET50, top, false);
+    printf("    resnet50 1152x896 batch 2 arena: %.1f MiB recomputing, %.1f MiB keeping\n",
+           on / 1048576.0, off / 1048576.0);
+    CHECK(on < off * 6 / 10);
+}
+
+/* ---- on a GPU: the same step with and without recomputation ---- */
+MM_TEST(cuda_step_same_with_recompute)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    const mm_precision precs[2] = {MM_PRECISION_FP32, MM_PRECISION_BF16};
+    for (int pi = 0; pi < 2; pi++) {
+        float *res[2];
+        int64_t n[2];
+        for (int rc = 0; rc < 2; rc++) {
+            mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, MM_TRUNK_RESNET50);
+            c.top = "[16-16-32]x2";
+            c.batch = 2;
+            c.height = 96;
+            c.width = 64;
+            c.width_div = 8;
+            c.training = true;
+            c.no_recompute = rc == 1;
+            c.act_dtype = precs[pi] == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+            mm_model m;
+            CHECK(mm_model_build(&m, &c) == MM_OK);
+            mm_backend *be;
+            CHECK_MSG(mm_backend_cuda_create_ex(&be, precs[pi], 0) == MM_OK, "%s", mm_last_error());
+            mm_session s;
+            CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
+            mm_model_init(&m, &s, 5);
+            write_inputs(&s, m.g);
+            mm_session_run(&s);
+            res[rc] = step_results(&s, m.g, m.loss, m.probs, &n[rc]);
+            mm_session_free(&s);
+            mm_model_free(&m);
+            mm_backend_destroy(be);
+        }
+        CHECK_EQ_INT(n[0], n[1]);
+        /* The recomputed copies are bitwise the forward's (same kernels); convolution
+         * algorithms with atomics may still reorder sums, so allow rounding. */
+        double err = 0, ref = 0;
+        for (int64_t i = 0; i < n[0] && n[0] == n[1]; i++) {
+            double d = (double)res[0][i] - res[1][i];
+            err += d * d;
+            ref += (double)res[1][i] * res[1][i];
+        }
+        CHECK_MSG(err <= 1e-8 * (ref > 0 ? ref : 1), "%s: relative L2 difference %g",
+                  mm_precision_name(precs[pi]), ref > 0 ? sqrt(err / ref) : sqrt(err));
+        free(res[0]);
+        free(res[1]);
+    }
+}
