@@ -3,7 +3,8 @@
  * runs it, with its planned workspace. Convolutions report TFLOP/s, memory-bound ops GB/s of
  * the bytes they must move at least, so the slow ones stand out.
  *
- * Usage: bench_ops_cuda [fp32|tf32|bf16 [H W [BATCH]]]   (default bf16 1152 896 2)
+ * Usage: bench_ops_cuda [fp32|tf32|bf16 [H W [BATCH [FILTER]]]]   (default bf16 1152 896 2)
+ * FILTER: only ops whose name contains it (e.g. maxpool, conv_bwd_filter).
  * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`.
  * Without a GPU it says so and exits 0 (it is not a test). */
 #include <stdio.h>
@@ -47,10 +48,13 @@ static size_t value_bytes(const mm_value *v)
     return (size_t)mm_shape_numel(v->ndim, v->shape) * mm_dtype_size(v->dtype);
 }
 
+static const char *g_filter; /* only ops whose name contains it; NULL: all */
+
 /* Runs b on the backend: allocates its values (filled with small numbers) and workspace, warms
  * up, then times repetitions until MIN_SECONDS and MIN_REPS; prints the best. */
 static void run(mm_backend *be, bench_op *b)
 {
+    if (g_filter && !strstr(b->name, g_filter)) return;
     void *dev[8];
     for (int i = 0; i < b->nv; i++) {
         size_t n = value_bytes(&b->vals[i]);
@@ -265,6 +269,7 @@ int main(int argc, char **argv)
     }
     int H = argc > 2 ? atoi(argv[2]) : 1152, W = argc > 3 ? atoi(argv[3]) : 896;
     int N = argc > 4 ? atoi(argv[4]) : 2;
+    g_filter = argc > 5 ? argv[5] : NULL;
     if (H < 64 || W < 64 || N < 1) {
         fprintf(stderr, "bench_ops_cuda: sizes must be at least 64x64, batch at least 1\n");
         return 1;
@@ -291,8 +296,13 @@ int main(int argc, char **argv)
     conv_ops(be, act, N, H, W, 64, 64, 3, 1, 1);
     memory_ops(be, act, N, h4, w4, 256);
     memory_ops(be, act, N, h2, w2, 64);
+    /* VGG16's five 2x2/2 max pools (the backward of the first is its slowest memory-bound op). */
     pool_ops(be, act, N, H, W, 64, 2, 2, 0);
-    adam_op(be, 40 * 1000 * 1000);
+    pool_ops(be, act, N, H / 2, W / 2, 128, 2, 2, 0);
+    pool_ops(be, act, N, H / 4, W / 4, 256, 2, 2, 0);
+    pool_ops(be, act, N, H / 8, W / 8, 512, 2, 2, 0);
+    pool_ops(be, act, N, H / 16, W / 16, 512, 2, 2, 0);
+    if (!g_filter || strstr("adam", g_filter)) adam_op(be, 40 * 1000 * 1000);
     mm_backend_destroy(be);
     return 0;
 }

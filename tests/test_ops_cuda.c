@@ -89,6 +89,7 @@ typedef enum init_kind {
     INIT_NAN,    /* outputs that must be written everywhere */
     INIT_LABELS, /* int32 in [0, hi) */
     INIT_TIES,   /* uniform values quantised to quarters: many equal maxima */
+    INIT_NANS,   /* INIT_TIES with every 7th value NaN (max pooling's NaN rule) */
 } init_kind;
 
 typedef struct tcase {
@@ -189,8 +190,11 @@ static float **tc_make_init(const tcase *tc, bool bf16)
                 h[i][j] = (float)(mm_philox_u32(seed, (uint64_t)j) % (uint32_t)tc->hi[i]);
             break;
         case INIT_TIES:
+        case INIT_NANS:
             mm_test_fill_uniform(h[i], n, seed, tc->lo[i], tc->hi[i]);
             for (int64_t j = 0; j < n; j++) h[i][j] = floorf(h[i][j] * 4.0f) / 4.0f;
+            if (tc->init[i] == INIT_NANS)
+                for (int64_t j = 0; j < n; j += 7) h[i][j] = NAN;
             break;
         }
         if (bf16 && tc->act[i])
@@ -351,8 +355,10 @@ static void tc_check(const tcase *tc, const char *name)
                 bool sb = stored_dtype(tc, i, bf16) == MM_BF16;
                 double tol = tolerance(tc->kind, p, sb), scale = 0;
                 if (tc->v[i].dtype == MM_U8 || tc->v[i].dtype == MM_I32) tol = 0;
-                for (int64_t j = 0; j < n; j++)
+                for (int64_t j = 0; j < n; j++) {
+                    if (isnan(want[i][j]) && isnan(got[i][j])) want[i][j] = got[i][j] = 0;
                     if (fabs(want[i][j]) > scale) scale = fabs(want[i][j]);
+                }
                 char what[160];
                 snprintf(what, sizeof what, "%s %s%s value %d", name, mm_precision_name(p),
                          aliased ? " in place" : "", i);
@@ -391,21 +397,50 @@ static mm_conv_dims conv_dims(const conv_cfg *c)
     return d;
 }
 
+static void conv_forward_case(const mm_conv_dims *d, bool bias, uint64_t seed, const char *name)
+{
+    tcase tc;
+    tc_init(&tc, MM_OP_CONV2D, TOL_GEMM, seed);
+    tc.node.p.conv = *d;
+    tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->h, d->w, d->c)));
+    tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d->k, d->r, d->s, d->c)));
+    if (bias) tc_in(&tc, f32_in(&tc, -1, 1, SHAPE(d->k)));
+    tc_out(&tc, act_out(&tc, SHAPE(d->n, d->oh, d->ow, d->k)));
+    tc_check(&tc, name);
+}
+
+static void conv_bwd_data_case(const mm_conv_dims *d, uint64_t seed, const char *name)
+{
+    tcase tc;
+    tc_init(&tc, MM_OP_CONV2D_BWD_DATA, TOL_GEMM, seed);
+    tc.node.backward = true;
+    tc.node.p.conv = *d;
+    tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->oh, d->ow, d->k)));
+    tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d->k, d->r, d->s, d->c)));
+    tc_out(&tc, act_out(&tc, SHAPE(d->n, d->h, d->w, d->c)));
+    tc_check(&tc, name);
+}
+
+static void conv_bwd_filter_case(const mm_conv_dims *d, uint64_t seed, const char *name)
+{
+    tcase tc;
+    tc_init(&tc, MM_OP_CONV2D_BWD_FILTER, TOL_GEMM, seed);
+    tc.node.backward = true;
+    tc.node.p.conv = *d;
+    tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->oh, d->ow, d->k)));
+    tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->h, d->w, d->c)));
+    tc_out(&tc, grad_out(&tc, SHAPE(d->k, d->r, d->s, d->c)));
+    tc_check(&tc, name);
+}
+
 MM_TEST(cuda_conv2d_forward)
 {
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
         mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        tcase tc;
-        tc_init(&tc, MM_OP_CONV2D, TOL_GEMM, 100 + i);
-        tc.node.p.conv = d;
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.h, d.w, d.c)));
-        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d.k, d.r, d.s, d.c)));
-        if (conv_cfgs[i].bias) tc_in(&tc, f32_in(&tc, -1, 1, SHAPE(d.k)));
-        tc_out(&tc, act_out(&tc, SHAPE(d.n, d.oh, d.ow, d.k)));
         char name[64];
         snprintf(name, sizeof name, "conv fwd cfg %zu", i);
-        tc_check(&tc, name);
+        conv_forward_case(&d, conv_cfgs[i].bias, 100 + i, name);
     }
 }
 
@@ -414,16 +449,9 @@ MM_TEST(cuda_conv2d_backward_data)
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
         mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        tcase tc;
-        tc_init(&tc, MM_OP_CONV2D_BWD_DATA, TOL_GEMM, 200 + i);
-        tc.node.backward = true;
-        tc.node.p.conv = d;
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.oh, d.ow, d.k)));
-        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d.k, d.r, d.s, d.c)));
-        tc_out(&tc, act_out(&tc, SHAPE(d.n, d.h, d.w, d.c)));
         char name[64];
         snprintf(name, sizeof name, "conv bwd data cfg %zu", i);
-        tc_check(&tc, name);
+        conv_bwd_data_case(&d, 200 + i, name);
     }
 }
 
@@ -432,17 +460,37 @@ MM_TEST(cuda_conv2d_backward_filter)
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
         mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        tcase tc;
-        tc_init(&tc, MM_OP_CONV2D_BWD_FILTER, TOL_GEMM, 300 + i);
-        tc.node.backward = true;
-        tc.node.p.conv = d;
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.oh, d.ow, d.k)));
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.h, d.w, d.c)));
-        tc_out(&tc, grad_out(&tc, SHAPE(d.k, d.r, d.s, d.c)));
         char name[64];
         snprintf(name, sizeof name, "conv bwd filter cfg %zu", i);
-        tc_check(&tc, name);
+        conv_bwd_filter_case(&d, 300 + i, name);
     }
+}
+
+/* 1x1 stride-1 convolutions forced onto the cuBLAS GEMM path (conv_gemm.c) with MM_CONV_GEMM=1,
+ * which is read when a shape is first planned: these shapes appear nowhere else in this file, so
+ * the cached choices of the tests above do not hide the GEMM. Odd channel counts, a bias, and
+ * tensor-core sized ones; the weight gradient accumulates into a non-zero buffer. */
+static const conv_cfg gemm_cfgs[] = {
+    {1, 5, 7, 24, 40, 1, 1, 0, 1},
+    {2, 9, 6, 64, 32, 1, 1, 0, 0},
+    {2, 3, 11, 5, 3, 1, 1, 0, 1},
+};
+
+MM_TEST(cuda_conv2d_1x1_gemm)
+{
+    REQUIRE_GPU();
+    setenv("MM_CONV_GEMM", "1", 1);
+    for (size_t i = 0; i < sizeof gemm_cfgs / sizeof gemm_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&gemm_cfgs[i]);
+        char name[64];
+        snprintf(name, sizeof name, "gemm conv fwd cfg %zu", i);
+        conv_forward_case(&d, gemm_cfgs[i].bias, 500 + i, name);
+        snprintf(name, sizeof name, "gemm conv bwd data cfg %zu", i);
+        conv_bwd_data_case(&d, 520 + i, name);
+        snprintf(name, sizeof name, "gemm conv bwd filter cfg %zu", i);
+        conv_bwd_filter_case(&d, 540 + i, name);
+    }
+    unsetenv("MM_CONV_GEMM");
 }
 
 MM_TEST(cuda_conv2d_backward_bias)
@@ -770,6 +818,23 @@ static void pool_case(mm_op op, const mm_pool_dims *d, bool backward, init_kind 
     tc_check(&tc, name);
 }
 
+/* Max pooling's own paths (pool.cu): channel counts divisible by 8 and by 4 take the 16-byte
+ * vector kernels, the others (pool_cfgs above) the scalar ones; windows that do not overlap take
+ * the cell backward (with pixels past the last window, padding, and gaps when k < stride), the
+ * overlapping ones the tiled backward (several tiles, partial tiles, channel chunks with a
+ * remainder, and a 7x7 window whose tile must shrink to fit shared memory). */
+static const pool_cfg maxpool_cfgs[] = {
+    {2, 37, 23, 64, 3, 2, 1, 1},  /* ResNet's 3x3/2 pad 1: 8-wide, 3x2 tiles, partial */
+    {1, 20, 18, 12, 3, 2, 1, 1},  /* 4-wide */
+    {2, 17, 35, 16, 3, 1, 1, 1},  /* stride 1: three covering rows per pixel */
+    {1, 9, 7, 520, 3, 2, 1, 1},   /* 65 vectors: chunks of 8 and a remainder of 1 */
+    {1, 20, 19, 64, 7, 1, 3, 1},  /* 7x7/1: the tile shrinks */
+    {2, 19, 21, 64, 2, 2, 0, 1},  /* VGG's 2x2/2, 8-wide, odd sizes: last row and column unused */
+    {1, 12, 10, 24, 2, 2, 1, 1},  /* 2x2/2 pad 1 */
+    {2, 9, 11, 8, 1, 2, 0, 1},    /* 1x1/2: pixels between windows */
+    {1, 10, 11, 4, 3, 3, 0, 1},   /* 3x3/3, 4-wide */
+};
+
 MM_TEST(cuda_maxpool)
 {
     REQUIRE_GPU();
@@ -779,6 +844,34 @@ MM_TEST(cuda_maxpool)
         pool_case(MM_OP_MAXPOOL, &d, false, INIT_TIES, 1120 + i, "maxpool ties");
         pool_case(MM_OP_MAXPOOL_BWD, &d, true, INIT_RAND, 1140 + i, "maxpool bwd");
         pool_case(MM_OP_MAXPOOL_BWD, &d, true, INIT_TIES, 1160 + i, "maxpool bwd ties");
+    }
+}
+
+MM_TEST(cuda_maxpool_vector)
+{
+    REQUIRE_GPU();
+    for (size_t i = 0; i < sizeof maxpool_cfgs / sizeof maxpool_cfgs[0]; i++) {
+        mm_pool_dims d = pool_dims(&maxpool_cfgs[i]);
+        char name[64];
+        snprintf(name, sizeof name, "maxpool cfg %zu", i);
+        pool_case(MM_OP_MAXPOOL, &d, false, INIT_TIES, 1400 + i, name);
+        snprintf(name, sizeof name, "maxpool bwd cfg %zu", i);
+        pool_case(MM_OP_MAXPOOL_BWD, &d, true, INIT_RAND, 1420 + i, name);
+        snprintf(name, sizeof name, "maxpool bwd ties cfg %zu", i);
+        pool_case(MM_OP_MAXPOOL_BWD, &d, true, INIT_TIES, 1440 + i, name);
+    }
+}
+
+/* NaN: the forward returns it, the backward sends the gradient to the window's last NaN (the
+ * CPU's and PyTorch's rule), on the scalar and the vector paths. */
+MM_TEST(cuda_maxpool_nan)
+{
+    REQUIRE_GPU();
+    const pool_cfg cfgs[] = {pool_cfgs[0], pool_cfgs[1], maxpool_cfgs[0], maxpool_cfgs[5]};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        mm_pool_dims d = pool_dims(&cfgs[i]);
+        pool_case(MM_OP_MAXPOOL, &d, false, INIT_NANS, 1460 + i, "maxpool nan");
+        pool_case(MM_OP_MAXPOOL_BWD, &d, true, INIT_NANS, 1480 + i, "maxpool bwd nan");
     }
 }
 

@@ -19,9 +19,20 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 
-/* cuDNN may use at most this much scratch for one convolution. The planner reserves the largest
- * need among the nodes, so this bounds what convolutions add to the peak. */
+/* cuDNN may use at most this much scratch for one convolution (MM_CUDNN_WS_LIMIT_MB overrides
+ * it, in MiB). The planner reserves the largest need among the nodes, so this bounds what
+ * convolutions add to the peak. */
 #define MM_CUDA_CONV_WS_LIMIT ((size_t)1024 << 20)
+
+static size_t mm_cuda_conv_ws_limit(void)
+{
+    const char *v = getenv("MM_CUDNN_WS_LIMIT_MB");
+    if (!v || !*v) return MM_CUDA_CONV_WS_LIMIT;
+    char *end = NULL;
+    long long mb = strtoll(v, &end, 10);
+    if (*end || mb < 0) return MM_CUDA_CONV_WS_LIMIT;
+    return (size_t)mb << 20;
+}
 /* cuBLAS's scratch (its documented recommendation for Hopper is 32 MiB). */
 #define MM_CUDA_CUBLAS_WS ((size_t)32 << 20)
 
@@ -515,7 +526,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->destroy = mm_cuda_destroy;
     ctx->device = device;
     ctx->precision = precision;
-    ctx->conv_ws_limit = MM_CUDA_CONV_WS_LIMIT;
+    ctx->conv_ws_limit = mm_cuda_conv_ws_limit();
     ctx->convs = mm_conv_cache_new();
 
     cudaError_t e = cudaSetDevice(device);

@@ -1,10 +1,24 @@
-/* Convolutions through cuDNN in NHWC: forward (+ bias), backward data, backward filter.
+/* Convolutions through cuDNN in NHWC: forward (+ bias), backward data, backward filter; 1x1
+ * stride-1 shapes may run as cuBLAS GEMMs instead (conv_gemm.c).
  *
  * Algorithms are chosen once per shape, at plan time (the backend's workspace_bytes()), by
- * timing them (cudnnFind*Algorithm) and taking the fastest whose workspace fits under
- * ctx->conv_ws_limit; cuDNN's heuristics (Get*_v7) are the fallback when no timed algorithm fits.
- * The choice, its workspace size and the descriptors are cached in a hash table keyed by the
- * direction, the dims, the storage dtype and the precision, so a step only looks them up.
+ * timing them and taking the fastest whose workspace fits under ctx->conv_ws_limit
+ * (MM_CUDNN_WS_LIMIT_MB, default 1024): cudnnFind*AlgorithmEx on zero-filled operands and a
+ * workspace of the limit that this file allocates for the search and frees right after, so every
+ * algorithm that fits is timed (the plain Find allocates its own scratch and silently skips what
+ * it cannot get; it is the fallback when the probe buffers cannot be had, and cuDNN's heuristics
+ * (Get*_v7) the last resort). For 1x1 stride-1 shapes the cuBLAS GEMM is then timed on the same
+ * operands against cuDNN's pick, and the faster kept (MM_CONV_GEMM=0/1 forces it off/on).
+ * MM_CUDNN_VERBOSE=1 prints every candidate with its time, workspace and math type, and each
+ * choice, to stderr. The choice, its workspace size and the descriptors are cached in a hash
+ * table keyed by the direction, the dims, the storage dtype and the precision, so a step only
+ * looks them up.
+ *
+ * What limits us against PyTorch (which runs cuDNN 9 through its graph API, cudnn-frontend, and
+ * times the engine configurations of heuristics modes A and B): this legacy API only reaches the
+ * engines that map onto the 8 / 6 / 7 legacy algorithm numbers, so a fast NHWC engine outside that
+ * set is out of our reach here; the verbose log shows the times per shape to compare with
+ * PyTorch's profile.
  *
  * Precision: fp32 runs with CUDNN_FMA_MATH (cuDNN's default math would let TF32 in on Ampere and
  * later); tf32 with tensor-op math on fp32 data; bf16 casts x and w (fp32 master weights) to
@@ -74,6 +88,8 @@ cudnnStatus_t mm_cudnn_conv_output_dims(const mm_conv_dims *d, mm_dtype dtype, i
     return s;
 }
 
+static const float mm_one = 1.0f, mm_zero = 0.0f;
+
 /* ---- the algorithm cache ---- */
 typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER } mm_conv_dir;
 
@@ -89,7 +105,9 @@ typedef struct mm_conv_entry {
     int ok;   /* an algorithm was found (a shape without one is cached too) */
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
     size_t ws_bytes;
+    float time_ms; /* the measured time of the choice, -1 if not timed */
 } mm_conv_entry;
 
 struct mm_conv_cache {
@@ -155,76 +173,344 @@ _Noreturn static void mm_conv_no_algo(const mm_conv_key *k, mm_dtype dtype)
               "--precision fp32 or another --input size");
 }
 
-/* Takes the first usable result of a list ordered best first: ran, and fits under the limit. */
-#define MM_CONV_TAKE_FIRST(perf, got, limit, strict)                                             \
-    do {                                                                                  \
-        for (int i_ = 0; i_ < (got); i_++) {                                              \
-            if ((perf)[i_].status != CUDNN_STATUS_SUCCESS || (perf)[i_].memory > (limit)) \
-                continue;                                                                 \
-            /* fp32 means no tensor-core TF32: a time taken with another math type does not \
-             * hold for the FMA math the descriptor runs with */                            \
-            if ((strict) && ctx->precision == MM_PRECISION_FP32 &&                      \
-                (perf)[i_].mathType != CUDNN_FMA_MATH)                                      \
-                continue;                                                                 \
-            e->algo = (int)(perf)[i_].algo;                                               \
-            e->ws_bytes = (perf)[i_].memory;                                              \
-            if (ctx->precision != MM_PRECISION_FP32)                                      \
-                MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, (perf)[i_].mathType)); \
-            return true;                                                                  \
-        }                                                                                 \
+/* ---- choosing an algorithm ---- */
+
+/* One timed (or ranked) candidate, whichever direction it came from. */
+typedef struct mm_algo_perf {
+    int algo;
+    cudnnStatus_t status;
+    float time; /* ms; -1 for cuDNN's heuristic ranking, which times nothing */
+    size_t memory;
+    cudnnMathType_t math;
+} mm_algo_perf;
+
+#define MM_ALGO_MAX 16
+#define MM_CONV_COPY_PERF(out, in, got)                                                    \
+    do {                                                                                   \
+        for (int i_ = 0; i_ < (got) && i_ < MM_ALGO_MAX; i_++) {                           \
+            (out)[i_].algo = (int)(in)[i_].algo;                                           \
+            (out)[i_].status = (in)[i_].status;                                            \
+            (out)[i_].time = (in)[i_].time;                                                \
+            (out)[i_].memory = (in)[i_].memory;                                            \
+            (out)[i_].math = (in)[i_].mathType;                                            \
+        }                                                                                  \
     } while (0)
 
-/* Times the algorithms (cuDNN allocates its own scratch for that, at plan time only) and takes
- * the fastest that ran and fits under `limit`; else the first of cuDNN's heuristic order that
- * fits. A search that fails (a shape and data type cuDNN does not take) gives no algorithm:
- * false. Sets e->algo, e->ws_bytes and the math type the algorithm was timed with. */
-static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t limit)
+static const char *mm_conv_algo_name(mm_conv_dir dir, int algo)
+{
+    static const char *fwd[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct",
+                                "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+    static const char *bwd_data[] = {"algo_0", "algo_1", "fft", "fft_tiling", "winograd",
+                                     "winograd_nonfused"};
+    static const char *bwd_filter[] = {"algo_0", "algo_1", "fft", "algo_3", "winograd",
+                                       "winograd_nonfused", "fft_tiling"};
+    if (algo < 0) return "?";
+    if (dir == MM_CONV_FWD) return algo < 8 ? fwd[algo] : "?";
+    if (dir == MM_CONV_BWD_DATA) return algo < 6 ? bwd_data[algo] : "?";
+    return algo < 7 ? bwd_filter[algo] : "?";
+}
+
+static const char *mm_math_name(cudnnMathType_t m)
+{
+    return m == CUDNN_FMA_MATH                              ? "fma"
+           : m == CUDNN_TENSOR_OP_MATH                      ? "tensor_op"
+           : m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION     ? "tensor_op_convert"
+                                                            : "default";
+}
+
+/* MM_CUDNN_VERBOSE=1: every candidate of every search and each choice go to stderr, so a GPU run
+ * shows what cuDNN offered for each shape and what it cost. */
+static bool mm_conv_verbose(void)
+{
+    const char *v = getenv("MM_CUDNN_VERBOSE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
+{
+    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s",
+             mm_conv_dir_name((mm_conv_dir)k->dir), k->n, k->h, k->w, k->c, k->k, k->r, k->s,
+             k->c, k->stride_h, k->pad_h, mm_dtype_name((mm_dtype)k->dtype),
+             mm_precision_name((mm_precision)k->precision));
+}
+
+/* Takes the first usable candidate of a list ordered best first: it ran and fits under `limit`,
+ * and in fp32 it is FMA math (a time taken with another math type does not hold for the FMA math
+ * the descriptor runs with). Sets e->algo, e->ws_bytes and, in tf32 and bf16, the math type the
+ * algorithm was timed with. */
+static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf *perf, int got,
+                         size_t limit, bool strict, const char *how)
+{
+    if (got > MM_ALGO_MAX) got = MM_ALGO_MAX;
+    bool verbose = mm_conv_verbose(), taken = false;
+    char what[160];
+    if (verbose) mm_conv_describe(what, sizeof what, &e->key);
+    for (int i = 0; i < got; i++) {
+        bool ok = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
+                  !(strict && ctx->precision == MM_PRECISION_FP32 &&
+                    perf[i].math != CUDNN_FMA_MATH);
+        if (verbose)
+            fprintf(stderr, "mammo: cudnn %s %s: %-22s %9.3f ms ws %8.1f MiB %-17s %s%s\n", how,
+                    what, mm_conv_algo_name((mm_conv_dir)e->key.dir, perf[i].algo),
+                    (double)perf[i].time, perf[i].memory / 1048576.0, mm_math_name(perf[i].math),
+                    perf[i].status == CUDNN_STATUS_SUCCESS ? "ok"
+                                                           : cudnnGetErrorString(perf[i].status),
+                    ok && !taken ? "  <- cudnn's pick" : ok ? "" : "  (not usable)");
+        if (!ok || taken) continue;
+        e->algo = perf[i].algo;
+        e->ws_bytes = perf[i].memory;
+        e->time_ms = perf[i].time;
+        if (ctx->precision != MM_PRECISION_FP32)
+            MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, perf[i].math));
+        taken = true;
+    }
+    return taken;
+}
+
+/* Plan-time operands for timing: x, w (room for an fp32 weight gradient), y and a workspace of
+ * up to the limit, zero-filled, allocated outside the backend's accounting and freed right after
+ * the search (the step never sees them). */
+typedef struct mm_conv_probe {
+    void *x, *w, *y, *ws;
+    size_t ws_bytes;
+} mm_conv_probe;
+
+static void mm_conv_probe_free(mm_conv_probe *p)
+{
+    if (p->x) cudaFree(p->x);
+    if (p->w) cudaFree(p->w);
+    if (p->y) cudaFree(p->y);
+    if (p->ws) cudaFree(p->ws);
+    cudaGetLastError();
+    memset(p, 0, sizeof *p);
+}
+
+static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype t, size_t limit)
+{
+    memset(p, 0, sizeof *p);
+    size_t es = mm_dtype_size(t);
+    size_t xb = (size_t)d->n * d->h * d->w * d->c * es;
+    size_t wb = (size_t)d->k * d->r * d->s * d->c * sizeof(float);
+    size_t yb = (size_t)d->n * d->oh * d->ow * d->k * es;
+    if (cudaMalloc(&p->x, xb) != cudaSuccess || cudaMalloc(&p->w, wb) != cudaSuccess ||
+        cudaMalloc(&p->y, yb) != cudaSuccess) {
+        mm_conv_probe_free(p);
+        return false;
+    }
+    /* The largest workspace the device gives, up to the limit (a smaller one only hides the
+     * algorithms that need more). */
+    for (size_t b = limit; b >= ((size_t)16 << 20); b /= 2) {
+        if (cudaMalloc(&p->ws, b) == cudaSuccess) {
+            p->ws_bytes = b;
+            break;
+        }
+        p->ws = NULL;
+        cudaGetLastError();
+    }
+    if (cudaMemsetAsync(p->x, 0, xb, 0) != cudaSuccess ||
+        cudaMemsetAsync(p->w, 0, wb, 0) != cudaSuccess ||
+        cudaMemsetAsync(p->y, 0, yb, 0) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+        mm_conv_probe_free(p);
+        return false;
+    }
+    return true;
+}
+
+/* cudnnFind*AlgorithmEx over the probe (every algorithm whose workspace fits in the probe's
+ * workspace is timed), or the plain Find (cuDNN allocates its own scratch, and skips what it
+ * cannot allocate) without one; then cuDNN's heuristic order. False: no algorithm. */
+static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                             size_t limit)
 {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    if (cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
-                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-                                             perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, true);
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionForwardAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
+                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
     got = 0;
     if (cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-                                               perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, false);
+                                               perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
     return false;
 }
 
-static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t limit)
+static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                  size_t limit)
 {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    if (cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
-                                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                                                  perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, true);
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
+                ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv,
+                                                      e->d.x,
+                                                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
+                                                      perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
     got = 0;
     if (cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                                                    perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, false);
+                                                    perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
     return false;
 }
 
-static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, size_t limit)
+static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                    size_t limit)
 {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    if (cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w,
-                                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got,
-                                                    perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, true);
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
+                                                        e->d.w,
+                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                        &got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
     got = 0;
     if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
                                                       e->d.w,
                                                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                      &got, perf) == CUDNN_STATUS_SUCCESS)
-        MM_CONV_TAKE_FIRST(perf, got, limit, false);
+                                                      &got, perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
     return false;
+}
+
+/* Runs entry e once on the probe's operands (cuDNN with its algorithm, or the GEMM). */
+static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                              mm_dtype t, const mm_conv_probe *p)
+{
+    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    if (e->gemm) {
+        if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, p->y, p->x, p->w, t, d);
+        else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, p->x, p->y, p->w, t, d);
+        else mm_conv_gemm_bwd_filter(ctx, p->w, p->y, p->x, t, d);
+        return;
+    }
+    if (dir == MM_CONV_FWD)
+        MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, p->x, e->d.w, p->w,
+                                               e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo,
+                                               p->ws, e->ws_bytes, &mm_zero, e->d.y, p->y));
+    else if (dir == MM_CONV_BWD_DATA)
+        MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
+            ctx->cudnn, &mm_one, e->d.w, p->w, e->d.y, p->y, e->d.conv,
+            (cudnnConvolutionBwdDataAlgo_t)e->algo, p->ws, e->ws_bytes, &mm_zero, e->d.x, p->x));
+    else
+        MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+            ctx->cudnn, &mm_one, e->d.x, p->x, e->d.y, p->y, e->d.conv,
+            (cudnnConvolutionBwdFilterAlgo_t)e->algo, p->ws, e->ws_bytes, &mm_zero, e->d.w,
+            p->w));
+}
+
+/* Milliseconds per run of e on the probe: one warm-up, then the mean of 5 runs. */
+static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                          mm_dtype t, const mm_conv_probe *p)
+{
+    cudaEvent_t a, b;
+    MM_CUDA_CHECK(cudaEventCreate(&a));
+    MM_CUDA_CHECK(cudaEventCreate(&b));
+    mm_conv_run_probe(ctx, e, d, t, p);
+    MM_CUDA_CHECK(cudaEventRecord(a, ctx->stream));
+    for (int i = 0; i < 5; i++) mm_conv_run_probe(ctx, e, d, t, p);
+    MM_CUDA_CHECK(cudaEventRecord(b, ctx->stream));
+    MM_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    MM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    MM_CUDA_CHECK(cudaEventDestroy(a));
+    MM_CUDA_CHECK(cudaEventDestroy(b));
+    return ms / 5;
+}
+
+/* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
+ * the tests use it), anything else or unset times both and keeps the faster. */
+static int mm_conv_gemm_mode(void)
+{
+    const char *v = getenv("MM_CONV_GEMM");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+/* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
+ * can be had, else Find, else the heuristics), then for 1x1 stride-1 shapes the GEMM when it is
+ * faster, measured the same way on the same operands. */
+static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
+                         const mm_conv_dims *d, mm_dtype t)
+{
+    mm_conv_probe probe;
+    bool have_probe = mm_conv_probe_init(&probe, d, t, ctx->conv_ws_limit);
+    const mm_conv_probe *p = have_probe ? &probe : NULL;
+    size_t limit = ctx->conv_ws_limit;
+    e->time_ms = -1;
+    bool ok = dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
+              : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
+                                        : mm_conv_pick_bwd_filter(ctx, e, p, limit);
+    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
+    int mode = mm_conv_gemm_mode();
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    if (mm_conv_gemm_applies(d) && mode != 0) {
+        float t_cudnn = -1, t_gemm = -1;
+        bool use = mode == 1 || !ok;
+        if (!use && have_probe) {
+            t_cudnn = mm_conv_time(ctx, e, d, t, p);
+            e->gemm = 1;
+            t_gemm = mm_conv_time(ctx, e, d, t, p);
+            e->gemm = 0;
+            use = t_gemm < t_cudnn;
+        }
+        if (verbose)
+            fprintf(stderr, "mammo: conv %s: cudnn %.3f ms, cublas gemm %.3f ms%s\n", what,
+                    (double)t_cudnn, (double)t_gemm, use ? "  <- gemm" : "");
+        if (use) {
+            e->gemm = 1;
+            e->ws_bytes = 0;
+            e->time_ms = t_gemm;
+            ok = true;
+        }
+    }
+    if (verbose) {
+        if (!ok)
+            fprintf(stderr, "mammo: conv %s: no algorithm\n", what);
+        else if (e->gemm)
+            fprintf(stderr, "mammo: conv %s: chose cublas gemm\n", what);
+        else
+            fprintf(stderr, "mammo: conv %s: chose %s (%.3f ms, ws %.1f MiB)\n", what,
+                    mm_conv_algo_name(dir, e->algo), (double)e->time_ms,
+                    e->ws_bytes / 1048576.0);
+    }
+    if (have_probe) mm_conv_probe_free(&probe);
+    return ok;
 }
 
 /* The cache entry of (dir, d, dtype), choosing its algorithm the first time (e->ok says whether
@@ -251,12 +537,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision));
-    e = &fresh;
-    bool ok = dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, ctx->conv_ws_limit)
-              : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, ctx->conv_ws_limit)
-                                        : mm_conv_pick_bwd_filter(ctx, e, ctx->conv_ws_limit);
-    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
-    fresh.ok = ok;
+    fresh.ok = mm_conv_pick(ctx, &fresh, dir, d, dtype);
     fresh.used = 1;
     e = mm_conv_cache_slot(c, &k);
     *e = fresh;
@@ -281,7 +562,6 @@ static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
 }
 
 /* ---- the ops ---- */
-static const float mm_one = 1.0f, mm_zero = 0.0f;
 
 void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                        const mm_tensor *outs, mm_cuda_ws *ws, int relu)
@@ -294,9 +574,12 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     void *y = mm_cuda_stage_output(ws, &outs[0], t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
-    MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w, e->d.conv,
-                                           (cudnnConvolutionFwdAlgo_t)e->algo, cws, e->ws_bytes,
-                                           &mm_zero, e->d.y, y));
+    if (e->gemm)
+        mm_conv_gemm_forward(ctx, y, x, w, t, d);
+    else
+        MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w,
+                                               e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo, cws,
+                                               e->ws_bytes, &mm_zero, e->d.y, y));
     MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
     if (node->n_in > 2 && ins[2].data)
         mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
@@ -315,9 +598,12 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     void *dx = mm_cuda_stage_output(ws, &outs[0], t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
-    MM_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy,
-                                                e->d.conv, (cudnnConvolutionBwdDataAlgo_t)e->algo,
-                                                cws, e->ws_bytes, &mm_zero, e->d.x, dx));
+    if (e->gemm)
+        mm_conv_gemm_bwd_data(ctx, dx, dy, w, t, d);
+    else
+        MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
+            ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy, e->d.conv,
+            (cudnnConvolutionBwdDataAlgo_t)e->algo, cws, e->ws_bytes, &mm_zero, e->d.x, dx));
     mm_cuda_finish_output(ctx, &outs[0], dx, t);
 }
 
@@ -332,11 +618,15 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     int64_t wn = (int64_t)d->k * d->r * d->s * d->c;
     /* fp32: cuDNN accumulates into the gradient itself (beta = 1). bf16: it writes a bf16
-     * gradient into the workspace, which is then added to the fp32 gradient. */
-    void *dw_lo = t == MM_F32 ? NULL : mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t));
+     * gradient into the workspace, which is then added to the fp32 gradient. The GEMM writes
+     * the fp32 gradient with beta = 1 in every precision. */
+    bool staged = t != MM_F32 && !e->gemm;
+    void *dw_lo = staged ? mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t)) : NULL;
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
-    if (t == MM_F32) {
+    if (e->gemm) {
+        mm_conv_gemm_bwd_filter(ctx, (float *)outs[0].data, dy, x, t, d);
+    } else if (!staged) {
         MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
             ctx->cudnn, &mm_one, e->d.x, x, e->d.y, dy, e->d.conv,
             (cudnnConvolutionBwdFilterAlgo_t)e->algo, cws, e->ws_bytes, &mm_one, e->d.w,

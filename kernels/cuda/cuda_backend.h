@@ -113,6 +113,18 @@ void mm_cuda_op_dense_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_t
 void mm_cuda_op_dense_bwd_weight(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                                  const mm_tensor *outs, mm_cuda_ws *ws);
 
+/* ---- 1x1 stride-1 unpadded convolutions as cuBLAS GEMMs (conv_gemm.c) ----
+ * Operands of storage type t (MM_F32 or MM_BF16); the weight gradient is fp32 and accumulates. */
+bool mm_conv_gemm_applies(const mm_conv_dims *d);
+void mm_conv_gemm_forward(mm_cuda_ctx *ctx, void *y /* [n,h,w,k] */, const void *x /* [n,h,w,c] */,
+                          const void *w /* [k,c] */, mm_dtype t, const mm_conv_dims *d);
+void mm_conv_gemm_bwd_data(mm_cuda_ctx *ctx, void *dx /* [n,h,w,c] */,
+                           const void *dy /* [n,h,w,k] */, const void *w /* [k,c] */, mm_dtype t,
+                           const mm_conv_dims *d);
+void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw /* [k,c] += */,
+                             const void *dy /* [n,h,w,k] */, const void *x /* [n,h,w,c] */,
+                             mm_dtype t, const mm_conv_dims *d);
+
 /* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
 mm_conv_cache *mm_conv_cache_new(void);
 void mm_conv_cache_free(mm_conv_cache *c);

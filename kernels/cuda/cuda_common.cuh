@@ -66,6 +66,66 @@ __device__ __forceinline__ void mm_st4(mm_bf16 *p, int64_t i, const float v[4])
     *reinterpret_cast<uint2 *>(p + i) = q;
 }
 
+/* ---- V-wide loads and stores (V = 1, 4 or 8) at an index divisible by V, the pointer aligned
+ * to 16 bytes when V > 1: bf16 x 8 is one 16-byte access, float x 8 two ---- */
+template <int V>
+__device__ __forceinline__ void mm_ldv(const float *p, int64_t i, float *v)
+{
+    if constexpr (V == 1) {
+        v[0] = p[i];
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; k += 4) mm_ld4(p, i + k, v + k);
+    }
+}
+template <int V>
+__device__ __forceinline__ void mm_ldv(const mm_bf16 *p, int64_t i, float *v)
+{
+    if constexpr (V == 1) {
+        v[0] = __bfloat162float(p[i]);
+    } else if constexpr (V == 4) {
+        mm_ld4(p, i, v);
+    } else {
+        static_assert(V == 8, "V is 1, 4 or 8");
+        uint4 q = *reinterpret_cast<const uint4 *>(p + i);
+        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w[k]));
+            v[2 * k] = f.x;
+            v[2 * k + 1] = f.y;
+        }
+    }
+}
+template <int V>
+__device__ __forceinline__ void mm_stv(float *p, int64_t i, const float *v)
+{
+    if constexpr (V == 1) {
+        p[i] = v[0];
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; k += 4) mm_st4(p, i + k, v + k);
+    }
+}
+template <int V>
+__device__ __forceinline__ void mm_stv(mm_bf16 *p, int64_t i, const float *v)
+{
+    if constexpr (V == 1) {
+        p[i] = __float2bfloat16_rn(v[0]);
+    } else if constexpr (V == 4) {
+        mm_st4(p, i, v);
+    } else {
+        static_assert(V == 8, "V is 1, 4 or 8");
+        uint32_t w[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            __nv_bfloat162 b = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+            w[k] = *reinterpret_cast<uint32_t *>(&b);
+        }
+        *reinterpret_cast<uint4 *>(p + i) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
 static inline bool mm_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 /* i % c and i / c for a flat index: 32-bit division when i fits (every tensor of our nets), which
