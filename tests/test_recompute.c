@@ -487,14 +487,17 @@ MM_TEST(cuda_step_same_with_recompute)
         }
         CHECK_EQ_INT(n[0], n[1]);
         /* The recomputed copies are bitwise the forward's (same kernels); convolution
-         * algorithms with atomics may still reorder sums, so allow rounding. */
+         * algorithms with atomics may still reorder sums, so allow rounding: 1e-4 relative in
+         * fp32; bf16 rounds every activation, and a reordered sum there moves the gradients by
+         * about 1.5e-4 (measured on an H100), so 1e-3. */
+        double tol = precs[pi] == MM_PRECISION_BF16 ? 1e-3 : 1e-4;
         double err = 0, ref = 0;
         for (int64_t i = 0; i < n[0] && n[0] == n[1]; i++) {
             double d = (double)res[0][i] - res[1][i];
             err += d * d;
             ref += (double)res[1][i] * res[1][i];
         }
-        CHECK_MSG(err <= 1e-8 * (ref > 0 ? ref : 1), "%s: relative L2 difference %g",
+        CHECK_MSG(err <= tol * tol * (ref > 0 ? ref : 1), "%s: relative L2 difference %g",
                   mm_precision_name(precs[pi]), ref > 0 ? sqrt(err / ref) : sqrt(err));
         free(res[0]);
         free(res[1]);
