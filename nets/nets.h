@@ -46,9 +46,10 @@
  *                                       conv1x1(O, stride 2)-BN; the others identity shortcuts.
  *          | M "x" R                    VGG block: R times conv3x3(M, pad 1)-BN-ReLU, then 2x2 max
  *                                       pooling with stride 2 (floor).
- *          | "hm"                       heatmap: 7x7 average pooling with stride 1 (valid) over the
- *                                       trunk's map (= the patch classifier's pooling of a 224-pixel
- *                                       patch at every position), then the patch classifier's dense
+ *          | "hm" [K]                   heatmap: KxK (default 7) average pooling with stride 1 (valid)
+ *                                       over the trunk's map (K = patch size / 32: 7 is the patch
+ *                                       classifier's pooling of a 224-pixel patch at every
+ *                                       position, 2 that of a 64-pixel one), then the patch classifier's dense
  *                                       applied at every position as a 1x1 conv with bias
  *                                       (`patch_classes` outputs, initialised from the patch
  *                                       model's fc.weight/fc.bias by MM_LOAD_TRUNK), then ReLU (the

@@ -45,9 +45,15 @@ static bool parse_item(mm_top_item *it, const char *s, const char *e)
     size_t len = (size_t)(e - s);
     memset(it, 0, sizeof *it);
     const char *p = s;
-    if (len == 2 && !strncmp(s, "hm", 2)) {
+    if (len >= 2 && !strncmp(s, "hm", 2)) { /* hm = hm7: the window of a 224-pixel patch */
         it->kind = MM_TOP_HEATMAP;
-        return true;
+        if (len == 2) {
+            it->m = 7;
+            return true;
+        }
+        p = s + 2;
+        it->m = read_int(&p, 64);
+        return it->m > 0 && p == e;
     }
     if (len == 8 && !strncmp(s, "shortcut", 8)) {
         it->kind = MM_TOP_SHORTCUT;
@@ -137,7 +143,10 @@ void mm_top_format(char *buf, size_t n, const mm_top_spec *spec)
                          it->reps);
             break;
         case MM_TOP_VGG: w = snprintf(buf + used, n - used, "%s%dx%d", sep, it->m, it->reps); break;
-        case MM_TOP_HEATMAP: w = snprintf(buf + used, n - used, "%shm", sep); break;
+        case MM_TOP_HEATMAP:
+            w = it->m == 7 ? snprintf(buf + used, n - used, "%shm", sep)
+                           : snprintf(buf + used, n - used, "%shm%d", sep, it->m);
+            break;
         case MM_TOP_MAXPOOL: w = snprintf(buf + used, n - used, "%smaxpool%d", sep, it->m); break;
         case MM_TOP_FC: w = snprintf(buf + used, n - used, "%sfc%d", sep, it->m); break;
         case MM_TOP_SHORTCUT: w = snprintf(buf + used, n - used, "%sshortcut", sep); break;
@@ -166,11 +175,11 @@ static void mark_flatten(mm_model *m, const char *name, int h, int w, int c)
 /* The heatmap: 7x7/1 average pool, then the patch classifier's dense at every position as a 1x1
  * convolution with bias (weight [classes,1,1,C], nn.Linear's default init until a patch checkpoint
  * overwrites it), then ReLU. */
-static int heatmap(mm_model *m, int x, const char *prefix)
+static int heatmap(mm_model *m, int x, const char *prefix, int window)
 {
     if (x < 0) return -1;
     int c = mm_layer_channels(m, x), classes = m->cfg.patch_classes;
-    int y = mm_avgpool(m->g, x, 7, 1, 0, true);
+    int y = mm_avgpool(m->g, x, window, 1, 0, true);
     y = mm_layer_dropout(m, y, m->cfg.dropout);
     int64_t wshape[4] = {classes, 1, 1, c}, bshape[1] = {classes};
     int w = mm_layer_param(m, prefix, "weight", MM_INIT_LINEAR_DEFAULT, 4, wshape);
@@ -207,7 +216,7 @@ int mm_top_build(mm_model *m, int feat)
             }
             if (y >= 0) y = mm_maxpool(m->g, y, 2, 2, 0);
             break;
-        case MM_TOP_HEATMAP: y = heatmap(m, y, prefix); break;
+        case MM_TOP_HEATMAP: y = heatmap(m, y, prefix, it->m); break;
         case MM_TOP_MAXPOOL: y = mm_maxpool(m->g, y, it->m, it->m, 0); break;
         case MM_TOP_FC:
             if (flat < 0) {

@@ -210,6 +210,26 @@ static void mark_requires_grad(mm_graph *g)
     }
 }
 
+/* See graph.h frozen_bn_eval: such a node drops its saved statistics and becomes an evaluation
+ * batch norm; no backward node reads it (nothing below it needs a gradient). */
+static void freeze_batchnorms(mm_graph *g)
+{
+    for (int n = 0; n < g->n_nodes; n++) {
+        mm_node *nd = &g->nodes[n];
+        if (nd->op != MM_OP_BATCHNORM || !nd->p.bn.training) continue;
+        const mm_value *x = &g->values[nd->in[0]], *ga = &g->values[nd->in[1]],
+                       *be = &g->values[nd->in[2]];
+        bool frozen = ga->kind == MM_VALUE_PARAM && ga->frozen && be->kind == MM_VALUE_PARAM &&
+                      be->frozen;
+        if (!frozen || x->requires_grad) continue;
+        nd->p.bn.training = false;
+        for (int o = 1; o < 3; o++) {
+            if (nd->out[o] >= 0) g->values[nd->out[o]].producer = -1;
+            nd->out[o] = -1;
+        }
+    }
+}
+
 mm_status mm_graph_backward(mm_graph *g, int loss)
 {
     if (g->status != MM_OK) return g->status;
@@ -221,6 +241,7 @@ mm_status mm_graph_backward(mm_graph *g, int loss)
         return g->status = mm_fail(MM_ERR_ARG, "backward: the graph was built for evaluation");
 
     mark_requires_grad(g);
+    if (g->frozen_bn_eval) freeze_batchnorms(g);
     g->n_forward = g->n_nodes;
     g->loss = loss;
     tape t = {g, mm_xmalloc((size_t)g->n_values * sizeof(int))};

@@ -53,6 +53,7 @@ mm_graph *mm_graph_new(bool training)
     g->loss = -1;
     g->seed = 0x6d616d6d6fULL;
     g->act_dtype = MM_F32;
+    g->frozen_bn_eval = true;
     g->recompute = true;
     return g;
 }

@@ -123,6 +123,11 @@ typedef struct mm_graph {
     /* Recompute cheap activations in the backward pass instead of keeping them (default on; see
      * mm_graph_backward). Set before mm_graph_backward. */
     bool recompute;
+    /* A batch norm whose scale and shift are frozen and whose input needs no gradient runs in
+     * evaluation mode in a training graph: it normalises with its running statistics and leaves
+     * them alone, so frozen layers are a fixed feature extractor (PyTorch's usual fine-tuning; the
+     * Keras 2.0 reference normalised them with batch statistics instead: set false for that). */
+    bool frozen_bn_eval;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);

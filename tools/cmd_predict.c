@@ -118,7 +118,7 @@ int mm_cmd_predict(int argc, char **argv)
         free(col);
     }
     if (st == MM_OK) {
-        char names[MAX_MODELS][8];
+        char names[MAX_MODELS][12];
         const char *name_ptrs[MAX_MODELS];
         for (int k = 0; k < n_models; k++) {
             snprintf(names[k], sizeof names[k], "%d", k + 1);

@@ -96,9 +96,11 @@ static mm_status validate(double *metric, double *acc, bound_model *ev, const bo
             double *scores = mm_xmalloc((size_t)n * sizeof(double));
             for (int i = 0; i < n; i++) scores[i] = probs[(size_t)i * 2 + 1];
             st = mm_auc(metric, scores, labels, n);
-            if (st != MM_OK)
-                st = mm_fail(st, "validation split: %s (the validation AUC needs both classes)",
-                             mm_last_error());
+            if (st != MM_OK) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", mm_last_error());
+                st = mm_fail(st, "the validation split: %s; it needs images of both classes", why);
+            }
             free(scores);
         } else {
             *metric = *acc;
