@@ -80,6 +80,9 @@ struct mm_backend {
     void (*replay)(mm_backend *be);
 };
 
+/* Scratch bytes the cpu backend's kernel of this node needs (the meta backend plans with it too). */
+size_t mm_cpu_node_workspace(const mm_node *nd);
+
 /* Backend constructors. They return MM_ERR_DEVICE with a message when the device is absent. */
 mm_status mm_backend_cpu_create(mm_backend **out);
 mm_status mm_backend_meta_create(mm_backend **out);

@@ -34,16 +34,21 @@ static void cpu_zero(mm_backend *be, void *dst, size_t bytes)
     memset(dst, 0, bytes);
 }
 
-static size_t cpu_workspace(mm_backend *be, const mm_graph *g, const mm_node *nd)
+size_t mm_cpu_node_workspace(const mm_node *nd)
 {
-    (void)be;
-    (void)g;
     switch (nd->op) {
     case MM_OP_CONV2D:
     case MM_OP_CONV2D_BWD_DATA:
     case MM_OP_CONV2D_BWD_FILTER: return mm_cpu_conv2d_workspace(&nd->p.conv);
     default: return 0;
     }
+}
+
+static size_t cpu_workspace(mm_backend *be, const mm_graph *g, const mm_node *nd)
+{
+    (void)be;
+    (void)g;
+    return mm_cpu_node_workspace(nd);
 }
 
 static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const mm_tensor *in,

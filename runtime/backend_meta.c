@@ -42,12 +42,7 @@ static size_t meta_workspace(mm_backend *be, const mm_graph *g, const mm_node *n
 {
     (void)be;
     (void)g;
-    switch (nd->op) {
-    case MM_OP_CONV2D:
-    case MM_OP_CONV2D_BWD_DATA:
-    case MM_OP_CONV2D_BWD_FILTER: return mm_cpu_conv2d_workspace(&nd->p.conv);
-    default: return 0;
-    }
+    return mm_cpu_node_workspace(nd); /* the cpu backend's plan, byte for byte */
 }
 
 static void meta_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const mm_tensor *in,

@@ -128,8 +128,17 @@ static char *config_json(const mm_args *a)
     return s;
 }
 
-static int finish(mm_status st, double best, const mm_train_config *c, char *json)
+/* Trains on the two splits (freed here, as is nothing else) and prints where the model is. */
+static int train_and_report(mm_train_config *c, const mm_args *a, mm_dataset *train, mm_dataset *val)
 {
+    c->train = train;
+    c->val = val;
+    char *json = config_json(a);
+    c->config_json = json;
+    double best = 0;
+    mm_status st = mm_train_run(c, &best);
+    mm_dataset_free(train);
+    mm_dataset_free(val);
     free(json);
     if (st != MM_OK) return mm_cli_error();
     printf("best validation %s %.4f; model: %s/best.safetensors\n",
@@ -174,15 +183,7 @@ int mm_cmd_train_patch(int argc, char **argv)
         mm_dataset_free(&train);
         return mm_cli_error();
     }
-    c.train = &train;
-    c.val = &val;
-    char *json = config_json(&a);
-    c.config_json = json;
-    double best = 0;
-    mm_status st = mm_train_run(&c, &best);
-    mm_dataset_free(&train);
-    mm_dataset_free(&val);
-    return finish(st, best, &c, json);
+    return train_and_report(&c, &a, &train, &val);
 }
 
 int mm_cmd_train_image(int argc, char **argv)
@@ -268,14 +269,7 @@ int mm_cmd_train_image(int argc, char **argv)
         mm_dataset_free(&train);
         return mm_cli_error();
     }
-    c.train = &train;
-    c.val = &val;
-    char *json = config_json(&a);
-    c.config_json = json;
-    double best = 0;
-    mm_status st = mm_train_run(&c, &best);
-    mm_dataset_free(&train);
-    mm_dataset_free(&val);
+    int rc = train_and_report(&c, &a, &train, &val);
     if (init) free((char *)c.top);
-    return finish(st, best, &c, json);
+    return rc;
 }
