@@ -63,6 +63,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.training = training;
     mc.trainable = trainable;
     mc.dropout_seed = c->seed ^ 0x64726f706f7574ULL;
+    mc.act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
     if (st != MM_OK) {
@@ -309,10 +310,9 @@ static mm_status start(run *r, const mm_train_config *c)
     MM_TRY(make_run_dir(c->run_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
     path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
-    if (strcmp(c->precision, "fp32") != 0 && strcmp(c->device, "cuda") != 0)
-        return mm_fail(MM_ERR_ARG, "--precision %s: only the cuda device offers it; use fp32",
-                       c->precision);
-    return mm_backend_create(c->device, &r->be);
+    mm_precision precision;
+    MM_TRY(mm_precision_parse(c->precision, &precision));
+    return mm_backend_open(c->device, precision, &r->be);
 }
 
 mm_status mm_train_run(const mm_train_config *c, double *best)
@@ -385,8 +385,8 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
                            : stop ? "early_stopped" : "finished";
         char saved[1024];
         snprintf(saved, sizeof saved, "%s", mm_last_error());
-        mm_jsonl_end(&r.log, status, epochs_done(c, ts), ts->global_step, ts->best_epoch, c->classes == 2 ? "val_auc" : "val_acc",
-                     ts->best_metric);
+        mm_jsonl_end(&r.log, status, epochs_done(c, ts), ts->global_step, ts->best_epoch,
+                     c->classes == 2 ? "val_auc" : "val_acc", ts->best_metric);
         if (st != MM_OK) mm_fail(st, "%s", saved);
         mm_jsonl_close(&r.log);
     }
