@@ -124,33 +124,62 @@ MM_TEST(resume_across_stages_is_bitwise)
     free(lb);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static pid_t start_training(const char *dir, bool resume)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s' train-patch --patches pa/patches.csv "
+                 "--run k " PATCH_FLAGS " --epochs 0,0,400 --lr 1e-4,1e-4,1e-4 %s >/dev/null 2>&1",
+                 dir, MM_MAMMO_EXE, resume ? "--resume" : "");
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&t, NULL);
+}
+
 MM_TEST(killed_while_writing_keeps_a_valid_checkpoint)
 {
     const char *d = mm_test_tmpdir();
     CHECK_EQ_INT(make_data(d), 0);
     char last[1024];
     snprintf(last, sizeof last, "%s/k/last.safetensors", d);
+    /* the first run: wait for its first checkpoint, which also measures an epoch's time (this
+     * machine, this build: sanitizers make it slow) */
+    double t0 = now_s(), epoch_s = -1;
+    pid_t pid = start_training(d, false);
+    struct stat sb;
+    while (now_s() - t0 < 300 && epoch_s < 0) {
+        sleep_s(0.02);
+        if (stat(last, &sb) == 0) epoch_s = now_s() - t0;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CHECK_MSG(epoch_s > 0, "no checkpoint within 300 s");
+    if (epoch_s < 0) return;
+    /* then resumed runs killed at moments spread over a few epochs, so some land while a
+     * checkpoint is being written; the file must always open and carry its metadata */
     int valid = 0, kills = 0;
     for (int round = 0; round < 10; round++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            char cmd[2048];
-            snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s' train-patch --patches pa/patches.csv "
-                     "--run k " PATCH_FLAGS " --epochs 0,0,40 --lr 1e-4,1e-4,1e-4 %s >/dev/null 2>&1",
-                     d, MM_MAMMO_EXE, round ? "--resume" : "");
-            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-            _exit(127);
-        }
-        /* let it train (and write checkpoints) for a varying while, then kill it hard */
-        long ms = 400 + 250 * round;
-        struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&t, NULL);
+        pid = start_training(d, true);
+        sleep_s(epoch_s * (0.5 + 0.37 * round));
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);
         kills += WIFSIGNALED(status);
-        struct stat sb;
-        if (stat(last, &sb) != 0) continue; /* killed before the first checkpoint */
         mm_safetensors *f;
         mm_status st = mm_safetensors_open(&f, last);
         CHECK_MSG(st == MM_OK, "round %d: %s", round, mm_last_error());
@@ -161,7 +190,7 @@ MM_TEST(killed_while_writing_keeps_a_valid_checkpoint)
         }
     }
     CHECK(kills > 0);
-    CHECK(valid > 0);
+    CHECK_EQ_INT(valid, 10);
 }
 
 MM_TEST(nan_loss_stops_and_keeps_the_last_checkpoint)
