@@ -1,0 +1,30 @@
+#!/bin/sh
+# `mammo bench --device cpu` and the same step in Debian's PyTorch (bench/torch_cpu_ref.py) side by
+# side on this machine, in one run: prints both lines and the ratio (target: >= 1.0), and writes
+# them to bench/results/<date>-cpu-<cores>cores.txt.
+# Usage: sh bench/cpu_compare.sh [build-dir] [steps]   env: NET=resnet50 INPUT=224x224 BATCH=2
+set -u
+build=${1:-build}
+steps=${2:-5}
+net=${NET:-resnet50}
+input=${INPUT:-224x224}
+batch=${BATCH:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+python=${PYTHON:-/usr/bin/python3}
+if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
+    echo "cpu_compare.sh: $python has no torch/torchvision (apt-get install python3-torch python3-torchvision)" >&2
+    exit 1
+fi
+out="$here/results/$(date +%Y-%m-%d)-cpu-$(nproc)cores.txt"
+m=$("$build/mammo" bench --net "$net" --input "$input" --batch "$batch" --device cpu --steps "$steps" |
+    grep '^mammo ')
+t=$("$python" "$here/torch_cpu_ref.py" --net "$net" --input "$input" --batch "$batch" --steps "$steps" |
+    grep '^torch ')
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+ratio=$(awk -v a="$(field "$m" images_per_s)" -v b="$(field "$t" images_per_s)" 'BEGIN { printf "%.3f", a / b }')
+{
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "$m"
+    echo "$t"
+    echo "compare net=$net device=cpu speed_ratio=$ratio"
+} | tee "$out"
