@@ -193,6 +193,13 @@ void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f)
             order[j - 1] = t;
         }
     fprintf(f, "profile: %.3f ms per step in %d nodes (synchronised)\n", 1e3 * total / runs, n);
+    double by_op[MM_OP_COUNT] = {0};
+    for (int i = 0; i < n; i++) by_op[s->g->nodes[i].op] += s->node_seconds[i];
+    fprintf(f, "by op:");
+    for (int op = 0; op < MM_OP_COUNT; op++)
+        if (by_op[op] > 0.01 * total)
+            fprintf(f, " %s %.1f%%", mm_op_name((mm_op)op), 100.0 * by_op[op] / total);
+    fprintf(f, "\nslowest nodes:\n");
     for (int k = 0; k < top && k < n; k++) {
         const mm_node *nd = &s->g->nodes[order[k]];
         const mm_value *in = nd->in[0] >= 0 ? &s->g->values[nd->in[0]] : NULL;

@@ -60,7 +60,8 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
     mm_args_bool(&a, "cuda-graph", "replay the forward and backward pass as one captured CUDA graph");
-    mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation)");
+    mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation; the cpu default)");
+    mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
     mm_args_int(&a, "profile", "0", "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
@@ -94,7 +95,10 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.width = w;
     cfg.training = true;
     cfg.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-    cfg.no_recompute = mm_args_get_bool(&a, "no-recompute");
+    /* Recomputation trades time for device memory: worth it on a GPU, not on the CPU. */
+    bool on_cpu = !strcmp(mm_args_get(&a, "device"), "cpu");
+    cfg.no_recompute = mm_args_get_bool(&a, "no-recompute") ||
+                       (on_cpu && !mm_args_get_bool(&a, "recompute"));
 
     mm_backend *be = NULL;
     mm_model m;
