@@ -120,6 +120,7 @@ int mm_cmd_bench(int argc, char **argv)
         st = write_random_batch(&s, &m);
     }
     if (st != MM_OK) {
+        mm_session_free(&s);
         mm_model_free(&m);
         mm_backend_destroy(be);
         return mm_cli_error();
