@@ -16,5 +16,5 @@ set -- $summary
 passed=${1:-0} failed=${2:-0} skipped=${3:-0}
 # An executable that crashed prints no summary line: ctest's status catches it; count it failed.
 if [ $status -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-echo "$passed passed, $failed failed, $skipped skipped"
+echo "$passed passed, $failed failed, $skipped skipped" | tee "$build/test-summary.txt"
 [ "$failed" -eq 0 ]
