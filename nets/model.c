@@ -186,6 +186,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->seed = cfg->dropout_seed;
     m->g->act_dtype = cfg->act_dtype;
     m->g->recompute = !cfg->no_recompute;
+    m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;
     int64_t ishape[4] = {cfg->batch, cfg->height, cfg->width, 3};
     m->image = mm_graph_input(m->g, "image", MM_F32, 4, ishape);
     m->feature = cfg->trunk == MM_TRUNK_VGG16 ? mm_vgg16_trunk(m, m->image)

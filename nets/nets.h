@@ -171,6 +171,9 @@ typedef struct mm_model_config {
     /* Keep every activation the backward pass reads instead of recomputing the cheap ones
      * (graph.h g->recompute; false, the default, recomputes). Same gradients either way. */
     bool no_recompute;
+    /* Fuse each ReLU's backward into the batch-norm backward before it (graph.h fuse_relu_bwd;
+     * the cpu backend only). */
+    bool fuse_relu_bwd;
 } mm_model_config;
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

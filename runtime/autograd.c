@@ -106,13 +106,29 @@ static void backward_node(tape *t, int id)
     case MM_OP_BATCHNORM: {
         int x = nd.in[0], gamma = nd.in[1], beta = nd.in[2];
         MM_ASSERT(nd.p.bn.training); /* eval-mode graphs are built without a backward pass */
-        int in[5] = {dy, x, gamma, nd.out[1], nd.out[2]};
+        int in[6] = {dy, x, gamma, nd.out[1], nd.out[2], -1};
         int out[3] = {-1, -1, -1};
+        mm_op_params bp = nd.p;
+        int rb = g->values[dy].producer;
+        int rf = rb >= 0 && g->nodes[rb].op == MM_OP_RELU_BWD
+                     ? g->values[g->nodes[rb].in[1]].producer : -1;
+        if (g->fuse_relu_bwd && rf >= 0 && g->nodes[rf].op == MM_OP_RELU &&
+            g->nodes[rf].in[0] == y && g->nodes[rb].out[0] == dy) {
+            /* dy comes from the backward of a ReLU applied to this batch norm's own output (not,
+             * say, to a residual sum whose gradient other branches share), so nothing else reads
+             * it: do that ReLU's backward here and drop its node */
+            in[0] = g->nodes[rb].in[0];
+            in[5] = g->nodes[rb].in[1];
+            bp.bn.relu_bwd = true;
+            g->nodes[rb].op = MM_OP_NONE;
+            g->nodes[rb].n_in = g->nodes[rb].n_out = 0;
+            g->values[dy].producer = -1;
+        }
         if (needs_grad(t, x)) out[0] = new_grad(t, x);
         if (needs_grad(t, gamma)) out[1] = param_grad(t, gamma);
         if (needs_grad(t, beta)) out[2] = param_grad(t, beta);
         if (out[0] < 0 && out[1] < 0 && out[2] < 0) break;
-        mm_graph_add_node(g, MM_OP_BATCHNORM_BWD, in, 5, out, 3, &nd.p, 2 * nd.flops);
+        mm_graph_add_node(g, MM_OP_BATCHNORM_BWD, in, 6, out, 3, &bp, 2 * nd.flops);
         if (out[0] >= 0) accumulate(t, x, out[0]);
         break;
     }

@@ -84,7 +84,8 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
                                           CF(in[4]), p->bn.m, p->bn.c, p->bn.eps);
         break;
     case MM_OP_BATCHNORM_BWD:
-        mm_cpu_batchnorm_backward(F(out[0]), F(out[1]), F(out[2]), CF(in[0]), CF(in[1]), CF(in[2]),
+        mm_cpu_batchnorm_backward(F(out[0]), F(out[1]), F(out[2]), CF(in[0]),
+                                  p->bn.relu_bwd ? CF(in[5]) : NULL, CF(in[1]), CF(in[2]),
                                   CF(in[3]), CF(in[4]), p->bn.m, p->bn.c);
         break;
     case MM_OP_BN_APPLY:

@@ -66,7 +66,7 @@ typedef enum mm_value_kind {
 } mm_value_kind;
 
 #define MM_NAME_MAX 96
-#define MM_NODE_MAX_IN 5
+#define MM_NODE_MAX_IN 6
 #define MM_NODE_MAX_OUT 3
 
 typedef struct mm_value {
@@ -86,7 +86,9 @@ typedef struct mm_value {
 typedef union mm_op_params {
     mm_conv_dims conv;
     mm_pool_dims pool;
-    struct { int64_t m; int c; float eps, momentum; bool training, relu; } bn;
+    /* relu_bwd (MM_OP_BATCHNORM_BWD): the node also does the backward of the ReLU that followed
+     * the batch norm: in[5] is that ReLU's output and in[0] the gradient of it (fuse_relu_bwd) */
+    struct { int64_t m; int c; float eps, momentum; bool training, relu, relu_bwd; } bn;
     struct { int n, k, o; } dense;
     struct { int64_t n; float p; uint64_t seed; } dropout;
     struct { int n, c; float dloss; } xent;
@@ -128,6 +130,10 @@ typedef struct mm_graph {
      * them alone, so frozen layers are a fixed feature extractor (PyTorch's usual fine-tuning; the
      * Keras 2.0 reference normalised them with batch statistics instead: set false for that). */
     bool frozen_bn_eval;
+    /* Record a ReLU's backward inside the following batch norm's backward (one pass over the
+     * tensor instead of two) where the ReLU is the batch norm's only reader. The cpu backend runs
+     * it; the cuda backend does not take it yet, so it is off by default (set before backward). */
+    bool fuse_relu_bwd;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);

@@ -144,7 +144,7 @@ static void run_node(mm_session *s, int id)
 {
     const mm_graph *g = s->g;
     const mm_node *nd = &g->nodes[id];
-    if (nd->op == MM_OP_RESHAPE) return; /* a view: no kernel */
+    if (nd->op == MM_OP_RESHAPE || nd->op == MM_OP_NONE) return; /* a view, or a fused-away node */
     mm_node local;
     if (nd->op == MM_OP_DROPOUT) {
         local = *nd;

@@ -42,10 +42,18 @@ static int conv_bn_relu(small_net *m, int x, const char *name, int cin, int cout
     return relu ? mm_relu(m->g, y) : y;
 }
 
+static void build_into(small_net *m, float dropout);
+
 static void build(small_net *m, float dropout)
 {
     memset(m, 0, sizeof *m);
     m->g = mm_graph_new(true);
+    build_into(m, dropout);
+}
+
+/* The net into m->g (made by the caller, so tests can set graph flags first). */
+static void build_into(small_net *m, float dropout)
+{
     int64_t xs[4] = {2, 9, 7, 3}, ls[1] = {2};
     m->x = mm_graph_input(m->g, "x", MM_F32, 4, xs);
     m->labels = mm_graph_input(m->g, "labels", MM_I32, 1, ls);
@@ -215,4 +223,39 @@ MM_TEST(steps_are_deterministic)
         mm_graph_free(m.g);
     }
     CHECK(!memcmp(losses[0], losses[1], sizeof losses[0]));
+}
+
+/* fuse_relu_bwd: the ReLU backward done inside the batch-norm backward gives bitwise the same
+ * gradients, and the fused-away nodes are really gone. */
+MM_TEST(fused_relu_backward_is_bitwise_the_same)
+{
+    float *grads[2] = {NULL, NULL};
+    size_t bytes = 0;
+    int relu_bwd[2] = {0, 0};
+    for (int fuse = 0; fuse < 2; fuse++) {
+        small_net m;
+        memset(&m, 0, sizeof m);
+        m.g = mm_graph_new(true);
+        m.g->fuse_relu_bwd = fuse;
+        build_into(&m, 0.0f);
+        CHECK_MSG(mm_graph_status(m.g) == MM_OK, "%s", mm_last_error());
+        for (int n = 0; n < m.g->n_nodes; n++) relu_bwd[fuse] += m.g->nodes[n].op == MM_OP_RELU_BWD;
+        mm_backend *be;
+        mm_backend_cpu_create(&be);
+        mm_session s;
+        CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
+        init(&s, &m);
+        mm_session_run(&s);
+        bytes = s.plan.grad_bytes;
+        grads[fuse] = malloc(bytes);
+        be->copy_to_host(be, grads[fuse], s.grads, bytes);
+        mm_session_free(&s);
+        mm_backend_destroy(be);
+        mm_graph_free(m.g);
+    }
+    CHECK(relu_bwd[1] < relu_bwd[0]); /* the stem's and branch a's ReLUs fused */
+    CHECK(relu_bwd[1] > 0);           /* the ReLU after the residual sum is not */
+    CHECK(bytes > 0 && !memcmp(grads[0], grads[1], bytes));
+    free(grads[0]);
+    free(grads[1]);
 }

@@ -341,7 +341,7 @@ MM_TEST(batchnorm_backward_matches_finite_differences)
     float *dx = tbuf(m * c), *dg0 = trand(c, 15, -1, 1), *db0 = trand(c, 16, -1, 1);
     float *dgamma = tcopy(dg0, c), *dbeta = tcopy(db0, c);
     tfill(dx, m * c, NAN);
-    mm_cpu_batchnorm_backward(dx, dgamma, dbeta, g, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(dx, dgamma, dbeta, g, NULL, x, gamma, smean, sinv, m, c);
     for (int j = 0; j < c; j++) dgamma[j] -= dg0[j], dbeta[j] -= db0[j];
 
     CHECK_FD("bn dx", dx, x, m * c, bn_loss, &ctx, 1e-2f, 5e-3);
@@ -351,11 +351,11 @@ MM_TEST(batchnorm_backward_matches_finite_differences)
     /* dx in place over dy; dgamma/dbeta/dx may each be absent. */
     bn_loss(&ctx);
     float *inplace = tcopy(g, m * c);
-    mm_cpu_batchnorm_backward(inplace, NULL, NULL, inplace, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(inplace, NULL, NULL, inplace, NULL, x, gamma, smean, sinv, m, c);
     CHECK_ARRAYS("in-place dx", inplace, dx, m * c, 0, 0);
     float *dgamma2 = tbuf(c), *dbeta2 = tbuf(c);
     tfill(dgamma2, c, 0), tfill(dbeta2, c, 0);
-    mm_cpu_batchnorm_backward(NULL, dgamma2, dbeta2, g, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(NULL, dgamma2, dbeta2, g, NULL, x, gamma, smean, sinv, m, c);
     CHECK_ARRAYS("dgamma without dx", dgamma2, dgamma, c, 1e-5, 1e-5);
     CHECK_ARRAYS("dbeta without dx", dbeta2, dbeta, c, 1e-5, 1e-5);
     free(x), free(gamma), free(beta), free(g), free(y), free(smean), free(sinv), free(rm);

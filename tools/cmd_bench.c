@@ -99,6 +99,7 @@ int mm_cmd_bench(int argc, char **argv)
     bool on_cpu = !strcmp(mm_args_get(&a, "device"), "cpu");
     cfg.no_recompute = mm_args_get_bool(&a, "no-recompute") ||
                        (on_cpu && !mm_args_get_bool(&a, "recompute"));
+    cfg.fuse_relu_bwd = on_cpu;
 
     mm_backend *be = NULL;
     mm_model m;

@@ -66,6 +66,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     /* recomputation trades time for device memory: worth it on a GPU, not on the CPU */
     mc.no_recompute = be->device == MM_DEVICE_CPU;
+    mc.fuse_relu_bwd = be->device == MM_DEVICE_CPU;
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
     if (st != MM_OK) {

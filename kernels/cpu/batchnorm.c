@@ -20,7 +20,7 @@
  *   mode 0: out1 = sum x;  mode 1: out1 = sum (x - mean)^2;
  *   mode 2: out1 = sum dy, out2 = sum dy * (x - mean). */
 static void channel_sums(double *out1, double *out2, const float *x, const float *dy,
-                         const double *mean, int64_t m, int c, int mode)
+                         const float *relu_out, const double *mean, int64_t m, int c, int mode)
 {
     int max_threads = omp_get_max_threads(), per = mode == 2 ? 2 : 1;
     double *part = mm_xcalloc((size_t)max_threads * (size_t)c * per, sizeof(double));
@@ -43,10 +43,11 @@ static void channel_sums(double *out1, double *out2, const float *x, const float
                     a1[j] += v * v;
                 }
             } else {
-                const float *gr = dy + i * c;
+                const float *gr = dy + i * c, *rr = relu_out ? relu_out + i * c : NULL;
                 for (int j = 0; j < c; j++) {
-                    a1[j] += gr[j];
-                    a2[j] += (double)gr[j] * (xr[j] - mean[j]);
+                    float g = rr && !(rr[j] > 0.0f) ? 0.0f : gr[j];
+                    a1[j] += g;
+                    a2[j] += (double)g * (xr[j] - mean[j]);
                 }
             }
         }
@@ -83,9 +84,9 @@ void mm_cpu_batchnorm_forward_train(float *y, float *save_mean, float *save_invs
     MM_ASSERT(m > 0 && c > 0);
     double *mean = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sq = mean + c;
     float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
-    channel_sums(mean, NULL, x, NULL, NULL, m, c, 0);
+    channel_sums(mean, NULL, x, NULL, NULL, NULL, m, c, 0);
     for (int j = 0; j < c; j++) mean[j] /= (double)m;
-    channel_sums(sq, NULL, x, NULL, mean, m, c, 1);
+    channel_sums(sq, NULL, x, NULL, NULL, mean, m, c, 1);
     for (int j = 0; j < c; j++) {
         double var = sq[j] / (double)m;
         /* PyTorch refuses m == 1 in training; the unbiased variance is then undefined and we
@@ -127,12 +128,13 @@ void mm_cpu_batchnorm_apply(float *y, const float *x, const float *gamma, const 
 }
 
 void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                               const float *x, const float *gamma, const float *save_mean,
+                               const float *relu_out, const float *x, const float *gamma,
+                               const float *save_mean,
                                const float *save_invstd, int64_t m, int c)
 {
     double *mean = mm_xmalloc(sizeof(double) * 3 * (size_t)c), *sdy = mean + c, *sdyx = sdy + c;
     for (int j = 0; j < c; j++) mean[j] = save_mean[j];
-    channel_sums(sdy, sdyx, x, dy, mean, m, c, 2);
+    channel_sums(sdy, sdyx, x, dy, relu_out, mean, m, c, 2);
     for (int j = 0; j < c; j++) {
         /* sum dy * xhat = invstd * sum dy * (x - mean) */
         double sg = sdyx[j] * save_invstd[j];
@@ -151,11 +153,12 @@ void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const flo
         }
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < m; i++) {
-            const float *xr = x + i * c, *gr = dy + i * c;
+            const float *xr = x + i * c, *gr = dy + i * c, *rr = relu_out ? relu_out + i * c : NULL;
             float *dr = dx + i * c;
             for (int j = 0; j < c; j++) {
                 float xhat = (xr[j] - save_mean[j]) * is[j];
-                dr[j] = a[j] * (gr[j] - mb[j] - xhat * mg[j]);
+                float g = rr && !(rr[j] > 0.0f) ? 0.0f : gr[j];
+                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
             }
         }
         free(coef);

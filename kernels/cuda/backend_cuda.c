@@ -150,6 +150,10 @@ static bool mm_cuda_relu_done(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node
 static void mm_cuda_op_bn_bwd(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                               const mm_tensor *outs, mm_cuda_ws *ws)
 {
+    /* graph.h fuse_relu_bwd: a cpu-backend fusion the CUDA kernels do not take yet */
+    if (node->p.bn.relu_bwd)
+        mm_die_at(__FILE__, __LINE__, "batch norm backward with a fused ReLU backward",
+                  "not implemented on CUDA", "build the graph with fuse_relu_bwd off for cuda");
     int64_t m = node->p.bn.m;
     int c = node->p.bn.c;
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
