@@ -166,6 +166,14 @@ static int build_head(mm_model *m, int feat)
     return -1;
 }
 
+void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
+{
+    bool cpu = be->device == MM_DEVICE_CPU;
+    c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+    c->no_recompute = cpu;
+    c->fuse_relu_bwd = cpu;
+}
+
 mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
 {
     memset(m, 0, sizeof *m);

@@ -176,6 +176,11 @@ typedef struct mm_model_config {
     bool fuse_relu_bwd;
 } mm_model_config;
 
+/* The choices that follow from the device a model runs on: activations stored in bf16 for the
+ * bf16 precision; on the cpu no recomputation (it trades time for device memory) and the ReLU
+ * backward fused into the batch-norm backward (the cuda backend does not take that node yet). */
+void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
+
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),
  * dropout 0, evaluation, all trainable, top "[512-512-1024]x2,[512-512-1024]x2" for whole. */
 mm_model_config mm_model_config_default(mm_model_kind kind, mm_trunk trunk);

@@ -94,12 +94,6 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.height = h;
     cfg.width = w;
     cfg.training = true;
-    cfg.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-    /* Recomputation trades time for device memory: worth it on a GPU, not on the CPU. */
-    bool on_cpu = !strcmp(mm_args_get(&a, "device"), "cpu");
-    cfg.no_recompute = mm_args_get_bool(&a, "no-recompute") ||
-                       (on_cpu && !mm_args_get_bool(&a, "recompute"));
-    cfg.fuse_relu_bwd = on_cpu;
 
     mm_backend *be = NULL;
     mm_model m;
@@ -111,6 +105,9 @@ int mm_cmd_bench(int argc, char **argv)
         return mm_cli_error();
     }
     if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
+    mm_model_config_for_backend(&cfg, be);
+    if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
+    if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
     if (mm_model_build(&m, &cfg) != MM_OK) {
         mm_backend_destroy(be);
         return mm_cli_error();

@@ -63,10 +63,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.training = training;
     mc.trainable = trainable;
     mc.dropout_seed = c->seed ^ 0x64726f706f7574ULL;
-    mc.act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-    /* recomputation trades time for device memory: worth it on a GPU, not on the CPU */
-    mc.no_recompute = be->device == MM_DEVICE_CPU;
-    mc.fuse_relu_bwd = be->device == MM_DEVICE_CPU;
+    mm_model_config_for_backend(&mc, be);
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
     if (st != MM_OK) {
@@ -328,8 +325,8 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     }
     mm_train_state *ts = &r.ts;
     bool resumed = false;
+    mm_checkpoint_info info;
     if (c->resume) {
-        mm_checkpoint_info info;
         st = mm_checkpoint_info_read(r.last, &info);
         if (st == MM_OK && !info.has_state)
             st = mm_fail(MM_ERR_FORMAT, "%s: holds weights but no training state", r.last);
@@ -349,11 +346,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
         ts->pixel_mean = (float)mean;
     }
     if (st == MM_OK) st = bind(&r.ev, c, r.be, false, NULL);
-    if (st == MM_OK && resumed) {
-        mm_checkpoint_info info;
-        st = mm_checkpoint_info_read(r.last, &info);
-        if (st == MM_OK) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
-    }
+    if (st == MM_OK && resumed) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
     if (st == MM_OK) {
         char cfg[4096];
         path_in(cfg, sizeof cfg, c->run_dir, "config.json");
