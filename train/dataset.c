@@ -35,8 +35,8 @@ mm_status mm_dataset_from_index(mm_dataset *d, const char *index_path, mm_split 
     mm_index idx;
     MM_TRY(mm_index_read(&idx, index_path));
     mm_status st = MM_OK;
-    int cap = 0, patients = 0;
-    const char *last_patient = NULL;
+    int cap = 0, n_chosen = 0;
+    const char **picked = subset_patients > 0 ? mm_xcalloc((size_t)subset_patients, sizeof *picked) : NULL;
     char path[4096];
     for (int i = 0; i < idx.n && st == MM_OK; i++) {
         const mm_index_image *im = &idx.images[i];
@@ -48,17 +48,17 @@ mm_status mm_dataset_from_index(mm_dataset *d, const char *index_path, mm_split 
                          index_path, im->image_id, im->image);
             break;
         }
-        if (!last_patient || strcmp(last_patient, im->patient_id) != 0) {
-            /* a new patient (the index keeps a patient's images together per split) */
-            bool seen = false;
-            for (int j = 0; j < i && !seen; j++)
-                seen = idx.images[j].split == split && !strcmp(idx.images[j].patient_id, im->patient_id);
-            if (!seen) patients++;
-            last_patient = im->patient_id;
+        if (subset_patients > 0) { /* the first subset_patients patients of the split */
+            bool chosen = false;
+            for (int k = 0; k < n_chosen && !chosen; k++) chosen = !strcmp(picked[k], im->patient_id);
+            if (!chosen) {
+                if (n_chosen == subset_patients) continue;
+                picked[n_chosen++] = im->patient_id;
+            }
         }
-        if (subset_patients > 0 && patients > subset_patients) continue;
         push(d, &cap, mm_index_path(path, sizeof path, &idx, im->image), im->label);
     }
+    free(picked);
     mm_index_free(&idx);
     if (st == MM_OK && d->n == 0)
         st = mm_fail(MM_ERR_ARG, "%s: no images in the %s split", index_path, mm_split_name(split));

@@ -16,8 +16,8 @@ typedef struct mm_dataset {
 } mm_dataset;
 
 /* Whole images of `split` from an index whose images are PNGs (run `mammo prep` first: a DICOM
- * image is a clear error naming the index). `subset_patients` > 0 keeps the images of that many
- * patients of the split (the index order, which the indexer's seeded split already shuffled). */
+ * image is a clear error naming the index). `subset_patients` > 0 keeps every image of the first that
+ * many patients of the split in index order (the indexer's seeded split already shuffled them). */
 mm_status mm_dataset_from_index(mm_dataset *d, const char *index_path, mm_split split,
                                 int subset_patients);
 /* Patches of `split` ("train", "val", "test") from OUT/patches.csv. */
