@@ -1,9 +1,11 @@
 /* CPU batch normalisation over the m = n*h*w rows of an NHWC tensor with c channels.
  *
  * Training statistics are computed in two passes (the mean first, then the mean of squared
- * deviations), each summed in double: with m = 2*576*448 rows a single-pass E[x^2] - E[x]^2 in
- * float would lose most of its digits. Each thread sums a fixed block of rows and the partial
- * sums are added in thread order, so results repeat bitwise for a given thread count.
+ * deviations): with m = 2*576*448 rows a single-pass E[x^2] - E[x]^2 in float would lose most
+ * of its digits. Every sum over rows is taken in float over blocks of 16 rows (vector lanes run
+ * over the channels), and the block sums are added in double. Each thread sums a fixed block of
+ * rows and the partial sums are added in thread order, so results repeat bitwise for a given
+ * thread count.
  *
  * Backward, with xhat = (x - mean) * invstd:
  *   dbeta  = sum_rows dy,  dgamma = sum_rows dy * xhat,
@@ -16,41 +18,73 @@
 #include "cpu_internal.h"
 #include "cpu_kernels.h"
 
-/* One pass over the rows, per channel j, in double:
- *   mode 0: out1 = sum x;  mode 1: out1 = sum (x - mean)^2;
- *   mode 2: out1 = sum dy, out2 = sum dy * (x - mean). */
-static void channel_sums(double *out1, double *out2, const float *x, const float *dy,
-                         const float *relu_out, const double *mean, int64_t m, int c, int mode)
+enum { SUM_X, SUM_SQDEV, SUM_GRAD };
+
+/* One thread's sums over rows [lo, hi), per channel j (a2 only for SUM_GRAD):
+ *   SUM_X:     a1 += x
+ *   SUM_SQDEV: a1 += (x - mean)^2
+ *   SUM_GRAD:  a1 += g, a2 += g * (x - mean), with g = dy, or dy where relu_out > 0 (the ReLU
+ *              backward folded in) when relu_out is given. */
+MM_CPU_VECTOR static void sum_rows(double *a1, double *a2, int mode, const float *x,
+                                   const float *dy, const float *relu_out, const float *mean,
+                                   int64_t lo, int64_t hi, int c)
 {
-    int max_threads = omp_get_max_threads(), per = mode == 2 ? 2 : 1;
+    enum { ROWS = 16, CH = 256 };
+    float s1[CH], s2[CH];
+    for (int64_t i0 = lo; i0 < hi; i0 += ROWS) {
+        int64_t i1 = i0 + ROWS < hi ? i0 + ROWS : hi;
+        for (int j0 = 0; j0 < c; j0 += CH) {
+            const int cn = c - j0 < CH ? c - j0 : CH;
+            const float *mu = mean ? mean + j0 : NULL;
+            for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                const float *xr = x + i * c + j0;
+                if (mode == SUM_X) {
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) s1[j] += xr[j];
+                } else if (mode == SUM_SQDEV) {
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) s1[j] += (xr[j] - mu[j]) * (xr[j] - mu[j]);
+                } else if (relu_out) {
+                    const float *gr = dy + i * c + j0, *rr = relu_out + i * c + j0;
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) {
+                        float g = rr[j] > 0.0f ? gr[j] : 0.0f;
+                        s1[j] += g;
+                        s2[j] += g * (xr[j] - mu[j]);
+                    }
+                } else {
+                    const float *gr = dy + i * c + j0;
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) {
+                        s1[j] += gr[j];
+                        s2[j] += gr[j] * (xr[j] - mu[j]);
+                    }
+                }
+            }
+            for (int j = 0; j < cn; j++) a1[j0 + j] += s1[j];
+            if (mode == SUM_GRAD)
+                for (int j = 0; j < cn; j++) a2[j0 + j] += s2[j];
+        }
+    }
+}
+
+/* out1 (and out2) = the sums of sum_rows over all m rows, on the OpenMP threads. */
+static void channel_sums(double *out1, double *out2, const float *x, const float *dy,
+                         const float *relu_out, const float *mean, int64_t m, int c, int mode)
+{
+    int max_threads = omp_get_max_threads(), per = mode == SUM_GRAD ? 2 : 1;
     double *part = mm_xcalloc((size_t)max_threads * (size_t)c * per, sizeof(double));
     int used = 1;
-#pragma omp parallel
+#pragma omp parallel if (m * c >= MM_CPU_PARALLEL_MIN)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int64_t lo, hi;
 #pragma omp single
         used = nt;
         mm_cpu_thread_block(m, t, nt, &lo, &hi);
-        double *a1 = part + (size_t)t * c * per, *a2 = a1 + c;
-        for (int64_t i = lo; i < hi; i++) {
-            const float *xr = x + i * c;
-            if (mode == 0) {
-                for (int j = 0; j < c; j++) a1[j] += xr[j];
-            } else if (mode == 1) {
-                for (int j = 0; j < c; j++) {
-                    double v = xr[j] - mean[j];
-                    a1[j] += v * v;
-                }
-            } else {
-                const float *gr = dy + i * c, *rr = relu_out ? relu_out + i * c : NULL;
-                for (int j = 0; j < c; j++) {
-                    float g = rr && !(rr[j] > 0.0f) ? 0.0f : gr[j];
-                    a1[j] += g;
-                    a2[j] += (double)g * (xr[j] - mean[j]);
-                }
-            }
-        }
+        double *a1 = part + (size_t)t * c * per;
+        sum_rows(a1, a1 + c, mode, x, dy, relu_out, mean, lo, hi, c);
     }
     for (int j = 0; j < c; j++) {
         double s1 = 0, s2 = 0;
@@ -64,15 +98,48 @@ static void channel_sums(double *out1, double *out2, const float *x, const float
     free(part);
 }
 
+MM_CPU_VECTOR static void normalize_range(float *y, const float *x, const float *shift,
+                                          const float *scale, const float *beta, int64_t lo,
+                                          int64_t hi, int c)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        const float *xr = x + i * c;
+        float *yr = y + i * c;
+#pragma omp simd
+        for (int j = 0; j < c; j++) yr[j] = (xr[j] - shift[j]) * scale[j] + beta[j];
+    }
+}
+
 /* y = (x - shift[j]) * scale[j] + beta[j], row by row; y may alias x. */
 static void normalize_rows(float *y, const float *x, const float *shift, const float *scale,
                            const float *beta, int64_t m, int c)
 {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++) {
-        const float *xr = x + i * c;
-        float *yr = y + i * c;
-        for (int j = 0; j < c; j++) yr[j] = (xr[j] - shift[j]) * scale[j] + beta[j];
+    MM_CPU_SPANS(m, m * c, normalize_range(y, x, shift, scale, beta, lo_, hi_, c));
+}
+
+/* dx = a * (g - mb - xhat * mg), xhat = (x - mean) * is, g as in grad_rows. */
+MM_CPU_VECTOR static void dx_rows(float *dx, const float *x, const float *dy, const float *relu_out,
+                                  const float *mean, const float *a, const float *mb,
+                                  const float *mg, const float *is, int64_t lo, int64_t hi, int c)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        const float *xr = x + i * c, *gr = dy + i * c;
+        float *dr = dx + i * c;
+        if (relu_out) {
+            const float *rr = relu_out + i * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xr[j] - mean[j]) * is[j];
+                float g = rr[j] > 0.0f ? gr[j] : 0.0f;
+                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xr[j] - mean[j]) * is[j];
+                dr[j] = a[j] * (gr[j] - mb[j] - xhat * mg[j]);
+            }
+        }
     }
 }
 
@@ -84,19 +151,18 @@ void mm_cpu_batchnorm_forward_train(float *y, float *save_mean, float *save_invs
     MM_ASSERT(m > 0 && c > 0);
     double *mean = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sq = mean + c;
     float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
-    channel_sums(mean, NULL, x, NULL, NULL, NULL, m, c, 0);
-    for (int j = 0; j < c; j++) mean[j] /= (double)m;
-    channel_sums(sq, NULL, x, NULL, NULL, mean, m, c, 1);
+    channel_sums(mean, NULL, x, NULL, NULL, NULL, m, c, SUM_X);
+    for (int j = 0; j < c; j++) save_mean[j] = (float)(mean[j] / (double)m);
+    channel_sums(sq, NULL, x, NULL, NULL, save_mean, m, c, SUM_SQDEV);
     for (int j = 0; j < c; j++) {
         double var = sq[j] / (double)m;
         /* PyTorch refuses m == 1 in training; the unbiased variance is then undefined and we
          * feed the biased one (0) to the running average instead. */
         double unbiased = m > 1 ? sq[j] / (double)(m - 1) : var;
         float invstd = (float)(1.0 / sqrt(var + (double)eps));
-        save_mean[j] = (float)mean[j];
         save_invstd[j] = invstd;
         scale[j] = gamma[j] * invstd;
-        running_mean[j] = (1.0f - momentum) * running_mean[j] + momentum * (float)mean[j];
+        running_mean[j] = (1.0f - momentum) * running_mean[j] + momentum * save_mean[j];
         running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
     }
     normalize_rows(y, x, save_mean, scale, beta, m, c);
@@ -132,9 +198,8 @@ void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const flo
                                const float *save_mean,
                                const float *save_invstd, int64_t m, int c)
 {
-    double *mean = mm_xmalloc(sizeof(double) * 3 * (size_t)c), *sdy = mean + c, *sdyx = sdy + c;
-    for (int j = 0; j < c; j++) mean[j] = save_mean[j];
-    channel_sums(sdy, sdyx, x, dy, relu_out, mean, m, c, 2);
+    double *sdy = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sdyx = sdy + c;
+    channel_sums(sdy, sdyx, x, dy, relu_out, save_mean, m, c, SUM_GRAD);
     for (int j = 0; j < c; j++) {
         /* sum dy * xhat = invstd * sum dy * (x - mean) */
         double sg = sdyx[j] * save_invstd[j];
@@ -151,17 +216,9 @@ void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const flo
             mg[j] = (float)(sdyx[j] / (double)m);
             is[j] = save_invstd[j];
         }
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < m; i++) {
-            const float *xr = x + i * c, *gr = dy + i * c, *rr = relu_out ? relu_out + i * c : NULL;
-            float *dr = dx + i * c;
-            for (int j = 0; j < c; j++) {
-                float xhat = (xr[j] - save_mean[j]) * is[j];
-                float g = rr && !(rr[j] > 0.0f) ? 0.0f : gr[j];
-                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
-            }
-        }
+        MM_CPU_SPANS(m, m * c,
+                     dx_rows(dx, x, dy, relu_out, save_mean, a, mb, mg, is, lo_, hi_, c));
         free(coef);
     }
-    free(mean);
+    free(sdy);
 }

@@ -35,6 +35,15 @@ void mm_cpu_gemm_block(int count, int t, int nt, int *lo, int *hi)
     *hi = uhi * 16 < count ? uhi * 16 : count;
 }
 
+void mm_cpu_omp_span(int64_t count, int64_t *lo, int64_t *hi)
+{
+    int64_t units = (count + 15) / 16;
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t ulo = units * t / nt, uhi = units * (t + 1) / nt;
+    *lo = ulo * 16 < count ? ulo * 16 : count;
+    *hi = uhi * 16 < count ? uhi * 16 : count;
+}
+
 void mm_cpu_sgemm_part(int t, int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
                        float alpha, const float *a, int lda, const float *b, int ldb, float beta,
                        float *c, int ldc)

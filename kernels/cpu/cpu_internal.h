@@ -44,4 +44,38 @@ static inline void mm_cpu_thread_block(int64_t count, int t, int nt, int64_t *lo
     *hi = count * (t + 1) / nt;
 }
 
+/* The calling OpenMP thread's block of `count` flat elements, its bounds multiples of 16 (a cache
+ * line of floats) so threads never write the same line. */
+void mm_cpu_omp_span(int64_t count, int64_t *lo, int64_t *hi);
+
+/* Below this many elements an element-wise kernel runs on the calling thread alone: waking the
+ * other threads costs more than it saves (a tiny training epoch otherwise makes ~100k futex calls). */
+#define MM_CPU_PARALLEL_MIN 32768
+
+/* Runs `call` on every OpenMP thread with int64_t lo_, hi_ set to its span of [0, n) (above),
+ * or on the calling thread alone with the whole range when the work (in elements touched) is
+ * below MM_CPU_PARALLEL_MIN. The kernels call one cloned range function (below) this way. */
+#define MM_CPU_SPANS(n, work, call)                                                               \
+    do {                                                                                          \
+        const int64_t spans_n_ = (n), spans_work_ = (work);                                       \
+        _Pragma("omp parallel if (spans_work_ >= MM_CPU_PARALLEL_MIN)")                           \
+        {                                                                                         \
+            int64_t lo_, hi_;                                                                     \
+            mm_cpu_omp_span(spans_n_, &lo_, &hi_);                                                \
+            if (hi_ > lo_) call;                                                                  \
+        }                                                                                         \
+    } while (0)
+
+/* The hot loops (element-wise, batch norm, pooling, optimizers) are compiled three times, for
+ * x86-64 with AVX-512, with AVX2 and for the baseline, and the loader picks the best clone the CPU
+ * runs (GCC's target_clones): a portable binary still gets wide vectors. Every clone computes
+ * bitwise the same results: lanes run over independent elements or channels (no reassociated
+ * sums) and CMake builds with -ffp-contract=off (no FMA contraction in one clone only). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MM_NO_CLONES)
+#define MM_CPU_VECTOR \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MM_CPU_VECTOR
+#endif
+
 #endif

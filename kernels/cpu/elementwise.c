@@ -1,30 +1,54 @@
 /* CPU element-wise kernels: ReLU, add, scale, dropout. Each element is read before it is written,
  * so every "may alias" output works in place. */
 #include "../philox.h"
+#include "cpu_internal.h"
 #include "cpu_kernels.h"
+
+MM_CPU_VECTOR static void relu_range(float *y, const float *x, int64_t lo, int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+MM_CPU_VECTOR static void relu_bwd_range(float *dx, const float *dy, const float *y, int64_t lo,
+                                         int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+MM_CPU_VECTOR static void add_range(float *y, const float *a, const float *b, int64_t lo,
+                                    int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) y[i] = a[i] + b[i];
+}
+
+MM_CPU_VECTOR static void scale_range(float *y, const float *x, float alpha, int64_t lo,
+                                      int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) y[i] = alpha * x[i];
+}
 
 void mm_cpu_relu_forward(float *y, const float *x, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    MM_CPU_SPANS(n, n, relu_range(y, x, lo_, hi_));
 }
 
 void mm_cpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    MM_CPU_SPANS(n, n, relu_bwd_range(dx, dy, y, lo_, hi_));
 }
 
 void mm_cpu_add(float *y, const float *a, const float *b, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    MM_CPU_SPANS(n, n, add_range(y, a, b, lo_, hi_));
 }
 
 void mm_cpu_scale(float *y, const float *x, float alpha, int64_t n)
 {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
+    MM_CPU_SPANS(n, n, scale_range(y, x, alpha, lo_, hi_));
 }
 
 /* Philox gives 4 words per counter value, so the loop walks blocks of 4 elements: element i uses

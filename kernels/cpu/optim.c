@@ -5,24 +5,42 @@
 
 #include "../../runtime/error.h"
 #include "../optim_math.h"
+#include "cpu_internal.h"
 #include "cpu_kernels.h"
 
-/* Below this many elements threads cost more than they save. */
-#define MM_OPTIM_PARALLEL_MIN 32768
+/* The loops over a thread's span, the coefficients copied so they are known loop-invariant. */
+MM_CPU_VECTOR static void adam_range(float *p, float *m, float *v, const float *g,
+                                     const mm_adam_coeffs *coeffs, int64_t lo, int64_t hi)
+{
+    const mm_adam_coeffs c = *coeffs;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) mm_adam_update(&p[i], &m[i], &v[i], g[i], &c);
+}
+
+MM_CPU_VECTOR static void sgd_range(float *p, float *buf, const float *g,
+                                    const mm_sgd_coeffs *coeffs, int64_t lo, int64_t hi)
+{
+    const mm_sgd_coeffs c = *coeffs;
+    if (buf) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) mm_sgd_update(&p[i], &buf[i], g[i], &c);
+    } else {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) mm_sgd_update(&p[i], NULL, g[i], &c);
+    }
+}
 
 void mm_cpu_adam(float *p, float *m, float *v, const float *g, int64_t n, const mm_adam_params *a)
 {
     MM_ASSERT(a->step >= 1);
     const mm_adam_coeffs c = mm_adam_coeffs_make(a->lr, a->beta1, a->beta2, a->eps,
                                                  a->weight_decay, a->decoupled, a->step);
-#pragma omp parallel for schedule(static) if (n >= MM_OPTIM_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) mm_adam_update(&p[i], &m[i], &v[i], g[i], &c);
+    MM_CPU_SPANS(n, n, adam_range(p, m, v, g, &c, lo_, hi_));
 }
 
 void mm_cpu_sgd(float *p, float *buf, const float *g, int64_t n, const mm_sgd_params *s)
 {
     MM_ASSERT(buf != NULL || s->momentum == 0.0f);
     const mm_sgd_coeffs c = mm_sgd_coeffs_make(s->lr, s->momentum, s->weight_decay, s->nesterov);
-#pragma omp parallel for schedule(static) if (n >= MM_OPTIM_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) mm_sgd_update(&p[i], buf ? &buf[i] : NULL, g[i], &c);
+    MM_CPU_SPANS(n, n, sgd_range(p, s->momentum != 0.0f ? buf : NULL, g, &c, lo_, hi_));
 }
