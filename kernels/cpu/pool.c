@@ -7,6 +7,7 @@
  * rows that are at least a window apart (rows oy and oy + ceil(kh/sh) never overlap). */
 #include <math.h>
 
+#include "cpu_internal.h"
 #include "cpu_kernels.h"
 
 static void zero(float *x, int64_t n)
@@ -18,12 +19,12 @@ static void zero(float *x, int64_t n)
 /* ---- max pooling (padding is -inf; ties and NaN follow PyTorch: the first maximum wins, a NaN
  * is always taken) ---- */
 
-void mm_cpu_maxpool_forward(float *y, const float *x, const mm_pool_dims *d)
+/* Output pixels [lo, hi) of the flat [n*oh*ow] range. */
+MM_CPU_VECTOR static void maxpool_range(float *y, const float *x, const mm_pool_dims *d,
+                                        int64_t lo, int64_t hi)
 {
     const int c = d->c;
-    const int64_t npix = (int64_t)d->n * d->oh * d->ow;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < npix; p++) {
+    for (int64_t p = lo; p < hi; p++) {
         int img = (int)(p / ((int64_t)d->oh * d->ow));
         int oy = (int)(p / d->ow % d->oh), ox = (int)(p % d->ow);
         float *yp = y + p * c;
@@ -35,20 +36,32 @@ void mm_cpu_maxpool_forward(float *y, const float *x, const mm_pool_dims *d)
                 int ix = ox * d->stride_w - d->pad_w + kx;
                 if (ix < 0 || ix >= d->w) continue;
                 const float *xp = x + (((int64_t)img * d->h + iy) * d->w + ix) * c;
+#pragma omp simd
                 for (int ci = 0; ci < c; ci++) {
                     float v = xp[ci];
-                    if (v > yp[ci] || isnan(v)) yp[ci] = v;
+                    yp[ci] = v > yp[ci] || isnan(v) ? v : yp[ci];
                 }
             }
         }
     }
 }
 
-/* dx[argmax] += dy for every output in row oy of image img. */
-static void maxpool_backward_row(float *dx, const float *dy, const float *x, const mm_pool_dims *d,
-                                 int img, int oy)
+void mm_cpu_maxpool_forward(float *y, const float *x, const mm_pool_dims *d)
 {
+    const int64_t npix = (int64_t)d->n * d->oh * d->ow;
+    MM_CPU_SPANS(npix, npix * d->c * d->kh * d->kw, maxpool_range(y, x, d, lo_, hi_));
+}
+
+/* dx[argmax] += dy for every output in row oy of image img. The argmax is recomputed from x,
+ * channels as vector lanes, in blocks of CH channels: the window tap (ky, kx) holding each
+ * channel's maximum, then one scatter-add per channel. */
+MM_CPU_VECTOR static void maxpool_backward_row(float *dx, const float *dy, const float *x,
+                                               const mm_pool_dims *d, int img, int oy)
+{
+    enum { CH = 64 };
     const int c = d->c;
+    float best[CH];
+    int tap[CH];
     int iy0 = oy * d->stride_h - d->pad_h;
     int ky_lo = iy0 < 0 ? -iy0 : 0, ky_hi = d->h - iy0 < d->kh ? d->h - iy0 : d->kh;
     for (int ox = 0; ox < d->ow; ox++) {
@@ -56,22 +69,30 @@ static void maxpool_backward_row(float *dx, const float *dy, const float *x, con
         int kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = d->w - ix0 < d->kw ? d->w - ix0 : d->kw;
         if (ky_lo >= ky_hi || kx_lo >= kx_hi) continue;
         const float *dyp = dy + (((int64_t)img * d->oh + oy) * d->ow + ox) * c;
-        const int64_t first = (((int64_t)img * d->h + iy0 + ky_lo) * d->w + ix0 + kx_lo) * c;
-        for (int ci = 0; ci < c; ci++) {
-            float best = -INFINITY;
-            int64_t arg = first + ci; /* PyTorch's choice when every value is -inf */
+        for (int c0 = 0; c0 < c; c0 += CH) {
+            const int cn = c - c0 < CH ? c - c0 : CH;
+            /* PyTorch's choice when every value is -inf: the window's first pixel */
+            const int first = ky_lo * d->kw + kx_lo;
+            for (int j = 0; j < cn; j++) best[j] = -INFINITY, tap[j] = first;
             for (int ky = ky_lo; ky < ky_hi; ky++) {
-                int64_t row = ((int64_t)img * d->h + iy0 + ky) * d->w;
                 for (int kx = kx_lo; kx < kx_hi; kx++) {
-                    int64_t at = (row + ix0 + kx) * c + ci;
-                    float v = x[at];
-                    if (v > best || isnan(v)) {
-                        best = v;
-                        arg = at;
+                    const float *xp =
+                        x + (((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c + c0;
+                    const int k = ky * d->kw + kx;
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) {
+                        float v = xp[j];
+                        int take = v > best[j] || isnan(v);
+                        best[j] = take ? v : best[j];
+                        tap[j] = take ? k : tap[j];
                     }
                 }
             }
-            dx[arg] += dyp[ci];
+            for (int j = 0; j < cn; j++) {
+                int ky = tap[j] / d->kw, kx = tap[j] % d->kw;
+                dx[(((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c + c0 + j] +=
+                    dyp[c0 + j];
+            }
         }
     }
 }
@@ -83,7 +104,7 @@ void mm_cpu_maxpool_backward(float *dx, const float *dy, const float *x, const m
     for (int phase = 0; phase < gap && phase < d->oh; phase++) {
         int rows = (d->oh - phase + gap - 1) / gap;
         int64_t jobs = (int64_t)d->n * rows;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (jobs * d->ow * d->c >= MM_CPU_PARALLEL_MIN)
         for (int64_t j = 0; j < jobs; j++)
             maxpool_backward_row(dx, dy, x, d, (int)(j / rows), phase + (int)(j % rows) * gap);
     }
