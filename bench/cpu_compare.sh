@@ -1,7 +1,7 @@
 #!/bin/sh
 # `mammo bench --device cpu` and the same step in Debian's PyTorch (bench/torch_cpu_ref.py) side by
 # side on this machine, in one run: prints both lines and the ratio (target: >= 1.0), and writes
-# them to bench/results/<date>-cpu-<cores>cores.txt.
+# them to bench/results/<date>-cpu-<cores>cores.txt (appended: one file holds the day's runs).
 # Usage: sh bench/cpu_compare.sh [build-dir] [steps]   env: NET=resnet50 INPUT=224x224 BATCH=2
 set -u
 build=${1:-build}
@@ -27,4 +27,4 @@ ratio=$(awk -v a="$(field "$m" images_per_s)" -v b="$(field "$t" images_per_s)" 
     echo "$m"
     echo "$t"
     echo "compare net=$net device=cpu speed_ratio=$ratio"
-} | tee "$out"
+} | tee -a "$out"
