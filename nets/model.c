@@ -171,6 +171,7 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
     bool cpu = be->device == MM_DEVICE_CPU;
     c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     c->no_recompute = cpu;
+    c->recompute_conv_macs = cpu ? 0 : MM_RECOMPUTE_CONV_MACS_CUDA;
     c->fuse_relu_bwd = cpu;
 }
 
@@ -194,6 +195,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->seed = cfg->dropout_seed;
     m->g->act_dtype = cfg->act_dtype;
     m->g->recompute = !cfg->no_recompute;
+    m->g->recompute_conv_macs = cfg->recompute_conv_macs;
     m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;
     int64_t ishape[4] = {cfg->batch, cfg->height, cfg->width, 3};
     m->image = mm_graph_input(m->g, "image", MM_F32, 4, ishape);

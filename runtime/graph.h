@@ -125,6 +125,11 @@ typedef struct mm_graph {
     /* Recompute cheap activations in the backward pass instead of keeping them (default on; see
      * mm_graph_backward). Set before mm_graph_backward. */
     bool recompute;
+    /* With recompute on, the outputs of convolutions that cost at most this many multiply-adds
+     * per output element (r * s * input channels) are recomputable too, from their input (0, the
+     * default: none). ResNet50's stem (147) and 1x1 expansions of 64 channels (64), VGG16's first
+     * convolution (27): large outputs that cost little to compute again. */
+    int64_t recompute_conv_macs;
     /* A batch norm whose scale and shift are frozen and whose input needs no gradient runs in
      * evaluation mode in a training graph: it normalises with its running statistics and leaves
      * them alone, so frozen layers are a fixed feature extractor (PyTorch's usual fine-tuning; the
@@ -176,10 +181,10 @@ int mm_flatten(mm_graph *g, int x);
  *
  * With g->recompute on, a forward activation that backward nodes read is not kept from the
  * forward pass when it can be recomputed cheaply from values that are kept anyway: the output of
- * a ReLU, an add, a training batch norm (MM_OP_BN_APPLY from its saved statistics) or a max pool
- * whose inputs are kept or recomputable in turn (e.g. relu(bn(conv)) from the conv output that
- * BN's backward keeps; a residual block's output relu(bn(conv) + shortcut) down a chain of
- * blocks). The recomputing nodes are recorded just before the first backward node that reads the
+ * a ReLU, an add, a training batch norm (MM_OP_BN_APPLY from its saved statistics), a max pool
+ * or a convolution within g->recompute_conv_macs whose inputs are kept or recomputable in turn
+ * (e.g. relu(bn(conv)) from the conv output that BN's backward keeps; a residual block's output
+ * relu(bn(conv) + shortcut) down a chain of blocks). The recomputing nodes are recorded just before the first backward node that reads the
  * value, and those nodes read the recomputed copy, so the forward copy dies at its last forward
  * reader. Recomputation repeats the forward's arithmetic exactly: gradients are bitwise the same
  * with it on or off (on the CPU). */

@@ -113,11 +113,13 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     plan->offset = mm_xcalloc((size_t)nv, sizeof *plan->offset);
     plan->first_node = mm_xmalloc((size_t)nv * sizeof(int));
     plan->last_node = mm_xmalloc((size_t)nv * sizeof(int));
+    plan->storage_end = mm_xmalloc((size_t)nv * sizeof(int));
     plan->opt_slots = opt_slots;
     int *share = mm_xmalloc((size_t)nv * sizeof(int)); /* in-place: storage taken from this value */
     for (int v = 0; v < nv; v++) {
         plan->first_node[v] = g->values[v].producer;
         plan->last_node[v] = g->values[v].producer;
+        plan->storage_end[v] = -1;
         share[v] = -1;
     }
 
@@ -187,6 +189,7 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     /* Walk the step: allocate each node's outputs (or take over a dying input's storage), then
      * release every storage whose last reader was this node. Storage is tracked per root value. */
     arena_sim a = {0};
+    size_t live = 0;
     int *end = mm_xmalloc((size_t)nv * sizeof(int)); /* per storage root: last node of any sharer */
     for (int v = 0; v < nv; v++) end[v] = plan->last_node[v];
     int **dying = mm_xcalloc((size_t)nn + 1, sizeof(int *));
@@ -215,6 +218,11 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
                 plan->n_inplace++;
             } else {
                 plan->offset[v] = arena_alloc(&a, align_up(bytes));
+                live += align_up(bytes);
+                if (live > plan->live_peak_bytes) {
+                    plan->live_peak_bytes = live;
+                    plan->live_peak_node = n;
+                }
             }
         }
         /* Views take their root's placement. */
@@ -245,6 +253,8 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
                 continue;
             }
             arena_release(&a, plan->offset[r], align_up(mm_value_bytes(&g->values[r])));
+            live -= align_up(mm_value_bytes(&g->values[r]));
+            plan->storage_end[r] = n;
         }
     }
     plan->arena_bytes = a.top;
@@ -263,6 +273,7 @@ void mm_plan_free(mm_plan *plan)
     free(plan->offset);
     free(plan->first_node);
     free(plan->last_node);
+    free(plan->storage_end);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -291,4 +302,36 @@ void mm_plan_print(const mm_plan *p, FILE *f)
     line(f, "workspace", p->workspace_bytes);
     fprintf(f, "in_place_nodes         %14d\n", p->n_inplace);
     fprintf(f, "peak_bytes=%zu\n", mm_plan_peak_bytes(p));
+}
+
+void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
+{
+    const int at = p->live_peak_node;
+    int *ids = mm_xmalloc((size_t)(p->n_values ? p->n_values : 1) * sizeof *ids), n = 0;
+    for (int v = 0; v < p->n_values; v++)
+        if (p->storage_end[v] >= 0 && p->first_node[v] <= at && p->storage_end[v] >= at)
+            ids[n++] = v;
+    for (int i = 1; i < n; i++) /* largest first, then by value id */
+        for (int j = i; j > 0; j--) {
+            size_t a = mm_value_bytes(&g->values[ids[j]]), b = mm_value_bytes(&g->values[ids[j - 1]]);
+            if (a < b || (a == b && ids[j] > ids[j - 1])) break;
+            int t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+    fprintf(f, "live at the arena's peak: %.1f MiB in %d values, at node %d of %d (%s, %s pass)\n",
+            p->live_peak_bytes / 1048576.0, n, at, g->n_nodes, mm_op_name(g->nodes[at].op),
+            g->n_forward && at >= g->n_forward ? "backward" : "forward");
+    for (int i = 0; i < n && i < top; i++) {
+        const mm_value *val = &g->values[ids[i]];
+        char shape[64];
+        int len = 0;
+        for (int d = 0; d < val->ndim && len < (int)sizeof shape - 24; d++)
+            len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", d ? "x" : "",
+                            (long long)val->shape[d]);
+        fprintf(f, "  %9.1f MiB  %-18s made by node %4d %-16s needed until node %d\n",
+                mm_value_bytes(val) / 1048576.0, shape, p->first_node[ids[i]],
+                mm_op_name(g->nodes[p->first_node[ids[i]]].op), p->storage_end[ids[i]]);
+    }
+    free(ids);
 }

@@ -46,6 +46,8 @@ typedef struct mm_plan {
     size_t *offset;     /* per value: byte offset in its region */
     int *first_node;    /* per value: node that writes it (-1: before the step) */
     int *last_node;     /* per value: last node that reads it (views extend it) */
+    int *storage_end;   /* per value that owns arena storage (not in place, not a view): the
+                         * last node reading it or a value sharing it in place; else -1 */
 
     size_t param_bytes;      /* all parameters */
     size_t trainable_bytes;  /* the prefix of the parameter buffer that is trainable */
@@ -56,6 +58,8 @@ typedef struct mm_plan {
     size_t arena_bytes;      /* activations (peak of the arena) */
     size_t workspace_bytes;  /* max over nodes of the backend's scratch */
     size_t naive_arena_bytes;/* sum of all activations, no reuse: what a naive allocator would need */
+    size_t live_peak_bytes;  /* the most arena bytes live at once (arena_bytes less fragmentation) */
+    int live_peak_node;      /* the node at which they were live */
     int opt_slots;
     int n_inplace;           /* nodes run in place */
     int64_t n_params, n_trainable; /* element counts */
@@ -73,5 +77,8 @@ size_t mm_plan_peak_bytes(const mm_plan *plan);
 
 /* Prints the breakdown, one "name bytes (MiB)" line each, ending with "peak_bytes=N". */
 void mm_plan_print(const mm_plan *plan, FILE *f);
+/* Prints what is live in the arena at its peak: the node, then the `top` largest values (shape,
+ * the op that made them, the node that last needs them). What to recompute or fuse next. */
+void mm_plan_print_live(const mm_plan *plan, const mm_graph *g, int top, FILE *f);
 
 #endif

@@ -6,8 +6,9 @@
  * them.
  *
  * A forward value is available in the backward pass when it is kept (saved and not dropped), a
- * parameter or step input, or recomputable: the first output of a RELU, ADD, MAXPOOL or training
- * BATCHNORM whose activation inputs are available in turn (for BN: x and the saved mean and
+ * parameter or step input, or recomputable: the first output of a RELU, ADD, MAXPOOL, training
+ * BATCHNORM, or of a CONV2D costing at most g->recompute_conv_macs multiply-adds per output
+ * element, whose activation inputs are available in turn (for BN: x and the saved mean and
  * invstd, which BN's backward keeps). A saved value is dropped when it is recomputable, not kept
  * as an output of the step, and no view shares its memory. So dropping never makes another value
  * live longer than it already was: everything a recomputation reads is kept anyway, or itself
@@ -18,21 +19,28 @@
  *   residual block output        relu(bn3(conv3) + shortcut), where the shortcut is a BN of a
  *                                kept conv output or the previous block's output: a chain of
  *                                cheap element-wise nodes back to the stage's first block;
- *   max pool of a kept value     recomputed from it (VGG's block outputs).
- * A conv -> ReLU (VGG) output is not dropped: the conv output it would come from is not kept
- * (the ReLU runs in place over it), so keeping the ReLU output is already the cheapest.
+ *   max pool of a kept value     recomputed from it (VGG's block outputs);
+ *   cheap convolutions           (recompute_conv_macs) ResNet50's stem and its 1x1 expansions
+ *                                from 64 or 128 channels, VGG16's first convolution: outputs
+ *                                that are large for what they cost to compute again.
+ * A conv -> ReLU (VGG) output is not dropped unless the convolution is recomputable: the conv
+ * output it would come from is not kept (the ReLU runs in place over it).
  *
  * Copies recomputed for a backward node that reads them directly are cached and shared by the
  * later backward readers of the same value; copies made only as a step towards another value
  * (a residual chain) are temporaries, so a chain is recomputed again where a later node needs an
- * earlier link. The recomputing nodes are the forward ops themselves (same kernels, same
- * arithmetic) except BN, which becomes MM_OP_BN_APPLY with the saved statistics: the CPU forward
- * computes y = (x - mean) * (gamma * invstd) + beta with the very same float mean and invstd, so
- * the copy is bitwise the forward value and gradients do not change.
+ * earlier link, unless keeping that link from its first copy on does not raise the peak: the pass
+ * tries that for every value it made more than once, the costliest chains first, planning the
+ * arena each time (planner.h, no backend). The recomputing nodes are the forward ops themselves
+ * (same kernels, same arithmetic) except BN, which becomes MM_OP_BN_APPLY with the saved
+ * statistics: the CPU forward computes y = (x - mean) * (gamma * invstd) + beta with the very
+ * same float mean and invstd, so the copy is bitwise the forward value and gradients do not
+ * change.
  *
  * The temporaries of a recomputation can, in a small net, raise the backward pass's peak above
- * what keeping the values cost: the pass plans the arena both ways (planner.h, no backend) and
- * keeps the step as recorded when recomputing does not make it smaller. */
+ * what keeping the values cost: the pass plans the arena both ways and keeps the step as
+ * recorded when recomputing does not make it smaller. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +56,8 @@ typedef struct {
     bool *dropped; /* saved, but recomputed instead of kept */
     bool *avail;   /* readable in the backward pass: kept or recomputable */
     int *cache;    /* per value: a recomputed copy later backward nodes may read, or -1 */
+    bool *keep_temp; /* per value: cache its copy even when made as a step towards another */
+    int *made;       /* per value: copies made by the last rewrite */
 } rc_pass;
 
 static bool is_act(const mm_graph *g, int v) { return v >= 0 && g->values[v].kind == MM_VALUE_ACT; }
@@ -57,11 +67,22 @@ static bool kept(const rc_pass *r, int v)
     return !is_act(r->g, v) || (r->saved[v] && !r->dropped[v]);
 }
 
+/* Multiply-adds per output element of a convolution node: r * s * c_in. */
+static int64_t conv_macs_per_output(const mm_graph *g, const mm_node *nd)
+{
+    const mm_value *w = &g->values[nd->in[1]];
+    return mm_shape_numel(w->ndim, w->shape) / w->shape[0];
+}
+
 /* The activation inputs a recomputation of node nd's first output reads (BN: x and the saved
  * statistics; gamma and beta are parameters). Returns their count, 0 if nd is not recomputable. */
-static int recompute_inputs(const mm_node *nd, int *in)
+static int recompute_inputs(const mm_graph *g, const mm_node *nd, int *in)
 {
     switch (nd->op) {
+    case MM_OP_CONV2D:
+        if (conv_macs_per_output(g, nd) > g->recompute_conv_macs) return 0;
+        in[0] = nd->in[0];
+        return 1;
     case MM_OP_RELU:
     case MM_OP_MAXPOOL: in[0] = nd->in[0]; return 1;
     case MM_OP_ADD:
@@ -90,7 +111,7 @@ static void analyse(rc_pass *r)
             if (is_act(g, g->nodes[n].in[i])) r->saved[g->nodes[n].in[i]] = true;
     for (int n = 0; n < r->nf; n++) {
         const mm_node *nd = &g->nodes[n];
-        int in[3], k = recompute_inputs(nd, in);
+        int in[3], k = recompute_inputs(g, nd, in);
         /* Last output first: BN's recomputation reads its own saved statistics. */
         for (int o = nd->n_out - 1; o >= 0; o--) {
             int v = nd->out[o];
@@ -121,8 +142,20 @@ static int ensure(rc_pass *r, int v, bool direct);
 static int chain_nodes(const rc_pass *r, int v)
 {
     if (kept(r, v) || r->cache[v] >= 0) return 0;
-    int in[3], k = recompute_inputs(&r->g->nodes[r->g->values[v].producer], in), total = 1;
+    int in[3], k = recompute_inputs(r->g, &r->g->nodes[r->g->values[v].producer], in);
+    int total = 1;
     for (int i = 0; i < k; i++) total += chain_nodes(r, in[i]);
+    return total;
+}
+
+/* The FLOPs of remaking v from kept values alone. */
+static double chain_flops(const rc_pass *r, int v)
+{
+    if (kept(r, v)) return 0.0;
+    const mm_node *nd = &r->g->nodes[r->g->values[v].producer];
+    int in[3], k = recompute_inputs(r->g, nd, in);
+    double total = nd->flops;
+    for (int i = 0; i < k; i++) total += chain_flops(r, in[i]);
     return total;
 }
 
@@ -179,6 +212,13 @@ static int ensure(rc_pass *r, int v, bool direct)
         y = emit(r, v, MM_OP_MAXPOOL, in, 1, &nd.p, nd.flops);
         break;
     }
+    case MM_OP_CONV2D: { /* the same node over a recomputed input; weights and bias as they are */
+        int in[MM_NODE_MAX_IN];
+        memcpy(in, nd.in, sizeof in);
+        in[0] = ensure(r, nd.in[0], false);
+        y = emit(r, v, MM_OP_CONV2D, in, nd.n_in, &nd.p, nd.flops);
+        break;
+    }
     case MM_OP_BATCHNORM: {
         int in[5] = {ensure(r, nd.in[0], false), nd.in[1], nd.in[2], ensure(r, nd.out[1], false),
                      ensure(r, nd.out[2], false)};
@@ -189,64 +229,120 @@ static int ensure(rc_pass *r, int v, bool direct)
     }
     default: MM_ASSERT(!"recompute: a value marked recomputable has no recomputing op");
     }
-    if (direct) r->cache[v] = y;
+    if (direct || r->keep_temp[v]) r->cache[v] = y;
+    r->made[v]++;
     return y;
+}
+
+/* The graph as autograd recorded it, to rewrite again or go back to. */
+typedef struct {
+    mm_node *nodes;
+    mm_value *values;
+    int n_nodes, n_values;
+} snapshot;
+
+static snapshot snapshot_take(const mm_graph *g)
+{
+    snapshot s = {mm_xmalloc((size_t)g->n_nodes * sizeof(mm_node)),
+                  mm_xmalloc((size_t)g->n_values * sizeof(mm_value)), g->n_nodes, g->n_values};
+    memcpy(s.nodes, g->nodes, (size_t)g->n_nodes * sizeof(mm_node));
+    memcpy(s.values, g->values, (size_t)g->n_values * sizeof(mm_value));
+    return s;
+}
+
+static void snapshot_restore(mm_graph *g, const snapshot *s)
+{
+    memcpy(g->nodes, s->nodes, (size_t)s->n_nodes * sizeof(mm_node));
+    memcpy(g->values, s->values, (size_t)s->n_values * sizeof(mm_value));
+    g->n_nodes = s->n_nodes;
+    g->n_values = s->n_values;
+}
+
+/* The arena bytes of the graph's step as it stands (planner.h, no backend). */
+static size_t arena_bytes(const mm_graph *g)
+{
+    mm_plan p;
+    size_t bytes = mm_plan_make(&p, g, NULL, 0) == MM_OK ? p.arena_bytes : SIZE_MAX;
+    mm_plan_free(&p);
+    return bytes;
+}
+
+/* Re-records the backward nodes of the recorded graph in order, each after the recomputations
+ * it needs. */
+static void rewrite(rc_pass *r, const snapshot *recorded)
+{
+    mm_graph *g = r->g;
+    snapshot_restore(g, recorded);
+    for (int v = 0; v < r->nv; v++) r->cache[v] = -1, r->made[v] = 0;
+    int nb = g->n_nodes - r->nf;
+    mm_node *bw = mm_xmalloc((size_t)(nb ? nb : 1) * sizeof *bw);
+    memcpy(bw, g->nodes + r->nf, (size_t)nb * sizeof *bw);
+    g->n_nodes = r->nf;
+    for (int b = 0; b < nb; b++) {
+        mm_node *nd = &bw[b];
+        for (int i = 0; i < nd->n_in; i++) {
+            int v = nd->in[i];
+            if (v >= 0 && v < r->nv && r->dropped[v]) nd->in[i] = ensure(r, v, true);
+        }
+        mm_graph_add_node(g, nd->op, nd->in, nd->n_in, nd->out, nd->n_out, &nd->p, nd->flops);
+    }
+    free(bw);
 }
 
 void mm_graph_recompute_pass(mm_graph *g)
 {
-    rc_pass r = {g, g->n_forward, g->n_values, NULL, NULL, NULL, NULL};
-    r.saved = mm_xcalloc((size_t)r.nv + 1, sizeof *r.saved);
-    r.dropped = mm_xcalloc((size_t)r.nv + 1, sizeof *r.dropped);
-    r.avail = mm_xcalloc((size_t)r.nv + 1, sizeof *r.avail);
-    r.cache = mm_xmalloc(((size_t)r.nv + 1) * sizeof *r.cache);
-    for (int v = 0; v < r.nv; v++) r.cache[v] = -1;
+    rc_pass r = {g, g->n_forward, g->n_values, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t nv1 = (size_t)r.nv + 1;
+    r.saved = mm_xcalloc(nv1, sizeof *r.saved);
+    r.dropped = mm_xcalloc(nv1, sizeof *r.dropped);
+    r.avail = mm_xcalloc(nv1, sizeof *r.avail);
+    r.cache = mm_xmalloc(nv1 * sizeof *r.cache);
+    r.keep_temp = mm_xcalloc(nv1, sizeof *r.keep_temp);
+    r.made = mm_xcalloc(nv1, sizeof *r.made);
     analyse(&r);
     bool any = false;
     for (int v = 0; v < r.nv; v++) any |= r.dropped[v];
-    mm_node *nodes0 = NULL;
-    mm_value *values0 = NULL;
-    int n_nodes0 = g->n_nodes;
-    size_t arena0 = 0;
     if (any) {
-        /* The step as recorded, to go back to if recomputing does not pay (below). */
-        mm_plan p0;
-        if (mm_plan_make(&p0, g, NULL, 0) == MM_OK) arena0 = p0.arena_bytes;
-        mm_plan_free(&p0);
-        nodes0 = mm_xmalloc((size_t)g->n_nodes * sizeof *nodes0);
-        memcpy(nodes0, g->nodes, (size_t)g->n_nodes * sizeof *nodes0);
-        values0 = mm_xmalloc((size_t)r.nv * sizeof *values0);
-        memcpy(values0, g->values, (size_t)r.nv * sizeof *values0);
-        /* Re-record the backward nodes in order, each after the recomputations it needs. */
-        int nb = g->n_nodes - r.nf;
-        mm_node *bw = mm_xmalloc((size_t)(nb ? nb : 1) * sizeof *bw);
-        memcpy(bw, g->nodes + r.nf, (size_t)nb * sizeof *bw);
-        g->n_nodes = r.nf;
-        for (int b = 0; b < nb; b++) {
-            mm_node *nd = &bw[b];
-            for (int i = 0; i < nd->n_in; i++) {
-                int v = nd->in[i];
-                if (v >= 0 && v < r.nv && r.dropped[v]) nd->in[i] = ensure(&r, v, true);
+        snapshot recorded = snapshot_take(g);
+        size_t kept_all = arena_bytes(g);
+        rewrite(&r, &recorded);
+        size_t best = arena_bytes(g);
+        /* A value made more than once (a link of a residual chain, a convolution's input) is
+         * worth keeping from its first copy on where that does not raise the peak: try them one
+         * by one, the costliest to remake first, and keep each choice that does not. */
+        int *cand = mm_xmalloc(nv1 * sizeof *cand), n_cand = 0;
+        double *cost = mm_xcalloc(nv1, sizeof *cost);
+        for (int v = 0; v < r.nv; v++)
+            if (r.made[v] > 1) {
+                cost[v] = (r.made[v] - 1) * chain_flops(&r, v);
+                cand[n_cand++] = v;
             }
-            mm_graph_add_node(g, nd->op, nd->in, nd->n_in, nd->out, nd->n_out, &nd->p, nd->flops);
+        for (int i = 1; i < n_cand; i++) /* insertion sort, costliest first */
+            for (int j = i; j > 0 && cost[cand[j]] > cost[cand[j - 1]]; j--) {
+                int t = cand[j];
+                cand[j] = cand[j - 1];
+                cand[j - 1] = t;
+            }
+        for (int i = 0; i < n_cand; i++) {
+            r.keep_temp[cand[i]] = true;
+            rewrite(&r, &recorded);
+            size_t bytes = arena_bytes(g);
+            if (bytes <= best) best = bytes;
+            else r.keep_temp[cand[i]] = false;
         }
-        free(bw);
+        free(cand);
+        free(cost);
+        rewrite(&r, &recorded);
         /* Recomputed temporaries (a residual chain, a max pool's input) can raise the peak of the
          * backward pass above what keeping the values cost; then keep them after all. */
-        mm_plan p1;
-        size_t arena1 = mm_plan_make(&p1, g, NULL, 0) == MM_OK ? p1.arena_bytes : 0;
-        mm_plan_free(&p1);
-        if (arena1 > arena0) {
-            memcpy(g->nodes, nodes0, (size_t)n_nodes0 * sizeof *nodes0);
-            g->n_nodes = n_nodes0;
-            memcpy(g->values, values0, (size_t)r.nv * sizeof *values0);
-            g->n_values = r.nv;
-        }
+        if (best > kept_all) snapshot_restore(g, &recorded);
+        free(recorded.nodes);
+        free(recorded.values);
     }
-    free(nodes0);
-    free(values0);
     free(r.saved);
     free(r.dropped);
     free(r.avail);
     free(r.cache);
+    free(r.keep_temp);
+    free(r.made);
 }

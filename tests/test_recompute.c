@@ -4,8 +4,9 @@
  *    conv-bn-relu chain, ResNet bottlenecks with residual joins (some parameters frozen), a VGG
  *    block with max pooling, random conv nets, and the whole-image models of nets/ at a small
  *    input;
- *  - the recomputing nodes are really there (batchnorm_apply, the residual chain, max pool) and
- *    the planned arena is smaller with them;
+ *  - the same with convolutions recomputed too (graph.h recompute_conv_macs);
+ *  - the recomputing nodes are really there (batchnorm_apply, the residual chain, max pool,
+ *    convolutions) and the planned arena is smaller with them;
  *  - the planned arena stays free of overlapping live tensors;
  *  - on a GPU, the same step with and without recomputation agrees (SKIPPED without one). */
 #include <stdlib.h>
@@ -116,14 +117,20 @@ typedef struct {
     mm_plan plan; /* a copy of the session's numbers */
     int loss, probs;
     int n_apply; /* batchnorm_apply nodes */
+    int n_conv;  /* convolutions recomputed in the backward pass */
 } built;
 
 static void count_nodes(built *r)
 {
-    r->n_apply = 0;
-    for (int n = r->g->n_forward; n < r->g->n_nodes; n++)
+    r->n_apply = r->n_conv = 0;
+    for (int n = r->g->n_forward; n < r->g->n_nodes; n++) {
         r->n_apply += r->g->nodes[n].op == MM_OP_BN_APPLY;
+        r->n_conv += r->g->nodes[n].op == MM_OP_CONV2D;
+    }
 }
+
+/* recompute_conv_macs of the hand-made nets' steps with recomputation (0: none). */
+static int64_t hand_conv_macs;
 
 static void fill_param(mm_session *s, const mm_graph *g, int v, uint64_t seed)
 {
@@ -199,6 +206,7 @@ static float *run_hand_net(net_fn net, int h, int w, bool recompute, const char 
             mm_name_trainable(b.g->values[v].name, frozen))
             mm_graph_set_frozen(b.g, v, true);
     b.g->recompute = recompute;
+    b.g->recompute_conv_macs = hand_conv_macs;
     CHECK(mm_graph_backward(b.g, loss) == MM_OK);
     r->g = b.g;
     r->loss = loss;
@@ -243,6 +251,7 @@ static void compare_hand_net(const char *what, net_fn net, int h, int w, const c
     }
     /* nothing is recomputed without the option */
     CHECK_EQ_INT(off->n_apply, 0);
+    CHECK_EQ_INT(off->n_conv, 0);
     free(a);
     free(b);
 }
@@ -309,6 +318,33 @@ MM_TEST(vgg_block_with_max_pool)
     free_built(&off);
 }
 
+/* Every convolution recomputable: the bottlenecks and the VGG block give the same step, with
+ * convolutions really recorded in the backward pass, in an arena no larger than keeping them. */
+MM_TEST(convolutions_recomputed_too)
+{
+    built on, off, bn_only;
+    hand_conv_macs = 1 << 30;
+    compare_hand_net("bottlenecks, convolutions recomputed", bottleneck_net, 16, 13, NULL, &on,
+                     &off);
+    hand_conv_macs = 0;
+    int64_t n;
+    free(run_hand_net(bottleneck_net, 16, 13, true, NULL, &bn_only, &n));
+    CHECK_MSG(on.n_conv >= 3, "%d convolutions recomputed", on.n_conv);
+    CHECK_EQ_INT(bn_only.n_conv, 0);
+    CHECK_MSG(on.plan.arena_bytes <= bn_only.plan.arena_bytes, "arena %zu vs %zu without conv",
+              on.plan.arena_bytes, bn_only.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+    free_built(&bn_only);
+
+    hand_conv_macs = 1 << 30;
+    compare_hand_net("vgg, convolutions recomputed", vgg_net, 12, 10, NULL, &on, &off);
+    hand_conv_macs = 0;
+    CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
+    free_built(&on);
+    free_built(&off);
+}
+
 /* ---- random conv nets (as test_planner's), gradients and plans ---- */
 static uint64_t rnd_seed;
 
@@ -335,24 +371,30 @@ static int random_net(builder *b, int x)
 
 MM_TEST(random_nets_same_gradients)
 {
-    int recomputed = 0;
+    int recomputed = 0, convs = 0;
     for (rnd_seed = 1; rnd_seed <= 12; rnd_seed++) {
         built on, off;
-        char what[32];
-        snprintf(what, sizeof what, "random net %llu", (unsigned long long)rnd_seed);
+        char what[48];
+        /* every other net with its 1x1 convolutions (at most 8 input channels) recomputable */
+        hand_conv_macs = rnd_seed % 2 ? 8 : 0;
+        snprintf(what, sizeof what, "random net %llu, conv macs %lld",
+                 (unsigned long long)rnd_seed, (long long)hand_conv_macs);
         compare_hand_net(what, random_net, 10, 9, rnd_seed % 3 == 0 ? "l0.,l1." : NULL, &on, &off);
         CHECK_MSG(on.plan.arena_bytes <= off.plan.arena_bytes, "seed %llu: arena %zu vs %zu",
                   (unsigned long long)rnd_seed, on.plan.arena_bytes, off.plan.arena_bytes);
         recomputed += on.n_apply > 0;
+        convs += on.n_conv > 0;
         free_built(&on);
         free_built(&off);
     }
+    hand_conv_macs = 0;
     CHECK(recomputed >= 8);
+    CHECK_MSG(convs >= 2, "%d nets recomputed a convolution", convs);
 }
 
 /* ---- the whole-image models of nets/ at a small input (reduced-width trunks) ---- */
 static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool recompute,
-                        size_t *arena, int *n_apply, int64_t *n_res)
+                        int64_t conv_macs, size_t *arena, int *n_apply, int64_t *n_res)
 {
     mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
     c.top = top;
@@ -362,6 +404,7 @@ static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool reco
     c.width_div = 16;
     c.training = true;
     c.no_recompute = !recompute;
+    c.recompute_conv_macs = conv_macs;
     mm_model m;
     *n_res = 0;
     if (mm_model_build(&m, &c) != MM_OK) {
@@ -385,13 +428,13 @@ static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool reco
     return res;
 }
 
-static void compare_model(mm_trunk trunk, const char *top, int h, int w)
+static void compare_model(mm_trunk trunk, const char *top, int h, int w, int64_t conv_macs)
 {
     size_t arena_on, arena_off;
     int apply_on, apply_off;
     int64_t n_on, n_off;
-    float *a = run_model(trunk, top, h, w, true, &arena_on, &apply_on, &n_on);
-    float *b = run_model(trunk, top, h, w, false, &arena_off, &apply_off, &n_off);
+    float *a = run_model(trunk, top, h, w, true, conv_macs, &arena_on, &apply_on, &n_on);
+    float *b = run_model(trunk, top, h, w, false, 0, &arena_off, &apply_off, &n_off);
     if (!a || !b) {
         free(a);
         free(b);
@@ -401,8 +444,9 @@ static void compare_model(mm_trunk trunk, const char *top, int h, int w)
     if (n_on == n_off) {
         int64_t diff = 0;
         for (int64_t i = 0; i < n_on; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-        CHECK_MSG(diff == 0, "%s %s: %lld of %lld results differ with recomputation",
-                  mm_trunk_name(trunk), top, (long long)diff, (long long)n_on);
+        CHECK_MSG(diff == 0, "%s %s conv macs %lld: %lld of %lld results differ with "
+                  "recomputation", mm_trunk_name(trunk), top, (long long)conv_macs,
+                  (long long)diff, (long long)n_on);
     }
     CHECK_EQ_INT(apply_off, 0);
     if (trunk == MM_TRUNK_RESNET50) CHECK(apply_on > 50);
@@ -412,24 +456,30 @@ static void compare_model(mm_trunk trunk, const char *top, int h, int w)
     free(b);
 }
 
+/* Without and with the cuda backend's convolution recomputation (at width_div 16 most
+ * convolutions of both trunks fall within it). */
 MM_TEST(whole_image_resnet50)
 {
-    compare_model(MM_TRUNK_RESNET50, "[16-16-32]x2,[16-16-32]x1", 96, 64);
+    compare_model(MM_TRUNK_RESNET50, "[16-16-32]x2,[16-16-32]x1", 96, 64, 0);
+    compare_model(MM_TRUNK_RESNET50, "[16-16-32]x2,[16-16-32]x1", 96, 64,
+                  MM_RECOMPUTE_CONV_MACS_CUDA);
 }
 
 MM_TEST(whole_image_vgg16)
 {
-    compare_model(MM_TRUNK_VGG16, "32x1,32x1", 128, 128);
+    compare_model(MM_TRUNK_VGG16, "32x1,32x1", 128, 128, 0);
+    compare_model(MM_TRUNK_VGG16, "32x1,32x1", 128, 128, MM_RECOMPUTE_CONV_MACS_CUDA);
 }
 
 /* ---- full size on the meta backend: the planned step shrinks ---- */
-static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute)
+static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute, int64_t conv_macs)
 {
     mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
     c.top = top;
     c.batch = 2;
     c.training = true;
     c.no_recompute = !recompute;
+    c.recompute_conv_macs = conv_macs;
     mm_model m;
     CHECK(mm_model_build(&m, &c) == MM_OK);
     mm_backend *be;
@@ -443,14 +493,22 @@ static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute)
     return a;
 }
 
-MM_TEST(full_size_resnet50_plan_shrinks)
+MM_TEST(full_size_plans_shrink)
 {
     const char *top = "[512-512-1024]x2,[512-512-1024]x2";
-    size_t on = planned_arena(MM_TRUNK_RESNET50, top, true);
-    size_t off = planned_arena(MM_TRUNK_RESNET50, top, false);
-    printf("    resnet50 1152x896 batch 2 arena: %.1f MiB recomputing, %.1f MiB keeping\n",
-           on / 1048576.0, off / 1048576.0);
+    size_t conv = planned_arena(MM_TRUNK_RESNET50, top, true, MM_RECOMPUTE_CONV_MACS_CUDA);
+    size_t on = planned_arena(MM_TRUNK_RESNET50, top, true, 0);
+    size_t off = planned_arena(MM_TRUNK_RESNET50, top, false, 0);
+    printf("    resnet50 1152x896 batch 2 arena: %.1f MiB recomputing cheap convolutions too, "
+           "%.1f MiB recomputing, %.1f MiB keeping\n",
+           conv / 1048576.0, on / 1048576.0, off / 1048576.0);
     CHECK(on < off * 6 / 10);
+    CHECK(conv < on * 6 / 10);
+    size_t vgg_conv = planned_arena(MM_TRUNK_VGG16, "512x1,512x1", true, MM_RECOMPUTE_CONV_MACS_CUDA);
+    size_t vgg_on = planned_arena(MM_TRUNK_VGG16, "512x1,512x1", true, 0);
+    printf("    vgg16 1152x896 batch 2 arena: %.1f MiB recomputing cheap convolutions too, "
+           "%.1f MiB recomputing\n", vgg_conv / 1048576.0, vgg_on / 1048576.0);
+    CHECK(vgg_conv < vgg_on * 8 / 10);
 }
 
 /* ---- on a GPU: the same step with and without recomputation ---- */
@@ -470,6 +528,7 @@ MM_TEST(cuda_step_same_with_recompute)
             c.width_div = 8;
             c.training = true;
             c.no_recompute = rc == 1;
+            c.recompute_conv_macs = rc == 0 ? MM_RECOMPUTE_CONV_MACS_CUDA : 0;
             c.act_dtype = precs[pi] == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
             mm_model m;
             CHECK(mm_model_build(&m, &c) == MM_OK);

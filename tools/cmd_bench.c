@@ -62,6 +62,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_bool(&a, "cuda-graph", "replay the forward and backward pass as one captured CUDA graph");
     mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation; the cpu default)");
     mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
+    mm_args_int(&a, "recompute-conv", "-1", "with recomputation, also recompute convolutions of at most this many multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
     mm_args_int(&a, "profile", "0", "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
@@ -71,12 +72,13 @@ int mm_cmd_bench(int argc, char **argv)
     }
 
     int h, w;
-    int64_t batch, steps, warmup;
+    int64_t batch, steps, warmup, recompute_conv;
     mm_trunk trunk;
     if (mm_parse_hw(mm_args_get(&a, "input"), "--input", &h, &w) != MM_OK ||
         mm_args_get_int(&a, "batch", &batch) != MM_OK ||
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
+        mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
     if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0) {
@@ -108,6 +110,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_model_config_for_backend(&cfg, be);
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
+    if (recompute_conv >= 0) cfg.recompute_conv_macs = recompute_conv;
     if (mm_model_build(&m, &cfg) != MM_OK) {
         mm_backend_destroy(be);
         return mm_cli_error();

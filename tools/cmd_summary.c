@@ -10,6 +10,9 @@
 #include "commands.h"
 #include "model_flags.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static void add_flags(mm_args *a)
 {
     mm_model_flags_add(a, true);
@@ -18,6 +21,13 @@ static void add_flags(mm_args *a)
                 "(e.g. top.); default all");
     mm_args_str(a, "optimizer", "adam", "optimizer state to plan: adam (2 slots), sgd (1), none");
     mm_args_bool(a, "no-recompute", "keep every activation backward reads (no recomputation)");
+    mm_args_int(a, "live", "0", "mammo plan: also list the N largest activations live at the "
+                "arena's peak");
+    mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (bf16: activations stored in bf16, "
+                "as the cuda backend does)");
+    mm_args_int(a, "recompute-conv", STR(MM_RECOMPUTE_CONV_MACS_CUDA),
+                "also recompute convolutions of at most this many multiply-adds per output "
+                "(0: none; the default is the cuda backend's)");
 }
 
 static mm_status run(const mm_args *a, bool table)
@@ -27,6 +37,16 @@ static mm_status run(const mm_args *a, bool table)
     c.training = !mm_args_get_bool(a, "eval");
     c.trainable = mm_args_get(a, "trainable");
     c.no_recompute = mm_args_get_bool(a, "no-recompute");
+    int64_t recompute_conv, live;
+    MM_TRY(mm_args_get_int(a, "live", &live));
+    MM_TRY(mm_args_get_int(a, "recompute-conv", &recompute_conv));
+    if (recompute_conv < 0)
+        return mm_fail(MM_ERR_ARG, "--recompute-conv: must be >= 0, got %lld",
+                       (long long)recompute_conv);
+    c.recompute_conv_macs = recompute_conv;
+    mm_precision precision;
+    MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
+    c.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     const char *opt = mm_args_get(a, "optimizer");
     int slots;
     if (!strcmp(opt, "adam"))
@@ -54,6 +74,7 @@ static mm_status run(const mm_args *a, bool table)
             mm_model_summary(&m, &plan, stdout);
         else
             mm_plan_print(&plan, stdout);
+        if (!table && live > 0) mm_plan_print_live(&plan, m.g, (int)live, stdout);
         mm_plan_free(&plan);
     }
     mm_model_free(&m);
