@@ -3,7 +3,8 @@
  *
  * Algorithms are chosen once per shape, at plan time (the backend's workspace_bytes()), by
  * timing them and taking the fastest whose workspace fits under ctx->conv_ws_limit
- * (MM_CUDNN_WS_LIMIT_MB, default 1024): cudnnFind*AlgorithmEx on zero-filled operands and a
+ * (MM_CUDNN_WS_LIMIT_MB, default 1024), or a nearly as fast one that needs far less (below,
+ * MM_CONV_WS_SLACK): cudnnFind*AlgorithmEx on zero-filled operands and a
  * workspace of the limit that this file allocates for the search and frees right after, so every
  * algorithm that fits is timed (the plain Find allocates its own scratch and silently skips what
  * it cannot get; it is the fallback when the probe buffers cannot be had, and cuDNN's heuristics
@@ -238,33 +239,48 @@ static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
  * and in fp32 it is FMA math (a time taken with another math type does not hold for the FMA math
  * the descriptor runs with). Sets e->algo, e->ws_bytes and, in tf32 and bf16, the math type the
  * algorithm was timed with. */
+/* The workspace of a convolution counts in the step's peak memory (the largest one does, as
+ * the backend's one workspace). So where cuDNN's fastest algorithm asks for more than
+ * MM_CONV_WS_BIG, a timed candidate at most MM_CONV_WS_SLACK slower that needs less is taken
+ * instead: the few big workspaces (FFT, some implicit-precomputed GEMMs on VGG's full-size
+ * layers) shrink for a few percent of one convolution's time. */
+#define MM_CONV_WS_BIG ((size_t)64 << 20)
+#define MM_CONV_WS_SLACK 0.03f
+
 static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf *perf, int got,
                          size_t limit, bool strict, const char *how)
 {
     if (got > MM_ALGO_MAX) got = MM_ALGO_MAX;
-    bool verbose = mm_conv_verbose(), taken = false;
-    char what[160];
-    if (verbose) mm_conv_describe(what, sizeof what, &e->key);
+    bool ok[MM_ALGO_MAX];
+    int fastest = -1, pick = -1;
     for (int i = 0; i < got; i++) {
-        bool ok = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
-                  !(strict && ctx->precision == MM_PRECISION_FP32 &&
-                    perf[i].math != CUDNN_FMA_MATH);
-        if (verbose)
+        ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
+                !(strict && ctx->precision == MM_PRECISION_FP32 && perf[i].math != CUDNN_FMA_MATH);
+        if (ok[i] && fastest < 0) fastest = pick = i; /* cuDNN lists them fastest first */
+    }
+    if (fastest >= 0 && strict && perf[fastest].memory > MM_CONV_WS_BIG)
+        for (int i = fastest + 1; i < got; i++)
+            if (ok[i] && perf[i].time <= perf[fastest].time * (1.0f + MM_CONV_WS_SLACK) &&
+                perf[i].memory < perf[pick].memory)
+                pick = i;
+    if (mm_conv_verbose()) {
+        char what[160];
+        mm_conv_describe(what, sizeof what, &e->key);
+        for (int i = 0; i < got; i++)
             fprintf(stderr, "mammo: cudnn %s %s: %-22s %9.3f ms ws %8.1f MiB %-17s %s%s\n", how,
                     what, mm_conv_algo_name((mm_conv_dir)e->key.dir, perf[i].algo),
                     (double)perf[i].time, perf[i].memory / 1048576.0, mm_math_name(perf[i].math),
                     perf[i].status == CUDNN_STATUS_SUCCESS ? "ok"
                                                            : cudnnGetErrorString(perf[i].status),
-                    ok && !taken ? "  <- cudnn's pick" : ok ? "" : "  (not usable)");
-        if (!ok || taken) continue;
-        e->algo = perf[i].algo;
-        e->ws_bytes = perf[i].memory;
-        e->time_ms = perf[i].time;
-        if (ctx->precision != MM_PRECISION_FP32)
-            MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, perf[i].math));
-        taken = true;
+                    i == pick ? "  <- taken" : ok[i] ? "" : "  (not usable)");
     }
-    return taken;
+    if (pick < 0) return false;
+    e->algo = perf[pick].algo;
+    e->ws_bytes = perf[pick].memory;
+    e->time_ms = perf[pick].time;
+    if (ctx->precision != MM_PRECISION_FP32)
+        MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, perf[pick].math));
+    return true;
 }
 
 /* Plan-time operands for timing: x, w (room for an fp32 weight gradient), y and a workspace of
