@@ -30,6 +30,7 @@ typedef struct bench_op {
     mm_value vals[8];
     int nv;
     double flops, bytes; /* work of one run */
+    int taps;            /* the byte u8 values are filled with (max-pool taps) */
     char name[48], shape[64];
 } bench_op;
 
@@ -64,9 +65,10 @@ static void run(mm_backend *be, bench_op *b)
             for (int k = 0; k < i; k++) be->free(be, dev[k]);
             return;
         }
-        /* Bytes of 0x3c: small positive numbers (0.0115) in fp32 and bf16 alike. */
+        /* Bytes of 0x3c: small positive numbers (0.0115) in fp32 and bf16 alike; u8 values are
+         * max-pool taps and get a window position inside the image. */
         void *h = malloc(n);
-        memset(h, 0x3c, n);
+        memset(h, b->vals[i].dtype == MM_U8 ? b->taps : 0x3c, n);
         be->copy_to_device(be, dev[i], h, n);
         free(h);
     }
@@ -215,19 +217,22 @@ static void pool_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
     double xb = (double)mm_shape_numel(4, xs) * mm_dtype_size(act);
     double yb = (double)mm_shape_numel(4, ys) * mm_dtype_size(act);
     bench_op b;
+    double tb = (double)mm_shape_numel(4, ys); /* the u8 argmax */
     init(&b, MM_OP_MAXPOOL, "maxpool");
     b.node.p.pool = d;
     in(&b, value(&b, act, 4, xs));
     out(&b, value(&b, act, 4, ys));
-    b.bytes = xb + yb;
+    out(&b, value(&b, MM_U8, 4, ys));
+    b.bytes = xb + yb + tb;
     snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_%dx%d/%d", n, h, w, c, k, k, stride);
     run(be, &b);
     init(&b, MM_OP_MAXPOOL_BWD, "maxpool_bwd");
     b.node.p.pool = d;
+    b.taps = pad * k + pad; /* in the image for every window of these shapes (2*pad < k) */
     in(&b, value(&b, act, 4, ys));
-    in(&b, value(&b, act, 4, xs));
+    in(&b, value(&b, MM_U8, 4, ys));
     out(&b, value(&b, act, 4, xs));
-    b.bytes = 2 * xb + yb;
+    b.bytes = xb + yb + tb;
     snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_%dx%d/%d", n, h, w, c, k, k, stride);
     run(be, &b);
 }

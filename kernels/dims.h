@@ -26,6 +26,9 @@ typedef struct mm_pool_dims {
     int pad_h, pad_w;
     int oh, ow;
     int count_include_pad;
+    /* Max-pool backward only: a ReLU right before the pool is folded in; the gradient reaches the
+     * input only where the pool's output (the ReLU output at the maximum) is > 0. */
+    int relu_mask;
 } mm_pool_dims;
 
 /* Fills oh/ow; returns 0 when the output would be empty. */

@@ -76,6 +76,17 @@ static void data_grad(tape *t, mm_op op, int x, const int *in, int n_in, const m
     accumulate(t, x, dx);
 }
 
+/* The ReLU node whose output is forward node `pool`'s input and read by nothing else, or -1. */
+static int sole_relu_before(const mm_graph *g, int pool)
+{
+    int x = g->nodes[pool].in[0], r = g->values[x].producer;
+    if (r < 0 || g->nodes[r].op != MM_OP_RELU || g->values[x].keep) return -1;
+    for (int n = 0; n < g->n_forward; n++)
+        for (int i = 0; i < g->nodes[n].n_in; i++)
+            if (g->nodes[n].in[i] == x && n != pool) return -1;
+    return r;
+}
+
 static void backward_node(tape *t, int id)
 {
     mm_graph *g = t->g;
@@ -145,8 +156,19 @@ static void backward_node(tape *t, int id)
         break;
     case MM_OP_MAXPOOL:
         if (needs_grad(t, nd.in[0])) {
-            int in[2] = {dy, nd.in[0]};
-            data_grad(t, MM_OP_MAXPOOL_BWD, nd.in[0], in, 2, &nd.p, nd.flops);
+            MM_ASSERT(nd.n_out > 1 && nd.out[1] >= 0); /* a training pool records its argmax */
+            int in[3] = {dy, nd.out[1], y};
+            mm_op_params p = nd.p;
+            int relu = sole_relu_before(g, id);
+            if (relu >= 0) {
+                /* pool(relu(u)): the ReLU's backward is the mask y > 0 at each maximum, so the
+                 * gradient goes straight to u and neither x nor a ReLU backward is needed; the
+                 * ReLU node then sees no gradient and records nothing */
+                p.pool.relu_mask = 1;
+                data_grad(t, MM_OP_MAXPOOL_BWD, g->nodes[relu].in[0], in, 3, &p, nd.flops);
+            } else {
+                data_grad(t, MM_OP_MAXPOOL_BWD, nd.in[0], in, 2, &p, nd.flops);
+            }
         }
         break;
     case MM_OP_AVGPOOL:

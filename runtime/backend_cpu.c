@@ -97,9 +97,13 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         mm_cpu_relu_backward(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n);
         break;
     case MM_OP_ADD: mm_cpu_add(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n); break;
-    case MM_OP_MAXPOOL: mm_cpu_maxpool_forward(F(out[0]), CF(in[0]), &p->pool); break;
+    case MM_OP_MAXPOOL:
+        mm_cpu_maxpool_forward(F(out[0]), nd->n_out > 1 ? (uint8_t *)out[1].data : NULL,
+                               CF(in[0]), &p->pool);
+        break;
     case MM_OP_MAXPOOL_BWD:
-        mm_cpu_maxpool_backward(F(out[0]), CF(in[0]), CF(in[1]), &p->pool);
+        mm_cpu_maxpool_backward(F(out[0]), CF(in[0]), (const uint8_t *)in[1].data,
+                                p->pool.relu_mask ? CF(in[2]) : NULL, &p->pool);
         break;
     case MM_OP_AVGPOOL: mm_cpu_avgpool_forward(F(out[0]), CF(in[0]), &p->pool); break;
     case MM_OP_AVGPOOL_BWD: mm_cpu_avgpool_backward(F(out[0]), CF(in[0]), &p->pool); break;

@@ -402,9 +402,16 @@ static int pool(mm_graph *g, mm_op op, int x, int k, int stride, int pad, bool c
         return fail_shape(g, "%s: the window does not fit the input %s (image too small?)",
                           mm_op_name(op), x), -1;
     int64_t shape[4] = {d->n, d->oh, d->ow, d->c};
-    int y = act(g, X->dtype, 4, shape);
-    mm_graph_add_node(g, op, &x, 1, &y, 1, &p, (double)d->n * d->oh * d->ow * d->c * k * k);
-    return y;
+    /* A training max pool also records where each maximum was (a u8 window tap), so that its
+     * backward needs neither x nor the ReLU output x usually is. */
+    bool argmax = op == MM_OP_MAXPOOL && g->training;
+    if (argmax && k * k > 256)
+        return fail_shape(g, "%s: a window of more than 256 pixels (16x16) cannot be trained "
+                          "(input %s); use a smaller one", mm_op_name(op), x), -1;
+    int out[2] = {act(g, X->dtype, 4, shape), argmax ? act(g, MM_U8, 4, shape) : -1};
+    mm_graph_add_node(g, op, &x, 1, out, argmax ? 2 : 1, &p,
+                      (double)d->n * d->oh * d->ow * d->c * k * k);
+    return out[0];
 }
 
 int mm_maxpool(mm_graph *g, int x, int k, int stride, int pad)

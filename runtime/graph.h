@@ -36,8 +36,10 @@ typedef enum mm_op {
     MM_OP_RELU,                /* in: x                  out: y */
     MM_OP_RELU_BWD,            /* in: dy, y              out: dx */
     MM_OP_ADD,                 /* in: a, b               out: y */
-    MM_OP_MAXPOOL,             /* in: x                  out: y */
-    MM_OP_MAXPOOL_BWD,         /* in: dy, x              out: dx */
+    MM_OP_MAXPOOL,             /* in: x                  out: y, argmax (u8, training graphs:
+                                  the window tap ky*kw+kx of each output's maximum) */
+    MM_OP_MAXPOOL_BWD,         /* in: dy, argmax, y (with p.pool.relu_mask: the pool's output;
+                                  the ReLU before the pool folded in)      out: dx */
     MM_OP_AVGPOOL,             /* in: x                  out: y */
     MM_OP_AVGPOOL_BWD,         /* in: dy                 out: dx */
     MM_OP_ADAPTIVE_AVGPOOL,    /* in: x                  out: y */

@@ -96,6 +96,65 @@ static int inplace_candidates(const mm_node *nd, int *cand)
     }
 }
 
+/* ---- offline placement ----
+ *
+ * The walk above places each storage as it comes (best fit), which can leave holes: its arena
+ * top may exceed the most bytes ever live at once. Knowing every lifetime, storages are placed
+ * again largest first, each at the lowest offset free over its whole lifetime ("greedy by size",
+ * as TFLite's arena planner); the plan keeps whichever arena is smaller. */
+
+typedef struct {
+    int v;
+    size_t off, size;
+} placed;
+
+static int root_of(const mm_graph *g, const int *share, int v);
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->v - y->v;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const placed *x = *(const placed *const *)a, *y = *(const placed *const *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void place_offline(mm_plan *plan, const mm_graph *g, const int *share)
+{
+    int nv = g->n_values, n = 0;
+    placed *st = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *st);
+    for (int v = 0; v < nv; v++)
+        if (plan->storage_end[v] >= 0)
+            st[n++] = (placed){v, 0, align_up(mm_value_bytes(&g->values[v]))};
+    qsort(st, (size_t)n, sizeof *st, by_size_desc);
+    const placed **busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
+    size_t top = 0;
+    for (int i = 0; i < n; i++) {
+        int f = plan->first_node[st[i].v], e = plan->storage_end[st[i].v], nb = 0;
+        for (int j = 0; j < i; j++)
+            if (plan->first_node[st[j].v] <= e && f <= plan->storage_end[st[j].v]) busy[nb++] = &st[j];
+        qsort(busy, (size_t)nb, sizeof *busy, by_offset);
+        size_t off = 0;
+        for (int j = 0; j < nb && busy[j]->off < off + st[i].size; j++)
+            if (busy[j]->off + busy[j]->size > off) off = busy[j]->off + busy[j]->size;
+        st[i].off = off;
+        if (off + st[i].size > top) top = off + st[i].size;
+    }
+    if (top < plan->arena_bytes) {
+        plan->arena_bytes = top;
+        for (int i = 0; i < n; i++) plan->offset[st[i].v] = st[i].off;
+        for (int v = 0; v < nv; v++) /* in-place sharers and views take their root's offset */
+            if (plan->region[v] == MM_REGION_ARENA && (share[v] >= 0 || g->values[v].view_of >= 0))
+                plan->offset[v] = plan->offset[root_of(g, share, v)];
+    }
+    free(busy);
+    free(st);
+}
+
 static int root_of(const mm_graph *g, const int *share, int v)
 {
     if (g->values[v].view_of >= 0) v = g->values[v].view_of;
@@ -254,10 +313,13 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
             }
             arena_release(&a, plan->offset[r], align_up(mm_value_bytes(&g->values[r])));
             live -= align_up(mm_value_bytes(&g->values[r]));
-            plan->storage_end[r] = n;
         }
     }
     plan->arena_bytes = a.top;
+    for (int v = 0; v < nv; v++)
+        if (plan->region[v] == MM_REGION_ARENA && share[v] < 0 && g->values[v].view_of < 0)
+            plan->storage_end[v] = end[v] > plan->first_node[v] ? end[v] : plan->first_node[v];
+    place_offline(plan, g, share);
     for (int n = 0; n <= nn; n++) free(dying[n]);
     free(dying);
     free(n_dying);

@@ -22,7 +22,8 @@
  *   max pool of a kept value     recomputed from it (VGG's block outputs);
  *   cheap convolutions           (recompute_conv_macs) ResNet50's stem and its 1x1 expansions
  *                                from 64 or 128 channels, VGG16's first convolution: outputs
- *                                that are large for what they cost to compute again.
+ *                                that are large for what they cost to compute again (at most
+ *                                two convolutions in a row, the stem's and one reading it).
  * A conv -> ReLU (VGG) output is not dropped unless the convolution is recomputable: the conv
  * output it would come from is not kept (the ReLU runs in place over it).
  *
@@ -48,6 +49,8 @@
 #include "graph_internal.h"
 #include "planner.h"
 
+#define MM_RECOMPUTE_CONV_DEPTH 2
+
 typedef struct {
     mm_graph *g;
     int nf;        /* forward nodes */
@@ -55,6 +58,7 @@ typedef struct {
     bool *saved;   /* per value: read by a backward node */
     bool *dropped; /* saved, but recomputed instead of kept */
     bool *avail;   /* readable in the backward pass: kept or recomputable */
+    int *conv_depth; /* not kept: the convolutions in a row that getting it back runs */
     int *cache;    /* per value: a recomputed copy later backward nodes may read, or -1 */
     bool *keep_temp; /* per value: cache its copy even when made as a step towards another */
     int *made;       /* per value: copies made by the last rewrite */
@@ -118,9 +122,20 @@ static void analyse(rc_pass *r)
             if (!is_act(g, v)) continue;
             const mm_value *val = &g->values[v];
             bool rec = o == 0 && k > 0 && val->view_of < 0 && !has_view[v] && !val->keep;
-            for (int i = 0; rec && i < k; i++) rec = !is_act(g, in[i]) || r->avail[in[i]];
+            const bool is_conv = nd->op == MM_OP_CONV2D;
+            int depth = 0; /* convolutions in a row that getting v back runs */
+            for (int i = 0; rec && i < k; i++) {
+                rec = !is_act(g, in[i]) || r->avail[in[i]];
+                if (rec && is_act(g, in[i]) && !kept(r, in[i]) && r->conv_depth[in[i]] > depth)
+                    depth = r->conv_depth[in[i]];
+            }
+            /* At most MM_RECOMPUTE_CONV_DEPTH convolutions in a row (the stem's, then the one
+             * reading the pool after it): longer chains, repeated down a residual stage, would
+             * multiply the work. */
+            if (is_conv && ++depth > MM_RECOMPUTE_CONV_DEPTH) rec = false;
             r->dropped[v] = r->saved[v] && rec;
             r->avail[v] = r->saved[v] || rec;
+            r->conv_depth[v] = rec ? depth : 0;
         }
     }
     free(has_view);
@@ -291,11 +306,12 @@ static void rewrite(rc_pass *r, const snapshot *recorded)
 
 void mm_graph_recompute_pass(mm_graph *g)
 {
-    rc_pass r = {g, g->n_forward, g->n_values, NULL, NULL, NULL, NULL, NULL, NULL};
+    rc_pass r = {g, g->n_forward, g->n_values, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     size_t nv1 = (size_t)r.nv + 1;
     r.saved = mm_xcalloc(nv1, sizeof *r.saved);
     r.dropped = mm_xcalloc(nv1, sizeof *r.dropped);
     r.avail = mm_xcalloc(nv1, sizeof *r.avail);
+    r.conv_depth = mm_xcalloc(nv1, sizeof *r.conv_depth);
     r.cache = mm_xmalloc(nv1 * sizeof *r.cache);
     r.keep_temp = mm_xcalloc(nv1, sizeof *r.keep_temp);
     r.made = mm_xcalloc(nv1, sizeof *r.made);
@@ -342,6 +358,7 @@ void mm_graph_recompute_pass(mm_graph *g)
     free(r.saved);
     free(r.dropped);
     free(r.avail);
+    free(r.conv_depth);
     free(r.cache);
     free(r.keep_temp);
     free(r.made);

@@ -1,6 +1,7 @@
 /* CPU kernels, part 2: max, average, adaptive average and global average pooling. Forward against
- * naive loops, backward against finite differences (max pooling on distinct values spaced well
- * beyond the step, so no window's argmax changes) and, for ties, against a naive scatter. */
+ * naive loops (max pooling's recorded argmax too), backward against finite differences (max
+ * pooling on distinct values spaced well beyond the step, so no window's argmax changes) and, for
+ * ties and for the folded ReLU backward, against a naive scatter. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -78,17 +79,35 @@ static float *distinct_values(int64_t n, uint64_t seed, float lo)
     return x;
 }
 
+/* The input index that output o's window tap points at. */
+static int64_t tap_index(const mm_pool_dims *d, int64_t o, int tap)
+{
+    int c = (int)(o % d->c), ox = (int)(o / d->c % d->ow), oy = (int)(o / d->c / d->ow % d->oh);
+    int n = (int)(o / d->c / d->ow / d->oh);
+    int iy = oy * d->stride_h - d->pad_h + tap / d->kw, ix = ox * d->stride_w - d->pad_w + tap % d->kw;
+    return at(d, n, iy, ix, c, d->h, d->w);
+}
+
 MM_TEST(maxpool_forward_matches_naive)
 {
     for (int ci = 0; ci < N_POOL_CASES; ci++) {
         mm_pool_dims d = pool_dims_of(&pool_cases[ci]);
+        int64_t nout = out_size(&d);
         /* All-negative inputs: a zero-padded pool would wrongly return 0 at the borders. */
-        float *x = trand(in_size(&d), 10 + ci, -3, -1), *y = tbuf(out_size(&d)),
-              *want = tbuf(out_size(&d));
-        mm_cpu_maxpool_forward(y, x, &d);
-        naive_maxpool(want, NULL, x, &d);
-        CHECK_ARRAYS("maxpool y", y, want, out_size(&d), 0, 0);
-        free(x), free(y), free(want);
+        float *x = trand(in_size(&d), 10 + ci, -3, -1), *y = tbuf(nout), *want = tbuf(nout),
+              *y2 = tbuf(nout);
+        int64_t *arg = mm_xmalloc(sizeof(int64_t) * (size_t)nout);
+        uint8_t *taps = mm_xmalloc((size_t)nout);
+        mm_cpu_maxpool_forward(y, taps, x, &d);
+        mm_cpu_maxpool_forward(y2, NULL, x, &d);
+        naive_maxpool(want, arg, x, &d);
+        CHECK_ARRAYS("maxpool y", y, want, nout, 0, 0);
+        CHECK_ARRAYS("maxpool y without argmax", y2, want, nout, 0, 0);
+        int64_t wrong = 0;
+        for (int64_t o = 0; o < nout; o++) wrong += tap_index(&d, o, taps[o]) != arg[o];
+        CHECK_MSG(wrong == 0, "case %d: %lld of %lld argmax taps wrong", ci, (long long)wrong,
+                  (long long)nout);
+        free(x), free(y), free(want), free(y2), free(arg), free(taps);
     }
 }
 
@@ -102,7 +121,7 @@ typedef struct pool_ctx {
 static double pool_loss(void *p)
 {
     pool_ctx *c = p;
-    if (c->kind == 0) mm_cpu_maxpool_forward(c->y, c->x, c->d);
+    if (c->kind == 0) mm_cpu_maxpool_forward(c->y, NULL, c->x, c->d);
     if (c->kind == 1) mm_cpu_avgpool_forward(c->y, c->x, c->d);
     if (c->kind == 2) mm_cpu_adaptive_avgpool_forward(c->y, c->x, c->d);
     return tdot(c->g, c->y, out_size(c->d));
@@ -114,13 +133,44 @@ MM_TEST(maxpool_backward_matches_finite_differences)
         mm_pool_dims d = pool_dims_of(&pool_cases[ci]);
         float *x = distinct_values(in_size(&d), 20 + ci, -4), *y = tbuf(out_size(&d));
         float *g = trand(out_size(&d), 30 + ci, -1, 1), *dx = tbuf(in_size(&d));
+        uint8_t *taps = mm_xmalloc((size_t)out_size(&d));
+        mm_cpu_maxpool_forward(y, taps, x, &d);
         tfill(dx, in_size(&d), NAN);
-        mm_cpu_maxpool_backward(dx, g, x, &d);
+        mm_cpu_maxpool_backward(dx, g, taps, NULL, &d);
         pool_ctx ctx = {&d, x, y, g, 0};
         char what[64];
         snprintf(what, sizeof what, "maxpool case %d dx", ci);
         CHECK_FD(what, dx, x, in_size(&d), pool_loss, &ctx, 0.01f, 1e-3);
-        free(x), free(y), free(g), free(dx);
+        free(x), free(y), free(g), free(dx), free(taps);
+    }
+}
+
+/* pool(relu(x)) backward in one pass (relu_mask): the same as ReLU's backward applied to the
+ * plain max-pool backward, on inputs of both signs (windows of zeros after the ReLU: ties at 0,
+ * whose gradient the mask drops). */
+MM_TEST(maxpool_backward_with_relu_folded_in)
+{
+    for (int ci = 0; ci < N_POOL_CASES; ci++) {
+        mm_pool_dims d = pool_dims_of(&pool_cases[ci]);
+        int64_t nin = in_size(&d), nout = out_size(&d);
+        float *x = distinct_values(nin, 60 + ci, -0.03f * (float)nin), *r = tbuf(nin);
+        float *y = tbuf(nout), *g = trand(nout, 70 + ci, -1, 1), *dx = tbuf(nin), *want = tbuf(nin);
+        int64_t *arg = mm_xmalloc(sizeof(int64_t) * (size_t)nout);
+        uint8_t *taps = mm_xmalloc((size_t)nout);
+        for (int64_t i = 0; i < nin; i++) r[i] = x[i] > 0 ? x[i] : 0.0f;
+        mm_cpu_maxpool_forward(y, taps, r, &d);
+        naive_maxpool(want, arg, r, &d);
+        tfill(want, nin, 0);
+        for (int64_t o = 0; o < nout; o++) want[arg[o]] += g[o];
+        for (int64_t i = 0; i < nin; i++) want[i] = r[i] > 0 ? want[i] : 0.0f;
+        d.relu_mask = 1;
+        tfill(dx, nin, NAN);
+        mm_cpu_maxpool_backward(dx, g, taps, y, &d);
+        CHECK_ARRAYS("relu-masked maxpool dx", dx, want, nin, 1e-6, 1e-6); /* sum order */
+        int64_t zeros = 0, pos = 0;
+        for (int64_t i = 0; i < nin; i++) zeros += r[i] == 0, pos += r[i] > 0;
+        CHECK(zeros > 0 && pos > 0);
+        free(x), free(r), free(y), free(g), free(dx), free(want), free(arg), free(taps);
     }
 }
 
@@ -134,17 +184,19 @@ MM_TEST(maxpool_ties_go_to_first_max)
         float *x = tbuf(nin), *g = trand(nout, 40 + ci, 0.5f, 1), *dx = tbuf(nin),
               *want = tbuf(nin), *y = tbuf(nout);
         int64_t *arg = mm_xmalloc(sizeof(int64_t) * (size_t)nout);
+        uint8_t *taps = mm_xmalloc((size_t)nout);
         for (int pattern = 0; pattern < 2; pattern++) {
             for (int64_t i = 0; i < nin; i++)
                 x[i] = pattern == 0 ? 1.0f : (float)(mm_philox_u32(50 + ci, (uint64_t)i) & 1);
             naive_maxpool(y, arg, x, &d);
             tfill(want, nin, 0);
             for (int64_t o = 0; o < nout; o++) want[arg[o]] += g[o];
-            mm_cpu_maxpool_backward(dx, g, x, &d);
+            mm_cpu_maxpool_forward(y, taps, x, &d);
+            mm_cpu_maxpool_backward(dx, g, taps, NULL, &d);
             CHECK_ARRAYS(pattern == 0 ? "constant image dx" : "two-valued image dx", dx, want,
                          nin, 1e-6, 1e-6);
         }
-        free(x), free(g), free(dx), free(want), free(y), free(arg);
+        free(x), free(g), free(dx), free(want), free(y), free(arg), free(taps);
     }
 }
 

@@ -307,12 +307,12 @@ MM_TEST(vgg_block_with_max_pool)
 {
     built on, off;
     compare_hand_net("vgg", vgg_net, 12, 10, NULL, &on, &off);
-    /* conv -> relu outputs stay (the conv output is not kept); the pooled block output that feeds
-     * the next convolution is recomputed from the kept ReLU output */
+    /* conv -> relu outputs stay (the conv output is not kept); the ReLU before each max pool is
+     * folded into the pool's backward, which reads the pool's kept output: nothing to recompute */
     CHECK_EQ_INT(on.n_apply, 0);
     int pools = 0;
     for (int n = on.g->n_forward; n < on.g->n_nodes; n++) pools += on.g->nodes[n].op == MM_OP_MAXPOOL;
-    CHECK(pools >= 1);
+    CHECK_EQ_INT(pools, 0);
     CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
     free_built(&on);
     free_built(&off);
@@ -450,8 +450,12 @@ static void compare_model(mm_trunk trunk, const char *top, int h, int w, int64_t
     }
     CHECK_EQ_INT(apply_off, 0);
     if (trunk == MM_TRUNK_RESNET50) CHECK(apply_on > 50);
-    CHECK_MSG(arena_on < arena_off, "%s: arena %zu with recomputation, %zu without",
-              mm_trunk_name(trunk), arena_on, arena_off);
+    /* VGG keeps everything its backward reads unless convolutions are recomputed */
+    if (trunk == MM_TRUNK_RESNET50 || conv_macs > 0)
+        CHECK_MSG(arena_on < arena_off, "%s: arena %zu with recomputation, %zu without",
+                  mm_trunk_name(trunk), arena_on, arena_off);
+    else
+        CHECK(arena_on <= arena_off);
     free(a);
     free(b);
 }
@@ -487,6 +491,10 @@ static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute, int
     mm_plan p;
     CHECK(mm_plan_make(&p, m.g, be, 2) == MM_OK);
     size_t a = p.arena_bytes;
+    /* the offline placement leaves few holes: the arena is close to the most bytes live at once */
+    CHECK_MSG(p.arena_bytes <= p.live_peak_bytes + p.live_peak_bytes / 20,
+              "%s: arena %zu, live peak %zu", mm_trunk_name(trunk), p.arena_bytes,
+              p.live_peak_bytes);
     mm_plan_free(&p);
     mm_model_free(&m);
     mm_backend_destroy(be);
@@ -508,7 +516,10 @@ MM_TEST(full_size_plans_shrink)
     size_t vgg_on = planned_arena(MM_TRUNK_VGG16, "512x1,512x1", true, 0);
     printf("    vgg16 1152x896 batch 2 arena: %.1f MiB recomputing cheap convolutions too, "
            "%.1f MiB recomputing\n", vgg_conv / 1048576.0, vgg_on / 1048576.0);
-    CHECK(vgg_conv < vgg_on * 8 / 10);
+    CHECK(vgg_conv <= vgg_on);
+    /* the ReLU before each max pool is folded into the pool's backward (autograd.c), so its
+     * output is not kept: VGG16's arena is well under the 2197 MiB it took before that */
+    CHECK(vgg_on < (size_t)1700 << 20);
 }
 
 /* ---- on a GPU: the same step with and without recomputation ---- */

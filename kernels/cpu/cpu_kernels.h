@@ -90,12 +90,17 @@ void mm_cpu_add(float *y /* [n] may alias a or b */, const float *a /* [n] */,
 void mm_cpu_scale(float *y /* [n] may alias x */, const float *x /* [n] */, float alpha, int64_t n);
 
 /* ---- pooling ---- */
-/* Ties go to the first maximum in window order (row-major), as PyTorch does. */
-void mm_cpu_maxpool_forward(float *y /* [n,oh,ow,c] */, const float *x /* [n,h,w,c] */,
-                            const mm_pool_dims *d);
-void mm_cpu_maxpool_backward(float *dx,       /* [n,h,w,c] written */
-                             const float *dy, /* [n,oh,ow,c] */
-                             const float *x,  /* [n,h,w,c] */
+/* Ties go to the first maximum in window order (row-major), as PyTorch does; a NaN is always
+ * taken. argmax (NULL: not wanted) gets the window tap ky * kw + kx of each output's maximum:
+ * the backward needs it instead of x (windows of at most 256 pixels). */
+void mm_cpu_maxpool_forward(float *y /* [n,oh,ow,c] */, uint8_t *argmax /* [n,oh,ow,c] or NULL */,
+                            const float *x /* [n,h,w,c] */, const mm_pool_dims *d);
+/* dx = the gradient dy sent to each window's maximum; with d->relu_mask, only where the pool's
+ * output y is > 0 (the backward of a ReLU right before the pool, folded in). */
+void mm_cpu_maxpool_backward(float *dx,              /* [n,h,w,c] written */
+                             const float *dy,        /* [n,oh,ow,c] */
+                             const uint8_t *argmax,  /* [n,oh,ow,c] from the forward */
+                             const float *y,         /* [n,oh,ow,c] with relu_mask, else NULL */
                              const mm_pool_dims *d);
 void mm_cpu_avgpool_forward(float *y /* [n,oh,ow,c] */, const float *x /* [n,h,w,c] */,
                             const mm_pool_dims *d);

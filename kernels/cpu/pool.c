@@ -3,9 +3,12 @@
  *
  * Backward passes that scatter into overlapping windows are written so threads never share an
  * output element: average pools gather (each input pixel sums the outputs whose windows cover
- * it); max pooling scatters to the recomputed argmax, one output row per thread, in phases of
- * rows that are at least a window apart (rows oy and oy + ceil(kh/sh) never overlap). */
+ * it); max pooling scatters to the forward's argmax (each output's window tap), one output row
+ * per thread, in phases of rows that are at least a window apart (rows oy and oy + ceil(kh/sh)
+ * never overlap). */
 #include <math.h>
+
+#include "../../runtime/error.h"
 
 #include "cpu_internal.h"
 #include "cpu_kernels.h"
@@ -19,86 +22,77 @@ static void zero(float *x, int64_t n)
 /* ---- max pooling (padding is -inf; ties and NaN follow PyTorch: the first maximum wins, a NaN
  * is always taken) ---- */
 
-/* Output pixels [lo, hi) of the flat [n*oh*ow] range. */
-MM_CPU_VECTOR static void maxpool_range(float *y, const float *x, const mm_pool_dims *d,
-                                        int64_t lo, int64_t hi)
+/* Output pixels [lo, hi) of the flat [n*oh*ow] range: y, and each channel's window tap in
+ * argmax when wanted. */
+MM_CPU_VECTOR static void maxpool_range(float *y, uint8_t *argmax, const float *x,
+                                        const mm_pool_dims *d, int64_t lo, int64_t hi)
 {
     const int c = d->c;
     for (int64_t p = lo; p < hi; p++) {
         int img = (int)(p / ((int64_t)d->oh * d->ow));
         int oy = (int)(p / d->ow % d->oh), ox = (int)(p % d->ow);
-        float *yp = y + p * c;
-        for (int ci = 0; ci < c; ci++) yp[ci] = -INFINITY;
-        for (int ky = 0; ky < d->kh; ky++) {
-            int iy = oy * d->stride_h - d->pad_h + ky;
-            if (iy < 0 || iy >= d->h) continue;
-            for (int kx = 0; kx < d->kw; kx++) {
-                int ix = ox * d->stride_w - d->pad_w + kx;
-                if (ix < 0 || ix >= d->w) continue;
-                const float *xp = x + (((int64_t)img * d->h + iy) * d->w + ix) * c;
-#pragma omp simd
-                for (int ci = 0; ci < c; ci++) {
-                    float v = xp[ci];
-                    yp[ci] = v > yp[ci] || isnan(v) ? v : yp[ci];
-                }
-            }
-        }
-    }
-}
-
-void mm_cpu_maxpool_forward(float *y, const float *x, const mm_pool_dims *d)
-{
-    const int64_t npix = (int64_t)d->n * d->oh * d->ow;
-    MM_CPU_SPANS(npix, npix * d->c * d->kh * d->kw, maxpool_range(y, x, d, lo_, hi_));
-}
-
-/* dx[argmax] += dy for every output in row oy of image img. The argmax is recomputed from x,
- * channels as vector lanes, in blocks of CH channels: the window tap (ky, kx) holding each
- * channel's maximum, then one scatter-add per channel. */
-MM_CPU_VECTOR static void maxpool_backward_row(float *dx, const float *dy, const float *x,
-                                               const mm_pool_dims *d, int img, int oy)
-{
-    enum { CH = 64 };
-    const int c = d->c;
-    float best[CH];
-    int tap[CH];
-    int iy0 = oy * d->stride_h - d->pad_h;
-    int ky_lo = iy0 < 0 ? -iy0 : 0, ky_hi = d->h - iy0 < d->kh ? d->h - iy0 : d->kh;
-    for (int ox = 0; ox < d->ow; ox++) {
-        int ix0 = ox * d->stride_w - d->pad_w;
+        int iy0 = oy * d->stride_h - d->pad_h, ix0 = ox * d->stride_w - d->pad_w;
+        int ky_lo = iy0 < 0 ? -iy0 : 0, ky_hi = d->h - iy0 < d->kh ? d->h - iy0 : d->kh;
         int kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = d->w - ix0 < d->kw ? d->w - ix0 : d->kw;
-        if (ky_lo >= ky_hi || kx_lo >= kx_hi) continue;
-        const float *dyp = dy + (((int64_t)img * d->oh + oy) * d->ow + ox) * c;
-        for (int c0 = 0; c0 < c; c0 += CH) {
-            const int cn = c - c0 < CH ? c - c0 : CH;
-            /* PyTorch's choice when every value is -inf: the window's first pixel */
-            const int first = ky_lo * d->kw + kx_lo;
-            for (int j = 0; j < cn; j++) best[j] = -INFINITY, tap[j] = first;
-            for (int ky = ky_lo; ky < ky_hi; ky++) {
-                for (int kx = kx_lo; kx < kx_hi; kx++) {
-                    const float *xp =
-                        x + (((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c + c0;
-                    const int k = ky * d->kw + kx;
+        float *yp = y + p * c;
+        uint8_t *ap = argmax ? argmax + p * c : NULL;
+        /* PyTorch's choice when every value is -inf: the window's first pixel in the image */
+        const uint8_t first = (uint8_t)(ky_lo * d->kw + kx_lo);
+        for (int ci = 0; ci < c; ci++) yp[ci] = -INFINITY;
+        if (ap)
+            for (int ci = 0; ci < c; ci++) ap[ci] = first;
+        for (int ky = ky_lo; ky < ky_hi; ky++) {
+            for (int kx = kx_lo; kx < kx_hi; kx++) {
+                const float *xp = x + (((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c;
+                const uint8_t tap = (uint8_t)(ky * d->kw + kx);
+                if (ap) {
 #pragma omp simd
-                    for (int j = 0; j < cn; j++) {
-                        float v = xp[j];
-                        int take = v > best[j] || isnan(v);
-                        best[j] = take ? v : best[j];
-                        tap[j] = take ? k : tap[j];
+                    for (int ci = 0; ci < c; ci++) {
+                        float v = xp[ci];
+                        int take = v > yp[ci] || isnan(v);
+                        yp[ci] = take ? v : yp[ci];
+                        ap[ci] = take ? tap : ap[ci];
+                    }
+                } else {
+#pragma omp simd
+                    for (int ci = 0; ci < c; ci++) {
+                        float v = xp[ci];
+                        yp[ci] = v > yp[ci] || isnan(v) ? v : yp[ci];
                     }
                 }
             }
-            for (int j = 0; j < cn; j++) {
-                int ky = tap[j] / d->kw, kx = tap[j] % d->kw;
-                dx[(((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c + c0 + j] +=
-                    dyp[c0 + j];
-            }
         }
     }
 }
 
-void mm_cpu_maxpool_backward(float *dx, const float *dy, const float *x, const mm_pool_dims *d)
+void mm_cpu_maxpool_forward(float *y, uint8_t *argmax, const float *x, const mm_pool_dims *d)
 {
+    MM_ASSERT(!argmax || d->kh * d->kw <= 256);
+    const int64_t npix = (int64_t)d->n * d->oh * d->ow;
+    MM_CPU_SPANS(npix, npix * d->c * d->kh * d->kw, maxpool_range(y, argmax, x, d, lo_, hi_));
+}
+
+/* dx[tap] += dy (where y > 0 with relu_mask) for every output in row oy of image img. */
+static void maxpool_backward_row(float *dx, const float *dy, const uint8_t *argmax,
+                                 const float *y, const mm_pool_dims *d, int img, int oy)
+{
+    const int c = d->c;
+    const int iy0 = oy * d->stride_h - d->pad_h;
+    for (int ox = 0; ox < d->ow; ox++) {
+        const int ix0 = ox * d->stride_w - d->pad_w;
+        const int64_t o = (((int64_t)img * d->oh + oy) * d->ow + ox) * c;
+        for (int ci = 0; ci < c; ci++) {
+            if (d->relu_mask && !(y[o + ci] > 0.0f)) continue;
+            const int ky = argmax[o + ci] / d->kw, kx = argmax[o + ci] % d->kw;
+            dx[(((int64_t)img * d->h + iy0 + ky) * d->w + ix0 + kx) * c + ci] += dy[o + ci];
+        }
+    }
+}
+
+void mm_cpu_maxpool_backward(float *dx, const float *dy, const uint8_t *argmax, const float *y,
+                             const mm_pool_dims *d)
+{
+    MM_ASSERT(!d->relu_mask || y);
     zero(dx, (int64_t)d->n * d->h * d->w * d->c);
     const int gap = (d->kh + d->stride_h - 1) / d->stride_h;
     for (int phase = 0; phase < gap && phase < d->oh; phase++) {
@@ -106,7 +100,8 @@ void mm_cpu_maxpool_backward(float *dx, const float *dy, const float *x, const m
         int64_t jobs = (int64_t)d->n * rows;
 #pragma omp parallel for schedule(static) if (jobs * d->ow * d->c >= MM_CPU_PARALLEL_MIN)
         for (int64_t j = 0; j < jobs; j++)
-            maxpool_backward_row(dx, dy, x, d, (int)(j / rows), phase + (int)(j % rows) * gap);
+            maxpool_backward_row(dx, dy, argmax, y, d, (int)(j / rows),
+                                 phase + (int)(j % rows) * gap);
     }
 }
 

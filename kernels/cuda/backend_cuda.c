@@ -212,11 +212,16 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
                     mm_tensor_numel(y), st);
         return;
     case MM_OP_MAXPOOL:
-        mm_cuda_maxpool_forward(y->data, y->dtype, x->data, x->dtype, &node->p.pool, st);
+        mm_cuda_maxpool_forward(y->data, y->dtype,
+                                node->n_out > 1 ? (uint8_t *)outs[1].data : NULL, x->data,
+                                x->dtype, &node->p.pool, st);
         return;
     case MM_OP_MAXPOOL_BWD:
-        mm_cuda_maxpool_backward(y->data, y->dtype, x->data, x->dtype, ins[1].data, ins[1].dtype,
-                                 &node->p.pool, st);
+        mm_cuda_maxpool_backward(y->data, y->dtype, x->data, x->dtype,
+                                 (const uint8_t *)ins[1].data,
+                                 node->p.pool.relu_mask ? ins[2].data : NULL,
+                                 node->p.pool.relu_mask ? ins[2].dtype : x->dtype, &node->p.pool,
+                                 st);
         return;
     case MM_OP_AVGPOOL:
         mm_cuda_avgpool_forward(y->data, y->dtype, x->data, x->dtype, &node->p.pool, st);

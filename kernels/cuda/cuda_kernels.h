@@ -86,10 +86,13 @@ void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c
                          void *ws, cudaStream_t st);
 
 /* ---- pooling (pool.cu); backward kernels gather, so dx is written without zeroing ---- */
-void mm_cuda_maxpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
-                             const mm_pool_dims *d, cudaStream_t st);
-void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *x,
-                              mm_dtype tx, const mm_pool_dims *d, cudaStream_t st);
+/* argmax (NULL: not wanted) gets each maximum's window tap, as the CPU's; the backward reads it,
+ * and y (the pool's output) when d->relu_mask folds the ReLU before the pool in. */
+void mm_cuda_maxpool_forward(void *y, mm_dtype ty, uint8_t *argmax /* [n,oh,ow,c] */,
+                             const void *x, mm_dtype tx, const mm_pool_dims *d, cudaStream_t st);
+void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                              const uint8_t *argmax, const void *y, mm_dtype ty,
+                              const mm_pool_dims *d, cudaStream_t st);
 void mm_cuda_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                              const mm_pool_dims *d, cudaStream_t st);
 void mm_cuda_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,

@@ -8,9 +8,11 @@
  *
  * Max pooling: padding counts as -inf; ties go to the first maximum in row-major window order and
  * a NaN always wins (cpu/pool.c). Threads handle 8 or 4 channels with 16-byte accesses where the
- * channel count allows. The backward pass re-finds each window's maximum the CPU's way: once per
- * window, in cells when windows do not overlap (VGG's 2x2/2) and in shared-memory tiles when they
- * do (ResNet's 3x3/2); see the kernels. */
+ * channel count allows. The forward records each maximum's window position (a u8 tap, the
+ * CPU's rule) and the backward reads it back: in cells when windows do not overlap (VGG's 2x2/2)
+ * and in shared-memory tiles when they do (ResNet's 3x3/2); see the kernels. With relu_mask the
+ * backward also applies the ReLU before the pool: a gradient passes where the pool's output y is
+ * > 0. */
 #include <math.h>
 
 #include <type_traits>
@@ -81,7 +83,7 @@ __device__ __forceinline__ void mm_window_argmax(float *best /* [V] */, int *arg
 }
 
 template <int V, typename TY, typename TX>
-__global__ void mm_maxpool_fwd_kernel(TY *y, const TX *x, mm_pool_dims d)
+__global__ void mm_maxpool_fwd_kernel(TY *y, uint8_t *argmax, const TX *x, mm_pool_dims d)
 {
     const int cv = d.c / V;
     const int64_t total = (int64_t)d.n * d.oh * d.ow * cv;
@@ -97,19 +99,34 @@ __global__ void mm_maxpool_fwd_kernel(TY *y, const TX *x, mm_pool_dims d)
         mm_window_argmax<V>(best, arg, x, d, b, oi * d.stride_h - d.pad_h,
                             oj * d.stride_w - d.pad_w, q * V);
         mm_stv<V>(y, pix * d.c + q * V, best);
+        if (argmax)
+#pragma unroll
+            for (int k = 0; k < V; k++) argmax[pix * d.c + q * V + k] = (uint8_t)arg[k];
     }
+}
+
+/* The gradients g of output elements o..o+V-1 zeroed where the ReLU before the pool was not
+ * active (the pool's output y <= 0, or NaN), when y is given (relu_mask). */
+template <int V, typename TY>
+__device__ __forceinline__ void mm_maxpool_relu_mask(float *g /* [V] */, const TY *y, int64_t o)
+{
+    if (!y) return;
+    float yv[V];
+    mm_ldv<V>(y, o, yv);
+#pragma unroll
+    for (int k = 0; k < V; k++) g[k] = yv[k] > 0.0f ? g[k] : 0.0f;
 }
 
 /* Backward when windows do not overlap (kh <= stride_h and kw <= stride_w: VGG's 2x2/2). The
  * input is cut into cells of stride_h x stride_w pixels, cell (ci, cj) starting at
  * (ci*stride_h - pad_h, cj*stride_w - pad_w); output (ci, cj)'s window is its cell's top-left
  * kh x kw corner, so each input pixel lies in one cell and receives at most one gradient. One
- * thread per (cell, V channels) finds the window's maximum and writes the whole cell of dx: dy at
- * the maximum, 0 elsewhere (also in the cells past the last output row or column). Every byte of
- * x, dy and dx is touched once. */
-template <int V, typename TDX, typename TDY, typename TX>
-__global__ void mm_maxpool_bwd_cells_kernel(TDX *dx, const TDY *dy, const TX *x, mm_pool_dims d,
-                                            int cells_h, int cells_w)
+ * thread per (cell, V channels) reads the window's recorded maximum and writes the whole cell of
+ * dx: dy at the maximum, 0 elsewhere (also in the cells past the last output row or column).
+ * Every byte of argmax, dy and dx is touched once. */
+template <int V, typename TDX, typename TDY, typename TY>
+__global__ void mm_maxpool_bwd_cells_kernel(TDX *dx, const TDY *dy, const uint8_t *argmax,
+                                            const TY *y, mm_pool_dims d, int cells_h, int cells_w)
 {
     const int cv = d.c / V;
     const int64_t total = (int64_t)d.n * cells_h * cells_w * cv;
@@ -122,7 +139,7 @@ __global__ void mm_maxpool_bwd_cells_kernel(TDX *dx, const TDY *dy, const TX *x,
         int ci = mm_mod(t, cells_h), b = (int)mm_div(t, cells_h);
         const int h0 = ci * d.stride_h - d.pad_h, w0 = cj * d.stride_w - d.pad_w, ch = q * V;
         const bool has_out = ci < d.oh && cj < d.ow;
-        float g[V], best[V];
+        float g[V];
         int arg[V];
 #pragma unroll
         for (int k = 0; k < V; k++) {
@@ -130,8 +147,11 @@ __global__ void mm_maxpool_bwd_cells_kernel(TDX *dx, const TDY *dy, const TX *x,
             arg[k] = -1;
         }
         if (has_out) {
-            mm_window_argmax<V>(best, arg, x, d, b, h0, w0, ch);
-            mm_ldv<V>(dy, (((int64_t)b * d.oh + ci) * d.ow + cj) * d.c + ch, g);
+            const int64_t o = (((int64_t)b * d.oh + ci) * d.ow + cj) * d.c + ch;
+            mm_ldv<V>(dy, o, g);
+            mm_maxpool_relu_mask<V>(g, y, o);
+#pragma unroll
+            for (int k = 0; k < V; k++) arg[k] = argmax[o + k];
         }
         for (int r = max(0, -h0); r < d.stride_h && h0 + r < d.h; r++) {
             const int64_t row = ((int64_t)b * d.h + h0 + r) * d.w + w0;
@@ -147,8 +167,8 @@ __global__ void mm_maxpool_bwd_cells_kernel(TDX *dx, const TDY *dy, const TX *x,
 }
 
 /* Backward when windows overlap (ResNet's 3x3/2 pad 1), tiled. A block owns a tile of th x tw
- * input pixels and cb channel vectors of one image. Phase 1 finds, once, the maximum's window
- * position of every output whose window touches the tile (a few more outputs than the tile's
+ * input pixels and cb channel vectors of one image. Phase 1 loads the recorded window position of
+ * the maximum of every output whose window touches the tile (a few more outputs than the tile's
  * share: (th + kh - 2)/stride_h + 1 rows at most) and keeps it in shared memory; phase 2 lets each
  * input pixel of the tile gather dy from the outputs that chose it. dy is loaded only where some
  * channel of the vector matches.
@@ -185,10 +205,10 @@ __device__ __forceinline__ void mm_lds_u16(const uint16_t *p, int *v)
     }
 }
 
-template <int V, typename TDX, typename TDY, typename TX>
+template <int V, typename TDX, typename TDY, typename TY>
 __global__ void __launch_bounds__(MM_THREADS, 4)
-    mm_maxpool_bwd_tiled_kernel(TDX *dx, const TDY *dy, const TX *x, mm_pool_dims d,
-                                mm_maxpool_tile tl)
+    mm_maxpool_bwd_tiled_kernel(TDX *dx, const TDY *dy, const uint8_t *argmax, const TY *y,
+                                mm_pool_dims d, mm_maxpool_tile tl)
 {
     extern __shared__ uint4 mm_maxpool_smem[];
     uint16_t *pos_of = reinterpret_cast<uint16_t *>(mm_maxpool_smem); /* [outputs][cb*V] */
@@ -207,10 +227,10 @@ __global__ void __launch_bounds__(MM_THREADS, 4)
         for (int it = threadIdx.x; it < noh * now_ * nq; it += blockDim.x) {
             const int q = it % nq, o = it / nq;
             const int oi = oi0 + o / now_, oj = oj0 + o % now_;
-            float best[V];
+            const int64_t at = (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + (q0 + q) * V;
             int arg[V];
-            mm_window_argmax<V>(best, arg, x, d, b, oi * d.stride_h - d.pad_h,
-                                oj * d.stride_w - d.pad_w, (q0 + q) * V);
+#pragma unroll
+            for (int k = 0; k < V; k++) arg[k] = argmax[at + k];
             uint16_t *dst = pos_of + o * cbv + q * V;
 #pragma unroll
             for (int k = 0; k < V; k++) dst[k] = (uint16_t)arg[k];
@@ -243,7 +263,9 @@ __global__ void __launch_bounds__(MM_THREADS, 4)
                     for (int k = 0; k < V; k++) any |= chosen[k] == pos;
                     if (!any) continue;
                     float g[V];
-                    mm_ldv<V>(dy, (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch, g);
+                    const int64_t o = (((int64_t)b * d.oh + oi) * d.ow + oj) * d.c + ch;
+                    mm_ldv<V>(dy, o, g);
+                    mm_maxpool_relu_mask<V>(g, y, o);
 #pragma unroll
                     for (int k = 0; k < V; k++)
                         if (chosen[k] == pos) acc[k] += g[k];
@@ -293,9 +315,10 @@ static size_t mm_maxpool_tile_pick(mm_maxpool_tile *tl, const mm_pool_dims *d, i
     }
 }
 
-void mm_cuda_maxpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
+void mm_cuda_maxpool_forward(void *y, mm_dtype ty, uint8_t *argmax, const void *x, mm_dtype tx,
                              const mm_pool_dims *d, cudaStream_t st)
 {
+    MM_CU_ASSERT(!argmax || d->kh * d->kw <= 256); /* taps are kept as u8 */
     int v = mm_pool_vec_width(d->c, y, x, NULL);
     int64_t total = (int64_t)d->n * d->oh * d->ow * (d->c / v);
     if (total <= 0) return;
@@ -306,19 +329,21 @@ void mm_cuda_maxpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                 using TY = decltype(a);
                 using TX = decltype(b);
                 mm_maxpool_fwd_kernel<V, TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                    (TY *)y, (const TX *)x, *d);
+                    (TY *)y, argmax, (const TX *)x, *d);
                 MM_CUDA_CHECK_LAUNCH();
             });
         });
     });
 }
 
-void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *x,
-                              mm_dtype tx, const mm_pool_dims *d, cudaStream_t st)
+void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                              const uint8_t *argmax, const void *y, mm_dtype ty,
+                              const mm_pool_dims *d, cudaStream_t st)
 {
     if ((int64_t)d->n * d->h * d->w * d->c <= 0) return;
-    MM_CU_ASSERT(d->kh * d->kw <= 65536); /* window positions are kept as uint16 */
-    const int v = mm_pool_vec_width(d->c, dx, dy, x);
+    MM_CU_ASSERT(d->kh * d->kw <= 256 && (!d->relu_mask || y));
+    if (!d->relu_mask) y = NULL;
+    const int v = mm_pool_vec_width(d->c, dx, dy, y);
     const bool disjoint = d->kh <= d->stride_h && d->kw <= d->stride_w;
     const int cells_h = (d->h - 1 + d->pad_h) / d->stride_h + 1;
     const int cells_w = (d->w - 1 + d->pad_w) / d->stride_w + 1;
@@ -327,16 +352,17 @@ void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
     mm_dispatch_vec(v, [&](auto vv) {
         mm_dispatch_float(tdx, [&](auto a) {
             mm_dispatch_float(tdy, [&](auto b) {
-                mm_dispatch_float(tx, [&](auto e) {
+                mm_dispatch_float(y ? ty : tdy, [&](auto e) {
                     constexpr int V = decltype(vv)::value;
                     using TDX = decltype(a);
                     using TDY = decltype(b);
-                    using TX = decltype(e);
+                    using TY = decltype(e);
                     if (disjoint) {
                         int64_t total = (int64_t)d->n * cells_h * cells_w * (d->c / V);
-                        mm_maxpool_bwd_cells_kernel<V, TDX, TDY, TX>
+                        mm_maxpool_bwd_cells_kernel<V, TDX, TDY, TY>
                             <<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                                (TDX *)dx, (const TDY *)dy, (const TX *)x, *d, cells_h, cells_w);
+                                (TDX *)dx, (const TDY *)dy, argmax, (const TY *)y, *d, cells_h,
+                                cells_w);
                     } else {
                         int nchunk = (d->c / V + tl.cb - 1) / tl.cb;
                         int64_t nz = (int64_t)d->n * nchunk;
@@ -344,9 +370,9 @@ void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
                                   (unsigned)((d->h + tl.th - 1) / tl.th),
                                   (unsigned)(nz < 65535 ? nz : 65535));
                         MM_CU_ASSERT(grid.y <= 65535);
-                        mm_maxpool_bwd_tiled_kernel<V, TDX, TDY, TX>
-                            <<<grid, MM_THREADS, smem, st>>>((TDX *)dx, (const TDY *)dy,
-                                                             (const TX *)x, *d, tl);
+                        mm_maxpool_bwd_tiled_kernel<V, TDX, TDY, TY>
+                            <<<grid, MM_THREADS, smem, st>>>((TDX *)dx, (const TDY *)dy, argmax,
+                                                             (const TY *)y, *d, tl);
                     }
                     MM_CUDA_CHECK_LAUNCH();
                 });
