@@ -147,7 +147,6 @@ MM_TEST(class_weights_as_reference)
     CHECK(w[0] == 1.0f && w[1] == 1.0f);
 }
 
-
 /* ---- epoch order ---- */
 
 MM_TEST(epoch_order_is_a_seeded_permutation)
