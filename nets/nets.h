@@ -98,6 +98,7 @@
 #include "../runtime/error.h"
 #include "../runtime/graph.h"
 #include "../runtime/planner.h"
+#include "../runtime/safetensors.h"
 #include "../runtime/session.h"
 
 typedef enum mm_trunk {
@@ -268,6 +269,10 @@ typedef enum mm_load_mode {
 } mm_load_mode;
 
 mm_status mm_model_load(const mm_model *m, mm_session *s, const char *path, mm_load_mode mode);
+/* The same from a file already open, for readers that take more from it than the weights (a
+ * checkpoint's optimizer moments and metadata) and so open it once; the file stays open. */
+mm_status mm_model_load_from(const mm_model *m, mm_session *s, const mm_safetensors *f,
+                             mm_load_mode mode);
 /* Writes every parameter and running statistic in PyTorch layout (F32), atomically (temp file +
  * rename). PyTorch's load_state_dict(strict=False) reads it; num_batches_tracked is not written. */
 mm_status mm_model_save(const mm_model *m, const mm_session *s, const char *path);

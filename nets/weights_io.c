@@ -98,8 +98,8 @@ static void model_label(char *buf, size_t n, const mm_model *m)
 }
 
 /* Reads tensor `file_name` of PyTorch shape (ndim, shape) into `torch_buf` (checked). */
-static mm_status read_tensor(const mm_model *m, mm_safetensors *f, const char *file_name, int ndim,
-                             const int64_t *shape, float *torch_buf)
+static mm_status read_tensor(const mm_model *m, const mm_safetensors *f, const char *file_name,
+                             int ndim, const int64_t *shape, float *torch_buf)
 {
     const mm_st_entry *e = mm_safetensors_find(f, file_name);
     if (!e) {
@@ -120,7 +120,7 @@ static mm_status read_tensor(const mm_model *m, mm_safetensors *f, const char *f
 }
 
 /* Loads one model value from the file tensor `file_name`. */
-static mm_status load_value(const mm_model *m, mm_session *s, mm_safetensors *f, int id,
+static mm_status load_value(const mm_model *m, mm_session *s, const mm_safetensors *f, int id,
                             const char *file_name, float *torch_buf, float *ours_buf)
 {
     const mm_value *v = mm_graph_value(m->g, id);
@@ -134,7 +134,8 @@ static mm_status load_value(const mm_model *m, mm_session *s, mm_safetensors *f,
 
 /* MM_LOAD_TRUNK with a heatmap item: its 1x1 conv [P,1,1,C] takes the patch classifier's dense
  * fc.weight [P,C] (the same numbers in the same order) and fc.bias [P]. */
-static mm_status load_heatmap(const mm_model *m, mm_session *s, mm_safetensors *f, float *buf)
+static mm_status load_heatmap(const mm_model *m, mm_session *s, const mm_safetensors *f,
+                              float *buf)
 {
     int w = mm_graph_find(m->g, "top.0.weight"), b = mm_graph_find(m->g, "top.0.bias");
     MM_ASSERT(w >= 0 && b >= 0);
@@ -150,7 +151,8 @@ static mm_status load_heatmap(const mm_model *m, mm_session *s, mm_safetensors *
     return mm_session_write(s, b, buf, mm_value_bytes(mm_graph_value(m->g, b)));
 }
 
-static mm_status load_all(const mm_model *m, mm_session *s, mm_safetensors *f, mm_load_mode mode)
+mm_status mm_model_load_from(const mm_model *m, mm_session *s, const mm_safetensors *f,
+                             mm_load_mode mode)
 {
     size_t cap = 0;
     for (int id = 0; id < m->g->n_values; id++)
@@ -190,7 +192,7 @@ mm_status mm_model_load(const mm_model *m, mm_session *s, const char *path, mm_l
 {
     mm_safetensors *f;
     MM_TRY(mm_safetensors_open(&f, path));
-    mm_status st = load_all(m, s, f, mode);
+    mm_status st = mm_model_load_from(m, s, f, mode);
     mm_safetensors_close(f);
     return st;
 }

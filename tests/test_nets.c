@@ -612,6 +612,21 @@ MM_TEST(save_and_load_round_trip)
     free(pa);
     free(pb);
 
+    /* From a file already open (how checkpoints are read: once for metadata, weights and
+     * moments): its own tensors, even after the path was replaced by other weights. */
+    mm_safetensors *held;
+    CHECK(mm_safetensors_open(&held, path) == MM_OK);
+    mm_model_init(&m, &b, 13);
+    CHECK(mm_model_save(&m, &b, path) == MM_OK);
+    CHECK(mm_model_load_from(&m, &b, held, MM_LOAD_ALL) == MM_OK);
+    mm_safetensors_close(held);
+    pa = read_all(&m, &a, &na);
+    pb = read_all(&m, &b, &nb);
+    CHECK(na == nb && !memcmp(pa, pb, na));
+    free(pa);
+    free(pb);
+    CHECK(mm_model_save(&m, &a, path) == MM_OK);
+
     /* Copying by name between sessions (a rebuilt graph for the next training stage). */
     mm_model m2;
     mm_model_config c2 = c;

@@ -15,12 +15,13 @@
 
 #define MAX_MODELS 16
 
-/* Scores of one model: probability of class 1 for every image. */
-static mm_status predict_one(double *score, const char *path, const mm_dataset *d, int batch,
-                             bool tta, int threads, mm_backend *be)
+/* Scores of one model read from the open file f: probability of class 1 for every image. */
+static mm_status predict_from(double *score, const mm_safetensors *f, const mm_dataset *d,
+                              int batch, bool tta, int threads, mm_backend *be)
 {
+    const char *path = mm_safetensors_path(f);
     mm_checkpoint_info info;
-    MM_TRY(mm_checkpoint_info_read(path, &info));
+    MM_TRY(mm_checkpoint_info_from(f, &info));
     if (info.kind != MM_MODEL_WHOLE || info.classes != 2)
         return mm_fail(MM_ERR_ARG, "--model %s: a %s model with %d classes; predict needs a "
                        "whole-image classifier (mammo train-image)",
@@ -42,7 +43,7 @@ static mm_status predict_one(double *score, const char *path, const mm_dataset *
         mm_model_free(&m);
         return st;
     }
-    st = mm_model_load(&m, &s, path, MM_LOAD_ALL);
+    st = mm_model_load_from(&m, &s, f, MM_LOAD_ALL);
     float *probs = mm_xmalloc((size_t)d->n * 2 * sizeof(float));
     mm_infer_opts io = {info.st.rescale, info.st.pixel_mean, tta, threads};
     if (st == MM_OK) st = mm_infer(probs, &m, &s, d->items, d->n, &io);
@@ -50,6 +51,17 @@ static mm_status predict_one(double *score, const char *path, const mm_dataset *
     free(probs);
     mm_session_free(&s);
     mm_model_free(&m);
+    return st;
+}
+
+/* The checkpoint is opened once: its metadata shapes the model, its tensors fill it. */
+static mm_status predict_one(double *score, const char *path, const mm_dataset *d, int batch,
+                             bool tta, int threads, mm_backend *be)
+{
+    mm_safetensors *f;
+    MM_TRY(mm_safetensors_open(&f, path));
+    mm_status st = predict_from(score, f, d, batch, tta, threads, be);
+    mm_safetensors_close(f);
     return st;
 }
 

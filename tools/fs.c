@@ -146,6 +146,21 @@ mm_status mm_fs_mkdirs(const char *path)
     return MM_OK;
 }
 
+mm_status mm_fs_mkdirs_for(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return MM_OK;
+    char dir[4096];
+    if ((size_t)(slash - path) >= sizeof dir) return mm_fail(MM_ERR_IO, "%s: path too long", path);
+    return mm_fs_mkdirs(mm_fs_dirname(dir, sizeof dir, path));
+}
+
+long long mm_fs_file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
 void mm_fs_rmtree(const char *path)
 {
     struct stat s;
@@ -166,46 +181,6 @@ void mm_fs_rmtree(const char *path)
     } else {
         unlink(path);
     }
-}
-
-mm_status mm_fs_out_open(mm_fs_out *o, const char *path)
-{
-    memset(o, 0, sizeof *o);
-    if (snprintf(o->path, sizeof o->path, "%s", path) >= (int)sizeof o->path)
-        return mm_fail(MM_ERR_IO, "%s: path too long", path);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", path, (int)getpid());
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) return mm_fail(MM_ERR_IO, "%s: cannot create %s: %s", path, o->tmp, strerror(errno));
-    return MM_OK;
-}
-
-mm_status mm_fs_out_commit(mm_fs_out *o)
-{
-    int bad = ferror(o->f);
-    int err = errno;
-    if (fclose(o->f) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    o->f = NULL;
-    if (bad) {
-        unlink(o->tmp);
-        return mm_fail(MM_ERR_IO, "%s: write failed: %s", o->path, strerror(err));
-    }
-    if (rename(o->tmp, o->path) != 0) {
-        err = errno;
-        unlink(o->tmp);
-        return mm_fail(MM_ERR_IO, "%s: cannot rename %s into place: %s", o->path, o->tmp,
-                       strerror(err));
-    }
-    return MM_OK;
-}
-
-void mm_fs_out_abort(mm_fs_out *o)
-{
-    if (o->f) fclose(o->f);
-    o->f = NULL;
-    if (o->tmp[0]) unlink(o->tmp);
 }
 
 mm_status mm_fs_replace_dir(const char *stage, const char *final, const char *flag)

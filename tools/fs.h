@@ -1,6 +1,6 @@
 /* File-system helpers of the data tools: walking a dataset tree, making and removing folders,
- * path strings, and writing a text file through a temporary name so that a failed or interrupted
- * run never leaves a half-written output. */
+ * replacing an output folder as a whole, path strings. (Single output files are written through
+ * runtime/atomic_file.h, so a failed or interrupted run never leaves a half-written one.) */
 #ifndef MM_FS_H
 #define MM_FS_H
 
@@ -29,6 +29,10 @@ bool mm_fs_is_dir(const char *path);
 bool mm_fs_is_file(const char *path);
 /* mkdir -p; an existing folder is fine. */
 mm_status mm_fs_mkdirs(const char *path);
+/* mkdir -p of the folder that will hold the file `path` (nothing when it has no folder part). */
+mm_status mm_fs_mkdirs_for(const char *path);
+/* Size of a file in bytes, or -1 if it cannot be stat'ed. */
+long long mm_fs_file_size(const char *path);
 /* Removes a folder tree that this program made (a staging folder); quiet about missing paths. */
 void mm_fs_rmtree(const char *path);
 
@@ -44,16 +48,5 @@ char *mm_fs_dirname(char *out, size_t size, const char *path);
 const char *mm_fs_basename(const char *path);
 /* ASCII case-insensitive suffix test. */
 bool mm_str_ends_with(const char *s, const char *suffix);
-
-/* A text output written to "<path>.tmp.<pid>" and renamed over `path` on commit. */
-typedef struct mm_fs_out {
-    FILE *f;
-    char path[4096], tmp[4200];
-} mm_fs_out;
-
-mm_status mm_fs_out_open(mm_fs_out *o, const char *path);
-/* Checks for write errors, closes and renames; on failure removes the temp file. */
-mm_status mm_fs_out_commit(mm_fs_out *o);
-void mm_fs_out_abort(mm_fs_out *o);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/atomic_file.h"
 #include "csv.h"
 #include "fs.h"
 
@@ -333,9 +334,9 @@ mm_status mm_index_write(const mm_index *idx, const char *path)
                                "separator; rename the file or folder",
                                im->rois[k].mask);
     }
-    mm_fs_out o;
-    MM_TRY(mm_fs_out_open(&o, path));
-    FILE *f = o.f;
+    mm_atomic_file af;
+    MM_TRY(mm_atomic_file_open(&af, path));
+    FILE *f = af.file;
     for (int c = 0; c < C_COUNT; c++) fprintf(f, "%s%s", c ? "," : "", columns[c]);
     fputc('\n', f);
     for (int i = 0; i < idx->n; i++) {
@@ -364,7 +365,7 @@ mm_status mm_index_write(const mm_index *idx, const char *path)
         put_joined(f, im, C_ROI_MASKS);
         fputc('\n', f);
     }
-    return mm_fs_out_commit(&o);
+    return mm_atomic_file_commit(&af);
 }
 
 /* ---- counts and order ---- */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../runtime/atomic_file.h"
 #include "csv.h"
 #include "fs.h"
 #include "parallel.h"
@@ -342,9 +343,10 @@ static mm_status check_out(const char *out_dir)
 static mm_status write_csv(const patch_ctx *c, const char *stage)
 {
     char path[4096];
-    mm_fs_out f;
-    MM_TRY(mm_fs_out_open(&f, mm_fs_join(path, sizeof path, stage, "patches.csv")));
-    fprintf(f.f, "path,split,class,label,image_id,patient_id,roi,y,x,size,overlap\n");
+    mm_atomic_file af;
+    MM_TRY(mm_atomic_file_open(&af, mm_fs_join(path, sizeof path, stage, "patches.csv")));
+    FILE *f = af.file;
+    fprintf(f, "path,split,class,label,image_id,patient_id,roi,y,x,size,overlap\n");
     for (int i = 0; i < c->idx->n; i++) {
         const mm_index_image *im = &c->idx->images[i];
         int *per_roi = mm_xcalloc((size_t)im->n_rois + 1, sizeof *per_roi);
@@ -359,16 +361,16 @@ static mm_status write_csv(const patch_ctx *c, const char *stage)
             else
                 snprintf(rel, sizeof rel, "%s/%s/%s_bg_%d.png", mm_split_name(im->split), cls,
                          im->image_id, j);
-            mm_csv_put(f.f, rel, ',');
-            fprintf(f.f, ",%s,%s,%d,", mm_split_name(im->split), cls, pt->cls);
-            mm_csv_put(f.f, im->image_id, ',');
-            fputc(',', f.f);
-            mm_csv_put(f.f, im->patient_id, ',');
-            fprintf(f.f, ",%d,%d,%d,%d,%.6f\n", pt->roi, pt->y, pt->x, c->o->size, pt->overlap);
+            mm_csv_put(f, rel, ',');
+            fprintf(f, ",%s,%s,%d,", mm_split_name(im->split), cls, pt->cls);
+            mm_csv_put(f, im->image_id, ',');
+            fputc(',', f);
+            mm_csv_put(f, im->patient_id, ',');
+            fprintf(f, ",%d,%d,%d,%d,%.6f\n", pt->roi, pt->y, pt->x, c->o->size, pt->overlap);
         }
         free(per_roi);
     }
-    return mm_fs_out_commit(&f);
+    return mm_atomic_file_commit(&af);
 }
 
 mm_status mm_patches_run(mm_patch_stats *stats, const char *index_path, const char *out_dir,

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fsutil.h"
+#include "../runtime/atomic_file.h"
 
 /* Same cap as the DICOM reader: a corrupt header must not make us allocate gigabytes. */
 #define MM_PNG_MAX_PIXELS (1ll << 28)
@@ -174,11 +174,11 @@ mm_status mm_png_write(const char *path, const mm_image *img)
     if (img->width <= 0 || img->height <= 0 || !img->pixels)
         return mm_fail(MM_ERR_ARG, "%s: empty image (%d x %d)", path, img->height, img->width);
     mm_atomic_file af;
-    MM_TRY(mm_atomic_open(&af, path));
+    MM_TRY(mm_atomic_file_open(&af, path));
     png_err_ctx ctx = {{0}};
-    if (write_stream(af.f, img, &ctx)) {
-        mm_atomic_abort(&af);
+    if (write_stream(af.file, img, &ctx)) {
+        mm_atomic_file_abort(&af);
         return mm_fail(MM_ERR_IO, "%s: cannot write the PNG: %s", path, ctx.msg);
     }
-    return mm_atomic_commit(&af);
+    return mm_atomic_file_commit(&af);
 }

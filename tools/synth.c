@@ -1,7 +1,7 @@
 /* `mammo synth` entry point: checks the options and runs one of the dataset layouts. */
 #include <string.h>
 
-#include "fsutil.h"
+#include "fs.h"
 #include "synth_layout.h"
 
 mm_status mm_synth_generate(const mm_synth_opts *o, mm_synth_summary *sum)
@@ -15,6 +15,6 @@ mm_status mm_synth_generate(const mm_synth_opts *o, mm_synth_summary *sum)
     if (o->height > 0 && (o->height < 64 || o->width < 64 || o->height > 8192 || o->width > 8192))
         return mm_fail(MM_ERR_ARG, "mammo synth: --height/--width %d x %d: each must be 64 to 8192",
                        o->height, o->width);
-    MM_TRY(mm_mkdirs(o->out_dir));
+    MM_TRY(mm_fs_mkdirs(o->out_dir));
     return o->layout == MM_SYNTH_CBIS_DDSM ? mm_synth_cbis(o, sum) : mm_synth_inbreast(o, sum);
 }

@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "dicom.h"
-#include "fsutil.h"
+#include "fs.h"
 #include "synth_layout.h"
 
 #define UID_ROOT "1.3.6.1.4.1.9590.100.1.2"
@@ -340,7 +340,7 @@ static mm_status write_dicom(const char *out_dir, const char *rel, const void *p
     char path[4096];
     mm_synth_join(path, sizeof path, out_dir, rel);
     MM_TRY(mm_dicom_write(path, px, h, w, d));
-    *bytes = mm_file_size(path);
+    *bytes = mm_fs_file_size(path);
     return MM_OK;
 }
 

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fsutil.h"
+#include "../runtime/strbuf.h"
+#include "fs.h"
 #include "synth_layout.h"
 
 void mm_synth_render(mm_synth_rendered *out, const mm_synth_exam *ex, int want_masks)
@@ -125,8 +126,8 @@ mm_status mm_sbuf_write(const mm_sbuf *b, const char *dir, const char *name)
 {
     char path[4096];
     mm_synth_join(path, sizeof path, dir, name);
-    MM_TRY(mm_mkdirs_for(path));
-    return mm_write_file_atomic(path, b->s ? b->s : "", b->n);
+    MM_TRY(mm_fs_mkdirs_for(path));
+    return mm_write_text_atomic(path, b->s ? b->s : "", b->n);
 }
 
 mm_status mm_synth_parallel(int n, int threads, mm_status (*fn)(void *ctx, int i), void *ctx)

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "dicom.h"
-#include "fsutil.h"
+#include "fs.h"
 #include "synth_layout.h"
 
 static const char *const birads_names[8] = {"1", "2", "3", "4a", "4b", "4c", "5", "6"};
@@ -390,9 +390,9 @@ mm_status mm_synth_inbreast(const mm_synth_opts *o, mm_synth_summary *sum)
     make_plan(&p);
     char dir[4096];
     mm_synth_join(dir, sizeof dir, o->out_dir, "AllDICOMs");
-    mm_status s = mm_mkdirs(dir);
+    mm_status s = mm_fs_mkdirs(dir);
     mm_synth_join(dir, sizeof dir, o->out_dir, "AllXML");
-    if (s == MM_OK) s = mm_mkdirs(dir);
+    if (s == MM_OK) s = mm_fs_mkdirs(dir);
     if (s == MM_OK) s = mm_synth_parallel(p.n_img, o->threads, render_image, &p);
     if (s == MM_OK) s = write_tables(&p, sum);
     for (int i = 0; i < p.n_img; i++) mm_sbuf_free(&p.img[i].truth_rois);

@@ -147,35 +147,24 @@ static int meta_int(const mm_safetensors *f, const char *key, int def)
     return v ? atoi(v) : def;
 }
 
-mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
+mm_status mm_checkpoint_info_from(const mm_safetensors *f, mm_checkpoint_info *info)
 {
     memset(info, 0, sizeof *info);
     mm_train_state_init(&info->st);
-    mm_safetensors *f;
-    MM_TRY(mm_safetensors_open(&f, path));
+    const char *path = mm_safetensors_path(f);
     const char *format = mm_safetensors_meta(f, "format");
-    mm_status status = MM_OK;
-    if (!format || strcmp(format, FORMAT_NAME) != 0) {
-        status = mm_fail(MM_ERR_FORMAT,
-                         "%s: not a mammo model (no \"format\": \"" FORMAT_NAME "\" metadata); "
-                         "pass a file written by mammo train-patch or train-image",
-                         path);
-        goto done;
-    }
+    if (!format || strcmp(format, FORMAT_NAME) != 0)
+        return mm_fail(MM_ERR_FORMAT,
+                       "%s: not a mammo model (no \"format\": \"" FORMAT_NAME "\" metadata); "
+                       "pass a file written by mammo train-patch or train-image",
+                       path);
     const char *kind = mm_safetensors_meta(f, "kind"), *trunk = mm_safetensors_meta(f, "trunk");
-    if (!kind || !trunk) {
-        status = mm_fail(MM_ERR_FORMAT, "%s: metadata lacks kind/trunk", path);
-        goto done;
-    }
+    if (!kind || !trunk) return mm_fail(MM_ERR_FORMAT, "%s: metadata lacks kind/trunk", path);
     if (!strcmp(kind, "patch")) info->kind = MM_MODEL_PATCH;
     else if (!strcmp(kind, "whole")) info->kind = MM_MODEL_WHOLE;
     else if (!strcmp(kind, "torchvision")) info->kind = MM_MODEL_TORCHVISION;
-    else {
-        status = mm_fail(MM_ERR_FORMAT, "%s: unknown model kind '%s'", path, kind);
-        goto done;
-    }
-    status = mm_trunk_parse(&info->trunk, trunk, path);
-    if (status != MM_OK) goto done;
+    else return mm_fail(MM_ERR_FORMAT, "%s: unknown model kind '%s'", path, kind);
+    MM_TRY(mm_trunk_parse(&info->trunk, trunk, path));
     info->classes = meta_int(f, "classes", 0);
     info->width_div = meta_int(f, "width_div", 1);
     const char *top = mm_safetensors_meta(f, "top");
@@ -198,7 +187,16 @@ mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
     if ((v = mm_safetensors_meta(f, "seed"))) st->seed = strtoull(v, NULL, 10);
     if ((v = mm_safetensors_meta(f, "class_names")))
         snprintf(st->class_names, sizeof st->class_names, "%s", v);
-done:
+    return MM_OK;
+}
+
+mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
+{
+    memset(info, 0, sizeof *info);
+    mm_train_state_init(&info->st);
+    mm_safetensors *f;
+    MM_TRY(mm_safetensors_open(&f, path));
+    mm_status status = mm_checkpoint_info_from(f, info);
     mm_safetensors_close(f);
     return status;
 }
@@ -223,13 +221,11 @@ mm_status mm_checkpoint_check_arch(const char *path, const mm_checkpoint_info *i
                    m->cfg.classes, div);
 }
 
-mm_status mm_checkpoint_load(const char *path, const mm_model *m, mm_session *s,
-                             bool with_optimizer)
+mm_status mm_checkpoint_load_from(const mm_safetensors *f, const mm_model *m, mm_session *s,
+                                  bool with_optimizer)
 {
-    MM_TRY(mm_model_load(m, s, path, MM_LOAD_ALL));
+    MM_TRY(mm_model_load_from(m, s, f, MM_LOAD_ALL));
     if (!with_optimizer || s->plan.opt_slots < 2) return MM_OK;
-    mm_safetensors *f;
-    MM_TRY(mm_safetensors_open(&f, path));
     entry *e;
     int n = list_entries(m, s, &e);
     mm_status status = MM_OK;
@@ -255,6 +251,15 @@ mm_status mm_checkpoint_load(const char *path, const mm_model *m, mm_session *s,
     free(ours);
     free(torch);
     free(e);
+    return status;
+}
+
+mm_status mm_checkpoint_load(const char *path, const mm_model *m, mm_session *s,
+                             bool with_optimizer)
+{
+    mm_safetensors *f;
+    MM_TRY(mm_safetensors_open(&f, path));
+    mm_status status = mm_checkpoint_load_from(f, m, s, with_optimizer);
     mm_safetensors_close(f);
     return status;
 }

@@ -49,6 +49,11 @@ typedef struct mm_checkpoint_info {
     mm_train_state st;
 } mm_checkpoint_info;
 mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info);
+/* The same from a checkpoint already open (messages name mm_safetensors_path(f)). A reader that
+ * needs the metadata before it can build the model (resume, predict) opens the file once, reads
+ * the metadata with this, builds the model, then loads with mm_checkpoint_load_from or
+ * mm_model_load_from, so everything comes from one file even if it is replaced meanwhile. */
+mm_status mm_checkpoint_info_from(const mm_safetensors *f, mm_checkpoint_info *info);
 
 /* Checks that the checkpoint's architecture is the model's; a mismatch is one clear error naming
  * the file, what it holds and what the flags ask for. */
@@ -59,5 +64,9 @@ mm_status mm_checkpoint_check_arch(const char *path, const mm_checkpoint_info *i
  * session's trainable parameters when `with_optimizer` (missing moments are an error then). */
 mm_status mm_checkpoint_load(const char *path, const mm_model *m, mm_session *s,
                              bool with_optimizer);
+/* The same from a checkpoint already open (weights and moments from that one handle; it stays
+ * open). */
+mm_status mm_checkpoint_load_from(const mm_safetensors *f, const mm_model *m, mm_session *s,
+                                  bool with_optimizer);
 
 #endif

@@ -120,6 +120,9 @@ typedef struct {
     mm_jsonl log;
     mm_progress prog;
     char last[4096], best[4096];
+    /* On resume: last.safetensors, open from reading its state until its weights and moments are
+     * loaded, so all three come from one file. */
+    mm_safetensors *resume_from;
 } run;
 
 static mm_status save_checkpoints(run *r, bool is_best)
@@ -207,7 +210,9 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     }
     if (resumed_here) {
         unbind(&prev);
-        st = mm_checkpoint_load(r->last, &r->tr.m, &r->tr.s, ts->epoch > 0);
+        st = mm_checkpoint_load_from(r->resume_from, &r->tr.m, &r->tr.s, ts->epoch > 0);
+        mm_safetensors_close(r->resume_from);
+        r->resume_from = NULL;
     } else if (prev.live) {
         st = mm_model_copy_weights(&r->tr.m, &r->tr.s, &prev.m, &prev.s, NULL);
         unbind(&prev);
@@ -327,7 +332,8 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     bool resumed = false;
     mm_checkpoint_info info;
     if (c->resume) {
-        st = mm_checkpoint_info_read(r.last, &info);
+        st = mm_safetensors_open(&r.resume_from, r.last);
+        if (st == MM_OK) st = mm_checkpoint_info_from(r.resume_from, &info);
         if (st == MM_OK && !info.has_state)
             st = mm_fail(MM_ERR_FORMAT, "%s: holds weights but no training state", r.last);
         if (st == MM_OK) {
@@ -387,6 +393,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
         mm_jsonl_close(&r.log);
     }
     if (best) *best = ts->best_metric;
+    if (r.resume_from) mm_safetensors_close(r.resume_from);
     unbind(&r.tr);
     unbind(&r.ev);
     mm_backend_destroy(r.be);

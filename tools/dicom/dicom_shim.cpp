@@ -10,7 +10,8 @@
 #endif
 extern "C" {
 #include "../dicom.h"
-#include "../fsutil.h"
+#include "../../runtime/atomic_file.h"
+#include "../fs.h"
 }
 
 #include <dcmtk/config/osconfig.h>
@@ -517,22 +518,17 @@ static mm_status write_file(const char *path, const void *pixels, int rows, int 
             return mm_fail(MM_ERR_UNSUPPORTED, "%s: cannot encode the pixels as %s: %s", path,
                            xfer.getXferName(), c.bad() ? c.text() : "no encoder");
     }
-    MM_TRY(mm_mkdirs_for(path));
-    size_t cap = strlen(path) + 64;
-    char *tmp = (char *)malloc(cap);
-    if (!tmp) return mm_fail(MM_ERR_NOMEM, "%s: out of memory", path);
-    mm_tmp_name(tmp, cap, path);
-    OFCondition c = ff.saveFile(tmp, xs, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0,
-                                EWM_createNewMeta);
-    mm_status s;
+    MM_TRY(mm_fs_mkdirs_for(path));
+    /* DCMTK writes to a file name: take the temp name, let saveFile() create it, then commit. */
+    mm_atomic_file af;
+    mm_atomic_file_reserve(&af, path);
+    OFCondition c = ff.saveFile(af.tmp_path, xs, EET_ExplicitLength, EGL_recalcGL, EPD_noChange,
+                                0, 0, EWM_createNewMeta);
     if (c.bad()) {
-        remove(tmp);
-        s = mm_fail(MM_ERR_IO, "%s: cannot write the DICOM file: %s", path, c.text());
-    } else {
-        s = mm_rename_into_place(tmp, path);
+        mm_atomic_file_abort(&af);
+        return mm_fail(MM_ERR_IO, "%s: cannot write the DICOM file: %s", path, c.text());
     }
-    free(tmp);
-    return s;
+    return mm_atomic_file_commit(&af);
 }
 
 extern "C" mm_status mm_dicom_write(const char *path, const void *pixels, int rows, int cols,
