@@ -387,10 +387,10 @@ static mm_status render_image(void *ctx, int ii)
     return s;
 }
 
-static void csv_path_field(mm_sbuf *b, const char *path, int newline)
+static void csv_path_field(mm_strbuf *b, const char *path, int newline)
 {
-    if (newline) mm_sbuf_printf(b, "\"%s\n\"", path);
-    else mm_sbuf_printf(b, "%s", path);
+    if (newline) mm_strbuf_printf(b, "\"%s\n\"", path);
+    else mm_strbuf_printf(b, "%s", path);
 }
 
 static void size_text(char *out, size_t cap, long long bytes)
@@ -405,13 +405,13 @@ static mm_status write_tables(cb_plan *p, mm_synth_summary *sum)
     mm_srng r = mm_srng_make(p->o->seed, MM_TAG_NAMES, 0);
     for (int calc = 0; calc < 2; calc++)
         for (int test = 0; test < 2; test++) {
-            mm_sbuf b = {0};
+            mm_strbuf b = {0};
             if (calc)
-                mm_sbuf_printf(&b, "patient_id,breast density,left or right breast,image view,abnormality id,"
+                mm_strbuf_printf(&b, "patient_id,breast density,left or right breast,image view,abnormality id,"
                                    "abnormality type,calc type,calc distribution,assessment,pathology,subtlety,"
                                    "image file path,cropped image file path,ROI mask file path\n");
             else
-                mm_sbuf_printf(&b, "patient_id,breast_density,left or right breast,image view,abnormality id,"
+                mm_strbuf_printf(&b, "patient_id,breast_density,left or right breast,image view,abnormality id,"
                                    "abnormality type,mass shape,mass margins,assessment,pathology,subtlety,"
                                    "image file path,cropped image file path,ROI mask file path\n");
             for (int si = 0; si < p->n_sub; si++) {
@@ -424,28 +424,28 @@ static mm_status write_tables(cb_plan *p, mm_synth_summary *sum)
                     const cb_roi *q = &p->roi[qi];
                     const cb_lesion *l = &br->les[q->lesion];
                     int density = mm_srng_bern(&r, 0.02) ? 0 : pt->density;
-                    mm_sbuf_printf(&b, "P_%05d,%d,%s,%s,%d,%s,%s,%s,%d,%s,%d,", pt->number, density,
+                    mm_strbuf_printf(&b, "P_%05d,%d,%s,%s,%d,%s,%s,%s,%d,%s,%d,", pt->number, density,
                                    br->side ? "RIGHT" : "LEFT", im->view ? "MLO" : "CC", q->abn_id,
                                    calc ? "calcification" : "mass", l->d1, l->d2, l->assessment,
                                    pathology_names[l->pathology], l->subtlety);
-                    mm_sbuf_printf(&b, "%s,", s->csv);
+                    mm_strbuf_printf(&b, "%s,", s->csv);
                     const char *crop = q->swapped ? q->mask_csv : q->crop_csv;
                     const char *mask = q->swapped ? q->crop_csv : q->mask_csv;
                     csv_path_field(&b, crop, q->nl_crop);
-                    mm_sbuf_printf(&b, ",");
+                    mm_strbuf_printf(&b, ",");
                     csv_path_field(&b, mask, q->nl_mask);
-                    mm_sbuf_printf(&b, "\n");
+                    mm_strbuf_printf(&b, "\n");
                 }
             }
             char name[64];
             snprintf(name, sizeof name, "%s_case_description_%s_set.csv", calc ? "calc" : "mass", test ? "test" : "train");
-            mm_status s = mm_sbuf_write(&b, out, name);
-            mm_sbuf_free(&b);
+            mm_status s = mm_synth_write_text(&b, out, name);
+            mm_strbuf_free(&b);
             MM_TRY(s);
         }
     /* metadata.csv: one row per series, as the NBIA Data Retriever writes it */
-    mm_sbuf m = {0};
-    mm_sbuf_printf(&m, "Series UID,Collection,3rd Party Analysis,Data Description URI,Subject ID,Study UID,"
+    mm_strbuf m = {0};
+    mm_strbuf_printf(&m, "Series UID,Collection,3rd Party Analysis,Data Description URI,Subject ID,Study UID,"
                        "Study Description,Study Date,Series Description,Manufacturer,Modality,SOP Class Name,"
                        "SOP Class UID,Number of Images,File Size,File Location,Download Timestamp\n");
     char sz[32];
@@ -455,31 +455,31 @@ static mm_status write_tables(cb_plan *p, mm_synth_summary *sum)
     for (int si = 0; si < p->n_sub; si++) {
         const cb_subject *s = &p->sub[si];
         size_text(sz, sizeof sz, s->bytes);
-        mm_sbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,full mammogram images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n", s->series,
+        mm_strbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,full mammogram images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n", s->series,
                        fixed, s->name, s->study, sop, sz, s->name, s->study_dir, s->series_dir, stamp);
         for (int qi = s->first_roi; qi < s->first_roi + s->n_rois; qi++) {
             const cb_roi *q = &p->roi[qi];
             if (q->one_folder) {
                 size_text(sz, sizeof sz, q->crop_bytes + q->mask_bytes);
-                mm_sbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,ROI mask images,,%s,2,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
+                mm_strbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,ROI mask images,,%s,2,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
                                q->mask_series, fixed, q->name, q->study, sop, sz, q->name, q->study_dir, q->mask_dir, stamp);
             } else {
                 size_text(sz, sizeof sz, q->mask_bytes);
-                mm_sbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,ROI mask images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
+                mm_strbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,ROI mask images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
                                q->mask_series, fixed, q->name, q->study, sop, sz, q->name, q->study_dir, q->mask_dir, stamp);
                 size_text(sz, sizeof sz, q->crop_bytes);
-                mm_sbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,cropped images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
+                mm_strbuf_printf(&m, "%s,%s,%s,%s,,07-20-2016,cropped images,,%s,1,%s,./CBIS-DDSM/%s/%s/%s,%s\n",
                                q->crop_series, fixed, q->name, q->study, sop, sz, q->name, q->study_dir, q->crop_dir, stamp);
             }
         }
     }
-    mm_status s = mm_sbuf_write(&m, out, "metadata.csv");
-    mm_sbuf_free(&m);
+    mm_status s = mm_synth_write_text(&m, out, "metadata.csv");
+    mm_strbuf_free(&m);
     MM_TRY(s);
     /* the answer key */
-    mm_sbuf ti = {0}, tr = {0};
-    mm_sbuf_printf(&ti, "exam,patient_id,side,view,label,n_rois,collection,height,width,image_path\n");
-    mm_sbuf_printf(&tr, "exam,patient_id,side,view,collection,abnormality_id,type,pathology,malignant,"
+    mm_strbuf ti = {0}, tr = {0};
+    mm_strbuf_printf(&ti, "exam,patient_id,side,view,label,n_rois,collection,height,width,image_path\n");
+    mm_strbuf_printf(&tr, "exam,patient_id,side,view,collection,abnormality_id,type,pathology,malignant,"
                         "mask_path,crop_path,x0,y0,x1,y1,csv_swapped\n");
     for (int si = 0; si < p->n_sub; si++) {
         const cb_subject *sb = &p->sub[si];
@@ -487,21 +487,21 @@ static mm_status write_tables(cb_plan *p, mm_synth_summary *sum)
         const cb_breast *br = &p->br[im->breast];
         const char *side = br->side ? "RIGHT" : "LEFT", *view = im->view ? "MLO" : "CC";
         int pn = p->pat[br->patient].number;
-        mm_sbuf_printf(&ti, "%d,P_%05d,%s,%s,%d,%d,%s,%d,%d,%s\n", sb->image, pn, side, view, im->label, sb->n_rois,
+        mm_strbuf_printf(&ti, "%d,P_%05d,%s,%s,%d,%d,%s,%d,%d,%s\n", sb->image, pn, side, view, im->label, sb->n_rois,
                        sb->calc ? "calc" : "mass", im->ex.h, im->ex.w, sb->rel);
         for (int qi = sb->first_roi; qi < sb->first_roi + sb->n_rois; qi++) {
             const cb_roi *q = &p->roi[qi];
             const cb_lesion *l = &br->les[q->lesion];
-            mm_sbuf_printf(&tr, "%d,P_%05d,%s,%s,%s,%d,%s,%s,%d,%s,%s,%d,%d,%d,%d,%d\n", sb->image, pn, side, view,
+            mm_strbuf_printf(&tr, "%d,P_%05d,%s,%s,%s,%d,%s,%s,%d,%s,%s,%d,%d,%d,%d,%d\n", sb->image, pn, side, view,
                            sb->calc ? "calc" : "mass", q->abn_id, sb->calc ? "calcification" : "mass",
                            pathology_names[l->pathology], l->f.malignant, q->mask_rel, q->crop_rel, q->x0, q->y0,
                            q->x1, q->y1, q->swapped);
         }
     }
-    s = mm_sbuf_write(&ti, out, "synth-truth-images.csv");
-    if (s == MM_OK) s = mm_sbuf_write(&tr, out, "synth-truth-rois.csv");
-    mm_sbuf_free(&ti);
-    mm_sbuf_free(&tr);
+    s = mm_synth_write_text(&ti, out, "synth-truth-images.csv");
+    if (s == MM_OK) s = mm_synth_write_text(&tr, out, "synth-truth-rois.csv");
+    mm_strbuf_free(&ti);
+    mm_strbuf_free(&tr);
     MM_TRY(s);
     sum->patients = p->n_pat;
     sum->images = p->n_img;

@@ -91,43 +91,18 @@ void mm_synth_uid(char *out, size_t cap, const char *root, uint64_t seed, uint64
     out[len] = '\0';
 }
 
-void mm_sbuf_printf(mm_sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->n;
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        MM_ASSERT(k >= 0);
-        if (b->s && (size_t)k < room) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t need = b->n + (size_t)k + 1;
-        b->cap = need > 2 * b->cap ? need + 4096 : 2 * b->cap;
-        b->s = mm_xrealloc(b->s, b->cap);
-    }
-}
-
-void mm_sbuf_free(mm_sbuf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
-
 void mm_synth_join(char *out, size_t cap, const char *dir, const char *rel)
 {
     int k = snprintf(out, cap, "%s/%s", dir, rel);
     MM_ASSERT(k > 0 && (size_t)k < cap);
 }
 
-mm_status mm_sbuf_write(const mm_sbuf *b, const char *dir, const char *name)
+mm_status mm_synth_write_text(const mm_strbuf *b, const char *dir, const char *name)
 {
     char path[4096];
     mm_synth_join(path, sizeof path, dir, name);
     MM_TRY(mm_fs_mkdirs_for(path));
-    return mm_write_text_atomic(path, b->s ? b->s : "", b->n);
+    return mm_write_text_atomic(path, mm_strbuf_str(b), b->len);
 }
 
 mm_status mm_synth_parallel(int n, int threads, mm_status (*fn)(void *ctx, int i), void *ctx)

@@ -47,7 +47,7 @@ typedef struct ib_image {
     int breast, view, file_name, mono1;
     mm_synth_exam ex;
     char rel[160], xml_rel[64];
-    mm_sbuf truth_rois; /* rows of synth-truth-rois.csv, filled while writing the XML */
+    mm_strbuf truth_rois; /* rows of synth-truth-rois.csv, filled while writing the XML */
 } ib_image;
 
 typedef struct ib_plan {
@@ -195,31 +195,31 @@ static roi_stats stats_over(const uint16_t *px, const uint8_t *mask, int h, int 
     return st;
 }
 
-static void plist_roi(mm_sbuf *b, int index, const char *name, int type, const double *pts, int n, double mmpp,
+static void plist_roi(mm_strbuf *b, int index, const char *name, int type, const double *pts, int n, double mmpp,
                       roi_stats st)
 {
     double cx = 0, cy = 0;
     for (int i = 0; i < n; i++) cx += pts[2 * i], cy += pts[2 * i + 1];
     cx /= n, cy /= n;
-    mm_sbuf_printf(b, "\t\t\t\t<dict>\n");
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Area</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.area * mmpp * mmpp / 100.0);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Center</key>\n\t\t\t\t\t<string>(%.6f, %.6f, 0.000000)</string>\n", cx * mmpp, cy * mmpp);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Dev</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.dev);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>IndexInImage</key>\n\t\t\t\t\t<integer>%d</integer>\n", index);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Max</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.max);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Mean</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.mean);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Min</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.min);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Name</key>\n\t\t\t\t\t<string>%s</string>\n", name);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>NumberOfPoints</key>\n\t\t\t\t\t<integer>%d</integer>\n", n);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Point_mm</key>\n\t\t\t\t\t<array>\n");
+    mm_strbuf_printf(b, "\t\t\t\t<dict>\n");
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Area</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.area * mmpp * mmpp / 100.0);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Center</key>\n\t\t\t\t\t<string>(%.6f, %.6f, 0.000000)</string>\n", cx * mmpp, cy * mmpp);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Dev</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.dev);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>IndexInImage</key>\n\t\t\t\t\t<integer>%d</integer>\n", index);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Max</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.max);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Mean</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.mean);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Min</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.min);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Name</key>\n\t\t\t\t\t<string>%s</string>\n", name);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>NumberOfPoints</key>\n\t\t\t\t\t<integer>%d</integer>\n", n);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Point_mm</key>\n\t\t\t\t\t<array>\n");
     for (int i = 0; i < n; i++)
-        mm_sbuf_printf(b, "\t\t\t\t\t\t<string>(%.6f, %.6f, 0.000000)</string>\n", pts[2 * i] * mmpp, pts[2 * i + 1] * mmpp);
-    mm_sbuf_printf(b, "\t\t\t\t\t</array>\n\t\t\t\t\t<key>Point_px</key>\n\t\t\t\t\t<array>\n");
-    for (int i = 0; i < n; i++) mm_sbuf_printf(b, "\t\t\t\t\t\t<string>(%.3f, %.3f)</string>\n", pts[2 * i], pts[2 * i + 1]);
-    mm_sbuf_printf(b, "\t\t\t\t\t</array>\n");
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Total</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.total);
-    mm_sbuf_printf(b, "\t\t\t\t\t<key>Type</key>\n\t\t\t\t\t<integer>%d</integer>\n", type);
-    mm_sbuf_printf(b, "\t\t\t\t</dict>\n");
+        mm_strbuf_printf(b, "\t\t\t\t\t\t<string>(%.6f, %.6f, 0.000000)</string>\n", pts[2 * i] * mmpp, pts[2 * i + 1] * mmpp);
+    mm_strbuf_printf(b, "\t\t\t\t\t</array>\n\t\t\t\t\t<key>Point_px</key>\n\t\t\t\t\t<array>\n");
+    for (int i = 0; i < n; i++) mm_strbuf_printf(b, "\t\t\t\t\t\t<string>(%.3f, %.3f)</string>\n", pts[2 * i], pts[2 * i + 1]);
+    mm_strbuf_printf(b, "\t\t\t\t\t</array>\n");
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Total</key>\n\t\t\t\t\t<real>%.6f</real>\n", st.total);
+    mm_strbuf_printf(b, "\t\t\t\t\t<key>Type</key>\n\t\t\t\t\t<integer>%d</integer>\n", type);
+    mm_strbuf_printf(b, "\t\t\t\t</dict>\n");
 }
 
 static void truth_roi(ib_image *im, int exam, int finding, int index, const char *name, const char *type,
@@ -230,7 +230,7 @@ static void truth_roi(ib_image *im, int exam, int finding, int index, const char
         x0 = fmin(x0, pts[2 * i]), x1 = fmax(x1, pts[2 * i]);
         y0 = fmin(y0, pts[2 * i + 1]), y1 = fmax(y1, pts[2 * i + 1]);
     }
-    mm_sbuf_printf(&im->truth_rois, "%d,%d,%d,%d,%s,%s,%d,%d,%.1f,%.1f,%.1f,%.1f\n", exam, im->file_name, finding,
+    mm_strbuf_printf(&im->truth_rois, "%d,%d,%d,%d,%s,%s,%d,%d,%.1f,%.1f,%.1f,%.1f\n", exam, im->file_name, finding,
                    index, name, type, malignant, n, x0, y0, x1, y1);
 }
 
@@ -241,7 +241,7 @@ static mm_status write_xml(ib_plan *p, int ii, const mm_synth_rendered *rd)
     const mm_synth_exam *ex = &im->ex;
     int h = ex->h, w = ex->w, nroi = 0;
     double mmpp = ex->mm_per_px;
-    mm_sbuf rois = {0};
+    mm_strbuf rois = {0};
     for (int k = 0; k < ex->n_findings; k++) {
         const mm_synth_lesion *les = &rd->les[k];
         const mm_synth_finding *f = &ex->findings[k];
@@ -282,8 +282,8 @@ static mm_status write_xml(ib_plan *p, int ii, const mm_synth_rendered *rd)
             }
         }
     }
-    mm_sbuf x = {0};
-    mm_sbuf_printf(&x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    mm_strbuf x = {0};
+    mm_strbuf_printf(&x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                        "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
                        "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
                        "<plist version=\"1.0\">\n<dict>\n\t<key>Images</key>\n\t<array>\n\t\t<dict>\n"
@@ -291,11 +291,11 @@ static mm_status write_xml(ib_plan *p, int ii, const mm_synth_rendered *rd)
                        "\t\t\t<key>NumberOfROIs</key>\n\t\t\t<integer>%d</integer>\n"
                        "\t\t\t<key>ROIs</key>\n\t\t\t<array>\n",
                    nroi);
-    mm_sbuf_printf(&x, "%s", rois.s ? rois.s : "");
-    mm_sbuf_printf(&x, "\t\t\t</array>\n\t\t</dict>\n\t</array>\n</dict>\n</plist>\n");
-    mm_status s = mm_sbuf_write(&x, p->o->out_dir, im->xml_rel);
-    mm_sbuf_free(&x);
-    mm_sbuf_free(&rois);
+    mm_strbuf_printf(&x, "%s", mm_strbuf_str(&rois));
+    mm_strbuf_printf(&x, "\t\t\t</array>\n\t\t</dict>\n\t</array>\n</dict>\n</plist>\n");
+    mm_status s = mm_synth_write_text(&x, p->o->out_dir, im->xml_rel);
+    mm_strbuf_free(&x);
+    mm_strbuf_free(&rois);
     return s;
 }
 
@@ -345,11 +345,11 @@ static mm_status render_image(void *ctx, int ii)
 
 static mm_status write_tables(ib_plan *p, mm_synth_summary *sum)
 {
-    mm_sbuf c = {0}, ti = {0}, tr = {0};
-    mm_sbuf_printf(&c, "Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads\n");
-    mm_sbuf_printf(&ti, "exam,patient_id,side,view,file_name,birads,label,n_findings,photometric,height,width,"
+    mm_strbuf c = {0}, ti = {0}, tr = {0};
+    mm_strbuf_printf(&c, "Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;Bi-Rads\n");
+    mm_strbuf_printf(&ti, "exam,patient_id,side,view,file_name,birads,label,n_findings,photometric,height,width,"
                         "image_path,xml_path\n");
-    mm_sbuf_printf(&tr, "exam,file_name,finding,roi_index,name,type,malignant,n_points,x0,y0,x1,y1\n");
+    mm_strbuf_printf(&tr, "exam,file_name,finding,roi_index,name,type,malignant,n_points,x0,y0,x1,y1\n");
     for (int ii = 0; ii < p->n_img; ii++) {
         ib_image *im = &p->img[ii];
         const ib_breast *b = &p->br[im->breast];
@@ -357,13 +357,13 @@ static mm_status write_tables(ib_plan *p, mm_synth_summary *sum)
         char acr[8];
         if (pt->acr_blank) snprintf(acr, sizeof acr, "  ");
         else snprintf(acr, sizeof acr, "%d", pt->acr);
-        mm_sbuf_printf(&c, "removed;removed;%s;%s;%d;%d;%s;%s\n", b->side ? "R" : "L", im->view ? "MLO" : "CC",
+        mm_strbuf_printf(&c, "removed;removed;%s;%s;%d;%d;%s;%s\n", b->side ? "R" : "L", im->view ? "MLO" : "CC",
                        pt->date, im->file_name, acr, birads_names[b->birads]);
         int label = b->birads >= 3;
-        mm_sbuf_printf(&ti, "%d,%s,%s,%s,%d,%s,%d,%d,%s,%d,%d,%s,%s\n", ii, pt->hash, b->side ? "R" : "L",
+        mm_strbuf_printf(&ti, "%d,%s,%s,%s,%d,%s,%d,%d,%s,%d,%d,%s,%s\n", ii, pt->hash, b->side ? "R" : "L",
                        im->view ? "MLO" : "CC", im->file_name, birads_names[b->birads], label, b->n,
                        im->mono1 ? "MONOCHROME1" : "MONOCHROME2", im->ex.h, im->ex.w, im->rel, im->xml_rel);
-        if (im->truth_rois.s) mm_sbuf_printf(&tr, "%s", im->truth_rois.s);
+        mm_strbuf_puts(&tr, mm_strbuf_str(&im->truth_rois));
         if (label) sum->malignant_images++;
         else if (b->n) sum->benign_images++;
         else sum->normal_images++;
@@ -371,12 +371,12 @@ static mm_status write_tables(ib_plan *p, mm_synth_summary *sum)
         sum->files += 1 + (im->xml_rel[0] != 0);
     }
     const char *out = p->o->out_dir;
-    mm_status s = mm_sbuf_write(&c, out, "INbreast.csv");
-    if (s == MM_OK) s = mm_sbuf_write(&ti, out, "synth-truth-images.csv");
-    if (s == MM_OK) s = mm_sbuf_write(&tr, out, "synth-truth-rois.csv");
-    mm_sbuf_free(&c);
-    mm_sbuf_free(&ti);
-    mm_sbuf_free(&tr);
+    mm_status s = mm_synth_write_text(&c, out, "INbreast.csv");
+    if (s == MM_OK) s = mm_synth_write_text(&ti, out, "synth-truth-images.csv");
+    if (s == MM_OK) s = mm_synth_write_text(&tr, out, "synth-truth-rois.csv");
+    mm_strbuf_free(&c);
+    mm_strbuf_free(&ti);
+    mm_strbuf_free(&tr);
     sum->patients = p->n_pat;
     sum->images = p->n_img;
     return s;
@@ -395,7 +395,7 @@ mm_status mm_synth_inbreast(const mm_synth_opts *o, mm_synth_summary *sum)
     if (s == MM_OK) s = mm_fs_mkdirs(dir);
     if (s == MM_OK) s = mm_synth_parallel(p.n_img, o->threads, render_image, &p);
     if (s == MM_OK) s = write_tables(&p, sum);
-    for (int i = 0; i < p.n_img; i++) mm_sbuf_free(&p.img[i].truth_rois);
+    for (int i = 0; i < p.n_img; i++) mm_strbuf_free(&p.img[i].truth_rois);
     free(p.pat);
     free(p.br);
     free(p.img);

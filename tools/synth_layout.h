@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../runtime/strbuf.h"
 #include "synth.h"
 #include "synth_rng.h"
 
@@ -48,15 +49,8 @@ void mm_synth_rendered_free(mm_synth_rendered *r);
  * than 64 characters, no leading zero in a component. */
 void mm_synth_uid(char *out, size_t cap, const char *root, uint64_t seed, uint64_t index);
 
-/* A growing text buffer for CSV and XML files. */
-typedef struct mm_sbuf {
-    char *s;
-    size_t n, cap;
-} mm_sbuf;
-void mm_sbuf_printf(mm_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mm_sbuf_free(mm_sbuf *b);
-/* Writes the buffer to dir/name through temp + rename. */
-mm_status mm_sbuf_write(const mm_sbuf *b, const char *dir, const char *name);
+/* Writes a text buffer (CSV, XML) to dir/name through temp + rename, making the folders. */
+mm_status mm_synth_write_text(const mm_strbuf *b, const char *dir, const char *name);
 
 /* Runs fn(ctx, i) for i in [0, n) on `threads` OpenMP threads (0: default). On failure returns
  * the error of the lowest failing i (so the message does not depend on scheduling); later items
