@@ -287,5 +287,6 @@ mm_status mm_graph_backward(mm_graph *g, int loss)
     for (int n = g->n_forward - 1; n >= 0; n--) backward_node(&t, n);
     free(t.grad_of);
     if (g->status == MM_OK && g->recompute) mm_graph_recompute_pass(g);
+    if (g->status == MM_OK && g->relu_mask_bits) mm_graph_relu_mask_pass(g);
     return g->status;
 }

@@ -94,7 +94,14 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         break;
     case MM_OP_RELU: mm_cpu_relu_forward(F(out[0]), CF(in[0]), p->elementwise.n); break;
     case MM_OP_RELU_BWD:
-        mm_cpu_relu_backward(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n);
+        if (p->elementwise.bits)
+            mm_cpu_relu_backward_bits(F(out[0]), CF(in[0]), (const uint8_t *)in[1].data,
+                                      p->elementwise.n);
+        else
+            mm_cpu_relu_backward(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n);
+        break;
+    case MM_OP_RELU_MASK:
+        mm_cpu_relu_mask((uint8_t *)out[0].data, CF(in[0]), p->elementwise.n);
         break;
     case MM_OP_ADD: mm_cpu_add(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n); break;
     case MM_OP_MAXPOOL:

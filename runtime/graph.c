@@ -18,6 +18,7 @@ static const char *op_names[MM_OP_COUNT] = {
     [MM_OP_BN_APPLY] = "batchnorm_apply",
     [MM_OP_RELU] = "relu",
     [MM_OP_RELU_BWD] = "relu_bwd",
+    [MM_OP_RELU_MASK] = "relu_mask",
     [MM_OP_ADD] = "add",
     [MM_OP_MAXPOOL] = "maxpool",
     [MM_OP_MAXPOOL_BWD] = "maxpool_bwd",
@@ -55,6 +56,7 @@ mm_graph *mm_graph_new(bool training)
     g->act_dtype = MM_F32;
     g->frozen_bn_eval = true;
     g->recompute = true;
+    g->relu_mask_bits = true;
     return g;
 }
 
@@ -67,6 +69,32 @@ void mm_graph_free(mm_graph *g)
 }
 
 mm_status mm_graph_status(const mm_graph *g) { return g->status; }
+
+mm_graph_snapshot mm_graph_snapshot_take(const mm_graph *g)
+{
+    mm_graph_snapshot s = {mm_xmalloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(mm_node)),
+                           mm_xmalloc((size_t)(g->n_values ? g->n_values : 1) * sizeof(mm_value)),
+                           g->n_nodes, g->n_values};
+    memcpy(s.nodes, g->nodes, (size_t)g->n_nodes * sizeof(mm_node));
+    memcpy(s.values, g->values, (size_t)g->n_values * sizeof(mm_value));
+    return s;
+}
+
+void mm_graph_snapshot_restore(mm_graph *g, const mm_graph_snapshot *s)
+{
+    /* the lists only grew since the snapshot, so they have room */
+    memcpy(g->nodes, s->nodes, (size_t)s->n_nodes * sizeof(mm_node));
+    memcpy(g->values, s->values, (size_t)s->n_values * sizeof(mm_value));
+    g->n_nodes = s->n_nodes;
+    g->n_values = s->n_values;
+}
+
+void mm_graph_snapshot_free(mm_graph_snapshot *s)
+{
+    free(s->nodes);
+    free(s->values);
+    memset(s, 0, sizeof *s);
+}
 
 const mm_value *mm_graph_value(const mm_graph *g, int id)
 {

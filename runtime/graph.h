@@ -34,7 +34,10 @@ typedef enum mm_op {
                                   that follows it) recomputed from its saved statistics, bitwise
                                   what the forward wrote (autograd.c, recompute) */
     MM_OP_RELU,                /* in: x                  out: y */
-    MM_OP_RELU_BWD,            /* in: dy, y              out: dx */
+    MM_OP_RELU_BWD,            /* in: dy, y (or its bits: p.elementwise.bits)   out: dx */
+    MM_OP_RELU_MASK,           /* in: y                  out: bits (u8 [ceil(n/8)]): bit i%8 of
+                                  byte i/8 is y[i] > 0; what a ReLU backward needs of y, at 1/32
+                                  of its size (relu_mask.c) */
     MM_OP_ADD,                 /* in: a, b               out: y */
     MM_OP_MAXPOOL,             /* in: x                  out: y, argmax (u8, training graphs:
                                   the window tap ky*kw+kx of each output's maximum) */
@@ -96,7 +99,7 @@ typedef union mm_op_params {
     struct { int n, c; float dloss; } xent;
     struct { int n, h, w, c, axis; } flip;
     struct { int n; int64_t hw; int c; } gap;
-    struct { int64_t n; } elementwise;
+    struct { int64_t n; bool bits; } elementwise;
 } mm_op_params;
 
 typedef struct mm_node {
@@ -141,6 +144,9 @@ typedef struct mm_graph {
      * tensor instead of two) where the ReLU is the batch norm's only reader. The cpu backend runs
      * it; the cuda backend does not take it yet, so it is off by default (set before backward). */
     bool fuse_relu_bwd;
+    /* A ReLU backward whose y other backward nodes read before it reads y's bits instead, made
+     * right after y's last other reader, so y dies earlier (relu_mask.c; default on). */
+    bool relu_mask_bits;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);

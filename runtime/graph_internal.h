@@ -11,8 +11,21 @@ int mm_graph_add_node(mm_graph *g, mm_op op, const int *in, int n_in, const int 
 /* A view of x with another shape (same elements). */
 int mm_graph_reshape(mm_graph *g, int x, int ndim, const int64_t *shape);
 
+/* A copy of the node and value lists, to rewrite the backward pass again or go back to it (the
+ * graph passes after autograd). */
+typedef struct mm_graph_snapshot {
+    mm_node *nodes;
+    mm_value *values;
+    int n_nodes, n_values;
+} mm_graph_snapshot;
+mm_graph_snapshot mm_graph_snapshot_take(const mm_graph *g);
+void mm_graph_snapshot_restore(mm_graph *g, const mm_graph_snapshot *s);
+void mm_graph_snapshot_free(mm_graph_snapshot *s);
+
 /* recompute.c: rewrites the recorded backward nodes to read recomputed copies of cheap forward
  * activations instead of keeping them (graph.h, mm_graph_backward). */
 void mm_graph_recompute_pass(mm_graph *g);
+/* relu_mask.c: see graph.h relu_mask_bits. */
+void mm_graph_relu_mask_pass(mm_graph *g);
 
 #endif

@@ -100,21 +100,38 @@ static int inplace_candidates(const mm_node *nd, int *cand)
  *
  * The walk above places each storage as it comes (best fit), which can leave holes: its arena
  * top may exceed the most bytes ever live at once. Knowing every lifetime, storages are placed
- * again largest first, each at the lowest offset free over its whole lifetime ("greedy by size",
- * as TFLite's arena planner); the plan keeps whichever arena is smaller. */
+ * again one by one, each at the lowest offset free over its whole lifetime, in three orders:
+ * largest first ("greedy by size", as TFLite's arena planner), largest size x lifetime first,
+ * and by first use; the plan keeps whichever arena is smallest, the walk's included. */
 
 typedef struct {
-    int v;
+    int v, first, last;
     size_t off, size;
 } placed;
 
 static int root_of(const mm_graph *g, const int *share, int v);
 
-static int by_size_desc(const void *a, const void *b)
+static int by_size(const void *a, const void *b)
 {
     const placed *x = a, *y = b;
     if (x->size != y->size) return x->size < y->size ? 1 : -1;
     return x->v - y->v;
+}
+
+static int by_area(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    double ax = (double)x->size * (x->last - x->first + 1);
+    double ay = (double)y->size * (y->last - y->first + 1);
+    if (ax != ay) return ax < ay ? 1 : -1;
+    return x->v - y->v;
+}
+
+static int by_first_use(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    if (x->first != y->first) return x->first - y->first;
+    return by_size(a, b);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -123,20 +140,14 @@ static int by_offset(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static void place_offline(mm_plan *plan, const mm_graph *g, const int *share)
+/* Places st[0..n) in that order; returns the arena top. busy: room for n pointers. */
+static size_t place_in_order(placed *st, int n, const placed **busy)
 {
-    int nv = g->n_values, n = 0;
-    placed *st = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *st);
-    for (int v = 0; v < nv; v++)
-        if (plan->storage_end[v] >= 0)
-            st[n++] = (placed){v, 0, align_up(mm_value_bytes(&g->values[v]))};
-    qsort(st, (size_t)n, sizeof *st, by_size_desc);
-    const placed **busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
     size_t top = 0;
     for (int i = 0; i < n; i++) {
-        int f = plan->first_node[st[i].v], e = plan->storage_end[st[i].v], nb = 0;
+        int nb = 0;
         for (int j = 0; j < i; j++)
-            if (plan->first_node[st[j].v] <= e && f <= plan->storage_end[st[j].v]) busy[nb++] = &st[j];
+            if (st[j].first <= st[i].last && st[i].first <= st[j].last) busy[nb++] = &st[j];
         qsort(busy, (size_t)nb, sizeof *busy, by_offset);
         size_t off = 0;
         for (int j = 0; j < nb && busy[j]->off < off + st[i].size; j++)
@@ -144,13 +155,29 @@ static void place_offline(mm_plan *plan, const mm_graph *g, const int *share)
         st[i].off = off;
         if (off + st[i].size > top) top = off + st[i].size;
     }
-    if (top < plan->arena_bytes) {
+    return top;
+}
+
+static void place_offline(mm_plan *plan, const mm_graph *g, const int *share)
+{
+    int nv = g->n_values, n = 0;
+    placed *st = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *st);
+    for (int v = 0; v < nv; v++)
+        if (plan->storage_end[v] >= 0)
+            st[n++] = (placed){v, plan->first_node[v], plan->storage_end[v], 0,
+                               align_up(mm_value_bytes(&g->values[v]))};
+    const placed **busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
+    int (*const orders[3])(const void *, const void *) = {by_size, by_area, by_first_use};
+    for (int k = 0; k < 3; k++) {
+        qsort(st, (size_t)n, sizeof *st, orders[k]);
+        size_t top = place_in_order(st, n, busy);
+        if (top >= plan->arena_bytes) continue;
         plan->arena_bytes = top;
         for (int i = 0; i < n; i++) plan->offset[st[i].v] = st[i].off;
-        for (int v = 0; v < nv; v++) /* in-place sharers and views take their root's offset */
-            if (plan->region[v] == MM_REGION_ARENA && (share[v] >= 0 || g->values[v].view_of >= 0))
-                plan->offset[v] = plan->offset[root_of(g, share, v)];
     }
+    for (int v = 0; v < nv; v++) /* in-place sharers and views take their root's offset */
+        if (plan->region[v] == MM_REGION_ARENA && (share[v] >= 0 || g->values[v].view_of >= 0))
+            plan->offset[v] = plan->offset[root_of(g, share, v)];
     free(busy);
     free(st);
 }
@@ -339,6 +366,14 @@ void mm_plan_free(mm_plan *plan)
     memset(plan, 0, sizeof *plan);
 }
 
+size_t mm_plan_arena_bytes(const mm_graph *g)
+{
+    mm_plan p;
+    size_t bytes = mm_plan_make(&p, g, NULL, 0) == MM_OK ? p.arena_bytes : SIZE_MAX;
+    mm_plan_free(&p);
+    return bytes;
+}
+
 size_t mm_plan_peak_bytes(const mm_plan *p)
 {
     return p->param_bytes + p->grad_bytes + p->opt_bytes + p->state_bytes + p->input_bytes +
@@ -375,7 +410,8 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
             ids[n++] = v;
     for (int i = 1; i < n; i++) /* largest first, then by value id */
         for (int j = i; j > 0; j--) {
-            size_t a = mm_value_bytes(&g->values[ids[j]]), b = mm_value_bytes(&g->values[ids[j - 1]]);
+            size_t a = mm_value_bytes(&g->values[ids[j]]);
+            size_t b = mm_value_bytes(&g->values[ids[j - 1]]);
             if (a < b || (a == b && ids[j] > ids[j - 1])) break;
             int t = ids[j];
             ids[j] = ids[j - 1];

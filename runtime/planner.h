@@ -75,6 +75,9 @@ void mm_plan_free(mm_plan *plan);
  * workspace. */
 size_t mm_plan_peak_bytes(const mm_plan *plan);
 
+/* The arena bytes of g's step planned without a backend (for the graph passes that compare
+ * rewrites); SIZE_MAX when g cannot be planned. */
+size_t mm_plan_arena_bytes(const mm_graph *g);
 /* Prints the breakdown, one "name bytes (MiB)" line each, ending with "peak_bytes=N". */
 void mm_plan_print(const mm_plan *plan, FILE *f);
 /* Prints what is live in the arena at its peak: the node, then the `top` largest values (shape,

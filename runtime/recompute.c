@@ -41,7 +41,6 @@
  * The temporaries of a recomputation can, in a small net, raise the backward pass's peak above
  * what keeping the values cost: the pass plans the arena both ways and keeps the step as
  * recorded when recomputing does not make it smaller. */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,45 +248,12 @@ static int ensure(rc_pass *r, int v, bool direct)
     return y;
 }
 
-/* The graph as autograd recorded it, to rewrite again or go back to. */
-typedef struct {
-    mm_node *nodes;
-    mm_value *values;
-    int n_nodes, n_values;
-} snapshot;
-
-static snapshot snapshot_take(const mm_graph *g)
-{
-    snapshot s = {mm_xmalloc((size_t)g->n_nodes * sizeof(mm_node)),
-                  mm_xmalloc((size_t)g->n_values * sizeof(mm_value)), g->n_nodes, g->n_values};
-    memcpy(s.nodes, g->nodes, (size_t)g->n_nodes * sizeof(mm_node));
-    memcpy(s.values, g->values, (size_t)g->n_values * sizeof(mm_value));
-    return s;
-}
-
-static void snapshot_restore(mm_graph *g, const snapshot *s)
-{
-    memcpy(g->nodes, s->nodes, (size_t)s->n_nodes * sizeof(mm_node));
-    memcpy(g->values, s->values, (size_t)s->n_values * sizeof(mm_value));
-    g->n_nodes = s->n_nodes;
-    g->n_values = s->n_values;
-}
-
-/* The arena bytes of the graph's step as it stands (planner.h, no backend). */
-static size_t arena_bytes(const mm_graph *g)
-{
-    mm_plan p;
-    size_t bytes = mm_plan_make(&p, g, NULL, 0) == MM_OK ? p.arena_bytes : SIZE_MAX;
-    mm_plan_free(&p);
-    return bytes;
-}
-
 /* Re-records the backward nodes of the recorded graph in order, each after the recomputations
  * it needs. */
-static void rewrite(rc_pass *r, const snapshot *recorded)
+static void rewrite(rc_pass *r, const mm_graph_snapshot *recorded)
 {
     mm_graph *g = r->g;
-    snapshot_restore(g, recorded);
+    mm_graph_snapshot_restore(g, recorded);
     for (int v = 0; v < r->nv; v++) r->cache[v] = -1, r->made[v] = 0;
     int nb = g->n_nodes - r->nf;
     mm_node *bw = mm_xmalloc((size_t)(nb ? nb : 1) * sizeof *bw);
@@ -319,10 +285,10 @@ void mm_graph_recompute_pass(mm_graph *g)
     bool any = false;
     for (int v = 0; v < r.nv; v++) any |= r.dropped[v];
     if (any) {
-        snapshot recorded = snapshot_take(g);
-        size_t kept_all = arena_bytes(g);
+        mm_graph_snapshot recorded = mm_graph_snapshot_take(g);
+        size_t kept_all = mm_plan_arena_bytes(g);
         rewrite(&r, &recorded);
-        size_t best = arena_bytes(g);
+        size_t best = mm_plan_arena_bytes(g);
         /* A value made more than once (a link of a residual chain, a convolution's input) is
          * worth keeping from its first copy on where that does not raise the peak: try them one
          * by one, the costliest to remake first, and keep each choice that does not. */
@@ -342,7 +308,7 @@ void mm_graph_recompute_pass(mm_graph *g)
         for (int i = 0; i < n_cand; i++) {
             r.keep_temp[cand[i]] = true;
             rewrite(&r, &recorded);
-            size_t bytes = arena_bytes(g);
+            size_t bytes = mm_plan_arena_bytes(g);
             if (bytes <= best) best = bytes;
             else r.keep_temp[cand[i]] = false;
         }
@@ -351,9 +317,8 @@ void mm_graph_recompute_pass(mm_graph *g)
         rewrite(&r, &recorded);
         /* Recomputed temporaries (a residual chain, a max pool's input) can raise the peak of the
          * backward pass above what keeping the values cost; then keep them after all. */
-        if (best > kept_all) snapshot_restore(g, &recorded);
-        free(recorded.nodes);
-        free(recorded.values);
+        if (best > kept_all) mm_graph_snapshot_restore(g, &recorded);
+        mm_graph_snapshot_free(&recorded);
     }
     free(r.saved);
     free(r.dropped);

@@ -57,6 +57,30 @@ MM_TEST(relu_forward_backward_in_place)
     free(x), free(y), free(want), free(g), free(dx), free(ctx.y), free(inplace), free(ding);
 }
 
+/* The ReLU backward from y's sign as bits (runtime/relu_mask.c) equals the one from y, in place
+ * too, for sizes that leave a partial last byte and sizes split over the threads. */
+MM_TEST(relu_backward_from_bits)
+{
+    const int64_t sizes[] = {1, 13, 64, 40001, 100003};
+    for (int si = 0; si < 5; si++) {
+        int64_t n = sizes[si];
+        float *y = trand(n, 300 + si, -1, 1), *g = trand(n, 310 + si, -1, 1);
+        float *want = tbuf(n), *dx = tbuf(n);
+        for (int64_t i = 0; i < n; i += 5) y[i] = 0.0f; /* zero: the bit is clear */
+        uint8_t *bits = mm_xmalloc((size_t)(n + 7) / 8);
+        mm_cpu_relu_mask(bits, y, n);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; i++) wrong += ((bits[i / 8] >> (i % 8)) & 1) != (y[i] > 0.0f);
+        CHECK_MSG(wrong == 0, "n %lld: %lld bits wrong", (long long)n, (long long)wrong);
+        mm_cpu_relu_backward(want, g, y, n);
+        mm_cpu_relu_backward_bits(dx, g, bits, n);
+        CHECK_ARRAYS("relu dx from bits", dx, want, n, 0, 0);
+        mm_cpu_relu_backward_bits(g, g, bits, n);
+        CHECK_ARRAYS("in-place relu dx from bits", g, want, n, 0, 0);
+        free(y), free(g), free(want), free(dx), free(bits);
+    }
+}
+
 MM_TEST(add_and_scale_in_place)
 {
     const int64_t n = 999;

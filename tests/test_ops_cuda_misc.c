@@ -35,6 +35,26 @@ MM_TEST(cuda_relu)
         tc_out(&tc, act_out(&tc, SHAPE(n)));
         tc.alias_out[0] = 0;
         tc_check(&tc, "relu bwd");
+
+        /* y's sign as bits (runtime/relu_mask.c), then the backward from them; sizes not a
+         * multiple of 8 leave a partial last byte */
+        tc_init(&tc, MM_OP_RELU_MASK, TOL_EXACT, 870 + i);
+        tc.node.backward = true;
+        tc.node.p.elementwise.n = n;
+        tc_in(&tc, tc_value(&tc, MM_VALUE_ACT, MM_F32, true, INIT_TIES, -1, 1, SHAPE(n)));
+        tc_out(&tc, tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_NAN, 0, 0, SHAPE((n + 7) / 8)));
+        tc_check(&tc, "relu mask");
+
+        tc_init(&tc, MM_OP_RELU_BWD, TOL_EXACT, 880 + i);
+        tc.node.backward = true;
+        tc.node.p.elementwise.n = n;
+        tc.node.p.elementwise.bits = true;
+        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(n)));
+        tc_in(&tc, tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_LABELS, 0, 256,
+                            SHAPE((n + 7) / 8)));
+        tc_out(&tc, act_out(&tc, SHAPE(n)));
+        tc.alias_out[0] = 0;
+        tc_check(&tc, "relu bwd from bits");
     }
 }
 

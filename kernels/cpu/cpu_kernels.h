@@ -85,6 +85,11 @@ void mm_cpu_relu_forward(float *y /* [n] may alias x */, const float *x /* [n] *
 /* Uses the OUTPUT y (so the forward may run in place): dx = dy where y > 0, else 0. */
 void mm_cpu_relu_backward(float *dx /* [n] may alias dy */, const float *dy /* [n] */,
                           const float *y /* [n] */, int64_t n);
+/* bits: bit i % 8 of byte i / 8 is y[i] > 0 (runtime/relu_mask.c); dx = dy where the bit is set,
+ * else 0 (may alias dy). */
+void mm_cpu_relu_mask(uint8_t *bits /* [(n + 7) / 8] */, const float *y /* [n] */, int64_t n);
+void mm_cpu_relu_backward_bits(float *dx /* [n] */, const float *dy /* [n] */,
+                               const uint8_t *bits /* [(n + 7) / 8] */, int64_t n);
 void mm_cpu_add(float *y /* [n] may alias a or b */, const float *a /* [n] */,
                 const float *b /* [n] */, int64_t n);
 void mm_cpu_scale(float *y /* [n] may alias x */, const float *x /* [n] */, float alpha, int64_t n);

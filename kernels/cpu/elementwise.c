@@ -17,6 +17,23 @@ MM_CPU_VECTOR static void relu_bwd_range(float *dx, const float *dy, const float
     for (int64_t i = lo; i < hi; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+/* lo is a multiple of 8 (spans are of 16): each byte of bits belongs to one range. */
+MM_CPU_VECTOR static void relu_mask_range(uint8_t *bits, const float *y, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i += 8) {
+        unsigned b = 0;
+        for (int k = 0; k < 8 && i + k < hi; k++) b |= (y[i + k] > 0.0f ? 1u : 0u) << k;
+        bits[i / 8] = (uint8_t)b;
+    }
+}
+
+MM_CPU_VECTOR static void relu_bwd_bits_range(float *dx, const float *dy, const uint8_t *bits,
+                                              int64_t lo, int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) dx[i] = (bits[i >> 3] >> (i & 7)) & 1 ? dy[i] : 0.0f;
+}
+
 MM_CPU_VECTOR static void add_range(float *y, const float *a, const float *b, int64_t lo,
                                     int64_t hi)
 {
@@ -39,6 +56,16 @@ void mm_cpu_relu_forward(float *y, const float *x, int64_t n)
 void mm_cpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n)
 {
     MM_CPU_SPANS(n, n, relu_bwd_range(dx, dy, y, lo_, hi_));
+}
+
+void mm_cpu_relu_mask(uint8_t *bits, const float *y, int64_t n)
+{
+    MM_CPU_SPANS(n, n, relu_mask_range(bits, y, lo_, hi_));
+}
+
+void mm_cpu_relu_backward_bits(float *dx, const float *dy, const uint8_t *bits, int64_t n)
+{
+    MM_CPU_SPANS(n, n, relu_bwd_bits_range(dx, dy, bits, lo_, hi_));
 }
 
 void mm_cpu_add(float *y, const float *a, const float *b, int64_t n)

@@ -204,8 +204,15 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
         mm_cuda_relu_forward(y->data, y->dtype, x->data, x->dtype, mm_tensor_numel(y), st);
         return;
     case MM_OP_RELU_BWD:
-        mm_cuda_relu_backward(y->data, y->dtype, x->data, x->dtype, ins[1].data, ins[1].dtype,
-                              mm_tensor_numel(y), st);
+        if (node->p.elementwise.bits)
+            mm_cuda_relu_backward_bits(y->data, y->dtype, x->data, x->dtype,
+                                       (const uint8_t *)ins[1].data, mm_tensor_numel(y), st);
+        else
+            mm_cuda_relu_backward(y->data, y->dtype, x->data, x->dtype, ins[1].data,
+                                  ins[1].dtype, mm_tensor_numel(y), st);
+        return;
+    case MM_OP_RELU_MASK:
+        mm_cuda_relu_mask((uint8_t *)y->data, x->data, x->dtype, node->p.elementwise.n, st);
         return;
     case MM_OP_ADD:
         mm_cuda_add(y->data, y->dtype, x->data, x->dtype, ins[1].data, ins[1].dtype,

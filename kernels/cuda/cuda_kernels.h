@@ -35,6 +35,12 @@ void mm_cuda_relu_forward(void *y /* [n] may alias x */, mm_dtype ty, const void
 void mm_cuda_relu_backward(void *dx /* [n] may alias dy */, mm_dtype tdx, const void *dy /* [n] */,
                            mm_dtype tdy, const void *y /* [n] */, mm_dtype ty, int64_t n,
                            cudaStream_t st);
+/* bits: bit i % 8 of byte i / 8 is y[i] > 0 (runtime/relu_mask.c); the backward from them. */
+void mm_cuda_relu_mask(uint8_t *bits /* [(n + 7) / 8] */, const void *y /* [n] */, mm_dtype ty,
+                       int64_t n, cudaStream_t st);
+void mm_cuda_relu_backward_bits(void *dx /* [n] may alias dy */, mm_dtype tdx,
+                                const void *dy /* [n] */, mm_dtype tdy, const uint8_t *bits,
+                                int64_t n, cudaStream_t st);
 void mm_cuda_add(void *y /* [n] may alias a or b */, mm_dtype ty, const void *a /* [n] */,
                  mm_dtype ta, const void *b /* [n] */, mm_dtype tb, int64_t n, cudaStream_t st);
 /* Element i is kept when mm_philox_uniform(seed, i) >= p; kept values are scaled by 1/(1-p). */

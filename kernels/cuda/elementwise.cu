@@ -124,6 +124,64 @@ void mm_cuda_relu_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
     });
 }
 
+/* ---- ReLU masks as bits (runtime/relu_mask.c): bit i % 8 of byte i / 8 is y[i] > 0 ---- */
+template <typename TY>
+__global__ void mm_relu_mask_kernel(uint8_t *bits, const TY *y, int64_t n)
+{
+    const int64_t nb = (n + 7) / 8;
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < nb;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        unsigned b = 0;
+        for (int k = 0; k < 8 && 8 * j + k < n; k++)
+            b |= (mm_ld(y, 8 * j + k) > 0.0f ? 1u : 0u) << k;
+        bits[j] = (uint8_t)b;
+    }
+}
+
+void mm_cuda_relu_mask(uint8_t *bits, const void *y, mm_dtype ty, int64_t n, cudaStream_t st)
+{
+    if (n <= 0) return;
+    mm_dispatch_float(ty, [&](auto yt) {
+        using TY = decltype(yt);
+        mm_relu_mask_kernel<TY><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(
+            bits, (const TY *)y, n);
+        MM_CUDA_CHECK_LAUNCH();
+    });
+}
+
+template <typename TDX, typename TDY>
+struct mm_relu_bwd_bits_op {
+    TDX *dx;
+    const TDY *dy;
+    const uint8_t *bits;
+    __device__ float f(float g, int64_t i) const
+    {
+        return (bits[i >> 3] >> (i & 7)) & 1 ? g : 0.0f;
+    }
+    __device__ void run4(int64_t i) const
+    {
+        float g[4];
+        mm_ld4(dy, i, g);
+        for (int k = 0; k < 4; k++) g[k] = f(g[k], i + k);
+        mm_st4(dx, i, g);
+    }
+    __device__ void run1(int64_t i) const { mm_st(dx, i, f(mm_ld(dy, i), i)); }
+};
+
+void mm_cuda_relu_backward_bits(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                                const uint8_t *bits, int64_t n, cudaStream_t st)
+{
+    bool vec = mm_aligned16(dx) && mm_aligned16(dy);
+    mm_dispatch_float(tdx, [&](auto a) {
+        mm_dispatch_float(tdy, [&](auto b) {
+            using TDX = decltype(a);
+            using TDY = decltype(b);
+            mm_relu_bwd_bits_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, bits};
+            mm_ew_launch(op, n, vec, st);
+        });
+    });
+}
+
 /* ---- add ---- */
 template <typename TY, typename TA, typename TB>
 struct mm_add_op {
