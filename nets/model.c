@@ -195,6 +195,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->seed = cfg->dropout_seed;
     m->g->act_dtype = cfg->act_dtype;
     m->g->recompute = !cfg->no_recompute;
+    m->g->relu_mask_bits = !cfg->no_recompute;
     m->g->recompute_conv_macs = cfg->recompute_conv_macs;
     m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;
     int64_t ishape[4] = {cfg->batch, cfg->height, cfg->width, 3};

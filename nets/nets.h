@@ -169,8 +169,9 @@ typedef struct mm_model_config {
     /* Divides every trunk channel count (1 = torchvision's nets). A reduced-width trunk runs the
      * very same code on small machines (the CPU demo); names stay torchvision's. Must divide 64. */
     int width_div;
-    /* Keep every activation the backward pass reads instead of recomputing the cheap ones
-     * (graph.h g->recompute; false, the default, recomputes). Same gradients either way. */
+    /* Keep every activation the backward pass reads instead of recomputing the cheap ones and
+     * keeping ReLU masks as bits (graph.h recompute, relu_mask_bits; false, the default, saves
+     * that memory). Same gradients either way. */
     bool no_recompute;
     /* With recomputation, also recompute the outputs of convolutions costing at most this many
      * multiply-adds per output element (graph.h recompute_conv_macs; 0, the default: none;
@@ -183,14 +184,15 @@ typedef struct mm_model_config {
 
 /* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions
  * from 64 and 128 channels, VGG16's first convolution (27). At 1152x896, batch 2, fp32 (mammo
- * plan --recompute-conv): ResNet50's activations fall from 1811 to 898 MiB for 10% more FLOPs
- * (64: 1276 MiB, +3.5%); VGG16's from 2197 to 1693 MiB for 0.2%. */
+ * plan --recompute-conv): ResNet50's activations fall from 1803 to 898 MiB for 10% more step
+ * FLOPs (64: 1272 MiB, +3.3%); VGG16's from 1508 to 1166 MiB for 0.2%. */
 #define MM_RECOMPUTE_CONV_MACS_CUDA 147
 
 /* The choices that follow from the device a model runs on: activations stored in bf16 for the
- * bf16 precision; on the cpu no recomputation (it trades time for device memory) and the ReLU
- * backward fused into the batch-norm backward (the cuda backend does not take that node yet); on
- * cuda recomputation, cheap convolutions included (MM_RECOMPUTE_CONV_MACS_CUDA). */
+ * bf16 precision; on the cpu no recomputation and no ReLU bit masks (they trade time for device
+ * memory) and the ReLU backward fused into the batch-norm backward (the cuda backend does not
+ * take that node yet); on cuda recomputation, cheap convolutions included
+ * (MM_RECOMPUTE_CONV_MACS_CUDA), and bit masks. */
 void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),
