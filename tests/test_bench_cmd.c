@@ -1,0 +1,137 @@
+/* `mammo bench` and `mammo plan` as a user runs them (the built binary, through a shell): the one
+ * machine-readable line the comparison scripts parse (bench/cpu_compare.sh, gpu_compare.sh), its
+ * fields and their consistency, the recomputation switches, the profile, and bad flags (one
+ * "mammo: ..." line, exit status 1). No timing is asserted: only that a step ran. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "tests/harness.h"
+
+/* Runs `mammo ARGS 2>&1`; returns its output (malloc'ed) and exit status. */
+static char *mammo(const char *args, int *status)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", MM_MAMMO_EXE, args);
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    while (p && len < cap - 1 && (k = fread(buf + len, 1, cap - 1 - len, p)) > 0) len += k;
+    buf[len] = '\0';
+    int rc = p ? pclose(p) : -1;
+    *status = rc == -1 ? -1 : WEXITSTATUS(rc);
+    return buf;
+}
+
+/* The value of " key=" in the line (as a double), or NAN. */
+static double field(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+MM_TEST(bench_prints_one_line_with_every_field)
+{
+    int st;
+    char *out = mammo("bench --net resnet50 --input 64x64 --batch 2 --device cpu --steps 2 "
+                      "--warmup 1", &st);
+    CHECK_MSG(st == 0, "exit %d: %s", st, out);
+    const char *line = strstr(out, "mammo net=resnet50 top=none input=64x64 batch=2 device=cpu "
+                                   "precision=fp32 steps=2 ");
+    CHECK_MSG(line != NULL, "no result line in: %s", out);
+    if (line) {
+        CHECK(field(line, "images_per_s") > 0);
+        CHECK(field(line, "step_ms") > 0);
+        /* images/s and ms/step describe the same timing */
+        CHECK_CLOSE(field(line, "images_per_s"), 2e3 / field(line, "step_ms"), 0, 1e-2);
+        double planned = field(line, "planned_peak_bytes");
+        CHECK(planned > 23.5e6 * 4 * 4); /* 23.5M parameters, gradients, Adam moments */
+        CHECK_EQ_INT((int64_t)field(line, "peak_mem_bytes"), (int64_t)planned); /* cpu: as planned */
+        CHECK(isfinite(field(line, "loss")) && field(line, "loss") > 0);
+        CHECK_EQ_INT((int64_t)field(line, "recompute"), 0); /* the cpu default */
+    }
+    free(out);
+}
+
+MM_TEST(bench_recompute_switches_shrink_the_plan)
+{
+    int st;
+    char *keep = mammo("bench --net vgg16 --top 64x1 --input 64x64 --batch 2 --device cpu "
+                       "--steps 1 --warmup 0", &st);
+    CHECK_MSG(st == 0, "%s", keep);
+    char *rec = mammo("bench --net vgg16 --top 64x1 --input 64x64 --batch 2 --device cpu "
+                      "--steps 1 --warmup 0 --recompute --recompute-conv 27", &st);
+    CHECK_MSG(st == 0, "%s", rec);
+    const char *a = strstr(keep, "mammo net="), *b = strstr(rec, "mammo net=");
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_EQ_INT((int64_t)field(b, "recompute"), 1);
+        CHECK_EQ_INT((int64_t)field(b, "recompute_conv"), 27);
+        /* VGG16's first convolution is recomputed: its output is not kept */
+        CHECK_MSG(field(b, "planned_peak_bytes") < field(a, "planned_peak_bytes"),
+                  "recomputing %.0f bytes, keeping %.0f", field(b, "planned_peak_bytes"),
+                  field(a, "planned_peak_bytes"));
+        /* the same step: the same loss to the last printed digit */
+        CHECK_CLOSE(field(b, "loss"), field(a, "loss"), 0, 0);
+    }
+    free(keep);
+    free(rec);
+}
+
+MM_TEST(bench_profile_lists_the_ops)
+{
+    int st;
+    char *out = mammo("bench --net resnet50 --input 64x64 --batch 2 --device cpu --steps 1 "
+                      "--warmup 0 --profile 1", &st);
+    CHECK_MSG(st == 0, "%s", out);
+    CHECK(strstr(out, "profile: ") != NULL);
+    CHECK(strstr(out, "by op: conv2d ") != NULL);
+    CHECK(strstr(out, "slowest nodes:") != NULL);
+    free(out);
+}
+
+MM_TEST(plan_lists_what_is_live_at_the_peak)
+{
+    int st;
+    char *out = mammo("plan --net vgg16 --top 64x1 --input 128x96 --batch 2 --live 3", &st);
+    CHECK_MSG(st == 0, "%s", out);
+    const char *live = strstr(out, "live at the arena's peak: ");
+    CHECK(live != NULL);
+    if (live) {
+        int rows = 0;
+        for (const char *p = strchr(live, '\n'); p && p[1]; p = strchr(p + 1, '\n')) rows++;
+        CHECK_EQ_INT(rows, 3);
+        CHECK(strstr(live, " MiB  2x") != NULL); /* shapes, batch first */
+    }
+    free(out);
+}
+
+/* Bad flags: one line naming the flag, exit status 1, nothing else printed. */
+MM_TEST(bench_and_plan_refuse_bad_flags)
+{
+    const char *cases[][2] = {
+        {"bench --net resnet51", "--net"},
+        {"bench --batch 0", "--batch"},
+        {"bench --input 64", "--input"},
+        {"bench --device meta", "--device meta"},
+        {"bench --precision fp16", "fp16"},
+        {"bench --recompute-conv x", "--recompute-conv"},
+        {"plan --recompute-conv -5", "--recompute-conv"},
+        {"plan --precision int8", "int8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st;
+        char *out = mammo(cases[i][0], &st);
+        CHECK_MSG(st == 1, "'%s' exited %d: %s", cases[i][0], st, out);
+        CHECK_MSG(!strncmp(out, "mammo: ", 7) && strstr(out, cases[i][1]) != NULL,
+                  "'%s' printed: %s", cases[i][0], out);
+        size_t len = strlen(out);
+        CHECK_MSG(len > 0 && strchr(out, '\n') == out + len - 1, "'%s': not one line: %s",
+                  cases[i][0], out);
+        free(out);
+    }
+}
