@@ -59,11 +59,16 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
-    mm_args_bool(&a, "cuda-graph", "replay the forward and backward pass as one captured CUDA graph");
-    mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation; the cpu default)");
+    mm_args_bool(&a, "cuda-graph",
+                 "replay the forward and backward pass as one captured CUDA graph");
+    mm_args_bool(&a, "no-recompute",
+                 "keep every activation backward reads (no recomputation; the cpu default)");
     mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
-    mm_args_int(&a, "recompute-conv", "-1", "with recomputation, also recompute convolutions of at most this many multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
-    mm_args_int(&a, "profile", "0", "after timing, profile this many steps node by node and print the slowest");
+    mm_args_int(&a, "recompute-conv", "-1",
+                "with recomputation, also recompute convolutions of at most this many "
+                "multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
+    mm_args_int(&a, "profile", "0",
+                "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     if (a.n_pos) {
