@@ -3,9 +3,10 @@
  * Liveness analysis over the recorded step (forward and backward nodes in execution order) gives
  * every activation an offset in ONE arena: a value is live from the node that writes it to the last
  * node that reads it (a view extends the life of the value it views); memory is reused once its
- * last reader has run (best-fit over free blocks, aligned to 256 bytes). Element-wise ops whose
- * kernel allows it (relu, add, dropout, their backward, scale, batchnorm_apply) run in place when
- * their input dies at that node. Recomputed activations (graph.h, g->recompute) are ordinary
+ * last reader has run (aligned to 256 bytes). Element-wise ops whose kernel allows it (relu, add,
+ * dropout, their backward, scale, batchnorm_apply) run in place when their input dies at that
+ * node. Placement: a walk in execution order (best fit over free blocks), then, knowing every
+ * lifetime, the storages placed again in three orders (planner.c); the smallest arena is kept. Recomputed activations (graph.h, g->recompute) are ordinary
  * values here: the backward nodes that read them make the forward copies die early.
  *
  * Parameters, gradients and optimizer state each live in one flat buffer with the same layout:
