@@ -422,13 +422,10 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
             g->n_forward && at >= g->n_forward ? "backward" : "forward");
     for (int i = 0; i < n && i < top; i++) {
         const mm_value *val = &g->values[ids[i]];
-        char shape[64];
-        int len = 0;
-        for (int d = 0; d < val->ndim && len < (int)sizeof shape - 24; d++)
-            len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", d ? "x" : "",
-                            (long long)val->shape[d]);
-        fprintf(f, "  %9.1f MiB  %-18s made by node %4d %-16s needed until node %d\n",
-                mm_value_bytes(val) / 1048576.0, shape, p->first_node[ids[i]],
+        char shape[96];
+        fprintf(f, "  %9.1f MiB  %-22s made by node %4d %-16s needed until node %d\n",
+                mm_value_bytes(val) / 1048576.0,
+                mm_shape_str(shape, sizeof shape, val->ndim, val->shape), p->first_node[ids[i]],
                 mm_op_name(g->nodes[p->first_node[ids[i]]].op), p->storage_end[ids[i]]);
     }
     free(ids);

@@ -26,22 +26,25 @@ void mm_cpu_blas_init(void)
     }
 }
 
-/* Bounds a multiple of 16 floats (a cache line) where the count allows. */
-void mm_cpu_gemm_block(int count, int t, int nt, int *lo, int *hi)
+/* Thread t's block of [0, count), its bounds multiples of 16 (a cache line of floats) where the
+ * count allows. */
+static void block16(int64_t count, int t, int nt, int64_t *lo, int64_t *hi)
 {
-    int units = (count + 15) / 16;
-    int ulo = (int)((int64_t)units * t / nt), uhi = (int)((int64_t)units * (t + 1) / nt);
+    int64_t units = (count + 15) / 16, ulo = units * t / nt, uhi = units * (t + 1) / nt;
     *lo = ulo * 16 < count ? ulo * 16 : count;
     *hi = uhi * 16 < count ? uhi * 16 : count;
 }
 
+void mm_cpu_gemm_block(int count, int t, int nt, int *lo, int *hi)
+{
+    int64_t l, h;
+    block16(count, t, nt, &l, &h);
+    *lo = (int)l, *hi = (int)h;
+}
+
 void mm_cpu_omp_span(int64_t count, int64_t *lo, int64_t *hi)
 {
-    int64_t units = (count + 15) / 16;
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t ulo = units * t / nt, uhi = units * (t + 1) / nt;
-    *lo = ulo * 16 < count ? ulo * 16 : count;
-    *hi = uhi * 16 < count ? uhi * 16 : count;
+    block16(count, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
 }
 
 void mm_cpu_sgemm_part(int t, int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
