@@ -48,6 +48,7 @@ mm_model_config mm_model_config_default(mm_model_kind kind, mm_trunk trunk)
     c.width = kind == MM_MODEL_WHOLE ? 896 : 224;
     c.top = kind == MM_MODEL_WHOLE ? "[512-512-1024]x2,[512-512-1024]x2" : NULL;
     c.dropout_seed = 0x6d616d6d6fULL;
+    c.fuse_relu_bwd = true;
     return c;
 }
 
@@ -172,7 +173,6 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
     c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     c->no_recompute = cpu;
     c->recompute_conv_macs = cpu ? 0 : MM_RECOMPUTE_CONV_MACS_CUDA;
-    c->fuse_relu_bwd = cpu;
 }
 
 mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)

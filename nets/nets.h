@@ -178,7 +178,7 @@ typedef struct mm_model_config {
      * MM_RECOMPUTE_CONV_MACS_CUDA on the cuda backend). */
     int64_t recompute_conv_macs;
     /* Fuse each ReLU's backward into the batch-norm backward before it (graph.h fuse_relu_bwd;
-     * the cpu backend only). */
+     * on by default, every backend; bitwise the same gradients). */
     bool fuse_relu_bwd;
 } mm_model_config;
 

@@ -85,8 +85,10 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         break;
     case MM_OP_BATCHNORM_BWD:
         mm_cpu_batchnorm_backward(F(out[0]), F(out[1]), F(out[2]), CF(in[0]),
-                                  p->bn.relu_bwd ? CF(in[5]) : NULL, CF(in[1]), CF(in[2]),
-                                  CF(in[3]), CF(in[4]), p->bn.m, p->bn.c);
+                                  p->bn.relu_bwd && !p->bn.relu_bits ? CF(in[5]) : NULL,
+                                  p->bn.relu_bwd && p->bn.relu_bits ? (const uint8_t *)in[5].data
+                                                                    : NULL,
+                                  CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]), p->bn.m, p->bn.c);
         break;
     case MM_OP_BN_APPLY:
         mm_cpu_batchnorm_apply(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]),

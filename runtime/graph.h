@@ -92,8 +92,9 @@ typedef union mm_op_params {
     mm_conv_dims conv;
     mm_pool_dims pool;
     /* relu_bwd (MM_OP_BATCHNORM_BWD): the node also does the backward of the ReLU that followed
-     * the batch norm: in[5] is that ReLU's output and in[0] the gradient of it (fuse_relu_bwd) */
-    struct { int64_t m; int c; float eps, momentum; bool training, relu, relu_bwd; } bn;
+     * the batch norm: in[5] is that ReLU's output and in[0] the gradient of it (fuse_relu_bwd);
+     * relu_bits: in[5] is that output's sign as bits instead (MM_OP_RELU_MASK, relu_mask_bits) */
+    struct { int64_t m; int c; float eps, momentum; bool training, relu, relu_bwd, relu_bits; } bn;
     struct { int n, k, o; } dense;
     struct { int64_t n; float p; uint64_t seed; } dropout;
     struct { int n, c; float dloss; } xent;
@@ -140,9 +141,9 @@ typedef struct mm_graph {
      * them alone, so frozen layers are a fixed feature extractor (PyTorch's usual fine-tuning; the
      * Keras 2.0 reference normalised them with batch statistics instead: set false for that). */
     bool frozen_bn_eval;
-    /* Record a ReLU's backward inside the following batch norm's backward (one pass over the
-     * tensor instead of two) where the ReLU is the batch norm's only reader. The cpu backend runs
-     * it; the cuda backend does not take it yet, so it is off by default (set before backward). */
+    /* Record a ReLU's backward inside the following batch norm's backward (no pass of its own
+     * over the tensor) where the ReLU is the batch norm's only reader. Off in a new graph; the
+     * models of nets/ turn it on (set before backward). */
     bool fuse_relu_bwd;
     /* A ReLU backward whose y other backward nodes read before it reads y's bits instead, made
      * right after y's last other reader, so y dies earlier (relu_mask.c; default on). */

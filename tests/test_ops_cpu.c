@@ -341,7 +341,7 @@ MM_TEST(batchnorm_backward_matches_finite_differences)
     float *dx = tbuf(m * c), *dg0 = trand(c, 15, -1, 1), *db0 = trand(c, 16, -1, 1);
     float *dgamma = tcopy(dg0, c), *dbeta = tcopy(db0, c);
     tfill(dx, m * c, NAN);
-    mm_cpu_batchnorm_backward(dx, dgamma, dbeta, g, NULL, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(dx, dgamma, dbeta, g, NULL, NULL, x, gamma, smean, sinv, m, c);
     for (int j = 0; j < c; j++) dgamma[j] -= dg0[j], dbeta[j] -= db0[j];
 
     CHECK_FD("bn dx", dx, x, m * c, bn_loss, &ctx, 1e-2f, 5e-3);
@@ -351,16 +351,52 @@ MM_TEST(batchnorm_backward_matches_finite_differences)
     /* dx in place over dy; dgamma/dbeta/dx may each be absent. */
     bn_loss(&ctx);
     float *inplace = tcopy(g, m * c);
-    mm_cpu_batchnorm_backward(inplace, NULL, NULL, inplace, NULL, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(inplace, NULL, NULL, inplace, NULL, NULL, x, gamma, smean, sinv, m,
+                              c);
     CHECK_ARRAYS("in-place dx", inplace, dx, m * c, 0, 0);
     float *dgamma2 = tbuf(c), *dbeta2 = tbuf(c);
     tfill(dgamma2, c, 0), tfill(dbeta2, c, 0);
-    mm_cpu_batchnorm_backward(NULL, dgamma2, dbeta2, g, NULL, x, gamma, smean, sinv, m, c);
+    mm_cpu_batchnorm_backward(NULL, dgamma2, dbeta2, g, NULL, NULL, x, gamma, smean, sinv, m, c);
     CHECK_ARRAYS("dgamma without dx", dgamma2, dgamma, c, 1e-5, 1e-5);
     CHECK_ARRAYS("dbeta without dx", dbeta2, dbeta, c, 1e-5, 1e-5);
     free(x), free(gamma), free(beta), free(g), free(y), free(smean), free(sinv), free(rm);
     free(rv), free(dx), free(dg0), free(db0), free(dgamma), free(dbeta), free(inplace);
     free(dgamma2), free(dbeta2);
+}
+
+/* The ReLU backward folded into the batch-norm backward, from the ReLU's output or from its
+ * bits, is bitwise the two kernels run one after the other. Rows of 19 channels put bytes of the
+ * mask across rows; the larger case runs on several threads. */
+MM_TEST(batchnorm_backward_with_relu_matches_separate_kernels)
+{
+    const int c = 19;
+    const int64_t ms[2] = {37, 2003};
+    for (int t = 0; t < 2; t++) {
+        int64_t m = ms[t], n = m * c;
+        float *x = trand(n, 21, -2, 2), *gamma = trand(c, 22, 0.5f, 1.5f);
+        float *smean = trand(c, 23, -0.1f, 0.1f), *sinv = trand(c, 24, 0.8f, 1.2f);
+        float *dy = trand(n, 25, -1, 1), *r = trand(n, 26, -1, 1);
+        for (int64_t i = 0; i < n; i += 5) r[i] = 0.0f; /* exact zeros: no gradient */
+        uint8_t *bits = calloc((size_t)(n + 7) / 8, 1);
+        mm_cpu_relu_mask(bits, r, n);
+
+        float *g = tbuf(n), *want = tbuf(n), *dgw = tbuf(c), *dbw = tbuf(c);
+        tfill(dgw, c, 0), tfill(dbw, c, 0);
+        mm_cpu_relu_backward(g, dy, r, n);
+        mm_cpu_batchnorm_backward(want, dgw, dbw, g, NULL, NULL, x, gamma, smean, sinv, m, c);
+        for (int way = 0; way < 2; way++) {
+            float *dx = tcopy(dy, n), *dg = tbuf(c), *db = tbuf(c);
+            tfill(dg, c, 0), tfill(db, c, 0);
+            mm_cpu_batchnorm_backward(dx, dg, db, dx, way ? NULL : r, way ? bits : NULL, x, gamma,
+                                      smean, sinv, m, c); /* in place over dy */
+            CHECK_ARRAYS(way ? "dx from bits" : "dx from relu_out", dx, want, n, 0, 0);
+            CHECK_ARRAYS("dgamma", dg, dgw, c, 0, 0);
+            CHECK_ARRAYS("dbeta", db, dbw, c, 0, 0);
+            free(dx), free(dg), free(db);
+        }
+        free(x), free(gamma), free(smean), free(sinv), free(dy), free(r), free(bits), free(g);
+        free(want), free(dgw), free(dbw);
+    }
 }
 
 /* ======================= dense ======================= */

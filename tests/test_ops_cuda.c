@@ -245,13 +245,17 @@ MM_TEST(cuda_batchnorm_apply)
         }
 }
 
-/* which: 0 all outputs, 1 no dgamma/dbeta (frozen), 2 no dx (nothing upstream). */
-static void bn_backward_case(const bn_cfg *b, int which, uint64_t seed)
+/* which: 0 all outputs, 1 no dgamma/dbeta (frozen), 2 no dx (nothing upstream).
+ * relu: the backward of a following ReLU folded in (graph.h fuse_relu_bwd): 0 none, 1 reading
+ * the ReLU's output, 2 reading its sign as bits. */
+static void bn_backward_case(const bn_cfg *b, int which, int relu, uint64_t seed)
 {
     tcase tc;
     tc_init(&tc, MM_OP_BATCHNORM_BWD, TOL_REDUCE, seed);
     tc.node.backward = true;
     bn_params(&tc, b, true);
+    tc.node.p.bn.relu_bwd = relu > 0;
+    tc.node.p.bn.relu_bits = relu == 2;
     int64_t m = (int64_t)b->n * b->h * b->w;
     tc_in(&tc, act_in(&tc, -1, 1, SHAPE(b->n, b->h, b->w, b->c)));
     int x = act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c));
@@ -261,7 +265,10 @@ static void bn_backward_case(const bn_cfg *b, int which, uint64_t seed)
     float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
     tc_in(&tc, f32_in(&tc, mid - 0.05f, mid + 0.05f, SHAPE(b->c)));
     tc_in(&tc, f32_in(&tc, 0.9f / sd, 1.1f / sd, SHAPE(b->c)));
-    (void)m;
+    if (relu == 1) tc_in(&tc, act_in(&tc, -1, 1, SHAPE(b->n, b->h, b->w, b->c)));
+    if (relu == 2)
+        tc_in(&tc, tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_LABELS, 0, 256,
+                            SHAPE((m * b->c + 7) / 8)));
     if (which == 2) tc.node.out[tc.node.n_out++] = -1;
     else tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
     if (which == 1) {
@@ -273,7 +280,8 @@ static void bn_backward_case(const bn_cfg *b, int which, uint64_t seed)
     }
     if (which != 2) tc.alias_out[0] = 0; /* dx may alias dy */
     char name[64];
-    snprintf(name, sizeof name, "bn bwd (variant %d) %dx%dx%dx%d", which, b->n, b->h, b->w, b->c);
+    snprintf(name, sizeof name, "bn bwd (variant %d%s) %dx%dx%dx%d", which,
+             relu == 1 ? ", relu" : relu == 2 ? ", relu bits" : "", b->n, b->h, b->w, b->c);
     tc_check(&tc, name);
 }
 
@@ -282,7 +290,9 @@ MM_TEST(cuda_batchnorm_backward)
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
         for (int which = 0; which < 3; which++)
-            bn_backward_case(&bn_cfgs[i], which, 700 + 3 * i + (uint64_t)which);
+            for (int relu = 0; relu < 3; relu++)
+                bn_backward_case(&bn_cfgs[i], which, relu,
+                                 700 + 9 * i + 3 * (uint64_t)which + (uint64_t)relu);
 }
 
 /* ---- CUDA graph capture: conv + bias then ReLU captured once, replayed on new input ---- */

@@ -120,13 +120,16 @@ typedef struct {
     int n_apply; /* batchnorm_apply nodes */
     int n_conv;  /* convolutions recomputed in the backward pass */
     int n_mask;  /* ReLU masks kept as bits */
+    int n_bn_bits; /* batch-norm backwards with a folded ReLU backward reading bits */
 } built;
 
 static void count_nodes(built *r)
 {
-    r->n_apply = r->n_conv = r->n_mask = 0;
+    r->n_apply = r->n_conv = r->n_mask = r->n_bn_bits = 0;
     for (int n = r->g->n_forward; n < r->g->n_nodes; n++) {
-        r->n_mask += r->g->nodes[n].op == MM_OP_RELU_MASK;
+        const mm_node *nd = &r->g->nodes[n];
+        r->n_mask += nd->op == MM_OP_RELU_MASK;
+        r->n_bn_bits += nd->op == MM_OP_BATCHNORM_BWD && nd->p.bn.relu_bwd && nd->p.bn.relu_bits;
         r->n_apply += r->g->nodes[n].op == MM_OP_BN_APPLY;
         r->n_conv += r->g->nodes[n].op == MM_OP_CONV2D;
     }
@@ -136,6 +139,7 @@ static void count_nodes(built *r)
  * they keep ReLU masks as bits (graph.h relu_mask_bits; the default, on). */
 static int64_t hand_conv_macs;
 static bool hand_no_mask_bits;
+static bool hand_fuse_relu_bwd; /* graph.h fuse_relu_bwd */
 
 static void fill_param(mm_session *s, const mm_graph *g, int v, uint64_t seed)
 {
@@ -213,6 +217,7 @@ static float *run_hand_net(net_fn net, int h, int w, bool recompute, const char 
     b.g->recompute = recompute;
     b.g->recompute_conv_macs = hand_conv_macs;
     b.g->relu_mask_bits = !hand_no_mask_bits;
+    b.g->fuse_relu_bwd = hand_fuse_relu_bwd;
     CHECK(mm_graph_backward(b.g, loss) == MM_OK);
     r->g = b.g;
     r->loss = loss;
@@ -352,34 +357,42 @@ MM_TEST(convolutions_recomputed_too)
 }
 
 /* ReLU masks as bits (relu_mask.c): bitwise the same step, the masks really recorded where
- * they shrink the arena, the arena no larger. */
+ * they shrink the arena, the arena no larger; with the ReLU backward folded into the batch-norm
+ * backward (fuse_relu_bwd) too, where the batch norm's backward reads the bits. */
 MM_TEST(relu_masks_as_bits)
 {
     net_fn nets[3] = {vgg_net, bottleneck_net, chain_net};
     const char *names[3] = {"vgg", "bottlenecks", "chain"};
-    int masked = 0;
-    for (int k = 0; k < 3; k++) {
+    int masked = 0, bn_bits = 0;
+    for (int k = 0; k < 6; k++) {
+        hand_fuse_relu_bwd = k >= 3;
         built on, off;
         int64_t n_on, n_off;
-        float *a = run_hand_net(nets[k], 16, 13, false, NULL, &on, &n_on);
+        float *a = run_hand_net(nets[k % 3], 16, 13, false, NULL, &on, &n_on);
+        /* the reference: no bits, no folding */
         hand_no_mask_bits = true;
-        float *b = run_hand_net(nets[k], 16, 13, false, NULL, &off, &n_off);
+        hand_fuse_relu_bwd = false;
+        float *b = run_hand_net(nets[k % 3], 16, 13, false, NULL, &off, &n_off);
         hand_no_mask_bits = false;
         CHECK_EQ_INT(n_on, n_off);
         int64_t diff = 0;
         for (int64_t i = 0; i < n_on && n_on == n_off; i++) diff += memcmp(&a[i], &b[i], 4) != 0;
-        CHECK_MSG(diff == 0, "%s: %lld of %lld results differ with bit masks", names[k],
-                  (long long)diff, (long long)n_on);
+        CHECK_MSG(diff == 0, "%s%s: %lld of %lld results differ with bit masks", names[k % 3],
+                  k >= 3 ? " (relu backward folded)" : "", (long long)diff, (long long)n_on);
         CHECK_EQ_INT(off.n_mask, 0);
-        CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
+        if (k < 3) CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
         if (on.n_mask > 0) CHECK(on.plan.arena_bytes < off.plan.arena_bytes);
+        CHECK(on.n_bn_bits <= on.n_mask);
         masked += on.n_mask > 0;
+        bn_bits += on.n_bn_bits;
         free(a);
         free(b);
         free_built(&on);
         free_built(&off);
     }
-    CHECK_MSG(masked >= 1, "no net kept a ReLU mask as bits");
+    hand_fuse_relu_bwd = false;
+    CHECK_MSG(masked >= 2, "%d nets kept a ReLU mask as bits", masked);
+    CHECK_MSG(bn_bits >= 1, "no batch-norm backward read a ReLU mask as bits");
 }
 
 /* ---- random conv nets (as test_planner's), gradients and plans ---- */

@@ -20,14 +20,19 @@
 
 enum { SUM_X, SUM_SQDEV, SUM_GRAD };
 
+/* Bit i % 8 of byte i / 8: element i of the ReLU's output was > 0 (mm_cpu_relu_mask). */
+static inline int relu_bit(const uint8_t *bits, int64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
+
 /* One thread's sums over rows [lo, hi), per channel j (a2 only for SUM_GRAD):
  *   SUM_X:     a1 += x
  *   SUM_SQDEV: a1 += (x - mean)^2
  *   SUM_GRAD:  a1 += g, a2 += g * (x - mean), with g = dy, or dy where relu_out > 0 (the ReLU
- *              backward folded in) when relu_out is given. */
+ *              backward folded in) when relu_out is given, or dy where its bit in relu_bits is
+ *              set (relu_out > 0 kept as bits, runtime/relu_mask.c). */
 MM_CPU_VECTOR static void sum_rows(double *a1, double *a2, int mode, const float *x,
-                                   const float *dy, const float *relu_out, const float *mean,
-                                   int64_t lo, int64_t hi, int c)
+                                   const float *dy, const float *relu_out,
+                                   const uint8_t *relu_bits, const float *mean, int64_t lo,
+                                   int64_t hi, int c)
 {
     enum { ROWS = 16, CH = 256 };
     float s1[CH], s2[CH];
@@ -53,6 +58,15 @@ MM_CPU_VECTOR static void sum_rows(double *a1, double *a2, int mode, const float
                         s1[j] += g;
                         s2[j] += g * (xr[j] - mu[j]);
                     }
+                } else if (relu_bits) {
+                    const float *gr = dy + i * c + j0;
+                    const int64_t b0 = i * c + j0;
+#pragma omp simd
+                    for (int j = 0; j < cn; j++) {
+                        float g = relu_bit(relu_bits, b0 + j) ? gr[j] : 0.0f;
+                        s1[j] += g;
+                        s2[j] += g * (xr[j] - mu[j]);
+                    }
                 } else {
                     const float *gr = dy + i * c + j0;
 #pragma omp simd
@@ -71,7 +85,8 @@ MM_CPU_VECTOR static void sum_rows(double *a1, double *a2, int mode, const float
 
 /* out1 (and out2) = the sums of sum_rows over all m rows, on the OpenMP threads. */
 static void channel_sums(double *out1, double *out2, const float *x, const float *dy,
-                         const float *relu_out, const float *mean, int64_t m, int c, int mode)
+                         const float *relu_out, const uint8_t *relu_bits, const float *mean,
+                         int64_t m, int c, int mode)
 {
     int max_threads = omp_get_max_threads(), per = mode == SUM_GRAD ? 2 : 1;
     double *part = mm_xcalloc((size_t)max_threads * (size_t)c * per, sizeof(double));
@@ -84,7 +99,7 @@ static void channel_sums(double *out1, double *out2, const float *x, const float
         used = nt;
         mm_cpu_thread_block(m, t, nt, &lo, &hi);
         double *a1 = part + (size_t)t * c * per;
-        sum_rows(a1, a1 + c, mode, x, dy, relu_out, mean, lo, hi, c);
+        sum_rows(a1, a1 + c, mode, x, dy, relu_out, relu_bits, mean, lo, hi, c);
     }
     for (int j = 0; j < c; j++) {
         double s1 = 0, s2 = 0;
@@ -117,10 +132,11 @@ static void normalize_rows(float *y, const float *x, const float *shift, const f
     MM_CPU_SPANS(m, m * c, normalize_range(y, x, shift, scale, beta, lo_, hi_, c));
 }
 
-/* dx = a * (g - mb - xhat * mg), xhat = (x - mean) * is, g as in grad_rows. */
+/* dx = a * (g - mb - xhat * mg), xhat = (x - mean) * is, g as in sum_rows. */
 MM_CPU_VECTOR static void dx_rows(float *dx, const float *x, const float *dy, const float *relu_out,
-                                  const float *mean, const float *a, const float *mb,
-                                  const float *mg, const float *is, int64_t lo, int64_t hi, int c)
+                                  const uint8_t *relu_bits, const float *mean, const float *a,
+                                  const float *mb, const float *mg, const float *is, int64_t lo,
+                                  int64_t hi, int c)
 {
     for (int64_t i = lo; i < hi; i++) {
         const float *xr = x + i * c, *gr = dy + i * c;
@@ -131,6 +147,13 @@ MM_CPU_VECTOR static void dx_rows(float *dx, const float *x, const float *dy, co
             for (int j = 0; j < c; j++) {
                 float xhat = (xr[j] - mean[j]) * is[j];
                 float g = rr[j] > 0.0f ? gr[j] : 0.0f;
+                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
+            }
+        } else if (relu_bits) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xr[j] - mean[j]) * is[j];
+                float g = relu_bit(relu_bits, i * c + j) ? gr[j] : 0.0f;
                 dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
             }
         } else {
@@ -151,9 +174,9 @@ void mm_cpu_batchnorm_forward_train(float *y, float *save_mean, float *save_invs
     MM_ASSERT(m > 0 && c > 0);
     double *mean = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sq = mean + c;
     float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
-    channel_sums(mean, NULL, x, NULL, NULL, NULL, m, c, SUM_X);
+    channel_sums(mean, NULL, x, NULL, NULL, NULL, NULL, m, c, SUM_X);
     for (int j = 0; j < c; j++) save_mean[j] = (float)(mean[j] / (double)m);
-    channel_sums(sq, NULL, x, NULL, NULL, save_mean, m, c, SUM_SQDEV);
+    channel_sums(sq, NULL, x, NULL, NULL, NULL, save_mean, m, c, SUM_SQDEV);
     for (int j = 0; j < c; j++) {
         double var = sq[j] / (double)m;
         /* PyTorch refuses m == 1 in training; the unbiased variance is then undefined and we
@@ -194,12 +217,12 @@ void mm_cpu_batchnorm_apply(float *y, const float *x, const float *gamma, const 
 }
 
 void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                               const float *relu_out, const float *x, const float *gamma,
-                               const float *save_mean,
+                               const float *relu_out, const uint8_t *relu_bits, const float *x,
+                               const float *gamma, const float *save_mean,
                                const float *save_invstd, int64_t m, int c)
 {
     double *sdy = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sdyx = sdy + c;
-    channel_sums(sdy, sdyx, x, dy, relu_out, save_mean, m, c, SUM_GRAD);
+    channel_sums(sdy, sdyx, x, dy, relu_out, relu_bits, save_mean, m, c, SUM_GRAD);
     for (int j = 0; j < c; j++) {
         /* sum dy * xhat = invstd * sum dy * (x - mean) */
         double sg = sdyx[j] * save_invstd[j];
@@ -217,7 +240,7 @@ void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const flo
             is[j] = save_invstd[j];
         }
         MM_CPU_SPANS(m, m * c,
-                     dx_rows(dx, x, dy, relu_out, save_mean, a, mb, mg, is, lo_, hi_, c));
+                     dx_rows(dx, x, dy, relu_out, relu_bits, save_mean, a, mb, mg, is, lo_, hi_, c));
         free(coef);
     }
     free(sdy);

@@ -67,13 +67,15 @@ void mm_cpu_batchnorm_apply(float *y,                 /* [m,c] may alias x */
                             const float *save_invstd, /* [c] */
                             int64_t m, int c, bool relu);
 /* dgamma/dbeta may be NULL (frozen); dx may be NULL (nothing upstream needs it). With relu_out
- * non-NULL the kernel first does the backward of a ReLU that followed the batch norm: the
- * gradient it uses is dy where relu_out > 0, else 0 (bitwise what mm_cpu_relu_backward gives). */
+ * or relu_bits non-NULL the kernel first does the backward of a ReLU that followed the batch
+ * norm: the gradient it uses is dy where relu_out > 0 (or its bit is set), else 0 (bitwise what
+ * mm_cpu_relu_backward and mm_cpu_relu_backward_bits give). */
 void mm_cpu_batchnorm_backward(float *dx,                /* [m,c] written, may alias dy */
                                float *dgamma,            /* [c] accumulated */
                                float *dbeta,             /* [c] accumulated */
                                const float *dy,          /* [m,c] */
                                const float *relu_out,    /* [m,c] or NULL */
+                               const uint8_t *relu_bits, /* relu_out > 0 as bits, or NULL */
                                const float *x,           /* [m,c] */
                                const float *gamma,       /* [c] */
                                const float *save_mean,   /* [c] */

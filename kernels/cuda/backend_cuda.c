@@ -150,20 +150,19 @@ static bool mm_cuda_relu_done(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node
 static void mm_cuda_op_bn_bwd(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                               const mm_tensor *outs, mm_cuda_ws *ws)
 {
-    /* graph.h fuse_relu_bwd: a cpu-backend fusion the CUDA kernels do not take yet */
-    if (node->p.bn.relu_bwd)
-        mm_die_at(__FILE__, __LINE__, "batch norm backward with a fused ReLU backward",
-                  "not implemented on CUDA", "build the graph with fuse_relu_bwd off for cuda");
     int64_t m = node->p.bn.m;
     int c = node->p.bn.c;
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
     const mm_tensor *dx = &outs[0];
+    /* graph.h fuse_relu_bwd: in[5] is the following ReLU's output, or its sign as bits */
+    bool relu = node->p.bn.relu_bwd, bits = relu && node->p.bn.relu_bits;
     mm_cuda_bn_backward(dx->data, dx->data ? dx->dtype : MM_F32,
                         node->n_out > 1 ? outs[1].data : NULL,
                         node->n_out > 2 ? outs[2].data : NULL, ins[0].data, ins[0].dtype,
-                        ins[1].data, ins[1].dtype, ins[2].data, ins[3].data, ins[4].data, m, c,
-                        bws, ctx->stream);
+                        relu && !bits ? ins[5].data : NULL, relu ? ins[5].dtype : MM_F32,
+                        bits ? (const uint8_t *)ins[5].data : NULL, ins[1].data, ins[1].dtype,
+                        ins[2].data, ins[3].data, ins[4].data, m, c, bws, ctx->stream);
 }
 
 static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,

@@ -10,7 +10,8 @@
  *   2. per channel, the slices combined in double in a fixed order: mean, biased variance,
  *      invstd = 1/sqrt(var + eps), the running statistics, and the coefficients of step 3;
  *   3. y = (x - mean) * (gamma * invstd) + beta, element-wise.
- * Backward: sums of dy and dy*(x - mean) per channel the same way, then
+ * Backward: sums of dy and dy*(x - mean) per channel the same way (dy gated by the sign of the
+ * following ReLU's output when that ReLU's backward is folded in), then
  *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean) = sum dy * xhat,
  *   dx = gamma*invstd * (dy - sum dy / m - xhat * sum dy*xhat / m), xhat = (x - mean) * invstd.
  * The split of rows into slices is deterministic, so results are bitwise reproducible. */
@@ -236,9 +237,42 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
 }
 
 /* ---- backward ---- */
-template <typename TDY, typename TX>
+/* The gradient the backward uses: dy itself, or, with the backward of a ReLU that followed the
+ * batch norm folded in (graph.h fuse_relu_bwd), dy where that ReLU's output y > 0 else 0, the
+ * sign read from y or from its bits (bit i % 8 of byte i / 8, runtime/relu_mask.c). on4 takes an
+ * index divisible by 4 (the four bits then share a byte). */
+struct mm_gate_none {
+    __device__ bool on(int64_t) const { return true; }
+    __device__ void on4(int64_t, bool m[4]) const { m[0] = m[1] = m[2] = m[3] = true; }
+    bool aligned() const { return true; }
+};
+template <typename TY>
+struct mm_gate_y {
+    const TY *y;
+    __device__ bool on(int64_t i) const { return mm_ld(y, i) > 0.0f; }
+    __device__ void on4(int64_t i, bool m[4]) const
+    {
+        float v[4];
+        mm_ld4(y, i, v);
+        for (int k = 0; k < 4; k++) m[k] = v[k] > 0.0f;
+    }
+    bool aligned() const { return mm_aligned16(y); }
+};
+struct mm_gate_bits {
+    const uint8_t *bits;
+    __device__ bool on(int64_t i) const { return (bits[i >> 3] >> (i & 7)) & 1; }
+    __device__ void on4(int64_t i, bool m[4]) const
+    {
+        unsigned b = bits[i >> 3] >> (i & 7);
+        for (int k = 0; k < 4; k++) m[k] = (b >> k) & 1;
+    }
+    bool aligned() const { return true; }
+};
+
+template <typename TDY, typename TX, typename Gate>
 __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,
-                                      const float *mean, int64_t m, int c, int64_t rows_per_slice)
+                                      Gate gate, const float *mean, int64_t m, int c,
+                                      int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
@@ -248,9 +282,10 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
         float mu = mean[j];
 #pragma unroll 4
         for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) {
-            float g = mm_ld(dy, r * c + j);
+            int64_t i = r * c + j;
+            float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
             sdy += g;
-            sdyx += g * (mm_ld(x, r * c + j) - mu);
+            sdyx += g * (mm_ld(x, i) - mu);
         }
     }
     float2 t = mm_col_block_sum(sdy, sdyx);
@@ -282,11 +317,12 @@ __global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *
     }
 }
 
-template <typename TDX, typename TDY, typename TX>
+template <typename TDX, typename TDY, typename TX, typename Gate>
 struct mm_bn_dx_op {
     TDX *dx;
     const TDY *dy;
     const TX *x;
+    Gate gate;
     const float *mean, *invstd, *k1, *k2, *k3;
     int c;
     __device__ float f(float g, float v, int j) const
@@ -297,50 +333,74 @@ struct mm_bn_dx_op {
     __device__ void run4(int64_t i) const
     {
         float g[4], v[4];
+        bool on[4];
         mm_ld4(dy, i, g);
         mm_ld4(x, i, v);
+        gate.on4(i, on);
         int j = mm_mod(i, c);
         for (int k = 0; k < 4; k++) {
-            g[k] = f(g[k], v[k], j);
+            g[k] = f(on[k] ? g[k] : 0.0f, v[k], j);
             if (++j == c) j = 0;
         }
         mm_st4(dx, i, g);
     }
     __device__ void run1(int64_t i) const
     {
-        mm_st(dx, i, f(mm_ld(dy, i), mm_ld(x, i), mm_mod(i, c)));
+        float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
+        mm_st(dx, i, f(g, mm_ld(x, i), mm_mod(i, c)));
     }
 };
 
-void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, const void *dy,
-                         mm_dtype tdy, const void *x, mm_dtype tx, const float *gamma,
-                         const float *save_mean, const float *save_invstd, int64_t m, int c,
-                         void *ws, cudaStream_t st)
+template <typename TDY, typename TX, typename Gate>
+static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *dbeta,
+                                 const TDY *dy, const TX *x, Gate gate, const float *gamma,
+                                 const float *save_mean, const float *save_invstd, int64_t m,
+                                 int c, void *ws, cudaStream_t st)
 {
-    if (m <= 0 || c <= 0 || (!dx && !dgamma && !dbeta)) return;
     mm_col_split sp = mm_cuda_col_split(m, c);
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
     /* The workspace's four channel arrays hold k1, k2, k3 (mean/scale/save_* are unused here). */
     float *k1 = dx ? w.mean : NULL, *k2 = w.scale, *k3 = w.save_mean;
-    bool vec = dx && mm_aligned16(dx) && mm_aligned16(dy) && mm_aligned16(x);
+    mm_bn_bwd_sums_kernel<TDY, TX, Gate><<<sp.grid, sp.block, 0, st>>>(
+        w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
+    MM_CUDA_CHECK_LAUNCH();
+    mm_bn_bwd_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
+    MM_CUDA_CHECK_LAUNCH();
+    if (!dx) return;
+    bool vec = mm_aligned16(dx) && mm_aligned16(dy) && mm_aligned16(x) && gate.aligned();
+    mm_dispatch_float(tdx, [&](auto dxt) {
+        using TDX = decltype(dxt);
+        mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
+                                           k1, k2, k3, c};
+        mm_ew_launch(op, m * c, vec, st);
+    });
+}
+
+void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, const void *dy,
+                         mm_dtype tdy, const void *relu_y, mm_dtype ty, const uint8_t *relu_bits,
+                         const void *x, mm_dtype tx, const float *gamma, const float *save_mean,
+                         const float *save_invstd, int64_t m, int c, void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0 || (!dx && !dgamma && !dbeta)) return;
     mm_dispatch_float(tdy, [&](auto dyt) {
         mm_dispatch_float(tx, [&](auto xt) {
             using TDY = decltype(dyt);
             using TX = decltype(xt);
-            mm_bn_bwd_sums_kernel<TDY, TX><<<sp.grid, sp.block, 0, st>>>(
-                w.partial, (const TDY *)dy, (const TX *)x, save_mean, m, c, sp.rows_per_slice);
-            MM_CUDA_CHECK_LAUNCH();
-            mm_bn_bwd_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
-                k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
-            MM_CUDA_CHECK_LAUNCH();
-            if (!dx) return;
-            mm_dispatch_float(tdx, [&](auto dxt) {
-                using TDX = decltype(dxt);
-                mm_bn_dx_op<TDX, TDY, TX> op{(TDX *)dx,   (const TDY *)dy, (const TX *)x,
-                                             save_mean,   save_invstd,     k1,
-                                             k2,          k3,              c};
-                mm_ew_launch(op, m * c, vec, st);
-            });
+            auto run = [&](auto gate) {
+                mm_bn_backward_gated(dx, tdx, dgamma, dbeta, (const TDY *)dy, (const TX *)x, gate,
+                                     gamma, save_mean, save_invstd, m, c, ws, st);
+            };
+            if (relu_bits) {
+                run(mm_gate_bits{relu_bits});
+            } else if (relu_y) {
+                mm_dispatch_float(ty, [&](auto yt) {
+                    using TY = decltype(yt);
+                    run(mm_gate_y<TY>{(const TY *)relu_y});
+                });
+            } else {
+                run(mm_gate_none{});
+            }
         });
     });
 }

@@ -85,8 +85,12 @@ void mm_cuda_bn_apply(void *y /* [m,c] may alias x */, mm_dtype ty, const void *
                       const float *save_mean /* [c] */, const float *save_invstd /* [c] */,
                       int64_t m, int c, int relu, void *ws, cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
+/* With relu_y (or relu_bits, its sign as bits) the backward of the ReLU that followed the batch
+ * norm is done first: dy counts only where relu_y > 0 (mm_cpu_batchnorm_backward's relu_out). */
 void mm_cuda_bn_backward(void *dx /* [m,c] */, mm_dtype tdx, float *dgamma /* [c] += */,
                          float *dbeta /* [c] += */, const void *dy /* [m,c] */, mm_dtype tdy,
+                         const void *relu_y /* [m,c] or NULL */, mm_dtype ty,
+                         const uint8_t *relu_bits /* [ceil(m*c/8)] or NULL */,
                          const void *x /* [m,c] */, mm_dtype tx, const float *gamma,
                          const float *save_mean, const float *save_invstd, int64_t m, int c,
                          void *ws, cudaStream_t st);
