@@ -49,6 +49,7 @@ mm_model_config mm_model_config_default(mm_model_kind kind, mm_trunk trunk)
     c.top = kind == MM_MODEL_WHOLE ? "[512-512-1024]x2,[512-512-1024]x2" : NULL;
     c.dropout_seed = 0x6d616d6d6fULL;
     c.fuse_relu_bwd = true;
+    c.fuse_residual = true;
     return c;
 }
 
@@ -234,6 +235,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
             return st;
         }
     }
+    if (cfg->fuse_residual) mm_graph_fuse_residual(m->g);
     /* Make the info table cover every value, so lookups by id never go out of range. */
     if (m->g->n_values > 0) mm_layer_info(m, m->g->n_values - 1);
     return MM_OK;

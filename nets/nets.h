@@ -180,6 +180,9 @@ typedef struct mm_model_config {
     /* Fuse each ReLU's backward into the batch-norm backward before it (graph.h fuse_relu_bwd;
      * on by default, every backend; bitwise the same gradients). */
     bool fuse_relu_bwd;
+    /* Finish each residual join (add, ReLU) inside the batch norm before it
+     * (mm_graph_fuse_residual; on by default; bitwise the same step). */
+    bool fuse_residual;
 } mm_model_config;
 
 /* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions

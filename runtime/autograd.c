@@ -121,6 +121,7 @@ static void backward_node(tape *t, int id)
         int out[3] = {-1, -1, -1};
         mm_op_params bp = nd.p;
         int rb = g->values[dy].producer;
+        double relu_flops = 0;
         int rf = rb >= 0 && g->nodes[rb].op == MM_OP_RELU_BWD
                      ? g->values[g->nodes[rb].in[1]].producer : -1;
         if (g->fuse_relu_bwd && rf >= 0 && g->nodes[rf].op == MM_OP_RELU &&
@@ -131,15 +132,17 @@ static void backward_node(tape *t, int id)
             in[0] = g->nodes[rb].in[0];
             in[5] = g->nodes[rb].in[1];
             bp.bn.relu_bwd = true;
+            relu_flops = g->nodes[rb].flops;
             g->nodes[rb].op = MM_OP_NONE;
             g->nodes[rb].n_in = g->nodes[rb].n_out = 0;
+            g->nodes[rb].flops = 0;
             g->values[dy].producer = -1;
         }
         if (needs_grad(t, x)) out[0] = new_grad(t, x);
         if (needs_grad(t, gamma)) out[1] = param_grad(t, gamma);
         if (needs_grad(t, beta)) out[2] = param_grad(t, beta);
         if (out[0] < 0 && out[1] < 0 && out[2] < 0) break;
-        mm_graph_add_node(g, MM_OP_BATCHNORM_BWD, in, 6, out, 3, &bp, 2 * nd.flops);
+        mm_graph_add_node(g, MM_OP_BATCHNORM_BWD, in, 6, out, 3, &bp, 2 * nd.flops + relu_flops);
         if (out[0] >= 0) accumulate(t, x, out[0]);
         break;
     }

@@ -78,10 +78,12 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         if (p->bn.training)
             mm_cpu_batchnorm_forward_train(F(out[0]), F(out[1]), F(out[2]), F(in[3]), F(in[4]),
                                            CF(in[0]), CF(in[1]), CF(in[2]), p->bn.m, p->bn.c,
-                                           p->bn.eps, p->bn.momentum);
+                                           p->bn.eps, p->bn.momentum,
+                                           p->bn.add ? CF(in[5]) : NULL, p->bn.relu);
         else
             mm_cpu_batchnorm_forward_eval(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), CF(in[3]),
-                                          CF(in[4]), p->bn.m, p->bn.c, p->bn.eps);
+                                          CF(in[4]), p->bn.m, p->bn.c, p->bn.eps,
+                                          p->bn.add ? CF(in[5]) : NULL, p->bn.relu);
         break;
     case MM_OP_BATCHNORM_BWD:
         mm_cpu_batchnorm_backward(F(out[0]), F(out[1]), F(out[2]), CF(in[0]),
@@ -92,7 +94,7 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         break;
     case MM_OP_BN_APPLY:
         mm_cpu_batchnorm_apply(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]),
-                               p->bn.m, p->bn.c, p->bn.relu);
+                               p->bn.m, p->bn.c, p->bn.add ? CF(in[5]) : NULL, p->bn.relu);
         break;
     case MM_OP_RELU: mm_cpu_relu_forward(F(out[0]), CF(in[0]), p->elementwise.n); break;
     case MM_OP_RELU_BWD:

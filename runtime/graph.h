@@ -24,15 +24,18 @@ typedef enum mm_op {
     MM_OP_CONV2D_BWD_DATA,     /* in: dy, w              out: dx */
     MM_OP_CONV2D_BWD_FILTER,   /* in: dy, x              out: dw (+=) */
     MM_OP_CONV2D_BWD_BIAS,     /* in: dy                 out: db (+=) */
-    MM_OP_BATCHNORM,           /* in: x, gamma, beta, running_mean, running_var
-                                  out: y, save_mean, save_invstd (training) / y (eval) */
+    MM_OP_BATCHNORM,           /* in: x, gamma, beta, running_mean, running_var[, residual]
+                                  out: y, save_mean, save_invstd (training) / y (eval)
+                                  p.bn.add: in[5] is added to the normalised value, then
+                                  p.bn.relu clamps at 0 (a residual join, fuse_residual.c) */
     MM_OP_BATCHNORM_BWD,       /* in: dy, x, gamma, save_mean, save_invstd
                                   out: dx (or -1), dgamma (+=, or -1), dbeta (+=, or -1) */
-    MM_OP_BN_APPLY,            /* in: x, gamma, beta, save_mean, save_invstd   out: y
-                                  y = (x - save_mean) * (gamma * save_invstd) + beta, then
-                                  max(y, 0) when p.bn.relu: a training BN's output (with the ReLU
-                                  that follows it) recomputed from its saved statistics, bitwise
-                                  what the forward wrote (autograd.c, recompute) */
+    MM_OP_BN_APPLY,            /* in: x, gamma, beta, save_mean, save_invstd[, residual]
+                                  out: y = (x - save_mean) * (gamma * save_invstd) + beta
+                                  (+ in[5] with p.bn.add), then max(y, 0) when p.bn.relu: a
+                                  training BN's output (with the ReLU that follows it, or the
+                                  residual join) recomputed from its saved statistics, bitwise
+                                  what the forward wrote (recompute.c, fuse_residual.c) */
     MM_OP_RELU,                /* in: x                  out: y */
     MM_OP_RELU_BWD,            /* in: dy, y (or its bits: p.elementwise.bits)   out: dx */
     MM_OP_RELU_MASK,           /* in: y                  out: bits (u8 [ceil(n/8)]): bit i%8 of
@@ -93,8 +96,14 @@ typedef union mm_op_params {
     mm_pool_dims pool;
     /* relu_bwd (MM_OP_BATCHNORM_BWD): the node also does the backward of the ReLU that followed
      * the batch norm: in[5] is that ReLU's output and in[0] the gradient of it (fuse_relu_bwd);
-     * relu_bits: in[5] is that output's sign as bits instead (MM_OP_RELU_MASK, relu_mask_bits) */
-    struct { int64_t m; int c; float eps, momentum; bool training, relu, relu_bwd, relu_bits; } bn;
+     * relu_bits: in[5] is that output's sign as bits instead (MM_OP_RELU_MASK, relu_mask_bits);
+     * add (MM_OP_BATCHNORM, MM_OP_BN_APPLY): in[5] is a residual added before relu */
+    struct {
+        int64_t m;
+        int c;
+        float eps, momentum;
+        bool training, relu, relu_bwd, relu_bits, add;
+    } bn;
     struct { int n, k, o; } dense;
     struct { int64_t n; float p; uint64_t seed; } dropout;
     struct { int n, c; float dloss; } xent;
@@ -193,11 +202,18 @@ int mm_flatten(mm_graph *g, int x);
  * a ReLU, an add, a training batch norm (MM_OP_BN_APPLY from its saved statistics), a max pool
  * or a convolution within g->recompute_conv_macs whose inputs are kept or recomputable in turn
  * (e.g. relu(bn(conv)) from the conv output that BN's backward keeps; a residual block's output
- * relu(bn(conv) + shortcut) down a chain of blocks). The recomputing nodes are recorded just before the first backward node that reads the
- * value, and those nodes read the recomputed copy, so the forward copy dies at its last forward
- * reader. Recomputation repeats the forward's arithmetic exactly: gradients are bitwise the same
- * with it on or off (on the CPU). */
+ * relu(bn(conv) + shortcut) down a chain of blocks). The recomputing nodes are recorded just
+ * before the first backward node that reads the value, and those nodes read the recomputed copy,
+ * so the forward copy dies at its last forward reader. Recomputation repeats the forward's
+ * arithmetic exactly: gradients are bitwise the same with it on or off (on the CPU). */
 mm_status mm_graph_backward(mm_graph *g, int loss);
+
+/* Residual joins done by the batch norm before them (fuse_residual.c): each batch norm (or
+ * MM_OP_BN_APPLY) whose output only an add reads, that add's output read only by a ReLU (or by
+ * anything, then the add alone is taken in), becomes one node computing relu(bn(x) + r) with
+ * p.bn.add and p.bn.relu; the add and ReLU nodes become MM_OP_NONE. Bitwise the same step.
+ * Call last, after mm_graph_backward for a training graph; returns the joins fused. */
+int mm_graph_fuse_residual(mm_graph *g);
 
 /* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */
 int mm_graph_xent_probs(const mm_graph *g, int loss);

@@ -79,9 +79,13 @@ static int inplace_candidates(const mm_node *nd, int *cand)
     switch (nd->op) {
     case MM_OP_RELU:
     case MM_OP_DROPOUT:
-    case MM_OP_BN_APPLY:
         cand[0] = nd->in[0];
         return 1;
+    case MM_OP_BN_APPLY:
+        cand[0] = nd->in[0];
+        if (!nd->p.bn.add) return 1;
+        cand[1] = nd->in[5];
+        return 2;
     case MM_OP_ADD:
         cand[0] = nd->in[0];
         cand[1] = nd->in[1];
@@ -90,6 +94,10 @@ static int inplace_candidates(const mm_node *nd, int *cand)
     case MM_OP_DROPOUT_BWD:
     case MM_OP_BATCHNORM_BWD: /* dx over dy */
         cand[0] = nd->in[0];
+        return 1;
+    case MM_OP_BATCHNORM: /* a residual join (p.bn.add): over the residual */
+        if (!nd->p.bn.add) return 0;
+        cand[0] = nd->in[5];
         return 1;
     default:
         return 0;

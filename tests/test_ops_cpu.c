@@ -239,7 +239,8 @@ MM_TEST(batchnorm_train_forward_and_running_stats)
           *rv0 = tcopy(rv, c);
     float *y = tbuf(m * c), *smean = tbuf(c), *sinv = tbuf(c);
     tfill(y, m * c, NAN);
-    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, eps, mom);
+    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, eps, mom, NULL,
+                                   false);
 
     double mean[7], var[7];
     naive_moments(mean, var, x, m, c);
@@ -259,7 +260,8 @@ MM_TEST(batchnorm_train_forward_and_running_stats)
 
     /* In place (y aliases x) gives the same output. */
     float *yin = tcopy(x, m * c), *rm2 = tcopy(rm0, c), *rv2 = tcopy(rv0, c);
-    mm_cpu_batchnorm_forward_train(yin, smean, sinv, rm2, rv2, yin, gamma, beta, m, c, eps, mom);
+    mm_cpu_batchnorm_forward_train(yin, smean, sinv, rm2, rv2, yin, gamma, beta, m, c, eps, mom,
+                                   NULL, false);
     CHECK_ARRAYS("in-place y", yin, y, m * c, 0, 0);
     free(x), free(gamma), free(beta), free(rm), free(rv), free(rm0), free(rv0), free(y);
     free(smean), free(sinv), free(want), free(yin), free(rm2), free(rv2);
@@ -276,7 +278,8 @@ MM_TEST(batchnorm_statistics_accurate_at_large_m)
     float gamma[3] = {1, 1, 1}, beta[3] = {0, 0, 0}, rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
     float smean[3], sinv[3];
     float *y = tbuf(m * c);
-    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, 1e-5f, 0.1f);
+    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, 1e-5f, 0.1f,
+                                   NULL, false);
     double mean[3], var[3];
     naive_moments(mean, var, x, m, c);
     for (int j = 0; j < c; j++) {
@@ -301,13 +304,14 @@ MM_TEST(batchnorm_eval)
     float *x = trand(m * c, 1, -2, 2), *gamma = trand(c, 2, 0.5f, 1.5f), *beta = trand(c, 3, -1, 1);
     float *rm = trand(c, 4, -1, 1), *rv = trand(c, 5, 0.2f, 2);
     float *y = tbuf(m * c), *want = tbuf(m * c);
-    mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, eps);
+    mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, eps, NULL, false);
     for (int64_t i = 0; i < m; i++)
         for (int j = 0; j < c; j++)
             want[i * c + j] =
                 (float)((x[i * c + j] - rm[j]) / sqrt((double)rv[j] + eps) * gamma[j] + beta[j]);
     CHECK_ARRAYS("y", y, want, m * c, 1e-5, 1e-5);
-    mm_cpu_batchnorm_forward_eval(x, x, gamma, beta, rm, rv, m, c, eps); /* in place */
+    /* in place */
+    mm_cpu_batchnorm_forward_eval(x, x, gamma, beta, rm, rv, m, c, eps, NULL, false);
     CHECK_ARRAYS("in-place y", x, y, m * c, 0, 0);
     free(x), free(gamma), free(beta), free(rm), free(rv), free(y), free(want);
 }
@@ -323,7 +327,7 @@ static double bn_loss(void *p)
 {
     bn_ctx *b = p;
     mm_cpu_batchnorm_forward_train(b->y, b->smean, b->sinv, b->rm, b->rv, b->x, b->gamma, b->beta,
-                                   b->m, b->c, 1e-5f, 0.1f);
+                                   b->m, b->c, 1e-5f, 0.1f, NULL, false);
     return tdot(b->g, b->y, b->m * b->c);
 }
 
@@ -396,6 +400,61 @@ MM_TEST(batchnorm_backward_with_relu_matches_separate_kernels)
         }
         free(x), free(gamma), free(smean), free(sinv), free(dy), free(r), free(bits), free(g);
         free(want), free(dgw), free(dbw);
+    }
+}
+
+/* A residual join finished inside the batch norm (graph.h fuse_residual): training, evaluation
+ * and the recomputing apply, with and without the ReLU, written to a new buffer or over the
+ * residual, are bitwise the plain batch norm followed by mm_cpu_add and mm_cpu_relu_forward. */
+MM_TEST(batchnorm_residual_join_matches_separate_kernels)
+{
+    const int c = 19;
+    const int64_t ms[2] = {37, 2003};
+    for (int t = 0; t < 2; t++) {
+        int64_t m = ms[t], n = m * c;
+        float *x = trand(n, 31, -2, 2), *r = trand(n, 32, -2, 2);
+        float *gamma = trand(c, 33, 0.5f, 1.5f), *beta = trand(c, 34, -1, 1);
+        float *rm = trand(c, 35, -1, 1), *rv = trand(c, 36, 0.2f, 2);
+        float *smean = tbuf(c), *sinv = tbuf(c), *want = tbuf(n), *ws = tbuf(c), *wi = tbuf(c);
+        for (int kind = 0; kind < 3; kind++)
+            for (int relu = 0; relu < 2; relu++)
+                for (int over_r = 0; over_r < 2; over_r++) {
+                    float *rm1 = tcopy(rm, c), *rv1 = tcopy(rv, c);
+                    float *rm2 = tcopy(rm, c), *rv2 = tcopy(rv, c);
+                    /* plain, then the join */
+                    if (kind == 0)
+                        mm_cpu_batchnorm_forward_train(want, ws, wi, rm1, rv1, x, gamma, beta, m,
+                                                       c, 1e-5f, 0.1f, NULL, false);
+                    else if (kind == 1)
+                        mm_cpu_batchnorm_forward_eval(want, x, gamma, beta, rm, rv, m, c, 1e-5f,
+                                                      NULL, false);
+                    else
+                        mm_cpu_batchnorm_apply(want, x, gamma, beta, rm, rv, m, c, NULL, false);
+                    mm_cpu_add(want, want, r, n);
+                    if (relu) mm_cpu_relu_forward(want, want, n);
+
+                    float *rc = tcopy(r, n), *y = over_r ? rc : tbuf(n);
+                    if (kind == 0)
+                        mm_cpu_batchnorm_forward_train(y, smean, sinv, rm2, rv2, x, gamma, beta, m,
+                                                       c, 1e-5f, 0.1f, rc, relu);
+                    else if (kind == 1)
+                        mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, 1e-5f, rc,
+                                                      relu);
+                    else
+                        mm_cpu_batchnorm_apply(y, x, gamma, beta, rm, rv, m, c, rc, relu);
+                    CHECK_MSG(!memcmp(y, want, (size_t)n * sizeof *y),
+                              "kind %d relu %d over the residual %d m %lld: differs", kind, relu,
+                              over_r, (long long)m);
+                    if (kind == 0) {
+                        CHECK_ARRAYS("save_mean", smean, ws, c, 0, 0);
+                        CHECK_ARRAYS("save_invstd", sinv, wi, c, 0, 0);
+                        CHECK_ARRAYS("running_var", rv2, rv1, c, 0, 0);
+                    }
+                    if (!over_r) free(y);
+                    free(rc), free(rm1), free(rv1), free(rm2), free(rv2);
+                }
+        free(x), free(r), free(gamma), free(beta), free(rm), free(rv), free(smean), free(sinv);
+        free(want), free(ws), free(wi);
     }
 }
 

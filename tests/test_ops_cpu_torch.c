@@ -133,7 +133,8 @@ MM_TEST(torch_batchnorm_train_running_stats_eval)
     float *rv = tcopy(fx_get(&fx, "running_var0", NULL), c);
     float *y = tbuf(mc), *smean = tbuf(c), *sinv = tbuf(c), *dx = tbuf(mc), *dg = tbuf(c),
           *dbeta = tbuf(c);
-    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, eps, mom);
+    mm_cpu_batchnorm_forward_train(y, smean, sinv, rm, rv, x, gamma, beta, m, c, eps, mom, NULL,
+                                   false);
     CHECK_ARRAYS("y", y, fx_get(&fx, "y", NULL), mc, 1e-5, 1e-5);
     CHECK_ARRAYS("running_mean", rm, fx_get(&fx, "running_mean1", NULL), c, 1e-6, 1e-5);
     CHECK_ARRAYS("running_var", rv, fx_get(&fx, "running_var1", NULL), c, 1e-6, 1e-5);
@@ -143,7 +144,7 @@ MM_TEST(torch_batchnorm_train_running_stats_eval)
     CHECK_ARRAYS("dx", dx, fx_get(&fx, "dx", NULL), mc, 1e-5, 1e-4);
     CHECK_ARRAYS("dgamma", dg, fx_get(&fx, "dgamma", NULL), c, 1e-4, 1e-5);
     CHECK_ARRAYS("dbeta", dbeta, fx_get(&fx, "dbeta", NULL), c, 1e-4, 1e-5);
-    mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, eps);
+    mm_cpu_batchnorm_forward_eval(y, x, gamma, beta, rm, rv, m, c, eps, NULL, false);
     CHECK_ARRAYS("y eval", y, fx_get(&fx, "y_eval", NULL), mc, 1e-5, 1e-5);
     free(rm), free(rv), free(y), free(smean), free(sinv), free(dx), free(dg), free(dbeta);
     fixture_free(&fx);

@@ -175,72 +175,94 @@ static void bn_params(tcase *tc, const bn_cfg *b, bool training)
     tc->training = training;
 }
 
+/* join: a residual join done by the batch norm (graph.h mm_graph_fuse_residual): 0 none, 1 the
+ * residual added (in[5]; the output over it), 2 added and the ReLU applied. */
+static void bn_join(tcase *tc, const bn_cfg *b, int join)
+{
+    if (join == 0) return;
+    tc->node.p.bn.add = true;
+    tc->node.p.bn.relu = join == 2;
+    tc_in(tc, act_in(tc, -2, 2, SHAPE(b->n, b->h, b->w, b->c)));
+    tc->alias_out[0] = 5;
+}
+
+static const char *join_name(int join) { return join == 2 ? "+add+relu" : join ? "+add" : ""; }
+
 MM_TEST(cuda_batchnorm_forward_train)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++) {
-        const bn_cfg *b = &bn_cfgs[i];
-        tcase tc;
-        tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 500 + i);
-        bn_params(&tc, b, true);
-        tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-        tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-        tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
-        tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
-        tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
-        tc_out(&tc, f32_out(&tc, SHAPE(b->c)));
-        tc_out(&tc, f32_out(&tc, SHAPE(b->c)));
-        char name[64];
-        snprintf(name, sizeof name, "bn train cfg %zu", i);
-        tc_check(&tc, name);
-    }
+    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
+        for (int join = 0; join < 3; join++) {
+            const bn_cfg *b = &bn_cfgs[i];
+            tcase tc;
+            tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 500 + 3 * i + (uint64_t)join);
+            bn_params(&tc, b, true);
+            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
+            tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
+            tc_in(&tc,
+                  tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
+            bn_join(&tc, b, join);
+            tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
+            tc_out(&tc, f32_out(&tc, SHAPE(b->c)));
+            tc_out(&tc, f32_out(&tc, SHAPE(b->c)));
+            char name[64];
+            snprintf(name, sizeof name, "bn train%s cfg %zu", join_name(join), i);
+            tc_check(&tc, name);
+        }
 }
 
 MM_TEST(cuda_batchnorm_forward_eval)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++) {
-        const bn_cfg *b = &bn_cfgs[i];
-        tcase tc;
-        tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 600 + i);
-        bn_params(&tc, b, false);
-        tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-        tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-        tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
-        tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
-        tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
-        tc.alias_out[0] = 0;
-        char name[64];
-        snprintf(name, sizeof name, "bn eval cfg %zu", i);
-        tc_check(&tc, name);
-    }
+    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
+        for (int join = 0; join < 3; join++) {
+            const bn_cfg *b = &bn_cfgs[i];
+            tcase tc;
+            tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 600 + 3 * i + (uint64_t)join);
+            bn_params(&tc, b, false);
+            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
+            tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
+            tc_in(&tc,
+                  tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
+            tc.alias_out[0] = 0;
+            bn_join(&tc, b, join);
+            tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
+            char name[64];
+            snprintf(name, sizeof name, "bn eval%s cfg %zu", join_name(join), i);
+            tc_check(&tc, name);
+        }
 }
 
-/* A training output recomputed from saved statistics (autograd's recompute), with and without
- * the ReLU, in place too. */
+/* A training output recomputed from saved statistics (recompute.c), with and without the ReLU,
+ * with the residual join, in place (over x, or over the residual) too. */
 MM_TEST(cuda_batchnorm_apply)
 {
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
-        for (int relu = 0; relu < 2; relu++) {
+        for (int variant = 0; variant < 4; variant++) {
             const bn_cfg *b = &bn_cfgs[i];
             tcase tc;
-            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 650 + 2 * i + (uint64_t)relu);
+            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 650 + 4 * i + (uint64_t)variant);
             tc.node.backward = true;
             bn_params(&tc, b, true);
-            tc.node.p.bn.relu = relu;
+            tc.node.p.bn.relu = variant == 1;
             float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
             tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
             tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
             tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
             tc_in(&tc, f32_in(&tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
             tc_in(&tc, f32_in(&tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
-            tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
             tc.alias_out[0] = 0;
+            int join = variant >= 2 ? variant - 1 : 0; /* 2: +add, 3: +add+relu */
+            bn_join(&tc, b, join);
+            tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
             char name[64];
-            snprintf(name, sizeof name, "bn apply%s cfg %zu", relu ? "+relu" : "", i);
+            snprintf(name, sizeof name, "bn apply%s%s cfg %zu", variant == 1 ? "+relu" : "",
+                     join_name(join), i);
             tc_check(&tc, name);
         }
 }

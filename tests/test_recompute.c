@@ -19,235 +19,28 @@
 #include "runtime/graph.h"
 #include "runtime/planner.h"
 #include "runtime/session.h"
+#include "tests/hand_nets.h"
 #include "tests/harness.h"
 
-/* ---- building blocks of the hand-made nets ---- */
-typedef struct {
-    mm_graph *g;
-    int k; /* layers made so far (names) */
-} builder;
-
-static int param(builder *b, const char *what, int ndim, const int64_t *shape)
-{
-    char name[64];
-    snprintf(name, sizeof name, "l%d.%s", b->k, what);
-    return mm_graph_param(b->g, name, ndim, shape);
-}
-
-static int conv(builder *b, int x, int cout, int k, int stride, bool bias)
-{
-    int64_t ws[4] = {cout, k, k, b->g->values[x].shape[3]}, bs[1] = {cout};
-    int w = param(b, "weight", 4, ws);
-    int bb = bias ? param(b, "bias", 1, bs) : -1;
-    b->k++;
-    return mm_conv2d(b->g, x, w, bb, stride, k / 2);
-}
-
-static int bn(builder *b, int x)
-{
-    int64_t cs[1] = {b->g->values[x].shape[3]};
-    int ga = param(b, "gamma", 1, cs), be = param(b, "beta", 1, cs);
-    char nm[64], nv[64];
-    snprintf(nm, sizeof nm, "l%d.running_mean", b->k);
-    snprintf(nv, sizeof nv, "l%d.running_var", b->k);
-    int rm = mm_graph_state(b->g, nm, 1, cs), rv = mm_graph_state(b->g, nv, 1, cs);
-    b->k++;
-    return mm_batchnorm(b->g, x, ga, be, rm, rv, 1e-5f, 0.1f);
-}
-
-static int cbr(builder *b, int x, int cout, int k, int stride)
-{
-    return mm_relu(b->g, bn(b, conv(b, x, cout, k, stride, false)));
-}
-
-/* ResNet v1.5 bottleneck: 1x1, 3x3 (stride), 1x1 x4, projection shortcut when the shape changes. */
-static int bottleneck(builder *b, int x, int width, int stride)
-{
-    int cin = (int)b->g->values[x].shape[3];
-    int y = cbr(b, x, width, 1, 1);
-    y = cbr(b, y, width, 3, stride);
-    y = bn(b, conv(b, y, 4 * width, 1, 1, false));
-    int sc = x;
-    if (stride != 1 || cin != 4 * width) sc = bn(b, conv(b, x, 4 * width, 1, stride, false));
-    return mm_relu(b->g, mm_add(b->g, y, sc));
-}
-
-static int head(builder *b, int x)
-{
-    int f = mm_global_avgpool(b->g, x);
-    int64_t ws[2] = {3, b->g->values[f].shape[1]}, bs[1] = {3}, ls[1] = {2};
-    int w = param(b, "fc.weight", 2, ws), bb = param(b, "fc.bias", 1, bs);
-    int labels = mm_graph_input(b->g, "labels", MM_I32, 1, ls);
-    int sw = mm_graph_input(b->g, "weights", MM_F32, 1, ls);
-    return mm_softmax_xent(b->g, mm_dense(b->g, f, w, bb), labels, sw);
-}
-
-typedef int (*net_fn)(builder *b, int x);
-
-static int chain_net(builder *b, int x)
-{
-    for (int i = 0; i < 3; i++) x = cbr(b, x, 8, 3, i == 1 ? 2 : 1);
-    return head(b, x);
-}
-
-static int bottleneck_net(builder *b, int x)
-{
-    x = cbr(b, x, 8, 3, 1);
-    x = mm_maxpool(b->g, x, 3, 2, 1); /* ResNet's stem: relu -> max pool */
-    x = bottleneck(b, x, 4, 1);        /* projection (channels change) */
-    x = bottleneck(b, x, 4, 1);        /* identity shortcuts: a residual chain */
-    x = bottleneck(b, x, 4, 1);
-    x = bottleneck(b, x, 6, 2);        /* strided projection */
-    x = bottleneck(b, x, 6, 1);
-    return head(b, x);
-}
-
-static int vgg_net(builder *b, int x)
-{
-    for (int blk = 0; blk < 2; blk++) {
-        for (int i = 0; i < 2; i++) x = mm_relu(b->g, conv(b, x, 6 + 2 * blk, 3, 1, true));
-        x = mm_maxpool(b->g, x, 2, 2, 0);
-    }
-    x = mm_relu(b->g, conv(b, x, 8, 3, 1, true));
-    return head(b, x);
-}
-
-/* ---- one training step on the CPU ---- */
-typedef struct {
-    mm_graph *g;
-    mm_plan plan; /* a copy of the session's numbers */
-    int loss, probs;
-    int n_apply; /* batchnorm_apply nodes */
-    int n_conv;  /* convolutions recomputed in the backward pass */
-    int n_mask;  /* ReLU masks kept as bits */
-    int n_bn_bits; /* batch-norm backwards with a folded ReLU backward reading bits */
-} built;
-
-static void count_nodes(built *r)
-{
-    r->n_apply = r->n_conv = r->n_mask = r->n_bn_bits = 0;
-    for (int n = r->g->n_forward; n < r->g->n_nodes; n++) {
-        const mm_node *nd = &r->g->nodes[n];
-        r->n_mask += nd->op == MM_OP_RELU_MASK;
-        r->n_bn_bits += nd->op == MM_OP_BATCHNORM_BWD && nd->p.bn.relu_bwd && nd->p.bn.relu_bits;
-        r->n_apply += r->g->nodes[n].op == MM_OP_BN_APPLY;
-        r->n_conv += r->g->nodes[n].op == MM_OP_CONV2D;
-    }
-}
-
-/* recompute_conv_macs of the hand-made nets' steps with recomputation (0: none), and whether
- * they keep ReLU masks as bits (graph.h relu_mask_bits; the default, on). */
+/* ---- the hand-made nets (tests/hand_nets.h), recorded with these switches ---- */
+/* recompute_conv_macs of the steps with recomputation (0: none), whether they keep ReLU masks as
+ * bits (graph.h relu_mask_bits; the default, on), and fold ReLU backwards into batch norms. */
 static int64_t hand_conv_macs;
 static bool hand_no_mask_bits;
 static bool hand_fuse_relu_bwd; /* graph.h fuse_relu_bwd */
 
-static void fill_param(mm_session *s, const mm_graph *g, int v, uint64_t seed)
-{
-    const mm_value *val = &g->values[v];
-    int64_t n = mm_shape_numel(val->ndim, val->shape);
-    float *buf = malloc((size_t)n * sizeof(float));
-    bool gamma = strstr(val->name, "gamma") || strstr(val->name, "running_var");
-    bool beta = strstr(val->name, "beta");
-    mm_test_fill_uniform(buf, n, seed, gamma ? 0.5f : beta ? -0.2f : -0.5f,
-                         gamma ? 1.5f : beta ? 0.6f : 0.5f);
-    mm_session_write(s, v, buf, (size_t)n * sizeof(float));
-    free(buf);
-}
+typedef hn_built built;
 
-static void write_inputs(mm_session *s, const mm_graph *g)
-{
-    for (int v = 0; v < g->n_values; v++) {
-        const mm_value *val = &g->values[v];
-        if (val->kind != MM_VALUE_INPUT) continue;
-        int64_t n = mm_shape_numel(val->ndim, val->shape);
-        if (val->dtype == MM_I32) {
-            int32_t *l = malloc((size_t)n * sizeof *l);
-            for (int64_t i = 0; i < n; i++) l[i] = (int32_t)((i * 2 + 1) % val->shape[0] % 2);
-            mm_session_write(s, v, l, (size_t)n * sizeof *l);
-            free(l);
-        } else {
-            float *x = malloc((size_t)n * sizeof *x);
-            if (!strcmp(val->name, "weights") || !strcmp(val->name, "weight"))
-                mm_test_fill_uniform(x, n, 77, 0.5f, 2.0f);
-            else
-                mm_test_fill_uniform(x, n, 78, -1, 1);
-            mm_session_write(s, v, x, (size_t)n * sizeof *x);
-            free(x);
-        }
-    }
-}
-
-/* Everything a step produces that must not depend on recomputation: loss, probabilities,
- * every gradient, every BN running statistic; appended to one array. */
-static float *step_results(mm_session *s, const mm_graph *g, int loss, int probs, int64_t *n_out)
-{
-    int64_t total = 0;
-    for (int v = 0; v < g->n_values; v++) {
-        const mm_value *val = &g->values[v];
-        if (v == loss || v == probs || val->kind == MM_VALUE_GRAD || val->kind == MM_VALUE_STATE)
-            total += mm_shape_numel(val->ndim, val->shape);
-    }
-    float *out = malloc((size_t)total * sizeof(float)), *p = out;
-    for (int v = 0; v < g->n_values; v++) {
-        const mm_value *val = &g->values[v];
-        if (v == loss || v == probs || val->kind == MM_VALUE_GRAD || val->kind == MM_VALUE_STATE) {
-            int64_t n = mm_shape_numel(val->ndim, val->shape);
-            mm_session_read(s, v, p, (size_t)n * sizeof(float));
-            p += n;
-        }
-    }
-    *n_out = total;
-    return out;
-}
-
-/* Builds `net` on a [2,h,w,3] input, freezing every parameter whose name starts with one of
- * `frozen` (comma-separated layer prefixes, or NULL), and runs one step. */
-static float *run_hand_net(net_fn net, int h, int w, bool recompute, const char *frozen,
+static float *run_hand_net(hn_net net, int h, int w, bool recompute, const char *frozen,
                            built *r, int64_t *n_res)
 {
-    builder b = {mm_graph_new(true), 0};
-    int64_t xs[4] = {2, h, w, 3};
-    int x = mm_graph_input(b.g, "image", MM_F32, 4, xs);
-    int loss = net(&b, x);
-    CHECK_MSG(mm_graph_status(b.g) == MM_OK, "%s", mm_last_error());
-    for (int v = 0; v < b.g->n_values; v++)
-        if (b.g->values[v].kind == MM_VALUE_PARAM && frozen &&
-            mm_name_trainable(b.g->values[v].name, frozen))
-            mm_graph_set_frozen(b.g, v, true);
-    b.g->recompute = recompute;
-    b.g->recompute_conv_macs = hand_conv_macs;
-    b.g->relu_mask_bits = !hand_no_mask_bits;
-    b.g->fuse_relu_bwd = hand_fuse_relu_bwd;
-    CHECK(mm_graph_backward(b.g, loss) == MM_OK);
-    r->g = b.g;
-    r->loss = loss;
-    r->probs = mm_graph_xent_probs(b.g, loss);
-    count_nodes(r);
-    mm_backend *be;
-    mm_backend_cpu_create(&be);
-    mm_session s;
-    CHECK(mm_session_init(&s, b.g, be, 2) == MM_OK);
-    r->plan = s.plan;
-    for (int v = 0; v < b.g->n_values; v++)
-        if (b.g->values[v].kind == MM_VALUE_PARAM || b.g->values[v].kind == MM_VALUE_STATE)
-            fill_param(&s, b.g, v, 1000 + (uint64_t)v);
-    write_inputs(&s, b.g);
-    mm_session_run(&s);
-    float *res = step_results(&s, b.g, loss, r->probs, n_res);
-    memset(&s.plan, 0, sizeof s.plan); /* r->plan owns the arrays now */
-    mm_session_free(&s);
-    mm_backend_destroy(be);
-    return res;
-}
-
-static void free_built(built *r)
-{
-    mm_plan_free(&r->plan);
-    mm_graph_free(r->g);
+    hn_options o = {recompute,          hand_conv_macs, hand_no_mask_bits,
+                    hand_fuse_relu_bwd, false,          frozen};
+    return hn_run(net, h, w, &o, r, n_res);
 }
 
 /* The step with and without recomputation: bitwise equal results; returns the arenas. */
-static void compare_hand_net(const char *what, net_fn net, int h, int w, const char *frozen,
+static void compare_hand_net(const char *what, hn_net net, int h, int w, const char *frozen,
                              built *on, built *off)
 {
     int64_t n_on, n_off;
@@ -255,8 +48,7 @@ static void compare_hand_net(const char *what, net_fn net, int h, int w, const c
     float *b = run_hand_net(net, h, w, false, frozen, off, &n_off);
     CHECK_EQ_INT(n_on, n_off);
     if (n_on == n_off) {
-        int64_t diff = 0;
-        for (int64_t i = 0; i < n_on; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+        int64_t diff = hn_bitwise_diff(a, b, n_on);
         CHECK_MSG(diff == 0, "%s: %lld of %lld results differ with recomputation", what,
                   (long long)diff, (long long)n_on);
     }
@@ -270,19 +62,19 @@ static void compare_hand_net(const char *what, net_fn net, int h, int w, const c
 MM_TEST(conv_bn_relu_chain)
 {
     built on, off;
-    compare_hand_net("chain", chain_net, 11, 9, NULL, &on, &off);
+    compare_hand_net("chain", hn_chain_net, 11, 9, NULL, &on, &off);
     /* the two inner ReLU outputs feed a convolution's filter gradient: recomputed */
     CHECK(on.n_apply >= 2);
     CHECK_MSG(on.plan.arena_bytes < off.plan.arena_bytes, "arena %zu vs %zu", on.plan.arena_bytes,
               off.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
+    hn_free(&on);
+    hn_free(&off);
 }
 
 MM_TEST(resnet_bottlenecks_with_residual_joins)
 {
     built on, off;
-    compare_hand_net("bottlenecks", bottleneck_net, 16, 13, NULL, &on, &off);
+    compare_hand_net("bottlenecks", hn_bottleneck_net, 16, 13, NULL, &on, &off);
     CHECK(on.n_apply >= 10);
     /* the residual chain: adds recomputed in the backward pass, and the stem's max pool */
     int adds = 0, pools = 0;
@@ -297,8 +89,8 @@ MM_TEST(resnet_bottlenecks_with_residual_joins)
     CHECK(pools >= 1);
     CHECK_MSG(on.plan.arena_bytes < off.plan.arena_bytes, "arena %zu vs %zu", on.plan.arena_bytes,
               off.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
+    hn_free(&on);
+    hn_free(&off);
 }
 
 MM_TEST(resnet_bottlenecks_partly_frozen)
@@ -306,18 +98,18 @@ MM_TEST(resnet_bottlenecks_partly_frozen)
     /* The stem and the first block frozen: their BN backward is not recorded, so their
      * statistics are not kept and what the first trainable layers read must be kept instead. */
     built on, off;
-    compare_hand_net("frozen bottlenecks", bottleneck_net, 16, 13, "l0.,l1.,l2.,l3.,l4.,l5.,l6.",
-                     &on, &off);
+    compare_hand_net("frozen bottlenecks", hn_bottleneck_net, 16, 13,
+                     "l0.,l1.,l2.,l3.,l4.,l5.,l6.", &on, &off);
     CHECK(on.n_apply >= 1);
     CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
+    hn_free(&on);
+    hn_free(&off);
 }
 
 MM_TEST(vgg_block_with_max_pool)
 {
     built on, off;
-    compare_hand_net("vgg", vgg_net, 12, 10, NULL, &on, &off);
+    compare_hand_net("vgg", hn_vgg_net, 12, 10, NULL, &on, &off);
     /* conv -> relu outputs stay (the conv output is not kept); the ReLU before each max pool is
      * folded into the pool's backward, which reads the pool's kept output: nothing to recompute */
     CHECK_EQ_INT(on.n_apply, 0);
@@ -325,8 +117,8 @@ MM_TEST(vgg_block_with_max_pool)
     for (int n = on.g->n_forward; n < on.g->n_nodes; n++) pools += on.g->nodes[n].op == MM_OP_MAXPOOL;
     CHECK_EQ_INT(pools, 0);
     CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
+    hn_free(&on);
+    hn_free(&off);
 }
 
 /* Every convolution recomputable: the bottlenecks and the VGG block give the same step, with
@@ -335,25 +127,25 @@ MM_TEST(convolutions_recomputed_too)
 {
     built on, off, bn_only;
     hand_conv_macs = 1 << 30;
-    compare_hand_net("bottlenecks, convolutions recomputed", bottleneck_net, 16, 13, NULL, &on,
+    compare_hand_net("bottlenecks, convolutions recomputed", hn_bottleneck_net, 16, 13, NULL, &on,
                      &off);
     hand_conv_macs = 0;
     int64_t n;
-    free(run_hand_net(bottleneck_net, 16, 13, true, NULL, &bn_only, &n));
+    free(run_hand_net(hn_bottleneck_net, 16, 13, true, NULL, &bn_only, &n));
     CHECK_MSG(on.n_conv >= 3, "%d convolutions recomputed", on.n_conv);
     CHECK_EQ_INT(bn_only.n_conv, 0);
     CHECK_MSG(on.plan.arena_bytes <= bn_only.plan.arena_bytes, "arena %zu vs %zu without conv",
               on.plan.arena_bytes, bn_only.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
-    free_built(&bn_only);
+    hn_free(&on);
+    hn_free(&off);
+    hn_free(&bn_only);
 
     hand_conv_macs = 1 << 30;
-    compare_hand_net("vgg, convolutions recomputed", vgg_net, 12, 10, NULL, &on, &off);
+    compare_hand_net("vgg, convolutions recomputed", hn_vgg_net, 12, 10, NULL, &on, &off);
     hand_conv_macs = 0;
     CHECK(on.plan.arena_bytes <= off.plan.arena_bytes);
-    free_built(&on);
-    free_built(&off);
+    hn_free(&on);
+    hn_free(&off);
 }
 
 /* ReLU masks as bits (relu_mask.c): bitwise the same step, the masks really recorded where
@@ -361,7 +153,7 @@ MM_TEST(convolutions_recomputed_too)
  * backward (fuse_relu_bwd) too, where the batch norm's backward reads the bits. */
 MM_TEST(relu_masks_as_bits)
 {
-    net_fn nets[3] = {vgg_net, bottleneck_net, chain_net};
+    hn_net nets[3] = {hn_vgg_net, hn_bottleneck_net, hn_chain_net};
     const char *names[3] = {"vgg", "bottlenecks", "chain"};
     int masked = 0, bn_bits = 0;
     for (int k = 0; k < 6; k++) {
@@ -375,8 +167,7 @@ MM_TEST(relu_masks_as_bits)
         float *b = run_hand_net(nets[k % 3], 16, 13, false, NULL, &off, &n_off);
         hand_no_mask_bits = false;
         CHECK_EQ_INT(n_on, n_off);
-        int64_t diff = 0;
-        for (int64_t i = 0; i < n_on && n_on == n_off; i++) diff += memcmp(&a[i], &b[i], 4) != 0;
+        int64_t diff = n_on == n_off ? hn_bitwise_diff(a, b, n_on) : 0;
         CHECK_MSG(diff == 0, "%s%s: %lld of %lld results differ with bit masks", names[k % 3],
                   k >= 3 ? " (relu backward folded)" : "", (long long)diff, (long long)n_on);
         CHECK_EQ_INT(off.n_mask, 0);
@@ -387,8 +178,8 @@ MM_TEST(relu_masks_as_bits)
         bn_bits += on.n_bn_bits;
         free(a);
         free(b);
-        free_built(&on);
-        free_built(&off);
+        hn_free(&on);
+        hn_free(&off);
     }
     hand_fuse_relu_bwd = false;
     CHECK_MSG(masked >= 2, "%d nets kept a ReLU mask as bits", masked);
@@ -398,14 +189,14 @@ MM_TEST(relu_masks_as_bits)
 /* ---- random conv nets (as test_planner's), gradients and plans ---- */
 static uint64_t rnd_seed;
 
-static int random_net(builder *b, int x)
+static int random_net(hn_builder *b, int x)
 {
     int prev[16], n_prev = 0;
     int units = 4 + (int)(mm_philox_u32(rnd_seed, 1) % 6);
     for (int u = 0; u < units; u++) {
         uint32_t r = mm_philox_u32(rnd_seed, 10 + (uint64_t)u);
         int kc = 4 + (int)(r % 3) * 2, ks = (r >> 4) % 2 ? 3 : 1;
-        int y = bn(b, conv(b, x, kc, ks, 1, false));
+        int y = hn_bn(b, hn_conv(b, x, kc, ks, 1, false));
         for (int q = n_prev - 1; q >= 0 && (r >> 8) % 2; q--)
             if (mm_shape_equal(4, b->g->values[prev[q]].shape, 4, b->g->values[y].shape)) {
                 y = mm_add(b->g, y, prev[q]);
@@ -416,7 +207,7 @@ static int random_net(builder *b, int x)
         x = y;
         if (n_prev < 16) prev[n_prev++] = y;
     }
-    return head(b, x);
+    return hn_head(b, x);
 }
 
 MM_TEST(random_nets_same_gradients)
@@ -434,8 +225,8 @@ MM_TEST(random_nets_same_gradients)
                   (unsigned long long)rnd_seed, on.plan.arena_bytes, off.plan.arena_bytes);
         recomputed += on.n_apply > 0;
         convs += on.n_conv > 0;
-        free_built(&on);
-        free_built(&off);
+        hn_free(&on);
+        hn_free(&off);
     }
     hand_conv_macs = 0;
     CHECK(recomputed >= 8);
@@ -469,9 +260,9 @@ static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool reco
     CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
     *arena = s.plan.arena_bytes;
     mm_model_init(&m, &s, 5);
-    write_inputs(&s, m.g);
+    hn_write_inputs(&s, m.g);
     mm_session_run(&s);
-    float *res = step_results(&s, m.g, m.loss, m.probs, n_res);
+    float *res = hn_results(&s, m.g, m.loss, m.probs, n_res);
     mm_session_free(&s);
     mm_model_free(&m);
     mm_backend_destroy(be);
@@ -492,8 +283,7 @@ static void compare_model(mm_trunk trunk, const char *top, int h, int w, int64_t
     }
     CHECK_EQ_INT(n_on, n_off);
     if (n_on == n_off) {
-        int64_t diff = 0;
-        for (int64_t i = 0; i < n_on; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+        int64_t diff = hn_bitwise_diff(a, b, n_on);
         CHECK_MSG(diff == 0, "%s %s conv macs %lld: %lld of %lld results differ with "
                   "recomputation", mm_trunk_name(trunk), top, (long long)conv_macs,
                   (long long)diff, (long long)n_on);
@@ -602,9 +392,9 @@ MM_TEST(cuda_step_same_with_recompute)
             mm_session s;
             CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
             mm_model_init(&m, &s, 5);
-            write_inputs(&s, m.g);
+            hn_write_inputs(&s, m.g);
             mm_session_run(&s);
-            res[rc] = step_results(&s, m.g, m.loss, m.probs, &n[rc]);
+            res[rc] = hn_results(&s, m.g, m.loss, m.probs, &n[rc]);
             mm_session_free(&s);
             mm_model_free(&m);
             mm_backend_destroy(be);

@@ -113,23 +113,43 @@ static void channel_sums(double *out1, double *out2, const float *x, const float
     free(part);
 }
 
-MM_CPU_VECTOR static void normalize_range(float *y, const float *x, const float *shift,
-                                          const float *scale, const float *beta, int64_t lo,
-                                          int64_t hi, int c)
+/* One row: y = (x - shift) * scale + beta, + r when add, then max(., 0) when relu. Inlined with
+ * constant flags, so each combination is its own vectorised loop; r is read before y is
+ * written, so y may alias x or r. */
+static inline __attribute__((always_inline)) void normalize_row(
+    float *yr, const float *xr, const float *rr, const float *shift, const float *scale,
+    const float *beta, int c, bool add, bool relu)
 {
-    for (int64_t i = lo; i < hi; i++) {
-        const float *xr = x + i * c;
-        float *yr = y + i * c;
 #pragma omp simd
-        for (int j = 0; j < c; j++) yr[j] = (xr[j] - shift[j]) * scale[j] + beta[j];
+    for (int j = 0; j < c; j++) {
+        float t = (xr[j] - shift[j]) * scale[j] + beta[j];
+        if (add) t = t + rr[j];
+        if (relu) t = t > 0.0f ? t : 0.0f;
+        yr[j] = t;
     }
 }
 
-/* y = (x - shift[j]) * scale[j] + beta[j], row by row; y may alias x. */
-static void normalize_rows(float *y, const float *x, const float *shift, const float *scale,
-                           const float *beta, int64_t m, int c)
+MM_CPU_VECTOR static void normalize_range(float *y, const float *x, const float *r,
+                                          const float *shift, const float *scale,
+                                          const float *beta, bool relu, int64_t lo, int64_t hi,
+                                          int c)
 {
-    MM_CPU_SPANS(m, m * c, normalize_range(y, x, shift, scale, beta, lo_, hi_, c));
+    for (int64_t i = lo; i < hi; i++) {
+        const float *xr = x + i * c, *rr = r ? r + i * c : NULL;
+        float *yr = y + i * c;
+        if (r && relu) normalize_row(yr, xr, rr, shift, scale, beta, c, true, true);
+        else if (r) normalize_row(yr, xr, rr, shift, scale, beta, c, true, false);
+        else if (relu) normalize_row(yr, xr, rr, shift, scale, beta, c, false, true);
+        else normalize_row(yr, xr, rr, shift, scale, beta, c, false, false);
+    }
+}
+
+/* y = (x - shift[j]) * scale[j] + beta[j] (+ r), max(., 0) when relu, row by row; y may alias x
+ * or r. */
+static void normalize_rows(float *y, const float *x, const float *r, const float *shift,
+                           const float *scale, const float *beta, bool relu, int64_t m, int c)
+{
+    MM_CPU_SPANS(m, m * c, normalize_range(y, x, r, shift, scale, beta, relu, lo_, hi_, c));
 }
 
 /* dx = a * (g - mb - xhat * mg), xhat = (x - mean) * is, g as in sum_rows. */
@@ -169,7 +189,7 @@ MM_CPU_VECTOR static void dx_rows(float *dx, const float *x, const float *dy, co
 void mm_cpu_batchnorm_forward_train(float *y, float *save_mean, float *save_invstd,
                                     float *running_mean, float *running_var, const float *x,
                                     const float *gamma, const float *beta, int64_t m, int c,
-                                    float eps, float momentum)
+                                    float eps, float momentum, const float *residual, bool relu)
 {
     MM_ASSERT(m > 0 && c > 0);
     double *mean = mm_xmalloc(sizeof(double) * 2 * (size_t)c), *sq = mean + c;
@@ -188,32 +208,32 @@ void mm_cpu_batchnorm_forward_train(float *y, float *save_mean, float *save_invs
         running_mean[j] = (1.0f - momentum) * running_mean[j] + momentum * save_mean[j];
         running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
     }
-    normalize_rows(y, x, save_mean, scale, beta, m, c);
+    normalize_rows(y, x, residual, save_mean, scale, beta, relu, m, c);
     free(scale);
     free(mean);
 }
 
 void mm_cpu_batchnorm_forward_eval(float *y, const float *x, const float *gamma,
                                    const float *beta, const float *running_mean,
-                                   const float *running_var, int64_t m, int c, float eps)
+                                   const float *running_var, int64_t m, int c, float eps,
+                                   const float *residual, bool relu)
 {
     float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
     for (int j = 0; j < c; j++)
         scale[j] = gamma[j] * (float)(1.0 / sqrt((double)running_var[j] + (double)eps));
-    normalize_rows(y, x, running_mean, scale, beta, m, c);
+    normalize_rows(y, x, residual, running_mean, scale, beta, relu, m, c);
     free(scale);
 }
 
 void mm_cpu_batchnorm_apply(float *y, const float *x, const float *gamma, const float *beta,
                             const float *save_mean, const float *save_invstd, int64_t m, int c,
-                            bool relu)
+                            const float *residual, bool relu)
 {
     MM_ASSERT(m > 0 && c > 0);
     float *scale = mm_xmalloc(sizeof(float) * (size_t)c);
     for (int j = 0; j < c; j++) scale[j] = gamma[j] * save_invstd[j]; /* as the forward */
-    normalize_rows(y, x, save_mean, scale, beta, m, c);
+    normalize_rows(y, x, residual, save_mean, scale, beta, relu, m, c);
     free(scale);
-    if (relu) mm_cpu_relu_forward(y, y, m * c);
 }
 
 void mm_cpu_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,

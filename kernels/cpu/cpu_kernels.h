@@ -37,6 +37,10 @@ void mm_cpu_conv2d_backward_bias(float *db,       /* [k] accumulated */
                                  const mm_conv_dims *d);
 
 /* ---- batch norm over the m = n*h*w rows of an NHWC tensor with c channels ---- */
+/* Every forward below may finish a residual join in the same pass (graph.h fuse_residual): with
+ * residual non-NULL it is added to the normalised value, then with relu the result is clamped at
+ * 0; bitwise what mm_cpu_add and mm_cpu_relu_forward give after the plain batch norm. y may
+ * alias x or the residual. */
 /* Training: normalise with the batch statistics (biased variance), save mean and 1/sqrt(var+eps)
  * for backward, and update the running statistics PyTorch's way:
  * running = (1 - momentum) * running + momentum * batch, with the UNBIASED batch variance. */
@@ -48,24 +52,27 @@ void mm_cpu_batchnorm_forward_train(float *y,            /* [m,c] may alias x */
                                     const float *x,      /* [m,c] */
                                     const float *gamma,  /* [c] */
                                     const float *beta,   /* [c] */
-                                    int64_t m, int c, float eps, float momentum);
+                                    int64_t m, int c, float eps, float momentum,
+                                    const float *residual /* [m,c] or NULL */, bool relu);
 void mm_cpu_batchnorm_forward_eval(float *y,                  /* [m,c] may alias x */
                                    const float *x,            /* [m,c] */
                                    const float *gamma,        /* [c] */
                                    const float *beta,         /* [c] */
                                    const float *running_mean, /* [c] */
                                    const float *running_var,  /* [c] */
-                                   int64_t m, int c, float eps);
+                                   int64_t m, int c, float eps,
+                                   const float *residual /* [m,c] or NULL */, bool relu);
 /* A training forward's output again from its saved statistics (recomputation in the backward
- * pass): y = (x - save_mean) * (gamma * save_invstd) + beta, then max(y, 0) when relu. Bitwise
- * what mm_cpu_batchnorm_forward_train (followed by mm_cpu_relu_forward) wrote. */
+ * pass): y = (x - save_mean) * (gamma * save_invstd) + beta (+ residual), then max(y, 0) when
+ * relu. Bitwise what mm_cpu_batchnorm_forward_train (and mm_cpu_relu_forward) wrote. */
 void mm_cpu_batchnorm_apply(float *y,                 /* [m,c] may alias x */
                             const float *x,           /* [m,c] */
                             const float *gamma,       /* [c] */
                             const float *beta,        /* [c] */
                             const float *save_mean,   /* [c] */
                             const float *save_invstd, /* [c] */
-                            int64_t m, int c, bool relu);
+                            int64_t m, int c, const float *residual /* [m,c] or NULL */,
+                            bool relu);
 /* dgamma/dbeta may be NULL (frozen); dx may be NULL (nothing upstream needs it). With relu_out
  * or relu_bits non-NULL the kernel first does the backward of a ReLU that followed the batch
  * norm: the gradient it uses is dy where relu_out > 0 (or its bit is set), else 0 (bitwise what

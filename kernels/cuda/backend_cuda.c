@@ -104,6 +104,16 @@ static mm_fuse_code mm_cuda_fuse_code(mm_cuda_ctx *ctx, const mm_graph *g, const
     return f ? mm_cuda_fusion_code(f, g, node) : MM_FUSE_NONE;
 }
 
+/* A batch norm's residual (p.bn.add, graph.h fuse_residual): in[5], stored as its output is. */
+static const void *mm_cuda_residual(const mm_node *node, const mm_tensor *ins, const mm_tensor *y)
+{
+    if (!node->p.bn.add) return NULL;
+    if (ins[5].dtype != y->dtype)
+        mm_die_at(__FILE__, __LINE__, "batch norm residual", "its type differs from the output's",
+                  "a bug in the graph: a residual join adds values of one type");
+    return ins[5].data;
+}
+
 static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
                           const mm_tensor *ins, const mm_tensor *outs, mm_cuda_ws *ws)
 {
@@ -111,19 +121,22 @@ static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *no
     int c = node->p.bn.c;
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
-    int relu = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
+    int fused = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
+    int relu = fused || node->p.bn.relu;
+    const void *res = mm_cuda_residual(node, ins, &outs[0]);
     if (!node->p.bn.training) {
         mm_cuda_bn_forward_eval(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
                                 ins[1].data, ins[2].data, ins[3].data, ins[4].data, m, c,
-                                node->p.bn.eps, relu, bws, ctx->stream);
+                                node->p.bn.eps, res, relu, bws, ctx->stream);
     } else {
         mm_cuda_bn_forward_train(outs[0].data, outs[0].dtype,
                                  node->n_out > 1 ? outs[1].data : NULL,
                                  node->n_out > 2 ? outs[2].data : NULL, ins[3].data, ins[4].data,
                                  ins[0].data, ins[0].dtype, ins[1].data, ins[2].data, m, c,
-                                 node->p.bn.eps, node->p.bn.momentum, relu, bws, ctx->stream);
+                                 node->p.bn.eps, node->p.bn.momentum, res, relu, bws,
+                                 ctx->stream);
     }
-    if (relu) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
+    if (fused) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
 }
 
 static void mm_cuda_op_bn_apply(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
@@ -134,7 +147,8 @@ static void mm_cuda_op_bn_apply(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
     if (ws->measure) return;
     mm_cuda_bn_apply(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype, ins[1].data,
-                     ins[2].data, ins[3].data, ins[4].data, m, c, node->p.bn.relu, bws,
+                     ins[2].data, ins[3].data, ins[4].data, m, c,
+                     mm_cuda_residual(node, ins, &outs[0]), node->p.bn.relu, bws,
                      ctx->stream);
 }
 

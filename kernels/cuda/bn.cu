@@ -118,44 +118,62 @@ __global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, flo
     running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
 }
 
-/* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c, then max(y, 0) when relu (a BN fused
- * with the ReLU that follows it, fuse.c). */
+/* v rounded to the storage type of p (bf16: to nearest even), back in float. */
+__device__ __forceinline__ float mm_round_as(const float *, float v) { return v; }
+__device__ __forceinline__ float mm_round_as(const mm_bf16 *, float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+/* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c, + r (a residual join, fuse_residual.c)
+ * when r is given, then max(y, 0) when relu (that join's ReLU, or a BN fused with the ReLU that
+ * follows it, fuse.c). r has y's type and is read before y is written (y may alias it). The
+ * normalised value is rounded to y's type before r is added, so the join is bitwise this kernel
+ * without r followed by the add and ReLU kernels, in bf16 too. */
 template <typename TY, typename TX>
 struct mm_bn_apply_op {
     TY *y;
     const TX *x;
+    const TY *r;
     const float *mean, *scale, *beta;
     int c, relu;
     __device__ float f(float v, int j) const
     {
-        float r = (v - mean[j]) * scale[j] + beta[j];
-        return relu ? (r > 0.0f ? r : 0.0f) : r;
+        return (v - mean[j]) * scale[j] + beta[j];
     }
+    __device__ float finish(float v) const { return relu ? (v > 0.0f ? v : 0.0f) : v; }
     __device__ void run4(int64_t i) const
     {
-        float v[4];
+        float v[4], a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         mm_ld4(x, i, v);
+        if (r) mm_ld4(r, i, a);
         int j = mm_mod(i, c);
         for (int k = 0; k < 4; k++) {
-            v[k] = f(v[k], j);
+            float t = f(v[k], j);
+            v[k] = finish(r ? mm_round_as(y, t) + a[k] : t);
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(x, i), mm_mod(i, c))); }
+    __device__ void run1(int64_t i) const
+    {
+        float t = f(mm_ld(x, i), mm_mod(i, c));
+        mm_st(y, i, finish(r ? mm_round_as(y, t) + mm_ld(r, i) : t));
+    }
 };
 
 void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
                               float *running_mean, float *running_var, const void *x, mm_dtype tx,
                               const float *gamma, const float *beta, int64_t m, int c, float eps,
-                              float momentum, int relu, void *ws, cudaStream_t st)
+                              float momentum, const void *residual, int relu, void *ws,
+                              cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
     mm_col_split sp = mm_cuda_col_split(m, c);
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
     if (!save_mean) save_mean = w.save_mean;
     if (!save_invstd) save_invstd = w.save_invstd;
-    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
     mm_dispatch_float(tx, [&](auto xt) {
         using TX = decltype(xt);
         const TX *xp = (const TX *)x;
@@ -168,7 +186,8 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
         MM_CUDA_CHECK_LAUNCH();
         mm_dispatch_float(ty, [&](auto yt) {
             using TY = decltype(yt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, w.mean, w.scale, beta, c, relu};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, xp,    (const TY *)residual, w.mean, w.scale,
+                                      beta,    c,     relu};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -186,21 +205,22 @@ __global__ void mm_bn_eval_coef_kernel(float *scale, const float *gamma, const f
 
 void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                              const float *gamma, const float *beta, const float *running_mean,
-                             const float *running_var, int64_t m, int c, float eps, int relu,
-                             void *ws, cudaStream_t st)
+                             const float *running_var, int64_t m, int c, float eps,
+                             const void *residual, int relu, void *ws, cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
     mm_bn_eval_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
         w.scale, gamma, running_var, c, eps);
     MM_CUDA_CHECK_LAUNCH();
-    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
     mm_dispatch_float(ty, [&](auto yt) {
         mm_dispatch_float(tx, [&](auto xt) {
             using TY = decltype(yt);
             using TX = decltype(xt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, running_mean, w.scale, beta, c,
-                                      relu};
+            mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
+                                      running_mean, w.scale,       beta,
+                                      c,            relu};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -218,19 +238,22 @@ __global__ void mm_bn_apply_coef_kernel(float *scale, const float *gamma, const 
 
 void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const float *gamma,
                       const float *beta, const float *save_mean, const float *save_invstd,
-                      int64_t m, int c, int relu, void *ws, cudaStream_t st)
+                      int64_t m, int c, const void *residual, int relu, void *ws,
+                      cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
     mm_bn_apply_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
         w.scale, gamma, save_invstd, c);
     MM_CUDA_CHECK_LAUNCH();
-    bool vec = mm_aligned16(y) && mm_aligned16(x);
+    bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
     mm_dispatch_float(ty, [&](auto yt) {
         mm_dispatch_float(tx, [&](auto xt) {
             using TY = decltype(yt);
             using TX = decltype(xt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, (const TX *)x, save_mean, w.scale, beta, c, relu};
+            mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
+                                      save_mean, w.scale,       beta,
+                                      c,         relu};
             mm_ew_launch(op, m * c, vec, st);
         });
     });

@@ -66,24 +66,28 @@ void mm_cuda_colsum_accumulate(float *out /* [c] */, const void *x /* [m,c] */, 
 /* ---- batch norm over the m rows of an NHWC tensor with c channels (bn.cu) ---- */
 size_t mm_cuda_bn_workspace(int64_t m, int c);
 /* Training. save_mean / save_invstd may be NULL (kept in ws then). Running statistics are
- * updated PyTorch's way with the unbiased batch variance. relu: y = max(bn(x), 0) (fusion). */
+ * updated PyTorch's way with the unbiased batch variance. relu: y = max(bn(x), 0) (fusion);
+ * residual: y = bn(x) + residual, then relu (a residual join, graph.h fuse_residual), with bn(x)
+ * rounded to ty first, as the separate add kernel would see it. y may alias the residual. */
 void mm_cuda_bn_forward_train(void *y /* [m,c] */, mm_dtype ty, float *save_mean /* [c] */,
                               float *save_invstd /* [c] */, float *running_mean /* [c] */,
                               float *running_var /* [c] */, const void *x /* [m,c] */, mm_dtype tx,
                               const float *gamma /* [c] */, const float *beta /* [c] */,
-                              int64_t m, int c, float eps, float momentum, int relu, void *ws,
-                              cudaStream_t st);
+                              int64_t m, int c, float eps, float momentum,
+                              const void *residual /* [m,c] or NULL, type ty */, int relu,
+                              void *ws, cudaStream_t st);
 void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x,
                              mm_dtype tx, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int64_t m, int c,
-                             float eps, int relu, void *ws, cudaStream_t st);
+                             float eps, const void *residual, int relu, void *ws, cudaStream_t st);
 /* A training output recomputed from its saved statistics (MM_OP_BN_APPLY):
- * y = (x - save_mean) * (gamma * save_invstd) + beta, then max(y, 0) when relu; bitwise what
- * mm_cuda_bn_forward_train wrote. ws: mm_cuda_bn_workspace(m, c) bytes. */
+ * y = (x - save_mean) * (gamma * save_invstd) + beta (+ residual), then max(y, 0) when relu;
+ * bitwise what mm_cuda_bn_forward_train wrote. ws: mm_cuda_bn_workspace(m, c) bytes. */
 void mm_cuda_bn_apply(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x /* [m,c] */,
                       mm_dtype tx, const float *gamma /* [c] */, const float *beta /* [c] */,
                       const float *save_mean /* [c] */, const float *save_invstd /* [c] */,
-                      int64_t m, int c, int relu, void *ws, cudaStream_t st);
+                      int64_t m, int c, const void *residual, int relu, void *ws,
+                      cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
 /* With relu_y (or relu_bits, its sign as bits) the backward of the ReLU that followed the batch
  * norm is done first: dy counts only where relu_y > 0 (mm_cpu_batchnorm_backward's relu_out). */
