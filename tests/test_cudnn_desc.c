@@ -9,6 +9,7 @@
 #include "tests/harness.h"
 #ifdef MM_HAVE_CUDA
 #include "kernels/cuda/conv_cudnn.h"
+#include "kernels/cuda/conv_graph.h"
 #endif
 
 typedef struct conv_walk {
@@ -39,6 +40,15 @@ static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
                       "[%d,%d,%d,%d]",
                       d.n, d.h, d.w, d.c, r, r, stride, pad, out[0], out[2], out[3], out[1], d.n,
                       d.oh, d.ow, d.k);
+        }
+        /* the graph API's descriptors of each direction finalize (conv_graph.c; the operation
+         * graph itself needs a handle, so a GPU) */
+        for (int dir = MM_CONV_GRAPH_FWD; dir <= MM_CONV_GRAPH_BWD_FILTER; dir++) {
+            mm_conv_graph g;
+            s = mm_conv_graph_init(&g, NULL, dir, &d, types[t], dir == 3 ? 1.0f : 0.0f);
+            CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "graph direction %d x [%d,%d,%d,%d] w %dx%d/%d: %s",
+                      dir, d.n, d.h, d.w, d.c, r, r, stride, cudnnGetErrorString(s));
+            if (s == CUDNN_STATUS_SUCCESS) mm_conv_graph_free(&g);
         }
     }
 #endif
@@ -159,3 +169,25 @@ MM_TEST(cudnn_odd_shapes_output_dims)
     MM_SKIP("this build has no CUDA backend: shapes walked, cuDNN not asked");
 #endif
 }
+
+#ifdef MM_HAVE_CUDA
+/* An output shape that does not follow from the convolution is refused when the operation is
+ * finalized, in every direction: the descriptors really are checked. */
+MM_TEST(cudnn_graph_refuses_a_wrong_output_shape)
+{
+    mm_conv_dims d;
+    memset(&d, 0, sizeof d);
+    d.n = 2, d.h = 12, d.w = 10, d.c = 8, d.k = 16, d.r = d.s = 3;
+    d.stride_h = d.stride_w = 1;
+    d.pad_h = d.pad_w = 1;
+    CHECK(mm_conv_dims_finish(&d));
+    d.oh += 1;
+    for (int dir = MM_CONV_GRAPH_FWD; dir <= MM_CONV_GRAPH_BWD_FILTER; dir++) {
+        mm_conv_graph g;
+        cudnnStatus_t s = mm_conv_graph_init(&g, NULL, dir, &d, MM_F32, 0.0f);
+        CHECK_MSG(s != CUDNN_STATUS_SUCCESS, "direction %d accepted an output of %d rows", dir,
+                  d.oh);
+        if (s == CUDNN_STATUS_SUCCESS) mm_conv_graph_free(&g);
+    }
+}
+#endif

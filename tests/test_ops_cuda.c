@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include "tests/op_case.h"
+#ifdef MM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 /* ---- convolution ---- */
 typedef struct conv_cfg {
@@ -133,6 +136,46 @@ MM_TEST(cuda_conv2d_1x1_gemm)
         conv_bwd_filter_case(&d, 540 + i, name);
     }
     unsetenv("MM_CONV_GEMM");
+}
+
+/* Convolutions forced onto the plans of cuDNN's graph API (conv_graph.c) with MM_CUDNN_GRAPH=1,
+ * read when a shape is first planned: shapes that appear nowhere else in this file, so no cached
+ * legacy choice hides the graph. 3x3 with padding and a bias, strided, 7x7, tensor-core sized;
+ * the weight gradient accumulates into a non-zero buffer (beta 1 in fp32). */
+static const conv_cfg graph_cfgs[] = {
+    {2, 11, 6, 5, 7, 3, 1, 1, 1},
+    {1, 10, 13, 8, 12, 3, 2, 1, 0},
+    {2, 15, 12, 3, 16, 7, 2, 3, 0},
+    {2, 20, 16, 32, 64, 3, 1, 1, 0},
+};
+
+MM_TEST(cuda_conv2d_graph_api)
+{
+    REQUIRE_GPU();
+    setenv("MM_CUDNN_GRAPH", "1", 1);
+    for (size_t i = 0; i < sizeof graph_cfgs / sizeof graph_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&graph_cfgs[i]);
+        char name[64];
+        snprintf(name, sizeof name, "graph conv fwd cfg %zu", i);
+        conv_forward_case(&d, graph_cfgs[i].bias, 560 + i, name);
+        snprintf(name, sizeof name, "graph conv bwd data cfg %zu", i);
+        conv_bwd_data_case(&d, 580 + i, name);
+        snprintf(name, sizeof name, "graph conv bwd filter cfg %zu", i);
+        conv_bwd_filter_case(&d, 600 + i, name);
+    }
+    unsetenv("MM_CUDNN_GRAPH");
+#ifdef MM_HAVE_CUDA
+    /* the graph's plans really ran: every precision chose some */
+    for (int pi = 0; pi < 3; pi++) {
+        int legacy, graph, gemm;
+        mm_cuda_ctx *ctx = cuda_backend(precisions[pi])->ctx;
+        mm_conv_cache_counts(ctx->convs, &legacy, &graph, &gemm);
+        printf("    %s: %d shapes on legacy algorithms, %d on graph plans, %d as GEMMs\n",
+               mm_precision_name(precisions[pi]), legacy, graph, gemm);
+        CHECK_MSG(graph > 0, "%s: no convolution ran on a graph plan",
+                  mm_precision_name(precisions[pi]));
+    }
+#endif
 }
 
 MM_TEST(cuda_conv2d_backward_bias)

@@ -15,11 +15,12 @@
  * table keyed by the direction, the dims, the storage dtype and the precision, so a step only
  * looks them up.
  *
- * What limits us against PyTorch (which runs cuDNN 9 through its graph API, cudnn-frontend, and
- * times the engine configurations of heuristics modes A and B): this legacy API only reaches the
- * engines that map onto the 8 / 6 / 7 legacy algorithm numbers, so a fast NHWC engine outside that
- * set is out of our reach here; the verbose log shows the times per shape to compare with
- * PyTorch's profile.
+ * The legacy API only reaches the engines that map onto its 8 / 6 / 7 algorithm numbers; PyTorch
+ * runs cuDNN 9 through its graph API (cudnn-frontend) and times the engine configurations of the
+ * heuristics and the fallback list. So the plans of the graph API (conv_graph.c: heuristics mode
+ * A, then the fallback list) are timed too, on the same probe with the same timer as the legacy
+ * choice, and the fastest of all is kept (MM_CUDNN_GRAPH=0 / 1 leaves them out / takes only
+ * them where one runs).
  *
  * Precision: fp32 runs with CUDNN_FMA_MATH (cuDNN's default math would let TF32 in on Ampere and
  * later); tf32 with tensor-op math on fp32 data; bf16 casts x and w (fp32 master weights) to
@@ -27,11 +28,13 @@
  * the bf16 weight gradient into the fp32 gradient buffer. */
 #include "conv_cudnn.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "conv_graph.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 
@@ -107,6 +110,9 @@ typedef struct mm_conv_entry {
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
+    int use_graph;       /* run gplan (the graph API, conv_graph.c) instead of algo */
+    mm_conv_graph graph; /* with use_graph: the operation graph gplan was made for */
+    mm_conv_plan gplan;
     size_t ws_bytes;
     float time_ms; /* the measured time of the choice, -1 if not timed */
 } mm_conv_entry;
@@ -151,9 +157,25 @@ void mm_conv_cache_free(mm_conv_cache *c)
 {
     if (!c) return;
     for (int i = 0; i < c->cap; i++)
-        if (c->slots[i].used) mm_conv_descs_free(&c->slots[i].d);
+        if (c->slots[i].used) {
+            mm_conv_descs_free(&c->slots[i].d);
+            mm_conv_plan_free(&c->slots[i].gplan);
+            mm_conv_graph_free(&c->slots[i].graph);
+        }
     free(c->slots);
     free(c);
+}
+
+void mm_conv_cache_counts(const mm_conv_cache *c, int *legacy, int *graph, int *gemm)
+{
+    *legacy = *graph = *gemm = 0;
+    for (int i = 0; i < c->cap; i++) {
+        const mm_conv_entry *e = &c->slots[i];
+        if (!e->used || !e->ok) continue;
+        if (e->gemm) ++*gemm;
+        else if (e->use_graph) ++*graph;
+        else ++*legacy;
+    }
 }
 
 static const char *mm_conv_dir_name(mm_conv_dir dir)
@@ -426,6 +448,10 @@ static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm
                               mm_dtype t, const mm_conv_probe *p)
 {
     mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    if (e->use_graph && !e->gemm) {
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, p->x, p->w, p->y, p->ws));
+        return;
+    }
     if (e->gemm) {
         if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, p->y, p->x, p->w, t, d);
         else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, p->x, p->y, p->w, t, d);
@@ -447,23 +473,29 @@ static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm
             p->w));
 }
 
-/* Milliseconds per run of e on the probe: one warm-up, then the mean of 5 runs. */
-static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
-                          mm_dtype t, const mm_conv_probe *p)
+/* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */
+static float mm_conv_time_runs(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                               mm_dtype t, const mm_conv_probe *p, int runs)
 {
     cudaEvent_t a, b;
     MM_CUDA_CHECK(cudaEventCreate(&a));
     MM_CUDA_CHECK(cudaEventCreate(&b));
     mm_conv_run_probe(ctx, e, d, t, p);
     MM_CUDA_CHECK(cudaEventRecord(a, ctx->stream));
-    for (int i = 0; i < 5; i++) mm_conv_run_probe(ctx, e, d, t, p);
+    for (int i = 0; i < runs; i++) mm_conv_run_probe(ctx, e, d, t, p);
     MM_CUDA_CHECK(cudaEventRecord(b, ctx->stream));
     MM_CUDA_CHECK(cudaEventSynchronize(b));
     float ms = 0;
     MM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
     MM_CUDA_CHECK(cudaEventDestroy(a));
     MM_CUDA_CHECK(cudaEventDestroy(b));
-    return ms / 5;
+    return ms / (float)runs;
+}
+
+static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                          mm_dtype t, const mm_conv_probe *p)
+{
+    return mm_conv_time_runs(ctx, e, d, t, p, 5);
 }
 
 /* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
@@ -476,9 +508,104 @@ static int mm_conv_gemm_mode(void)
     return -1;
 }
 
+/* MM_CUDNN_GRAPH: "0" never uses the graph API's plans, "1" takes the fastest of them wherever
+ * one runs (the tests use it), anything else or unset times them against the legacy choice. */
+static int mm_conv_graph_mode(void)
+{
+    const char *v = getenv("MM_CUDNN_GRAPH");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+#define MM_CONV_GRAPH_PLANS 8
+
+/* Times the graph API's plans for entry e on the probe against e's legacy choice (legacy_ok:
+ * there is one; it is timed with the same timer) and keeps the fastest of all, with the same
+ * workspace slack as mm_conv_take. A plan that fails its trial run is dropped. Returns whether e
+ * has a choice now. */
+static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                              mm_dtype t, const mm_conv_probe *p, size_t limit, bool legacy_ok)
+{
+    int mode = mm_conv_graph_mode();
+    if (mode == 0 || !p) return legacy_ok;
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    /* the fp32 filter gradient accumulates into its buffer (beta 1), as the legacy call does */
+    float beta = e->key.dir == MM_CONV_BWD_FILTER && t == MM_F32 ? 1.0f : 0.0f;
+    mm_conv_graph g;
+    cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        if (verbose)
+            fprintf(stderr, "mammo: cudnn graph %s: no operation graph (%s)\n", what,
+                    cudnnGetErrorString(st));
+        return legacy_ok;
+    }
+    mm_conv_plan plans[MM_CONV_GRAPH_PLANS];
+    size_t fit = limit < p->ws_bytes ? limit : p->ws_bytes;
+    int n = mm_conv_graph_plans(ctx->cudnn, &g, ctx->precision != MM_PRECISION_FP32, fit, plans,
+                                MM_CONV_GRAPH_PLANS);
+    /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate */
+    float times[1 + MM_CONV_GRAPH_PLANS];
+    size_t wss[1 + MM_CONV_GRAPH_PLANS];
+    times[0] = legacy_ok && mode != 1 ? mm_conv_time(ctx, e, d, t, p) : -1;
+    wss[0] = e->ws_bytes;
+    mm_conv_entry trial = *e;
+    trial.use_graph = 1;
+    trial.gemm = 0;
+    float best = times[0];
+    for (int i = 0; i < n; i++) {
+        trial.gplan = plans[i];
+        bool runs = mm_conv_plan_run(ctx->cudnn, &plans[i], p->x, p->w, p->y, p->ws) ==
+                        CUDNN_STATUS_SUCCESS &&
+                    cudaStreamSynchronize(ctx->stream) == cudaSuccess;
+        cudaGetLastError();
+        wss[1 + i] = plans[i].ws_bytes;
+        times[1 + i] = -1;
+        if (!runs) continue;
+        /* one timed run first: a plan far slower than the best so far is not timed further */
+        float once = mm_conv_time_runs(ctx, &trial, d, t, p, 1);
+        times[1 + i] = best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, &trial, d, t, p);
+        if (best < 0 || times[1 + i] < best) best = times[1 + i];
+    }
+    int fastest = -1, pick = -1;
+    for (int i = 0; i <= n; i++)
+        if (times[i] >= 0 && (fastest < 0 || times[i] < times[fastest])) fastest = pick = i;
+    if (fastest >= 0 && wss[fastest] > MM_CONV_WS_BIG)
+        for (int i = 0; i <= n; i++)
+            if (times[i] >= 0 && times[i] <= times[fastest] * (1.0f + MM_CONV_WS_SLACK) &&
+                wss[i] < wss[pick])
+                pick = i;
+    if (verbose) {
+        if (times[0] >= 0)
+            fprintf(stderr, "mammo: cudnn graph %s: legacy %-15s %9.3f ms ws %8.1f MiB%s\n", what,
+                    mm_conv_algo_name((mm_conv_dir)e->key.dir, e->algo), (double)times[0],
+                    wss[0] / 1048576.0, pick == 0 ? "  <- taken" : "");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "mammo: cudnn graph %s: engine %-8lld%s%s %9.3f ms ws %8.1f MiB%s\n",
+                    what, (long long)plans[i].engine, plans[i].tensor_core ? " tc" : "   ",
+                    plans[i].rtc ? " rtc" : "    ", (double)times[1 + i], wss[1 + i] / 1048576.0,
+                    pick == 1 + i ? "  <- taken" : times[1 + i] < 0 ? "  (failed to run)" : "");
+    }
+    for (int i = 0; i < n; i++)
+        if (pick != 1 + i) mm_conv_plan_free(&plans[i]);
+    if (pick <= 0) {
+        mm_conv_graph_free(&g);
+        return legacy_ok;
+    }
+    e->use_graph = 1;
+    e->graph = g;
+    e->gplan = plans[pick - 1];
+    e->ws_bytes = wss[pick];
+    e->time_ms = times[pick];
+    return true;
+}
+
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
- * can be had, else Find, else the heuristics), then for 1x1 stride-1 shapes the GEMM when it is
- * faster, measured the same way on the same operands. */
+ * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
+ * then for 1x1 stride-1 shapes the GEMM when it is faster, all measured the same way on the same
+ * operands. */
 static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
                          const mm_conv_dims *d, mm_dtype t)
 {
@@ -491,6 +618,7 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
               : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
                                         : mm_conv_pick_bwd_filter(ctx, e, p, limit);
     cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
+    ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok);
     int mode = mm_conv_gemm_mode();
     bool verbose = mm_conv_verbose();
     char what[160];
@@ -520,6 +648,10 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
             fprintf(stderr, "mammo: conv %s: no algorithm\n", what);
         else if (e->gemm)
             fprintf(stderr, "mammo: conv %s: chose cublas gemm\n", what);
+        else if (e->use_graph)
+            fprintf(stderr, "mammo: conv %s: chose graph engine %lld (%.3f ms, ws %.1f MiB)\n",
+                    what, (long long)e->gplan.engine, (double)e->time_ms,
+                    e->ws_bytes / 1048576.0);
         else
             fprintf(stderr, "mammo: conv %s: chose %s (%.3f ms, ws %.1f MiB)\n", what,
                     mm_conv_algo_name(dir, e->algo), (double)e->time_ms,
@@ -592,6 +724,8 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     if (ws->measure) return;
     if (e->gemm)
         mm_conv_gemm_forward(ctx, y, x, w, t, d);
+    else if (e->use_graph)
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, cws));
     else
         MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w,
                                                e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo, cws,
@@ -616,6 +750,8 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     if (ws->measure) return;
     if (e->gemm)
         mm_conv_gemm_bwd_data(ctx, dx, dy, w, t, d);
+    else if (e->use_graph)
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, dx, w, dy, cws));
     else
         MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
             ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy, e->d.conv,
@@ -642,6 +778,11 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
     if (ws->measure) return;
     if (e->gemm) {
         mm_conv_gemm_bwd_filter(ctx, (float *)outs[0].data, dy, x, t, d);
+    } else if (e->use_graph) {
+        /* the graph accumulates into an fp32 gradient itself (beta 1) and overwrites a staged one */
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, staged ? dw_lo : outs[0].data,
+                                        dy, cws));
+        if (staged) mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
     } else if (!staged) {
         MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
             ctx->cudnn, &mm_one, e->d.x, x, e->d.y, dy, e->d.conv,

@@ -1,0 +1,56 @@
+/* Convolutions through cuDNN's graph (backend) API: the engines cuDNN 9 offers to an operation
+ * graph, which the legacy cudnnConvolution* calls of conv_cudnn.c reach only in part (PyTorch runs
+ * its convolutions this way, through cudnn-frontend). conv_cudnn.c times the plans made here
+ * against its legacy algorithms on the same operands and keeps the fastest.
+ *
+ * A convolution direction is one operation in a graph of its own: x [n,c,h,w], w [k,c,r,s] and
+ * y [n,k,oh,ow] described in cuDNN's logical NCHW order with NHWC strides (the filter OHWI),
+ * unique ids 1, 2, 3 by role (x or dx, w or dw, y or dy), 16-byte aligned. */
+#ifndef MM_CONV_GRAPH_H
+#define MM_CONV_GRAPH_H
+
+#include <cudnn.h>
+#include <stdbool.h>
+
+#include "../../runtime/tensor.h"
+#include "../dims.h"
+
+/* Directions, as conv_cudnn.c numbers them. */
+enum { MM_CONV_GRAPH_FWD = 1, MM_CONV_GRAPH_BWD_DATA = 2, MM_CONV_GRAPH_BWD_FILTER = 3 };
+
+typedef struct mm_conv_graph {
+    cudnnBackendDescriptor_t x, w, y, conv, op, graph;
+} mm_conv_graph;
+
+/* Builds and finalizes the three tensors, the convolution (fp32 compute, cross-correlation) and
+ * the operation of direction dir, with output blending beta (1: the output accumulates, as the
+ * fp32 filter gradient does; 0: it is overwritten); then, given a handle, the operation graph
+ * (without one, for checks on machines without a GPU, g->graph stays NULL). Returns the first
+ * failing status; on failure what was made is destroyed. */
+cudnnStatus_t mm_conv_graph_init(mm_conv_graph *g, cudnnHandle_t h, int dir, const mm_conv_dims *d,
+                                 mm_dtype t, float beta);
+void mm_conv_graph_free(mm_conv_graph *g);
+
+/* An execution plan of a graph, with what the search and the log need. */
+typedef struct mm_conv_plan {
+    cudnnBackendDescriptor_t plan;
+    size_t ws_bytes;
+    int64_t engine;   /* cuDNN's global engine index */
+    bool tensor_core; /* runs on tensor cores (TF32 for fp32 data) */
+    bool rtc;         /* a runtime-compiled engine */
+} mm_conv_plan;
+
+/* Up to max finalized plans for g: the engine configurations of cuDNN's heuristics mode A, best
+ * first, then those of its fallback list. Skipped: configurations that do not finalize, need
+ * more than ws_limit bytes of workspace, down-convert their inputs, or run on tensor cores when
+ * tensor_core is false (fp32 without TF32). Returns how many were written to out. */
+int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, bool tensor_core,
+                        size_t ws_limit, mm_conv_plan *out, int max);
+void mm_conv_plan_free(mm_conv_plan *p);
+
+/* Runs plan p on the handle's stream: x, w, y by role as in the graph (x is dx for the data
+ * gradient, w is dw for the filter gradient, y is dy for both), ws of p->ws_bytes. */
+cudnnStatus_t mm_conv_plan_run(cudnnHandle_t h, const mm_conv_plan *p, const void *x,
+                               const void *w, const void *y, void *ws);
+
+#endif
