@@ -10,7 +10,8 @@
  * bottleneck unit, a VGG block (3x3 conv with bias, batch norm, ReLU, 2x2 max pooling), a VGG16
  * trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense layer and the weighted
  * cross-entropy. On CUDA the session's plan fuses the BN+ReLU and conv-bias+ReLU pairs (fuse.c),
- * so the fused kernels are checked here too.
+ * and the graph is recorded as nets/ record theirs (the ReLU backward folded into the batch-norm
+ * backward, the residual joins done by the batch norm), so the fused kernels are checked too.
  *
  * Comparison: relative L2 error ||got - want|| / ||want|| per tensor, fp32 tight, tf32 and bf16
  * looser (the tensor cores round their inputs). A second step checks that replaying the planned
@@ -110,6 +111,7 @@ static void build(net *m, mm_dtype act)
     memset(m, 0, sizeof *m);
     m->g = mm_graph_new(true);
     m->g->act_dtype = act;
+    m->g->fuse_relu_bwd = true; /* as nets/ build it: the batch norms' backward take the ReLU's */
     int64_t xs[4] = {2, 64, 48, 3}, ls[1] = {2};
     m->x = mm_graph_input(m->g, "image", MM_F32, 4, xs);
     m->labels = mm_graph_input(m->g, "labels", MM_I32, 1, ls);
@@ -210,7 +212,9 @@ MM_TEST(cuda_training_step_matches_cpu)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
-    /* Tolerances (relative L2): loss and probabilities, gradients, statistics and parameters. */
+    /* Tolerances (relative L2): loss and probabilities, gradients, statistics and parameters.
+     * bf16 gradients: PyTorch's own bf16 autocast moves this net's gradients by up to 0.42
+     * against fp32 (bench/torch_bf16_noise.py); mammo's measured 0.36 at most. */
     const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 4e-1};
     const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
     mm_backend *cpu = NULL;
@@ -218,6 +222,7 @@ MM_TEST(cuda_training_step_matches_cpu)
     net cm;
     build(&cm, MM_F32);
     CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
+    CHECK(mm_graph_fuse_residual(cm.g) >= 2); /* the two bottlenecks' joins (and recomputed) */
     CHECK_EQ_INT(mm_graph_status(cm.g), MM_OK);
     mm_session cs;
     CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
@@ -235,6 +240,7 @@ MM_TEST(cuda_training_step_matches_cpu)
         net gm;
         build(&gm, p == MM_PRECISION_BF16 ? MM_BF16 : MM_F32);
         CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+        CHECK(mm_graph_fuse_residual(gm.g) >= 2);
         CHECK_EQ_INT(gm.g->n_values, cm.g->n_values);
         CHECK_EQ_INT(gm.g->n_nodes, cm.g->n_nodes);
         mm_session gs;
