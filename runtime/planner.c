@@ -1,6 +1,7 @@
 /* Memory planner v1: see planner.h. */
 #include "planner.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,28 +167,58 @@ static size_t place_in_order(placed *st, int n, const placed **busy)
     return top;
 }
 
-static void place_offline(mm_plan *plan, const mm_graph *g, const int *share)
+/* Places the storages (with `scratch`, the nodes' scratch too, as storage nv + node, live at its
+ * node only) in the three orders and returns the smallest top. Only when that top is below
+ * `beat` are the offsets written (plan->offset, and plan->node_ws_offset with scratch). */
+static size_t place_offline(mm_plan *plan, const mm_graph *g, const int *share, bool scratch,
+                            size_t beat)
 {
-    int nv = g->n_values, n = 0;
-    placed *st = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *st);
+    int nv = g->n_values, nn = g->n_nodes, n = 0;
+    placed *st = mm_xmalloc((size_t)(nv + nn + 1) * sizeof *st);
     for (int v = 0; v < nv; v++)
         if (plan->storage_end[v] >= 0)
             st[n++] = (placed){v, plan->first_node[v], plan->storage_end[v], 0,
                                align_up(mm_value_bytes(&g->values[v]))};
+    for (int k = 0; scratch && k < nn; k++)
+        if (plan->node_ws_bytes[k] > 0)
+            st[n++] = (placed){nv + k, k, k, 0, align_up(plan->node_ws_bytes[k])};
     const placed **busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
     int (*const orders[3])(const void *, const void *) = {by_size, by_area, by_first_use};
+    size_t best = SIZE_MAX;
     for (int k = 0; k < 3; k++) {
         qsort(st, (size_t)n, sizeof *st, orders[k]);
         size_t top = place_in_order(st, n, busy);
-        if (top >= plan->arena_bytes) continue;
-        plan->arena_bytes = top;
-        for (int i = 0; i < n; i++) plan->offset[st[i].v] = st[i].off;
+        if (top < best) best = top;
+        if (top >= beat) continue;
+        beat = top;
+        for (int i = 0; i < n; i++) {
+            if (st[i].v < nv) plan->offset[st[i].v] = st[i].off;
+            else plan->node_ws_offset[st[i].v - nv] = st[i].off;
+        }
     }
     for (int v = 0; v < nv; v++) /* in-place sharers and views take their root's offset */
         if (plan->region[v] == MM_REGION_ARENA && (share[v] >= 0 || g->values[v].view_of >= 0))
             plan->offset[v] = plan->offset[root_of(g, share, v)];
     free(busy);
     free(st);
+    return best;
+}
+
+/* The arena with every node's scratch placed among the activations (the walk's, or the offline
+ * placement's when smaller), or, when that is not smaller, the activations placed alone and one
+ * scratch region after them that every node shares: never more than activations + the largest
+ * scratch. */
+static void place_arena(mm_plan *plan, const mm_graph *g, const int *share)
+{
+    size_t top = place_offline(plan, g, share, true, plan->arena_bytes);
+    if (top < plan->arena_bytes) plan->arena_bytes = top;
+    if (plan->workspace_bytes == 0) return;
+    size_t acts = place_offline(plan, g, share, false, 0); /* measures only */
+    size_t apart = acts + align_up(plan->workspace_bytes);
+    if (apart >= plan->arena_bytes) return;
+    place_offline(plan, g, share, false, SIZE_MAX);
+    for (int n = 0; n < g->n_nodes; n++) plan->node_ws_offset[n] = acts;
+    plan->arena_bytes = apart;
 }
 
 static int root_of(const mm_graph *g, const int *share, int v)
@@ -208,6 +239,9 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     plan->first_node = mm_xmalloc((size_t)nv * sizeof(int));
     plan->last_node = mm_xmalloc((size_t)nv * sizeof(int));
     plan->storage_end = mm_xmalloc((size_t)nv * sizeof(int));
+    plan->n_nodes = nn;
+    plan->node_ws_bytes = mm_xcalloc((size_t)(nn ? nn : 1), sizeof *plan->node_ws_bytes);
+    plan->node_ws_offset = mm_xcalloc((size_t)(nn ? nn : 1), sizeof *plan->node_ws_offset);
     plan->opt_slots = opt_slots;
     int *share = mm_xmalloc((size_t)nv * sizeof(int)); /* in-place: storage taken from this value */
     for (int v = 0; v < nv; v++) {
@@ -271,6 +305,7 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
         plan->flops_backward += n >= (g->n_forward ? g->n_forward : nn) ? nd->flops : 0;
         if (be && be->workspace_bytes) {
             size_t ws = be->workspace_bytes(be, g, nd);
+            plan->node_ws_bytes[n] = ws;
             if (ws > plan->workspace_bytes) plan->workspace_bytes = ws;
         }
     }
@@ -328,6 +363,15 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
                 plan->offset[v] = plan->offset[r];
             }
         }
+        /* The node's scratch, next to its inputs and outputs, for the node only. */
+        size_t scratch = align_up(plan->node_ws_bytes[n]);
+        if (scratch > 0) {
+            plan->node_ws_offset[n] = arena_alloc(&a, scratch);
+            if (live + scratch > plan->live_peak_bytes) {
+                plan->live_peak_bytes = live + scratch;
+                plan->live_peak_node = n;
+            }
+        }
         /* Release storage roots (arena, not shared into a later value) that die here. */
         for (int o = 0; o < nd->n_out; o++) {
             int v = nd->out[o];
@@ -349,12 +393,14 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
             arena_release(&a, plan->offset[r], align_up(mm_value_bytes(&g->values[r])));
             live -= align_up(mm_value_bytes(&g->values[r]));
         }
+        if (scratch > 0) arena_release(&a, plan->node_ws_offset[n], scratch);
     }
     plan->arena_bytes = a.top;
+    plan->naive_arena_bytes += align_up(plan->workspace_bytes);
     for (int v = 0; v < nv; v++)
         if (plan->region[v] == MM_REGION_ARENA && share[v] < 0 && g->values[v].view_of < 0)
             plan->storage_end[v] = end[v] > plan->first_node[v] ? end[v] : plan->first_node[v];
-    place_offline(plan, g, share);
+    place_arena(plan, g, share);
     for (int n = 0; n <= nn; n++) free(dying[n]);
     free(dying);
     free(n_dying);
@@ -371,6 +417,8 @@ void mm_plan_free(mm_plan *plan)
     free(plan->first_node);
     free(plan->last_node);
     free(plan->storage_end);
+    free(plan->node_ws_bytes);
+    free(plan->node_ws_offset);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -385,7 +433,7 @@ size_t mm_plan_arena_bytes(const mm_graph *g)
 size_t mm_plan_peak_bytes(const mm_plan *p)
 {
     return p->param_bytes + p->grad_bytes + p->opt_bytes + p->state_bytes + p->input_bytes +
-           p->arena_bytes + p->workspace_bytes;
+           p->arena_bytes;
 }
 
 static void line(FILE *f, const char *name, size_t bytes)
@@ -404,7 +452,7 @@ void mm_plan_print(const mm_plan *p, FILE *f)
     line(f, "inputs", p->input_bytes);
     line(f, "activations", p->arena_bytes);
     line(f, "activations_no_reuse", p->naive_arena_bytes);
-    line(f, "workspace", p->workspace_bytes);
+    line(f, "workspace_largest", p->workspace_bytes);
     fprintf(f, "in_place_nodes         %14d\n", p->n_inplace);
     fprintf(f, "peak_bytes=%zu\n", mm_plan_peak_bytes(p));
 }
@@ -436,5 +484,8 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
                 mm_shape_str(shape, sizeof shape, val->ndim, val->shape), p->first_node[ids[i]],
                 mm_op_name(g->nodes[p->first_node[ids[i]]].op), p->storage_end[ids[i]]);
     }
+    if (at < p->n_nodes && p->node_ws_bytes[at] > 0)
+        fprintf(f, "  %9.1f MiB  scratch of node %d (%s)\n", p->node_ws_bytes[at] / 1048576.0, at,
+                mm_op_name(g->nodes[at].op));
     free(ids);
 }

@@ -5,9 +5,12 @@
  * node that reads it (a view extends the life of the value it views); memory is reused once its
  * last reader has run (aligned to 256 bytes). Element-wise ops whose kernel allows it (relu, add,
  * dropout, their backward, scale, batchnorm_apply) run in place when their input dies at that
- * node. Placement: a walk in execution order (best fit over free blocks), then, knowing every
- * lifetime, the storages placed again in three orders (planner.c); the smallest arena is kept. Recomputed activations (graph.h, g->recompute) are ordinary
- * values here: the backward nodes that read them make the forward copies die early.
+ * node. Each node's scratch (the backend's workspace_bytes(): im2col buffers, cuDNN workspaces)
+ * is placed in the same arena, live while its node runs. Placement: a walk in execution order
+ * (best fit over free blocks), then, knowing every lifetime, the storages placed again in three
+ * orders (planner.c); the smallest arena is kept. Recomputed activations (graph.h,
+ * g->recompute) are ordinary values here: the backward nodes that read them make the forward
+ * copies die early.
  *
  * Parameters, gradients and optimizer state each live in one flat buffer with the same layout:
  * trainable (unfrozen) parameters come first, in graph order, so the gradient buffer and every
@@ -56,8 +59,8 @@ typedef struct mm_plan {
     size_t opt_bytes;        /* opt_slots * trainable_bytes */
     size_t state_bytes;      /* BN running statistics */
     size_t input_bytes;
-    size_t arena_bytes;      /* activations (peak of the arena) */
-    size_t workspace_bytes;  /* max over nodes of the backend's scratch */
+    size_t arena_bytes;      /* activations and node scratch (peak of the arena) */
+    size_t workspace_bytes;  /* the largest node scratch (inside the arena, see below) */
     size_t naive_arena_bytes;/* sum of all activations, no reuse: what a naive allocator would need */
     size_t live_peak_bytes;  /* the most arena bytes live at once (arena_bytes less fragmentation) */
     int live_peak_node;      /* the node at which they were live */
@@ -65,6 +68,12 @@ typedef struct mm_plan {
     int n_inplace;           /* nodes run in place */
     int64_t n_params, n_trainable; /* element counts */
     double flops_forward, flops_backward;
+    /* Per node: the backend's scratch (workspace_bytes()) and its offset in the arena. A node's
+     * scratch is placed like an activation that lives during that node only, so a large one
+     * (cuDNN's, im2col's) costs nothing where the arena has room at that point of the step. */
+    int n_nodes;
+    size_t *node_ws_bytes;
+    size_t *node_ws_offset;
 } mm_plan;
 
 /* Plans `g` for backend `be` (for workspace sizes) with `opt_slots` optimizer buffers the size of
@@ -72,8 +81,8 @@ typedef struct mm_plan {
 mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots);
 void mm_plan_free(mm_plan *plan);
 
-/* Total device bytes of one step: parameters + gradients + optimizer + state + inputs + arena +
- * workspace. */
+/* Total device bytes of one step: parameters + gradients + optimizer + state + inputs + arena
+ * (which holds the node scratch). */
 size_t mm_plan_peak_bytes(const mm_plan *plan);
 
 /* The arena bytes of g's step planned without a backend (for the graph passes that compare

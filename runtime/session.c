@@ -45,7 +45,6 @@ mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_sl
     if (st == MM_OK) st = alloc_region(s, &s->state, p->state_bytes, "batch-norm statistics");
     if (st == MM_OK) st = alloc_region(s, &s->inputs, p->input_bytes, "inputs");
     if (st == MM_OK) st = alloc_region(s, &s->arena, p->arena_bytes, "activations");
-    if (st == MM_OK) st = alloc_region(s, &s->ws, p->workspace_bytes, "workspace");
     if (st != MM_OK) {
         mm_session_free(s);
         return st;
@@ -62,8 +61,8 @@ mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_sl
 void mm_session_free(mm_session *s)
 {
     if (!s->be) return;
-    void *bufs[7] = {s->params, s->grads, s->opt, s->state, s->inputs, s->arena, s->ws};
-    for (int i = 0; i < 7; i++)
+    void *bufs[6] = {s->params, s->grads, s->opt, s->state, s->inputs, s->arena};
+    for (int i = 0; i < 6; i++)
         if (bufs[i]) s->be->free(s->be, bufs[i]);
     mm_plan_free(&s->plan);
     free(s->node_seconds);
@@ -158,14 +157,17 @@ static void run_node(mm_session *s, int id)
         if (nd->in[i] >= 0) ins[i] = mm_session_tensor(s, nd->in[i]);
     for (int o = 0; o < nd->n_out; o++)
         if (nd->out[o] >= 0) outs[o] = mm_session_tensor(s, nd->out[o]);
+    /* the node's scratch, in the arena (planner.h) */
+    size_t ws_bytes = s->plan.node_ws_bytes[id];
+    void *ws = ws_bytes ? (char *)s->arena + s->plan.node_ws_offset[id] : NULL;
     if (!s->node_seconds) {
-        s->be->run_node(s->be, g, nd, ins, outs, s->ws, s->plan.workspace_bytes);
+        s->be->run_node(s->be, g, nd, ins, outs, ws, ws_bytes);
         return;
     }
     struct timespec t0, t1;
     s->be->sync(s->be);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    s->be->run_node(s->be, g, nd, ins, outs, s->ws, s->plan.workspace_bytes);
+    s->be->run_node(s->be, g, nd, ins, outs, ws, ws_bytes);
     s->be->sync(s->be);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     s->node_seconds[id] += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);

@@ -22,7 +22,7 @@ typedef struct mm_session {
     mm_graph *g;
     mm_backend *be;
     mm_plan plan;
-    void *params, *grads, *opt, *state, *inputs, *arena, *ws;
+    void *params, *grads, *opt, *state, *inputs, *arena; /* arena: activations, node scratch */
     int64_t step; /* completed steps; dropout seeds and optimizer bias correction use it */
     double *node_seconds; /* profiling (mm_session_profile): time per node, summed over runs */
 } mm_session;

@@ -188,6 +188,7 @@ float *hn_run(hn_net net, int h, int w, const hn_options *o, hn_built *r, int64_
     r->g = b.g;
     r->loss = loss;
     r->probs = mm_graph_xent_probs(b.g, loss);
+    r->act_arena = mm_plan_arena_bytes(b.g);
     count_nodes(r);
     mm_backend *be;
     mm_backend_cpu_create(&be);

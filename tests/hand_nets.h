@@ -46,6 +46,9 @@ typedef struct {
 typedef struct {
     mm_graph *g;
     mm_plan plan; /* a copy of the session's numbers */
+    /* the activations' arena alone (mm_plan_arena_bytes: without the nodes' scratch), what the
+     * graph passes shrink */
+    size_t act_arena;
     int loss, probs;
     int n_apply;   /* batchnorm_apply nodes */
     int n_conv;    /* convolutions recomputed in the backward pass */

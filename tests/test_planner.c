@@ -1,6 +1,7 @@
 /* Memory planner and graph construction, on the meta backend (shapes only):
  *  - on random graphs with backward passes, no two simultaneously live tensors overlap in the
- *    arena (except an in-place output over the input that dies at its node);
+ *    arena (except an in-place output over the input that dies at its node), nor a node's
+ *    scratch any tensor live at that node;
  *  - the peak never exceeds the naive sum, and reuse really happens;
  *  - the flat parameter/gradient layout puts trainable parameters first;
  *  - shape errors are reported, not crashed on. */
@@ -15,7 +16,8 @@
 static bool inplace_op(mm_op op)
 {
     return op == MM_OP_RELU || op == MM_OP_ADD || op == MM_OP_DROPOUT || op == MM_OP_RELU_BWD ||
-           op == MM_OP_DROPOUT_BWD || op == MM_OP_BATCHNORM_BWD || op == MM_OP_BN_APPLY;
+           op == MM_OP_DROPOUT_BWD || op == MM_OP_BATCHNORM_BWD || op == MM_OP_BN_APPLY ||
+           op == MM_OP_BATCHNORM; /* a residual join over its residual */
 }
 
 static bool is_input_of(const mm_node *nd, int v)
@@ -47,6 +49,18 @@ static int count_overlaps(const mm_graph *g, const mm_plan *p)
                 is_input_of(nd, first) && p->offset[first] == p->offset[second])
                 continue;
             bad++;
+        }
+    }
+    /* a node's scratch against every value live at that node */
+    for (int n = 0; n < p->n_nodes; n++) {
+        if (p->node_ws_bytes[n] == 0) continue;
+        size_t w0 = p->node_ws_offset[n], w1 = w0 + p->node_ws_bytes[n];
+        bad += w1 > p->arena_bytes;
+        for (int v = 0; v < g->n_values; v++) {
+            if (p->region[v] != MM_REGION_ARENA || g->values[v].view_of >= 0) continue;
+            if (p->first_node[v] > n || p->last_node[v] < n) continue;
+            size_t v0 = p->offset[v], v1 = v0 + mm_value_bytes(&g->values[v]);
+            bad += !(w1 <= v0 || v1 <= w0);
         }
     }
     return bad;
@@ -107,6 +121,7 @@ static mm_graph *random_graph(uint64_t seed, bool recompute, int *n_units_out)
         if (g->values[v].kind == MM_VALUE_PARAM && mm_philox_u32(seed, 1000 + (uint64_t)v) % 5 == 0)
             mm_graph_set_frozen(g, v, true);
     mm_graph_backward(g, loss);
+    if (seed % 4 == 1) mm_graph_fuse_residual(g); /* joins in place over their residual */
     *n_units_out = units;
     return g;
 }
@@ -115,7 +130,7 @@ MM_TEST(random_graphs_never_overlap_live_tensors)
 {
     mm_backend *be;
     CHECK(mm_backend_meta_create(&be) == MM_OK);
-    int reused = 0, inplace = 0, recomputed = 0;
+    int reused = 0, inplace = 0, recomputed = 0, scratch = 0;
     for (uint64_t seed = 1; seed <= 120; seed++) {
         int units;
         /* odd seeds recompute cheap activations in the backward pass (the default) */
@@ -134,6 +149,7 @@ MM_TEST(random_graphs_never_overlap_live_tensors)
         CHECK(p.arena_bytes <= p.naive_arena_bytes);
         reused += p.arena_bytes < p.naive_arena_bytes;
         inplace += p.n_inplace > 0;
+        scratch += p.workspace_bytes > 0;
         /* gradients and optimizer state cover exactly the trainable prefix */
         CHECK_EQ_INT(p.grad_bytes, p.trainable_bytes);
         CHECK_EQ_INT(p.opt_bytes, 2 * p.trainable_bytes);
@@ -153,6 +169,7 @@ MM_TEST(random_graphs_never_overlap_live_tensors)
     CHECK_EQ_INT(reused, 120);
     CHECK(inplace > 100);
     CHECK(recomputed > 30);
+    CHECK_EQ_INT(scratch, 120); /* the meta backend asks for convolution scratch */
     mm_backend_destroy(be);
 }
 
@@ -172,11 +189,13 @@ MM_TEST(chain_reuses_memory_and_runs_relu_in_place)
     mm_backend_meta_create(&be);
     mm_plan p;
     CHECK(mm_plan_make(&p, g, be, 0) == MM_OK);
-    size_t one = 32 * 32 * 16 * 4;
-    CHECK_EQ_INT(p.naive_arena_bytes, 40 * one);
+    size_t one = 32 * 32 * 16 * 4, im2col = 9 * one; /* a 3x3 convolution's scratch */
+    CHECK_EQ_INT(p.workspace_bytes, im2col);
+    CHECK_EQ_INT(p.naive_arena_bytes, 40 * one + im2col);
     CHECK_EQ_INT(p.n_inplace, 20);
-    /* at any moment: the conv input and output (ping-pong); the kept output stays */
-    CHECK(p.arena_bytes <= 3 * one);
+    /* at any moment: the conv input and output (ping-pong) and, during a convolution, its
+     * scratch; the kept output stays */
+    CHECK(p.arena_bytes <= 3 * one + im2col);
     CHECK_EQ_INT(count_overlaps(g, &p), 0);
     mm_plan_free(&p);
     mm_graph_free(g);
