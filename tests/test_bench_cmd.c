@@ -57,6 +57,7 @@ MM_TEST(bench_prints_one_line_with_every_field)
         /* the scratch of the largest node (im2col buffers on the cpu), part of the peak */
         double ws = field(line, "workspace_bytes");
         CHECK(ws > 0 && ws < planned);
+        CHECK(field(line, "setup_s") >= 0); /* building and planning */
     }
     free(out);
 }

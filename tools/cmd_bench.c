@@ -116,11 +116,13 @@ int mm_cmd_bench(int argc, char **argv)
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
     if (recompute_conv >= 0) cfg.recompute_conv_macs = recompute_conv;
+    double setup0 = now_s(); /* building and planning the step, cuDNN's searches included */
     if (mm_model_build(&m, &cfg) != MM_OK) {
         mm_backend_destroy(be);
         return mm_cli_error();
     }
     mm_status st = mm_session_init(&s, m.g, be, 2);
+    double setup_s = now_s() - setup0;
     if (st == MM_OK) {
         mm_model_init(&m, &s, 42);
         st = write_random_batch(&s, &m);
@@ -172,13 +174,13 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
-           "recompute=%d recompute_conv=%lld workspace_bytes=%zu\n",
+           "recompute=%d recompute_conv=%lld workspace_bytes=%zu setup_s=%.2f\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           s.plan.workspace_bytes);
+           s.plan.workspace_bytes, setup_s);
     if (profile > 0) {
         mm_session_profile(&s);
         for (int64_t i = 0; i < profile; i++) mm_session_run(&s);

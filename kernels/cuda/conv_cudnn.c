@@ -518,7 +518,7 @@ static int mm_conv_graph_mode(void)
     return -1;
 }
 
-#define MM_CONV_GRAPH_PLANS 8
+#define MM_CONV_GRAPH_PLANS 6
 
 /* Times the graph API's plans for entry e on the probe against e's legacy choice (legacy_ok:
  * there is one; it is timed with the same timer) and keeps the fastest of all, with the same
@@ -543,9 +543,12 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
         return legacy_ok;
     }
     mm_conv_plan plans[MM_CONV_GRAPH_PLANS];
-    size_t fit = limit < p->ws_bytes ? limit : p->ws_bytes;
-    int n = mm_conv_graph_plans(ctx->cudnn, &g, ctx->precision != MM_PRECISION_FP32, fit, plans,
-                                MM_CONV_GRAPH_PLANS);
+    /* runtime-compiled engines compile kernels for every plan, seconds per shape: only with
+     * MM_CUDNN_RTC=1 */
+    const char *rtc = getenv("MM_CUDNN_RTC");
+    mm_conv_graph_want want = {ctx->precision != MM_PRECISION_FP32, rtc && strcmp(rtc, "1") == 0,
+                               limit < p->ws_bytes ? limit : p->ws_bytes};
+    int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
     /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate */
     float times[1 + MM_CONV_GRAPH_PLANS];
     size_t wss[1 + MM_CONV_GRAPH_PLANS];

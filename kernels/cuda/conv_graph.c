@@ -199,11 +199,12 @@ done:
 }
 
 /* A plan of configuration cfg when it is usable (see mm_conv_graph_plans). */
-static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, bool tensor_core,
-                       size_t ws_limit, mm_conv_plan *p)
+static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, const mm_conv_graph_want *w,
+                       mm_conv_plan *p)
 {
     memset(p, 0, sizeof *p);
-    if (!mm_engine_notes(cfg, p) || (p->tensor_core && !tensor_core)) return false;
+    if (!mm_engine_notes(cfg, p) || (p->tensor_core && !w->tensor_core) || (p->rtc && !w->rtc))
+        return false;
     cudnnStatus_t s;
     int64_t ws = 0, got = 0;
     MM_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &p->plan));
@@ -213,7 +214,7 @@ static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, bool tenso
     MM_TRY(cudnnBackendFinalize(p->plan));
     MM_TRY(cudnnBackendGetAttribute(p->plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                     CUDNN_TYPE_INT64, 1, &got, &ws));
-    if (ws < 0 || (size_t)ws > ws_limit) goto fail;
+    if (ws < 0 || (size_t)ws > w->ws_limit) goto fail;
     p->ws_bytes = (size_t)ws;
     return true;
 fail:
@@ -224,7 +225,7 @@ fail:
 
 /* Appends the usable plans of heuristics mode `mode` to out[*n..max). */
 static void mm_plans_of_mode(cudnnHandle_t h, const mm_conv_graph *g, cudnnBackendHeurMode_t mode,
-                             bool tensor_core, size_t ws_limit, mm_conv_plan *out, int *n, int max)
+                             const mm_conv_graph_want *w, mm_conv_plan *out, int *n, int max)
 {
     enum { CFG_MAX = 32 };
     cudnnBackendDescriptor_t heur = NULL, cfgs[CFG_MAX];
@@ -247,19 +248,19 @@ static void mm_plans_of_mode(cudnnHandle_t h, const mm_conv_graph *g, cudnnBacke
                                  cfgs) != CUDNN_STATUS_SUCCESS)
         count = 0;
     for (int64_t i = 0; i < count && i < made && *n < max; i++)
-        if (mm_plan_of(h, cfgs[i], tensor_core, ws_limit, &out[*n])) (*n)++;
+        if (mm_plan_of(h, cfgs[i], w, &out[*n])) (*n)++;
 done:
     for (int i = 0; i < made; i++) cudnnBackendDestroyDescriptor(cfgs[i]);
     cudnnBackendDestroyDescriptor(heur);
 }
 
-int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, bool tensor_core,
-                        size_t ws_limit, mm_conv_plan *out, int max)
+int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, const mm_conv_graph_want *w,
+                        mm_conv_plan *out, int max)
 {
     int n = 0;
     if (!h || !g->graph || max <= 0) return 0;
-    mm_plans_of_mode(h, g, CUDNN_HEUR_MODE_A, tensor_core, ws_limit, out, &n, max);
-    mm_plans_of_mode(h, g, CUDNN_HEUR_MODE_FALLBACK, tensor_core, ws_limit, out, &n, max);
+    mm_plans_of_mode(h, g, CUDNN_HEUR_MODE_A, w, out, &n, max);
+    mm_plans_of_mode(h, g, CUDNN_HEUR_MODE_FALLBACK, w, out, &n, max);
     return n;
 }
 

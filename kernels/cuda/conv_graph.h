@@ -40,12 +40,19 @@ typedef struct mm_conv_plan {
     bool rtc;         /* a runtime-compiled engine */
 } mm_conv_plan;
 
+/* Which engines a search may take. */
+typedef struct mm_conv_graph_want {
+    bool tensor_core; /* false: fp32 without TF32 */
+    bool rtc;         /* runtime-compiled engines (each plan compiles kernels when finalized) */
+    size_t ws_limit;  /* the most workspace a plan may need */
+} mm_conv_graph_want;
+
 /* Up to max finalized plans for g: the engine configurations of cuDNN's heuristics mode A, best
  * first, then those of its fallback list. Skipped: configurations that do not finalize, need
- * more than ws_limit bytes of workspace, down-convert their inputs, or run on tensor cores when
- * tensor_core is false (fp32 without TF32). Returns how many were written to out. */
-int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, bool tensor_core,
-                        size_t ws_limit, mm_conv_plan *out, int max);
+ * more workspace than w->ws_limit, down-convert their inputs, or use what w does not allow.
+ * Returns how many were written to out. */
+int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, const mm_conv_graph_want *w,
+                        mm_conv_plan *out, int max);
 void mm_conv_plan_free(mm_conv_plan *p);
 
 /* Runs plan p on the handle's stream: x, w, y by role as in the graph (x is dx for the data
