@@ -1,0 +1,60 @@
+#!/bin/sh
+# The GPU work of a session on a lent machine, in stages that each fit one call of the device tool
+# (10 minutes): logs and results go to $OUT (or /tmp/gpu-out), which the tool brings back.
+#
+#   sh bench/gpu_session.sh build     configure and build (carry .devdeps: bench/device_setup.sh)
+#   sh bench/gpu_session.sh tests     the GPU tests, one log each, and a summary line per test
+#   sh bench/gpu_session.sh search    cuDNN's choices per shape for ResNet50 and VGG16 (tf32),
+#                                     with MM_CUDNN_VERBOSE=1: legacy algorithms, graph plans, GEMMs
+#   sh bench/gpu_session.sh compare   bench/gpu_compare.sh (mammo and PyTorch side by side)
+#
+# Stages run in the order given: `sh bench/gpu_session.sh build tests`.
+set -u
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.." || exit 1
+. bench/device_setup.sh
+
+resnet_top="[512-512-1024]x2,[512-512-1024]x2"
+status=0
+for stage in "$@"; do
+    case $stage in
+    build)
+        cmake -S . -B build -DMM_DICOM=OFF >"$out/cmake.log" 2>&1 &&
+            cmake --build build -j16 >"$out/build.log" 2>&1
+        rc=$?
+        tail -n 5 "$out/build.log"
+        [ $rc -eq 0 ] || status=1
+        ;;
+    tests)
+        for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_recompute \
+            test_fuse_residual test_cuda_fuse test_cudnn_desc test_bench_cmd; do
+            (cd build && MM_TEST_TMP=/tmp/mm-test timeout 240 "./$t") >"$out/$t.log" 2>&1
+            echo "$t: $(tail -n 1 "$out/$t.log")"
+            grep -q ' 0 failed' "$out/$t.log" || status=1
+        done
+        ;;
+    search)
+        for p in tf32 fp32; do
+            MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net resnet50 --top "$resnet_top" \
+                --input 1152x896 --batch 2 --device cuda --precision $p --steps 3 \
+                >"$out/search-resnet50-$p.txt" 2>&1
+            tail -n 1 "$out/search-resnet50-$p.txt"
+        done
+        MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net vgg16 --top 512x1,512x1 \
+            --input 1152x896 --batch 2 --device cuda --precision fp32 --steps 3 \
+            >"$out/search-vgg16-fp32.txt" 2>&1
+        tail -n 1 "$out/search-vgg16-fp32.txt"
+        ;;
+    compare)
+        WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
+        cp bench/results/*.txt "$out/" 2>/dev/null
+        ;;
+    *)
+        echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare)" >&2
+        exit 1
+        ;;
+    esac
+done
+exit $status
