@@ -219,3 +219,41 @@ int64_t hn_bitwise_diff(const float *a, const float *b, int64_t n)
     for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
     return d;
 }
+
+float *hn_run_model(const mm_model_config *c, mm_backend *be, hn_built *r, int64_t *n_res)
+{
+    memset(r, 0, sizeof *r);
+    *n_res = 0;
+    mm_model m;
+    if (mm_model_build(&m, c) != MM_OK) {
+        CHECK_MSG(false, "%s", mm_last_error());
+        return NULL;
+    }
+    r->g = m.g;
+    r->act_arena = mm_plan_arena_bytes(m.g);
+    count_nodes(r);
+    r->g = NULL;
+    mm_backend *own = NULL;
+    if (!be) mm_backend_cpu_create(&be), own = be;
+    mm_session s;
+    float *res = NULL;
+    if (mm_session_init(&s, m.g, be, 2) == MM_OK) {
+        mm_model_init(&m, &s, 5);
+        hn_write_inputs(&s, m.g);
+        mm_session_run(&s);
+        if (c->training) {
+            res = hn_results(&s, m.g, m.loss, m.probs, n_res);
+        } else {
+            const mm_value *pv = mm_graph_value(m.g, m.probs);
+            *n_res = mm_shape_numel(pv->ndim, pv->shape);
+            res = malloc((size_t)*n_res * sizeof *res);
+            mm_session_read(&s, m.probs, res, (size_t)*n_res * sizeof *res);
+        }
+        mm_session_free(&s);
+    } else {
+        CHECK_MSG(false, "session: %s", mm_last_error());
+    }
+    mm_model_free(&m);
+    if (own) mm_backend_destroy(own);
+    return res;
+}

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "runtime/backend.h"
 #include "runtime/graph.h"
 #include "runtime/planner.h"
 #include "runtime/session.h"
@@ -60,6 +61,13 @@ typedef struct {
 /* Builds `net` on a [2,h,w,3] input and runs one CPU step; returns its results (hn_results). */
 float *hn_run(hn_net net, int h, int w, const hn_options *o, hn_built *r, int64_t *n_res);
 void hn_free(hn_built *r);
+
+struct mm_model_config;
+/* One step of a model of nets/ built from c, on be (NULL: a cpu backend), with the model's own
+ * initialisation and hn_write_inputs' batch: returns hn_results for a training model, the
+ * probabilities for an evaluation one (NULL when the model cannot be built). r gets the node
+ * counts and act_arena; its graph and plan are freed (r->g is NULL). */
+float *hn_run_model(const struct mm_model_config *c, mm_backend *be, hn_built *r, int64_t *n_res);
 
 /* Deterministic inputs: labels (i32), per-sample weights, images. */
 void hn_write_inputs(mm_session *s, const mm_graph *g);

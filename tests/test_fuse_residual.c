@@ -138,35 +138,9 @@ static float *run_model(bool training, bool fuse, int *joins, int64_t *n_res)
     c.width_div = 16;
     c.training = training;
     c.fuse_residual = fuse;
-    mm_model m;
-    *n_res = 0;
-    if (mm_model_build(&m, &c) != MM_OK) {
-        CHECK_MSG(false, "%s", mm_last_error());
-        return NULL;
-    }
-    *joins = 0;
-    for (int n = 0; n < m.g->n_nodes; n++) {
-        const mm_node *nd = &m.g->nodes[n];
-        *joins += (nd->op == MM_OP_BATCHNORM || nd->op == MM_OP_BN_APPLY) && nd->p.bn.add;
-    }
-    mm_backend *be;
-    mm_backend_cpu_create(&be);
-    mm_session s;
-    CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
-    mm_model_init(&m, &s, 5);
-    hn_write_inputs(&s, m.g);
-    mm_session_run(&s);
-    float *res;
-    if (training) {
-        res = hn_results(&s, m.g, m.loss, m.probs, n_res);
-    } else {
-        *n_res = 2 * 2;
-        res = malloc(4 * sizeof *res);
-        mm_session_read(&s, m.probs, res, 4 * sizeof *res);
-    }
-    mm_session_free(&s);
-    mm_model_free(&m);
-    mm_backend_destroy(be);
+    hn_built r;
+    float *res = hn_run_model(&c, NULL, &r, n_res);
+    *joins = r.n_joins;
     return res;
 }
 

@@ -121,21 +121,29 @@ static const conv_cfg gemm_cfgs[] = {
     {2, 3, 11, 5, 3, 1, 1, 0, 1},
 };
 
+/* The three directions of each shape with environment variable env set to "1" (read when a
+ * shape is first planned). */
+static void forced_cases(const conv_cfg *cfgs, size_t n, const char *env, const char *label,
+                         uint64_t seed)
+{
+    setenv(env, "1", 1);
+    for (size_t i = 0; i < n; i++) {
+        mm_conv_dims d = conv_dims(&cfgs[i]);
+        char name[64];
+        snprintf(name, sizeof name, "%s conv fwd cfg %zu", label, i);
+        conv_forward_case(&d, cfgs[i].bias, seed + i, name);
+        snprintf(name, sizeof name, "%s conv bwd data cfg %zu", label, i);
+        conv_bwd_data_case(&d, seed + 20 + i, name);
+        snprintf(name, sizeof name, "%s conv bwd filter cfg %zu", label, i);
+        conv_bwd_filter_case(&d, seed + 40 + i, name);
+    }
+    unsetenv(env);
+}
+
 MM_TEST(cuda_conv2d_1x1_gemm)
 {
     REQUIRE_GPU();
-    setenv("MM_CONV_GEMM", "1", 1);
-    for (size_t i = 0; i < sizeof gemm_cfgs / sizeof gemm_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&gemm_cfgs[i]);
-        char name[64];
-        snprintf(name, sizeof name, "gemm conv fwd cfg %zu", i);
-        conv_forward_case(&d, gemm_cfgs[i].bias, 500 + i, name);
-        snprintf(name, sizeof name, "gemm conv bwd data cfg %zu", i);
-        conv_bwd_data_case(&d, 520 + i, name);
-        snprintf(name, sizeof name, "gemm conv bwd filter cfg %zu", i);
-        conv_bwd_filter_case(&d, 540 + i, name);
-    }
-    unsetenv("MM_CONV_GEMM");
+    forced_cases(gemm_cfgs, sizeof gemm_cfgs / sizeof gemm_cfgs[0], "MM_CONV_GEMM", "gemm", 500);
 }
 
 /* Convolutions forced onto the plans of cuDNN's graph API (conv_graph.c) with MM_CUDNN_GRAPH=1,
@@ -152,18 +160,8 @@ static const conv_cfg graph_cfgs[] = {
 MM_TEST(cuda_conv2d_graph_api)
 {
     REQUIRE_GPU();
-    setenv("MM_CUDNN_GRAPH", "1", 1);
-    for (size_t i = 0; i < sizeof graph_cfgs / sizeof graph_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&graph_cfgs[i]);
-        char name[64];
-        snprintf(name, sizeof name, "graph conv fwd cfg %zu", i);
-        conv_forward_case(&d, graph_cfgs[i].bias, 560 + i, name);
-        snprintf(name, sizeof name, "graph conv bwd data cfg %zu", i);
-        conv_bwd_data_case(&d, 580 + i, name);
-        snprintf(name, sizeof name, "graph conv bwd filter cfg %zu", i);
-        conv_bwd_filter_case(&d, 600 + i, name);
-    }
-    unsetenv("MM_CUDNN_GRAPH");
+    forced_cases(graph_cfgs, sizeof graph_cfgs / sizeof graph_cfgs[0], "MM_CUDNN_GRAPH", "graph",
+                 560);
 #ifdef MM_HAVE_CUDA
     /* the graph's plans really ran: every precision chose some */
     for (int pi = 0; pi < 3; pi++) {
@@ -231,6 +229,16 @@ static void bn_join(tcase *tc, const bn_cfg *b, int join)
 
 static const char *join_name(int join) { return join == 2 ? "+add+relu" : join ? "+add" : ""; }
 
+/* x, gamma, beta and the running statistics of a forward batch norm. */
+static void bn_forward_inputs(tcase *tc, const bn_cfg *b)
+{
+    tc_in(tc, act_in(tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+    tc_in(tc, f32_in(tc, 0.5f, 1.5f, SHAPE(b->c)));
+    tc_in(tc, f32_in(tc, -0.5f, 0.5f, SHAPE(b->c)));
+    tc_in(tc, tc_value(tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
+    tc_in(tc, tc_value(tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
+}
+
 MM_TEST(cuda_batchnorm_forward_train)
 {
     REQUIRE_GPU();
@@ -240,12 +248,7 @@ MM_TEST(cuda_batchnorm_forward_train)
             tcase tc;
             tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 500 + 3 * i + (uint64_t)join);
             bn_params(&tc, b, true);
-            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-            tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
-            tc_in(&tc,
-                  tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
+            bn_forward_inputs(&tc, b);
             bn_join(&tc, b, join);
             tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
             tc_out(&tc, f32_out(&tc, SHAPE(b->c)));
@@ -265,12 +268,7 @@ MM_TEST(cuda_batchnorm_forward_eval)
             tcase tc;
             tc_init(&tc, MM_OP_BATCHNORM, TOL_REDUCE, 600 + 3 * i + (uint64_t)join);
             bn_params(&tc, b, false);
-            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-            tc_in(&tc, tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, -1, 1, SHAPE(b->c)));
-            tc_in(&tc,
-                  tc_value(&tc, MM_VALUE_STATE, MM_F32, false, INIT_RAND, 0.5f, 2, SHAPE(b->c)));
+            bn_forward_inputs(&tc, b);
             tc.alias_out[0] = 0;
             bn_join(&tc, b, join);
             tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));

@@ -246,26 +246,10 @@ static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool reco
     c.training = true;
     c.no_recompute = !recompute;
     c.recompute_conv_macs = conv_macs;
-    mm_model m;
-    *n_res = 0;
-    if (mm_model_build(&m, &c) != MM_OK) {
-        CHECK_MSG(false, "%s", mm_last_error());
-        return NULL;
-    }
-    *n_apply = 0;
-    for (int n = m.g->n_forward; n < m.g->n_nodes; n++) *n_apply += m.g->nodes[n].op == MM_OP_BN_APPLY;
-    mm_backend *be;
-    mm_backend_cpu_create(&be);
-    mm_session s;
-    CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
-    *arena = mm_plan_arena_bytes(m.g); /* activations, without the nodes' scratch */
-    mm_model_init(&m, &s, 5);
-    hn_write_inputs(&s, m.g);
-    mm_session_run(&s);
-    float *res = hn_results(&s, m.g, m.loss, m.probs, n_res);
-    mm_session_free(&s);
-    mm_model_free(&m);
-    mm_backend_destroy(be);
+    built r;
+    float *res = hn_run_model(&c, NULL, &r, n_res);
+    *arena = r.act_arena;
+    *n_apply = r.n_apply;
     return res;
 }
 
@@ -385,18 +369,10 @@ MM_TEST(cuda_step_same_with_recompute)
             c.no_recompute = rc == 1;
             c.recompute_conv_macs = rc == 0 ? MM_RECOMPUTE_CONV_MACS_CUDA : 0;
             c.act_dtype = precs[pi] == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-            mm_model m;
-            CHECK(mm_model_build(&m, &c) == MM_OK);
             mm_backend *be;
             CHECK_MSG(mm_backend_cuda_create_ex(&be, precs[pi], 0) == MM_OK, "%s", mm_last_error());
-            mm_session s;
-            CHECK(mm_session_init(&s, m.g, be, 2) == MM_OK);
-            mm_model_init(&m, &s, 5);
-            hn_write_inputs(&s, m.g);
-            mm_session_run(&s);
-            res[rc] = hn_results(&s, m.g, m.loss, m.probs, &n[rc]);
-            mm_session_free(&s);
-            mm_model_free(&m);
+            built r;
+            res[rc] = hn_run_model(&c, be, &r, &n[rc]);
             mm_backend_destroy(be);
         }
         CHECK_EQ_INT(n[0], n[1]);

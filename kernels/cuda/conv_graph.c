@@ -76,46 +76,45 @@ fail:
     return s;
 }
 
+/* The operation descriptor of each direction and its attributes, by role. */
+typedef struct mm_op_attrs {
+    cudnnBackendDescriptorType_t type;
+    cudnnBackendAttributeName_t x, w, y, conv, alpha, beta;
+} mm_op_attrs;
+
+static const mm_op_attrs mm_ops[3] = {
+    {CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA},
+    {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA},
+    {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA,
+     CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA},
+};
+
 /* The operation of direction dir over g's tensors and convolution. */
 static cudnnStatus_t mm_operation(mm_conv_graph *g, int dir, float beta)
 {
     cudnnStatus_t s;
     float alpha = 1.0f;
     cudnnBackendDescriptor_t op = NULL;
-    if (dir == MM_CONV_GRAPH_FWD) {
-        MM_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
-                                            &op));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, g->x));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, g->w));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, g->y));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, g->conv));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA,
-                                        CUDNN_TYPE_FLOAT, 1, &alpha));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA,
-                                        CUDNN_TYPE_FLOAT, 1, &beta));
-    } else if (dir == MM_CONV_GRAPH_BWD_DATA) {
-        MM_TRY(cudnnBackendCreateDescriptor(
-            CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR, &op));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, g->x));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, g->w));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, g->y));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, g->conv));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA,
-                                        CUDNN_TYPE_FLOAT, 1, &alpha));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA,
-                                        CUDNN_TYPE_FLOAT, 1, &beta));
-    } else {
-        MM_TRY(cudnnBackendCreateDescriptor(
-            CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR, &op));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, g->x));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, g->w));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, g->y));
-        MM_TRY(mm_set_desc(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, g->conv));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA,
-                                        CUDNN_TYPE_FLOAT, 1, &alpha));
-        MM_TRY(cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA,
-                                        CUDNN_TYPE_FLOAT, 1, &beta));
-    }
+    if (dir < MM_CONV_GRAPH_FWD || dir > MM_CONV_GRAPH_BWD_FILTER) return CUDNN_STATUS_BAD_PARAM;
+    const mm_op_attrs *a = &mm_ops[dir - MM_CONV_GRAPH_FWD];
+    MM_TRY(cudnnBackendCreateDescriptor(a->type, &op));
+    MM_TRY(mm_set_desc(op, a->x, g->x));
+    MM_TRY(mm_set_desc(op, a->w, g->w));
+    MM_TRY(mm_set_desc(op, a->y, g->y));
+    MM_TRY(mm_set_desc(op, a->conv, g->conv));
+    MM_TRY(cudnnBackendSetAttribute(op, a->alpha, CUDNN_TYPE_FLOAT, 1, &alpha));
+    MM_TRY(cudnnBackendSetAttribute(op, a->beta, CUDNN_TYPE_FLOAT, 1, &beta));
     MM_TRY(cudnnBackendFinalize(op));
     g->op = op;
     return CUDNN_STATUS_SUCCESS;
