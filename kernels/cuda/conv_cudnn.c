@@ -528,7 +528,9 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
                               mm_dtype t, const mm_conv_probe *p, size_t limit, bool legacy_ok)
 {
     int mode = mm_conv_graph_mode();
-    if (mode == 0 || !p) return legacy_ok;
+    /* the legacy choice must run on the probe to be compared (cuDNN's heuristic pick, taken when
+     * the timed search failed, may want more workspace than the probe has) */
+    if (mode == 0 || !p || (legacy_ok && mode != 1 && e->ws_bytes > p->ws_bytes)) return legacy_ok;
     bool verbose = mm_conv_verbose();
     char what[160];
     mm_conv_describe(what, sizeof what, &e->key);
@@ -629,7 +631,7 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
     if (mm_conv_gemm_applies(d) && mode != 0) {
         float t_cudnn = -1, t_gemm = -1;
         bool use = mode == 1 || !ok;
-        if (!use && have_probe) {
+        if (!use && have_probe && e->ws_bytes <= probe.ws_bytes) {
             t_cudnn = mm_conv_time(ctx, e, d, t, p);
             e->gemm = 1;
             t_gemm = mm_conv_time(ctx, e, d, t, p);
