@@ -50,6 +50,7 @@ mm_model_config mm_model_config_default(mm_model_kind kind, mm_trunk trunk)
     c.dropout_seed = 0x6d616d6d6fULL;
     c.fuse_relu_bwd = true;
     c.fuse_residual = true;
+    c.fuse_bias_grad = true;
     return c;
 }
 
@@ -236,6 +237,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
         }
     }
     if (cfg->fuse_residual) mm_graph_fuse_residual(m->g);
+    if (cfg->fuse_bias_grad) mm_graph_fuse_bias_grad(m->g);
     /* Make the info table cover every value, so lookups by id never go out of range. */
     if (m->g->n_values > 0) mm_layer_info(m, m->g->n_values - 1);
     return MM_OK;

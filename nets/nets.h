@@ -183,6 +183,9 @@ typedef struct mm_model_config {
     /* Finish each residual join (add, ReLU) inside the batch norm before it
      * (mm_graph_fuse_residual; on by default; bitwise the same step). */
     bool fuse_residual;
+    /* Take each convolution's bias gradient in the ReLU backward that writes its dy
+     * (mm_graph_fuse_bias_grad; on by default; bitwise the same step). */
+    bool fuse_bias_grad;
 } mm_model_config;
 
 /* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions

@@ -103,6 +103,9 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
                                       p->elementwise.n);
         else
             mm_cpu_relu_backward(F(out[0]), CF(in[0]), CF(in[1]), p->elementwise.n);
+        if (p->elementwise.colsum_c > 0 && nd->n_out > 1 && out[1].data) /* a bias gradient */
+            mm_cpu_bias_grad_add(F(out[1]), CF(out[0]), p->elementwise.n / p->elementwise.colsum_c,
+                                 p->elementwise.colsum_c);
         break;
     case MM_OP_RELU_MASK:
         mm_cpu_relu_mask((uint8_t *)out[0].data, CF(in[0]), p->elementwise.n);

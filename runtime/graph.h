@@ -37,7 +37,10 @@ typedef enum mm_op {
                                   residual join) recomputed from its saved statistics, bitwise
                                   what the forward wrote (recompute.c, fuse_residual.c) */
     MM_OP_RELU,                /* in: x                  out: y */
-    MM_OP_RELU_BWD,            /* in: dy, y (or its bits: p.elementwise.bits)   out: dx */
+    MM_OP_RELU_BWD,            /* in: dy, y (or its bits: p.elementwise.bits)   out: dx[, db]
+                                  db (+=, with p.elementwise.colsum_c = c): the column sums of
+                                  dx as [n/c, c], the bias gradient of the convolution before the
+                                  ReLU folded in (fuse_bias_grad.c) */
     MM_OP_RELU_MASK,           /* in: y                  out: bits (u8 [ceil(n/8)]): bit i%8 of
                                   byte i/8 is y[i] > 0; what a ReLU backward needs of y, at 1/32
                                   of its size (relu_mask.c) */
@@ -109,7 +112,7 @@ typedef union mm_op_params {
     struct { int n, c; float dloss; } xent;
     struct { int n, h, w, c, axis; } flip;
     struct { int n; int64_t hw; int c; } gap;
-    struct { int64_t n; bool bits; } elementwise;
+    struct { int64_t n; bool bits; int colsum_c; } elementwise;
 } mm_op_params;
 
 typedef struct mm_node {
@@ -214,6 +217,12 @@ mm_status mm_graph_backward(mm_graph *g, int loss);
  * p.bn.add and p.bn.relu; the add and ReLU nodes become MM_OP_NONE. Bitwise the same step.
  * Call last, after mm_graph_backward for a training graph; returns the joins fused. */
 int mm_graph_fuse_residual(mm_graph *g);
+
+/* Bias gradients done by the ReLU backward before them (fuse_bias_grad.c): a convolution's
+ * MM_OP_CONV2D_BWD_BIAS whose dy a ReLU backward writes becomes that node's second output (the
+ * column sums of dx, taken while dx is written), and the node becomes MM_OP_NONE. Bitwise the
+ * same step. Call after mm_graph_backward; returns the bias gradients folded. */
+int mm_graph_fuse_bias_grad(mm_graph *g);
 
 /* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */
 int mm_graph_xent_probs(const mm_graph *g, int loss);

@@ -97,6 +97,7 @@ int hn_vgg_net(hn_builder *b, int x)
 static void count_nodes(hn_built *r)
 {
     r->n_apply = r->n_conv = r->n_mask = r->n_bn_bits = r->n_joins = 0;
+    r->n_bias = r->n_bias_folded = 0;
     for (int n = 0; n < r->g->n_nodes; n++) {
         const mm_node *nd = &r->g->nodes[n];
         bool bn = nd->op == MM_OP_BATCHNORM || nd->op == MM_OP_BN_APPLY;
@@ -106,6 +107,8 @@ static void count_nodes(hn_built *r)
         r->n_apply += nd->op == MM_OP_BN_APPLY;
         r->n_conv += nd->op == MM_OP_CONV2D;
         r->n_bn_bits += nd->op == MM_OP_BATCHNORM_BWD && nd->p.bn.relu_bwd && nd->p.bn.relu_bits;
+        r->n_bias += nd->op == MM_OP_CONV2D_BWD_BIAS;
+        r->n_bias_folded += nd->op == MM_OP_RELU_BWD && nd->p.elementwise.colsum_c > 0;
     }
 }
 
@@ -185,6 +188,7 @@ float *hn_run(hn_net net, int h, int w, const hn_options *o, hn_built *r, int64_
     b.g->fuse_relu_bwd = o->fuse_relu_bwd;
     CHECK(mm_graph_backward(b.g, loss) == MM_OK);
     if (o->fuse_residual) mm_graph_fuse_residual(b.g);
+    if (o->fuse_bias_grad) mm_graph_fuse_bias_grad(b.g);
     r->g = b.g;
     r->loss = loss;
     r->probs = mm_graph_xent_probs(b.g, loss);

@@ -41,6 +41,7 @@ typedef struct {
     bool no_mask_bits;     /* !g->relu_mask_bits */
     bool fuse_relu_bwd;    /* g->fuse_relu_bwd */
     bool fuse_residual;    /* mm_graph_fuse_residual after backward */
+    bool fuse_bias_grad;   /* mm_graph_fuse_bias_grad after backward */
     const char *frozen;    /* comma-separated name prefixes, or NULL */
 } hn_options;
 
@@ -56,6 +57,8 @@ typedef struct {
     int n_mask;    /* ReLU masks kept as bits */
     int n_bn_bits; /* batch-norm backwards with a folded ReLU backward reading bits */
     int n_joins;   /* batch norms (forward or recomputing) with a residual join (p.bn.add) */
+    int n_bias;    /* separate bias-gradient nodes (MM_OP_CONV2D_BWD_BIAS) */
+    int n_bias_folded; /* ReLU backwards that take a bias gradient */
 } hn_built;
 
 /* Builds `net` on a [2,h,w,3] input and runs one CPU step; returns its results (hn_results). */

@@ -47,7 +47,7 @@ MM_TEST(bottlenecks_same_step)
 {
     for (int rc = 0; rc < 2; rc++) {
         hn_built on, off;
-        hn_options o = {rc == 1, 0, false, true, false, NULL};
+        hn_options o = {.recompute = rc == 1, .fuse_relu_bwd = true};
         compare(rc ? "bottlenecks, recomputing" : "bottlenecks", hn_bottleneck_net, o, &on, &off);
         /* five bottlenecks: every forward join fused, no add or ReLU of a join left */
         int nf = on.g->n_forward;
@@ -72,7 +72,8 @@ MM_TEST(frozen_bottlenecks_same_step)
 {
     /* the stem and the first bottleneck frozen: their batch norms run in evaluation mode */
     hn_built on, off;
-    hn_options o = {true, 0, false, true, false, "l0.,l1.,l2.,l3.,l4.,l5.,l6.,l7.,l8.,l9."};
+    hn_options o = {.recompute = true, .fuse_relu_bwd = true,
+                    .frozen = "l0.,l1.,l2.,l3.,l4.,l5.,l6.,l7.,l8.,l9."};
     compare("frozen bottlenecks", hn_bottleneck_net, o, &on, &off);
     int eval_joins = 0;
     for (int n = 0; n < on.g->n_forward; n++) {
@@ -107,7 +108,7 @@ static int shared_bn_net(hn_builder *b, int x)
 MM_TEST(partial_and_refused_patterns)
 {
     hn_built on, off;
-    hn_options o = {false, 0, false, true, false, NULL};
+    hn_options o = {.fuse_relu_bwd = true};
     compare("shared sum", shared_sum_net, o, &on, &off);
     int add_only = 0;
     for (int n = 0; n < on.g->n_forward; n++) {

@@ -58,6 +58,38 @@ MM_TEST(cuda_relu)
     }
 }
 
+/* A ReLU backward that also takes a convolution's bias gradient (graph.h
+ * mm_graph_fuse_bias_grad): dx from y or from its bits, and db += the column sums of dx, which
+ * starts non-zero; dx in place over dy. Odd channel counts, rows not a multiple of a slice. */
+MM_TEST(cuda_relu_backward_with_bias_gradient)
+{
+    REQUIRE_GPU();
+    const int64_t shapes[3][2] = {{37, 19}, {4099, 64}, {1000, 3}};
+    for (int i = 0; i < 3; i++)
+        for (int bits = 0; bits < 2; bits++) {
+            int64_t m = shapes[i][0], c = shapes[i][1], n = m * c;
+            tcase tc;
+            tc_init(&tc, MM_OP_RELU_BWD, TOL_REDUCE, 890 + 2 * (uint64_t)i + (uint64_t)bits);
+            tc.node.backward = true;
+            tc.node.p.elementwise.n = n;
+            tc.node.p.elementwise.bits = bits;
+            tc.node.p.elementwise.colsum_c = (int)c;
+            tc_in(&tc, act_in(&tc, -1, 1, SHAPE(m, c)));
+            if (bits)
+                tc_in(&tc, tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_LABELS, 0, 256,
+                                    SHAPE((n + 7) / 8)));
+            else
+                tc_in(&tc, act_in(&tc, -1, 1, SHAPE(m, c))); /* y: only its sign matters */
+            tc_out(&tc, act_out(&tc, SHAPE(m, c)));
+            tc_out(&tc, grad_out(&tc, SHAPE(c)));
+            tc.alias_out[0] = 0;
+            char name[64];
+            snprintf(name, sizeof name, "relu bwd%s + bias grad %lldx%lld", bits ? " from bits" : "",
+                     (long long)m, (long long)c);
+            tc_check(&tc, name);
+        }
+}
+
 MM_TEST(cuda_add)
 {
     REQUIRE_GPU();

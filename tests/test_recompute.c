@@ -34,8 +34,11 @@ typedef hn_built built;
 static float *run_hand_net(hn_net net, int h, int w, bool recompute, const char *frozen,
                            built *r, int64_t *n_res)
 {
-    hn_options o = {recompute,          hand_conv_macs, hand_no_mask_bits,
-                    hand_fuse_relu_bwd, false,          frozen};
+    hn_options o = {.recompute = recompute,
+                    .conv_macs = hand_conv_macs,
+                    .no_mask_bits = hand_no_mask_bits,
+                    .fuse_relu_bwd = hand_fuse_relu_bwd,
+                    .frozen = frozen};
     return hn_run(net, h, w, &o, r, n_res);
 }
 

@@ -11,7 +11,8 @@
  * trunk layer (3x3 conv with bias, ReLU), global average pooling, a dense layer and the weighted
  * cross-entropy. On CUDA the session's plan fuses the BN+ReLU and conv-bias+ReLU pairs (fuse.c),
  * and the graph is recorded as nets/ record theirs (the ReLU backward folded into the batch-norm
- * backward, the residual joins done by the batch norm), so the fused kernels are checked too.
+ * backward, the residual joins done by the batch norm, the bias gradient under a ReLU taken by
+ * its backward), so the fused kernels are checked too.
  *
  * Comparison: relative L2 error ||got - want|| / ||want|| per tensor, fp32 tight, tf32 and bf16
  * looser (the tensor cores round their inputs). A second step checks that replaying the planned
@@ -223,6 +224,7 @@ MM_TEST(cuda_training_step_matches_cpu)
     build(&cm, MM_F32);
     CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
     CHECK(mm_graph_fuse_residual(cm.g) >= 2); /* the two bottlenecks' joins (and recomputed) */
+    CHECK(mm_graph_fuse_bias_grad(cm.g) == 1); /* vgg.trunk's bias, under its ReLU */
     CHECK_EQ_INT(mm_graph_status(cm.g), MM_OK);
     mm_session cs;
     CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
@@ -241,6 +243,7 @@ MM_TEST(cuda_training_step_matches_cpu)
         build(&gm, p == MM_PRECISION_BF16 ? MM_BF16 : MM_F32);
         CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
         CHECK(mm_graph_fuse_residual(gm.g) >= 2);
+        CHECK(mm_graph_fuse_bias_grad(gm.g) == 1);
         CHECK_EQ_INT(gm.g->n_values, cm.g->n_values);
         CHECK_EQ_INT(gm.g->n_nodes, cm.g->n_nodes);
         mm_session gs;

@@ -225,7 +225,12 @@ void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
 }
 
 /* db[k] += sum over all output pixels of dy[p, k]. */
+void mm_cpu_bias_grad_add(float *db, const float *dy, int64_t rows, int c)
+{
+    mm_cpu_column_sum_add(db, dy, rows, c);
+}
+
 void mm_cpu_conv2d_backward_bias(float *db, const float *dy, const mm_conv_dims *d)
 {
-    mm_cpu_column_sum_add(db, dy, (int64_t)d->n * d->oh * d->ow, d->k);
+    mm_cpu_bias_grad_add(db, dy, (int64_t)d->n * d->oh * d->ow, d->k);
 }

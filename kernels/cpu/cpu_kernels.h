@@ -35,6 +35,9 @@ void mm_cpu_conv2d_backward_filter(float *dw,       /* [k,r,s,c] accumulated */
 void mm_cpu_conv2d_backward_bias(float *db,       /* [k] accumulated */
                                  const float *dy, /* [n,oh,ow,k] */
                                  const mm_conv_dims *d);
+/* The same sums for dy seen as [rows, c] (a bias gradient folded into the node that writes dy). */
+void mm_cpu_bias_grad_add(float *db /* [c] accumulated */, const float *dy /* [rows,c] */,
+                          int64_t rows, int c);
 
 /* ---- batch norm over the m = n*h*w rows of an NHWC tensor with c channels ---- */
 /* Every forward below may finish a residual join in the same pass (graph.h fuse_residual): with

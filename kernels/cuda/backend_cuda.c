@@ -200,6 +200,20 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
         mm_cuda_colsum_accumulate(outs[0].data, ins[0].data, ins[0].dtype, m, d->k, cws, st);
         return;
     }
+    case MM_OP_RELU_BWD: {
+        /* with a bias gradient folded in (graph.h mm_graph_fuse_bias_grad) it takes scratch */
+        int c = node->p.elementwise.colsum_c;
+        if (c <= 0 || node->n_out < 2 || !outs[1].data) break;
+        int64_t m = node->p.elementwise.n / c;
+        void *cws = mm_cuda_ws_take(ws, mm_cuda_colsum_workspace(m, c));
+        if (ws->measure) return;
+        bool bits = node->p.elementwise.bits;
+        mm_cuda_relu_backward_colsum(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype,
+                                     bits ? NULL : ins[1].data, ins[1].dtype,
+                                     bits ? (const uint8_t *)ins[1].data : NULL,
+                                     (float *)outs[1].data, m, c, cws, st);
+        return;
+    }
     case MM_OP_BATCHNORM: mm_cuda_op_bn(ctx, g, node, ins, outs, ws); return;
     case MM_OP_BATCHNORM_BWD: mm_cuda_op_bn_bwd(ctx, node, ins, outs, ws); return;
     case MM_OP_BN_APPLY: mm_cuda_op_bn_apply(ctx, node, ins, outs, ws); return;

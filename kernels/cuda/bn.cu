@@ -17,6 +17,7 @@
  * The split of rows into slices is deterministic, so results are bitwise reproducible. */
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
+#include "cuda_gate.cuh"
 #include "cuda_kernels.h"
 
 /* Workspace: partial sums [G][c] float2, then per-channel arrays mean, scale (and save_mean,
@@ -116,13 +117,6 @@ __global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, flo
     double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
     running_mean[j] = (1.0f - momentum) * running_mean[j] + momentum * (float)mean;
     running_var[j] = (1.0f - momentum) * running_var[j] + momentum * (float)unbiased;
-}
-
-/* v rounded to the storage type of p (bf16: to nearest even), back in float. */
-__device__ __forceinline__ float mm_round_as(const float *, float v) { return v; }
-__device__ __forceinline__ float mm_round_as(const mm_bf16 *, float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
 }
 
 /* y = (x - mean[j]) * scale[j] + beta[j] with j = i % c, + r (a residual join, fuse_residual.c)
@@ -261,37 +255,7 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
 
 /* ---- backward ---- */
 /* The gradient the backward uses: dy itself, or, with the backward of a ReLU that followed the
- * batch norm folded in (graph.h fuse_relu_bwd), dy where that ReLU's output y > 0 else 0, the
- * sign read from y or from its bits (bit i % 8 of byte i / 8, runtime/relu_mask.c). on4 takes an
- * index divisible by 4 (the four bits then share a byte). */
-struct mm_gate_none {
-    __device__ bool on(int64_t) const { return true; }
-    __device__ void on4(int64_t, bool m[4]) const { m[0] = m[1] = m[2] = m[3] = true; }
-    bool aligned() const { return true; }
-};
-template <typename TY>
-struct mm_gate_y {
-    const TY *y;
-    __device__ bool on(int64_t i) const { return mm_ld(y, i) > 0.0f; }
-    __device__ void on4(int64_t i, bool m[4]) const
-    {
-        float v[4];
-        mm_ld4(y, i, v);
-        for (int k = 0; k < 4; k++) m[k] = v[k] > 0.0f;
-    }
-    bool aligned() const { return mm_aligned16(y); }
-};
-struct mm_gate_bits {
-    const uint8_t *bits;
-    __device__ bool on(int64_t i) const { return (bits[i >> 3] >> (i & 7)) & 1; }
-    __device__ void on4(int64_t i, bool m[4]) const
-    {
-        unsigned b = bits[i >> 3] >> (i & 7);
-        for (int k = 0; k < 4; k++) m[k] = (b >> k) & 1;
-    }
-    bool aligned() const { return true; }
-};
-
+ * batch norm folded in (graph.h fuse_relu_bwd), dy where that ReLU's output > 0 (cuda_gate.cuh). */
 template <typename TDY, typename TX, typename Gate>
 __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,
                                       Gate gate, const float *mean, int64_t m, int c,
@@ -410,20 +374,10 @@ void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, co
         mm_dispatch_float(tx, [&](auto xt) {
             using TDY = decltype(dyt);
             using TX = decltype(xt);
-            auto run = [&](auto gate) {
+            mm_dispatch_gate(relu_y, ty, relu_bits, [&](auto gate) {
                 mm_bn_backward_gated(dx, tdx, dgamma, dbeta, (const TDY *)dy, (const TX *)x, gate,
                                      gamma, save_mean, save_invstd, m, c, ws, st);
-            };
-            if (relu_bits) {
-                run(mm_gate_bits{relu_bits});
-            } else if (relu_y) {
-                mm_dispatch_float(ty, [&](auto yt) {
-                    using TY = decltype(yt);
-                    run(mm_gate_y<TY>{(const TY *)relu_y});
-                });
-            } else {
-                run(mm_gate_none{});
-            }
+            });
         });
     });
 }

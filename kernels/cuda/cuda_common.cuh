@@ -126,6 +126,13 @@ __device__ __forceinline__ void mm_stv(mm_bf16 *p, int64_t i, const float *v)
     }
 }
 
+/* v rounded to the storage type of p (bf16: to nearest even), back in float. */
+__device__ __forceinline__ float mm_round_as(const float *, float v) { return v; }
+__device__ __forceinline__ float mm_round_as(const mm_bf16 *, float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
 static inline bool mm_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 /* i % c and i / c for a flat index: 32-bit division when i fits (every tensor of our nets), which

@@ -62,6 +62,14 @@ size_t mm_cuda_colsum_workspace(int64_t m, int c);
 /* out[j] += sum_i x[i,j]; deterministic (fixed split and order, no atomics). */
 void mm_cuda_colsum_accumulate(float *out /* [c] */, const void *x /* [m,c] */, mm_dtype tx,
                                int64_t m, int c, void *ws, cudaStream_t st);
+/* A ReLU backward that also takes the bias gradient of the convolution before the ReLU:
+ * dx = dy where the ReLU's output y > 0 (or its bit in bits is set), else 0, and
+ * db[j] += sum_i dx[i,j], bitwise mm_cuda_relu_backward(_bits) then mm_cuda_colsum_accumulate.
+ * dx may alias dy. ws: mm_cuda_colsum_workspace(m, c) bytes. */
+void mm_cuda_relu_backward_colsum(void *dx /* [m,c] */, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                                  const void *y, mm_dtype ty, const uint8_t *bits,
+                                  float *db /* [c] += */, int64_t m, int c, void *ws,
+                                  cudaStream_t st);
 
 /* ---- batch norm over the m rows of an NHWC tensor with c channels (bn.cu) ---- */
 size_t mm_cuda_bn_workspace(int64_t m, int c);

@@ -1,9 +1,12 @@
 /* Column sums of a row-major [m,c] matrix, deterministic: stage 1 gives each of G row slices a
  * partial sum per column (blocks of 32 columns x 8 row lanes), stage 2 adds the G partials of
  * each column in a fixed order and accumulates into the fp32 output. Used for bias gradients
- * (convolution and dense). The split is shared with bn.cu through mm_cuda_col_split(). */
+ * (convolution and dense), also taken by a ReLU backward while it writes its dx (graph.h
+ * mm_graph_fuse_bias_grad): the same partials of the same values in the same order, so bitwise
+ * the separate kernels. The split is shared with bn.cu through mm_cuda_col_split(). */
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
+#include "cuda_gate.cuh"
 #include "cuda_kernels.h"
 
 template <typename TX>
@@ -18,6 +21,35 @@ __global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x
     if (j < c) {
 #pragma unroll 4
         for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) s += mm_ld(x, r * c + j);
+    }
+    red[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < c) {
+        float t = 0.0f;
+        for (int k = 0; k < MM_COL_ROWS; k++) t += red[k][threadIdx.x];
+        partial[(int64_t)blockIdx.y * c + j] = t;
+    }
+}
+
+/* dx = dy where the gate is open, else 0, written while the column partials of dx (as stored)
+ * are taken, as mm_colsum_partial_kernel takes them from dx. */
+template <typename TDX, typename TDY, typename Gate>
+__global__ void mm_relu_bwd_colsum_kernel(float *partial /* [G,c] */, TDX *dx, const TDY *dy,
+                                          Gate gate, int64_t m, int c, int64_t rows_per_slice)
+{
+    __shared__ float red[MM_COL_ROWS][MM_COL_LANES + 1];
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float s = 0.0f;
+    if (j < c) {
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) {
+            int64_t i = r * c + j;
+            float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
+            mm_st(dx, i, g);
+            s += mm_round_as(dx, g);
+        }
     }
     red[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
@@ -57,5 +89,29 @@ void mm_cuda_colsum_accumulate(float *out, const void *x, mm_dtype tx, int64_t m
     });
     mm_colsum_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
         out, partial, sp.slices, c);
+    MM_CUDA_CHECK_LAUNCH();
+}
+
+void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                                  const void *y, mm_dtype ty, const uint8_t *bits, float *db,
+                                  int64_t m, int c, void *ws, cudaStream_t st)
+{
+    if (m <= 0 || c <= 0) return;
+    mm_col_split sp = mm_cuda_col_split(m, c);
+    float *partial = (float *)ws;
+    mm_dispatch_float(tdx, [&](auto a) {
+        mm_dispatch_float(tdy, [&](auto b) {
+            using TDX = decltype(a);
+            using TDY = decltype(b);
+            mm_dispatch_gate(y, ty, bits, [&](auto gate) {
+                mm_relu_bwd_colsum_kernel<TDX, TDY, decltype(gate)>
+                    <<<sp.grid, sp.block, 0, st>>>(partial, (TDX *)dx, (const TDY *)dy, gate, m,
+                                                   c, sp.rows_per_slice);
+                MM_CUDA_CHECK_LAUNCH();
+            });
+        });
+    });
+    mm_colsum_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        db, partial, sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
