@@ -13,6 +13,9 @@ typedef struct mm_conv_dims {
     int stride_h, stride_w;
     int pad_h, pad_w;
     int oh, ow;
+    /* backward data only: dx = the node's in[2] + the data gradient (a gradient summed into an
+     * earlier one, graph.h mm_graph_fuse_grad_add); 0 elsewhere */
+    int accumulate;
 } mm_conv_dims;
 
 /* Pooling: input [n,h,w,c], window kh x kw, output [n,oh,ow,c].

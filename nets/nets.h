@@ -186,6 +186,9 @@ typedef struct mm_model_config {
     /* Take each convolution's bias gradient in the ReLU backward that writes its dy
      * (mm_graph_fuse_bias_grad; on by default; bitwise the same step). */
     bool fuse_bias_grad;
+    /* Let a convolution's data gradient add itself to the gradient it joins
+     * (mm_graph_fuse_grad_add; on by default; bitwise the same step on the CPU). */
+    bool fuse_grad_add;
 } mm_model_config;
 
 /* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions

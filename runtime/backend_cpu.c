@@ -34,12 +34,22 @@ static void cpu_zero(mm_backend *be, void *dst, size_t bytes)
     memset(dst, 0, bytes);
 }
 
+/* A summing data gradient (p.conv.accumulate) computes the gradient into scratch after the
+ * convolution's own, then adds: bitwise the add node it replaces. */
+static size_t grad_sum_offset(const mm_conv_dims *d)
+{
+    return (mm_cpu_conv2d_workspace(d) + 63) / 64 * 64;
+}
+
 size_t mm_cpu_node_workspace(const mm_node *nd)
 {
+    const mm_conv_dims *d = &nd->p.conv;
     switch (nd->op) {
     case MM_OP_CONV2D:
+    case MM_OP_CONV2D_BWD_FILTER: return mm_cpu_conv2d_workspace(d);
     case MM_OP_CONV2D_BWD_DATA:
-    case MM_OP_CONV2D_BWD_FILTER: return mm_cpu_conv2d_workspace(&nd->p.conv);
+        if (!d->accumulate) return mm_cpu_conv2d_workspace(d);
+        return grad_sum_offset(d) + (size_t)d->n * d->h * d->w * d->c * sizeof(float);
     default: return 0;
     }
 }
@@ -66,7 +76,14 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
         mm_cpu_conv2d_forward(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), &p->conv, ws);
         break;
     case MM_OP_CONV2D_BWD_DATA:
-        mm_cpu_conv2d_backward_data(F(out[0]), CF(in[0]), CF(in[1]), &p->conv, ws);
+        if (p->conv.accumulate) {
+            const mm_conv_dims *d = &p->conv;
+            float *q = (float *)((char *)ws + grad_sum_offset(d));
+            mm_cpu_conv2d_backward_data(q, CF(in[0]), CF(in[1]), d, ws);
+            mm_cpu_add(F(out[0]), CF(in[2]), q, (int64_t)d->n * d->h * d->w * d->c);
+        } else {
+            mm_cpu_conv2d_backward_data(F(out[0]), CF(in[0]), CF(in[1]), &p->conv, ws);
+        }
         break;
     case MM_OP_CONV2D_BWD_FILTER:
         mm_cpu_conv2d_backward_filter(F(out[0]), CF(in[0]), CF(in[1]), &p->conv, ws);

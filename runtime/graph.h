@@ -21,7 +21,8 @@
 typedef enum mm_op {
     MM_OP_NONE = 0,
     MM_OP_CONV2D,              /* in: x, w[, b]          out: y */
-    MM_OP_CONV2D_BWD_DATA,     /* in: dy, w              out: dx */
+    MM_OP_CONV2D_BWD_DATA,     /* in: dy, w[, acc]       out: dx (acc + the gradient with
+                                  p.conv.accumulate: fuse_grad_add.c) */
     MM_OP_CONV2D_BWD_FILTER,   /* in: dy, x              out: dw (+=) */
     MM_OP_CONV2D_BWD_BIAS,     /* in: dy                 out: db (+=) */
     MM_OP_BATCHNORM,           /* in: x, gamma, beta, running_mean, running_var[, residual]
@@ -223,6 +224,14 @@ int mm_graph_fuse_residual(mm_graph *g);
  * column sums of dx, taken while dx is written), and the node becomes MM_OP_NONE. Bitwise the
  * same step. Call after mm_graph_backward; returns the bias gradients folded. */
 int mm_graph_fuse_bias_grad(mm_graph *g);
+
+/* Gradient sums done by the convolution backward before them (fuse_grad_add.c): an add of two
+ * gradients, one of them a MM_OP_CONV2D_BWD_DATA output that only the add reads and the other
+ * one read last by the add, becomes that convolution node with p.conv.accumulate (the other
+ * gradient as in[2], summed in by the convolution itself: cuDNN's beta 1); the add becomes
+ * MM_OP_NONE. Bitwise the same step on the CPU. Call after mm_graph_backward; returns the adds
+ * folded. */
+int mm_graph_fuse_grad_add(mm_graph *g);
 
 /* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */
 int mm_graph_xent_probs(const mm_graph *g, int loss);

@@ -96,6 +96,10 @@ static int inplace_candidates(const mm_node *nd, int *cand)
     case MM_OP_BATCHNORM_BWD: /* dx over dy */
         cand[0] = nd->in[0];
         return 1;
+    case MM_OP_CONV2D_BWD_DATA: /* a gradient sum (p.conv.accumulate): over the earlier one */
+        if (!nd->p.conv.accumulate) return 0;
+        cand[0] = nd->in[2];
+        return 1;
     case MM_OP_BATCHNORM: /* a residual join (p.bn.add): over the residual */
         if (!nd->p.bn.add) return 0;
         cand[0] = nd->in[5];

@@ -97,7 +97,7 @@ int hn_vgg_net(hn_builder *b, int x)
 static void count_nodes(hn_built *r)
 {
     r->n_apply = r->n_conv = r->n_mask = r->n_bn_bits = r->n_joins = 0;
-    r->n_bias = r->n_bias_folded = 0;
+    r->n_bias = r->n_bias_folded = r->n_grad_adds = r->n_grad_sums = 0;
     for (int n = 0; n < r->g->n_nodes; n++) {
         const mm_node *nd = &r->g->nodes[n];
         bool bn = nd->op == MM_OP_BATCHNORM || nd->op == MM_OP_BN_APPLY;
@@ -109,6 +109,8 @@ static void count_nodes(hn_built *r)
         r->n_bn_bits += nd->op == MM_OP_BATCHNORM_BWD && nd->p.bn.relu_bwd && nd->p.bn.relu_bits;
         r->n_bias += nd->op == MM_OP_CONV2D_BWD_BIAS;
         r->n_bias_folded += nd->op == MM_OP_RELU_BWD && nd->p.elementwise.colsum_c > 0;
+        r->n_grad_adds += nd->op == MM_OP_ADD;
+        r->n_grad_sums += nd->op == MM_OP_CONV2D_BWD_DATA && nd->p.conv.accumulate;
     }
 }
 
@@ -189,6 +191,7 @@ float *hn_run(hn_net net, int h, int w, const hn_options *o, hn_built *r, int64_
     CHECK(mm_graph_backward(b.g, loss) == MM_OK);
     if (o->fuse_residual) mm_graph_fuse_residual(b.g);
     if (o->fuse_bias_grad) mm_graph_fuse_bias_grad(b.g);
+    if (o->fuse_grad_add) mm_graph_fuse_grad_add(b.g);
     r->g = b.g;
     r->loss = loss;
     r->probs = mm_graph_xent_probs(b.g, loss);

@@ -42,6 +42,7 @@ typedef struct {
     bool fuse_relu_bwd;    /* g->fuse_relu_bwd */
     bool fuse_residual;    /* mm_graph_fuse_residual after backward */
     bool fuse_bias_grad;   /* mm_graph_fuse_bias_grad after backward */
+    bool fuse_grad_add;    /* mm_graph_fuse_grad_add after backward */
     const char *frozen;    /* comma-separated name prefixes, or NULL */
 } hn_options;
 
@@ -59,6 +60,8 @@ typedef struct {
     int n_joins;   /* batch norms (forward or recomputing) with a residual join (p.bn.add) */
     int n_bias;    /* separate bias-gradient nodes (MM_OP_CONV2D_BWD_BIAS) */
     int n_bias_folded; /* ReLU backwards that take a bias gradient */
+    int n_grad_adds;   /* add nodes in the backward pass */
+    int n_grad_sums;   /* data gradients that sum themselves into another (p.conv.accumulate) */
 } hn_built;
 
 /* Builds `net` on a [2,h,w,3] input and runs one CPU step; returns its results (hn_results). */

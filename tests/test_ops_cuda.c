@@ -100,6 +100,30 @@ MM_TEST(cuda_conv2d_backward_data)
     }
 }
 
+/* A data gradient summed into an earlier one (graph.h mm_graph_fuse_grad_add): dx = acc + the
+ * gradient, written over acc (the planner's case) and, in the tc_check's plain run, into its
+ * own buffer. */
+MM_TEST(cuda_conv2d_backward_data_accumulating)
+{
+    REQUIRE_GPU();
+    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
+        d.accumulate = 1;
+        tcase tc;
+        tc_init(&tc, MM_OP_CONV2D_BWD_DATA, TOL_GEMM, 250 + i);
+        tc.node.backward = true;
+        tc.node.p.conv = d;
+        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.oh, d.ow, d.k)));
+        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d.k, d.r, d.s, d.c)));
+        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.h, d.w, d.c)));
+        tc_out(&tc, act_out(&tc, SHAPE(d.n, d.h, d.w, d.c)));
+        tc.alias_out[0] = 2;
+        char name[64];
+        snprintf(name, sizeof name, "conv bwd data + acc cfg %zu", i);
+        tc_check(&tc, name);
+    }
+}
+
 MM_TEST(cuda_conv2d_backward_filter)
 {
     REQUIRE_GPU();

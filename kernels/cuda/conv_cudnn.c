@@ -100,6 +100,7 @@ typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER
 /* All ints, so memcmp and hashing see no padding. */
 typedef struct mm_conv_key {
     int dir, dtype, precision;
+    int beta; /* 1: the output accumulates (an fp32 filter gradient, a summing data gradient) */
     int n, h, w, c, k, r, s, stride_h, stride_w, pad_h, pad_w;
 } mm_conv_key;
 
@@ -465,7 +466,8 @@ static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm
     else if (dir == MM_CONV_BWD_DATA)
         MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
             ctx->cudnn, &mm_one, e->d.w, p->w, e->d.y, p->y, e->d.conv,
-            (cudnnConvolutionBwdDataAlgo_t)e->algo, p->ws, e->ws_bytes, &mm_zero, e->d.x, p->x));
+            (cudnnConvolutionBwdDataAlgo_t)e->algo, p->ws, e->ws_bytes,
+            e->key.beta ? &mm_one : &mm_zero, e->d.x, p->x));
     else
         MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
             ctx->cudnn, &mm_one, e->d.x, p->x, e->d.y, p->y, e->d.conv,
@@ -534,8 +536,9 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     bool verbose = mm_conv_verbose();
     char what[160];
     mm_conv_describe(what, sizeof what, &e->key);
-    /* the fp32 filter gradient accumulates into its buffer (beta 1), as the legacy call does */
-    float beta = e->key.dir == MM_CONV_BWD_FILTER && t == MM_F32 ? 1.0f : 0.0f;
+    /* the fp32 filter gradient and a summing data gradient accumulate (beta 1), as the legacy
+     * calls do */
+    float beta = e->key.beta ? 1.0f : 0.0f;
     mm_conv_graph g;
     cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta);
     if (st != CUDNN_STATUS_SUCCESS) {
@@ -679,6 +682,8 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     k.precision = ctx->precision;
     k.n = d->n, k.h = d->h, k.w = d->w, k.c = d->c, k.k = d->k, k.r = d->r, k.s = d->s;
     k.stride_h = d->stride_h, k.stride_w = d->stride_w, k.pad_h = d->pad_h, k.pad_w = d->pad_w;
+    k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32) ||
+             (dir == MM_CONV_BWD_DATA && d->accumulate);
 
     mm_conv_cache *c = ctx->convs;
     if (c->cap == 0 || 2 * (c->count + 1) > c->cap) mm_conv_cache_grow(c);
@@ -753,6 +758,17 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     void *dx = mm_cuda_stage_output(ws, &outs[0], t);
     void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
     if (ws->measure) return;
+    if (d->accumulate) {
+        /* the sum starts from the earlier gradient: in place (the planner's usual case), or
+         * copied / cast into the output first */
+        const mm_tensor *acc = &ins[2];
+        int64_t n = (int64_t)d->n * d->h * d->w * d->c;
+        if (acc->dtype != t)
+            mm_cuda_cast(dx, t, acc->data, acc->dtype, n, ctx->stream);
+        else if (acc->data != dx)
+            MM_CUDA_CHECK(cudaMemcpyAsync(dx, acc->data, (size_t)n * mm_dtype_size(t),
+                                          cudaMemcpyDeviceToDevice, ctx->stream));
+    }
     if (e->gemm)
         mm_conv_gemm_bwd_data(ctx, dx, dy, w, t, d);
     else if (e->use_graph)
@@ -760,7 +776,8 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     else
         MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
             ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy, e->d.conv,
-            (cudnnConvolutionBwdDataAlgo_t)e->algo, cws, e->ws_bytes, &mm_zero, e->d.x, dx));
+            (cudnnConvolutionBwdDataAlgo_t)e->algo, cws, e->ws_bytes,
+            d->accumulate ? &mm_one : &mm_zero, e->d.x, dx));
     mm_cuda_finish_output(ctx, &outs[0], dx, t);
 }
 

@@ -47,9 +47,10 @@ void mm_conv_gemm_bwd_data(mm_cuda_ctx *ctx, void *dx, const void *dy, const voi
 {
     int p = d->n * d->h * d->w;
     cudaDataType_t dt = mm_gemm_type(t);
+    /* a summing data gradient (d->accumulate) adds to what dx holds */
     MM_CUBLAS_CHECK(cublasGemmEx(ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d->c, p, d->k, &mm_one, w,
-                                 dt, d->c, dy, dt, d->k, &mm_zero, dx, dt, d->c,
-                                 mm_gemm_compute(ctx), CUBLAS_GEMM_DEFAULT));
+                                 dt, d->c, dy, dt, d->k, d->accumulate ? &mm_one : &mm_zero, dx,
+                                 dt, d->c, mm_gemm_compute(ctx), CUBLAS_GEMM_DEFAULT));
 }
 
 void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw, const void *dy, const void *x,
