@@ -17,7 +17,8 @@ static bool inplace_op(mm_op op)
 {
     return op == MM_OP_RELU || op == MM_OP_ADD || op == MM_OP_DROPOUT || op == MM_OP_RELU_BWD ||
            op == MM_OP_DROPOUT_BWD || op == MM_OP_BATCHNORM_BWD || op == MM_OP_BN_APPLY ||
-           op == MM_OP_BATCHNORM; /* a residual join over its residual */
+           op == MM_OP_BATCHNORM /* a residual join over its residual */ ||
+           op == MM_OP_CONV2D_BWD_DATA; /* a gradient sum over the earlier gradient */
 }
 
 static bool is_input_of(const mm_node *nd, int v)
@@ -73,6 +74,8 @@ static int param(mm_graph *g, const char *prefix, int i, int ndim, const int64_t
     return mm_graph_param(g, name, ndim, shape);
 }
 
+static int fused_sums; /* gradient sums folded into convolutions, over all random graphs */
+
 /* A random conv net: conv/bn/relu units, random residual joins, pools, then a dense head. */
 static mm_graph *random_graph(uint64_t seed, bool recompute, int *n_units_out)
 {
@@ -122,6 +125,7 @@ static mm_graph *random_graph(uint64_t seed, bool recompute, int *n_units_out)
             mm_graph_set_frozen(g, v, true);
     mm_graph_backward(g, loss);
     if (seed % 4 == 1) mm_graph_fuse_residual(g); /* joins in place over their residual */
+    if (seed % 3 == 1) fused_sums += mm_graph_fuse_grad_add(g); /* sums over the earlier grad */
     *n_units_out = units;
     return g;
 }
@@ -170,6 +174,7 @@ MM_TEST(random_graphs_never_overlap_live_tensors)
     CHECK(inplace > 100);
     CHECK(recomputed > 30);
     CHECK_EQ_INT(scratch, 120); /* the meta backend asks for convolution scratch */
+    CHECK_MSG(fused_sums > 10, "%d gradient sums folded", fused_sums);
     mm_backend_destroy(be);
 }
 
