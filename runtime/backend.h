@@ -47,6 +47,12 @@ struct mm_backend {
     /* Scratch bytes node `node` needs while it runs (0 for most ops). Called at plan time with
      * the node's value shapes; a backend may choose algorithms here (cuDNN) and remember them. */
     size_t (*workspace_bytes)(mm_backend *be, const mm_graph *g, const mm_node *node);
+    /* Optional: from now on node `node` of g should need at most `bytes` of scratch (the planner
+     * asks where a node's scratch raises the arena above what the activations need; a backend
+     * may pick a slower algorithm that needs less). Returns the node's scratch bytes now (more
+     * than asked when nothing smaller exists). NULL: the backend cannot. */
+    size_t (*limit_workspace)(mm_backend *be, const mm_graph *g, const mm_node *node,
+                              size_t bytes);
     /* Runs one node. ins/outs are views (data NULL where the node's id is -1). */
     void (*run_node)(mm_backend *be, const mm_graph *g, const mm_node *node, const mm_tensor *ins,
                      const mm_tensor *outs, void *ws, size_t ws_bytes);

@@ -208,21 +208,70 @@ static size_t place_offline(mm_plan *plan, const mm_graph *g, const int *share, 
     return best;
 }
 
-/* The arena with every node's scratch placed among the activations (the walk's, or the offline
- * placement's when smaller), or, when that is not smaller, the activations placed alone and one
- * scratch region after them that every node shares: never more than activations + the largest
- * scratch. */
+static int by_block_offset(const void *a, const void *b)
+{
+    const block *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Node n's scratch over the activations as placed now: the lowest offset where `size` bytes are
+ * free among the storages live at n, and in *room the largest free gap below `top`. blocks: room
+ * for every value. */
+static size_t fit_at_node(const mm_plan *plan, const mm_graph *g, int n, size_t size, size_t top,
+                          size_t *room, block *blocks)
+{
+    int nb = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (plan->storage_end[v] >= 0 && plan->first_node[v] <= n && plan->storage_end[v] >= n)
+            blocks[nb++] = (block){plan->offset[v], align_up(mm_value_bytes(&g->values[v]))};
+    qsort(blocks, (size_t)nb, sizeof *blocks, by_block_offset);
+    size_t at = 0, fit = SIZE_MAX;
+    *room = 0;
+    for (int i = 0; i <= nb; i++) {
+        size_t next = i < nb ? blocks[i].off : SIZE_MAX;
+        if (next > at) {
+            size_t gap_end = next < top ? next : top;
+            if (gap_end > at && gap_end - at > *room) *room = gap_end - at;
+            if (fit == SIZE_MAX && next - at >= size) fit = at;
+        }
+        if (i < nb && blocks[i].off + blocks[i].size > at) at = blocks[i].off + blocks[i].size;
+    }
+    return fit;
+}
+
+/* The arena, the smaller of two layouts: every node's scratch placed among the activations like
+ * one more storage (the walk's, or the offline placement's), or the activations placed alone and
+ * each node's scratch at the lowest offset free at its node (never more than activations + the
+ * largest scratch). Also sets act_arena_bytes and the room of each node with scratch
+ * (node_ws_room: the largest gap the activations alone leave at it below their top). */
 static void place_arena(mm_plan *plan, const mm_graph *g, const int *share)
 {
+    int nv = g->n_values, nn = g->n_nodes;
     size_t top = place_offline(plan, g, share, true, plan->arena_bytes);
     if (top < plan->arena_bytes) plan->arena_bytes = top;
-    if (plan->workspace_bytes == 0) return;
-    size_t acts = place_offline(plan, g, share, false, 0); /* measures only */
-    size_t apart = acts + align_up(plan->workspace_bytes);
-    if (apart >= plan->arena_bytes) return;
-    place_offline(plan, g, share, false, SIZE_MAX);
-    for (int n = 0; n < g->n_nodes; n++) plan->node_ws_offset[n] = acts;
-    plan->arena_bytes = apart;
+    size_t *offset = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *offset);
+    size_t *ws_offset = mm_xmalloc((size_t)(nn ? nn : 1) * sizeof *ws_offset);
+    memcpy(offset, plan->offset, (size_t)nv * sizeof *offset);
+    memcpy(ws_offset, plan->node_ws_offset, (size_t)nn * sizeof *ws_offset);
+    size_t acts = place_offline(plan, g, share, false, SIZE_MAX);
+    plan->act_arena_bytes = acts;
+    block *blocks = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *blocks);
+    size_t apart = acts;
+    for (int n = 0; n < nn; n++) {
+        size_t ws = align_up(plan->node_ws_bytes[n]);
+        if (ws == 0) continue;
+        plan->node_ws_offset[n] = fit_at_node(plan, g, n, ws, acts, &plan->node_ws_room[n], blocks);
+        if (plan->node_ws_offset[n] + ws > apart) apart = plan->node_ws_offset[n] + ws;
+    }
+    if (apart < plan->arena_bytes) {
+        plan->arena_bytes = apart;
+    } else {
+        memcpy(plan->offset, offset, (size_t)nv * sizeof *offset);
+        memcpy(plan->node_ws_offset, ws_offset, (size_t)nn * sizeof *ws_offset);
+    }
+    free(blocks);
+    free(offset);
+    free(ws_offset);
 }
 
 static int root_of(const mm_graph *g, const int *share, int v)
@@ -232,7 +281,36 @@ static int root_of(const mm_graph *g, const int *share, int v)
     return v;
 }
 
+static mm_status plan_once(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots);
+
+/* The nodes whose scratch is larger than the room the activations leave at them are asked to
+ * need no more than that room; returns how many now need less. */
+static int limit_scratch(const mm_plan *plan, const mm_graph *g, mm_backend *be)
+{
+    int limited = 0;
+    for (int n = 0; n < plan->n_nodes; n++) {
+        size_t ws = plan->node_ws_bytes[n], room = plan->node_ws_room[n];
+        if (ws == 0 || align_up(ws) <= room) continue;
+        if (be->limit_workspace(be, g, &g->nodes[n], room) < ws) limited++;
+    }
+    return limited;
+}
+
 mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots)
+{
+    mm_status st = plan_once(plan, g, be, opt_slots);
+    if (st == MM_OK && be && be->limit_workspace && plan->arena_bytes > plan->act_arena_bytes) {
+        int limited = limit_scratch(plan, g, be);
+        if (limited > 0) {
+            mm_plan_free(plan);
+            st = plan_once(plan, g, be, opt_slots);
+            plan->n_ws_limited = limited;
+        }
+    }
+    return st;
+}
+
+static mm_status plan_once(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots)
 {
     memset(plan, 0, sizeof *plan);
     if (g->status != MM_OK) return g->status;
@@ -246,6 +324,7 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     plan->n_nodes = nn;
     plan->node_ws_bytes = mm_xcalloc((size_t)(nn ? nn : 1), sizeof *plan->node_ws_bytes);
     plan->node_ws_offset = mm_xcalloc((size_t)(nn ? nn : 1), sizeof *plan->node_ws_offset);
+    plan->node_ws_room = mm_xcalloc((size_t)(nn ? nn : 1), sizeof *plan->node_ws_room);
     plan->opt_slots = opt_slots;
     int *share = mm_xmalloc((size_t)nv * sizeof(int)); /* in-place: storage taken from this value */
     for (int v = 0; v < nv; v++) {
@@ -423,6 +502,7 @@ void mm_plan_free(mm_plan *plan)
     free(plan->storage_end);
     free(plan->node_ws_bytes);
     free(plan->node_ws_offset);
+    free(plan->node_ws_room);
     memset(plan, 0, sizeof *plan);
 }
 

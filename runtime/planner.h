@@ -74,10 +74,17 @@ typedef struct mm_plan {
     int n_nodes;
     size_t *node_ws_bytes;
     size_t *node_ws_offset;
+    size_t *node_ws_room;    /* nodes with scratch: the largest gap the activations alone leave
+                              * at the node below their top (what its scratch may use for free) */
+    size_t act_arena_bytes;  /* the activations alone, placed without the nodes' scratch */
+    int n_ws_limited;        /* nodes asked to need less scratch (backend limit_workspace) */
 } mm_plan;
 
 /* Plans `g` for backend `be` (for workspace sizes) with `opt_slots` optimizer buffers the size of
- * the trainable parameters (2 for Adam, 1 for SGD with momentum, 0 for inference). */
+ * the trainable parameters (2 for Adam, 1 for SGD with momentum, 0 for inference). Where a node's
+ * scratch raises the arena above the activations' own top and the backend can limit it
+ * (limit_workspace), that node is asked to fit in the room the activations leave at it, and the
+ * step is planned once more with the smaller scratch. */
 mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots);
 void mm_plan_free(mm_plan *plan);
 

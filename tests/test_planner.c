@@ -272,3 +272,68 @@ MM_TEST(shape_errors_are_reported)
     CHECK(strstr(mm_last_error(), "empty") != NULL);
     mm_graph_free(g);
 }
+
+/* ---- node scratch limited where it raises the arena (backend limit_workspace) ----
+ * A meta backend whose convolutions ask for a large scratch unless told to need less, and then
+ * need exactly what they are told (as a cuDNN search with a smaller workspace limit would). */
+#define BIG_SCRATCH ((size_t)64 << 20)
+typedef struct {
+    const mm_node *node;
+    size_t cap;
+} node_cap;
+static node_cap caps[4096];
+static int n_caps, n_limit_calls;
+
+static size_t capped_of(const mm_node *nd)
+{
+    for (int i = 0; i < n_caps; i++)
+        if (caps[i].node == nd) return caps[i].cap;
+    return BIG_SCRATCH;
+}
+
+static size_t big_workspace(mm_backend *be, const mm_graph *g, const mm_node *nd)
+{
+    (void)be, (void)g;
+    return nd->op == MM_OP_CONV2D || nd->op == MM_OP_CONV2D_BWD_DATA ? capped_of(nd) : 0;
+}
+
+static size_t limit_to(mm_backend *be, const mm_graph *g, const mm_node *nd, size_t bytes)
+{
+    n_limit_calls++;
+    if (n_caps < (int)(sizeof caps / sizeof caps[0])) caps[n_caps++] = (node_cap){nd, bytes};
+    return big_workspace(be, g, nd);
+}
+
+MM_TEST(scratch_that_raises_the_peak_is_limited)
+{
+    int units;
+    mm_graph *g = random_graph(7, true, &units);
+    mm_backend *be;
+    CHECK(mm_backend_meta_create(&be) == MM_OK);
+    be->workspace_bytes = big_workspace;
+    mm_plan apart;
+    CHECK(mm_plan_make(&apart, g, be, 2) == MM_OK); /* no limit_workspace: the scratch adds */
+    CHECK_EQ_INT(apart.workspace_bytes, BIG_SCRATCH);
+    CHECK(apart.arena_bytes >= BIG_SCRATCH);
+    CHECK(apart.arena_bytes <= apart.act_arena_bytes + BIG_SCRATCH);
+    CHECK_EQ_INT(apart.n_ws_limited, 0);
+
+    be->limit_workspace = limit_to;
+    n_caps = n_limit_calls = 0;
+    mm_plan p;
+    CHECK(mm_plan_make(&p, g, be, 2) == MM_OK);
+    CHECK(n_limit_calls > 0);
+    CHECK_EQ_INT(p.n_ws_limited, n_limit_calls);
+    /* every convolution's scratch now fits in a gap the activations leave at it: the arena is
+     * the activations' own */
+    CHECK_MSG(p.arena_bytes == p.act_arena_bytes, "arena %zu, activations alone %zu",
+              p.arena_bytes, p.act_arena_bytes);
+    CHECK(p.arena_bytes < apart.arena_bytes);
+    CHECK_EQ_INT(count_overlaps(g, &p), 0);
+    for (int n = 0; n < p.n_nodes; n++)
+        CHECK(p.node_ws_bytes[n] == big_workspace(be, g, &g->nodes[n]));
+    mm_plan_free(&p);
+    mm_plan_free(&apart);
+    mm_graph_free(g);
+    mm_backend_destroy(be);
+}

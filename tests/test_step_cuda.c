@@ -304,3 +304,58 @@ MM_TEST(cuda_training_step_matches_cpu)
     mm_graph_free(cm.g);
     mm_backend_destroy(cpu);
 }
+
+/* Convolutions asked to need no workspace (the planner's limit_workspace, where a node's scratch
+ * would raise the arena): the step still matches the CPU's, and no convolution's scratch grew. */
+MM_TEST(cuda_step_with_convolution_workspace_capped)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    mm_backend *cpu = NULL, *gpu = NULL;
+    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
+    CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, MM_PRECISION_FP32, 0), MM_OK);
+    if (!gpu) {
+        mm_backend_destroy(cpu);
+        return;
+    }
+    CHECK(gpu->limit_workspace != NULL);
+    net cm, gm;
+    build(&cm, MM_F32);
+    build(&gm, MM_F32);
+    CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
+    CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+    mm_plan free_plan;
+    CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
+    int capped = 0;
+    for (int n = 0; n < gm.g->n_nodes; n++) {
+        mm_op op = gm.g->nodes[n].op;
+        if (op != MM_OP_CONV2D && op != MM_OP_CONV2D_BWD_DATA && op != MM_OP_CONV2D_BWD_FILTER)
+            continue;
+        size_t ws = gpu->limit_workspace(gpu, gm.g, &gm.g->nodes[n], 0);
+        CHECK_MSG(ws <= free_plan.node_ws_bytes[n], "node %d: scratch %zu capped, %zu free", n,
+                  ws, free_plan.node_ws_bytes[n]);
+        capped++;
+    }
+    CHECK(capped > 10);
+    mm_session cs, gs;
+    CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
+    CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+    load(&cs, &cm);
+    load(&gs, &gm);
+    mm_session_run(&cs);
+    mm_session_run(&gs);
+    compare_value("loss (workspace capped)", 0, MM_PRECISION_FP32, &cs, &cm, &gs, &gm, cm.loss,
+                  1e-5);
+    for (int i = 0; i < cm.n_params; i++) {
+        int gid = cm.g->values[cm.params[i]].grad;
+        if (gid >= 0)
+            compare_value("gradient (workspace capped) of", 0, MM_PRECISION_FP32, &cs, &cm, &gs,
+                          &gm, gid, 1e-4);
+    }
+    mm_session_free(&cs);
+    mm_session_free(&gs);
+    mm_plan_free(&free_plan);
+    mm_graph_free(cm.g);
+    mm_graph_free(gm.g);
+    mm_backend_destroy(cpu);
+    mm_backend_destroy(gpu);
+}

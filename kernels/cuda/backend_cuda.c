@@ -441,6 +441,39 @@ static size_t mm_cuda_workspace_bytes(mm_backend *be, const mm_graph *g, const m
     return ws.used ? ws.used + 256 : 0;
 }
 
+size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node)
+{
+    for (int i = 0; i < ctx->n_caps; i++) {
+        const struct mm_cuda_node_cap *c = &ctx->caps[i];
+        if (c->node == node && c->op == node->op &&
+            memcmp(&c->dims, &node->p.conv, sizeof c->dims) == 0)
+            return c->cap;
+    }
+    return SIZE_MAX;
+}
+
+/* The planner's limit_workspace: convolutions re-choose their algorithm under the cap (their
+ * scratch besides cuDNN's workspace, staged operands, is small); other nodes cannot shrink. */
+static size_t mm_cuda_limit_workspace(mm_backend *be, const mm_graph *g, const mm_node *node,
+                                      size_t bytes)
+{
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    if (node->op == MM_OP_CONV2D || node->op == MM_OP_CONV2D_BWD_DATA ||
+        node->op == MM_OP_CONV2D_BWD_FILTER) {
+        int i = 0;
+        while (i < ctx->n_caps && ctx->caps[i].node != node) i++;
+        if (i == ctx->n_caps) {
+            if (ctx->n_caps == ctx->cap_caps) {
+                ctx->cap_caps = ctx->cap_caps ? 2 * ctx->cap_caps : 32;
+                ctx->caps = mm_xrealloc(ctx->caps, (size_t)ctx->cap_caps * sizeof *ctx->caps);
+            }
+            ctx->n_caps++;
+        }
+        ctx->caps[i] = (struct mm_cuda_node_cap){node, node->op, node->p.conv, bytes};
+    }
+    return mm_cuda_workspace_bytes(be, g, node);
+}
+
 static void mm_cuda_run_node(mm_backend *be, const mm_graph *g, const mm_node *node,
                              const mm_tensor *ins, const mm_tensor *outs, void *ws_ptr,
                              size_t ws_bytes)
@@ -541,6 +574,7 @@ static void mm_cuda_destroy(mm_backend *be)
         if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
         if (ctx->stream) cudaStreamDestroy(ctx->stream);
         free(ctx->allocs);
+        free(ctx->caps);
         free(ctx);
     }
     free(be);
@@ -613,6 +647,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->copy_device = mm_cuda_copy_device;
     be->zero = mm_cuda_zero;
     be->workspace_bytes = mm_cuda_workspace_bytes;
+    be->limit_workspace = mm_cuda_limit_workspace;
     be->run_node = mm_cuda_run_node;
     be->adam = mm_cuda_adam_step;
     be->sgd = mm_cuda_sgd_step;

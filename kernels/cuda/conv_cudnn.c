@@ -28,6 +28,7 @@
  * the bf16 weight gradient into the fp32 gradient buffer. */
 #include "conv_cudnn.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,7 @@ typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER
 typedef struct mm_conv_key {
     int dir, dtype, precision;
     int beta; /* 1: the output accumulates (an fp32 filter gradient, a summing data gradient) */
+    int ws_cap_kib; /* the node's workspace cap in KiB (mm_cuda_node_cap), -1: none */
     int n, h, w, c, k, r, s, stride_h, stride_w, pad_h, pad_w;
 } mm_conv_key;
 
@@ -615,12 +617,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
  * then for 1x1 stride-1 shapes the GEMM when it is faster, all measured the same way on the same
  * operands. */
 static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
-                         const mm_conv_dims *d, mm_dtype t)
+                         const mm_conv_dims *d, mm_dtype t, size_t limit)
 {
     mm_conv_probe probe;
-    bool have_probe = mm_conv_probe_init(&probe, d, t, ctx->conv_ws_limit);
+    bool have_probe = mm_conv_probe_init(&probe, d, t, limit);
     const mm_conv_probe *p = have_probe ? &probe : NULL;
-    size_t limit = ctx->conv_ws_limit;
     e->time_ms = -1;
     bool ok = dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
               : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
@@ -673,7 +674,7 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
  * there is one). The choice is made outside any capture: the first lookup of a shape happens at
  * plan time. */
 static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm_conv_dims *d,
-                                     mm_dtype dtype)
+                                     mm_dtype dtype, size_t cap)
 {
     mm_conv_key k;
     memset(&k, 0, sizeof k);
@@ -684,6 +685,9 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     k.stride_h = d->stride_h, k.stride_w = d->stride_w, k.pad_h = d->pad_h, k.pad_w = d->pad_w;
     k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32) ||
              (dir == MM_CONV_BWD_DATA && d->accumulate);
+    k.ws_cap_kib = cap == SIZE_MAX ? -1 : (int)((cap >> 10) < INT_MAX ? cap >> 10 : INT_MAX);
+    size_t limit = ctx->conv_ws_limit;
+    if (k.ws_cap_kib >= 0 && ((size_t)k.ws_cap_kib << 10) < limit) limit = (size_t)k.ws_cap_kib << 10;
 
     mm_conv_cache *c = ctx->convs;
     if (c->cap == 0 || 2 * (c->count + 1) > c->cap) mm_conv_cache_grow(c);
@@ -695,7 +699,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision));
-    fresh.ok = mm_conv_pick(ctx, &fresh, dir, d, dtype);
+    fresh.ok = mm_conv_pick(ctx, &fresh, dir, d, dtype, limit);
     fresh.used = 1;
     e = mm_conv_cache_slot(c, &k);
     *e = fresh;
@@ -703,17 +707,24 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     return e;
 }
 
-/* The entry to run direction `dir` with, and its storage dtype in *t: the precision's dtype, or
- * fp32 where cuDNN has no bf16 algorithm for the shape (the layer then runs in fp32/TF32 with
- * its operands cast in the workspace). */
-static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm_conv_dims *d,
+/* The entry to run node's direction `dir` with, and its storage dtype in *t: the precision's
+ * dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the layer then runs in
+ * fp32/TF32 with its operands cast in the workspace); under the node's workspace cap
+ * (mm_cuda_node_cap) when it has one and some algorithm fits it, else uncapped. */
+static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node, mm_conv_dir dir,
                                      mm_dtype *t)
 {
-    *t = mm_cuda_conv_dtype(ctx);
-    mm_conv_entry *e = mm_conv_lookup(ctx, dir, d, *t);
-    if (!e->ok && *t == MM_BF16) {
-        *t = MM_F32;
-        e = mm_conv_lookup(ctx, dir, d, *t);
+    const mm_conv_dims *d = &node->p.conv;
+    size_t cap = mm_cuda_node_cap(ctx, node);
+    mm_conv_entry *e = NULL;
+    for (int pass = cap == SIZE_MAX; pass < 2 && !(e && e->ok); pass++) {
+        size_t c = pass == 0 ? cap : SIZE_MAX;
+        *t = mm_cuda_conv_dtype(ctx);
+        e = mm_conv_lookup(ctx, dir, d, *t, c);
+        if (!e->ok && *t == MM_BF16) {
+            *t = MM_F32;
+            e = mm_conv_lookup(ctx, dir, d, *t, c);
+        }
     }
     if (!e->ok) mm_conv_no_algo(&e->key, *t);
     return e;
@@ -726,7 +737,7 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
 {
     const mm_conv_dims *d = &node->p.conv;
     mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_FWD, d, &t);
+    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_FWD, &t);
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *y = mm_cuda_stage_output(ws, &outs[0], t);
@@ -752,7 +763,7 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
 {
     const mm_conv_dims *d = &node->p.conv;
     mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_BWD_DATA, d, &t);
+    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_BWD_DATA, &t);
     const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *dx = mm_cuda_stage_output(ws, &outs[0], t);
@@ -786,7 +797,7 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
 {
     const mm_conv_dims *d = &node->p.conv;
     mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, MM_CONV_BWD_FILTER, d, &t);
+    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_BWD_FILTER, &t);
     MM_ASSERT(outs[0].dtype == MM_F32);
     const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);

@@ -64,6 +64,10 @@ typedef struct mm_cuda_ctx {
     cudaGraph_t graph;    /* capture */
     cudaGraphExec_t graph_exec;
     bool capturing;
+    /* Convolution nodes asked to need less scratch (the planner's limit_workspace): their
+     * algorithm is chosen with the workspace under `cap` (mm_cuda_node_cap). */
+    struct mm_cuda_node_cap { const mm_node *node; mm_op op; mm_conv_dims dims; size_t cap; } *caps;
+    int n_caps, cap_caps;
     /* Device memory held through alloc (the sessions' buffers), for the benchmark's peak: */
     struct mm_cuda_alloc_rec { void *ptr; size_t bytes; } *allocs;
     int n_allocs, cap_allocs;
@@ -97,6 +101,11 @@ void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *sta
 
 /* The storage dtype of convolutions in this precision: MM_BF16 for bf16, else MM_F32. */
 mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
+
+/* The workspace cap of convolution node `node` (SIZE_MAX: none). A cap is matched by the node's
+ * address, op and dimensions, so a node of another graph that reuses the address is capped only
+ * when it is the same convolution. */
+size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node);
 
 /* ---- op entry points (conv_cudnn.c, dense_cublas.c) ---- */
 /* relu: apply the ReLU after the bias (a fused pair, fuse.c; the node has a bias). */
