@@ -299,7 +299,8 @@ static int limit_scratch(const mm_plan *plan, const mm_graph *g, mm_backend *be)
 mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots)
 {
     mm_status st = plan_once(plan, g, be, opt_slots);
-    if (st == MM_OK && be && be->limit_workspace && plan->arena_bytes > plan->act_arena_bytes) {
+    if (st == MM_OK && be && be->limit_workspace && plan->arena_bytes > plan->act_arena_bytes &&
+        !getenv("MM_NO_WS_LIMIT")) {
         int limited = limit_scratch(plan, g, be);
         if (limited > 0) {
             mm_plan_free(plan);

@@ -22,7 +22,8 @@
  * The plan depends only on shapes and the backend's workspace needs, so it is the same on cpu and
  * meta (the meta backend gives exact peaks for full-size models on any machine).
  *
- * MM_NO_INPLACE=1 in the environment turns in-place execution off (for debugging a kernel). */
+ * MM_NO_INPLACE=1 in the environment turns in-place execution off (for debugging a kernel);
+ * MM_NO_WS_LIMIT=1 leaves every node's scratch as the backend first asked (no limit_workspace). */
 #ifndef MM_PLANNER_H
 #define MM_PLANNER_H
 
