@@ -537,8 +537,10 @@ void mm_plan_print(const mm_plan *p, FILE *f)
     line(f, "inputs", p->input_bytes);
     line(f, "activations", p->arena_bytes);
     line(f, "activations_no_reuse", p->naive_arena_bytes);
+    line(f, "activations_alone", p->act_arena_bytes);
     line(f, "workspace_largest", p->workspace_bytes);
     fprintf(f, "in_place_nodes         %14d\n", p->n_inplace);
+    fprintf(f, "scratch_limited_nodes  %14d\n", p->n_ws_limited);
     fprintf(f, "peak_bytes=%zu\n", mm_plan_peak_bytes(p));
 }
 
