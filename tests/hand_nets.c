@@ -264,3 +264,31 @@ float *hn_run_model(const mm_model_config *c, mm_backend *be, hn_built *r, int64
     if (own) mm_backend_destroy(own);
     return res;
 }
+
+mm_model_config hn_small_whole(int trunk, const char *top, int h, int w, bool training)
+{
+    mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, (mm_trunk)trunk);
+    c.top = top;
+    c.batch = 2;
+    c.height = h;
+    c.width = w;
+    c.width_div = 16;
+    c.training = training;
+    return c;
+}
+
+int64_t hn_model_flag_diff(mm_model_config *c, bool *flag, hn_built *on, hn_built *off)
+{
+    int64_t n_on, n_off;
+    *flag = true;
+    float *a = hn_run_model(c, NULL, on, &n_on);
+    *flag = false;
+    float *b = hn_run_model(c, NULL, off, &n_off);
+    int64_t diff = -1;
+    if (a && b && n_on == n_off) diff = hn_bitwise_diff(a, b, n_on);
+    CHECK_MSG(diff >= 0, "the steps could not be compared (%lld and %lld results)",
+              (long long)n_on, (long long)n_off);
+    free(a);
+    free(b);
+    return diff;
+}

@@ -75,6 +75,14 @@ struct mm_model_config;
  * counts and act_arena; its graph and plan are freed (r->g is NULL). */
 float *hn_run_model(const struct mm_model_config *c, mm_backend *be, hn_built *r, int64_t *n_res);
 
+/* A whole-image model of nets/ at a small input: batch 2, reduced-width trunk (width_div 16). */
+struct mm_model_config hn_small_whole(int trunk /* mm_trunk */, const char *top, int h, int w,
+                                      bool training);
+/* One CPU step of model c with one of its switches (`flag`, a field of c) on, and one with it
+ * off: on and off get the node counts; returns how many results differ bitwise, or -1 (checked
+ * as a failure) when a model could not be built or the steps gave different numbers of results. */
+int64_t hn_model_flag_diff(struct mm_model_config *c, bool *flag, hn_built *on, hn_built *off);
+
 /* Deterministic inputs: labels (i32), per-sample weights, images. */
 void hn_write_inputs(mm_session *s, const mm_graph *g);
 /* Loss, probabilities, every gradient, every BN running statistic, appended in one array. */

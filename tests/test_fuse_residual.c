@@ -129,43 +129,18 @@ MM_TEST(partial_and_refused_patterns)
 }
 
 /* ---- the whole-image ResNet50 of nets/ at a small input ---- */
-static float *run_model(bool training, bool fuse, int *joins, int64_t *n_res)
-{
-    mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, MM_TRUNK_RESNET50);
-    c.top = "[16-16-32]x2,[16-16-32]x1";
-    c.batch = 2;
-    c.height = 96;
-    c.width = 64;
-    c.width_div = 16;
-    c.training = training;
-    c.fuse_residual = fuse;
-    hn_built r;
-    float *res = hn_run_model(&c, NULL, &r, n_res);
-    *joins = r.n_joins;
-    return res;
-}
-
 MM_TEST(whole_image_resnet50_same_results)
 {
     for (int training = 1; training >= 0; training--) {
-        int joins_on, joins_off;
-        int64_t n_on, n_off;
-        float *a = run_model(training, true, &joins_on, &n_on);
-        float *b = run_model(training, false, &joins_off, &n_off);
-        if (!a || !b) {
-            free(a);
-            free(b);
-            return;
-        }
-        CHECK_EQ_INT(n_on, n_off);
-        int64_t diff = n_on == n_off ? hn_bitwise_diff(a, b, n_on) : 0;
-        CHECK_MSG(diff == 0, "%s: %lld of %lld results differ with the joins fused",
-                  training ? "training" : "evaluation", (long long)diff, (long long)n_on);
+        mm_model_config c = hn_small_whole(MM_TRUNK_RESNET50, "[16-16-32]x2,[16-16-32]x1", 96,
+                                           64, training);
+        hn_built on, off;
+        int64_t diff = hn_model_flag_diff(&c, &c.fuse_residual, &on, &off);
+        CHECK_MSG(diff == 0, "%s: %lld results differ with the joins fused",
+                  training ? "training" : "evaluation", (long long)diff);
         /* 16 trunk bottlenecks and 3 in the top blocks, each one join (more when training: the
          * recomputed joins of the backward pass) */
-        CHECK_MSG(training ? joins_on > 19 : joins_on == 19, "%d joins fused", joins_on);
-        CHECK_EQ_INT(joins_off, 0);
-        free(a);
-        free(b);
+        CHECK_MSG(training ? on.n_joins > 19 : on.n_joins == 19, "%d joins fused", on.n_joins);
+        CHECK_EQ_INT(off.n_joins, 0);
     }
 }

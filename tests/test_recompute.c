@@ -240,13 +240,7 @@ MM_TEST(random_nets_same_gradients)
 static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool recompute,
                         int64_t conv_macs, size_t *arena, int *n_apply, int64_t *n_res)
 {
-    mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
-    c.top = top;
-    c.batch = 2;
-    c.height = h;
-    c.width = w;
-    c.width_div = 16;
-    c.training = true;
+    mm_model_config c = hn_small_whole(trunk, top, h, w, true);
     c.no_recompute = !recompute;
     c.recompute_conv_macs = conv_macs;
     built r;

@@ -9,19 +9,11 @@
 #include "cuda_gate.cuh"
 #include "cuda_kernels.h"
 
-template <typename TX>
-__global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x /* [m,c] */,
-                                         int64_t m, int c, int64_t rows_per_slice)
+/* Adds the MM_COL_ROWS row lanes' sums s of column j within the block, in lane order, and
+ * stores the block's partial for its row slice. */
+__device__ __forceinline__ void mm_col_store_partial(float *partial, float s, int j, int c)
 {
     __shared__ float red[MM_COL_ROWS][MM_COL_LANES + 1];
-    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
-    float s = 0.0f;
-    if (j < c) {
-#pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) s += mm_ld(x, r * c + j);
-    }
     red[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && j < c) {
@@ -31,13 +23,27 @@ __global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x
     }
 }
 
+template <typename TX>
+__global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x /* [m,c] */,
+                                         int64_t m, int c, int64_t rows_per_slice)
+{
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float s = 0.0f;
+    if (j < c) {
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) s += mm_ld(x, r * c + j);
+    }
+    mm_col_store_partial(partial, s, j, c);
+}
+
 /* dx = dy where the gate is open, else 0, written while the column partials of dx (as stored)
  * are taken, as mm_colsum_partial_kernel takes them from dx. */
 template <typename TDX, typename TDY, typename Gate>
 __global__ void mm_relu_bwd_colsum_kernel(float *partial /* [G,c] */, TDX *dx, const TDY *dy,
                                           Gate gate, int64_t m, int c, int64_t rows_per_slice)
 {
-    __shared__ float red[MM_COL_ROWS][MM_COL_LANES + 1];
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
     int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
@@ -51,13 +57,7 @@ __global__ void mm_relu_bwd_colsum_kernel(float *partial /* [G,c] */, TDX *dx, c
             s += mm_round_as(dx, g);
         }
     }
-    red[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < c) {
-        float t = 0.0f;
-        for (int k = 0; k < MM_COL_ROWS; k++) t += red[k][threadIdx.x];
-        partial[(int64_t)blockIdx.y * c + j] = t;
-    }
+    mm_col_store_partial(partial, s, j, c);
 }
 
 __global__ void mm_colsum_finish_kernel(float *out /* [c] */, const float *partial /* [G,c] */,
