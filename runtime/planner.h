@@ -4,11 +4,12 @@
  * every activation an offset in ONE arena: a value is live from the node that writes it to the last
  * node that reads it (a view extends the life of the value it views); memory is reused once its
  * last reader has run (aligned to 256 bytes). Element-wise ops whose kernel allows it (relu, add,
- * dropout, their backward, scale, batchnorm_apply) run in place when their input dies at that
- * node. Each node's scratch (the backend's workspace_bytes(): im2col buffers, cuDNN workspaces)
- * is placed in the same arena, live while its node runs. Placement: a walk in execution order
- * (best fit over free blocks), then, knowing every lifetime, the storages placed again in three
- * orders (planner.c); the smallest arena is kept. Recomputed activations (graph.h,
+ * dropout, their backward, scale, batchnorm_apply, a batch norm's residual join, a summing data
+ * gradient) run in place when their input dies at that node. Each node's scratch (the backend's
+ * workspace_bytes(): im2col buffers, cuDNN workspaces) is placed in the same arena, live while its
+ * node runs. Placement: a walk in execution order (best fit over free blocks), then, knowing
+ * every lifetime, the storages placed again in three orders, and the activations alone with each
+ * scratch in the lowest gap free at its node (planner.c); the smallest arena is kept. Recomputed activations (graph.h,
  * g->recompute) are ordinary values here: the backward nodes that read them make the forward
  * copies die early.
  *
