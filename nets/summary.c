@@ -49,16 +49,16 @@ void mm_model_summary(const mm_model *m, const mm_plan *plan, FILE *f)
             mm_trunk_name(m->cfg.trunk), mm_model_kind_name(m->cfg.kind), spec, m->cfg.classes,
             m->cfg.height, m->cfg.width, m->cfg.batch,
             m->cfg.training ? "training step" : "evaluation");
-    fprintf(f, "%-28s %-16s %-24s %12s %16s\n", "layer", "op", "output", "params", "FLOPs");
+    fprintf(f, "%-28s %-18s %-24s %12s %16s\n", "layer", "op", "output", "params", "FLOPs");
     int n_fwd = m->cfg.training ? g->n_forward : g->n_nodes;
     for (int i = 0; i < n_fwd; i++) {
         const mm_node *nd = &g->nodes[i];
-        if (nd->op == MM_OP_RESHAPE) continue;
+        if (nd->op == MM_OP_RESHAPE || nd->op == MM_OP_NONE) continue; /* a view, a folded node */
         char name[MM_NAME_MAX], shape[64];
         layer_name(name, sizeof name, g, nd);
         const mm_value *out = mm_graph_value(g, nd->out[0]);
         mm_shape_str(shape, sizeof shape, out->ndim, out->shape);
-        fprintf(f, "%-28s %-16s %-24s %12lld %16.0f\n", name, mm_op_name(nd->op), shape,
+        fprintf(f, "%-28s %-18s %-24s %12lld %16.0f\n", name, mm_node_op_name(nd), shape,
                 (long long)node_params(g, nd), nd->flops);
     }
     mm_model_totals t = mm_model_totals_of(m);

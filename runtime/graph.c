@@ -42,6 +42,28 @@ static const char *op_names[MM_OP_COUNT] = {
 
 const char *mm_op_name(mm_op op) { return op >= 0 && op < MM_OP_COUNT ? op_names[op] : "?"; }
 
+const char *mm_node_op_name(const mm_node *nd)
+{
+    switch (nd->op) {
+    case MM_OP_BATCHNORM:
+    case MM_OP_BN_APPLY:
+        if (!nd->p.bn.add) break;
+        if (nd->op == MM_OP_BATCHNORM) return nd->p.bn.relu ? "batchnorm+add+relu" : "batchnorm+add";
+        return nd->p.bn.relu ? "bn_apply+add+relu" : "bn_apply+add";
+    case MM_OP_BATCHNORM_BWD:
+        if (nd->p.bn.relu_bwd) return "relu_bwd+bn_bwd";
+        break;
+    case MM_OP_RELU_BWD:
+        if (nd->p.elementwise.colsum_c > 0) return "relu_bwd+bias_bwd";
+        break;
+    case MM_OP_CONV2D_BWD_DATA:
+        if (nd->p.conv.accumulate) return "conv_bwd_data+add";
+        break;
+    default: break;
+    }
+    return mm_op_name(nd->op);
+}
+
 size_t mm_value_bytes(const mm_value *v)
 {
     return (size_t)mm_shape_numel(v->ndim, v->shape) * mm_dtype_size(v->dtype);

@@ -237,6 +237,8 @@ int mm_graph_fuse_grad_add(mm_graph *g);
 int mm_graph_xent_probs(const mm_graph *g, int loss);
 
 const char *mm_op_name(mm_op op);
+/* The op's name, with what a graph pass folded into the node ("batchnorm+add+relu", ...). */
+const char *mm_node_op_name(const mm_node *nd);
 size_t mm_value_bytes(const mm_value *v);
 
 #endif

@@ -561,7 +561,7 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
             ids[j - 1] = t;
         }
     fprintf(f, "live at the arena's peak: %.1f MiB in %d values, at node %d of %d (%s, %s pass)\n",
-            p->live_peak_bytes / 1048576.0, n, at, g->n_nodes, mm_op_name(g->nodes[at].op),
+            p->live_peak_bytes / 1048576.0, n, at, g->n_nodes, mm_node_op_name(&g->nodes[at]),
             g->n_forward && at >= g->n_forward ? "backward" : "forward");
     for (int i = 0; i < n && i < top; i++) {
         const mm_value *val = &g->values[ids[i]];
@@ -569,10 +569,10 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
         fprintf(f, "  %9.1f MiB  %-22s made by node %4d %-16s needed until node %d\n",
                 mm_value_bytes(val) / 1048576.0,
                 mm_shape_str(shape, sizeof shape, val->ndim, val->shape), p->first_node[ids[i]],
-                mm_op_name(g->nodes[p->first_node[ids[i]]].op), p->storage_end[ids[i]]);
+                mm_node_op_name(&g->nodes[p->first_node[ids[i]]]), p->storage_end[ids[i]]);
     }
     if (at < p->n_nodes && p->node_ws_bytes[at] > 0)
         fprintf(f, "  %9.1f MiB  scratch of node %d (%s)\n", p->node_ws_bytes[at] / 1048576.0, at,
-                mm_op_name(g->nodes[at].op));
+                mm_node_op_name(&g->nodes[at]));
     free(ids);
 }

@@ -204,13 +204,14 @@ void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f)
     fprintf(f, "\nslowest nodes:\n");
     for (int k = 0; k < top && k < n; k++) {
         const mm_node *nd = &s->g->nodes[order[k]];
+        if (nd->op == MM_OP_NONE || nd->op == MM_OP_RESHAPE) continue; /* never timed */
         const mm_value *in = nd->in[0] >= 0 ? &s->g->values[nd->in[0]] : NULL;
         const mm_value *out = nd->out[0] >= 0 ? &s->g->values[nd->out[0]] : NULL;
         char a[96] = "-", b[96] = "-";
         if (in) mm_shape_str(a, sizeof a, in->ndim, in->shape);
         if (out) mm_shape_str(b, sizeof b, out->ndim, out->shape);
         fprintf(f, "  %8.3f ms %5.1f%%  %-22s in %s out %s\n", 1e3 * s->node_seconds[order[k]] / runs,
-                100.0 * s->node_seconds[order[k]] / total, mm_op_name(nd->op), a, b);
+                100.0 * s->node_seconds[order[k]] / total, mm_node_op_name(nd), a, b);
     }
     free(order);
 }
