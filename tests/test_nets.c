@@ -425,7 +425,10 @@ MM_TEST(full_size_resnet50_whole_summary_and_plan)
     CHECK_EQ_INT(parse_after(out, "\nparameters                   "), params);
     CHECK_EQ_INT(parse_after(out, "forward FLOPs per image      "), (int64_t)llround(flops));
     CHECK_EQ_INT(parse_after(out, "peak_bytes="), (int64_t)peak);
-    CHECK(strstr(out, "top.1.1.conv2                conv2d           [2, 9, 7, 512]") != NULL);
+    CHECK(strstr(out, "top.1.1.conv2                conv2d             [2, 9, 7, 512]") != NULL);
+    /* the residual joins are folded into the batch norm before them (mm_graph_fuse_residual) */
+    CHECK(strstr(out, "top.1.1.bn3                  batchnorm+add+relu [2, 9, 7, 1024]") != NULL);
+    CHECK(strstr(out, " none ") == NULL);
     size_t len = strlen(out);
     CHECK(len > 0 && out[len - 1] == '\n');
     free(out);
