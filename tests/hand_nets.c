@@ -241,7 +241,10 @@ float *hn_run_model(const mm_model_config *c, mm_backend *be, hn_built *r, int64
     count_nodes(r);
     r->g = NULL;
     mm_backend *own = NULL;
-    if (!be) mm_backend_cpu_create(&be), own = be;
+    if (!be) {
+        mm_backend_cpu_create(&own);
+        be = own;
+    }
     mm_session s;
     float *res = NULL;
     if (mm_session_init(&s, m.g, be, 2) == MM_OK) {
