@@ -11,6 +11,7 @@
 # Usage: sh bench/gpu_compare.sh [build-dir] [steps]
 #   env: NETS="resnet50 vgg16" PRECISIONS="fp32 tf32 bf16" INPUT=1152x896 BATCH=2 WARMUP=5
 #        PYTHON=python3 MAMMO_FLAGS="--cuda-graph" (extra flags of mammo bench)
+#        APPEND=1 (add to the day's results file instead of starting it anew: one net per call)
 set -u
 build=${1:-build}
 steps=${2:-20}
@@ -35,7 +36,7 @@ if [ -z "$card" ]; then
 fi
 mkdir -p "$here/results"
 out="$here/results/$(date +%Y-%m-%d)-$(echo "$card" | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//').txt"
-: >"$out"
+[ "${APPEND:-0}" = 1 ] || : >"$out"
 say() { echo "$1"; echo "$1" >>"$out"; }
 say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" input=$input batch=$batch steps=$steps warmup=$warmup"
 say "# mammo $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"

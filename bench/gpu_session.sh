@@ -7,6 +7,9 @@
 #   sh bench/gpu_session.sh search    cuDNN's choices per shape for ResNet50 and VGG16 (tf32),
 #                                     with MM_CUDNN_VERBOSE=1: legacy algorithms, graph plans, GEMMs
 #   sh bench/gpu_session.sh compare   bench/gpu_compare.sh (mammo and PyTorch side by side)
+#   sh bench/gpu_session.sh compare-resnet50 compare-vgg16
+#                                     the same one net per stage (each call within 10 minutes even
+#                                     when cuDNN's searches are long; results appended)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`.
 set -u
@@ -51,8 +54,13 @@ for stage in "$@"; do
         WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
         cp bench/results/*.txt "$out/" 2>/dev/null
         ;;
+    compare-resnet50 | compare-vgg16)
+        NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
+        cp bench/results/*.txt "$out/" 2>/dev/null
+        ;;
     *)
-        echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare)" >&2
+        echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare," \
+            "compare-resnet50, compare-vgg16)" >&2
         exit 1
         ;;
     esac
