@@ -147,26 +147,45 @@ static int by_first_use(const void *a, const void *b)
     return by_size(a, b);
 }
 
-static int by_offset(const void *a, const void *b)
+static int by_block_offset(const void *a, const void *b)
 {
-    const placed *x = *(const placed *const *)a, *y = *(const placed *const *)b;
+    const block *x = a, *y = b;
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Places st[0..n) in that order; returns the arena top. busy: room for n pointers. */
-static size_t place_in_order(placed *st, int n, const placed **busy)
+/* Over the busy blocks b[0..nb), sorted by offset: the lowest offset where `size` bytes are free,
+ * and, with room given, the largest free gap below `top` in *room. */
+static size_t lowest_fit(const block *b, int nb, size_t size, size_t top, size_t *room)
+{
+    size_t at = 0, fit = SIZE_MAX;
+    if (room) *room = 0;
+    for (int i = 0; i <= nb; i++) {
+        size_t next = i < nb ? b[i].off : SIZE_MAX;
+        if (next > at) {
+            size_t gap_end = next < top ? next : top;
+            if (room && gap_end > at && gap_end - at > *room) *room = gap_end - at;
+            if (fit == SIZE_MAX && next - at >= size) {
+                fit = at;
+                if (!room) break;
+            }
+        }
+        if (i < nb && b[i].off + b[i].size > at) at = b[i].off + b[i].size;
+    }
+    return fit;
+}
+
+/* Places st[0..n) in that order; returns the arena top. busy: room for n blocks. */
+static size_t place_in_order(placed *st, int n, block *busy)
 {
     size_t top = 0;
     for (int i = 0; i < n; i++) {
         int nb = 0;
         for (int j = 0; j < i; j++)
-            if (st[j].first <= st[i].last && st[i].first <= st[j].last) busy[nb++] = &st[j];
-        qsort(busy, (size_t)nb, sizeof *busy, by_offset);
-        size_t off = 0;
-        for (int j = 0; j < nb && busy[j]->off < off + st[i].size; j++)
-            if (busy[j]->off + busy[j]->size > off) off = busy[j]->off + busy[j]->size;
-        st[i].off = off;
-        if (off + st[i].size > top) top = off + st[i].size;
+            if (st[j].first <= st[i].last && st[i].first <= st[j].last)
+                busy[nb++] = (block){st[j].off, st[j].size};
+        qsort(busy, (size_t)nb, sizeof *busy, by_block_offset);
+        st[i].off = lowest_fit(busy, nb, st[i].size, 0, NULL);
+        if (st[i].off + st[i].size > top) top = st[i].off + st[i].size;
     }
     return top;
 }
@@ -186,7 +205,7 @@ static size_t place_offline(mm_plan *plan, const mm_graph *g, const int *share, 
     for (int k = 0; scratch && k < nn; k++)
         if (plan->node_ws_bytes[k] > 0)
             st[n++] = (placed){nv + k, k, k, 0, align_up(plan->node_ws_bytes[k])};
-    const placed **busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
+    block *busy = mm_xmalloc((size_t)(n ? n : 1) * sizeof *busy);
     int (*const orders[3])(const void *, const void *) = {by_size, by_area, by_first_use};
     size_t best = SIZE_MAX;
     for (int k = 0; k < 3; k++) {
@@ -208,12 +227,6 @@ static size_t place_offline(mm_plan *plan, const mm_graph *g, const int *share, 
     return best;
 }
 
-static int by_block_offset(const void *a, const void *b)
-{
-    const block *x = a, *y = b;
-    return x->off < y->off ? -1 : x->off > y->off;
-}
-
 /* Node n's scratch over the activations as placed now: the lowest offset where `size` bytes are
  * free among the storages live at n, and in *room the largest free gap below `top`. blocks: room
  * for every value. */
@@ -225,18 +238,7 @@ static size_t fit_at_node(const mm_plan *plan, const mm_graph *g, int n, size_t 
         if (plan->storage_end[v] >= 0 && plan->first_node[v] <= n && plan->storage_end[v] >= n)
             blocks[nb++] = (block){plan->offset[v], align_up(mm_value_bytes(&g->values[v]))};
     qsort(blocks, (size_t)nb, sizeof *blocks, by_block_offset);
-    size_t at = 0, fit = SIZE_MAX;
-    *room = 0;
-    for (int i = 0; i <= nb; i++) {
-        size_t next = i < nb ? blocks[i].off : SIZE_MAX;
-        if (next > at) {
-            size_t gap_end = next < top ? next : top;
-            if (gap_end > at && gap_end - at > *room) *room = gap_end - at;
-            if (fit == SIZE_MAX && next - at >= size) fit = at;
-        }
-        if (i < nb && blocks[i].off + blocks[i].size > at) at = blocks[i].off + blocks[i].size;
-    }
-    return fit;
+    return lowest_fit(blocks, nb, size, top, room);
 }
 
 /* The arena, the smaller of two layouts: every node's scratch placed among the activations like
@@ -249,6 +251,10 @@ static void place_arena(mm_plan *plan, const mm_graph *g, const int *share)
     int nv = g->n_values, nn = g->n_nodes;
     size_t top = place_offline(plan, g, share, true, plan->arena_bytes);
     if (top < plan->arena_bytes) plan->arena_bytes = top;
+    if (plan->workspace_bytes == 0) { /* no scratch: that was the activations alone */
+        plan->act_arena_bytes = top;
+        return;
+    }
     size_t *offset = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *offset);
     size_t *ws_offset = mm_xmalloc((size_t)(nn ? nn : 1) * sizeof *ws_offset);
     memcpy(offset, plan->offset, (size_t)nv * sizeof *offset);
