@@ -133,9 +133,7 @@ static void backward_node(tape *t, int id)
             in[5] = g->nodes[rb].in[1];
             bp.bn.relu_bwd = true;
             relu_flops = g->nodes[rb].flops;
-            g->nodes[rb].op = MM_OP_NONE;
-            g->nodes[rb].n_in = g->nodes[rb].n_out = 0;
-            g->nodes[rb].flops = 0;
+            mm_graph_node_clear(&g->nodes[rb]);
             g->values[dy].producer = -1;
         }
         if (needs_grad(t, x)) out[0] = new_grad(t, x);

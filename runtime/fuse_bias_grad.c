@@ -11,6 +11,7 @@
  * the ReLU backward, a few nodes before the bias node, changes nothing else. A ReLU backward
  * whose output other convolutions' bias nodes read, or that already sums, is left alone. */
 #include "graph.h"
+#include "graph_internal.h"
 
 int mm_graph_fuse_bias_grad(mm_graph *g)
 {
@@ -32,9 +33,7 @@ int mm_graph_fuse_bias_grad(mm_graph *g)
         relu->p.elementwise.colsum_c = c;
         relu->flops += bias->flops;
         g->values[bias->out[0]].producer = r;
-        bias->op = MM_OP_NONE;
-        bias->n_in = bias->n_out = 0;
-        bias->flops = 0;
+        mm_graph_node_clear(bias);
         fused++;
     }
     return fused;

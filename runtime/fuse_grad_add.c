@@ -11,28 +11,14 @@
  * computed before the convolution and read last by the add (so its memory can be written over);
  * the sum then appears at the convolution, a few nodes before the add, where nothing reads it
  * yet. On the CPU the node computes its gradient into scratch and adds, bitwise the add. */
-#include <stdlib.h>
-
 #include "graph.h"
+#include "graph_internal.h"
 
 int mm_graph_fuse_grad_add(mm_graph *g)
 {
     if (g->status != MM_OK) return 0;
-    int nv = g->n_values, fused = 0;
-    int *readers = mm_xcalloc((size_t)(nv ? nv : 1), sizeof *readers);
-    int *last = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *last);
-    bool *viewed = mm_xcalloc((size_t)(nv ? nv : 1), sizeof *viewed);
-    for (int v = 0; v < nv; v++) {
-        last[v] = -1;
-        if (g->values[v].view_of >= 0) viewed[g->values[v].view_of] = true;
-    }
-    for (int n = 0; n < g->n_nodes; n++)
-        for (int i = 0; i < g->nodes[n].n_in; i++) {
-            int v = g->nodes[n].in[i];
-            if (v < 0) continue;
-            readers[v]++;
-            last[v] = n;
-        }
+    int fused = 0;
+    mm_graph_uses u = mm_graph_uses_of(g);
 
     for (int a = g->n_forward; a < g->n_nodes; a++) {
         mm_node *add = &g->nodes[a];
@@ -43,8 +29,8 @@ int mm_graph_fuse_grad_add(mm_graph *g)
             mm_node *conv = &g->nodes[c];
             if (conv->op != MM_OP_CONV2D_BWD_DATA || conv->p.conv.accumulate || conv->n_in != 2)
                 continue;
-            if (readers[q] != 1 || g->values[q].keep || viewed[q]) continue;
-            if (g->values[o].producer >= c || last[o] != a || g->values[o].keep || viewed[o])
+            if (!mm_graph_single_use(g, &u, q)) continue;
+            if (g->values[o].producer >= c || u.last[o] != a || g->values[o].keep || u.viewed[o])
                 continue;
             if (g->values[o].dtype != g->values[q].dtype) continue;
             conv->in[2] = o;
@@ -54,16 +40,12 @@ int mm_graph_fuse_grad_add(mm_graph *g)
             conv->flops += add->flops;
             g->values[q].producer = -1;
             g->values[add->out[0]].producer = c;
-            last[o] = c;
-            add->op = MM_OP_NONE;
-            add->n_in = add->n_out = 0;
-            add->flops = 0;
+            u.last[o] = c;
+            mm_graph_node_clear(add);
             fused++;
             break;
         }
     }
-    free(readers);
-    free(last);
-    free(viewed);
+    mm_graph_uses_free(&u);
     return fused;
 }

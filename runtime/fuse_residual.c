@@ -14,22 +14,8 @@
  * are all available earlier, and its other outputs (the saved statistics) are read only by
  * backward nodes, which come later. The kernels compute bn(x) + r and the ReLU in the same
  * floating-point steps as the separate kernels, so the step is bitwise the same (tested). */
-#include <stdlib.h>
-#include <string.h>
-
 #include "graph.h"
-
-typedef struct {
-    int *readers;   /* per value: how many node inputs read it */
-    int *reader;    /* per value: the last node reading it */
-    bool *viewed;   /* per value: some view shares its memory */
-} uses;
-
-/* v is read by exactly one node, not kept after the step, and no view shares it. */
-static bool single_use(const mm_graph *g, const uses *u, int v)
-{
-    return v >= 0 && u->readers[v] == 1 && !g->values[v].keep && !u->viewed[v];
-}
+#include "graph_internal.h"
 
 /* A node of [from, to) reads one of the values out[1..n_out-1] of node bn. */
 static bool others_read_between(const mm_graph *g, const mm_node *bn, int from, int to)
@@ -41,30 +27,11 @@ static bool others_read_between(const mm_graph *g, const mm_node *bn, int from, 
     return false;
 }
 
-static void clear_node(mm_node *nd)
-{
-    nd->op = MM_OP_NONE;
-    nd->n_in = nd->n_out = 0;
-    nd->flops = 0; /* counted in the fused node */
-}
-
 int mm_graph_fuse_residual(mm_graph *g)
 {
     if (g->status != MM_OK) return 0;
-    int nv = g->n_values, nn = g->n_nodes, fused = 0;
-    uses u;
-    u.readers = mm_xcalloc((size_t)(nv ? nv : 1), sizeof *u.readers);
-    u.reader = mm_xcalloc((size_t)(nv ? nv : 1), sizeof *u.reader);
-    u.viewed = mm_xcalloc((size_t)(nv ? nv : 1), sizeof *u.viewed);
-    for (int v = 0; v < nv; v++)
-        if (g->values[v].view_of >= 0) u.viewed[g->values[v].view_of] = true;
-    for (int n = 0; n < nn; n++)
-        for (int i = 0; i < g->nodes[n].n_in; i++) {
-            int v = g->nodes[n].in[i];
-            if (v < 0) continue;
-            u.readers[v]++;
-            u.reader[v] = n;
-        }
+    int nn = g->n_nodes, fused = 0;
+    mm_graph_uses u = mm_graph_uses_of(g);
 
     for (int n = 0; n < nn; n++) {
         const mm_node *bn = &g->nodes[n];
@@ -72,15 +39,15 @@ int mm_graph_fuse_residual(mm_graph *g)
             bn->p.bn.relu || bn->n_in != 5)
             continue;
         int y = bn->out[0];
-        if (!single_use(g, &u, y)) continue;
-        int a = u.reader[y];
+        if (!mm_graph_single_use(g, &u, y)) continue;
+        int a = u.last[y];
         const mm_node *add = &g->nodes[a];
         if (add->op != MM_OP_ADD || a <= n || add->in[0] == add->in[1]) continue;
         if (bn->n_out > 1 && others_read_between(g, bn, n + 1, a)) continue;
         int r = add->in[0] == y ? add->in[1] : add->in[0];
         int s = add->out[0], z = s, j = -1;
-        if (single_use(g, &u, s) && g->nodes[u.reader[s]].op == MM_OP_RELU) {
-            j = u.reader[s];
+        if (mm_graph_single_use(g, &u, s) && g->nodes[u.last[s]].op == MM_OP_RELU) {
+            j = u.last[s];
             z = g->nodes[j].out[0];
         }
 
@@ -95,17 +62,15 @@ int mm_graph_fuse_residual(mm_graph *g)
         if (j >= 0) {
             g->values[s].producer = -1;
             u.readers[s] = 0;
-            clear_node(&g->nodes[j]);
+            mm_graph_node_clear(&g->nodes[j]);
         }
         u.readers[y] = 0;
-        clear_node(&g->nodes[n]);
+        mm_graph_node_clear(&g->nodes[n]);
         g->nodes[a] = f;
         for (int o = 0; o < f.n_out; o++)
             if (f.out[o] >= 0) g->values[f.out[o]].producer = a;
         fused++;
     }
-    free(u.readers);
-    free(u.reader);
-    free(u.viewed);
+    mm_graph_uses_free(&u);
     return fused;
 }

@@ -118,6 +118,45 @@ void mm_graph_snapshot_free(mm_graph_snapshot *s)
     memset(s, 0, sizeof *s);
 }
 
+mm_graph_uses mm_graph_uses_of(const mm_graph *g)
+{
+    size_t nv = (size_t)(g->n_values ? g->n_values : 1);
+    mm_graph_uses u = {mm_xcalloc(nv, sizeof(int)), mm_xmalloc(nv * sizeof(int)),
+                       mm_xcalloc(nv, sizeof(bool))};
+    for (int v = 0; v < g->n_values; v++) {
+        u.last[v] = -1;
+        if (g->values[v].view_of >= 0) u.viewed[g->values[v].view_of] = true;
+    }
+    for (int n = 0; n < g->n_nodes; n++)
+        for (int i = 0; i < g->nodes[n].n_in; i++) {
+            int v = g->nodes[n].in[i];
+            if (v < 0) continue;
+            u.readers[v]++;
+            u.last[v] = n;
+        }
+    return u;
+}
+
+void mm_graph_uses_free(mm_graph_uses *u)
+{
+    free(u->readers);
+    free(u->last);
+    free(u->viewed);
+    memset(u, 0, sizeof *u);
+}
+
+bool mm_graph_single_use(const mm_graph *g, const mm_graph_uses *u, int v)
+{
+    return v >= 0 && u->readers[v] == 1 && !g->values[v].keep && !u->viewed[v];
+}
+
+void mm_graph_node_clear(mm_node *nd)
+{
+    nd->op = MM_OP_NONE;
+    nd->n_in = nd->n_out = 0;
+    nd->flops = 0;
+}
+
 const mm_value *mm_graph_value(const mm_graph *g, int id)
 {
     MM_ASSERT(id >= 0 && id < g->n_values);

@@ -22,6 +22,20 @@ mm_graph_snapshot mm_graph_snapshot_take(const mm_graph *g);
 void mm_graph_snapshot_restore(mm_graph *g, const mm_graph_snapshot *s);
 void mm_graph_snapshot_free(mm_graph_snapshot *s);
 
+/* Who reads each value, for the graph passes: readers[v] counts the node inputs reading v,
+ * last[v] is the last node reading it (-1: none), viewed[v] says a view shares its memory. */
+typedef struct mm_graph_uses {
+    int *readers, *last;
+    bool *viewed;
+} mm_graph_uses;
+mm_graph_uses mm_graph_uses_of(const mm_graph *g);
+void mm_graph_uses_free(mm_graph_uses *u);
+/* v is read by exactly one node, not kept after the step, and no view shares it. */
+bool mm_graph_single_use(const mm_graph *g, const mm_graph_uses *u, int v);
+/* Empties node nd whose work a pass folded into another node: MM_OP_NONE, no inputs, outputs or
+ * flops (the node that took the work counts them). */
+void mm_graph_node_clear(mm_node *nd);
+
 /* recompute.c: rewrites the recorded backward nodes to read recomputed copies of cheap forward
  * activations instead of keeping them (graph.h, mm_graph_backward). */
 void mm_graph_recompute_pass(mm_graph *g);

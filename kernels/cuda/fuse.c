@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/graph_internal.h"
 #include "cuda_backend.h"
 
 void mm_cuda_fusion_free(mm_cuda_fusion *f)
@@ -40,26 +41,15 @@ void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g)
     f->applied = mm_xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *f->applied);
     if (getenv("MM_NO_FUSE")) return;
 
-    /* Readers of every value, and the last of them. */
-    int *readers = mm_xcalloc((size_t)(g->n_values ? g->n_values : 1), sizeof *readers);
-    int *reader = mm_xcalloc((size_t)(g->n_values ? g->n_values : 1), sizeof *reader);
-    for (int n = 0; n < g->n_nodes; n++) {
-        const mm_node *nd = &g->nodes[n];
-        for (int i = 0; i < nd->n_in; i++) {
-            int v = nd->in[i];
-            if (v < 0) continue;
-            readers[v]++;
-            reader[v] = n;
-        }
-    }
+    mm_graph_uses u = mm_graph_uses_of(g); /* readers of every value, and the last of them */
     for (int n = 0; n < g->n_nodes; n++) {
         const mm_node *nd = &g->nodes[n];
         bool producer = nd->op == MM_OP_BATCHNORM ||
                         (nd->op == MM_OP_CONV2D && nd->n_in > 2 && nd->in[2] >= 0);
         if (!producer || nd->n_out < 1 || nd->out[0] < 0) continue;
         int y = nd->out[0];
-        if (readers[y] != 1 || g->values[y].keep) continue;
-        int j = reader[y];
+        if (u.readers[y] != 1 || g->values[y].keep) continue;
+        int j = u.last[y];
         const mm_node *r = &g->nodes[j];
         if (j <= n || r->op != MM_OP_RELU || r->in[0] != y) continue;
         f->code[n] = MM_FUSE_APPLY_RELU;
@@ -68,8 +58,7 @@ void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g)
         f->partner[j] = n;
         f->n_fused++;
     }
-    free(readers);
-    free(reader);
+    mm_graph_uses_free(&u);
 }
 
 mm_fuse_code mm_cuda_fusion_code(const mm_cuda_fusion *f, const mm_graph *g, const mm_node *nd)
