@@ -198,17 +198,22 @@ int mm_graph_new_value(mm_graph *g, mm_value_kind kind, mm_dtype dtype, int ndim
         g->cap_values = g->cap_values ? 2 * g->cap_values : 256;
         g->values = mm_xrealloc(g->values, (size_t)g->cap_values * sizeof *g->values);
     }
-    mm_value *v = &g->values[g->n_values];
+    mm_value_init(&g->values[g->n_values], kind, dtype, ndim, shape, label);
+    return g->n_values++;
+}
+
+void mm_value_init(mm_value *v, mm_value_kind kind, mm_dtype dtype, int ndim, const int64_t *shape,
+                   const char *name)
+{
     memset(v, 0, sizeof *v);
     v->kind = kind;
     v->dtype = dtype;
     v->ndim = ndim;
     for (int i = 0; i < ndim; i++) v->shape[i] = shape[i];
-    snprintf(v->name, sizeof v->name, "%s", label);
+    snprintf(v->name, sizeof v->name, "%s", name);
     v->producer = -1;
     v->view_of = -1;
     v->grad = -1;
-    return g->n_values++;
 }
 
 int mm_graph_add_node(mm_graph *g, mm_op op, const int *in, int n_in, const int *out, int n_out,

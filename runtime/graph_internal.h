@@ -4,6 +4,10 @@
 
 #include "graph.h"
 
+/* A value as mm_graph_new_value makes it (no producer, no view, no gradient), in place (the CUDA
+ * op tests build their own value lists). */
+void mm_value_init(mm_value *v, mm_value_kind kind, mm_dtype dtype, int ndim, const int64_t *shape,
+                   const char *name);
 int mm_graph_new_value(mm_graph *g, mm_value_kind kind, mm_dtype dtype, int ndim,
                        const int64_t *shape, const char *name);
 int mm_graph_add_node(mm_graph *g, mm_op op, const int *in, int n_in, const int *out, int n_out,

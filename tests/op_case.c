@@ -9,6 +9,7 @@
 #include "kernels/philox.h"
 #include "runtime/backend.h"
 #include "runtime/graph.h"
+#include "runtime/graph_internal.h"
 #include "tests/harness.h"
 #include "tests/op_case.h"
 
@@ -84,16 +85,9 @@ int tc_value(tcase *tc, mm_value_kind kind, mm_dtype dtype, bool act, init_kind 
 {
     MM_ASSERT(tc->nv < MAXV);
     int id = tc->nv++;
-    mm_value *v = &tc->v[id];
-    memset(v, 0, sizeof *v);
-    v->kind = kind;
-    v->dtype = dtype;
-    v->ndim = ndim;
-    for (int i = 0; i < ndim; i++) v->shape[i] = shape[i];
-    snprintf(v->name, sizeof v->name, "v%d", id);
-    v->producer = -1;
-    v->view_of = -1;
-    v->grad = -1;
+    char name[16];
+    snprintf(name, sizeof name, "v%d", id);
+    mm_value_init(&tc->v[id], kind, dtype, ndim, shape, name);
     tc->act[id] = act;
     tc->init[id] = init;
     tc->lo[id] = lo;
