@@ -527,10 +527,12 @@ static int mm_conv_graph_mode(void)
 /* Times the graph API's plans for entry e on the probe against e's legacy choice (legacy_ok:
  * there is one; it is timed with the same timer) and keeps the fastest of all, with the same
  * workspace slack as mm_conv_take. A plan that fails its trial run is dropped. Returns whether e
- * has a choice now. */
+ * has a choice now; *timed gets that choice's time on mm_conv_time's timer, -1 if not taken. */
 static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
-                              mm_dtype t, const mm_conv_probe *p, size_t limit, bool legacy_ok)
+                              mm_dtype t, const mm_conv_probe *p, size_t limit, bool legacy_ok,
+                              float *timed)
 {
+    *timed = -1;
     int mode = mm_conv_graph_mode();
     /* the legacy choice must run on the probe to be compared (cuDNN's heuristic pick, taken when
      * the timed search failed, may want more workspace than the probe has) */
@@ -600,6 +602,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     }
     for (int i = 0; i < n; i++)
         if (pick != 1 + i) mm_conv_plan_free(&plans[i]);
+    if (pick >= 0) *timed = times[pick];
     if (pick <= 0) {
         mm_conv_graph_free(&g);
         return legacy_ok;
@@ -627,7 +630,8 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
               : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
                                         : mm_conv_pick_bwd_filter(ctx, e, p, limit);
     cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
-    ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok);
+    float timed; /* the choice's time on mm_conv_time's timer, when the graph search took it */
+    ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok, &timed);
     int mode = mm_conv_gemm_mode();
     bool verbose = mm_conv_verbose();
     char what[160];
@@ -636,7 +640,7 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
         float t_cudnn = -1, t_gemm = -1;
         bool use = mode == 1 || !ok;
         if (!use && have_probe && e->ws_bytes <= probe.ws_bytes) {
-            t_cudnn = mm_conv_time(ctx, e, d, t, p);
+            t_cudnn = timed >= 0 ? timed : mm_conv_time(ctx, e, d, t, p);
             e->gemm = 1;
             t_gemm = mm_conv_time(ctx, e, d, t, p);
             e->gemm = 0;
