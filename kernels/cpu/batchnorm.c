@@ -23,6 +23,52 @@ enum { SUM_X, SUM_SQDEV, SUM_GRAD };
 /* Bit i % 8 of byte i / 8: element i of the ReLU's output was > 0 (mm_cpu_relu_mask). */
 static inline int relu_bit(const uint8_t *bits, int64_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 
+/* The gradient the backward uses at element j of a row (flat index i0 + j): dy itself
+ * (GATE_NONE), or, with the backward of the ReLU after the batch norm folded in, dy where that
+ * ReLU's output relu_out > 0 (GATE_Y) or its bit is set (GATE_BITS), else 0. The row helpers
+ * below are inlined with a constant gate, so each gate is its own vectorised loop. */
+enum { GATE_NONE, GATE_Y, GATE_BITS };
+
+static inline __attribute__((always_inline)) float gated(const float *gr, const float *rr,
+                                                         const uint8_t *bits, int64_t i0, int j,
+                                                         int gate)
+{
+    if (gate == GATE_Y) return rr[j] > 0.0f ? gr[j] : 0.0f;
+    if (gate == GATE_BITS) return relu_bit(bits, i0 + j) ? gr[j] : 0.0f;
+    return gr[j];
+}
+
+/* s1 += g, s2 += g * (x - mean) over one row's cn channels. */
+static inline __attribute__((always_inline)) void grad_sums_row(
+    float *s1, float *s2, const float *xr, const float *mu, const float *gr, const float *rr,
+    const uint8_t *bits, int64_t i0, int cn, int gate)
+{
+#pragma omp simd
+    for (int j = 0; j < cn; j++) {
+        float g = gated(gr, rr, bits, i0, j, gate);
+        s1[j] += g;
+        s2[j] += g * (xr[j] - mu[j]);
+    }
+}
+
+/* dx = a * (g - mb - xhat * mg), xhat = (x - mean) * is, over one row. */
+static inline __attribute__((always_inline)) void dx_row(
+    float *dr, const float *xr, const float *gr, const float *rr, const uint8_t *bits, int64_t i0,
+    const float *mean, const float *a, const float *mb, const float *mg, const float *is, int c,
+    int gate)
+{
+#pragma omp simd
+    for (int j = 0; j < c; j++) {
+        float xhat = (xr[j] - mean[j]) * is[j];
+        dr[j] = a[j] * (gated(gr, rr, bits, i0, j, gate) - mb[j] - xhat * mg[j]);
+    }
+}
+
+static int gate_of(const float *relu_out, const uint8_t *relu_bits)
+{
+    return relu_out ? GATE_Y : relu_bits ? GATE_BITS : GATE_NONE;
+}
+
 /* One thread's sums over rows [lo, hi), per channel j (a2 only for SUM_GRAD):
  *   SUM_X:     a1 += x
  *   SUM_SQDEV: a1 += (x - mean)^2
@@ -50,30 +96,16 @@ MM_CPU_VECTOR static void sum_rows(double *a1, double *a2, int mode, const float
                 } else if (mode == SUM_SQDEV) {
 #pragma omp simd
                     for (int j = 0; j < cn; j++) s1[j] += (xr[j] - mu[j]) * (xr[j] - mu[j]);
-                } else if (relu_out) {
-                    const float *gr = dy + i * c + j0, *rr = relu_out + i * c + j0;
-#pragma omp simd
-                    for (int j = 0; j < cn; j++) {
-                        float g = rr[j] > 0.0f ? gr[j] : 0.0f;
-                        s1[j] += g;
-                        s2[j] += g * (xr[j] - mu[j]);
-                    }
-                } else if (relu_bits) {
-                    const float *gr = dy + i * c + j0;
-                    const int64_t b0 = i * c + j0;
-#pragma omp simd
-                    for (int j = 0; j < cn; j++) {
-                        float g = relu_bit(relu_bits, b0 + j) ? gr[j] : 0.0f;
-                        s1[j] += g;
-                        s2[j] += g * (xr[j] - mu[j]);
-                    }
                 } else {
-                    const float *gr = dy + i * c + j0;
-#pragma omp simd
-                    for (int j = 0; j < cn; j++) {
-                        s1[j] += gr[j];
-                        s2[j] += gr[j] * (xr[j] - mu[j]);
-                    }
+                    const int64_t i0 = i * c + j0;
+                    const float *gr = dy + i0, *rr = relu_out ? relu_out + i0 : NULL;
+                    int gate = gate_of(relu_out, relu_bits);
+                    if (gate == GATE_Y)
+                        grad_sums_row(s1, s2, xr, mu, gr, rr, relu_bits, i0, cn, GATE_Y);
+                    else if (gate == GATE_BITS)
+                        grad_sums_row(s1, s2, xr, mu, gr, rr, relu_bits, i0, cn, GATE_BITS);
+                    else
+                        grad_sums_row(s1, s2, xr, mu, gr, rr, relu_bits, i0, cn, GATE_NONE);
                 }
             }
             for (int j = 0; j < cn; j++) a1[j0 + j] += s1[j];
@@ -158,31 +190,17 @@ MM_CPU_VECTOR static void dx_rows(float *dx, const float *x, const float *dy, co
                                   const float *mb, const float *mg, const float *is, int64_t lo,
                                   int64_t hi, int c)
 {
+    int gate = gate_of(relu_out, relu_bits);
     for (int64_t i = lo; i < hi; i++) {
-        const float *xr = x + i * c, *gr = dy + i * c;
-        float *dr = dx + i * c;
-        if (relu_out) {
-            const float *rr = relu_out + i * c;
-#pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xr[j] - mean[j]) * is[j];
-                float g = rr[j] > 0.0f ? gr[j] : 0.0f;
-                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
-            }
-        } else if (relu_bits) {
-#pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xr[j] - mean[j]) * is[j];
-                float g = relu_bit(relu_bits, i * c + j) ? gr[j] : 0.0f;
-                dr[j] = a[j] * (g - mb[j] - xhat * mg[j]);
-            }
-        } else {
-#pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xr[j] - mean[j]) * is[j];
-                dr[j] = a[j] * (gr[j] - mb[j] - xhat * mg[j]);
-            }
-        }
+        const int64_t i0 = i * c;
+        const float *xr = x + i0, *gr = dy + i0, *rr = relu_out ? relu_out + i0 : NULL;
+        float *dr = dx + i0;
+        if (gate == GATE_Y)
+            dx_row(dr, xr, gr, rr, relu_bits, i0, mean, a, mb, mg, is, c, GATE_Y);
+        else if (gate == GATE_BITS)
+            dx_row(dr, xr, gr, rr, relu_bits, i0, mean, a, mb, mg, is, c, GATE_BITS);
+        else
+            dx_row(dr, xr, gr, rr, relu_bits, i0, mean, a, mb, mg, is, c, GATE_NONE);
     }
 }
 
