@@ -1,9 +1,10 @@
 /* Which elements of a gradient pass a ReLU's backward (.cu only): the gate of element i is open
  * where the ReLU's output y[i] > 0 (NaN closes it), read from y itself or from its sign bits
- * (bit i % 8 of byte i / 8, runtime/relu_mask.c), or always (no ReLU). Kernels that fold a ReLU
- * backward in (bn.cu's backward, reduce.cu's bias gradient) take the gate as a template
- * parameter, so the open-always case costs nothing. on4 takes an index divisible by 4 (its four
- * bits then share a byte); aligned() says whether the 4-wide path may read the gate's buffer. */
+ * (bit i % 8 of byte i / 8, runtime/relu_mask.c), or always (no ReLU). The ReLU backward
+ * (elementwise.cu) and the kernels that fold one in (bn.cu's backward, reduce.cu's bias
+ * gradient) take the gate as a template parameter, so the open-always case costs nothing. on4
+ * takes an index divisible by 4 (its four bits then share a byte); aligned() says whether the
+ * 4-wide path may read the gate's buffer. */
 #ifndef MM_CUDA_GATE_CUH
 #define MM_CUDA_GATE_CUH
 

@@ -3,6 +3,7 @@
  * operands are float or bf16 in any combination. Semantics: cuda_kernels.h and cpu_kernels.h. */
 #include "../philox.h"
 #include "cuda_common.cuh"
+#include "cuda_gate.cuh"
 #include "cuda_kernels.h"
 
 /* ---- cast and accumulate ---- */
@@ -88,40 +89,46 @@ void mm_cuda_relu_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx, int6
     });
 }
 
-template <typename TDX, typename TDY, typename TY>
+/* dx = dy where the gate is open (cuda_gate.cuh: the ReLU's output y > 0, or its bit), else 0. */
+template <typename TDX, typename TDY, typename Gate>
 struct mm_relu_bwd_op {
     TDX *dx;
     const TDY *dy;
-    const TY *y;
+    Gate gate;
     __device__ void run4(int64_t i) const
     {
-        float g[4], v[4];
+        float g[4];
+        bool on[4];
         mm_ld4(dy, i, g);
-        mm_ld4(y, i, v);
-        for (int k = 0; k < 4; k++) g[k] = v[k] > 0.0f ? g[k] : 0.0f;
+        gate.on4(i, on);
+        for (int k = 0; k < 4; k++) g[k] = on[k] ? g[k] : 0.0f;
         mm_st4(dx, i, g);
     }
-    __device__ void run1(int64_t i) const
-    {
-        mm_st(dx, i, mm_ld(y, i) > 0.0f ? mm_ld(dy, i) : 0.0f);
-    }
+    __device__ void run1(int64_t i) const { mm_st(dx, i, gate.on(i) ? mm_ld(dy, i) : 0.0f); }
 };
 
-void mm_cuda_relu_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *y,
-                           mm_dtype ty, int64_t n, cudaStream_t st)
+/* The ReLU backward from y or from its bits (one of them given). */
+static void mm_relu_backward_gated(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
+                                   const void *y, mm_dtype ty, const uint8_t *bits, int64_t n,
+                                   cudaStream_t st)
 {
-    bool vec = mm_aligned16(dx) && mm_aligned16(dy) && mm_aligned16(y);
     mm_dispatch_float(tdx, [&](auto a) {
         mm_dispatch_float(tdy, [&](auto b) {
-            mm_dispatch_float(ty, [&](auto c) {
-                using TDX = decltype(a);
-                using TDY = decltype(b);
-                using TY = decltype(c);
-                mm_relu_bwd_op<TDX, TDY, TY> op{(TDX *)dx, (const TDY *)dy, (const TY *)y};
+            using TDX = decltype(a);
+            using TDY = decltype(b);
+            mm_dispatch_gate(y, ty, bits, [&](auto gate) {
+                bool vec = mm_aligned16(dx) && mm_aligned16(dy) && gate.aligned();
+                mm_relu_bwd_op<TDX, TDY, decltype(gate)> op{(TDX *)dx, (const TDY *)dy, gate};
                 mm_ew_launch(op, n, vec, st);
             });
         });
     });
+}
+
+void mm_cuda_relu_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, const void *y,
+                           mm_dtype ty, int64_t n, cudaStream_t st)
+{
+    mm_relu_backward_gated(dx, tdx, dy, tdy, y, ty, NULL, n, st);
 }
 
 /* ---- ReLU masks as bits (runtime/relu_mask.c): bit i % 8 of byte i / 8 is y[i] > 0 ---- */
@@ -149,37 +156,10 @@ void mm_cuda_relu_mask(uint8_t *bits, const void *y, mm_dtype ty, int64_t n, cud
     });
 }
 
-template <typename TDX, typename TDY>
-struct mm_relu_bwd_bits_op {
-    TDX *dx;
-    const TDY *dy;
-    const uint8_t *bits;
-    __device__ float f(float g, int64_t i) const
-    {
-        return (bits[i >> 3] >> (i & 7)) & 1 ? g : 0.0f;
-    }
-    __device__ void run4(int64_t i) const
-    {
-        float g[4];
-        mm_ld4(dy, i, g);
-        for (int k = 0; k < 4; k++) g[k] = f(g[k], i + k);
-        mm_st4(dx, i, g);
-    }
-    __device__ void run1(int64_t i) const { mm_st(dx, i, f(mm_ld(dy, i), i)); }
-};
-
 void mm_cuda_relu_backward_bits(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
                                 const uint8_t *bits, int64_t n, cudaStream_t st)
 {
-    bool vec = mm_aligned16(dx) && mm_aligned16(dy);
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_relu_bwd_bits_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, bits};
-            mm_ew_launch(op, n, vec, st);
-        });
-    });
+    mm_relu_backward_gated(dx, tdx, dy, tdy, NULL, MM_F32, bits, n, st);
 }
 
 /* ---- add ---- */
