@@ -110,5 +110,8 @@ void mm_backend_destroy(mm_backend *be);
  * (fills `why` with the reason when not). */
 bool mm_cuda_compiled(void);
 bool mm_cuda_available(char *why, size_t n);
+/* Whether this executable's CUDA backend is the CPU emulation of tests/cuemu (the op tests'
+ * twins): its own kernels run, cuDNN's convolutions do not exist. */
+bool mm_cuda_emulated(void);
 
 #endif

@@ -5,6 +5,7 @@
 #include "backend.h"
 
 bool mm_cuda_compiled(void) { return false; }
+bool mm_cuda_emulated(void) { return false; }
 
 bool mm_cuda_available(char *why, size_t n)
 {

@@ -7,6 +7,12 @@
 
 bool mm_cuda_compiled(void) { return true; }
 
+#ifdef MM_CUEMU
+bool mm_cuda_emulated(void) { return true; }
+#else
+bool mm_cuda_emulated(void) { return false; }
+#endif
+
 bool mm_cuda_available(char *why, size_t n)
 {
     int count = 0;

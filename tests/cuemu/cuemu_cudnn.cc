@@ -1,0 +1,475 @@
+/* cuDNN's legacy convolution API for the emulator (cuemu.h), so that conv_cudnn.c runs unchanged:
+ * 4-d tensor, filter and convolution descriptors; algorithm searches that report a fixed menu;
+ * and the three convolutions computed directly (naive loops in double, one rounding to the
+ * output type) from the descriptors, in any layout they describe. The graph API (backend
+ * descriptors) reports CUDNN_STATUS_NOT_SUPPORTED, so the backend keeps its legacy choices.
+ *
+ * The menu per direction, fastest first on the emulated clock: algorithm 1 with a workspace of
+ * about the size of the operands (it fills the whole workspace it asks for before computing, so
+ * scratch that overlaps live data corrupts results, as a real algorithm's would), then
+ * algorithm 0 with none, 1.5 times slower. The search honours the probe's workspace, so
+ * workspace limits make the backend fall back to algorithm 0. 1x1 convolutions cost 1.2 times
+ * the GEMM that conv_gemm.c would run for them, so the timed comparison picks the GEMM. */
+#include <cudnn.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tests/cuemu/cuemu_internal.h"
+
+struct cudnnTensorStruct {
+    cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+    cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
+    int n = 0, c = 0, h = 0, w = 0;
+};
+struct cudnnFilterStruct {
+    cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+    cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
+    int k = 0, c = 0, r = 0, s = 0;
+};
+struct cudnnContext {
+    cudaStream_t stream = nullptr;
+};
+struct cudnnConvolutionStruct {
+    int pad_h = 0, pad_w = 0, u = 1, v = 1, dil_h = 1, dil_w = 1;
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+};
+
+namespace {
+
+bool known_type(cudnnDataType_t t) { return t == CUDNN_DATA_FLOAT || t == CUDNN_DATA_BFLOAT16; }
+cudaDataType elem(cudnnDataType_t t) { return t == CUDNN_DATA_BFLOAT16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* Offset of element (a, b, i, j) of a 4-d array with dims (d0, d1, d2, d3) given in N,C,H,W
+ * order (K,C,R,S for filters), stored in `f`: NCHW is that order, NHWC puts the second dim last. */
+size_t at(cudnnTensorFormat_t f, int d1, int d2, int d3, int a, int b, int i, int j)
+{
+    if (f == CUDNN_TENSOR_NHWC) return (((size_t)a * d2 + i) * d3 + j) * d1 + b;
+    return (((size_t)a * d1 + b) * d2 + i) * d3 + j;
+}
+size_t at(const cudnnTensorStruct *t, int a, int b, int i, int j)
+{
+    return at(t->format, t->c, t->h, t->w, a, b, i, j);
+}
+size_t at(const cudnnFilterStruct *f, int a, int b, int i, int j)
+{
+    return at(f->format, f->c, f->r, f->s, a, b, i, j);
+}
+size_t bytes(const cudnnTensorStruct *t)
+{
+    return (size_t)t->n * t->c * t->h * t->w * cuemu::elem_size(elem(t->dtype));
+}
+size_t bytes(const cudnnFilterStruct *f)
+{
+    return (size_t)f->k * f->c * f->r * f->s * cuemu::elem_size(elem(f->dtype));
+}
+
+/* A convolution's operands, checked against each other. */
+struct conv_args {
+    const cudnnTensorStruct *x, *y;
+    const cudnnFilterStruct *w;
+    const cudnnConvolutionStruct *cv;
+};
+
+bool consistent(const conv_args &a)
+{
+    const cudnnTensorStruct *x = a.x, *y = a.y;
+    const cudnnFilterStruct *w = a.w;
+    if (!x || !y || !w || !a.cv || !known_type(x->dtype)) return false;
+    if (x->dtype != y->dtype || x->dtype != w->dtype || a.cv->mode != CUDNN_CROSS_CORRELATION)
+        return false;
+    int oh = (x->h + 2 * a.cv->pad_h - a.cv->dil_h * (w->r - 1) - 1) / a.cv->u + 1;
+    int ow = (x->w + 2 * a.cv->pad_w - a.cv->dil_w * (w->s - 1) - 1) / a.cv->v + 1;
+    return y->n == x->n && y->c == w->k && w->c == x->c && y->h == oh && y->w == ow;
+}
+
+double macs(const conv_args &a)
+{
+    return (double)a.y->n * a.y->h * a.y->w * a.y->c * a.w->c * a.w->r * a.w->s;
+}
+
+/* The menu (see the top): workspace of algorithm `algo` in direction `dir`. */
+size_t menu_ws(const conv_args &a, int dir, int algo)
+{
+    if (algo == 0) return 0;
+    return dir == 2 ? bytes(a.w) + 4096 : bytes(dir == 0 ? a.x : a.y) / 2 + 4096;
+}
+double menu_ms(const conv_args &a, int algo)
+{
+    bool one = a.w->r == 1 && a.w->s == 1;
+    return 2e-9 * macs(a) * (one ? 1.2 : 1.0) * (algo == 0 ? 1.5 : 1.0);
+}
+
+template <typename Perf, typename Algo>
+cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, int requested,
+                   int *returned, Perf *perf)
+{
+    if (!consistent(a) || requested < 1) return CUDNN_STATUS_BAD_PARAM;
+    int n = requested < 2 ? requested : 2;
+    for (int i = 0; i < n; i++) {
+        int algo = 1 - i;
+        Perf p;
+        memset(&p, 0, sizeof p);
+        p.algo = (Algo)algo;
+        p.memory = menu_ws(a, dir, algo);
+        p.status = !have_ws || p.memory <= ws_bytes ? CUDNN_STATUS_SUCCESS
+                                                     : CUDNN_STATUS_ALLOC_FAILED;
+        p.time = p.status == CUDNN_STATUS_SUCCESS ? (float)menu_ms(a, algo) : -1.0f;
+        p.determinism = CUDNN_DETERMINISTIC;
+        p.mathType = a.cv->math; /* timed with the math the descriptor asks for */
+        perf[i] = p;
+    }
+    *returned = n;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* One convolution: direction 0 y = conv(x, w), 1 dx = conv^T(dy, w), 2 dw = corr(x, dy), each
+ * out = alpha * result + beta * out (out not read when beta is 0). */
+cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const void *in0,
+                  const void *in1, void *out, void *ws, size_t ws_bytes, float alpha, float beta)
+{
+    if (!h || !consistent(a) || algo < 0 || algo > 1) return CUDNN_STATUS_BAD_PARAM;
+    size_t need = menu_ws(a, dir, algo);
+    if (ws_bytes < need || (need && !cuemu::device_range(ws, need)))
+        return CUDNN_STATUS_BAD_PARAM;
+    const cudnnTensorStruct *x = a.x, *y = a.y;
+    const cudnnFilterStruct *w = a.w;
+    const cudnnConvolutionStruct cv = *a.cv;
+    const void *xp = dir == 0 || dir == 2 ? in0 : out;
+    const void *wp = dir == 0 ? in1 : dir == 1 ? in0 : out;
+    const void *yp = dir == 0 ? out : in1;
+    if (!cuemu::device_range(xp, bytes(x)) || !cuemu::device_range(wp, bytes(w)) ||
+        !cuemu::device_range(yp, bytes(y)))
+        return CUDNN_STATUS_BAD_PARAM;
+    cudaDataType t = elem(x->dtype);
+    cudaError_t e = cuemu::submit(h->stream, menu_ms(a, algo), [=]() {
+        if (need) memset(ws, 0x5a, need); /* the algorithm's scratch, all of it */
+        if (dir == 0) {
+            for (int b = 0; b < y->n; b++)
+                for (int oi = 0; oi < y->h; oi++)
+                    for (int oj = 0; oj < y->w; oj++)
+                        for (int k = 0; k < y->c; k++) {
+                            double s = 0.0;
+                            for (int r = 0; r < w->r; r++)
+                                for (int q = 0; q < w->s; q++) {
+                                    int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
+                                    int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
+                                    if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
+                                    for (int c = 0; c < x->c; c++)
+                                        s += (double)cuemu::load(xp, t, at(x, b, c, i, j)) *
+                                             cuemu::load(wp, t, at(w, k, c, r, q));
+                                }
+                            size_t o = at(y, b, k, oi, oj);
+                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
+                            cuemu::store(out, t, o, (float)(alpha * s + prev));
+                        }
+        } else if (dir == 1) {
+            for (int b = 0; b < x->n; b++)
+                for (int i = 0; i < x->h; i++)
+                    for (int j = 0; j < x->w; j++)
+                        for (int c = 0; c < x->c; c++) {
+                            double s = 0.0;
+                            for (int r = 0; r < w->r; r++)
+                                for (int q = 0; q < w->s; q++) {
+                                    int ti = i + cv.pad_h - r * cv.dil_h;
+                                    int tj = j + cv.pad_w - q * cv.dil_w;
+                                    if (ti < 0 || tj < 0 || ti % cv.u || tj % cv.v) continue;
+                                    int oi = ti / cv.u, oj = tj / cv.v;
+                                    if (oi >= y->h || oj >= y->w) continue;
+                                    for (int k = 0; k < y->c; k++)
+                                        s += (double)cuemu::load(yp, t, at(y, b, k, oi, oj)) *
+                                             cuemu::load(wp, t, at(w, k, c, r, q));
+                                }
+                            size_t o = at(x, b, c, i, j);
+                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
+                            cuemu::store(out, t, o, (float)(alpha * s + prev));
+                        }
+        } else {
+            for (int k = 0; k < w->k; k++)
+                for (int r = 0; r < w->r; r++)
+                    for (int q = 0; q < w->s; q++)
+                        for (int c = 0; c < w->c; c++) {
+                            double s = 0.0;
+                            for (int b = 0; b < y->n; b++)
+                                for (int oi = 0; oi < y->h; oi++)
+                                    for (int oj = 0; oj < y->w; oj++) {
+                                        int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
+                                        int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
+                                        if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
+                                        s += (double)cuemu::load(xp, t, at(x, b, c, i, j)) *
+                                             cuemu::load(yp, t, at(y, b, k, oi, oj));
+                                    }
+                            size_t o = at(w, k, c, r, q);
+                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
+                            cuemu::store(out, t, o, (float)(alpha * s + prev));
+                        }
+        }
+        return cudaSuccess;
+    });
+    return e ? CUDNN_STATUS_EXECUTION_FAILED : CUDNN_STATUS_SUCCESS;
+}
+
+} // namespace
+
+extern "C" {
+
+/* ---- handles ---- */
+cudnnStatus_t cudnnCreate(cudnnHandle_t *h)
+{
+    *h = new cudnnContext();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h)
+{
+    delete h;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t st)
+{
+    h->stream = st;
+    return CUDNN_STATUS_SUCCESS;
+}
+const char *cudnnGetErrorString(cudnnStatus_t s)
+{
+    switch (s) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_ALLOC_FAILED: return "CUDNN_STATUS_ALLOC_FAILED";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+    default: return "cuDNN error (emulated)";
+    }
+}
+void cudnnGetLastErrorString(char *message, size_t max_size)
+{
+    if (max_size) message[0] = 0;
+}
+
+/* ---- descriptors ---- */
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d)
+{
+    *d = new cudnnTensorStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format,
+                                         cudnnDataType_t dtype, int n, int c, int h, int w)
+{
+    if (n < 1 || c < 1 || h < 1 || w < 1 || !known_type(dtype) ||
+        (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
+        return CUDNN_STATUS_BAD_PARAM;
+    d->format = format, d->dtype = dtype, d->n = n, d->c = c, d->h = h, d->w = w;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d)
+{
+    *d = new cudnnFilterStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t dtype,
+                                         cudnnTensorFormat_t format, int k, int c, int h, int w)
+{
+    if (k < 1 || c < 1 || h < 1 || w < 1 || !known_type(dtype) ||
+        (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
+        return CUDNN_STATUS_BAD_PARAM;
+    d->format = format, d->dtype = dtype, d->k = k, d->c = c, d->r = h, d->s = w;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d)
+{
+    *d = new cudnnConvolutionStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w,
+                                              int u, int v, int dil_h, int dil_w,
+                                              cudnnConvolutionMode_t mode, cudnnDataType_t)
+{
+    if (pad_h < 0 || pad_w < 0 || u < 1 || v < 1 || dil_h < 1 || dil_w < 1)
+        return CUDNN_STATUS_BAD_PARAM;
+    d->pad_h = pad_h, d->pad_w = pad_w, d->u = u, d->v = v, d->dil_h = dil_h, d->dil_w = dil_w;
+    d->mode = mode;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t math)
+{
+    d->math = math;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescriptor_t cv,
+                                                    const cudnnTensorDescriptor_t x,
+                                                    const cudnnFilterDescriptor_t w, int *n,
+                                                    int *c, int *h, int *wd)
+{
+    if (x->c != w->c) return CUDNN_STATUS_BAD_PARAM;
+    *n = x->n;
+    *c = w->k;
+    *h = (x->h + 2 * cv->pad_h - cv->dil_h * (w->r - 1) - 1) / cv->u + 1;
+    *wd = (x->w + 2 * cv->pad_w - cv->dil_w * (w->s - 1) - 1) / cv->v + 1;
+    return *h > 0 && *wd > 0 ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_BAD_PARAM;
+}
+
+/* ---- algorithm searches: the menu ---- */
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t, const cudnnTensorDescriptor_t x, const void *, const cudnnFilterDescriptor_t w,
+    const void *, const cudnnConvolutionDescriptor_t cv, const cudnnTensorDescriptor_t y, void *,
+    const int requested, int *returned, cudnnConvolutionFwdAlgoPerf_t *perf, void *,
+    size_t ws_bytes)
+{
+    return find<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+        {x, y, w, cv}, 0, true, ws_bytes, requested, returned, perf);
+}
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t, const cudnnTensorDescriptor_t x,
+                                                   const cudnnFilterDescriptor_t w,
+                                                   const cudnnConvolutionDescriptor_t cv,
+                                                   const cudnnTensorDescriptor_t y,
+                                                   const int requested, int *returned,
+                                                   cudnnConvolutionFwdAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+        {x, y, w, cv}, 0, false, 0, requested, returned, perf);
+}
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t,
+                                                     const cudnnTensorDescriptor_t x,
+                                                     const cudnnFilterDescriptor_t w,
+                                                     const cudnnConvolutionDescriptor_t cv,
+                                                     const cudnnTensorDescriptor_t y,
+                                                     const int requested, int *returned,
+                                                     cudnnConvolutionFwdAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+        {x, y, w, cv}, 0, false, 0, requested, returned, perf);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
+    cudnnHandle_t, const cudnnFilterDescriptor_t w, const void *, const cudnnTensorDescriptor_t y,
+    const void *, const cudnnConvolutionDescriptor_t cv, const cudnnTensorDescriptor_t x, void *,
+    const int requested, int *returned, cudnnConvolutionBwdDataAlgoPerf_t *perf, void *,
+    size_t ws_bytes)
+{
+    return find<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+        {x, y, w, cv}, 1, true, ws_bytes, requested, returned, perf);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t,
+                                                        const cudnnFilterDescriptor_t w,
+                                                        const cudnnTensorDescriptor_t y,
+                                                        const cudnnConvolutionDescriptor_t cv,
+                                                        const cudnnTensorDescriptor_t x,
+                                                        const int requested, int *returned,
+                                                        cudnnConvolutionBwdDataAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+        {x, y, w, cv}, 1, false, 0, requested, returned, perf);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t,
+                                                          const cudnnFilterDescriptor_t w,
+                                                          const cudnnTensorDescriptor_t y,
+                                                          const cudnnConvolutionDescriptor_t cv,
+                                                          const cudnnTensorDescriptor_t x,
+                                                          const int requested, int *returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+        {x, y, w, cv}, 1, false, 0, requested, returned, perf);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    cudnnHandle_t, const cudnnTensorDescriptor_t x, const void *, const cudnnTensorDescriptor_t y,
+    const void *, const cudnnConvolutionDescriptor_t cv, const cudnnFilterDescriptor_t w, void *,
+    const int requested, int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *perf, void *,
+    size_t ws_bytes)
+{
+    return find<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+        {x, y, w, cv}, 2, true, ws_bytes, requested, returned, perf);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t,
+                                                          const cudnnTensorDescriptor_t x,
+                                                          const cudnnTensorDescriptor_t y,
+                                                          const cudnnConvolutionDescriptor_t cv,
+                                                          const cudnnFilterDescriptor_t w,
+                                                          const int requested, int *returned,
+                                                          cudnnConvolutionBwdFilterAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+        {x, y, w, cv}, 2, false, 0, requested, returned, perf);
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+    cudnnHandle_t, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t y,
+    const cudnnConvolutionDescriptor_t cv, const cudnnFilterDescriptor_t w, const int requested,
+    int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *perf)
+{
+    return find<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+        {x, y, w, cv}, 2, false, 0, requested, returned, perf);
+}
+
+/* ---- the convolutions ---- */
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
+                                      const cudnnTensorDescriptor_t xd, const void *x,
+                                      const cudnnFilterDescriptor_t wd, const void *w,
+                                      const cudnnConvolutionDescriptor_t cv,
+                                      cudnnConvolutionFwdAlgo_t algo, void *ws, size_t ws_bytes,
+                                      const void *beta, const cudnnTensorDescriptor_t yd, void *y)
+{
+    return run(h, {xd, yd, wd, cv}, 0, (int)algo, x, w, y, ws, ws_bytes, *(const float *)alpha,
+               *(const float *)beta);
+}
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
+                                           const cudnnFilterDescriptor_t wd, const void *w,
+                                           const cudnnTensorDescriptor_t yd, const void *dy,
+                                           const cudnnConvolutionDescriptor_t cv,
+                                           cudnnConvolutionBwdDataAlgo_t algo, void *ws,
+                                           size_t ws_bytes, const void *beta,
+                                           const cudnnTensorDescriptor_t xd, void *dx)
+{
+    return run(h, {xd, yd, wd, cv}, 1, (int)algo, w, dy, dx, ws, ws_bytes, *(const float *)alpha,
+               *(const float *)beta);
+}
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
+                                             const cudnnTensorDescriptor_t xd, const void *x,
+                                             const cudnnTensorDescriptor_t yd, const void *dy,
+                                             const cudnnConvolutionDescriptor_t cv,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *ws,
+                                             size_t ws_bytes, const void *beta,
+                                             const cudnnFilterDescriptor_t wd, void *dw)
+{
+    return run(h, {xd, yd, wd, cv}, 2, (int)algo, x, dy, dw, ws, ws_bytes, *(const float *)alpha,
+               *(const float *)beta);
+}
+
+/* ---- the graph API: not emulated ---- */
+cudnnStatus_t cudnnBackendCreateDescriptor(cudnnBackendDescriptorType_t,
+                                           cudnnBackendDescriptor_t *d)
+{
+    *d = nullptr;
+    return CUDNN_STATUS_NOT_SUPPORTED;
+}
+cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t) { return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t) { return CUDNN_STATUS_NOT_SUPPORTED; }
+cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t, cudnnBackendAttributeName_t,
+                                       cudnnBackendAttributeType_t, int64_t, const void *)
+{
+    return CUDNN_STATUS_NOT_SUPPORTED;
+}
+cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const, cudnnBackendAttributeName_t,
+                                       cudnnBackendAttributeType_t, int64_t, int64_t *, void *)
+{
+    return CUDNN_STATUS_NOT_SUPPORTED;
+}
+cudnnStatus_t cudnnBackendExecute(cudnnHandle_t, cudnnBackendDescriptor_t, cudnnBackendDescriptor_t)
+{
+    return CUDNN_STATUS_NOT_SUPPORTED;
+}
+
+} /* extern "C" */

@@ -1,0 +1,42 @@
+/* Between the parts of the emulator: its launches (cuemu_launch.cc), runtime (cuemu_runtime.cc)
+ * and cuDNN (cuemu_cudnn.cc). */
+#ifndef MM_CUEMU_INTERNAL_H
+#define MM_CUEMU_INTERNAL_H
+
+#include <cuda_bf16.h>
+#include <library_types.h>
+#include <string.h>
+
+#include <functional>
+
+#include "tests/cuemu/cuemu.h"
+
+namespace cuemu {
+
+/* Runs every block and thread of one launch now: cudaErrorLaunchFailure when a thread trapped,
+ * cudaErrorInvalidConfiguration for a grid or block the device would refuse. */
+cudaError_t run_now(const cfg &c, body_fn body, void *state);
+
+/* Runs op on stream st now, or records it while st is being captured. Each run advances the
+ * emulated device's clock (what events measure) by cost_ms. */
+cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()> op);
+
+/* Whether [p, p + n) lies inside one device allocation. */
+bool device_range(const void *p, size_t n);
+
+/* Elements of fp32 or bf16 buffers as float. */
+inline size_t elem_size(cudaDataType t) { return t == CUDA_R_16BF ? 2 : 4; }
+inline float load(const void *p, cudaDataType t, size_t i)
+{
+    if (t == CUDA_R_16BF) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return ((const float *)p)[i];
+}
+inline void store(void *p, cudaDataType t, size_t i, float v)
+{
+    if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((float *)p)[i] = v;
+}
+
+} // namespace cuemu
+
+#endif

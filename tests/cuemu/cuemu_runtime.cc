@@ -1,0 +1,391 @@
+/* The CUDA runtime, cuBLAS and cuDNN calls the backend makes, for the emulator (cuemu.h): one
+ * device, "device memory" is exact-size host heap blocks (so AddressSanitizer sees overruns),
+ * everything a stream is given runs at once, except while the stream is captured into a CUDA
+ * graph: then launches, copies and fills are recorded and run at each cudaGraphLaunch, as a real
+ * graph replays them (so host-side work done during capture is not replayed, as on the device).
+ *
+ * Errors follow the device's rules where the backend depends on them: a trap in a kernel is a
+ * sticky cudaErrorLaunchFailure that every later call returns; a bad launch configuration or copy
+ * is an ordinary error that cudaGetLastError returns once. Events read the emulated device's
+ * clock, which each operation advances by a cost of its own (kernels a nanosecond per thread,
+ * GEMMs and convolutions by their FLOPs), so timed choices are deterministic. cuBLAS: handles and
+ * the GEMMs, computed naively in double. cuDNN: cuemu_cudnn.cc. */
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "tests/cuemu/cuemu.h"
+#include "tests/cuemu/cuemu_internal.h"
+
+struct CUgraph_st {
+    std::vector<std::function<cudaError_t()>> ops;
+};
+struct CUgraphExec_st {
+    std::vector<std::function<cudaError_t()>> ops;
+};
+struct CUstream_st {
+    CUgraph_st *capture = nullptr; /* recording into this graph */
+};
+struct cublasContext {
+    cudaStream_t stream;
+};
+
+namespace {
+
+std::map<const char *, size_t> g_allocs; /* device allocations: start -> bytes */
+cudaError_t g_sticky = cudaSuccess;     /* a kernel trapped: the context is lost */
+cudaError_t g_last = cudaSuccess;       /* the last ordinary error */
+int g_capturing;                        /* streams being captured */
+double g_clock_ms;                      /* the emulated device's clock (what events read) */
+
+cudaError_t fail(cudaError_t e)
+{
+    if (e != cudaSuccess) g_last = e;
+    return e;
+}
+
+} // namespace
+
+namespace cuemu {
+
+bool device_range(const void *p, size_t n)
+{
+    const char *c = (const char *)p;
+    auto it = g_allocs.upper_bound(c);
+    if (it == g_allocs.begin()) return false;
+    --it;
+    return c >= it->first && c + n <= it->first + it->second;
+}
+
+cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()> op)
+{
+    if (g_sticky) return g_sticky;
+    auto timed = [cost_ms, op]() {
+        g_clock_ms += cost_ms;
+        return op();
+    };
+    if (st && st->capture) {
+        st->capture->ops.push_back(timed);
+        return cudaSuccess;
+    }
+    cudaError_t e = timed();
+    if (e == cudaErrorLaunchFailure) g_sticky = e;
+    return fail(e);
+}
+
+} // namespace cuemu
+
+using cuemu::device_range;
+using cuemu::submit;
+
+namespace cuemu {
+
+void launch(const cfg &c, body_fn body, void *state, void (*free_state)(void *))
+{
+    std::shared_ptr<void> owned(state, free_state);
+    cfg cc = c;
+    /* a nanosecond per thread: kernels cost something on the emulated clock */
+    double threads = (double)c.grid.x * c.grid.y * c.grid.z * c.block.x * c.block.y * c.block.z;
+    submit(c.stream, threads * 1e-6, [cc, body, owned]() { return run_now(cc, body, owned.get()); });
+}
+
+} // namespace cuemu
+
+extern "C" {
+
+/* ---- device and errors ---- */
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) { return fail(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+
+cudaError_t cudaGetLastError(void)
+{
+    if (g_sticky) return g_sticky;
+    cudaError_t e = g_last;
+    g_last = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return g_sticky ? g_sticky : g_last; }
+
+const char *cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    default: return "cudaError (emulated)";
+    }
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (a kernel trapped)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    default: return "error (emulated)";
+    }
+}
+
+/* ---- memory ---- */
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    if (g_sticky) return g_sticky;
+    /* the capture mode the backend uses forbids allocating while this thread captures */
+    if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+    void *q = nullptr;
+    if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return fail(cudaErrorMemoryAllocation);
+    g_allocs[(const char *)q] = bytes ? bytes : 1;
+    *p = q;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p)
+{
+    if (!p) return cudaSuccess;
+    auto it = g_allocs.find((const char *)p);
+    if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
+    g_allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p)
+{
+    memset(a, 0, sizeof *a);
+    a->type = device_range(p, 1) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+    if (a->type == cudaMemoryTypeDevice) a->devicePointer = (void *)p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                            cudaStream_t st)
+{
+    bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (n && ((dst_dev && !device_range(dst, n)) || (src_dev && !device_range(src, n)) ||
+              kind == cudaMemcpyHostToHost || kind == cudaMemcpyDefault))
+        return fail(cudaErrorInvalidValue);
+    if (st && st->capture && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost))
+        return fail(cudaErrorStreamCaptureUnsupported); /* pageable host memory in a graph */
+    return submit(st, (double)n * 1e-9, [=]() {
+        memmove(dst, src, n);
+        return cudaSuccess;
+    });
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t st)
+{
+    if (n && !device_range(dst, n)) return fail(cudaErrorInvalidValue);
+    return submit(st, (double)n * 1e-9, [=]() {
+        memset(dst, value, n);
+        return cudaSuccess;
+    });
+}
+
+/* ---- streams and graphs ---- */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *st, unsigned int)
+{
+    *st = new CUstream_st();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t st)
+{
+    delete st;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t st)
+{
+    if (st && st->capture) return fail(cudaErrorStreamCaptureUnsupported);
+    return g_sticky;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCaptureMode)
+{
+    if (!st || st->capture) return fail(cudaErrorIllegalState);
+    st->capture = new CUgraph_st();
+    g_capturing++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *g)
+{
+    if (!st || !st->capture) return fail(cudaErrorIllegalState);
+    *g = st->capture;
+    st->capture = nullptr;
+    g_capturing--;
+    return g_sticky;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long)
+{
+    *exec = new CUgraphExec_st{g->ops};
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t st)
+{
+    if (st && st->capture) return fail(cudaErrorStreamCaptureUnsupported);
+    for (auto &op : exec->ops) {
+        cudaError_t e = submit(st, 0.0, op);
+        if (e) return e;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g)
+{
+    delete g;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
+{
+    delete e;
+    return cudaSuccess;
+}
+
+/* ---- cuBLAS: handles and the single-precision GEMM ---- */
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h)
+{
+    *h = new cublasContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h)
+{
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t st)
+{
+    h->stream = st;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *ws, size_t bytes)
+{
+    return !bytes || device_range(ws, bytes) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+const char *cublasGetStatusString(cublasStatus_t s)
+{
+    return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "cuBLAS error (emulated)";
+}
+
+/* C = alpha op(A) op(B) + beta C, column-major: op(A) m x k, op(B) k x n, C m x n, elements of
+ * types ta/tb/tc (fp32 or bf16), computed in double and rounded once. */
+static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t opa, cublasOperation_t opb, int m,
+                           int n, int k, float alpha, const void *A, cudaDataType ta, int lda,
+                           const void *B, cudaDataType tb, int ldb, float beta, void *C,
+                           cudaDataType tc, int ldc)
+{
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (cudaDataType t : {ta, tb, tc})
+        if (t != CUDA_R_32F && t != CUDA_R_16BF) return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool at = opa != CUBLAS_OP_N, bt = opb != CUBLAS_OP_N;
+    if (lda < (at ? k : m) || ldb < (bt ? n : k) || ldc < m || lda < 1 || ldb < 1 || ldc < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    /* Every element the call may touch must be device memory (host pointers fault there). */
+    auto spans = [](const void *p, cudaDataType t, size_t cols, size_t ld, size_t rows) {
+        return device_range(p, ((cols - 1) * ld + rows) * cuemu::elem_size(t));
+    };
+    if ((k && (!spans(A, ta, at ? m : k, lda, at ? k : m) ||
+               !spans(B, tb, bt ? k : n, ldb, bt ? n : k))) ||
+        !spans(C, tc, n, ldc, m))
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    cudaError_t e = submit(h->stream, 2e-9 * m * n * k, [=]() {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double s = 0.0;
+                for (int p = 0; p < k; p++) {
+                    size_t ia = at ? (size_t)i * lda + p : (size_t)p * lda + i;
+                    size_t ib = bt ? (size_t)p * ldb + j : (size_t)j * ldb + p;
+                    s += (double)cuemu::load(A, ta, ia) * cuemu::load(B, tb, ib);
+                }
+                size_t ic = (size_t)j * ldc + i;
+                /* beta == 0: C is not read (it may hold NaN), as cuBLAS documents */
+                double c = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(C, tc, ic);
+                cuemu::store(C, tc, ic, (float)(alpha * s + c));
+            }
+        return cudaSuccess;
+    });
+    return e ? CUBLAS_STATUS_EXECUTION_FAILED : CUBLAS_STATUS_SUCCESS;
+}
+
+/* Host pointer mode: alpha and beta are read at the call. */
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                              int n, int k, const float *alpha, const float *A, int lda,
+                              const float *B, int ldb, const float *beta, float *C, int ldc)
+{
+    return gemm(h, ta, tb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C,
+                CUDA_R_32F, ldc);
+}
+
+/* Compute types with fp32 scaling factors only (what conv_gemm.c passes); TF32 and bf16
+ * products are computed exactly here, within the tests' tolerances of the device's. */
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType Atype,
+                            int lda, const void *B, cudaDataType Btype, int ldb, const void *beta,
+                            void *C, cudaDataType Ctype, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t)
+{
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32 &&
+        compute != CUBLAS_COMPUTE_32F_FAST_16BF)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    return gemm(h, ta, tb, m, n, k, *(const float *)alpha, A, Atype, lda, B, Btype, ldb,
+                *(const float *)beta, C, Ctype, ldc);
+}
+
+/* ---- events: read the emulated clock ---- */
+struct CUevent_st {
+    double ms = -1;
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t *ev)
+{
+    *ev = new CUevent_st();
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t ev)
+{
+    delete ev;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st)
+{
+    return submit(st, 0.0, [ev]() {
+        ev->ms = g_clock_ms;
+        return cudaSuccess;
+    });
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return g_sticky; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+    if (a->ms < 0 || b->ms < 0) return fail(cudaErrorInvalidResourceHandle);
+    *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) { return g_sticky; }
+
+} /* extern "C" */
