@@ -209,15 +209,37 @@ static void compare_value(const char *stage, int pi, mm_precision p, const mm_se
     free(got);
 }
 
+static const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
+
+/* A step's results on CUDA (gs) against the CPU's (cs): loss, probabilities, every parameter
+ * gradient and the updated statistics, with the tolerances (relative L2) of precision precs[pi].
+ * bf16 gradients: PyTorch's own bf16 autocast moves this net's gradients by up to 0.42 against
+ * fp32 (bench/torch_bf16_noise.py); mammo's measured 0.36 at most. */
+static void compare_step(const char *stage, int pi, const mm_session *cs, const net *cm,
+                         const mm_session *gs, const net *gm)
+{
+    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 4e-1};
+    const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
+    mm_precision p = precs[pi];
+    char what[96];
+    snprintf(what, sizeof what, "%s loss", stage);
+    compare_value(what, pi, p, cs, cm, gs, gm, cm->loss, tol_out[pi]);
+    snprintf(what, sizeof what, "%s probabilities", stage);
+    compare_value(what, pi, p, cs, cm, gs, gm, cm->probs, tol_out[pi]);
+    for (int i = 0; i < cm->n_params; i++) {
+        int gid = cm->g->values[cm->params[i]].grad;
+        CHECK(gid >= 0 && gm->g->values[gm->params[i]].grad == gid);
+        snprintf(what, sizeof what, "%s gradient of", stage);
+        if (gid >= 0) compare_value(what, pi, p, cs, cm, gs, gm, gid, tol_grad[pi]);
+    }
+    snprintf(what, sizeof what, "%s statistic", stage);
+    for (int i = 0; i < cm->n_state; i++)
+        compare_value(what, pi, p, cs, cm, gs, gm, cm->state[i], tol_stat[pi]);
+}
+
 MM_TEST(cuda_training_step_matches_cpu)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
-    /* Tolerances (relative L2): loss and probabilities, gradients, statistics and parameters.
-     * bf16 gradients: PyTorch's own bf16 autocast moves this net's gradients by up to 0.42
-     * against fp32 (bench/torch_bf16_noise.py); mammo's measured 0.36 at most. */
-    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 4e-1};
-    const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
     mm_backend *cpu = NULL;
     CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
     net cm;
@@ -255,19 +277,9 @@ MM_TEST(cuda_training_step_matches_cpu)
         for (int round = 0; round < 2; round++) {
             if (round == 1) load(&gs, &gm);
             mm_session_run(&gs);
-            compare_value("loss", pi, p, &cs, &cm, &gs, &gm, cm.loss, tol_out[pi]);
-            compare_value("probabilities", pi, p, &cs, &cm, &gs, &gm, cm.probs, tol_out[pi]);
-            for (int i = 0; i < cm.n_params; i++) {
-                int gid = cm.g->values[cm.params[i]].grad;
-                CHECK(gid >= 0 && gm.g->values[gm.params[i]].grad == gid);
-                if (gid >= 0) {
-                    char stage[64];
-                    snprintf(stage, sizeof stage, "gradient (step %d) of", round + 1);
-                    compare_value(stage, pi, p, &cs, &cm, &gs, &gm, gid, tol_grad[pi]);
-                }
-            }
-            for (int i = 0; i < cm.n_state; i++)
-                compare_value("statistic", pi, p, &cs, &cm, &gs, &gm, cm.state[i], tol_stat[pi]);
+            char stage[64];
+            snprintf(stage, sizeof stage, "step %d", round + 1);
+            compare_step(stage, pi, &cs, &cm, &gs, &gm);
         }
 
         /* One fused Adam update over the flat buffers, against the same update computed here
@@ -358,4 +370,111 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
     mm_graph_free(gm.g);
     mm_backend_destroy(cpu);
     mm_backend_destroy(gpu);
+}
+
+/* Every result of a step (loss, probabilities, parameter gradients, statistics) read back. */
+typedef struct step_result {
+    int n, ids[2 * MAXP + 2];
+    float *v[2 * MAXP + 2];
+} step_result;
+
+static void read_step(step_result *r, const mm_session *s, const net *m)
+{
+    r->n = 0;
+    r->ids[r->n++] = m->loss;
+    r->ids[r->n++] = m->probs;
+    for (int i = 0; i < m->n_params; i++) r->ids[r->n++] = m->g->values[m->params[i]].grad;
+    for (int i = 0; i < m->n_state; i++) r->ids[r->n++] = m->state[i];
+    for (int i = 0; i < r->n; i++) r->v[i] = read_value(s, m->g, r->ids[i]);
+}
+
+static void free_step(step_result *r)
+{
+    for (int i = 0; i < r->n; i++) free(r->v[i]);
+}
+
+/* Writes batch `b` (0: load()'s, 1: other pixels and swapped labels) and the parameters and
+ * statistics load() writes. */
+static void load_batch(mm_session *s, const net *m, int b)
+{
+    load(s, m);
+    if (b == 0) return;
+    const mm_value *xv = mm_graph_value(m->g, m->x);
+    float *x = host_values(xv, 3100, -1.5f, 1.5f);
+    int32_t labels[2] = {0, 1};
+    CHECK_EQ_INT(mm_session_write(s, m->x, x, mm_value_bytes(xv)), MM_OK);
+    CHECK_EQ_INT(mm_session_write(s, m->labels, labels, sizeof labels), MM_OK);
+    free(x);
+}
+
+/* The planned step captured once as a CUDA graph (what `mammo bench --cuda-graph` replays) and
+ * replayed gives what the step run node by node gives, on the batch it was captured with and on
+ * a new batch written into the same buffers after the capture (a replay reads its inputs again;
+ * nothing the host decided while capturing is missing from the replays). In fp32 the replays
+ * also match the CPU's step. (Eager and replayed runs use the same algorithms; only cuDNN's
+ * non-deterministic ones could make them differ, by rounding.) */
+MM_TEST(cuda_step_captured_as_graph)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    mm_backend *cpu = NULL;
+    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
+    const int pis[2] = {0, 2}; /* fp32, bf16 */
+    const double tol[3] = {1e-5, 0, 1e-3};
+    for (int k = 0; k < 2; k++) {
+        int pi = pis[k];
+        mm_backend *gpu = NULL;
+        mm_status st = mm_backend_cuda_create_ex(&gpu, precs[pi], 0);
+        CHECK_MSG(st == MM_OK, "cuda backend: %s", mm_last_error());
+        if (st != MM_OK) continue;
+        CHECK(gpu->begin_capture && gpu->end_capture && gpu->replay);
+        net cm, gm;
+        build(&cm, MM_F32);
+        build(&gm, pi == 2 ? MM_BF16 : MM_F32);
+        for (int j = 0; j < 2; j++) {
+            net *m = j ? &gm : &cm;
+            CHECK_EQ_INT(mm_graph_backward(m->g, m->loss), MM_OK);
+            CHECK(mm_graph_fuse_residual(m->g) >= 2);
+            CHECK(mm_graph_fuse_bias_grad(m->g) == 1);
+        }
+        mm_session cs, gs;
+        CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+        mm_session_run(&gs); /* one eager step first, as the benchmark does */
+        CHECK_EQ_INT(gpu->begin_capture(gpu), MM_OK);
+        mm_session_run(&gs);
+        st = gpu->end_capture(gpu);
+        CHECK_MSG(st == MM_OK, "end_capture: %s", mm_last_error());
+        for (int b = 0; b < 2 && st == MM_OK; b++) {
+            step_result eager, replayed;
+            load_batch(&gs, &gm, b);
+            mm_session_run(&gs);
+            read_step(&eager, &gs, &gm);
+            load_batch(&gs, &gm, b);
+            gpu->replay(gpu);
+            gpu->sync(gpu);
+            read_step(&replayed, &gs, &gm);
+            for (int i = 0; i < eager.n; i++) {
+                const mm_value *v = mm_graph_value(gm.g, eager.ids[i]);
+                char what[160];
+                snprintf(what, sizeof what, "%s batch %d, replayed against eager: %s",
+                         mm_precision_name(precs[pi]), b, v->name);
+                check_rel_l2(what, replayed.v[i], eager.v[i], mm_shape_numel(v->ndim, v->shape),
+                             tol[pi], 0);
+            }
+            free_step(&eager);
+            free_step(&replayed);
+            if (pi == 0) {
+                load_batch(&cs, &cm, b);
+                mm_session_run(&cs);
+                compare_step(b ? "replay on a new batch," : "replay,", pi, &cs, &cm, &gs, &gm);
+            }
+        }
+        mm_session_free(&cs);
+        mm_session_free(&gs);
+        mm_graph_free(cm.g);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    mm_backend_destroy(cpu);
 }
