@@ -23,6 +23,10 @@ list(FILTER MM_CUEMU_CC INCLUDE REGEX "\\.cc$")
 set_source_files_properties(${MM_CUEMU_CC} PROPERTIES
     COMPILE_OPTIONS "-include;${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu.h;-Wno-unknown-pragmas;-fno-strict-aliasing")
 
+# The fiber switches run uninstrumented (see cuemu_launch.cc).
+set_source_files_properties(${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_launch.cc PROPERTIES
+    COMPILE_OPTIONS "-fno-sanitize=all")
+
 include(CheckCXXSourceCompiles)
 set(CMAKE_REQUIRED_FLAGS "-fsanitize=address,undefined")
 set(CMAKE_REQUIRED_LINK_OPTIONS "-fsanitize=address,undefined")
@@ -51,3 +55,7 @@ target_include_directories(mammo_cuemu PRIVATE ${CMAKE_SOURCE_DIR}/kernels/cuda)
 target_compile_definitions(mammo_cuemu PRIVATE MM_CUEMU=1)
 target_compile_options(mammo_cuemu PRIVATE ${MM_CUEMU_SANITIZE_COMPILE})
 target_link_options(mammo_cuemu INTERFACE ${MM_CUEMU_SANITIZE})
+
+# The command line on the emulated GPU, for end-to-end runs of --device cuda (tests/cuemu/e2e.sh).
+add_executable(mammo_emu ${CMAKE_SOURCE_DIR}/tools/main.c)
+target_link_libraries(mammo_emu PRIVATE mammo_cuemu)

@@ -1,8 +1,18 @@
 /* Kernel launches of the CUDA emulator (cuemu.h): blocks one after another, the threads of a
- * block as fibers (ucontext) that run until they finish or reach __syncthreads(); when every
- * live thread waits there, all go on. Even blocks run their threads in index order, odd blocks in
- * reverse, so a kernel that reads shared memory without the barrier it needs computes something
- * else in half its blocks. */
+ * block as fibers that run until they finish or reach __syncthreads(); when every live thread
+ * waits there, all go on. Even blocks run their threads in index order, odd blocks in reverse,
+ * so a kernel that reads shared memory without the barrier it needs computes something else in
+ * half its blocks.
+ *
+ * A fiber is one stack per thread index, made once (makecontext) and kept for every later block
+ * and launch: its loop runs the kernel body for one thread, then yields. Switches are the
+ * compiler's __builtin_setjmp/__builtin_longjmp: no signal-mask system call (swapcontext makes
+ * one) and nothing for AddressSanitizer to intercept (its longjmp interceptor costs about a
+ * microsecond). This file is built without the sanitizers (instrumented, its switches cost a
+ * microsecond each, which made the emulator 20 times slower) and its switches are not announced
+ * to AddressSanitizer: the kernels' instrumented frames poison and unpoison their own redzones on
+ * whatever stack they run, and a stack whose frames are left without returning (a trap abandons
+ * a block) is unpoisoned before it is reused. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +25,9 @@
 #include "tests/cuemu/cuemu.h"
 #include "tests/cuemu/cuemu_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CUEMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CUEMU_ASAN 1
-#endif
-#endif
-#ifdef CUEMU_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
+/* AddressSanitizer's, when the kernels run with it (this file is built without it). */
+extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t size)
+    __attribute__((weak));
 
 namespace cuemu {
 
@@ -36,103 +39,116 @@ namespace {
 /* Generous: sanitizers enlarge frames, and the kernels keep small per-thread arrays. */
 const size_t kStack = 256 * 1024;
 
+/* A __builtin_setjmp buffer: frame pointer, resume address, stack pointer and spare words. */
+typedef void *jump_buf[5];
+
 struct fiber {
-    ucontext_t ctx;
+    jump_buf resume;       /* where the suspended fiber goes on */
+    ucontext_t boot;       /* its first entry (fiber_loop on its stack) */
     char *stack = nullptr;
-    uint3 tid;
+    bool started = false;  /* its loop runs (else the next entry boots it) */
     bool done = false, waiting = false;
+    uint3 tid;
 };
 
-struct block_run {
-    std::vector<fiber> fibers;
-    ucontext_t sched;
-    fiber *cur = nullptr;
+/* The launch in progress (launches do not nest). */
+struct launch_state {
     body_fn body = nullptr;
     void *state = nullptr;
     bool trapped = false;
     std::vector<char> smem;
-#ifdef CUEMU_ASAN
-    void *sched_fake = nullptr;
-    const void *sched_bottom = nullptr;
-    size_t sched_size = 0;
-#endif
-};
+} g_launch;
+bool g_running;
 
-block_run *g_run; /* the launch in progress (launches do not nest) */
+/* By linear thread index, kept for the process (never destroyed: threads of the process's last
+ * launches may still sit in them at exit). */
+std::vector<fiber *> &g_fibers = *new std::vector<fiber *>();
+fiber *g_cur;
+jump_buf g_sched;              /* where the scheduler goes on */
 
 struct trap_signal {};
 
-/* Switches from the scheduler into fiber f, and back when it yields or ends. */
-void enter(block_run &r, fiber &f)
-{
-    r.cur = &f;
-    thread_idx = f.tid;
-#ifdef CUEMU_ASAN
-    __sanitizer_start_switch_fiber(&r.sched_fake, f.stack, kStack);
-#endif
-    swapcontext(&r.sched, &f.ctx);
-#ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(r.sched_fake, nullptr, nullptr);
-#endif
-    r.cur = nullptr;
-}
+/* (__builtin_longjmp may not share a function with the __builtin_setjmp it could return to.) */
+__attribute__((noinline, noreturn)) void jump(jump_buf b) { __builtin_longjmp(b, 1); }
 
-/* From the running fiber back to the scheduler; `ending`: the fiber will not run again. */
-void leave(block_run &r, bool ending)
+/* Back to the scheduler from the running fiber; returns when the fiber is entered again. */
+__attribute__((noinline)) void yield_to_scheduler()
 {
-#ifdef CUEMU_ASAN
-    void *fake = nullptr;
-    __sanitizer_start_switch_fiber(ending ? nullptr : &fake, r.sched_bottom, r.sched_size);
-#endif
-    fiber *f = r.cur;
-    swapcontext(&f->ctx, &r.sched);
-#ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(fake, &r.sched_bottom, &r.sched_size);
-#endif
-}
-
-void fiber_main()
-{
-    block_run &r = *g_run;
-#ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(nullptr, &r.sched_bottom, &r.sched_size);
-#endif
-    try {
-        r.body(r.state);
-    } catch (const trap_signal &) {
-        r.trapped = true;
+    fiber *f = g_cur;
+    if (__builtin_setjmp(f->resume) == 0) {
+        jump(g_sched);
     }
-    r.cur->done = true;
-    leave(r, true);
-    abort(); /* a finished fiber is never resumed */
 }
 
-/* (Apart: getcontext returns twice, which would pin the caller's loop variables.) */
-__attribute__((noinline)) void fiber_reset(fiber &f)
+/* Every fiber's whole life: one kernel body per entry, forever. */
+void fiber_loop()
 {
-    f.done = f.waiting = false;
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = kStack;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_main, 0);
+    for (;;) {
+        try {
+            g_launch.body(g_launch.state);
+        } catch (const trap_signal &) {
+            g_launch.trapped = true;
+        }
+        g_cur->done = true;
+        yield_to_scheduler();
+    }
 }
 
-void run_block(block_run &r, bool reverse)
+/* From the scheduler into fiber f, until it yields. */
+__attribute__((noinline)) void enter(fiber *f)
 {
-    int n = (int)r.fibers.size();
-    for (int i = 0; i < n; i++) fiber_reset(r.fibers[i]);
+    g_cur = f;
+    thread_idx = f->tid;
+    if (__builtin_setjmp(g_sched) == 0) {
+        if (!f->started) {
+            f->started = true;
+            setcontext(&f->boot);
+        }
+        jump(f->resume);
+    }
+}
+
+fiber *make_fiber()
+{
+    fiber *f = new fiber();
+    void *p = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("cuemu: fiber stack");
+        abort();
+    }
+    f->stack = (char *)p;
+    getcontext(&f->boot);
+    f->boot.uc_stack.ss_sp = f->stack;
+    f->boot.uc_stack.ss_size = kStack;
+    f->boot.uc_link = nullptr;
+    makecontext(&f->boot, fiber_loop, 0);
+    return f;
+}
+
+void run_block(unsigned n, bool reverse)
+{
+    for (unsigned i = 0; i < n; i++) g_fibers[i]->done = g_fibers[i]->waiting = false;
     for (;;) {
         bool any_waiting = false;
-        for (int k = 0; k < n && !r.trapped; k++) {
-            fiber &f = r.fibers[reverse ? n - 1 - k : k];
-            if (f.done) continue;
-            f.waiting = false;
-            enter(r, f);
-            any_waiting |= f.waiting;
+        for (unsigned k = 0; k < n && !g_launch.trapped; k++) {
+            fiber *f = g_fibers[reverse ? n - 1 - k : k];
+            if (f->done) continue;
+            f->waiting = false;
+            enter(f);
+            any_waiting |= f->waiting;
         }
-        /* A trap stops the grid, as on the device; the other fibers are dropped where they wait. */
-        if (r.trapped || !any_waiting) return;
+        if (g_launch.trapped) {
+            /* A trap stops the grid, as on the device; fibers left inside the kernel start
+             * afresh next time. */
+            for (unsigned i = 0; i < n; i++) {
+                fiber *f = g_fibers[i];
+                if (f->done) continue;
+                f->started = false;
+                if (__asan_unpoison_memory_region) __asan_unpoison_memory_region(f->stack, kStack);
+            }
+            return;
+        }
+        if (!any_waiting) return;
     }
 }
 
@@ -140,18 +156,17 @@ void run_block(block_run &r, bool reverse)
 
 void syncthreads()
 {
-    block_run &r = *g_run;
-    r.cur->waiting = true;
-    leave(r, false);
+    g_cur->waiting = true;
+    yield_to_scheduler();
 }
 
 void trap() { throw trap_signal(); }
 
-void *dyn_smem() { return g_run->smem.empty() ? nullptr : g_run->smem.data(); }
+void *dyn_smem() { return g_launch.smem.empty() ? nullptr : g_launch.smem.data(); }
 
 cudaError_t run_now(const cfg &c, body_fn body, void *state)
 {
-    if (g_run) {
+    if (g_running) {
         fprintf(stderr, "cuemu: a kernel launched a kernel (not supported)\n");
         abort();
     }
@@ -159,38 +174,27 @@ cudaError_t run_now(const cfg &c, body_fn body, void *state)
     if (nthreads == 0 || nthreads > 1024 || c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 ||
         c.grid.y > 65535 || c.grid.z > 65535 || c.smem > 227 * 1024)
         return cudaErrorInvalidConfiguration;
-    static std::vector<char *> stacks;
-    while (stacks.size() < nthreads) {
-        void *p = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) {
-            perror("cuemu: fiber stack");
-            abort();
-        }
-        stacks.push_back((char *)p);
-    }
-    block_run r;
-    r.fibers.resize(nthreads);
-    for (unsigned i = 0; i < nthreads; i++) {
-        r.fibers[i].stack = stacks[i];
-        r.fibers[i].tid = make_uint3(i % c.block.x, i / c.block.x % c.block.y,
-                                     i / (c.block.x * c.block.y));
-    }
-    r.body = body;
-    r.state = state;
-    g_run = &r;
+    while (g_fibers.size() < nthreads) g_fibers.push_back(make_fiber());
+    for (unsigned i = 0; i < nthreads; i++)
+        g_fibers[i]->tid = make_uint3(i % c.block.x, i / c.block.x % c.block.y,
+                                      i / (c.block.x * c.block.y));
+    g_running = true;
+    g_launch.body = body;
+    g_launch.state = state;
+    g_launch.trapped = false;
     block_dim = c.block;
     grid_dim = c.grid;
     uint64_t nblock = 0;
-    for (unsigned z = 0; z < c.grid.z && !r.trapped; z++)
-        for (unsigned y = 0; y < c.grid.y && !r.trapped; y++)
-            for (unsigned x = 0; x < c.grid.x && !r.trapped; x++) {
+    for (unsigned z = 0; z < c.grid.z && !g_launch.trapped; z++)
+        for (unsigned y = 0; y < c.grid.y && !g_launch.trapped; y++)
+            for (unsigned x = 0; x < c.grid.x && !g_launch.trapped; x++) {
                 block_idx = make_uint3(x, y, z);
                 /* shared memory starts as garbage on the device: poison it */
-                r.smem.assign(c.smem, (char)0xA5);
-                run_block(r, (nblock++ & 1) != 0);
+                g_launch.smem.assign(c.smem, (char)0xA5);
+                run_block(nthreads, (nblock++ & 1) != 0);
             }
-    g_run = nullptr;
-    return r.trapped ? cudaErrorLaunchFailure : cudaSuccess;
+    g_running = false;
+    return g_launch.trapped ? cudaErrorLaunchFailure : cudaSuccess;
 }
 
 } // namespace cuemu

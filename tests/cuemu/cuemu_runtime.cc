@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <functional>
 #include <map>
@@ -39,6 +40,10 @@ struct cublasContext {
 namespace {
 
 std::map<const char *, size_t> g_allocs; /* device allocations: start -> bytes */
+/* Allocations from this size on are mapped pages: the convolution search asks for up to 1 GiB of
+ * workspace it hardly touches, which the sanitizer's allocator would poison and quarantine at
+ * every search. Smaller ones are exact-size heap blocks with redzones. */
+const size_t kMapFrom = (size_t)64 << 20;
 cudaError_t g_sticky = cudaSuccess;     /* a kernel trapped: the context is lost */
 cudaError_t g_last = cudaSuccess;       /* the last ordinary error */
 int g_capturing;                        /* streams being captured */
@@ -153,7 +158,13 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     /* the capture mode the backend uses forbids allocating while this thread captures */
     if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
     void *q = nullptr;
-    if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return fail(cudaErrorMemoryAllocation);
+    if (bytes >= kMapFrom) {
+        q = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+        if (q == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
+    } else if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) {
+        return fail(cudaErrorMemoryAllocation);
+    }
     g_allocs[(const char *)q] = bytes ? bytes : 1;
     *p = q;
     return cudaSuccess;
@@ -164,8 +175,9 @@ cudaError_t cudaFree(void *p)
     if (!p) return cudaSuccess;
     auto it = g_allocs.find((const char *)p);
     if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
+    if (it->second >= kMapFrom) munmap(p, it->second);
+    else free(p);
     g_allocs.erase(it);
-    free(p);
     return cudaSuccess;
 }
 
