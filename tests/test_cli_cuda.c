@@ -1,0 +1,178 @@
+/* The command line with --device cuda, end to end, as a user runs it (the built binary through a
+ * shell) on a small synthetic CBIS-DDSM download: the patch classifier, the whole-image
+ * classifier in fp32 and in bf16, and predictions, each against the same command on the CPU.
+ * A training run's first step is compared (its loss: the same model, batch and data on both
+ * devices); later steps are not, since Adam's first update takes the sign of every gradient
+ * component, and components that are zero up to rounding then differ between the devices.
+ * Predictions of one model must agree image by image.
+ *
+ * Without a GPU this prints SKIPPED (no GPU); its twin test_cli_cuda_emu runs the same commands
+ * with mammo_emu, the command line on the emulated GPU (tests/cuemu). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "runtime/backend.h"
+#include "tests/harness.h"
+
+/* Runs `mammo ARGS` (in the test's folder, output to run.log there); returns the exit status. */
+static int mammo(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int mammo(const char *fmt, ...)
+{
+    char args[1536], cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >>run.log 2>&1", mm_test_tmpdir(),
+             MM_MAMMO_EXE, args);
+    int rc = system(cmd);
+    int st = rc == -1 ? -1 : WEXITSTATUS(rc);
+    if (st != 0) fprintf(stderr, "    `mammo %s` exited %d (see run.log)\n", args, st);
+    return st;
+}
+
+static char *path(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", mm_test_tmpdir(), name);
+    return buf[k];
+}
+
+/* The loss of the first training step in RUN/metrics.jsonl, or NAN. */
+static double first_loss(const char *run)
+{
+    char file[600], line[1024];
+    snprintf(file, sizeof file, "%s/metrics.jsonl", path(run));
+    FILE *f = fopen(file, "r");
+    double loss = NAN;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"event\":\"step\"");
+        const char *l = p ? strstr(line, "\"loss\":") : NULL;
+        if (l) {
+            loss = strtod(l + 7, NULL);
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return loss;
+}
+
+/* The score column of a predictions CSV (image,label,score); returns the count. */
+static int read_scores(const char *name, double *scores, int cap)
+{
+    FILE *f = fopen(path(name), "r");
+    char line[1024];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *c = strrchr(line, ',');
+        if (!c || strstr(line, "score")) continue;
+        if (n < cap) scores[n] = strtod(c + 1, NULL);
+        n++;
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+/* patches/patches.csv with its first `keep` training rows only (two steps of 16). */
+static void cut_patch_set(int keep)
+{
+    FILE *in = fopen(path("patches/patches.csv"), "r");
+    FILE *out = fopen(path("patches/few.csv"), "w");
+    CHECK(in && out);
+    char line[2048];
+    int kept = 0, row = 0;
+    while (in && out && fgets(line, sizeof line, in)) {
+        bool train = strstr(line, ",train,") != NULL;
+        if (row++ == 0 || !train || kept++ < keep) fputs(line, out);
+    }
+    if (in) fclose(in);
+    if (out) fclose(out);
+}
+
+static bool exists(const char *name)
+{
+    struct stat st;
+    return stat(path(name), &st) == 0;
+}
+
+MM_TEST(cli_trains_and_predicts_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    const char *trunk = "--net resnet50 --width-div 16 --seed 1";
+    CHECK_EQ_INT(mammo("synth --layout cbis-ddsm --out dl --patients 40 --seed 1"), 0);
+    CHECK_EQ_INT(mammo("index --cbis-ddsm dl --out index.csv --seed 1"), 0);
+    CHECK_EQ_INT(mammo("prep --index index.csv --out prep --height 96 --width 64 --quiet"), 0);
+    CHECK_EQ_INT(mammo("patches --index prep/index.csv --out patches --size 32 --seed 1 --quiet"),
+                 0);
+    cut_patch_set(32);
+
+    /* the patch classifier: one stage of two steps on each device */
+    const char *devs[2] = {"cpu", "cuda"};
+    double patch_loss[2], top_loss[2], predicted[2][64];
+    int n_pred[2];
+    for (int d = 0; d < 2; d++) {
+        CHECK_EQ_INT(mammo("train-patch --patches patches/few.csv --run patch-%s %s --input 32x32 "
+                           "--batch 16 --epochs 0,0,1 --lr 3e-3,3e-3,2e-3 --device %s",
+                           devs[d], trunk, devs[d]),
+                     0);
+        char run[32];
+        snprintf(run, sizeof run, "patch-%s", devs[d]);
+        patch_loss[d] = first_loss(run);
+    }
+    CHECK_MSG(fabs(patch_loss[1] - patch_loss[0]) <= 1e-4 * fabs(patch_loss[0]),
+              "train-patch first loss: cuda %.8g, cpu %.8g", patch_loss[1], patch_loss[0]);
+
+    /* the whole-image classifier from the CPU's patch model: its top stage in fp32 on each
+     * device, then predictions of each device's model on both devices */
+    for (int d = 0; d < 2; d++) {
+        CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model "
+                           "patch-cpu/best.safetensors --run image-%s --input 96x64 "
+                           "--top '[32-32-128]x1' --batch 2 --epochs 1,0 --lr 1e-3,3e-4 --seed 1 "
+                           "--device %s",
+                           devs[d], devs[d]),
+                     0);
+        char run[32];
+        snprintf(run, sizeof run, "image-%s", devs[d]);
+        top_loss[d] = first_loss(run);
+    }
+    CHECK_MSG(fabs(top_loss[1] - top_loss[0]) <= 1e-4 * fabs(top_loss[0]),
+              "train-image first loss: cuda %.8g, cpu %.8g", top_loss[1], top_loss[0]);
+    for (int d = 0; d < 2; d++) {
+        CHECK_EQ_INT(mammo("predict --model image-cuda/best.safetensors --index prep/index.csv "
+                           "--split test --tta --out pred-%s.csv --device %s",
+                           devs[d], devs[d]),
+                     0);
+        char csv[32];
+        snprintf(csv, sizeof csv, "pred-%s.csv", devs[d]);
+        n_pred[d] = read_scores(csv, predicted[d], 64);
+    }
+    CHECK(n_pred[0] > 4 && n_pred[0] == n_pred[1]);
+    for (int i = 0; i < n_pred[0] && i < 64; i++)
+        CHECK_MSG(fabs(predicted[1][i] - predicted[0][i]) <= 1e-4,
+                  "image %d: cuda score %.7g, cpu %.7g", i, predicted[1][i], predicted[0][i]);
+
+    /* all layers in bf16 (fp32 master weights): trains, and its first loss is the fp32 one up
+     * to bf16's rounding of the activations. That rounding moves this loss a lot: the trunk's
+     * layers have 4 to 128 channels (width 1/16) and its batch norms see 2 images, so nothing
+     * averages the rounding out over some 50 layers (measured: 15% here, 1.7% at width 1/4). */
+    CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model patch-cpu/best.safetensors "
+                       "--run image-bf16 --input 96x64 --top '[32-32-128]x1' --batch 2 "
+                       "--epochs 0,1 --lr 1e-3,3e-4 --seed 1 --device cuda --precision bf16"),
+                 0);
+    CHECK(exists("image-bf16/best.safetensors"));
+    CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model patch-cpu/best.safetensors "
+                       "--run image-all-cpu --input 96x64 --top '[32-32-128]x1' --batch 2 "
+                       "--epochs 0,1 --lr 1e-3,3e-4 --seed 1 --device cpu"),
+                 0);
+    double bf16 = first_loss("image-bf16"), fp32 = first_loss("image-all-cpu");
+    CHECK_MSG(fabs(bf16 - fp32) <= 0.25 * fabs(fp32), "bf16 first loss %.6g, cpu fp32 %.6g", bf16,
+              fp32);
+}
