@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <vector>
+
 #include "tests/cuemu/cuemu_internal.h"
 
 struct cudnnTensorStruct {
@@ -124,8 +126,45 @@ cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, i
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* One convolution: direction 0 y = conv(x, w), 1 dx = conv^T(dy, w), 2 dw = corr(x, dy), each
- * out = alpha * result + beta * out (out not read when beta is 0). */
+/* The three directions are one sum over the same terms: every output pixel (b, oi, oj), filter
+ * tap (r, q) inside the image, output channel k and input channel c pairs x[b,c,i,j],
+ * w[k,c,r,q] and y[b,k,oi,oj]; direction 0 sums x * w into y, 1 sums dy * w into dx, 2 sums
+ * x * dy into dw. */
+template <int Dir>
+void accumulate(double *acc, const conv_args &a, const void *xp, const void *wp, const void *yp)
+{
+    const cudnnTensorStruct *x = a.x, *y = a.y;
+    const cudnnFilterStruct *w = a.w;
+    const cudnnConvolutionStruct &cv = *a.cv;
+    cudaDataType t = elem(x->dtype);
+    for (int b = 0; b < y->n; b++)
+        for (int oi = 0; oi < y->h; oi++)
+            for (int oj = 0; oj < y->w; oj++)
+                for (int r = 0; r < w->r; r++)
+                    for (int q = 0; q < w->s; q++) {
+                        int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
+                        int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
+                        if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
+                        for (int k = 0; k < w->k; k++)
+                            for (int c = 0; c < w->c; c++) {
+                                size_t xi = at(x, b, c, i, j), wi = at(w, k, c, r, q);
+                                size_t yi = at(y, b, k, oi, oj);
+                                if (Dir == 0)
+                                    acc[yi] += (double)cuemu::load(xp, t, xi) *
+                                               cuemu::load(wp, t, wi);
+                                else if (Dir == 1)
+                                    acc[xi] += (double)cuemu::load(yp, t, yi) *
+                                               cuemu::load(wp, t, wi);
+                                else
+                                    acc[wi] += (double)cuemu::load(xp, t, xi) *
+                                               cuemu::load(yp, t, yi);
+                            }
+                    }
+}
+
+/* One convolution in direction dir (0 forward, 1 backward data, 2 backward filter) with
+ * algorithm `algo` of the menu: out = alpha * sum + beta * out (out not read when beta is 0).
+ * in0, in1: x and w (forward), w and dy (data), x and dy (filter). */
 cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const void *in0,
                   const void *in1, void *out, void *ws, size_t ws_bytes, float alpha, float beta)
 {
@@ -133,77 +172,25 @@ cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const 
     size_t need = menu_ws(a, dir, algo);
     if (ws_bytes < need || (need && !cuemu::device_range(ws, need)))
         return CUDNN_STATUS_BAD_PARAM;
-    const cudnnTensorStruct *x = a.x, *y = a.y;
-    const cudnnFilterStruct *w = a.w;
-    const cudnnConvolutionStruct cv = *a.cv;
-    const void *xp = dir == 0 || dir == 2 ? in0 : out;
+    const void *xp = dir == 1 ? out : in0;
     const void *wp = dir == 0 ? in1 : dir == 1 ? in0 : out;
     const void *yp = dir == 0 ? out : in1;
-    if (!cuemu::device_range(xp, bytes(x)) || !cuemu::device_range(wp, bytes(w)) ||
-        !cuemu::device_range(yp, bytes(y)))
+    size_t out_bytes = dir == 0 ? bytes(a.y) : dir == 1 ? bytes(a.x) : bytes(a.w);
+    if (!cuemu::device_range(xp, bytes(a.x)) || !cuemu::device_range(wp, bytes(a.w)) ||
+        !cuemu::device_range(yp, bytes(a.y)))
         return CUDNN_STATUS_BAD_PARAM;
-    cudaDataType t = elem(x->dtype);
+    conv_args args = a;
     cudaError_t e = cuemu::submit(h->stream, menu_ms(a, algo), [=]() {
         if (need) memset(ws, 0x5a, need); /* the algorithm's scratch, all of it */
-        if (dir == 0) {
-            for (int b = 0; b < y->n; b++)
-                for (int oi = 0; oi < y->h; oi++)
-                    for (int oj = 0; oj < y->w; oj++)
-                        for (int k = 0; k < y->c; k++) {
-                            double s = 0.0;
-                            for (int r = 0; r < w->r; r++)
-                                for (int q = 0; q < w->s; q++) {
-                                    int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
-                                    int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
-                                    if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
-                                    for (int c = 0; c < x->c; c++)
-                                        s += (double)cuemu::load(xp, t, at(x, b, c, i, j)) *
-                                             cuemu::load(wp, t, at(w, k, c, r, q));
-                                }
-                            size_t o = at(y, b, k, oi, oj);
-                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
-                            cuemu::store(out, t, o, (float)(alpha * s + prev));
-                        }
-        } else if (dir == 1) {
-            for (int b = 0; b < x->n; b++)
-                for (int i = 0; i < x->h; i++)
-                    for (int j = 0; j < x->w; j++)
-                        for (int c = 0; c < x->c; c++) {
-                            double s = 0.0;
-                            for (int r = 0; r < w->r; r++)
-                                for (int q = 0; q < w->s; q++) {
-                                    int ti = i + cv.pad_h - r * cv.dil_h;
-                                    int tj = j + cv.pad_w - q * cv.dil_w;
-                                    if (ti < 0 || tj < 0 || ti % cv.u || tj % cv.v) continue;
-                                    int oi = ti / cv.u, oj = tj / cv.v;
-                                    if (oi >= y->h || oj >= y->w) continue;
-                                    for (int k = 0; k < y->c; k++)
-                                        s += (double)cuemu::load(yp, t, at(y, b, k, oi, oj)) *
-                                             cuemu::load(wp, t, at(w, k, c, r, q));
-                                }
-                            size_t o = at(x, b, c, i, j);
-                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
-                            cuemu::store(out, t, o, (float)(alpha * s + prev));
-                        }
-        } else {
-            for (int k = 0; k < w->k; k++)
-                for (int r = 0; r < w->r; r++)
-                    for (int q = 0; q < w->s; q++)
-                        for (int c = 0; c < w->c; c++) {
-                            double s = 0.0;
-                            for (int b = 0; b < y->n; b++)
-                                for (int oi = 0; oi < y->h; oi++)
-                                    for (int oj = 0; oj < y->w; oj++) {
-                                        int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
-                                        int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
-                                        if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
-                                        s += (double)cuemu::load(xp, t, at(x, b, c, i, j)) *
-                                             cuemu::load(yp, t, at(y, b, k, oi, oj));
-                                    }
-                            size_t o = at(w, k, c, r, q);
-                            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, o);
-                            cuemu::store(out, t, o, (float)(alpha * s + prev));
-                        }
+        cudaDataType t = elem(args.x->dtype);
+        size_t n = out_bytes / cuemu::elem_size(t);
+        std::vector<double> acc(n, 0.0);
+        if (dir == 0) accumulate<0>(acc.data(), args, xp, wp, yp);
+        else if (dir == 1) accumulate<1>(acc.data(), args, xp, wp, yp);
+        else accumulate<2>(acc.data(), args, xp, wp, yp);
+        for (size_t i = 0; i < n; i++) {
+            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, i);
+            cuemu::store(out, t, i, (float)(alpha * acc[i] + prev));
         }
         return cudaSuccess;
     });
