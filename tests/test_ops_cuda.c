@@ -54,6 +54,9 @@ static void conv_forward_case(const mm_conv_dims *d, bool bias, uint64_t seed, c
     tc_check(&tc, name);
 }
 
+/* With d->accumulate, a data gradient summed into an earlier one (graph.h
+ * mm_graph_fuse_grad_add): dx = acc + the gradient, written over acc (the planner's case) and,
+ * in the tc_check's plain run, into its own buffer. */
 static void conv_bwd_data_case(const mm_conv_dims *d, uint64_t seed, const char *name)
 {
     tcase tc;
@@ -62,6 +65,10 @@ static void conv_bwd_data_case(const mm_conv_dims *d, uint64_t seed, const char 
     tc.node.p.conv = *d;
     tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->oh, d->ow, d->k)));
     tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d->k, d->r, d->s, d->c)));
+    if (d->accumulate) {
+        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d->n, d->h, d->w, d->c)));
+        tc.alias_out[0] = 2;
+    }
     tc_out(&tc, act_out(&tc, SHAPE(d->n, d->h, d->w, d->c)));
     tc_check(&tc, name);
 }
@@ -100,27 +107,15 @@ MM_TEST(cuda_conv2d_backward_data)
     }
 }
 
-/* A data gradient summed into an earlier one (graph.h mm_graph_fuse_grad_add): dx = acc + the
- * gradient, written over acc (the planner's case) and, in the tc_check's plain run, into its
- * own buffer. */
 MM_TEST(cuda_conv2d_backward_data_accumulating)
 {
     REQUIRE_GPU();
     for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
         mm_conv_dims d = conv_dims(&conv_cfgs[i]);
         d.accumulate = 1;
-        tcase tc;
-        tc_init(&tc, MM_OP_CONV2D_BWD_DATA, TOL_GEMM, 250 + i);
-        tc.node.backward = true;
-        tc.node.p.conv = d;
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.oh, d.ow, d.k)));
-        tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(d.k, d.r, d.s, d.c)));
-        tc_in(&tc, act_in(&tc, -1, 1, SHAPE(d.n, d.h, d.w, d.c)));
-        tc_out(&tc, act_out(&tc, SHAPE(d.n, d.h, d.w, d.c)));
-        tc.alias_out[0] = 2;
         char name[64];
         snprintf(name, sizeof name, "conv bwd data + acc cfg %zu", i);
-        tc_check(&tc, name);
+        conv_bwd_data_case(&d, 250 + i, name);
     }
 }
 
@@ -145,8 +140,8 @@ static const conv_cfg gemm_cfgs[] = {
     {2, 3, 11, 5, 3, 1, 1, 0, 1},
 };
 
-/* The three directions of each shape with environment variable env set to "1" (read when a
- * shape is first planned). */
+/* The three directions of each shape, and the data gradient summed into an earlier one, with
+ * environment variable env set to "1" (read when a shape is first planned). */
 static void forced_cases(const conv_cfg *cfgs, size_t n, const char *env, const char *label,
                          uint64_t seed)
 {
@@ -160,6 +155,9 @@ static void forced_cases(const conv_cfg *cfgs, size_t n, const char *env, const 
         conv_bwd_data_case(&d, seed + 20 + i, name);
         snprintf(name, sizeof name, "%s conv bwd filter cfg %zu", label, i);
         conv_bwd_filter_case(&d, seed + 40 + i, name);
+        d.accumulate = 1;
+        snprintf(name, sizeof name, "%s conv bwd data + acc cfg %zu", label, i);
+        conv_bwd_data_case(&d, seed + 60 + i, name);
     }
     unsetenv(env);
 }
