@@ -23,6 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef MM_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
 #include "kernels/optim_math.h"
 #include "runtime/backend.h"
 #include "runtime/graph.h"
@@ -209,6 +213,20 @@ static void compare_value(const char *stage, int pi, mm_precision p, const mm_se
     free(got);
 }
 
+/* Free device memory after everything queued so far has run. */
+static size_t device_free(mm_backend *gpu)
+{
+    size_t free_bytes = 0;
+#ifdef MM_HAVE_CUDA
+    size_t total = 0;
+    gpu->sync(gpu);
+    CHECK_EQ_INT(cudaMemGetInfo(&free_bytes, &total), cudaSuccess);
+#else
+    (void)gpu;
+#endif
+    return free_bytes;
+}
+
 static const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_PRECISION_BF16};
 
 /* A step's results on CUDA (gs) against the CPU's (cs): loss, probabilities, every parameter
@@ -273,10 +291,15 @@ MM_TEST(cuda_training_step_matches_cpu)
         load(&gs, &gm);
 
         /* Two steps on the same data from the same state: the second must repeat the first
-         * (reloading the statistics the first step updated). */
+         * (reloading the statistics the first step updated). The first step of a session
+         * allocates nothing on the device either (no lazy set-up inside the step). */
         for (int round = 0; round < 2; round++) {
             if (round == 1) load(&gs, &gm);
+            size_t free_before = device_free(gpu);
             mm_session_run(&gs);
+            CHECK_MSG(device_free(gpu) == free_before, "%s step %d: device memory went from "
+                      "%zu to %zu bytes free", mm_precision_name(p), round + 1, free_before,
+                      device_free(gpu));
             char stage[64];
             snprintf(stage, sizeof stage, "step %d", round + 1);
             compare_step(stage, pi, &cs, &cm, &gs, &gm);
