@@ -8,7 +8,8 @@
  * the launch's dynamic shared memory) and compiled as C++ by the host compiler with this header
  * included first. A launch runs block after block; the threads of a block are fibers
  * (cuemu_launch.cc) that switch at __syncthreads(), so shared memory and barriers behave as on the
- * device. Odd blocks run their threads in reverse order, so a missing barrier changes results.
+ * device. Odd blocks run their threads in reverse order, so a missing barrier changes results;
+ * every other launch runs its blocks last to first, so blocks that depend on their order do too.
  * The CUDA runtime, cuBLAS and cuDNN calls the backend makes are emulated too (cuemu_runtime.cc,
  * cuemu_cudnn.cc): device memory is exact-size heap blocks and the emulator is built with
  * AddressSanitizer and UBSan where the compiler has them, so an out-of-bounds or misaligned

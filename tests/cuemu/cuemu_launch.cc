@@ -2,7 +2,7 @@
  * block as fibers that run until they finish or reach __syncthreads(); when every live thread
  * waits there, all go on. Even blocks run their threads in index order, odd blocks in reverse,
  * so a kernel that reads shared memory without the barrier it needs computes something else in
- * half its blocks.
+ * half its blocks; and every other launch runs its blocks last to first.
  *
  * A fiber is one stack per thread index, made once (makecontext) and kept for every later block
  * and launch: its loop runs the kernel body for one thread, then yields. Switches are the
@@ -184,15 +184,20 @@ cudaError_t run_now(const cfg &c, body_fn body, void *state)
     g_launch.trapped = false;
     block_dim = c.block;
     grid_dim = c.grid;
-    uint64_t nblock = 0;
-    for (unsigned z = 0; z < c.grid.z && !g_launch.trapped; z++)
-        for (unsigned y = 0; y < c.grid.y && !g_launch.trapped; y++)
-            for (unsigned x = 0; x < c.grid.x && !g_launch.trapped; x++) {
-                block_idx = make_uint3(x, y, z);
-                /* shared memory starts as garbage on the device: poison it */
-                g_launch.smem.assign(c.smem, (char)0xA5);
-                run_block(nthreads, (nblock++ & 1) != 0);
-            }
+    /* Blocks run in index order in even launches and in reverse in odd ones: a kernel whose
+     * blocks depend on each other's order (they may run in any order, or at once) computes
+     * something else in one of them. */
+    static uint64_t launches;
+    bool backwards = (launches++ & 1) != 0;
+    uint64_t nblocks = (uint64_t)c.grid.x * c.grid.y * c.grid.z;
+    for (uint64_t b = 0; b < nblocks && !g_launch.trapped; b++) {
+        uint64_t i = backwards ? nblocks - 1 - b : b;
+        block_idx = make_uint3((unsigned)(i % c.grid.x), (unsigned)(i / c.grid.x % c.grid.y),
+                               (unsigned)(i / ((uint64_t)c.grid.x * c.grid.y)));
+        /* shared memory starts as garbage on the device: poison it */
+        g_launch.smem.assign(c.smem, (char)0xA5);
+        run_block(nthreads, (i & 1) != 0);
+    }
     g_running = false;
     return g_launch.trapped ? cudaErrorLaunchFailure : cudaSuccess;
 }
