@@ -9,7 +9,8 @@
  * included first. A launch runs block after block; the threads of a block are fibers
  * (cuemu_launch.cc) that switch at __syncthreads(), so shared memory and barriers behave as on the
  * device. Odd blocks run their threads in reverse order, so a missing barrier changes results;
- * every other launch runs its blocks last to first, so blocks that depend on their order do too.
+ * every other launch runs its blocks last to first, so blocks that depend on their order do too;
+ * shared memory starts each block as NaN (all bits set), so a read before the write shows.
  * The CUDA runtime, cuBLAS and cuDNN calls the backend makes are emulated too (cuemu_runtime.cc,
  * cuemu_cudnn.cc): device memory is exact-size heap blocks and the emulator is built with
  * AddressSanitizer and UBSan where the compiler has them, so an out-of-bounds or misaligned
@@ -43,7 +44,8 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-/* One copy per kernel or device function: blocks run one at a time, so that is one per block. */
+/* One copy per kernel or device function: blocks run one at a time, so that is one per block
+ * (cuemu.sed rewrites the declarations; this is for any it does not). */
 #define __shared__ static
 
 namespace cuemu {
@@ -70,6 +72,8 @@ void launch(const cfg &c, body_fn body, void *state, void (*free_state)(void *))
 void syncthreads();
 [[noreturn]] void trap();
 void *dyn_smem();
+/* A static shared array reached by a thread: the first thread of a block fills it with garbage. */
+void shared_begin(void *p, size_t bytes);
 
 template <typename... P>
 struct kernel_ref {

@@ -57,6 +57,7 @@ struct launch_state {
     void *state = nullptr;
     bool trapped = false;
     std::vector<char> smem;
+    std::vector<void *> shared_seen; /* static shared arrays this block has reached */
 } g_launch;
 bool g_running;
 
@@ -164,6 +165,14 @@ void trap() { throw trap_signal(); }
 
 void *dyn_smem() { return g_launch.smem.empty() ? nullptr : g_launch.smem.data(); }
 
+void shared_begin(void *p, size_t bytes)
+{
+    for (void *q : g_launch.shared_seen)
+        if (q == p) return;
+    g_launch.shared_seen.push_back(p);
+    memset(p, 0xFF, bytes); /* NaN in every float and double */
+}
+
 cudaError_t run_now(const cfg &c, body_fn body, void *state)
 {
     if (g_running) {
@@ -194,8 +203,9 @@ cudaError_t run_now(const cfg &c, body_fn body, void *state)
         uint64_t i = backwards ? nblocks - 1 - b : b;
         block_idx = make_uint3((unsigned)(i % c.grid.x), (unsigned)(i / c.grid.x % c.grid.y),
                                (unsigned)(i / ((uint64_t)c.grid.x * c.grid.y)));
-        /* shared memory starts as garbage on the device: poison it */
-        g_launch.smem.assign(c.smem, (char)0xA5);
+        /* shared memory starts as garbage on the device: NaN here */
+        g_launch.smem.assign(c.smem, (char)0xFF);
+        g_launch.shared_seen.clear();
         run_block(nthreads, (i & 1) != 0);
     }
     g_running = false;
