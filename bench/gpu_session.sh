@@ -10,6 +10,11 @@
 #   sh bench/gpu_session.sh compare-resnet50 compare-vgg16
 #                                     the same one net per stage (each call within 10 minutes even
 #                                     when cuDNN's searches are long; results appended)
+#   sh bench/gpu_session.sh all       everything that fits one call, most important first: a build
+#                                     of the command line and the GPU tests for this card only,
+#                                     those tests, then the side-by-side comparisons one (net,
+#                                     precision) at a time, bf16 first, while DEADLINE seconds
+#                                     (default 540) are not spent; results appended as they come
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`.
 set -u
@@ -21,6 +26,9 @@ cd "$here/.." || exit 1
 
 resnet_top="[512-512-1024]x2,[512-512-1024]x2"
 status=0
+start=$(date +%s)
+deadline=${DEADLINE:-540}
+left() { echo $((deadline - ($(date +%s) - start))); }
 for stage in "$@"; do
     case $stage in
     build)
@@ -54,13 +62,39 @@ for stage in "$@"; do
         WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
         cp bench/results/*.txt "$out/" 2>/dev/null
         ;;
+    all)
+        arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 |
+            tr -d '.')
+        cmake -S . -B build -DMM_DICOM=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" \
+            >"$out/cmake.log" 2>&1 &&
+            cmake --build build -j16 --target mammo test_ops_cuda test_ops_cuda_misc \
+                test_step_cuda test_cli_cuda >"$out/build.log" 2>&1
+        rc=$?
+        tail -n 3 "$out/build.log"
+        [ $rc -eq 0 ] || { status=1; continue; }
+        echo "built in $(($(date +%s) - start)) s"
+        for t in test_step_cuda test_ops_cuda_misc test_ops_cuda test_cli_cuda; do
+            [ "$(left)" -gt 60 ] || break
+            (cd build && MM_TEST_TMP=/tmp/mm-test timeout 150 "./$t") >"$out/$t.log" 2>&1
+            echo "$t: $(tail -n 1 "$out/$t.log")"
+            grep -q ' 0 failed' "$out/$t.log" || status=1
+        done
+        for p in bf16 tf32 fp32; do
+            for net in resnet50 vgg16; do
+                [ "$(left)" -gt 100 ] || { echo "no time left for $net $p"; continue; }
+                NETS=$net PRECISIONS=$p APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 10 ||
+                    status=1
+                cp bench/results/*.txt "$out/" 2>/dev/null
+            done
+        done
+        ;;
     compare-resnet50 | compare-vgg16)
         NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
         cp bench/results/*.txt "$out/" 2>/dev/null
         ;;
     *)
         echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare," \
-            "compare-resnet50, compare-vgg16)" >&2
+            "compare-resnet50, compare-vgg16, all)" >&2
         exit 1
         ;;
     esac
