@@ -163,15 +163,12 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
      * to bf16's rounding of the activations. That rounding moves this loss a lot: the trunk's
      * layers have 4 to 128 channels (width 1/16) and its batch norms see 2 images, so nothing
      * averages the rounding out over some 50 layers (measured: 15% here, 1.7% at width 1/4). */
-    CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model patch-cpu/best.safetensors "
-                       "--run image-bf16 --input 96x64 --top '[32-32-128]x1' --batch 2 "
-                       "--epochs 0,1 --lr 1e-3,3e-4 --seed 1 --device cuda --precision bf16"),
-                 0);
+    const char *image = "train-image --index prep/index.csv --patch-model "
+                        "patch-cpu/best.safetensors --input 96x64 --top '[32-32-128]x1' --batch 2 "
+                        "--epochs 0,1 --lr 1e-3,3e-4 --seed 1";
+    CHECK_EQ_INT(mammo("%s --run image-bf16 --device cuda --precision bf16", image), 0);
     CHECK(exists("image-bf16/best.safetensors"));
-    CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model patch-cpu/best.safetensors "
-                       "--run image-all-cpu --input 96x64 --top '[32-32-128]x1' --batch 2 "
-                       "--epochs 0,1 --lr 1e-3,3e-4 --seed 1 --device cpu"),
-                 0);
+    CHECK_EQ_INT(mammo("%s --run image-all-cpu --device cpu", image), 0);
     double bf16 = first_loss("image-bf16"), fp32 = first_loss("image-all-cpu");
     CHECK_MSG(fabs(bf16 - fp32) <= 0.25 * fabs(fp32), "bf16 first loss %.6g, cpu fp32 %.6g", bf16,
               fp32);

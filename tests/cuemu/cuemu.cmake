@@ -1,5 +1,5 @@
 # The CUDA emulator (cuemu.h): the CUDA backend with its own kernels compiled for the host, in the
-# library mammo_cuemu, which the op-table tests' twins (*_emu) link instead of mammo_core. Each
+# library mammo_cuemu, which the CUDA tests' twins (*_emu) link instead of mammo_core. Each
 # .cu/.cuh file of kernels/cuda is rewritten by cuemu.sed into the build tree and compiled without
 # strict aliasing (the kernels reinterpret vector loads, as nvcc allows); the kernels and the
 # emulator get AddressSanitizer and UBSan where the compiler has them (MM_CUEMU_SANITIZE is then
@@ -21,7 +21,8 @@ endforeach()
 set(MM_CUEMU_CC ${MM_CUEMU_GENERATED})
 list(FILTER MM_CUEMU_CC INCLUDE REGEX "\\.cc$")
 set_source_files_properties(${MM_CUEMU_CC} PROPERTIES
-    COMPILE_OPTIONS "-include;${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu.h;-Wno-unknown-pragmas;-fno-strict-aliasing")
+    COMPILE_OPTIONS
+    "-include;${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu.h;-Wno-unknown-pragmas;-fno-strict-aliasing")
 
 # The fiber switches run uninstrumented (see cuemu_launch.cc).
 set_source_files_properties(${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_launch.cc PROPERTIES
@@ -56,6 +57,6 @@ target_compile_definitions(mammo_cuemu PRIVATE MM_CUEMU=1)
 target_compile_options(mammo_cuemu PRIVATE ${MM_CUEMU_SANITIZE_COMPILE})
 target_link_options(mammo_cuemu INTERFACE ${MM_CUEMU_SANITIZE})
 
-# The command line on the emulated GPU, for end-to-end runs of --device cuda (tests/cuemu/e2e.sh).
+# The command line on the emulated GPU: --device cuda end to end (tests/test_cli_cuda.c).
 add_executable(mammo_emu ${CMAKE_SOURCE_DIR}/tools/main.c)
 target_link_libraries(mammo_emu PRIVATE mammo_cuemu)

@@ -442,7 +442,10 @@ cudnnStatus_t cudnnBackendCreateDescriptor(cudnnBackendDescriptorType_t,
     *d = nullptr;
     return CUDNN_STATUS_NOT_SUPPORTED;
 }
-cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t) { return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t)
+{
+    return CUDNN_STATUS_SUCCESS;
+}
 cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t) { return CUDNN_STATUS_NOT_SUPPORTED; }
 cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t, cudnnBackendAttributeName_t,
                                        cudnnBackendAttributeType_t, int64_t, const void *)

@@ -1,5 +1,5 @@
-/* The CUDA runtime, cuBLAS and cuDNN calls the backend makes, for the emulator (cuemu.h): one
- * device, "device memory" is exact-size host heap blocks (so AddressSanitizer sees overruns),
+/* The CUDA runtime and cuBLAS calls the backend makes, for the emulator (cuemu.h): one device,
+ * "device memory" is host memory (exact-size heap blocks, so AddressSanitizer sees overruns),
  * everything a stream is given runs at once, except while the stream is captured into a CUDA
  * graph: then launches, copies and fills are recorded and run at each cudaGraphLaunch, as a real
  * graph replays them (so host-side work done during capture is not replayed, as on the device).
@@ -84,23 +84,20 @@ cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()>
     return fail(e);
 }
 
-} // namespace cuemu
-
-using cuemu::device_range;
-using cuemu::submit;
-
-namespace cuemu {
-
 void launch(const cfg &c, body_fn body, void *state, void (*free_state)(void *))
 {
     std::shared_ptr<void> owned(state, free_state);
     cfg cc = c;
     /* a nanosecond per thread: kernels cost something on the emulated clock */
     double threads = (double)c.grid.x * c.grid.y * c.grid.z * c.block.x * c.block.y * c.block.z;
-    submit(c.stream, threads * 1e-6, [cc, body, owned]() { return run_now(cc, body, owned.get()); });
+    submit(c.stream, threads * 1e-6,
+           [cc, body, owned]() { return run_now(cc, body, owned.get()); });
 }
 
 } // namespace cuemu
+
+using cuemu::device_range;
+using cuemu::submit;
 
 extern "C" {
 
@@ -111,7 +108,10 @@ cudaError_t cudaGetDeviceCount(int *count)
     return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return fail(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device)
+{
+    return fail(device == 0 ? cudaSuccess : cudaErrorInvalidDevice);
+}
 
 cudaError_t cudaGetLastError(void)
 {
@@ -146,7 +146,8 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorLaunchFailure: return "unspecified launch failure (a kernel trapped)";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureUnsupported:
+        return "operation not permitted when stream is capturing";
     default: return "error (emulated)";
     }
 }
@@ -159,8 +160,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
     void *q = nullptr;
     if (bytes >= kMapFrom) {
-        q = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+        q = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (q == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
     } else if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) {
         return fail(cudaErrorMemoryAllocation);
