@@ -232,11 +232,14 @@ static const mm_precision precs[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32, MM_P
 /* A step's results on CUDA (gs) against the CPU's (cs): loss, probabilities, every parameter
  * gradient and the updated statistics, with the tolerances (relative L2) of precision precs[pi].
  * bf16 gradients: PyTorch's own bf16 autocast moves this net's gradients by up to 0.42 against
- * fp32 (bench/torch_bf16_noise.py); mammo's measured 0.36 at most. */
+ * fp32 (bench/torch_bf16_noise.py); mammo's measured 0.36 at most. tf32 keeps 3 more mantissa
+ * bits (8 times finer), so about 0.05 is to be expected: the emulated GPU (tests/cuemu), which
+ * rounds the products' operands to TF32 as the tensor cores do, measured 0.064 on a batch-norm
+ * bias gradient; 0.1 is allowed. */
 static void compare_step(const char *stage, int pi, const mm_session *cs, const net *cm,
                          const mm_session *gs, const net *gm)
 {
-    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 3e-2, 4e-1};
+    const double tol_out[3] = {1e-5, 5e-3, 2e-2}, tol_grad[3] = {1e-4, 1e-1, 4e-1};
     const double tol_stat[3] = {1e-5, 1e-2, 2e-2};
     mm_precision p = precs[pi];
     char what[96];

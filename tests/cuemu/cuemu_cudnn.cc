@@ -1,7 +1,8 @@
 /* cuDNN's legacy convolution API for the emulator (cuemu.h), so that conv_cudnn.c runs unchanged:
  * 4-d tensor, filter and convolution descriptors; algorithm searches that report a fixed menu;
  * and the three convolutions computed directly (naive loops in double, one rounding to the
- * output type) from the descriptors, in any layout they describe. The graph API (backend
+ * output type; fp32 operands rounded to TF32 first under tensor-op math, as the tensor cores
+ * read them) from the descriptors, in any layout they describe. The graph API (backend
  * descriptors) reports CUDNN_STATUS_NOT_SUPPORTED, so the backend keeps its legacy choices.
  *
  * The menu per direction, fastest first on the emulated clock: algorithm 1 with a workspace of
@@ -137,6 +138,12 @@ void accumulate(double *acc, const conv_args &a, const void *xp, const void *wp,
     const cudnnFilterStruct *w = a.w;
     const cudnnConvolutionStruct &cv = *a.cv;
     cudaDataType t = elem(x->dtype);
+    /* fp32 data with tensor-op math: the products read TF32 operands */
+    bool tf32 = t == CUDA_R_32F && cv.math != CUDNN_DEFAULT_MATH && cv.math != CUDNN_FMA_MATH;
+    auto ld = [t, tf32](const void *p, size_t i) {
+        float v = cuemu::load(p, t, i);
+        return (double)(tf32 ? cuemu::tf32(v) : v);
+    };
     for (int b = 0; b < y->n; b++)
         for (int oi = 0; oi < y->h; oi++)
             for (int oj = 0; oj < y->w; oj++)
@@ -149,15 +156,9 @@ void accumulate(double *acc, const conv_args &a, const void *xp, const void *wp,
                             for (int c = 0; c < w->c; c++) {
                                 size_t xi = at(x, b, c, i, j), wi = at(w, k, c, r, q);
                                 size_t yi = at(y, b, k, oi, oj);
-                                if (Dir == 0)
-                                    acc[yi] += (double)cuemu::load(xp, t, xi) *
-                                               cuemu::load(wp, t, wi);
-                                else if (Dir == 1)
-                                    acc[xi] += (double)cuemu::load(yp, t, yi) *
-                                               cuemu::load(wp, t, wi);
-                                else
-                                    acc[wi] += (double)cuemu::load(xp, t, xi) *
-                                               cuemu::load(yp, t, yi);
+                                if (Dir == 0) acc[yi] += ld(xp, xi) * ld(wp, wi);
+                                else if (Dir == 1) acc[xi] += ld(yp, yi) * ld(wp, wi);
+                                else acc[wi] += ld(xp, xi) * ld(yp, yi);
                             }
                     }
 }

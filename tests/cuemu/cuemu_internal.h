@@ -5,6 +5,7 @@
 
 #include <cuda_bf16.h>
 #include <library_types.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <functional>
@@ -35,6 +36,18 @@ inline void store(void *p, cudaDataType t, size_t i, float v)
 {
     if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
     else ((float *)p)[i] = v;
+}
+
+/* v as a TF32 tensor core reads it: 10 mantissa bits, rounded to nearest (ties away from zero,
+ * as cvt.rna.tf32.f32). */
+inline float tf32(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return v; /* inf, NaN */
+    u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&v, &u, 4);
+    return v;
 }
 
 } // namespace cuemu

@@ -35,6 +35,7 @@ struct CUstream_st {
 };
 struct cublasContext {
     cudaStream_t stream;
+    cublasMath_t math;
 };
 
 namespace {
@@ -309,18 +310,23 @@ cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *ws, size_t bytes)
 {
     return !bytes || device_range(ws, bytes) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t math)
+{
+    h->math = math;
+    return CUBLAS_STATUS_SUCCESS;
+}
 const char *cublasGetStatusString(cublasStatus_t s)
 {
     return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "cuBLAS error (emulated)";
 }
 
 /* C = alpha op(A) op(B) + beta C, column-major: op(A) m x k, op(B) k x n, C m x n, elements of
- * types ta/tb/tc (fp32 or bf16), computed in double and rounded once. */
+ * types ta/tb/tc (fp32 or bf16), computed in double and rounded once; with tf32, the products'
+ * fp32 operands are first rounded to TF32 as the tensor cores read them. */
 static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t opa, cublasOperation_t opb, int m,
                            int n, int k, float alpha, const void *A, cudaDataType ta, int lda,
                            const void *B, cudaDataType tb, int ldb, float beta, void *C,
-                           cudaDataType tc, int ldc)
+                           cudaDataType tc, int ldc, bool tf32)
 {
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     for (cudaDataType t : {ta, tb, tc})
@@ -344,7 +350,9 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t opa, cublasOperat
                 for (int p = 0; p < k; p++) {
                     size_t ia = at ? (size_t)i * lda + p : (size_t)p * lda + i;
                     size_t ib = bt ? (size_t)p * ldb + j : (size_t)j * ldb + p;
-                    s += (double)cuemu::load(A, ta, ia) * cuemu::load(B, tb, ib);
+                    float a = cuemu::load(A, ta, ia), b = cuemu::load(B, tb, ib);
+                    if (tf32) a = cuemu::tf32(a), b = cuemu::tf32(b);
+                    s += (double)a * b;
                 }
                 size_t ic = (size_t)j * ldc + i;
                 /* beta == 0: C is not read (it may hold NaN), as cuBLAS documents */
@@ -362,11 +370,10 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOper
                               const float *B, int ldb, const float *beta, float *C, int ldc)
 {
     return gemm(h, ta, tb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C,
-                CUDA_R_32F, ldc);
+                CUDA_R_32F, ldc, h->math == CUBLAS_TF32_TENSOR_OP_MATH);
 }
 
-/* Compute types with fp32 scaling factors only (what conv_gemm.c passes); TF32 and bf16
- * products are computed exactly here, within the tests' tolerances of the device's. */
+/* Compute types with fp32 scaling factors only (what conv_gemm.c passes). */
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void *alpha, const void *A, cudaDataType Atype,
                             int lda, const void *B, cudaDataType Btype, int ldb, const void *beta,
@@ -376,8 +383,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32 &&
         compute != CUBLAS_COMPUTE_32F_FAST_16BF)
         return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool tf32 = compute == CUBLAS_COMPUTE_32F_FAST_TF32 ||
+                (compute == CUBLAS_COMPUTE_32F && h->math == CUBLAS_TF32_TENSOR_OP_MATH);
     return gemm(h, ta, tb, m, n, k, *(const float *)alpha, A, Atype, lda, B, Btype, ldb,
-                *(const float *)beta, C, Ctype, ldc);
+                *(const float *)beta, C, Ctype, ldc, tf32 && Atype == CUDA_R_32F);
 }
 
 /* ---- events: read the emulated clock ---- */
