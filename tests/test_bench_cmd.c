@@ -124,6 +124,7 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --net resnet51", "--net"},
         {"bench --batch 0", "--batch"},
         {"bench --input 64", "--input"},
+        {"bench --width-div 3", "--width-div 3"},
         {"bench --device meta", "--device meta"},
         {"bench --precision fp16", "fp16"},
         {"bench --recompute-conv x", "--recompute-conv"},

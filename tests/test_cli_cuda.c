@@ -20,7 +20,8 @@
 #include "runtime/backend.h"
 #include "tests/harness.h"
 
-/* Runs `mammo ARGS` (in the test's folder, output to run.log there); returns the exit status. */
+/* Runs `mammo ARGS` in the test's folder, its output appended to run.log there; returns the
+ * exit status. */
 static int mammo(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int mammo(const char *fmt, ...)
 {
@@ -172,4 +173,42 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
     double bf16 = first_loss("image-bf16"), fp32 = first_loss("image-all-cpu");
     CHECK_MSG(fabs(bf16 - fp32) <= 0.25 * fabs(fp32), "bf16 first loss %.6g, cpu fp32 %.6g", bf16,
               fp32);
+}
+
+/* The value of " key=" in `mammo bench`'s line, or NAN. */
+static double field(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* `mammo bench` on cuda, stepping node by node and replaying its CUDA graph: the same steps on
+ * the same random batch, so the same loss; the peak counts the planned arena. */
+MM_TEST(cli_bench_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    double loss[2];
+    for (int graph = 0; graph < 2; graph++) {
+        CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' "
+                           "--input 64x48 --batch 2 --device cuda --precision bf16 --steps 3 "
+                           "--warmup 1%s",
+                           graph ? " --cuda-graph" : ""),
+                     0);
+        /* its result: the last such line of run.log */
+        char line[2048] = "", buf[2048];
+        FILE *f = fopen(path("run.log"), "r");
+        while (f && fgets(buf, sizeof buf, f))
+            if (!strncmp(buf, "mammo net=", 10)) memcpy(line, buf, sizeof line);
+        if (f) fclose(f);
+        CHECK_MSG(strstr(line, " device=cuda precision=bf16 ") != NULL, "no result line: %s",
+                  line);
+        loss[graph] = field(line, "loss");
+        CHECK(isfinite(loss[graph]) && loss[graph] > 0);
+        CHECK(field(line, "peak_mem_bytes") >= field(line, "planned_peak_bytes"));
+        CHECK_EQ_INT((int64_t)field(line, "width_div"), 16);
+    }
+    CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
+              loss[1], loss[0]);
 }

@@ -55,6 +55,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_str(&a, "top", NULL, "top blocks of a whole-image model, e.g. [512-512-1024]x2,[512-512-1024]x2");
     mm_args_str(&a, "input", "224x224", "input size HEIGHTxWIDTH");
     mm_args_int(&a, "batch", "2", "images per step");
+    mm_width_div_flag_add(&a);
     mm_args_str(&a, "device", "cpu", "cpu or cuda");
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
@@ -79,7 +80,9 @@ int mm_cmd_bench(int argc, char **argv)
     int h, w;
     int64_t batch, steps, warmup, recompute_conv;
     mm_trunk trunk;
+    int width_div = 1;
     if (mm_parse_hw(mm_args_get(&a, "input"), "--input", &h, &w) != MM_OK ||
+        mm_width_div_flag_get(&a, &width_div) != MM_OK ||
         mm_args_get_int(&a, "batch", &batch) != MM_OK ||
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
@@ -100,6 +103,7 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.batch = (int)batch;
     cfg.height = h;
     cfg.width = w;
+    cfg.width_div = width_div;
     cfg.training = true;
 
     mm_backend *be = NULL;
@@ -174,13 +178,13 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
-           "recompute=%d recompute_conv=%lld workspace_bytes=%zu setup_s=%.2f\n",
+           "recompute=%d recompute_conv=%lld workspace_bytes=%zu setup_s=%.2f width_div=%d\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           s.plan.workspace_bytes, setup_s);
+           s.plan.workspace_bytes, setup_s, width_div);
     if (profile > 0) {
         mm_session_profile(&s);
         for (int64_t i = 0; i < profile; i++) mm_session_run(&s);

@@ -36,7 +36,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
                              const char *lrs)
 {
     mm_args_str(a, "net", "resnet50", "trunk: resnet50 or vgg16");
-    mm_args_int(a, "width-div", "1", "divide the trunk's channel counts (a reduced-width net for small machines)");
+    mm_width_div_flag_add(a);
     mm_args_str(a, "run", NULL, "run folder for checkpoints, logs and the report (required)");
     mm_args_str(a, "input", input, "image size HEIGHTxWIDTH");
     mm_args_int(a, "batch", batch, "images per step");
@@ -59,17 +59,14 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
 /* Fills the parts of the config both commands share; errors name the flag. */
 static mm_status common_config(mm_train_config *c, const mm_args *a, int default_stages)
 {
-    int64_t batch, eval_batch, patience, seed, threads, width_div;
+    int64_t batch, eval_batch, patience, seed, threads;
     double wd, dropout, epochs[MM_MAX_STAGES], lrs[MM_MAX_STAGES];
     MM_TRY(mm_trunk_parse(&c->trunk, mm_args_get(a, "net"), "--net"));
     c->run_dir = mm_args_get(a, "run");
     if (!c->run_dir) return mm_fail(MM_ERR_ARG, "%s: --run DIR is required", a->prog);
     MM_TRY(mm_parse_hw(mm_args_get(a, "input"), "--input", &c->height, &c->width));
     MM_TRY(mm_args_get_int(a, "batch", &batch));
-    MM_TRY(mm_args_get_int(a, "width-div", &width_div));
-    if (width_div < 1 || width_div > 64)
-        return mm_fail(MM_ERR_ARG, "--width-div %lld: must divide 64", (long long)width_div);
-    c->width_div = (int)width_div;
+    MM_TRY(mm_width_div_flag_get(a, &c->width_div));
     MM_TRY(mm_args_get_int(a, "eval-batch", &eval_batch));
     MM_TRY(mm_args_get_int(a, "patience", &patience));
     MM_TRY(mm_args_get_int(a, "seed", &seed));

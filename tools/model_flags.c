@@ -18,6 +18,23 @@ void mm_model_flags_add(mm_args *a, bool with_size)
     }
 }
 
+void mm_width_div_flag_add(mm_args *a)
+{
+    mm_args_int(a, "width-div", "1",
+                "divide the trunk's channel counts (a reduced-width net for small machines)");
+}
+
+mm_status mm_width_div_flag_get(const mm_args *a, int *width_div)
+{
+    int64_t v;
+    MM_TRY(mm_args_get_int(a, "width-div", &v));
+    if (v < 1 || v > 64 || 64 % v != 0)
+        return mm_fail(MM_ERR_ARG, "--width-div %lld: must divide 64 (1, 2, 4, ... 64)",
+                       (long long)v);
+    *width_div = (int)v;
+    return MM_OK;
+}
+
 mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w)
 {
     char *end;

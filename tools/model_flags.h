@@ -13,6 +13,9 @@
 void mm_model_flags_add(mm_args *a, bool with_size);
 /* Fills a config from the parsed flags (tier-1 errors name the flag). */
 mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_size);
+/* --width-div N: the trunk's channel counts divided by N (1, 2, 4, ... 64: it must divide 64). */
+void mm_width_div_flag_add(mm_args *a);
+mm_status mm_width_div_flag_get(const mm_args *a, int *width_div);
 /* Parses "HxW" (e.g. 1152x896); errors name `flag`. */
 mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w);
 
