@@ -49,6 +49,7 @@ add_library(mammo_cuemu STATIC
     ${MM_CUEMU_GENERATED}
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_launch.cc
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_runtime.cc
+    ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_conv.cc
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_cudnn.cc
     ${MM_CUEMU_BACKEND})
 target_link_libraries(mammo_cuemu PUBLIC mm_base)

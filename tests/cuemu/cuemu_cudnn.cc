@@ -16,8 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <vector>
-
+#include "tests/cuemu/cuemu_conv.h"
 #include "tests/cuemu/cuemu_internal.h"
 
 struct cudnnTensorStruct {
@@ -44,64 +43,50 @@ namespace {
 bool known_type(cudnnDataType_t t) { return t == CUDNN_DATA_FLOAT || t == CUDNN_DATA_BFLOAT16; }
 cudaDataType elem(cudnnDataType_t t) { return t == CUDNN_DATA_BFLOAT16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-/* Offset of element (a, b, i, j) of a 4-d array with dims (d0, d1, d2, d3) given in N,C,H,W
- * order (K,C,R,S for filters), stored in `f`: NCHW is that order, NHWC puts the second dim last. */
-size_t at(cudnnTensorFormat_t f, int d1, int d2, int d3, int a, int b, int i, int j)
+cuemu::conv_view view(cudnnTensorFormat_t f, cudnnDataType_t t, int d0, int d1, int d2, int d3)
 {
-    if (f == CUDNN_TENSOR_NHWC) return (((size_t)a * d2 + i) * d3 + j) * d1 + b;
-    return (((size_t)a * d1 + b) * d2 + i) * d3 + j;
-}
-size_t at(const cudnnTensorStruct *t, int a, int b, int i, int j)
-{
-    return at(t->format, t->c, t->h, t->w, a, b, i, j);
-}
-size_t at(const cudnnFilterStruct *f, int a, int b, int i, int j)
-{
-    return at(f->format, f->c, f->r, f->s, a, b, i, j);
-}
-size_t bytes(const cudnnTensorStruct *t)
-{
-    return (size_t)t->n * t->c * t->h * t->w * cuemu::elem_size(elem(t->dtype));
-}
-size_t bytes(const cudnnFilterStruct *f)
-{
-    return (size_t)f->k * f->c * f->r * f->s * cuemu::elem_size(elem(f->dtype));
+    cuemu::conv_view v = {{d0, d1, d2, d3}, {0, 0, 0, 0}, elem(t)};
+    cuemu::conv_packed_strides(&v, f == CUDNN_TENSOR_NHWC);
+    return v;
 }
 
-/* A convolution's operands, checked against each other. */
+/* A convolution's operands. */
 struct conv_args {
     const cudnnTensorStruct *x, *y;
     const cudnnFilterStruct *w;
     const cudnnConvolutionStruct *cv;
 };
 
+cuemu::conv_problem problem(const conv_args &a)
+{
+    cuemu::conv_problem p;
+    p.x = view(a.x->format, a.x->dtype, a.x->n, a.x->c, a.x->h, a.x->w);
+    p.w = view(a.w->format, a.w->dtype, a.w->k, a.w->c, a.w->r, a.w->s);
+    p.y = view(a.y->format, a.y->dtype, a.y->n, a.y->c, a.y->h, a.y->w);
+    p.pad[0] = a.cv->pad_h, p.pad[1] = a.cv->pad_w;
+    p.stride[0] = a.cv->u, p.stride[1] = a.cv->v;
+    p.dil[0] = a.cv->dil_h, p.dil[1] = a.cv->dil_w;
+    return p;
+}
+
 bool consistent(const conv_args &a)
 {
-    const cudnnTensorStruct *x = a.x, *y = a.y;
-    const cudnnFilterStruct *w = a.w;
-    if (!x || !y || !w || !a.cv || !known_type(x->dtype)) return false;
-    if (x->dtype != y->dtype || x->dtype != w->dtype || a.cv->mode != CUDNN_CROSS_CORRELATION)
-        return false;
-    int oh = (x->h + 2 * a.cv->pad_h - a.cv->dil_h * (w->r - 1) - 1) / a.cv->u + 1;
-    int ow = (x->w + 2 * a.cv->pad_w - a.cv->dil_w * (w->s - 1) - 1) / a.cv->v + 1;
-    return y->n == x->n && y->c == w->k && w->c == x->c && y->h == oh && y->w == ow;
+    return a.x && a.y && a.w && a.cv && known_type(a.x->dtype) &&
+           a.cv->mode == CUDNN_CROSS_CORRELATION && cuemu::conv_consistent(problem(a));
 }
 
-double macs(const conv_args &a)
-{
-    return (double)a.y->n * a.y->h * a.y->w * a.y->c * a.w->c * a.w->r * a.w->s;
-}
-
-/* The menu (see the top): workspace of algorithm `algo` in direction `dir`. */
+/* The menu (see the top): workspace of algorithm `algo` in direction `dir`, and its time. */
 size_t menu_ws(const conv_args &a, int dir, int algo)
 {
     if (algo == 0) return 0;
-    return dir == 2 ? bytes(a.w) + 4096 : bytes(dir == 0 ? a.x : a.y) / 2 + 4096;
+    cuemu::conv_problem p = problem(a);
+    return cuemu::conv_view_bytes(dir == 2 ? p.w : dir == 0 ? p.x : p.y) / (dir == 2 ? 1 : 2) +
+           4096;
 }
 double menu_ms(const conv_args &a, int algo)
 {
     bool one = a.w->r == 1 && a.w->s == 1;
-    return 2e-9 * macs(a) * (one ? 1.2 : 1.0) * (algo == 0 ? 1.5 : 1.0);
+    return 2e-9 * cuemu::conv_macs(problem(a)) * (one ? 1.2 : 1.0) * (algo == 0 ? 1.5 : 1.0);
 }
 
 template <typename Perf, typename Algo>
@@ -127,75 +112,25 @@ cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, i
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* The three directions are one sum over the same terms: every output pixel (b, oi, oj), filter
- * tap (r, q) inside the image, output channel k and input channel c pairs x[b,c,i,j],
- * w[k,c,r,q] and y[b,k,oi,oj]; direction 0 sums x * w into y, 1 sums dy * w into dx, 2 sums
- * x * dy into dw. */
-template <int Dir>
-void accumulate(double *acc, const conv_args &a, const void *xp, const void *wp, const void *yp)
-{
-    const cudnnTensorStruct *x = a.x, *y = a.y;
-    const cudnnFilterStruct *w = a.w;
-    const cudnnConvolutionStruct &cv = *a.cv;
-    cudaDataType t = elem(x->dtype);
-    /* fp32 data with tensor-op math: the products read TF32 operands */
-    bool tf32 = t == CUDA_R_32F && cv.math != CUDNN_DEFAULT_MATH && cv.math != CUDNN_FMA_MATH;
-    auto ld = [t, tf32](const void *p, size_t i) {
-        float v = cuemu::load(p, t, i);
-        return (double)(tf32 ? cuemu::tf32(v) : v);
-    };
-    for (int b = 0; b < y->n; b++)
-        for (int oi = 0; oi < y->h; oi++)
-            for (int oj = 0; oj < y->w; oj++)
-                for (int r = 0; r < w->r; r++)
-                    for (int q = 0; q < w->s; q++) {
-                        int i = oi * cv.u - cv.pad_h + r * cv.dil_h;
-                        int j = oj * cv.v - cv.pad_w + q * cv.dil_w;
-                        if (i < 0 || i >= x->h || j < 0 || j >= x->w) continue;
-                        for (int k = 0; k < w->k; k++)
-                            for (int c = 0; c < w->c; c++) {
-                                size_t xi = at(x, b, c, i, j), wi = at(w, k, c, r, q);
-                                size_t yi = at(y, b, k, oi, oj);
-                                if (Dir == 0) acc[yi] += ld(xp, xi) * ld(wp, wi);
-                                else if (Dir == 1) acc[xi] += ld(yp, yi) * ld(wp, wi);
-                                else acc[wi] += ld(xp, xi) * ld(yp, yi);
-                            }
-                    }
-}
-
 /* One convolution in direction dir (0 forward, 1 backward data, 2 backward filter) with
  * algorithm `algo` of the menu: out = alpha * sum + beta * out (out not read when beta is 0).
- * in0, in1: x and w (forward), w and dy (data), x and dy (filter). */
+ * in0, in1: x and w (forward), w and dy (data), x and dy (filter). fp32 data under tensor-op
+ * math reads TF32 operands. */
 cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const void *in0,
                   const void *in1, void *out, void *ws, size_t ws_bytes, float alpha, float beta)
 {
     if (!h || !consistent(a) || algo < 0 || algo > 1) return CUDNN_STATUS_BAD_PARAM;
     size_t need = menu_ws(a, dir, algo);
-    if (ws_bytes < need || (need && !cuemu::device_range(ws, need)))
-        return CUDNN_STATUS_BAD_PARAM;
-    const void *xp = dir == 1 ? out : in0;
-    const void *wp = dir == 0 ? in1 : dir == 1 ? in0 : out;
-    const void *yp = dir == 0 ? out : in1;
-    size_t out_bytes = dir == 0 ? bytes(a.y) : dir == 1 ? bytes(a.x) : bytes(a.w);
-    if (!cuemu::device_range(xp, bytes(a.x)) || !cuemu::device_range(wp, bytes(a.w)) ||
-        !cuemu::device_range(yp, bytes(a.y)))
-        return CUDNN_STATUS_BAD_PARAM;
-    conv_args args = a;
-    cudaError_t e = cuemu::submit(h->stream, menu_ms(a, algo), [=]() {
-        if (need) memset(ws, 0x5a, need); /* the algorithm's scratch, all of it */
-        cudaDataType t = elem(args.x->dtype);
-        size_t n = out_bytes / cuemu::elem_size(t);
-        std::vector<double> acc(n, 0.0);
-        if (dir == 0) accumulate<0>(acc.data(), args, xp, wp, yp);
-        else if (dir == 1) accumulate<1>(acc.data(), args, xp, wp, yp);
-        else accumulate<2>(acc.data(), args, xp, wp, yp);
-        for (size_t i = 0; i < n; i++) {
-            double prev = beta == 0.0f ? 0.0 : (double)beta * cuemu::load(out, t, i);
-            cuemu::store(out, t, i, (float)(alpha * acc[i] + prev));
-        }
-        return cudaSuccess;
-    });
-    return e ? CUDNN_STATUS_EXECUTION_FAILED : CUDNN_STATUS_SUCCESS;
+    if (ws_bytes < need) return CUDNN_STATUS_BAD_PARAM;
+    void *x = dir == 1 ? out : (void *)in0;
+    void *w = dir == 0 ? (void *)in1 : dir == 1 ? (void *)in0 : out;
+    void *y = dir == 0 ? out : (void *)in1;
+    bool tf32 = a.cv->math != CUDNN_DEFAULT_MATH && a.cv->math != CUDNN_FMA_MATH;
+    cudaError_t e = cuemu::conv_submit(h->stream, problem(a), dir, x, w, y, alpha, beta, ws, need,
+                                       tf32, menu_ms(a, algo));
+    return e == cudaErrorInvalidValue ? CUDNN_STATUS_BAD_PARAM
+           : e                        ? CUDNN_STATUS_EXECUTION_FAILED
+                                      : CUDNN_STATUS_SUCCESS;
 }
 
 } // namespace

@@ -1,0 +1,133 @@
+/* The emulator's convolutions (cuemu_conv.h). */
+#include "tests/cuemu/cuemu_conv.h"
+
+#include <string.h>
+
+#include <vector>
+
+#include "tests/cuemu/cuemu_internal.h"
+
+namespace cuemu {
+
+void conv_packed_strides(conv_view *v, bool nhwc)
+{
+    const int64_t *d = v->d;
+    if (nhwc) {
+        v->s[1] = 1;
+        v->s[3] = d[1];
+        v->s[2] = d[3] * d[1];
+        v->s[0] = d[2] * d[3] * d[1];
+    } else {
+        v->s[3] = 1;
+        v->s[2] = d[3];
+        v->s[1] = d[2] * d[3];
+        v->s[0] = d[1] * d[2] * d[3];
+    }
+}
+
+size_t conv_view_bytes(const conv_view &v)
+{
+    int64_t last = 0;
+    for (int i = 0; i < 4; i++) {
+        if (v.d[i] < 1) return 0;
+        last += (v.d[i] - 1) * v.s[i];
+    }
+    return (size_t)(last + 1) * elem_size(v.t);
+}
+
+bool conv_consistent(const conv_problem &p)
+{
+    const conv_view &x = p.x, &w = p.w, &y = p.y;
+    for (const conv_view *v : {&x, &w, &y}) {
+        if (v->t != x.t || (v->t != CUDA_R_32F && v->t != CUDA_R_16BF)) return false;
+        for (int i = 0; i < 4; i++)
+            if (v->d[i] < 1 || v->s[i] < 1) return false;
+    }
+    for (int i = 0; i < 2; i++)
+        if (p.pad[i] < 0 || p.stride[i] < 1 || p.dil[i] < 1) return false;
+    int64_t oh = (x.d[2] + 2 * p.pad[0] - p.dil[0] * (w.d[2] - 1) - 1) / p.stride[0] + 1;
+    int64_t ow = (x.d[3] + 2 * p.pad[1] - p.dil[1] * (w.d[3] - 1) - 1) / p.stride[1] + 1;
+    return y.d[0] == x.d[0] && y.d[1] == w.d[0] && w.d[1] == x.d[1] && y.d[2] == oh &&
+           y.d[3] == ow;
+}
+
+double conv_macs(const conv_problem &p)
+{
+    return (double)p.y.d[0] * p.y.d[1] * p.y.d[2] * p.y.d[3] * p.w.d[1] * p.w.d[2] * p.w.d[3];
+}
+
+namespace {
+
+int64_t at(const conv_view &v, int64_t a, int64_t b, int64_t i, int64_t j)
+{
+    return a * v.s[0] + b * v.s[1] + i * v.s[2] + j * v.s[3];
+}
+
+/* The three directions are one sum over the same terms: every output pixel (b, oi, oj), filter
+ * tap (r, q) inside the image, output channel k and input channel c pair x[b,c,i,j],
+ * w[k,c,r,q] and y[b,k,oi,oj]; direction 0 sums x * w into y, 1 sums dy * w into dx, 2 sums
+ * x * dy into dw. acc is indexed like the output. */
+template <int Dir>
+void accumulate(std::vector<double> &acc, const conv_problem &p, const void *xp, const void *wp,
+                const void *yp, bool tf32)
+{
+    const conv_view &x = p.x, &w = p.w, &y = p.y;
+    auto ld = [tf32](const void *ptr, cudaDataType t, int64_t i) {
+        float v = load(ptr, t, (size_t)i);
+        return (double)(tf32 && t == CUDA_R_32F ? cuemu::tf32(v) : v);
+    };
+    for (int64_t b = 0; b < y.d[0]; b++)
+        for (int64_t oi = 0; oi < y.d[2]; oi++)
+            for (int64_t oj = 0; oj < y.d[3]; oj++)
+                for (int64_t r = 0; r < w.d[2]; r++)
+                    for (int64_t q = 0; q < w.d[3]; q++) {
+                        int64_t i = oi * p.stride[0] - p.pad[0] + r * p.dil[0];
+                        int64_t j = oj * p.stride[1] - p.pad[1] + q * p.dil[1];
+                        if (i < 0 || i >= x.d[2] || j < 0 || j >= x.d[3]) continue;
+                        for (int64_t k = 0; k < w.d[0]; k++)
+                            for (int64_t c = 0; c < w.d[1]; c++) {
+                                int64_t xi = at(x, b, c, i, j), wi = at(w, k, c, r, q);
+                                int64_t yi = at(y, b, k, oi, oj);
+                                if (Dir == 0)
+                                    acc[yi] += ld(xp, x.t, xi) * ld(wp, w.t, wi);
+                                else if (Dir == 1)
+                                    acc[xi] += ld(yp, y.t, yi) * ld(wp, w.t, wi);
+                                else
+                                    acc[wi] += ld(xp, x.t, xi) * ld(yp, y.t, yi);
+                            }
+                    }
+}
+
+} // namespace
+
+cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x, void *w, void *y,
+                        float alpha, float beta, void *ws, size_t ws_need, bool tf32,
+                        double cost_ms)
+{
+    if (!conv_consistent(p) || dir < 0 || dir > 2) return cudaErrorInvalidValue;
+    if (!device_range(x, conv_view_bytes(p.x)) || !device_range(w, conv_view_bytes(p.w)) ||
+        !device_range(y, conv_view_bytes(p.y)) || (ws_need && !device_range(ws, ws_need)))
+        return cudaErrorInvalidValue;
+    return submit(st, cost_ms, [=]() {
+        if (ws_need) memset(ws, 0x5a, ws_need);
+        const conv_view &o = dir == 0 ? p.y : dir == 1 ? p.x : p.w;
+        void *out = dir == 0 ? y : dir == 1 ? x : w;
+        size_t n = conv_view_bytes(o) / elem_size(o.t);
+        std::vector<double> acc(n, 0.0);
+        if (dir == 0) accumulate<0>(acc, p, x, w, y, tf32);
+        else if (dir == 1) accumulate<1>(acc, p, x, w, y, tf32);
+        else accumulate<2>(acc, p, x, w, y, tf32);
+        /* every element of the output view (packed or not) gets alpha * sum + beta * itself */
+        for (int64_t a = 0; a < o.d[0]; a++)
+            for (int64_t b = 0; b < o.d[1]; b++)
+                for (int64_t i = 0; i < o.d[2]; i++)
+                    for (int64_t j = 0; j < o.d[3]; j++) {
+                        size_t e = (size_t)at(o, a, b, i, j);
+                        double prev = beta == 0.0f ? 0.0 : (double)beta * load(out, o.t, e);
+                        store(out, o.t, e, (float)(alpha * acc[e] + prev));
+                    }
+        return cudaSuccess;
+    });
+}
+
+} // namespace cuemu
