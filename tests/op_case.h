@@ -17,12 +17,6 @@
     do {                                                                                   \
         if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");                                \
     } while (0)
-/* cuDNN's graph API (engines, plans), which the emulated GPU (tests/cuemu) does not have. */
-#define REQUIRE_CUDNN_GRAPH()                                                              \
-    do {                                                                                   \
-        REQUIRE_GPU();                                                                     \
-        if (mm_cuda_emulated()) MM_SKIP("emulated GPU: no cuDNN graph API");               \
-    } while (0)
 
 /* The backends, made once per process; the three CUDA precisions in test order. */
 mm_backend *cpu_backend(void);

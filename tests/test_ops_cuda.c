@@ -181,7 +181,7 @@ static const conv_cfg graph_cfgs[] = {
 
 MM_TEST(cuda_conv2d_graph_api)
 {
-    REQUIRE_CUDNN_GRAPH();
+    REQUIRE_GPU();
     forced_cases(graph_cfgs, sizeof graph_cfgs / sizeof graph_cfgs[0], "MM_CUDNN_GRAPH", "graph",
                  560);
 #ifdef MM_HAVE_CUDA

@@ -51,6 +51,7 @@ add_library(mammo_cuemu STATIC
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_runtime.cc
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_conv.cc
     ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_cudnn.cc
+    ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_cudnn_graph.cc
     ${MM_CUEMU_BACKEND})
 target_link_libraries(mammo_cuemu PUBLIC mm_base)
 target_include_directories(mammo_cuemu PRIVATE ${CMAKE_SOURCE_DIR}/kernels/cuda)

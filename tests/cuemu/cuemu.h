@@ -16,9 +16,12 @@
  * AddressSanitizer and UBSan where the compiler has them, so an out-of-bounds or misaligned
  * access in a kernel stops the test with a report.
  *
- * Not emulated: cuDNN's graph API (it reports "not supported", so the backend keeps its legacy
- * algorithm choices), warp shuffles and atomics (our kernels use neither), fast-math
- * approximations (the emulation is IEEE), real timing (an emulated clock instead). */
+ * cuDNN's two APIs offer emulated algorithms and engines (menus with workspaces, notes and costs
+ * that make the backend's choices take each path); their convolutions are computed directly.
+ *
+ * Not emulated: warp shuffles and atomics (our kernels use neither), fast-math approximations
+ * (the emulation is IEEE), real timing (an emulated clock instead), and what real cuDNN engines
+ * do beyond the API's documented contract. */
 #ifndef MM_CUEMU_H
 #define MM_CUEMU_H
 

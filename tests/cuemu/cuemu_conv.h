@@ -5,6 +5,7 @@
 #define MM_CUEMU_CONV_H
 
 #include <cuda_runtime.h>
+#include <cudnn.h>
 #include <library_types.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ double conv_macs(const conv_problem &p);
 cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x, void *w, void *y,
                         float alpha, float beta, void *ws, size_t ws_need, bool tf32,
                         double cost_ms);
+
+/* The stream a cuDNN handle queues on (cudnnSetStream). */
+cudaStream_t cudnn_stream(cudnnHandle_t h);
 
 } // namespace cuemu
 

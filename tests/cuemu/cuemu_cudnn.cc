@@ -2,8 +2,8 @@
  * 4-d tensor, filter and convolution descriptors; algorithm searches that report a fixed menu;
  * and the three convolutions computed directly (naive loops in double, one rounding to the
  * output type; fp32 operands rounded to TF32 first under tensor-op math, as the tensor cores
- * read them) from the descriptors, in any layout they describe. The graph API (backend
- * descriptors) reports CUDNN_STATUS_NOT_SUPPORTED, so the backend keeps its legacy choices.
+ * read them) from the descriptors, in any layout they describe. The graph API:
+ * cuemu_cudnn_graph.cc.
  *
  * The menu per direction, fastest first on the emulated clock: algorithm 1 with a workspace of
  * about the size of the operands (it fills the whole workspace it asks for before computing, so
@@ -134,6 +134,8 @@ cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const 
 }
 
 } // namespace
+
+cudaStream_t cuemu::cudnn_stream(cudnnHandle_t h) { return h->stream; }
 
 extern "C" {
 
@@ -369,33 +371,6 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 {
     return run(h, {xd, yd, wd, cv}, 2, (int)algo, x, dy, dw, ws, ws_bytes, *(const float *)alpha,
                *(const float *)beta);
-}
-
-/* ---- the graph API: not emulated ---- */
-cudnnStatus_t cudnnBackendCreateDescriptor(cudnnBackendDescriptorType_t,
-                                           cudnnBackendDescriptor_t *d)
-{
-    *d = nullptr;
-    return CUDNN_STATUS_NOT_SUPPORTED;
-}
-cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t)
-{
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t) { return CUDNN_STATUS_NOT_SUPPORTED; }
-cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t, cudnnBackendAttributeName_t,
-                                       cudnnBackendAttributeType_t, int64_t, const void *)
-{
-    return CUDNN_STATUS_NOT_SUPPORTED;
-}
-cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const, cudnnBackendAttributeName_t,
-                                       cudnnBackendAttributeType_t, int64_t, int64_t *, void *)
-{
-    return CUDNN_STATUS_NOT_SUPPORTED;
-}
-cudnnStatus_t cudnnBackendExecute(cudnnHandle_t, cudnnBackendDescriptor_t, cudnnBackendDescriptor_t)
-{
-    return CUDNN_STATUS_NOT_SUPPORTED;
 }
 
 } /* extern "C" */
