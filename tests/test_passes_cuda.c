@@ -1,0 +1,110 @@
+/* The graph passes on the CUDA backend: a training step of the small whole-image ResNet50 and
+ * VGG16 of nets/ (reduced width, 64x64, batch 2) with each pass on and off, in fp32 and bf16.
+ * The passes that fold one op into another's kernel (a residual join into the batch norm, a ReLU
+ * backward into the batch-norm backward, a bias gradient into the ReLU backward) compute the same
+ * values in the same order, so the two steps must agree bitwise; a data gradient that sums
+ * itself into another (cuDNN or cuBLAS with beta 1) rounds once instead of twice, so that one
+ * agrees within rounding. On a GPU, cuDNN's algorithms may not be deterministic, so there every
+ * pass is held to the rounding tolerance; the emulated GPU (tests/cuemu) is deterministic and
+ * holds the folding passes to bitwise. Both steps must run the same convolution algorithms: the
+ * planner's per-node workspace caps (which differ between two plans) are off here
+ * (MM_NO_WS_LIMIT=1), so each shape's choice is made once, by the first step.
+ *
+ * Without a GPU this prints SKIPPED (no GPU); test_passes_cuda_emu runs it emulated. */
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include "nets/nets.h"
+#include "tests/hand_nets.h"
+#include "tests/harness.h"
+
+/* max |a - b| over max |b|, per the whole result array. */
+static double rel_max(const float *a, const float *b, int64_t n)
+{
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d)) d = e; /* NaN propagates */
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* One step with the pass at `flag` (a bool of mm_model_config) on and one with it off. */
+static void check_pass(mm_trunk trunk, const char *top, mm_precision p, size_t flag,
+                       const char *name, bool folds)
+{
+    setenv("MM_NO_WS_LIMIT", "1", 1);
+    mm_backend *be = NULL;
+    mm_status st = mm_backend_cuda_create_ex(&be, p, 0);
+    CHECK_MSG(st == MM_OK, "cuda backend: %s", mm_last_error());
+    if (st != MM_OK) return;
+    mm_model_config c = hn_small_whole(trunk, top, 64, 64, true);
+    mm_model_config_for_backend(&c, be);
+    bool *on = (bool *)((char *)&c + flag);
+    float *res[2];
+    int64_t n[2];
+    hn_built built[2];
+    for (int k = 0; k < 2; k++) {
+        *on = k == 0;
+        res[k] = hn_run_model(&c, be, &built[k], &n[k]);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s, %s, %s", trunk == MM_TRUNK_RESNET50 ? "resnet50" : "vgg16",
+             mm_precision_name(p), name);
+    if (res[0] && res[1] && n[0] == n[1]) {
+        int64_t diff = hn_bitwise_diff(res[0], res[1], n[0]);
+        double rel = rel_max(res[0], res[1], n[0]);
+        if (folds && mm_cuda_emulated())
+            CHECK_MSG(diff == 0, "%s: %lld of %lld results differ (relative %.3g)", what,
+                      (long long)diff, (long long)n[0], rel);
+        else
+            CHECK_MSG(rel <= (p == MM_PRECISION_BF16 ? 2e-2 : 1e-4),
+                      "%s: results differ by %.3g of their largest (%lld of %lld differ)", what,
+                      rel, (long long)diff, (long long)n[0]);
+    } else {
+        CHECK_MSG(false, "%s: the steps could not be compared", what);
+    }
+    free(res[0]);
+    free(res[1]);
+    mm_backend_destroy(be);
+}
+
+static const mm_precision precisions[2] = {MM_PRECISION_FP32, MM_PRECISION_BF16};
+static const char *resnet_top = "[16-16-32]x1", *vgg_top = "32x1";
+
+MM_TEST(cuda_residual_joins_change_nothing)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    for (int i = 0; i < 2; i++)
+        check_pass(MM_TRUNK_RESNET50, resnet_top, precisions[i],
+                   offsetof(mm_model_config, fuse_residual), "residual joins", true);
+}
+
+MM_TEST(cuda_relu_backward_in_batchnorm_changes_nothing)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    for (int i = 0; i < 2; i++) {
+        check_pass(MM_TRUNK_RESNET50, resnet_top, precisions[i],
+                   offsetof(mm_model_config, fuse_relu_bwd), "relu backward folded", true);
+        check_pass(MM_TRUNK_VGG16, vgg_top, precisions[i],
+                   offsetof(mm_model_config, fuse_relu_bwd), "relu backward folded", true);
+    }
+}
+
+MM_TEST(cuda_bias_gradient_in_relu_backward_changes_nothing)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    for (int i = 0; i < 2; i++)
+        check_pass(MM_TRUNK_VGG16, vgg_top, precisions[i],
+                   offsetof(mm_model_config, fuse_bias_grad), "bias gradients folded", true);
+}
+
+MM_TEST(cuda_summed_data_gradients_agree)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    for (int i = 0; i < 2; i++)
+        check_pass(MM_TRUNK_RESNET50, resnet_top, precisions[i],
+                   offsetof(mm_model_config, fuse_grad_add), "data gradients summed", false);
+}
