@@ -1,23 +1,22 @@
 /* A CUDA emulator, so that CI (which has the CUDA toolkit but no GPU) runs the CUDA backend: its
  * own kernels (kernels/cuda, the .cu files) and its C code (backend_cuda.c, conv_cudnn.c, ...)
- * unchanged, on the CPU, against the CPU backend. The CUDA op-table and training-step tests run
- * twice: on a GPU when there is one, and emulated always (the *_emu executables).
+ * unchanged, on the CPU, against the CPU backend. The CUDA tests run twice: on a GPU when there
+ * is one, and emulated always (the *_emu executables; mammo_emu is the command line).
  *
  * How: each .cu file is rewritten by cuemu.sed (the launch syntax `k<<<g, b, s, st>>>(args)`
  * becomes `k << cuemu::cfg(g, b, s, st) << cuemu::args(args)`, `extern __shared__` arrays become
  * the launch's dynamic shared memory) and compiled as C++ by the host compiler with this header
  * included first. A launch runs block after block; the threads of a block are fibers
- * (cuemu_launch.cc) that switch at __syncthreads(), so shared memory and barriers behave as on the
- * device. Odd blocks run their threads in reverse order, so a missing barrier changes results;
+ * (cuemu_launch.cc) that switch at __syncthreads(), so shared memory and barriers behave as on
+ * the device. Odd blocks run their threads in reverse order, so a missing barrier changes results;
  * every other launch runs its blocks last to first, so blocks that depend on their order do too;
  * shared memory starts each block as NaN (all bits set), so a read before the write shows.
- * The CUDA runtime, cuBLAS and cuDNN calls the backend makes are emulated too (cuemu_runtime.cc,
- * cuemu_cudnn.cc): device memory is exact-size heap blocks and the emulator is built with
- * AddressSanitizer and UBSan where the compiler has them, so an out-of-bounds or misaligned
- * access in a kernel stops the test with a report.
- *
- * cuDNN's two APIs offer emulated algorithms and engines (menus with workspaces, notes and costs
- * that make the backend's choices take each path); their convolutions are computed directly.
+ * The CUDA runtime, cuBLAS and cuDNN calls the backend makes are emulated too (cuemu_runtime.cc;
+ * cuemu_cudnn.cc and cuemu_cudnn_graph.cc, whose convolutions cuemu_conv.cc computes directly):
+ * device memory is exact-size heap blocks and the emulator is built with AddressSanitizer and
+ * UBSan where the compiler has them, so an out-of-bounds or misaligned access in a kernel stops
+ * the test with a report. cuDNN's two APIs offer menus of algorithms and engines (workspaces,
+ * notes, costs on the emulated clock) made so that the backend's search takes each of its paths.
  *
  * Not emulated: warp shuffles and atomics (our kernels use neither), fast-math approximations
  * (the emulation is IEEE), real timing (an emulated clock instead), and what real cuDNN engines
@@ -75,9 +74,11 @@ void launch(const cfg &c, body_fn body, void *state, void (*free_state)(void *))
 void syncthreads();
 [[noreturn]] void trap();
 void *dyn_smem();
-/* A static shared array reached by a thread: the first thread of a block fills it with garbage. */
+/* A static shared array reached by a thread: the first thread of a block sets all its bits. */
 void shared_begin(void *p, size_t bytes);
 
+/* The rewritten launch `kernel << cfg(...) << args(...)`: the first << pairs the kernel with its
+ * configuration, the second converts the arguments to the kernel's parameters and launches. */
 template <typename... P>
 struct kernel_ref {
     void (*f)(P...);
