@@ -180,7 +180,7 @@ static double rel_err(const float *got, const float *want, int64_t n)
     return emax / (wmax > 0 ? wmax : 1);
 }
 
-static void check_forward(const char *net)
+static void check_forward(const char *net, const char *device)
 {
     char manifest[512], path[512], out[512], cmd[2048], input[512], logits[512];
     snprintf(manifest, sizeof manifest, FIX "%s_manifest.txt", net);
@@ -198,7 +198,7 @@ static void check_forward(const char *net)
     snprintf(input, sizeof input, FIX "%s_input.npy", net);
     snprintf(logits, sizeof logits, FIX "%s_logits.npy", net);
     snprintf(cmd, sizeof cmd, "'%s' forward --net %s --classes 1000 --weights '%s' --input '%s' "
-             "--output '%s'", MM_MAMMO_EXE, net, path, input, out);
+             "--output '%s' --device %s", MM_MAMMO_EXE, net, path, input, out, device);
     CHECK_EQ_INT(run_cmd(cmd), 0);
     mm_npy_array got, want;
     CHECK(mm_npy_load(&want, logits) == MM_OK);
@@ -213,8 +213,8 @@ static void check_forward(const char *net)
     CHECK_EQ_INT(got.shape[1], 1000);
     if (got.numel == want.numel) {
         double r = rel_err(got.data, want.data, got.numel);
-        printf("    %s logits: max error %.3g of max |logit|\n", net, r);
-        CHECK_MSG(r < 1e-4, "%s logits differ from PyTorch: %g relative", net, r);
+        printf("    %s logits on %s: max error %.3g of max |logit|\n", net, device, r);
+        CHECK_MSG(r < 1e-4, "%s logits on %s differ from PyTorch: %g relative", net, device, r);
     }
     mm_npy_array_free(&got);
     mm_npy_array_free(&want);
@@ -222,9 +222,22 @@ static void check_forward(const char *net)
     free(e);
 }
 
-MM_TEST(resnet50_logits_match_pytorch) { check_forward("resnet50"); }
+MM_TEST(resnet50_logits_match_pytorch) { check_forward("resnet50", "cpu"); }
 
-MM_TEST(vgg16_logits_match_pytorch) { check_forward("vgg16"); }
+MM_TEST(vgg16_logits_match_pytorch) { check_forward("vgg16", "cpu"); }
+
+/* The same on the GPU (fp32); test_nets_parity_emu runs these on the emulated one. */
+MM_TEST(resnet50_logits_on_cuda_match_pytorch)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    check_forward("resnet50", "cuda");
+}
+
+MM_TEST(vgg16_logits_on_cuda_match_pytorch)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    check_forward("vgg16", "cuda");
+}
 
 /* Our model's parameters and statistics are exactly torchvision's state_dict (names, shapes in
  * PyTorch layout, nothing more, nothing less but num_batches_tracked). */
@@ -342,8 +355,12 @@ static void check_grad(mm_safetensors *f, const char *name, const float *g, int6
               proj);
 }
 
-MM_TEST(whole_image_training_step_matches_pytorch)
+/* One training step of the whole-image fixture's model on `device` (fp32, with the device's own
+ * model choices: recomputation, fusions) against PyTorch's logits, loss, gradients and
+ * batch-norm statistics. */
+static void check_whole_step(const char *device)
 {
+    worst_grad = 0;
     man_entry *e;
     int n = read_manifest(FIX "whole_manifest.txt", &e);
     CHECK(n > 0);
@@ -362,7 +379,8 @@ MM_TEST(whole_image_training_step_matches_pytorch)
     mm_model m;
     mm_backend *be;
     mm_session s;
-    CHECK(mm_backend_create("cpu", &be) == MM_OK);
+    CHECK_MSG(mm_backend_create(device, &be) == MM_OK, "%s", mm_last_error());
+    mm_model_config_for_backend(&c, be);
     CHECK(mm_model_build(&m, &c) == MM_OK);
     CHECK(mm_session_init(&s, m.g, be, 0) == MM_OK);
     CHECK_MSG(mm_model_load(&m, &s, path, MM_LOAD_ALL) == MM_OK, "%s", mm_last_error());
@@ -416,7 +434,8 @@ MM_TEST(whole_image_training_step_matches_pytorch)
         free(ours);
         free(torch);
     }
-    printf("    gradients: largest error %.2g of the tensor's largest entry\n", worst_grad);
+    printf("    gradients on %s: largest error %.2g of the tensor's largest entry\n", device,
+           worst_grad);
     CHECK_EQ_INT(n_grads, 159 + 2 * 9 + 3 + 2); /* trunk, 2 units (+ downsample), top.fc */
     CHECK(n_stats > 0);
     mm_safetensors_close(f);
@@ -430,6 +449,14 @@ MM_TEST(whole_image_training_step_matches_pytorch)
     mm_model_free(&m);
     mm_backend_destroy(be);
     remove(path);
+}
+
+MM_TEST(whole_image_training_step_matches_pytorch) { check_whole_step("cpu"); }
+
+MM_TEST(whole_image_training_step_on_cuda_matches_pytorch)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    check_whole_step("cuda");
 }
 
 /* A missing or misshaped tensor is named by `mammo forward` (exit 1), the file untouched. */

@@ -8,9 +8,9 @@
  * and launch: its loop runs the kernel body for one thread, then yields. Switches are the
  * compiler's __builtin_setjmp/__builtin_longjmp: no signal-mask system call (swapcontext makes
  * one) and nothing for AddressSanitizer to intercept (its longjmp interceptor costs about a
- * microsecond). This file is built without the sanitizers (instrumented, its switches cost a
- * microsecond each, which made the emulator 20 times slower) and its switches are not announced
- * to AddressSanitizer: the kernels' instrumented frames poison and unpoison their own redzones on
+ * microsecond). Like all of the emulator this file is built without the sanitizers
+ * (cuemu.cmake; instrumented, a switch cost a microsecond) and its switches are not announced to
+ * AddressSanitizer: the kernels' instrumented frames poison and unpoison their own redzones on
  * whatever stack they run, and a stack whose frames are left without returning (a trap abandons
  * a block) is unpoisoned before it is reused. */
 #include <signal.h>
