@@ -39,8 +39,8 @@ for stage in "$@"; do
         [ $rc -eq 0 ] || status=1
         ;;
     tests)
-        for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_recompute \
-            test_fuse_residual test_cuda_fuse test_cudnn_desc test_bench_cmd; do
+        for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_nets_parity \
+            test_passes_cuda test_cli_cuda test_cuda_fuse test_cudnn_desc test_bench_cmd; do
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 240 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
@@ -68,12 +68,14 @@ for stage in "$@"; do
         cmake -S . -B build -DMM_DICOM=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" \
             >"$out/cmake.log" 2>&1 &&
             cmake --build build -j16 --target mammo test_ops_cuda test_ops_cuda_misc \
-                test_step_cuda test_cli_cuda >"$out/build.log" 2>&1
+                test_step_cuda test_cli_cuda test_passes_cuda test_nets_parity \
+                >"$out/build.log" 2>&1
         rc=$?
         tail -n 3 "$out/build.log"
         [ $rc -eq 0 ] || { status=1; continue; }
         echo "built in $(($(date +%s) - start)) s"
-        for t in test_step_cuda test_ops_cuda_misc test_ops_cuda test_cli_cuda; do
+        for t in test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity \
+            test_passes_cuda test_cli_cuda; do
             [ "$(left)" -gt 60 ] || break
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 150 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
