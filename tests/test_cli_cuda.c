@@ -185,7 +185,7 @@ static double field(const char *line, const char *key)
 }
 
 /* `mammo bench` on cuda, stepping node by node and replaying its CUDA graph: the same steps on
- * the same random batch, so the same loss; the peak counts the planned arena. */
+ * the same random batch, so the same loss; the peak is the plan's. */
 MM_TEST(cli_bench_on_cuda)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
@@ -206,7 +206,9 @@ MM_TEST(cli_bench_on_cuda)
                   line);
         loss[graph] = field(line, "loss");
         CHECK(isfinite(loss[graph]) && loss[graph] > 0);
-        CHECK(field(line, "peak_mem_bytes") >= field(line, "planned_peak_bytes"));
+        /* the device memory held: the plan's, and cuBLAS's fixed 32 MiB of scratch, no more */
+        double extra = field(line, "peak_mem_bytes") - field(line, "planned_peak_bytes");
+        CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
         CHECK_EQ_INT((int64_t)field(line, "width_div"), 16);
     }
     CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
