@@ -132,7 +132,7 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
               "train-patch first loss: cuda %.8g, cpu %.8g", patch_loss[1], patch_loss[0]);
 
     /* the whole-image classifier from the CPU's patch model: its top stage in fp32 on each
-     * device, then predictions of each device's model on both devices */
+     * device, then the CUDA-trained model's predictions on both devices */
     for (int d = 0; d < 2; d++) {
         CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model "
                            "patch-cpu/best.safetensors --run image-%s --input 96x64 "
