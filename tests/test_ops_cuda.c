@@ -6,7 +6,8 @@
  * fails) and in-place variants (CUDA output sharing its input's buffer); and CUDA graph capture
  * and replay of a step piece.
  *
- * Without a GPU every test prints SKIPPED (no GPU). */
+ * Without a GPU every test prints SKIPPED (no GPU); test_ops_cuda_emu runs them on the
+ * emulated GPU (tests/cuemu). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

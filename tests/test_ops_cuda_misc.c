@@ -3,7 +3,8 @@
  * flips, and the fused Adam/SGD updates over flat buffers. Each case runs on the CPU backend and
  * on the CUDA backend at fp32, tf32 and bf16 and is compared (tests/op_case.h).
  *
- * Without a GPU every test prints SKIPPED (no GPU). */
+ * Without a GPU every test prints SKIPPED (no GPU); test_ops_cuda_misc_emu runs them on the
+ * emulated GPU (tests/cuemu). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -18,7 +18,8 @@
  * looser (the tensor cores round their inputs). A second step checks that replaying the planned
  * step gives the same result as the first on the same data (no state leaks between steps).
  *
- * Without a GPU every test prints SKIPPED (no GPU). */
+ * Without a GPU every test prints SKIPPED (no GPU); test_step_cuda_emu runs them on the
+ * emulated GPU (tests/cuemu). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
