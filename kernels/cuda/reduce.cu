@@ -23,9 +23,11 @@ __device__ __forceinline__ void mm_col_store_partial(float *partial, float s, in
     }
 }
 
-template <typename TX>
-__global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x /* [m,c] */,
-                                         int64_t m, int c, int64_t rows_per_slice)
+/* Stage 1 for the column sums of the values term(i) over the elements i = r*c + j of the [m,c]
+ * matrix: each thread sums its column's rows of the block's slice, in row order. */
+template <typename Term>
+__global__ void mm_col_partial_kernel(float *partial /* [G,c] */, Term term, int64_t m, int c,
+                                      int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
@@ -33,32 +35,31 @@ __global__ void mm_colsum_partial_kernel(float *partial /* [G,c] */, const TX *x
     float s = 0.0f;
     if (j < c) {
 #pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) s += mm_ld(x, r * c + j);
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) s += term(r * c + j);
     }
     mm_col_store_partial(partial, s, j, c);
 }
 
-/* dx = dy where the gate is open, else 0, written while the column partials of dx (as stored)
- * are taken, as mm_colsum_partial_kernel takes them from dx. */
+/* The terms: the elements of x; or dx = dy where the gate is open, else 0, stored while its
+ * value as stored is summed (so the sums are those of the separate kernels over dx). */
+template <typename TX>
+struct mm_col_load {
+    const TX *x;
+    __device__ float operator()(int64_t i) const { return mm_ld(x, i); }
+};
+
 template <typename TDX, typename TDY, typename Gate>
-__global__ void mm_relu_bwd_colsum_kernel(float *partial /* [G,c] */, TDX *dx, const TDY *dy,
-                                          Gate gate, int64_t m, int c, int64_t rows_per_slice)
-{
-    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
-    float s = 0.0f;
-    if (j < c) {
-#pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += MM_COL_ROWS) {
-            int64_t i = r * c + j;
-            float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
-            mm_st(dx, i, g);
-            s += mm_round_as(dx, g);
-        }
+struct mm_col_relu_bwd {
+    TDX *dx;
+    const TDY *dy;
+    Gate gate;
+    __device__ float operator()(int64_t i) const
+    {
+        float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
+        mm_st(dx, i, g);
+        return mm_round_as(dx, g);
     }
-    mm_col_store_partial(partial, s, j, c);
-}
+};
 
 __global__ void mm_colsum_finish_kernel(float *out /* [c] */, const float *partial /* [G,c] */,
                                         int slices, int c)
@@ -83,8 +84,8 @@ void mm_cuda_colsum_accumulate(float *out, const void *x, mm_dtype tx, int64_t m
     float *partial = (float *)ws;
     mm_dispatch_float(tx, [&](auto t) {
         using TX = decltype(t);
-        mm_colsum_partial_kernel<TX><<<sp.grid, sp.block, 0, st>>>(partial, (const TX *)x, m, c,
-                                                                     sp.rows_per_slice);
+        mm_col_partial_kernel<mm_col_load<TX>><<<sp.grid, sp.block, 0, st>>>(
+            partial, mm_col_load<TX>{(const TX *)x}, m, c, sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
     });
     mm_colsum_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
@@ -104,9 +105,9 @@ void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dty
             using TDX = decltype(a);
             using TDY = decltype(b);
             mm_dispatch_gate(y, ty, bits, [&](auto gate) {
-                mm_relu_bwd_colsum_kernel<TDX, TDY, decltype(gate)>
-                    <<<sp.grid, sp.block, 0, st>>>(partial, (TDX *)dx, (const TDY *)dy, gate, m,
-                                                   c, sp.rows_per_slice);
+                using Term = mm_col_relu_bwd<TDX, TDY, decltype(gate)>;
+                mm_col_partial_kernel<Term><<<sp.grid, sp.block, 0, st>>>(
+                    partial, Term{(TDX *)dx, (const TDY *)dy, gate}, m, c, sp.rows_per_slice);
                 MM_CUDA_CHECK_LAUNCH();
             });
         });
