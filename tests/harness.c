@@ -1,7 +1,9 @@
 /* The test harness: see harness.h. */
 #include "harness.h"
 
+#include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -130,4 +132,23 @@ int main(int argc, char **argv)
     }
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
+}
+
+double mm_test_rel_max_err(const float *got, const float *want, int64_t n)
+{
+    double emax = 0, wmax = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= emax)) emax = d; /* NaN propagates */
+        if (fabs(want[i]) > wmax) wmax = fabs(want[i]);
+    }
+    return emax / (wmax > 0 ? wmax : 1);
+}
+
+double mm_test_field(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
 }

@@ -67,6 +67,12 @@ int mm_check_arrays(const char *file, int line, const char *what, const float *g
 #define CHECK_ARRAYS(what, got, want, n, atol, rtol)                                   \
     mm_check_arrays(__FILE__, __LINE__, what, got, want, n, atol, rtol)
 
+/* max |got - want| over max |want| (over 1 when want is all zero); a NaN difference propagates. */
+double mm_test_rel_max_err(const float *got, const float *want, int64_t n);
+
+/* The number after " key=" in a line of key=value fields (mammo bench's result line), or NAN. */
+double mm_test_field(const char *line, const char *key);
+
 /* Deterministic test data: uniform in [lo, hi) from a seed (Philox). */
 void mm_test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
 

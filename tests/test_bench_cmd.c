@@ -25,15 +25,6 @@ static char *mammo(const char *args, int *status)
     return buf;
 }
 
-/* The value of " key=" in the line (as a double), or NAN. */
-static double field(const char *line, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
-    const char *p = strstr(line, pat);
-    return p ? strtod(p + strlen(pat), NULL) : NAN;
-}
-
 MM_TEST(bench_prints_one_line_with_every_field)
 {
     int st;
@@ -44,20 +35,21 @@ MM_TEST(bench_prints_one_line_with_every_field)
                                    "precision=fp32 steps=2 ");
     CHECK_MSG(line != NULL, "no result line in: %s", out);
     if (line) {
-        CHECK(field(line, "images_per_s") > 0);
-        CHECK(field(line, "step_ms") > 0);
+        CHECK(mm_test_field(line, "images_per_s") > 0);
+        CHECK(mm_test_field(line, "step_ms") > 0);
         /* images/s and ms/step describe the same timing */
-        CHECK_CLOSE(field(line, "images_per_s"), 2e3 / field(line, "step_ms"), 0, 1e-2);
-        double planned = field(line, "planned_peak_bytes");
+        CHECK_CLOSE(mm_test_field(line, "images_per_s"), 2e3 / mm_test_field(line, "step_ms"), 0,
+                    1e-2);
+        double planned = mm_test_field(line, "planned_peak_bytes");
         CHECK(planned > 23.5e6 * 4 * 4); /* 23.5M parameters, gradients, Adam moments */
         /* on the cpu the peak is the plan's */
-        CHECK_EQ_INT((int64_t)field(line, "peak_mem_bytes"), (int64_t)planned);
-        CHECK(isfinite(field(line, "loss")) && field(line, "loss") > 0);
-        CHECK_EQ_INT((int64_t)field(line, "recompute"), 0); /* the cpu default */
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "peak_mem_bytes"), (int64_t)planned);
+        CHECK(isfinite(mm_test_field(line, "loss")) && mm_test_field(line, "loss") > 0);
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "recompute"), 0); /* the cpu default */
         /* the scratch of the largest node (im2col buffers on the cpu), part of the peak */
-        double ws = field(line, "workspace_bytes");
+        double ws = mm_test_field(line, "workspace_bytes");
         CHECK(ws > 0 && ws < planned);
-        CHECK(field(line, "setup_s") >= 0); /* building and planning */
+        CHECK(mm_test_field(line, "setup_s") >= 0); /* building and planning */
     }
     free(out);
 }
@@ -74,14 +66,15 @@ MM_TEST(bench_recompute_switches_shrink_the_plan)
     const char *a = strstr(keep, "mammo net="), *b = strstr(rec, "mammo net=");
     CHECK(a && b);
     if (a && b) {
-        CHECK_EQ_INT((int64_t)field(b, "recompute"), 1);
-        CHECK_EQ_INT((int64_t)field(b, "recompute_conv"), 27);
+        CHECK_EQ_INT((int64_t)mm_test_field(b, "recompute"), 1);
+        CHECK_EQ_INT((int64_t)mm_test_field(b, "recompute_conv"), 27);
         /* VGG16's first convolution is recomputed: its output is not kept */
-        CHECK_MSG(field(b, "planned_peak_bytes") < field(a, "planned_peak_bytes"),
-                  "recomputing %.0f bytes, keeping %.0f", field(b, "planned_peak_bytes"),
-                  field(a, "planned_peak_bytes"));
+        double rec_peak = mm_test_field(b, "planned_peak_bytes");
+        double keep_peak = mm_test_field(a, "planned_peak_bytes");
+        CHECK_MSG(rec_peak < keep_peak, "recomputing %.0f bytes, keeping %.0f", rec_peak,
+                  keep_peak);
         /* the same step: the same loss to the last printed digit */
-        CHECK_CLOSE(field(b, "loss"), field(a, "loss"), 0, 0);
+        CHECK_CLOSE(mm_test_field(b, "loss"), mm_test_field(a, "loss"), 0, 0);
     }
     free(keep);
     free(rec);

@@ -175,15 +175,6 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
               fp32);
 }
 
-/* The value of " key=" in `mammo bench`'s line, or NAN. */
-static double field(const char *line, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
-    const char *p = strstr(line, pat);
-    return p ? strtod(p + strlen(pat), NULL) : NAN;
-}
-
 /* `mammo bench` on cuda, stepping node by node and replaying its CUDA graph: the same steps on
  * the same random batch, so the same loss; the peak is the plan's. */
 MM_TEST(cli_bench_on_cuda)
@@ -204,12 +195,13 @@ MM_TEST(cli_bench_on_cuda)
         if (f) fclose(f);
         CHECK_MSG(strstr(line, " device=cuda precision=bf16 ") != NULL, "no result line: %s",
                   line);
-        loss[graph] = field(line, "loss");
+        loss[graph] = mm_test_field(line, "loss");
         CHECK(isfinite(loss[graph]) && loss[graph] > 0);
         /* the device memory held: the plan's, and cuBLAS's fixed 32 MiB of scratch, no more */
-        double extra = field(line, "peak_mem_bytes") - field(line, "planned_peak_bytes");
+        double extra =
+            mm_test_field(line, "peak_mem_bytes") - mm_test_field(line, "planned_peak_bytes");
         CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
-        CHECK_EQ_INT((int64_t)field(line, "width_div"), 16);
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "width_div"), 16);
     }
     CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
               loss[1], loss[0]);

@@ -168,18 +168,6 @@ static int run_cmd(const char *cmd)
     return rc == -1 ? -1 : WEXITSTATUS(rc);
 }
 
-/* The max |got - want| relative to max |want| (the 1e-4 criterion of the issue). */
-static double rel_err(const float *got, const float *want, int64_t n)
-{
-    double emax = 0, wmax = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= emax)) emax = d; /* NaN propagates */
-        if (fabs(want[i]) > wmax) wmax = fabs(want[i]);
-    }
-    return emax / (wmax > 0 ? wmax : 1);
-}
-
 static void check_forward(const char *net, const char *device)
 {
     char manifest[512], path[512], out[512], cmd[2048], input[512], logits[512];
@@ -212,7 +200,7 @@ static void check_forward(const char *net, const char *device)
     CHECK_EQ_INT(got.shape[0], 2);
     CHECK_EQ_INT(got.shape[1], 1000);
     if (got.numel == want.numel) {
-        double r = rel_err(got.data, want.data, got.numel);
+        double r = mm_test_rel_max_err(got.data, want.data, got.numel);
         printf("    %s logits on %s: max error %.3g of max |logit|\n", net, device, r);
         CHECK_MSG(r < 1e-4, "%s logits on %s differ from PyTorch: %g relative", net, device, r);
     }

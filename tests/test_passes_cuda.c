@@ -19,18 +19,6 @@
 #include "tests/hand_nets.h"
 #include "tests/harness.h"
 
-/* max |a - b| over max |b|, per the whole result array. */
-static double rel_max(const float *a, const float *b, int64_t n)
-{
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]);
-        if (!(e <= d)) d = e; /* NaN propagates */
-        if (fabs(b[i]) > m) m = fabs(b[i]);
-    }
-    return m > 0 ? d / m : d;
-}
-
 /* One step with the pass at `flag` (a bool of mm_model_config) on and one with it off. */
 static void check_pass(mm_trunk trunk, const char *top, mm_precision p, size_t flag,
                        const char *name, bool folds)
@@ -55,7 +43,7 @@ static void check_pass(mm_trunk trunk, const char *top, mm_precision p, size_t f
              mm_precision_name(p), name);
     if (res[0] && res[1] && n[0] == n[1]) {
         int64_t diff = hn_bitwise_diff(res[0], res[1], n[0]);
-        double rel = rel_max(res[0], res[1], n[0]);
+        double rel = mm_test_rel_max_err(res[0], res[1], n[0]);
         if (folds && mm_cuda_emulated())
             CHECK_MSG(diff == 0, "%s: %lld of %lld results differ (relative %.3g)", what,
                       (long long)diff, (long long)n[0], rel);
