@@ -139,7 +139,9 @@ cudnnStatus_t finalize_convolution(bdesc *d)
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* The attributes of each direction's operation, by role. */
+/* The attributes of each direction's operation, by role: cuDNN's contract, written here
+ * independently of conv_graph.c's table on purpose (shared, a wrong attribute there would agree
+ * with itself). */
 struct op_attrs {
     cudnnBackendDescriptorType_t type;
     int x, w, y, conv, alpha, beta;
