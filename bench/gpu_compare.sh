@@ -12,6 +12,8 @@
 #   env: NETS="resnet50 vgg16" PRECISIONS="fp32 tf32 bf16" INPUT=1152x896 BATCH=2 WARMUP=5
 #        PYTHON=python3 MAMMO_FLAGS="--cuda-graph" (extra flags of mammo bench)
 #        APPEND=1 (add to the day's results file instead of starting it anew: one net per call)
+#        LOGDIR=dir (keep each mammo run's whole output there as mammo-<net>-<precision>.log;
+#        with MM_CUDNN_VERBOSE=1 it holds every convolution search)
 set -u
 build=${1:-build}
 steps=${2:-20}
@@ -52,8 +54,11 @@ for net in $nets; do
     *) echo "gpu_compare.sh: unknown net $net" >&2; exit 1 ;;
     esac
     for p in $precisions; do
+        log=/dev/null
+        [ -n "${LOGDIR:-}" ] && log="$LOGDIR/mammo-$net-$p.log"
         m=$("$mammo" bench --net "$net" --top "$top" --input "$input" --batch "$batch" \
-            --device cuda --precision "$p" --steps "$steps" $mammo_flags 2>&1 | grep '^mammo ' | tail -n 1)
+            --device cuda --precision "$p" --steps "$steps" $mammo_flags 2>&1 | tee "$log" |
+            grep '^mammo ' | tail -n 1)
         t=$("$python" "$here/torch_ref.py" --net "$net" --top "$top" --input "$input" \
             --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" 2>&1 |
             grep '^torch ' | tail -n 1)

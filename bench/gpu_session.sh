@@ -14,7 +14,9 @@
 #                                     of the command line and the GPU tests for this card only,
 #                                     those tests, then the side-by-side comparisons one (net,
 #                                     precision) at a time, bf16 first, while DEADLINE seconds
-#                                     (default 540) are not spent; results appended as they come
+#                                     (default 540) are not spent; results appended as they come,
+#                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
+#                                     kept as mammo-<net>-<precision>.log.gz
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`.
 set -u
@@ -84,8 +86,9 @@ for stage in "$@"; do
         for p in bf16 tf32 fp32; do
             for net in resnet50 vgg16; do
                 [ "$(left)" -gt 100 ] || { echo "no time left for $net $p"; continue; }
-                NETS=$net PRECISIONS=$p APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 10 ||
-                    status=1
+                LOGDIR=$out MM_CUDNN_VERBOSE=1 NETS=$net PRECISIONS=$p APPEND=1 WARMUP=2 \
+                    timeout "$(left)" sh bench/gpu_compare.sh build 10 || status=1
+                gzip -f "$out/mammo-$net-$p.log" 2>/dev/null
                 cp bench/results/*.txt "$out/" 2>/dev/null
             done
         done

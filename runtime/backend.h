@@ -81,6 +81,9 @@ struct mm_backend {
      * the same mask. end_capture returns MM_ERR_DEVICE with a message when the driver refused
      * the graph. */
     size_t (*memory_in_use)(mm_backend *be); /* optional; see mm_backend_memory_in_use */
+    /* Optional: key=value words on what the backend chose so far (CUDA: how many convolution
+     * shapes run on each kind of algorithm), for the line `mammo bench` prints. */
+    void (*describe)(mm_backend *be, char *buf, size_t n);
     mm_status (*begin_capture)(mm_backend *be);
     mm_status (*end_capture)(mm_backend *be);
     void (*replay)(mm_backend *be);

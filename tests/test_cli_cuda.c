@@ -202,6 +202,15 @@ MM_TEST(cli_bench_on_cuda)
             mm_test_field(line, "peak_mem_bytes") - mm_test_field(line, "planned_peak_bytes");
         CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
         CHECK_EQ_INT((int64_t)mm_test_field(line, "width_div"), 16);
+        /* how its convolution shapes run: ResNet50's 1x1s, 3x3s and stem, some way each */
+        int legacy = -1, nchw = -1, graph_n = -1, gemm = -1;
+        const char *convs = strstr(line, " convs=");
+        CHECK_MSG(convs && sscanf(convs, " convs=legacy:%d,nchw:%d,graph:%d,gemm:%d", &legacy,
+                                  &nchw, &graph_n, &gemm) == 4,
+                  "no convs= field: %s", line);
+        CHECK_MSG(legacy + nchw + graph_n + gemm >= 20 && nchw == 0,
+                  "convs: legacy %d, nchw %d (bf16 has none), graph %d, gemm %d", legacy, nchw,
+                  graph_n, gemm);
     }
     CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
               loss[1], loss[0]);

@@ -1,8 +1,8 @@
 /* The CUDA backend's cuDNN descriptors, checked WITHOUT a GPU (cuDNN's descriptor calls work on
  * machines with no GPU): for every convolution of ResNet50 (with the whole-image top blocks) and
  * VGG16 (with its top blocks) at 224x224 and 1152x896, batch 2, and for odd shapes, cuDNN's
- * output shape for the NHWC/OHWI descriptors the backend builds equals our shape rule
- * (mm_conv_dims_finish), in fp32 and bf16. Runs in CI wherever the CUDA backend is compiled. */
+ * output shape for the NHWC/OHWI descriptors the backend builds (and the NCHW/OIHW ones of its
+ * copies) equals our shape rule (mm_conv_dims_finish), in fp32 and bf16. Runs in CI wherever the CUDA backend is compiled. */
 #include <string.h>
 
 #include "kernels/dims.h"
@@ -30,16 +30,19 @@ static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
 #ifdef MM_HAVE_CUDA
     mm_dtype types[2] = {MM_F32, MM_BF16};
     for (int t = 0; t < 2; t++) {
-        int out[4] = {0, 0, 0, 0};
-        cudnnStatus_t s = mm_cudnn_conv_output_dims(&d, types[t], out);
-        CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "cuDNN descriptors: %s", cudnnGetErrorString(s));
-        if (out[0] != d.n || out[1] != d.k || out[2] != d.oh || out[3] != d.ow) {
-            cw->mismatches++;
-            CHECK_MSG(0,
-                      "x [%d,%d,%d,%d] w %dx%d/%d pad %d: cuDNN gives [%d,%d,%d,%d], rule "
-                      "[%d,%d,%d,%d]",
-                      d.n, d.h, d.w, d.c, r, r, stride, pad, out[0], out[2], out[3], out[1], d.n,
-                      d.oh, d.ow, d.k);
+        cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+        for (int nchw = 0; nchw < 2; nchw++) { /* the NCHW copies (conv_nchw.h) too */
+            int out[4] = {0, 0, 0, 0};
+            s = mm_cudnn_conv_output_dims(&d, types[t], nchw, out);
+            CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "cuDNN descriptors: %s", cudnnGetErrorString(s));
+            if (out[0] != d.n || out[1] != d.k || out[2] != d.oh || out[3] != d.ow) {
+                cw->mismatches++;
+                CHECK_MSG(0,
+                          "x [%d,%d,%d,%d] w %dx%d/%d pad %d %s: cuDNN gives [%d,%d,%d,%d], "
+                          "rule [%d,%d,%d,%d]",
+                          d.n, d.h, d.w, d.c, r, r, stride, pad, nchw ? "NCHW" : "NHWC", out[0],
+                          out[2], out[3], out[1], d.n, d.oh, d.ow, d.k);
+            }
         }
         /* the graph API's descriptors of each direction finalize (conv_graph.c; the operation
          * graph itself needs a handle, so a GPU) */

@@ -163,6 +163,15 @@ static void forced_cases(const conv_cfg *cfgs, size_t n, const char *env, const 
     unsetenv(env);
 }
 
+#ifdef MM_HAVE_CUDA
+static void print_counts(mm_precision p, const mm_conv_counts *n)
+{
+    printf("    %s: %d shapes on legacy algorithms, %d on NCHW copies, %d on graph plans, %d as "
+           "GEMMs\n",
+           mm_precision_name(p), n->legacy, n->nchw, n->graph, n->gemm);
+}
+#endif
+
 MM_TEST(cuda_conv2d_1x1_gemm)
 {
     REQUIRE_GPU();
@@ -188,12 +197,10 @@ MM_TEST(cuda_conv2d_graph_api)
 #ifdef MM_HAVE_CUDA
     /* the graph's plans really ran: every precision chose some */
     for (int pi = 0; pi < 3; pi++) {
-        int legacy, graph, gemm;
         mm_cuda_ctx *ctx = cuda_backend(precisions[pi])->ctx;
-        mm_conv_cache_counts(ctx->convs, &legacy, &graph, &gemm);
-        printf("    %s: %d shapes on legacy algorithms, %d on graph plans, %d as GEMMs\n",
-               mm_precision_name(precisions[pi]), legacy, graph, gemm);
-        CHECK_MSG(graph > 0, "%s: no convolution ran on a graph plan",
+        mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
+        print_counts(precisions[pi], &n);
+        CHECK_MSG(n.graph > 0, "%s: no convolution ran on a graph plan",
                   mm_precision_name(precisions[pi]));
     }
 #endif
@@ -472,4 +479,36 @@ MM_TEST(cuda_graph_capture_replay)
         if (ws) be->free(be, ws);
         for (int i = 0; i < 5; i++) be->free(be, dev[i]);
     }
+}
+
+/* Convolutions forced onto NCHW copies of their operands (conv_nchw.h) with MM_CONV_NCHW=1, read
+ * when a shape is first planned: shapes that appear nowhere else in this file. The copies apply
+ * to fp32 data (the fp32 and tf32 precisions; bf16 stays in NHWC) and to kernels larger than
+ * 1x1: 3x3 with padding and a bias, strided, 7x7 with padding, a 5x5 with more channels, and a
+ * 1x1 that must stay off them. The transposes back add to a non-zero weight gradient and to the
+ * earlier data gradient in the summing case. */
+static const conv_cfg nchw_cfgs[] = {
+    {2, 9, 7, 5, 6, 3, 1, 1, 1},
+    {1, 11, 14, 7, 9, 3, 2, 1, 0},
+    {2, 14, 11, 3, 10, 7, 2, 3, 1},
+    {2, 12, 10, 33, 40, 5, 1, 2, 0},
+    {2, 5, 6, 9, 7, 1, 1, 0, 0},
+};
+
+MM_TEST(cuda_conv2d_nchw_copies)
+{
+    REQUIRE_GPU();
+    forced_cases(nchw_cfgs, sizeof nchw_cfgs / sizeof nchw_cfgs[0], "MM_CONV_NCHW", "nchw", 620);
+#ifdef MM_HAVE_CUDA
+    for (int pi = 0; pi < 3; pi++) {
+        mm_cuda_ctx *ctx = cuda_backend(precisions[pi])->ctx;
+        mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
+        print_counts(precisions[pi], &n);
+        if (precisions[pi] == MM_PRECISION_BF16)
+            CHECK_MSG(n.nchw == 0, "bf16: %d shapes ran on NCHW copies", n.nchw);
+        else /* 4 shapes x 3 directions, the data gradient both plain and summing */
+            CHECK_MSG(n.nchw >= 16, "%s: only %d shapes ran on NCHW copies",
+                      mm_precision_name(precisions[pi]), n.nchw);
+    }
+#endif
 }

@@ -1,6 +1,7 @@
 /* The CUDA op table, part 2: element-wise ops, dropout, pooling (max pooling's recorded argmax
  * and its backward with and without the folded ReLU), dense, the weighted softmax cross-entropy,
- * flips, and the fused Adam/SGD updates over flat buffers. Each case runs on the CPU backend and
+ * flips, the fused Adam/SGD updates over flat buffers, and the batched transpose behind the
+ * NCHW copies of convolutions. Each case runs on the CPU backend and
  * on the CUDA backend at fp32, tf32 and bf16 and is compared (tests/op_case.h).
  *
  * Without a GPU every test prints SKIPPED (no GPU); test_ops_cuda_misc_emu runs them on the
@@ -11,6 +12,10 @@
 
 #include "kernels/philox.h"
 #include "tests/op_case.h"
+#ifdef MM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_kernels.h"
+#endif
 
 /* ---- element-wise ---- */
 static const int64_t ew_sizes[] = {1, 7, 1001, 4096, 3 * 5 * 7 * 11};
@@ -518,4 +523,56 @@ MM_TEST(cuda_sgd)
 {
     REQUIRE_GPU();
     for (int v = 0; v < 3; v++) optim_case(false, v);
+}
+
+/* ---- layout (layout.cu): the batched transpose of the NCHW copies (conv_nchw.h) ----
+ * Against the naive loop, bitwise (a copy, or one fp32 add): sizes around the 32 x 32 tile,
+ * a single element, one very long side, written over NaN and added to non-zero values. */
+MM_TEST(cuda_transpose)
+{
+    REQUIRE_GPU();
+#ifdef MM_HAVE_CUDA
+    static const int64_t sizes[][3] = {{1, 1, 1}, {2, 33, 65}, {3, 70, 5}, {1, 5, 1000},
+                                       {2, 32, 64}, {1, 4099, 3}};
+    mm_backend *be = cuda_backend(MM_PRECISION_FP32);
+    cudaStream_t st = ((mm_cuda_ctx *)be->ctx)->stream;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int batch = (int)sizes[i][0];
+        int64_t rows = sizes[i][1], cols = sizes[i][2], n = batch * rows * cols;
+        float *x = mm_xmalloc((size_t)n * sizeof(float)), *y0 = mm_xmalloc((size_t)n * 4);
+        float *want = mm_xmalloc((size_t)n * 4), *got = mm_xmalloc((size_t)n * 4);
+        for (int64_t j = 0; j < n; j++) {
+            x[j] = mm_philox_uniform(1000 + i, (uint64_t)j) * 2 - 1;
+            y0[j] = mm_philox_uniform(2000 + i, (uint64_t)j) * 2 - 1;
+        }
+        void *dx = be->alloc(be, (size_t)n * 4), *dy = be->alloc(be, (size_t)n * 4);
+        be->copy_to_device(be, dx, x, (size_t)n * 4);
+        for (int acc = 0; acc < 2; acc++) {
+            if (acc) {
+                be->copy_to_device(be, dy, y0, (size_t)n * 4);
+            } else {
+                for (int64_t j = 0; j < n; j++) got[j] = NAN;
+                be->copy_to_device(be, dy, got, (size_t)n * 4);
+            }
+            mm_cuda_transpose(dy, dx, batch, rows, cols, acc, st);
+            be->sync(be);
+            be->copy_to_host(be, got, dy, (size_t)n * 4);
+            for (int b = 0; b < batch; b++)
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t c = 0; c < cols; c++) {
+                        int64_t o = (b * cols + c) * rows + r;
+                        float v = x[(b * rows + r) * cols + c];
+                        want[o] = acc ? y0[o] + v : v;
+                    }
+            int64_t bad = 0;
+            for (int64_t j = 0; j < n; j++) bad += memcmp(&want[j], &got[j], 4) != 0;
+            CHECK_MSG(bad == 0, "transpose [%d,%lld,%lld]%s: %lld elements differ", batch,
+                      (long long)rows, (long long)cols, acc ? " accumulating" : "",
+                      (long long)bad);
+        }
+        be->free(be, dx);
+        be->free(be, dy);
+        free(x), free(y0), free(want), free(got);
+    }
+#endif
 }

@@ -26,6 +26,8 @@
 
 #ifdef MM_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_backend.h"
 #endif
 
 #include "kernels/optim_math.h"
@@ -397,6 +399,59 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
     mm_graph_free(gm.g);
     mm_backend_destroy(cpu);
     mm_backend_destroy(gpu);
+}
+
+/* The step with every convolution that can run on NCHW copies of its operands (conv_nchw.h,
+ * MM_CONV_NCHW=1: the stem, the 3x3s, in all three directions) doing so, in fp32 and tf32 (bf16
+ * stays in NHWC): the planner sizes their scratch, the copies and transposes sit inside the step,
+ * and it still matches the CPU's with the tolerances of the precision. MM_NO_WS_LIMIT=1: no
+ * node's scratch is capped back to where the copies would not fit. */
+MM_TEST(cuda_step_on_nchw_copies)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    mm_backend *cpu = NULL;
+    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
+    net cm;
+    build(&cm, MM_F32);
+    CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
+    mm_session cs;
+    CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
+    load(&cs, &cm);
+    mm_session_run(&cs);
+    setenv("MM_CONV_NCHW", "1", 1);
+    setenv("MM_NO_WS_LIMIT", "1", 1);
+    for (int pi = 0; pi < 2; pi++) {
+        mm_backend *gpu = NULL;
+        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
+        if (!gpu) continue;
+        net gm;
+        build(&gm, MM_F32);
+        CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+        mm_session gs;
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+        size_t free_before = device_free(gpu);
+        mm_session_run(&gs);
+        CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
+                  mm_precision_name(precs[pi]));
+        compare_step("NCHW copies", pi, &cs, &cm, &gs, &gm);
+#ifdef MM_HAVE_CUDA
+        mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
+        /* the shapes of the 7x7 stem and of the 3x3s (the two bottlenecks' share one, the VGG
+         * block's, the trunk's): 4 forwards, their filter gradients, and the data gradients
+         * of all but the stem */
+        CHECK_MSG(n.nchw == 11, "%s: %d convolutions on NCHW copies",
+                  mm_precision_name(precs[pi]), n.nchw);
+#endif
+        mm_session_free(&gs);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    unsetenv("MM_CONV_NCHW");
+    unsetenv("MM_NO_WS_LIMIT");
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
 }
 
 /* Every result of a step (loss, probabilities, parameter gradients, statistics) read back. */

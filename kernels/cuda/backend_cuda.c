@@ -560,6 +560,13 @@ static void mm_cuda_replay(mm_backend *be)
     MM_CUDA_CHECK(cudaGraphLaunch(ctx->graph_exec, ctx->stream));
 }
 
+static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
+{
+    mm_conv_counts c = mm_conv_cache_counts(mm_ctx(be)->convs);
+    snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d", c.legacy, c.nchw, c.graph,
+             c.gemm);
+}
+
 /* ---- create and destroy ---- */
 static void mm_cuda_destroy(mm_backend *be)
 {
@@ -656,6 +663,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->end_capture = mm_cuda_end_capture;
     be->replay = mm_cuda_replay;
     be->memory_in_use = mm_cuda_memory_in_use;
+    be->describe = mm_cuda_describe;
     *out = be;
     return MM_OK;
 }

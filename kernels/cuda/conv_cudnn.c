@@ -22,6 +22,11 @@
  * choice, and the fastest of all is kept (MM_CUDNN_GRAPH=0 / 1 leaves them out / takes only
  * them where one runs).
  *
+ * fp32 data (the fp32 and tf32 precisions) also times cuDNN's legacy algorithms on NCHW copies
+ * of the operands, the transposes included (conv_nchw.h: NCHW has fp32 Winograd and FFT-tiling
+ * algorithms that NHWC lacks), and keeps them where the whole is faster (MM_CONV_NCHW=0 / 1:
+ * never / always where it applies).
+ *
  * Precision: fp32 runs with CUDNN_FMA_MATH (cuDNN's default math would let TF32 in on Ampere and
  * later); tf32 with tensor-op math on fp32 data; bf16 casts x and w (fp32 master weights) to
  * bf16 in the workspace as needed, convolves in bf16 with fp32 accumulation, and accumulates
@@ -36,62 +41,9 @@
 
 #include "cuda_backend.h"
 #include "conv_graph.h"
+#include "conv_nchw.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
-
-/* ---- descriptors ---- */
-static cudnnDataType_t mm_cudnn_dtype(mm_dtype t)
-{
-    return t == MM_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-}
-
-cudnnStatus_t mm_conv_descs_init(mm_conv_descs *cd, const mm_conv_dims *d, mm_dtype dtype,
-                                 int precision)
-{
-    memset(cd, 0, sizeof *cd);
-    cudnnDataType_t dt = mm_cudnn_dtype(dtype);
-    cudnnStatus_t s;
-    if ((s = cudnnCreateTensorDescriptor(&cd->x)) != CUDNN_STATUS_SUCCESS) goto fail;
-    if ((s = cudnnCreateTensorDescriptor(&cd->y)) != CUDNN_STATUS_SUCCESS) goto fail;
-    if ((s = cudnnCreateFilterDescriptor(&cd->w)) != CUDNN_STATUS_SUCCESS) goto fail;
-    if ((s = cudnnCreateConvolutionDescriptor(&cd->conv)) != CUDNN_STATUS_SUCCESS) goto fail;
-    s = cudnnSetTensor4dDescriptor(cd->x, CUDNN_TENSOR_NHWC, dt, d->n, d->c, d->h, d->w);
-    if (s != CUDNN_STATUS_SUCCESS) goto fail;
-    s = cudnnSetFilter4dDescriptor(cd->w, dt, CUDNN_TENSOR_NHWC, d->k, d->c, d->r, d->s);
-    if (s != CUDNN_STATUS_SUCCESS) goto fail;
-    s = cudnnSetTensor4dDescriptor(cd->y, CUDNN_TENSOR_NHWC, dt, d->n, d->k, d->oh, d->ow);
-    if (s != CUDNN_STATUS_SUCCESS) goto fail;
-    s = cudnnSetConvolution2dDescriptor(cd->conv, d->pad_h, d->pad_w, d->stride_h, d->stride_w, 1,
-                                        1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
-    if (s != CUDNN_STATUS_SUCCESS) goto fail;
-    s = cudnnSetConvolutionMathType(
-        cd->conv, precision == MM_PRECISION_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
-    if (s != CUDNN_STATUS_SUCCESS) goto fail;
-    return CUDNN_STATUS_SUCCESS;
-fail:
-    mm_conv_descs_free(cd);
-    return s;
-}
-
-void mm_conv_descs_free(mm_conv_descs *cd)
-{
-    if (cd->x) cudnnDestroyTensorDescriptor(cd->x);
-    if (cd->y) cudnnDestroyTensorDescriptor(cd->y);
-    if (cd->w) cudnnDestroyFilterDescriptor(cd->w);
-    if (cd->conv) cudnnDestroyConvolutionDescriptor(cd->conv);
-    memset(cd, 0, sizeof *cd);
-}
-
-cudnnStatus_t mm_cudnn_conv_output_dims(const mm_conv_dims *d, mm_dtype dtype, int out[4])
-{
-    mm_conv_descs cd;
-    cudnnStatus_t s = mm_conv_descs_init(&cd, d, dtype, MM_PRECISION_FP32);
-    if (s != CUDNN_STATUS_SUCCESS) return s;
-    s = cudnnGetConvolution2dForwardOutputDim(cd.conv, cd.x, cd.w, &out[0], &out[1], &out[2],
-                                              &out[3]);
-    mm_conv_descs_free(&cd);
-    return s;
-}
 
 static const float mm_one = 1.0f, mm_zero = 0.0f;
 
@@ -113,12 +65,19 @@ typedef struct mm_conv_entry {
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
+    int nchw; /* algo runs on NCHW copies of the operands (conv_nchw.h); d describes the copies */
     int use_graph;       /* run gplan (the graph API, conv_graph.c) instead of algo */
     mm_conv_graph graph; /* with use_graph: the operation graph gplan was made for */
     mm_conv_plan gplan;
-    size_t ws_bytes;
-    float time_ms; /* the measured time of the choice, -1 if not timed */
+    size_t ws_bytes; /* cuDNN's workspace (with nchw, the copies follow it: mm_conv_scratch) */
+    float time_ms;   /* the measured time of the choice, -1 if not timed */
 } mm_conv_entry;
+
+/* The node scratch that entry e runs in: cuDNN's workspace, and the NCHW copies with nchw. */
+static size_t mm_conv_scratch(const mm_conv_entry *e, const mm_conv_dims *d)
+{
+    return e->nchw ? mm_conv_nchw_scratch(e->ws_bytes, d) : e->ws_bytes;
+}
 
 struct mm_conv_cache {
     mm_conv_entry *slots;
@@ -169,16 +128,18 @@ void mm_conv_cache_free(mm_conv_cache *c)
     free(c);
 }
 
-void mm_conv_cache_counts(const mm_conv_cache *c, int *legacy, int *graph, int *gemm)
+mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c)
 {
-    *legacy = *graph = *gemm = 0;
+    mm_conv_counts n = {0, 0, 0, 0};
     for (int i = 0; i < c->cap; i++) {
         const mm_conv_entry *e = &c->slots[i];
         if (!e->used || !e->ok) continue;
-        if (e->gemm) ++*gemm;
-        else if (e->use_graph) ++*graph;
-        else ++*legacy;
+        if (e->gemm) n.gemm++;
+        else if (e->use_graph) n.graph++;
+        else if (e->nchw) n.nchw++;
+        else n.legacy++;
     }
+    return n;
 }
 
 static const char *mm_conv_dir_name(mm_conv_dir dir)
@@ -446,6 +407,52 @@ static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm
     return false;
 }
 
+/* The legacy search of e's direction. */
+static bool mm_conv_pick_legacy(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                size_t limit)
+{
+    bool ok = e->key.dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
+              : e->key.dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
+                                               : mm_conv_pick_bwd_filter(ctx, e, p, limit);
+    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
+    return ok;
+}
+
+/* Runs e's legacy algorithm on operands by role (forward y = conv(x, w); backward data into x;
+ * backward filter into w) in scratch of mm_conv_scratch(e) bytes: on them directly, or with nchw
+ * on NCHW copies, transposed in and the result transposed back. The output is overwritten, or
+ * added to with beta. */
+static void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                               const void *x, const void *w, const void *y, void *scratch,
+                               bool beta)
+{
+    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    const void *ox = x, *ow = w, *oy = y; /* where the output goes */
+    mm_conv_nchw_bufs b;
+    if (e->nchw) {
+        b = mm_conv_nchw_carve(scratch, e->ws_bytes, d);
+        mm_conv_nchw_in(dir, d, &b, x, w, y, ctx->stream);
+        x = b.x, w = b.w, y = b.y;
+    }
+    const float *blend = beta && !e->nchw ? &mm_one : &mm_zero; /* the copy back adds */
+    if (dir == MM_CONV_FWD)
+        MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w,
+                                               e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo,
+                                               scratch, e->ws_bytes, blend, e->d.y, (void *)y));
+    else if (dir == MM_CONV_BWD_DATA)
+        MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
+            ctx->cudnn, &mm_one, e->d.w, w, e->d.y, y, e->d.conv,
+            (cudnnConvolutionBwdDataAlgo_t)e->algo, scratch, e->ws_bytes, blend, e->d.x,
+            (void *)x));
+    else
+        MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+            ctx->cudnn, &mm_one, e->d.x, x, e->d.y, y, e->d.conv,
+            (cudnnConvolutionBwdFilterAlgo_t)e->algo, scratch, e->ws_bytes, blend, e->d.w,
+            (void *)w));
+    if (e->nchw)
+        mm_conv_nchw_out(dir, d, &b, (float *)ox, (float *)ow, (float *)oy, beta, ctx->stream);
+}
+
 /* Runs entry e once on the probe's operands (cuDNN with its algorithm, or the GEMM). */
 static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
                               mm_dtype t, const mm_conv_probe *p)
@@ -461,20 +468,7 @@ static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm
         else mm_conv_gemm_bwd_filter(ctx, p->w, p->y, p->x, t, d);
         return;
     }
-    if (dir == MM_CONV_FWD)
-        MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, p->x, e->d.w, p->w,
-                                               e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo,
-                                               p->ws, e->ws_bytes, &mm_zero, e->d.y, p->y));
-    else if (dir == MM_CONV_BWD_DATA)
-        MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
-            ctx->cudnn, &mm_one, e->d.w, p->w, e->d.y, p->y, e->d.conv,
-            (cudnnConvolutionBwdDataAlgo_t)e->algo, p->ws, e->ws_bytes,
-            e->key.beta ? &mm_one : &mm_zero, e->d.x, p->x));
-    else
-        MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-            ctx->cudnn, &mm_one, e->d.x, p->x, e->d.y, p->y, e->d.conv,
-            (cudnnConvolutionBwdFilterAlgo_t)e->algo, p->ws, e->ws_bytes, &mm_zero, e->d.w,
-            p->w));
+    mm_conv_legacy_run(ctx, e, d, p->x, p->w, p->y, p->ws, e->key.beta);
 }
 
 /* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */
@@ -615,10 +609,90 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     return true;
 }
 
+/* MM_CONV_NCHW: "0" never runs convolutions on NCHW copies, "1" always does where they apply
+ * and an algorithm fits (the tests use it), anything else or unset times them against the
+ * choice so far and keeps the faster. */
+static int mm_conv_nchw_mode(void)
+{
+    const char *v = getenv("MM_CONV_NCHW");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+/* Searches cuDNN's legacy algorithms on NCHW copies of e's operands (conv_nchw.h), times the
+ * best with its transposes on the probe against e's choice so far (ok: there is one; *timed:
+ * its time on mm_conv_time's timer, -1 if not timed yet) and takes it when faster, with the
+ * workspace slack of mm_conv_take. fp32 data only: bf16 runs on tensor cores, which want NHWC.
+ * Returns whether e has a choice now; *timed follows the choice. */
+static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                             mm_dtype t, const mm_conv_probe *p, size_t limit, bool ok,
+                             float *timed)
+{
+    int mode = mm_conv_nchw_mode();
+    size_t copies = mm_conv_nchw_scratch(0, d);
+    if (mode == 0 || !p || t != MM_F32 || !mm_conv_nchw_applies(d) || copies + 256 >= limit ||
+        copies >= p->ws_bytes)
+        return ok;
+    mm_conv_entry trial;
+    memset(&trial, 0, sizeof trial);
+    trial.key = e->key;
+    trial.nchw = 1;
+    trial.time_ms = -1;
+    if (mm_conv_descs_init(&trial.d, d, t, ctx->precision, true) != CUDNN_STATUS_SUCCESS)
+        return ok;
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    if (verbose)
+        fprintf(stderr, "mammo: cudnn nchw %s: legacy algorithms on NCHW copies (%.1f MiB):\n",
+                what, copies / 1048576.0);
+    /* the search's operands: zeroed copies at the start of the probe's workspace, cuDNN's
+     * workspace after them (the run below lays them out as the step will) */
+    mm_conv_nchw_bufs b = mm_conv_nchw_carve(p->ws, 0, d);
+    mm_conv_probe np = {b.x, b.w, b.y, (char *)p->ws + copies, p->ws_bytes - copies};
+    MM_CUDA_CHECK(cudaMemsetAsync(p->ws, 0, copies, ctx->stream));
+    bool found = mm_conv_pick_legacy(ctx, &trial, &np, limit - copies - 256);
+    size_t need = mm_conv_scratch(&trial, d), have = ok ? mm_conv_scratch(e, d) : 0;
+    float t_nchw = -1, t_cur = *timed;
+    if (found && need <= p->ws_bytes) {
+        t_nchw = mm_conv_time(ctx, &trial, d, t, p);
+        if (ok && t_cur < 0 && have <= p->ws_bytes) t_cur = mm_conv_time(ctx, e, d, t, p);
+    }
+    bool take = t_nchw >= 0 &&
+                (mode == 1 || !ok ||
+                 (t_cur >= 0 && t_nchw < t_cur &&
+                  !(need > MM_CONV_WS_BIG && have < need &&
+                    t_cur <= t_nchw * (1.0f + MM_CONV_WS_SLACK))));
+    if (verbose)
+        fprintf(stderr,
+                "mammo: cudnn nchw %s: %s with transposes %.3f ms, scratch %.1f MiB; so far "
+                "%.3f ms, %.1f MiB%s\n",
+                what, found ? mm_conv_algo_name((mm_conv_dir)e->key.dir, trial.algo) : "none",
+                (double)t_nchw, need / 1048576.0, (double)t_cur, have / 1048576.0,
+                take ? "  <- taken" : "");
+    if (!take) {
+        mm_conv_descs_free(&trial.d);
+        return ok;
+    }
+    if (e->use_graph) {
+        mm_conv_plan_free(&e->gplan);
+        mm_conv_graph_free(&e->graph);
+        e->use_graph = 0;
+    }
+    mm_conv_descs_free(&e->d);
+    e->d = trial.d;
+    e->nchw = 1;
+    e->algo = trial.algo;
+    e->ws_bytes = trial.ws_bytes;
+    e->time_ms = *timed = t_nchw;
+    return true;
+}
+
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
  * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
- * then for 1x1 stride-1 shapes the GEMM when it is faster, all measured the same way on the same
- * operands. */
+ * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 1x1 stride-1
+ * shapes the GEMM when it is faster, all measured the same way on the same operands. */
 static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
                          const mm_conv_dims *d, mm_dtype t, size_t limit)
 {
@@ -626,12 +700,10 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
     bool have_probe = mm_conv_probe_init(&probe, d, t, limit);
     const mm_conv_probe *p = have_probe ? &probe : NULL;
     e->time_ms = -1;
-    bool ok = dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
-              : dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
-                                        : mm_conv_pick_bwd_filter(ctx, e, p, limit);
-    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
-    float timed; /* the choice's time on mm_conv_time's timer, when the graph search took it */
+    bool ok = mm_conv_pick_legacy(ctx, e, p, limit);
+    float timed; /* the choice's time on mm_conv_time's timer, when a later search timed it */
     ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok, &timed);
+    ok = mm_conv_try_nchw(ctx, e, d, t, p, limit, ok, &timed);
     int mode = mm_conv_gemm_mode();
     bool verbose = mm_conv_verbose();
     char what[160];
@@ -639,7 +711,7 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
     if (mm_conv_gemm_applies(d) && mode != 0) {
         float t_cudnn = -1, t_gemm = -1;
         bool use = mode == 1 || !ok;
-        if (!use && have_probe && e->ws_bytes <= probe.ws_bytes) {
+        if (!use && have_probe && mm_conv_scratch(e, d) <= probe.ws_bytes) {
             t_cudnn = timed >= 0 ? timed : mm_conv_time(ctx, e, d, t, p);
             e->gemm = 1;
             t_gemm = mm_conv_time(ctx, e, d, t, p);
@@ -666,9 +738,9 @@ static bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, mm_conv_dir dir,
                     what, (long long)e->gplan.engine, (double)e->time_ms,
                     e->ws_bytes / 1048576.0);
         else
-            fprintf(stderr, "mammo: conv %s: chose %s (%.3f ms, ws %.1f MiB)\n", what,
-                    mm_conv_algo_name(dir, e->algo), (double)e->time_ms,
-                    e->ws_bytes / 1048576.0);
+            fprintf(stderr, "mammo: conv %s: chose %s%s (%.3f ms, ws %.1f MiB)\n", what,
+                    mm_conv_algo_name(dir, e->algo), e->nchw ? " on NCHW copies" : "",
+                    (double)e->time_ms, mm_conv_scratch(e, d) / 1048576.0);
     }
     if (have_probe) mm_conv_probe_free(&probe);
     return ok;
@@ -702,7 +774,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     mm_conv_entry fresh;
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
-    MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision));
+    MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision, false));
     fresh.ok = mm_conv_pick(ctx, &fresh, dir, d, dtype, limit);
     fresh.used = 1;
     e = mm_conv_cache_slot(c, &k);
@@ -745,16 +817,14 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     const void *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *y = mm_cuda_stage_output(ws, &outs[0], t);
-    void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
+    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
     if (ws->measure) return;
     if (e->gemm)
         mm_conv_gemm_forward(ctx, y, x, w, t, d);
     else if (e->use_graph)
         MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, cws));
     else
-        MM_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &mm_one, e->d.x, x, e->d.w, w,
-                                               e->d.conv, (cudnnConvolutionFwdAlgo_t)e->algo, cws,
-                                               e->ws_bytes, &mm_zero, e->d.y, y));
+        mm_conv_legacy_run(ctx, e, d, x, w, y, cws, false);
     MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
     if (node->n_in > 2 && ins[2].data)
         mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
@@ -771,7 +841,7 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     void *dx = mm_cuda_stage_output(ws, &outs[0], t);
-    void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
+    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
     if (ws->measure) return;
     if (d->accumulate) {
         /* the sum starts from the earlier gradient: in place (the planner's usual case), or
@@ -789,10 +859,7 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     else if (e->use_graph)
         MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, dx, w, dy, cws));
     else
-        MM_CUDNN_CHECK(cudnnConvolutionBackwardData(
-            ctx->cudnn, &mm_one, e->d.w, w, e->d.y, dy, e->d.conv,
-            (cudnnConvolutionBwdDataAlgo_t)e->algo, cws, e->ws_bytes,
-            d->accumulate ? &mm_one : &mm_zero, e->d.x, dx));
+        mm_conv_legacy_run(ctx, e, d, dx, w, dy, cws, d->accumulate);
     mm_cuda_finish_output(ctx, &outs[0], dx, t);
 }
 
@@ -811,7 +878,7 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
      * the fp32 gradient with beta = 1 in every precision. */
     bool staged = t != MM_F32 && !e->gemm;
     void *dw_lo = staged ? mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t)) : NULL;
-    void *cws = mm_cuda_ws_take(ws, e->ws_bytes);
+    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
     if (ws->measure) return;
     if (e->gemm) {
         mm_conv_gemm_bwd_filter(ctx, (float *)outs[0].data, dy, x, t, d);
@@ -821,15 +888,9 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
                                         dy, cws));
         if (staged) mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
     } else if (!staged) {
-        MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-            ctx->cudnn, &mm_one, e->d.x, x, e->d.y, dy, e->d.conv,
-            (cudnnConvolutionBwdFilterAlgo_t)e->algo, cws, e->ws_bytes, &mm_one, e->d.w,
-            outs[0].data));
+        mm_conv_legacy_run(ctx, e, d, x, outs[0].data, dy, cws, true);
     } else {
-        MM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-            ctx->cudnn, &mm_one, e->d.x, x, e->d.y, dy, e->d.conv,
-            (cudnnConvolutionBwdFilterAlgo_t)e->algo, cws, e->ws_bytes, &mm_zero, e->d.w,
-            dw_lo));
+        mm_conv_legacy_run(ctx, e, d, x, dw_lo, dy, cws, false);
         mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
     }
 }

@@ -137,7 +137,11 @@ void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw /* [k,c] += */,
 /* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
 mm_conv_cache *mm_conv_cache_new(void);
 void mm_conv_cache_free(mm_conv_cache *c);
-/* How the shapes chosen so far run: legacy cuDNN algorithms, graph-API plans, cuBLAS GEMMs. */
-void mm_conv_cache_counts(const mm_conv_cache *c, int *legacy, int *graph, int *gemm);
+/* How the shapes chosen so far run: legacy cuDNN algorithms (in NHWC, or on NCHW copies:
+ * conv_nchw.h), graph-API plans, cuBLAS GEMMs. */
+typedef struct mm_conv_counts {
+    int legacy, nchw, graph, gemm;
+} mm_conv_counts;
+mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c);
 
 #endif

@@ -147,6 +147,12 @@ void mm_cuda_softmax_xent_backward(void *dlogits /* [n,c] */, mm_dtype td,
 void mm_cuda_flip(void *y, const void *x, mm_dtype t, int n, int h, int w, int c, int axis,
                   cudaStream_t st);
 
+/* ---- layout (layout.cu): y[b][j][i] = x[b][i][j], or += with accumulate; fp32; y must not
+ * alias x. NHWC -> NCHW is (batch n, rows h*w, cols c), OHWI -> OIHW (batch k, rows r*s, cols c),
+ * and the way back swaps rows and cols. ---- */
+void mm_cuda_transpose(float *y /* [batch,cols,rows] */, const float *x /* [batch,rows,cols] */,
+                       int batch, int64_t rows, int64_t cols, int accumulate, cudaStream_t st);
+
 /* ---- optimizers over flat fp32 buffers (optim.cu): one fused kernel each ----
  * The per-element math is ../optim_math.h's (bitwise the CPU's); the coefficients of the step
  * come from mm_adam_coeffs_make / mm_sgd_coeffs_make on the host. */
