@@ -164,11 +164,15 @@ static void forced_cases(const conv_cfg *cfgs, size_t n, const char *env, const 
 }
 
 #ifdef MM_HAVE_CUDA
-static void print_counts(mm_precision p, const mm_conv_counts *n)
+/* How the shapes planned so far in precision p run, printed. */
+static mm_conv_counts counts_of(mm_precision p)
 {
+    mm_cuda_ctx *ctx = cuda_backend(p)->ctx;
+    mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
     printf("    %s: %d shapes on legacy algorithms, %d on NCHW copies, %d on graph plans, %d as "
            "GEMMs\n",
-           mm_precision_name(p), n->legacy, n->nchw, n->graph, n->gemm);
+           mm_precision_name(p), n.legacy, n.nchw, n.graph, n.gemm);
+    return n;
 }
 #endif
 
@@ -197,9 +201,7 @@ MM_TEST(cuda_conv2d_graph_api)
 #ifdef MM_HAVE_CUDA
     /* the graph's plans really ran: every precision chose some */
     for (int pi = 0; pi < 3; pi++) {
-        mm_cuda_ctx *ctx = cuda_backend(precisions[pi])->ctx;
-        mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
-        print_counts(precisions[pi], &n);
+        mm_conv_counts n = counts_of(precisions[pi]);
         CHECK_MSG(n.graph > 0, "%s: no convolution ran on a graph plan",
                   mm_precision_name(precisions[pi]));
     }
@@ -501,9 +503,7 @@ MM_TEST(cuda_conv2d_nchw_copies)
     forced_cases(nchw_cfgs, sizeof nchw_cfgs / sizeof nchw_cfgs[0], "MM_CONV_NCHW", "nchw", 620);
 #ifdef MM_HAVE_CUDA
     for (int pi = 0; pi < 3; pi++) {
-        mm_cuda_ctx *ctx = cuda_backend(precisions[pi])->ctx;
-        mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
-        print_counts(precisions[pi], &n);
+        mm_conv_counts n = counts_of(precisions[pi]);
         if (precisions[pi] == MM_PRECISION_BF16)
             CHECK_MSG(n.nchw == 0, "bf16: %d shapes ran on NCHW copies", n.nchw);
         else /* 4 shapes x 3 directions, the data gradient both plain and summing */

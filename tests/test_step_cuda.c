@@ -261,21 +261,33 @@ static void compare_step(const char *stage, int pi, const mm_session *cs, const 
         compare_value(what, pi, p, cs, cm, gs, gm, cm->state[i], tol_stat[pi]);
 }
 
+/* The model's training graph with nets/' passes, as the tests here run it. */
+static void prepare(net *m, mm_dtype act)
+{
+    build(m, act);
+    CHECK_EQ_INT(mm_graph_backward(m->g, m->loss), MM_OK);
+    CHECK(mm_graph_fuse_residual(m->g) >= 2); /* the two bottlenecks' joins (and recomputed) */
+    CHECK(mm_graph_fuse_bias_grad(m->g) == 1); /* vgg.trunk's bias, under its ReLU */
+    CHECK_EQ_INT(mm_graph_status(m->g), MM_OK);
+}
+
+/* The CPU's step: the reference of the CUDA ones. */
+static void cpu_reference(mm_backend **cpu, net *cm, mm_session *cs)
+{
+    CHECK_EQ_INT(mm_backend_cpu_create(cpu), MM_OK);
+    prepare(cm, MM_F32);
+    CHECK_EQ_INT(mm_session_init(cs, cm->g, *cpu, 2), MM_OK);
+    load(cs, cm);
+    mm_session_run(cs);
+}
+
 MM_TEST(cuda_training_step_matches_cpu)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     mm_backend *cpu = NULL;
-    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
     net cm;
-    build(&cm, MM_F32);
-    CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
-    CHECK(mm_graph_fuse_residual(cm.g) >= 2); /* the two bottlenecks' joins (and recomputed) */
-    CHECK(mm_graph_fuse_bias_grad(cm.g) == 1); /* vgg.trunk's bias, under its ReLU */
-    CHECK_EQ_INT(mm_graph_status(cm.g), MM_OK);
     mm_session cs;
-    CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
-    load(&cs, &cm);
-    mm_session_run(&cs);
+    cpu_reference(&cpu, &cm, &cs);
     mm_adam_params adam = {1e-3, 0.9, 0.999, 1e-8, 1e-4, 0, 1};
 
     for (int pi = 0; pi < 3; pi++) {
@@ -286,10 +298,7 @@ MM_TEST(cuda_training_step_matches_cpu)
         if (st != MM_OK) continue;
         CHECK_EQ_INT(gpu->precision, p);
         net gm;
-        build(&gm, p == MM_PRECISION_BF16 ? MM_BF16 : MM_F32);
-        CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
-        CHECK(mm_graph_fuse_residual(gm.g) >= 2);
-        CHECK(mm_graph_fuse_bias_grad(gm.g) == 1);
+        prepare(&gm, p == MM_PRECISION_BF16 ? MM_BF16 : MM_F32);
         CHECK_EQ_INT(gm.g->n_values, cm.g->n_values);
         CHECK_EQ_INT(gm.g->n_nodes, cm.g->n_nodes);
         mm_session gs;
@@ -410,14 +419,9 @@ MM_TEST(cuda_step_on_nchw_copies)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     mm_backend *cpu = NULL;
-    CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
     net cm;
-    build(&cm, MM_F32);
-    CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
     mm_session cs;
-    CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
-    load(&cs, &cm);
-    mm_session_run(&cs);
+    cpu_reference(&cpu, &cm, &cs);
     setenv("MM_CONV_NCHW", "1", 1);
     setenv("MM_NO_WS_LIMIT", "1", 1);
     for (int pi = 0; pi < 2; pi++) {
@@ -425,8 +429,7 @@ MM_TEST(cuda_step_on_nchw_copies)
         CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
         if (!gpu) continue;
         net gm;
-        build(&gm, MM_F32);
-        CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+        prepare(&gm, MM_F32);
         mm_session gs;
         CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
         load(&gs, &gm);
@@ -510,14 +513,8 @@ MM_TEST(cuda_step_captured_as_graph)
         if (st != MM_OK) continue;
         CHECK(gpu->begin_capture && gpu->end_capture && gpu->replay);
         net cm, gm;
-        build(&cm, MM_F32);
-        build(&gm, pi == 2 ? MM_BF16 : MM_F32);
-        for (int j = 0; j < 2; j++) {
-            net *m = j ? &gm : &cm;
-            CHECK_EQ_INT(mm_graph_backward(m->g, m->loss), MM_OK);
-            CHECK(mm_graph_fuse_residual(m->g) >= 2);
-            CHECK(mm_graph_fuse_bias_grad(m->g) == 1);
-        }
+        prepare(&cm, MM_F32);
+        prepare(&gm, pi == 2 ? MM_BF16 : MM_F32);
         mm_session cs, gs;
         CHECK_EQ_INT(mm_session_init(&cs, cm.g, cpu, 2), MM_OK);
         CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
