@@ -16,7 +16,8 @@
 #                                     precision) at a time, bf16 first, while DEADLINE seconds
 #                                     (default 540) are not spent; results appended as they come,
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
-#                                     kept as mammo-<net>-<precision>.log.gz
+#                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
+#                                     left, ResNet50 fp32 profiles of both (profile-*.txt)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`.
 set -u
@@ -92,6 +93,14 @@ for stage in "$@"; do
                 cp bench/results/*.txt "$out/" 2>/dev/null
             done
         done
+        # where the fp32 time goes, op by op and kernel by kernel, if time is left
+        if [ "$(left)" -gt 120 ]; then
+            timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
+                --input 1152x896 --batch 2 --device cuda --precision fp32 --steps 3 \
+                --warmup 1 --profile 3 >"$out/profile-mammo-resnet50-fp32.txt" 2>&1
+            timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision fp32 \
+                --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-fp32.txt" 2>&1
+        fi
         ;;
     compare-resnet50 | compare-vgg16)
         NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1

@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--profile", type=int, default=0,
+                    help="then N more steps under torch.profiler: the costliest CUDA kernels")
     args = ap.parse_args()
 
     if not torch.cuda.is_available():
@@ -169,6 +171,26 @@ def main():
           f"peak_reserved_bytes={torch.cuda.max_memory_reserved()} "
           f"input={h}x{w} batch={args.batch} steps={args.steps} "
           f"device=\"{torch.cuda.get_device_name()}\" torch={torch.__version__}", flush=True)
+    if args.profile > 0:
+        print_profile(step, args.profile)
+
+
+def print_profile(step, n):
+    """n steps under torch.profiler; the 25 CUDA kernels with the most time of their own (to set
+    beside `mammo bench --profile`)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+    table = None
+    for key in ("self_device_time_total", "self_cuda_time_total"):  # the name changed in 2.x
+        try:
+            table = prof.key_averages().table(sort_by=key, row_limit=25)
+            break
+        except (KeyError, AttributeError, ValueError):
+            continue
+    print(table if table is not None else "torch_ref.py: the profiler gave no table", flush=True)
 
 
 if __name__ == "__main__":

@@ -215,10 +215,12 @@ static bool mm_conv_verbose(void)
 
 static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
 {
-    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s",
+    char cap[32] = "";
+    if (k->ws_cap_kib >= 0) snprintf(cap, sizeof cap, " scratch cap %d KiB", k->ws_cap_kib);
+    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s%s",
              mm_conv_dir_name((mm_conv_dir)k->dir), k->n, k->h, k->w, k->c, k->k, k->r, k->s,
              k->c, k->stride_h, k->pad_h, mm_dtype_name((mm_dtype)k->dtype),
-             mm_precision_name((mm_precision)k->precision));
+             mm_precision_name((mm_precision)k->precision), cap);
 }
 
 /* Takes the first usable candidate of a list ordered best first: it ran and fits under `limit`,
