@@ -44,6 +44,9 @@ struct mm_backend {
     void (*copy_device)(mm_backend *be, void *dst, const void *src, size_t bytes);
     void (*zero)(mm_backend *be, void *dst, size_t bytes);
 
+    /* Optional: refuses (tier 1, before any planning) a graph this backend cannot run, such as
+     * a tensor larger than its libraries take. NULL: every graph is fine. */
+    mm_status (*check_graph)(mm_backend *be, const mm_graph *g);
     /* Scratch bytes node `node` needs while it runs (0 for most ops). Called at plan time with
      * the node's value shapes; a backend may choose algorithms here (cuDNN) and remember them. */
     size_t (*workspace_bytes)(mm_backend *be, const mm_graph *g, const mm_node *node);

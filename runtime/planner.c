@@ -304,6 +304,8 @@ static int limit_scratch(const mm_plan *plan, const mm_graph *g, mm_backend *be)
 
 mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots)
 {
+    memset(plan, 0, sizeof *plan);
+    if (be && be->check_graph && g->status == MM_OK) MM_TRY(be->check_graph(be, g));
     mm_status st = plan_once(plan, g, be, opt_slots);
     if (st == MM_OK && be && be->limit_workspace && plan->arena_bytes > plan->act_arena_bytes &&
         !getenv("MM_NO_WS_LIMIT")) {

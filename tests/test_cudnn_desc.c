@@ -194,3 +194,33 @@ MM_TEST(cudnn_graph_refuses_a_wrong_output_shape)
     }
 }
 #endif
+
+#ifdef MM_HAVE_CUDA
+/* cuDNN takes tensors of at most 2^31 - 1 elements, in either layout: the premise of the CUDA
+ * backend's check_graph, which refuses bigger ones with a tier-1 message before planning. A
+ * convolution whose output [1,8192,4095,64] is just under the limit gets its descriptors; with
+ * one more column of output (2^31 elements) they are refused. */
+MM_TEST(cudnn_refuses_tensors_of_2g_elements)
+{
+    mm_conv_dims d;
+    memset(&d, 0, sizeof d);
+    d.n = 1, d.h = 8192, d.w = 4095, d.c = 3, d.k = 64, d.r = d.s = 3;
+    d.stride_h = d.stride_w = 1;
+    d.pad_h = d.pad_w = 1;
+    CHECK(mm_conv_dims_finish(&d));
+    for (int nchw = 0; nchw < 2; nchw++) {
+        mm_conv_descs cd;
+        cudnnStatus_t s = mm_conv_descs_init(&cd, &d, MM_F32, 0, nchw);
+        CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "2^31 - 2^19 elements: %s", cudnnGetErrorString(s));
+        if (s == CUDNN_STATUS_SUCCESS) mm_conv_descs_free(&cd);
+    }
+    d.w = 4096;
+    CHECK(mm_conv_dims_finish(&d));
+    for (int nchw = 0; nchw < 2; nchw++) {
+        mm_conv_descs cd;
+        cudnnStatus_t s = mm_conv_descs_init(&cd, &d, MM_F32, 0, nchw);
+        CHECK_MSG(s != CUDNN_STATUS_SUCCESS, "cuDNN took an output of 2^31 elements");
+        if (s == CUDNN_STATUS_SUCCESS) mm_conv_descs_free(&cd);
+    }
+}
+#endif

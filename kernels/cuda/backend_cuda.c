@@ -10,6 +10,7 @@
  * Ops: convolutions through cuDNN (conv_cudnn.c), dense through cuBLAS (dense_cublas.c), the rest
  * with this backend's kernels (cuda_kernels.h). run_node dispatches on the op; workspace_bytes
  * runs the same dispatch in measuring mode (cuda_backend.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +561,30 @@ static void mm_cuda_replay(mm_backend *be)
     MM_CUDA_CHECK(cudaGraphLaunch(ctx->graph_exec, ctx->stream));
 }
 
+/* cuDNN takes tensors of at most 2^31 - 1 elements (its descriptors refuse bigger ones, and our
+ * kernels index the per-sample planes with 32-bit ints in places): a graph with a bigger value
+ * is refused here with the value's name and shape, before any search or allocation. */
+static mm_status mm_cuda_check_graph(mm_backend *be, const mm_graph *g)
+{
+    (void)be;
+    for (int i = 0; i < g->n_values; i++) {
+        const mm_value *v = &g->values[i];
+        int64_t n = mm_shape_numel(v->ndim, v->shape);
+        if (n <= INT32_MAX) continue;
+        char shape[96], what[MM_NAME_MAX + 32];
+        mm_shape_str(shape, sizeof shape, v->ndim, v->shape);
+        if (v->name[0]) snprintf(what, sizeof what, "%s", v->name);
+        else if (v->producer >= 0)
+            snprintf(what, sizeof what, "the %s output", mm_op_name(g->nodes[v->producer].op));
+        else snprintf(what, sizeof what, "a tensor");
+        return mm_fail(MM_ERR_SHAPE,
+                       "--device cuda: %s %s has %lld elements, more than cuDNN's limit of "
+                       "2^31 - 1 per tensor; use a smaller --batch or --input",
+                       what, shape, (long long)n);
+    }
+    return MM_OK;
+}
+
 static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
 {
     mm_conv_counts c = mm_conv_cache_counts(mm_ctx(be)->convs);
@@ -664,6 +689,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->replay = mm_cuda_replay;
     be->memory_in_use = mm_cuda_memory_in_use;
     be->describe = mm_cuda_describe;
+    be->check_graph = mm_cuda_check_graph;
     *out = be;
     return MM_OK;
 }

@@ -154,11 +154,26 @@ const char *cudaGetErrorString(cudaError_t e)
 }
 
 /* ---- memory ---- */
+/* The device's memory: 80 GiB, or CUEMU_DEVICE_MB megabytes (tests of running out use it). */
+static size_t device_total()
+{
+    const char *mb = getenv("CUEMU_DEVICE_MB");
+    return mb && atoll(mb) > 0 ? (size_t)atoll(mb) << 20 : (size_t)80 << 30;
+}
+
+static size_t device_used()
+{
+    size_t used = 0;
+    for (const auto &a : g_allocs) used += a.second;
+    return used;
+}
+
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     if (g_sticky) return g_sticky;
     /* the capture mode the backend uses forbids allocating while this thread captures */
     if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+    if (bytes > device_total() - device_used()) return fail(cudaErrorMemoryAllocation);
     void *q = nullptr;
     if (bytes >= kMapFrom) {
         q = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
@@ -183,13 +198,11 @@ cudaError_t cudaFree(void *p)
     return cudaSuccess;
 }
 
-/* An 80 GiB device; free is what the allocations leave. */
+/* Free is what the allocations leave. */
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
 {
-    size_t used = 0;
-    for (const auto &a : g_allocs) used += a.second;
-    *total = (size_t)80 << 30;
-    *free_bytes = used < *total ? *total - used : 0;
+    *total = device_total();
+    *free_bytes = *total - device_used();
     return g_sticky;
 }
 
