@@ -1,5 +1,6 @@
 /* The CUDA runtime and cuBLAS calls the backend makes, for the emulator (cuemu.h): one device,
- * "device memory" is host memory (exact-size heap blocks, so AddressSanitizer sees overruns),
+ * "device memory" is host memory (exact-size heap blocks, so AddressSanitizer sees overruns; 80
+ * GiB of it, or CUEMU_DEVICE_MB, beyond which cudaMalloc fails as the device's would),
  * everything a stream is given runs at once, except while the stream is captured into a CUDA
  * graph: then launches, copies and fills are recorded and run at each cudaGraphLaunch, as a real
  * graph replays them (so host-side work done during capture is not replayed, as on the device).
