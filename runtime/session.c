@@ -229,6 +229,24 @@ void mm_session_run(mm_session *s)
     s->step++;
 }
 
+mm_status mm_session_capture(mm_session *s)
+{
+    mm_backend *be = s->be;
+    if (!be->begin_capture)
+        return mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture; use "
+                       "--device cuda", be->name);
+    MM_TRY(be->begin_capture(be));
+    mm_session_run(s);
+    s->step--; /* recorded, not run */
+    return be->end_capture(be);
+}
+
+void mm_session_replay(mm_session *s)
+{
+    s->be->replay(s->be);
+    s->step++;
+}
+
 void mm_session_reset_optimizer(mm_session *s)
 {
     if (s->opt) s->be->zero(s->be, s->opt, s->plan.opt_bytes);

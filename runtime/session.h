@@ -51,6 +51,14 @@ mm_status mm_session_read_opt(const mm_session *s, int param, int slot, void *ho
 void mm_session_forward(mm_session *s);
 /* Zeroes the gradients and runs every node: forward then backward. */
 void mm_session_run(mm_session *s);
+/* mm_session_run recorded as one CUDA graph (the backend's begin_capture / end_capture; it keeps
+ * one graph, so capturing another session's step replaces it), and replayed: the same work with
+ * one launch. Run the step once without capture first (the backend's lazy set-up cannot be
+ * recorded). Recording runs nothing. A step with dropout would replay one mask: the caller
+ * refuses that. Capture fails (tier 1, naming --cuda-graph) on a backend without capture or
+ * when the driver refuses the graph. */
+mm_status mm_session_capture(mm_session *s);
+void mm_session_replay(mm_session *s);
 /* Zeroes the optimizer state (after a change of which parameters are trainable). */
 void mm_session_reset_optimizer(mm_session *s);
 /* One fused optimizer update over the trainable prefix of the flat buffers. */

@@ -123,6 +123,7 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --recompute-conv x", "--recompute-conv"},
         {"plan --recompute-conv -5", "--recompute-conv"},
         {"plan --precision int8", "int8"},
+        {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -66,6 +66,23 @@ static double first_loss(const char *run)
     return loss;
 }
 
+/* The losses of the training steps in RUN/metrics.jsonl, in order; returns the count. */
+static int step_losses(const char *run, double *loss, int cap)
+{
+    char file[600], line[1024];
+    snprintf(file, sizeof file, "%s/metrics.jsonl", path(run));
+    FILE *f = fopen(file, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *l = strstr(line, "\"event\":\"step\"") ? strstr(line, "\"loss\":") : NULL;
+        if (!l) continue;
+        if (n < cap) loss[n] = strtod(l + 7, NULL);
+        n++;
+    }
+    if (f) fclose(f);
+    return n;
+}
+
 /* The score column of a predictions CSV (image,label,score); returns the count. */
 static int read_scores(const char *name, double *scores, int cap)
 {
@@ -146,6 +163,22 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
     }
     CHECK_MSG(fabs(top_loss[1] - top_loss[0]) <= 1e-4 * fabs(top_loss[0]),
               "train-image first loss: cuda %.8g, cpu %.8g", top_loss[1], top_loss[0]);
+
+    /* the same run with every step after the first replayed as a CUDA graph: the same losses
+     * step by step (the same kernels on the same batches), and the same checkpoint's scores */
+    CHECK_EQ_INT(mammo("train-image --index prep/index.csv --patch-model "
+                       "patch-cpu/best.safetensors --run image-graph --input 96x64 "
+                       "--top '[32-32-128]x1' --batch 2 --epochs 1,0 --lr 1e-3,3e-4 --seed 1 "
+                       "--device cuda --cuda-graph"),
+                 0);
+    double eager[64], replayed[64];
+    int n_eager = step_losses("image-cuda", eager, 64);
+    int n_replayed = step_losses("image-graph", replayed, 64);
+    CHECK_MSG(n_eager >= 3 && n_replayed == n_eager, "%d steps eager, %d replayed", n_eager,
+              n_replayed);
+    for (int i = 0; i < n_eager && i < n_replayed && i < 64; i++)
+        CHECK_MSG(fabs(replayed[i] - eager[i]) <= 1e-5 * fabs(eager[i]),
+                  "step %d: loss %.8g replayed, %.8g eager", i + 1, replayed[i], eager[i]);
     for (int d = 0; d < 2; d++) {
         CHECK_EQ_INT(mammo("predict --model image-cuda/best.safetensors --index prep/index.csv "
                            "--split test --tta --out pred-%s.csv --device %s",

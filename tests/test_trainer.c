@@ -240,6 +240,9 @@ MM_TEST(bad_input_is_one_clear_line)
         {"train-patch --patches pa/patches.csv --run z --epochs 1,2 --lr 1e-3,1e-3", "--epochs"},
         {"predict --model r/best.safetensors --index p/index.csv --out q.csv", "whole-image"},
         {"train-patch --patches pa/patches.csv --run z --bogus 1", "--bogus"},
+        {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 8 "
+         "--epochs 0,0,1 --lr 1e-3,1e-3,1e-3 --cuda-graph", "--cuda-graph: the cpu device"},
+        {"train-patch --patches pa/patches.csv --run g --cuda-graph --dropout 0.5", "--dropout 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = sh("cd '%s' && '%s' %s >/dev/null 2>err.txt", d, MM_MAMMO_EXE, cases[i].args);

@@ -144,6 +144,10 @@ int mm_cmd_bench(int argc, char **argv)
     if (graph && !be->begin_capture) {
         mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture", be->name);
         st = MM_ERR_ARG;
+    } else if (graph && warmup < 1) {
+        mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once before "
+                "it is captured (cuDNN and cuBLAS finish their set-up then)");
+        st = MM_ERR_ARG;
     }
     for (int64_t i = 0; i < warmup + steps && st == MM_OK; i++) {
         if (i == warmup) {
@@ -151,15 +155,12 @@ int mm_cmd_bench(int argc, char **argv)
             t0 = now_s();
         }
         if (graph && i == warmup) { /* capture once, after the eager warm-up steps */
-            st = be->begin_capture(be);
-            if (st == MM_OK) {
-                mm_session_run(&s);
-                st = be->end_capture(be);
-            }
+            st = mm_session_capture(&s);
+            if (st != MM_OK) break;
             be->sync(be);
             t0 = now_s(); /* the capture is set-up, not a step */
         }
-        if (graph && i >= warmup) be->replay(be);
+        if (graph && i >= warmup) mm_session_replay(&s);
         else mm_session_run(&s);
         adam.step = i + 1;
         mm_session_adam(&s, &adam);

@@ -53,6 +53,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_int(a, "threads", "0", "image decoding threads (0: all CPUs)");
     mm_args_str(a, "device", "cpu", "cpu or cuda");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
+    mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
 }
 
@@ -106,7 +107,12 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     c->class_balanced = !mm_args_get_bool(a, "no-balance");
     c->device = mm_args_get(a, "device");
     c->precision = mm_args_get(a, "precision");
+    c->cuda_graph = mm_args_get_bool(a, "cuda-graph");
     c->resume = mm_args_get_bool(a, "resume");
+    if (c->cuda_graph && c->dropout > 0)
+        return mm_fail(MM_ERR_ARG, "%s: --cuda-graph replays one recorded step, so dropout would "
+                       "draw the same mask every step; use --dropout 0 or leave --cuda-graph out",
+                       a->prog);
     return MM_OK;
 }
 

@@ -38,6 +38,8 @@ typedef struct {
     mm_model m;
     mm_session s;
     bool live;
+    int64_t steps; /* training steps run on this session */
+    bool captured; /* its step is the backend's CUDA graph (--cuda-graph) */
 } bound_model;
 
 static void unbind(bound_model *b)
@@ -138,6 +140,23 @@ static int first_epoch_of(const mm_train_config *c, int stage)
     return e;
 }
 
+/* One training step on the bound inputs: eager, or with --cuda-graph a replay of the step
+ * recorded as one CUDA graph. A session's first step runs eagerly (cuDNN and cuBLAS finish
+ * their set-up in it); the second is recorded, and it and every later one replay it. */
+static mm_status train_step(run *r)
+{
+    bound_model *b = &r->tr;
+    if (!r->c->cuda_graph || b->steps == 0) {
+        mm_session_run(&b->s);
+    } else {
+        if (!b->captured) MM_TRY(mm_session_capture(&b->s));
+        b->captured = true;
+        mm_session_replay(&b->s);
+    }
+    b->steps++;
+    return MM_OK;
+}
+
 /* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite. */
 static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double *mean_loss)
 {
@@ -162,8 +181,8 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         st = mm_session_write(s, m->image, images, img * sizeof(float));
         if (st == MM_OK) st = mm_session_write(s, m->labels, labels, (size_t)count * sizeof(int32_t));
         if (st == MM_OK) st = mm_session_write(s, m->weights, w, (size_t)count * sizeof(float));
+        if (st == MM_OK) st = train_step(r);
         if (st != MM_OK) break;
-        mm_session_run(s);
         float loss;
         st = mm_session_read(s, m->loss, &loss, sizeof loss);
         if (st != MM_OK) break;
@@ -317,7 +336,11 @@ static mm_status start(run *r, const mm_train_config *c)
     path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
     mm_precision precision;
     MM_TRY(mm_precision_parse(c->precision, &precision));
-    return mm_backend_open(c->device, precision, &r->be);
+    MM_TRY(mm_backend_open(c->device, precision, &r->be));
+    if (c->cuda_graph && !r->be->begin_capture)
+        return mm_fail(MM_ERR_ARG, "%s: --cuda-graph: the %s device has no graph capture; use "
+                       "--device cuda", c->command, r->be->name);
+    return MM_OK;
 }
 
 mm_status mm_train_run(const mm_train_config *c, double *best)
