@@ -1,15 +1,28 @@
 /* Backend lookup by name. */
 #include "backend.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* "cuda" is GPU 0, "cuda:N" GPU N (PyTorch's spelling). Returns -1 for another name, -2 (with
+ * the error set) for a "cuda:" without a GPU index. */
+static int cuda_index(const char *name)
+{
+    if (!strcmp(name, "cuda")) return 0;
+    if (strncmp(name, "cuda:", 5) != 0) return -1;
+    const char *p = name + 5;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (*p < '0' || *p > '9' || *end || n > 1024) {
+        mm_fail(MM_ERR_ARG, "--device %s: use cuda or cuda:N, N the index of a GPU", name);
+        return -2;
+    }
+    return (int)n;
+}
 
 mm_status mm_backend_create(const char *name, mm_backend **out)
 {
-    *out = NULL;
-    if (!strcmp(name, "cpu")) return mm_backend_cpu_create(out);
-    if (!strcmp(name, "meta")) return mm_backend_meta_create(out);
-    if (!strcmp(name, "cuda")) return mm_backend_cuda_create(out);
-    return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu, cuda or meta", name);
+    return mm_backend_open(name, MM_PRECISION_FP32, out);
 }
 
 mm_status mm_precision_parse(const char *s, mm_precision *out)
@@ -34,11 +47,16 @@ const char *mm_precision_name(mm_precision p)
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out)
 {
     *out = NULL;
-    if (!strcmp(name, "cuda")) return mm_backend_cuda_create_ex(out, precision, 0);
+    int gpu = cuda_index(name);
+    if (gpu == -2) return MM_ERR_ARG;
+    if (gpu >= 0) return mm_backend_cuda_create_ex(out, precision, gpu);
+    if (strcmp(name, "cpu") && strcmp(name, "meta"))
+        return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu, cuda, cuda:N or meta",
+                       name);
     if (precision != MM_PRECISION_FP32)
         return mm_fail(MM_ERR_ARG, "--precision %s: the %s device computes in fp32 only; use "
                        "--precision fp32 or --device cuda", mm_precision_name(precision), name);
-    return mm_backend_create(name, out);
+    return !strcmp(name, "cpu") ? mm_backend_cpu_create(out) : mm_backend_meta_create(out);
 }
 
 size_t mm_backend_memory_in_use(mm_backend *be)

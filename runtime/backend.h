@@ -102,13 +102,13 @@ mm_status mm_backend_cuda_create(mm_backend **out); /* "no GPU" where there is n
 /* The CUDA backend on device `device` (0 = the first visible GPU) with the given precision.
  * mm_backend_cuda_create(out) is mm_backend_cuda_create_ex(out, MM_PRECISION_FP32, 0). */
 mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, int device);
-/* By name ("cpu", "meta", "cuda") with a precision: cpu and meta run fp32 only (tf32 and bf16
- * there are a tier-1 error naming --precision). */
+/* By name ("cpu", "meta", "cuda" = "cuda:0", "cuda:N" for GPU N) with a precision: cpu and meta
+ * run fp32 only (tf32 and bf16 there are a tier-1 error naming --precision). */
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out);
 /* Device bytes this process holds on the backend's device (CUDA: total minus free memory, so
  * the libraries' own memory counts too); 0 where it is not measured (cpu, meta). */
 size_t mm_backend_memory_in_use(mm_backend *be);
-/* By name: "cpu", "meta", "cuda". */
+/* By name, as mm_backend_open in fp32. */
 mm_status mm_backend_create(const char *name, mm_backend **out);
 void mm_backend_destroy(mm_backend *be);
 

@@ -124,6 +124,8 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"plan --recompute-conv -5", "--recompute-conv"},
         {"plan --precision int8", "int8"},
         {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},
+        {"bench --device cuda:x", "--device cuda:x"},
+        {"bench --device gpu", "--device gpu"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -266,8 +266,8 @@ static int log_lines(char *last, size_t n)
 
 /* What the GPU cannot take ends in one line that names it, exit status 1: a tensor over
  * cuDNN's limit of 2^31 - 1 elements (VGG16's first activation at 8192x4096), refused before
- * any algorithm search or allocation; and, on the emulated GPU, whose memory a test can shrink
- * (CUEMU_DEVICE_MB), a step bigger than the device. */
+ * any algorithm search or allocation; a GPU that is not there (cuda:64); and, on the emulated
+ * GPU, whose memory a test can shrink (CUEMU_DEVICE_MB), a step bigger than the device. */
 MM_TEST(cli_cuda_refuses_what_does_not_fit)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
@@ -279,13 +279,19 @@ MM_TEST(cli_cuda_refuses_what_does_not_fit)
     CHECK_MSG(strstr(last, "mammo: --device cuda: the conv2d output [1, 8192, 4096, 64] has "
                            "2147483648 elements, more than cuDNN's limit") == last,
               "%s", last);
+    /* a GPU index past the last GPU */
+    CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --input 64x48 --device cuda:64 "
+                       "--steps 1"),
+                 1);
+    CHECK_EQ_INT(log_lines(last, sizeof last), 2);
+    CHECK_MSG(strstr(last, "mammo: --device cuda:64: no such GPU") == last, "%s", last);
     if (!mm_cuda_emulated()) return;
     setenv("CUEMU_DEVICE_MB", "40", 1); /* cuBLAS's 32 MiB fit, the step does not */
     CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' "
                        "--input 512x384 --batch 2 --device cuda --steps 1"),
                  1);
     unsetenv("CUEMU_DEVICE_MB");
-    CHECK_EQ_INT(log_lines(last, sizeof last), 2);
+    CHECK_EQ_INT(log_lines(last, sizeof last), 3);
     CHECK_MSG(strstr(last, "mammo: cuda device: cannot allocate ") == last &&
                   strstr(last, "use a smaller batch or input size"),
               "%s", last);

@@ -56,7 +56,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_str(&a, "input", "224x224", "input size HEIGHTxWIDTH");
     mm_args_int(&a, "batch", "2", "images per step");
     mm_width_div_flag_add(&a);
-    mm_args_str(&a, "device", "cpu", "cpu or cuda");
+    mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");

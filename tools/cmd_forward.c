@@ -91,7 +91,7 @@ int mm_cmd_forward(int argc, char **argv)
     mm_args_str(&a, "weights", NULL, "safetensors file with the model's weights");
     mm_args_str(&a, "input", NULL, "input images, float32 .npy [N, 3, H, W]");
     mm_args_str(&a, "output", NULL, "logits to write, float32 .npy [N, classes]");
-    mm_args_str(&a, "device", "cpu", "cpu or cuda");
+    mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     if (run(&a) != MM_OK) return mm_cli_error();

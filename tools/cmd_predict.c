@@ -79,7 +79,7 @@ int mm_cmd_predict(int argc, char **argv)
     mm_args_bool(&a, "tta", "average the four flip predictions");
     mm_args_int(&a, "batch", "2", "images per step");
     mm_args_int(&a, "threads", "0", "image decoding threads (0: all CPUs)");
-    mm_args_str(&a, "device", "cpu", "cpu or cuda");
+    mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     const char *models = mm_args_get(&a, "model"), *index = mm_args_get(&a, "index"),

@@ -51,7 +51,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_int(a, "patience", "0", "stop after this many epochs without a better validation metric (0: never)");
     mm_args_int(a, "seed", "0", "seed of initialisation, order and augmentation");
     mm_args_int(a, "threads", "0", "image decoding threads (0: all CPUs)");
-    mm_args_str(a, "device", "cpu", "cpu or cuda");
+    mm_args_str(a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");

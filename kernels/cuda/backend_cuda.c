@@ -626,8 +626,8 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     int count = 0;
     MM_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (device < 0 || device >= count)
-        return mm_fail(MM_ERR_DEVICE, "--device cuda: GPU %d does not exist (%d visible)", device,
-                       count);
+        return mm_fail(MM_ERR_DEVICE, "--device cuda:%d: no such GPU (%d visible, numbered from "
+                       "0; CUDA_VISIBLE_DEVICES chooses which)", device, count);
 
     mm_backend *be = mm_xcalloc(1, sizeof *be);
     mm_cuda_ctx *ctx = mm_xcalloc(1, sizeof *ctx);
