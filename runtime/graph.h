@@ -161,6 +161,10 @@ typedef struct mm_graph {
     /* A ReLU backward whose y other backward nodes read before it reads y's bits instead, made
      * right after y's last other reader, so y dies earlier (relu_mask.c; default on). */
     bool relu_mask_bits;
+    /* Bytes by which the nodes' scratch (cuDNN workspaces, NCHW copies) may raise the arena above
+     * what the activations alone need, so that faster algorithms fit (planner.h; 0, the default:
+     * scratch lives in the gaps the activations leave). Set before planning. */
+    size_t scratch_budget;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);

@@ -245,7 +245,8 @@ static size_t fit_at_node(const mm_plan *plan, const mm_graph *g, int n, size_t 
  * one more storage (the walk's, or the offline placement's), or the activations placed alone and
  * each node's scratch at the lowest offset free at its node (never more than activations + the
  * largest scratch). Also sets act_arena_bytes and the room of each node with scratch
- * (node_ws_room: the largest gap the activations alone leave at it below their top). */
+ * (node_ws_room: the largest gap the activations alone leave at it below their top plus
+ * g->scratch_budget). */
 static void place_arena(mm_plan *plan, const mm_graph *g, const int *share)
 {
     int nv = g->n_values, nn = g->n_nodes;
@@ -262,11 +263,12 @@ static void place_arena(mm_plan *plan, const mm_graph *g, const int *share)
     size_t acts = place_offline(plan, g, share, false, SIZE_MAX);
     plan->act_arena_bytes = acts;
     block *blocks = mm_xmalloc((size_t)(nv ? nv : 1) * sizeof *blocks);
-    size_t apart = acts;
+    size_t apart = acts, allowed = acts + g->scratch_budget;
     for (int n = 0; n < nn; n++) {
         size_t ws = align_up(plan->node_ws_bytes[n]);
         if (ws == 0) continue;
-        plan->node_ws_offset[n] = fit_at_node(plan, g, n, ws, acts, &plan->node_ws_room[n], blocks);
+        plan->node_ws_offset[n] =
+            fit_at_node(plan, g, n, ws, allowed, &plan->node_ws_room[n], blocks);
         if (plan->node_ws_offset[n] + ws > apart) apart = plan->node_ws_offset[n] + ws;
     }
     if (apart < plan->arena_bytes) {
@@ -289,8 +291,9 @@ static int root_of(const mm_graph *g, const int *share, int v)
 
 static mm_status plan_once(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt_slots);
 
-/* The nodes whose scratch is larger than the room the activations leave at them are asked to
- * need no more than that room; returns how many now need less. */
+/* The nodes whose scratch is larger than the room the activations leave at them (with the
+ * graph's scratch budget) are asked to need no more than that room; returns how many now need
+ * less. */
 static int limit_scratch(const mm_plan *plan, const mm_graph *g, mm_backend *be)
 {
     int limited = 0;
@@ -307,8 +310,8 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     memset(plan, 0, sizeof *plan);
     if (be && be->check_graph && g->status == MM_OK) MM_TRY(be->check_graph(be, g));
     mm_status st = plan_once(plan, g, be, opt_slots);
-    if (st == MM_OK && be && be->limit_workspace && plan->arena_bytes > plan->act_arena_bytes &&
-        !getenv("MM_NO_WS_LIMIT")) {
+    if (st == MM_OK && be && be->limit_workspace &&
+        plan->arena_bytes > plan->act_arena_bytes + g->scratch_budget && !getenv("MM_NO_WS_LIMIT")) {
         int limited = limit_scratch(plan, g, be);
         if (limited > 0) {
             mm_plan_free(plan);

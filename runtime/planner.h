@@ -23,6 +23,10 @@
  * The plan depends only on shapes and the backend's workspace needs, so it is the same on cpu and
  * meta (the meta backend gives exact peaks for full-size models on any machine).
  *
+ * A backend that can (limit_workspace) is asked to shrink the scratch of every node whose scratch
+ * would raise the arena above what the activations alone need plus g->scratch_budget (0 by
+ * default: scratch only lives in gaps), and the step is planned again.
+ *
  * MM_NO_INPLACE=1 in the environment turns in-place execution off (for debugging a kernel);
  * MM_NO_WS_LIMIT=1 leaves every node's scratch as the backend first asked (no limit_workspace). */
 #ifndef MM_PLANNER_H
@@ -77,7 +81,8 @@ typedef struct mm_plan {
     size_t *node_ws_bytes;
     size_t *node_ws_offset;
     size_t *node_ws_room;    /* nodes with scratch: the largest gap the activations alone leave
-                              * at the node below their top (what its scratch may use for free) */
+                              * at the node below their top plus g->scratch_budget (what its
+                              * scratch may use) */
     size_t act_arena_bytes;  /* the activations alone, placed without the nodes' scratch */
     int n_ws_limited;        /* nodes asked to need less scratch (backend limit_workspace) */
 } mm_plan;

@@ -126,6 +126,7 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},
         {"bench --device cuda:x", "--device cuda:x"},
         {"bench --device gpu", "--device gpu"},
+        {"bench --scratch-mb -1", "--scratch-mb -1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -296,3 +296,30 @@ MM_TEST(cli_cuda_refuses_what_does_not_fit)
                   strstr(last, "use a smaller batch or input size"),
               "%s", last);
 }
+
+/* `mammo bench --scratch-mb N`: the convolutions' scratch may add up to N MiB to the peak for
+ * faster algorithms, so fewer nodes are limited and the peak stays within N MiB of the default's
+ * (graph.h scratch_budget; the planner's own test checks the placement). */
+MM_TEST(cli_bench_scratch_budget)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    double peak[2], limited[2];
+    const int mb[2] = {0, 64};
+    for (int k = 0; k < 2; k++) {
+        CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' "
+                           "--input 128x96 --batch 2 --device cuda --steps 1 --warmup 1 "
+                           "--scratch-mb %d",
+                           mb[k]),
+                     0);
+        char last[2048];
+        log_lines(last, sizeof last);
+        peak[k] = mm_test_field(last, "planned_peak_bytes");
+        limited[k] = mm_test_field(last, "ws_limited");
+    }
+    CHECK_MSG(limited[1] <= limited[0],
+              "nodes limited: %.0f with 64 MiB of budget, %.0f without", limited[1], limited[0]);
+    if (mm_cuda_emulated()) /* the emulator's algorithms want scratch of about their operands */
+        CHECK(limited[0] > 0 && limited[1] == 0);
+    CHECK_MSG(peak[1] >= peak[0] && peak[1] <= peak[0] + (64 << 20),
+              "peak %.0f with 64 MiB of budget, %.0f without", peak[1], peak[0]);
+}

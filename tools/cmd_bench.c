@@ -68,6 +68,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "recompute-conv", "-1",
                 "with recomputation, also recompute convolutions of at most this many "
                 "multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
+    mm_scratch_flag_add(&a);
     mm_args_int(&a, "profile", "0",
                 "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
@@ -81,8 +82,10 @@ int mm_cmd_bench(int argc, char **argv)
     int64_t batch, steps, warmup, recompute_conv;
     mm_trunk trunk;
     int width_div = 1;
+    size_t scratch_budget = 0;
     if (mm_parse_hw(mm_args_get(&a, "input"), "--input", &h, &w) != MM_OK ||
         mm_width_div_flag_get(&a, &width_div) != MM_OK ||
+        mm_scratch_flag_get(&a, &scratch_budget) != MM_OK ||
         mm_args_get_int(&a, "batch", &batch) != MM_OK ||
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
@@ -104,6 +107,7 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.height = h;
     cfg.width = w;
     cfg.width_div = width_div;
+    cfg.scratch_budget = scratch_budget;
     cfg.training = true;
 
     mm_backend *be = NULL;

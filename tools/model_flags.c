@@ -35,6 +35,24 @@ mm_status mm_width_div_flag_get(const mm_args *a, int *width_div)
     return MM_OK;
 }
 
+void mm_scratch_flag_add(mm_args *a)
+{
+    mm_args_int(a, "scratch-mb", "0",
+                "MiB the convolutions' scratch may add to the step's peak for faster algorithms "
+                "(cuda; 0: none, scratch only fills the gaps the activations leave)");
+}
+
+mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes)
+{
+    int64_t mb;
+    MM_TRY(mm_args_get_int(a, "scratch-mb", &mb));
+    if (mb < 0 || mb > (1 << 20))
+        return mm_fail(MM_ERR_ARG, "--scratch-mb %lld: must be in 0..1048576 (MiB)",
+                       (long long)mb);
+    *bytes = (size_t)mb << 20;
+    return MM_OK;
+}
+
 mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w)
 {
     char *end;

@@ -57,6 +57,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mm_model_config mc = mm_model_config_default(c->kind, c->trunk);
     mc.classes = c->classes;
     mc.width_div = c->width_div;
+    mc.scratch_budget = c->scratch_budget;
     if (c->kind == MM_MODEL_WHOLE) mc.top = c->top;
     mc.batch = training ? c->batch : c->eval_batch;
     mc.height = c->height;

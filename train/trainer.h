@@ -58,6 +58,7 @@ typedef struct mm_train_config {
     int patience;            /* early stopping: epochs without improvement, 0 = off */
     const char *device, *precision;
     bool cuda_graph;         /* replay each training step as one CUDA graph (--cuda-graph) */
+    size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     const char *run_dir;
     const char *init;        /* weights to start from (or NULL) */
     mm_load_mode init_mode;  /* MM_LOAD_TRUNK: patch-to-whole conversion / ImageNet trunk;
