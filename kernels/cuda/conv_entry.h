@@ -1,0 +1,59 @@
+/* The convolution algorithm cache's entries, shared by conv_cudnn.c (the cache and the ops) and
+ * conv_search.c (choosing an entry's algorithm). Internal to the CUDA backend. */
+#ifndef MM_CONV_ENTRY_H
+#define MM_CONV_ENTRY_H
+
+#include <stdbool.h>
+
+#include "conv_cudnn.h"
+#include "conv_graph.h"
+#include "conv_nchw.h"
+#include "cuda_backend.h"
+
+typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER } mm_conv_dir;
+
+/* All ints, so memcmp and hashing see no padding. */
+typedef struct mm_conv_key {
+    int dir, dtype, precision;
+    int beta; /* 1: the output accumulates (an fp32 filter gradient, a summing data gradient) */
+    int ws_cap_kib; /* the node's workspace cap in KiB (mm_cuda_node_cap), -1: none */
+    int n, h, w, c, k, r, s, stride_h, stride_w, pad_h, pad_w;
+} mm_conv_key;
+
+typedef struct mm_conv_entry {
+    mm_conv_key key;
+    int used;
+    int ok;   /* an algorithm was found (a shape without one is cached too) */
+    mm_conv_descs d;
+    int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
+    int nchw; /* algo runs on NCHW copies of the operands (conv_nchw.h); d describes the copies */
+    int use_graph;       /* run gplan (the graph API, conv_graph.c) instead of algo */
+    mm_conv_graph graph; /* with use_graph: the operation graph gplan was made for */
+    mm_conv_plan gplan;
+    size_t ws_bytes; /* cuDNN's workspace (with nchw, the copies follow it: mm_conv_scratch) */
+    float time_ms;   /* the measured time of the choice, -1 if not timed */
+} mm_conv_entry;
+
+/* The node scratch that entry e runs in: cuDNN's workspace, and the NCHW copies with nchw. */
+static inline size_t mm_conv_scratch(const mm_conv_entry *e, const mm_conv_dims *d)
+{
+    return e->nchw ? mm_conv_nchw_scratch(e->ws_bytes, d) : e->ws_bytes;
+}
+
+
+const char *mm_conv_dir_name(mm_conv_dir dir);
+
+/* Chooses the algorithm of a new entry e (its key and descriptors set) for dims d and storage
+ * type t, with at most `limit` bytes of scratch (conv_search.c). False: none. */
+bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
+                  size_t limit);
+
+/* Runs e's legacy algorithm on operands by role (forward y = conv(x, w); backward data into x;
+ * backward filter into w) in scratch of mm_conv_scratch(e) bytes: on them directly, or with nchw
+ * on NCHW copies, transposed in and the result transposed back. The output is overwritten, or
+ * added to with beta (conv_cudnn.c). */
+void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                        const void *x, const void *w, const void *y, void *scratch, bool beta);
+
+#endif

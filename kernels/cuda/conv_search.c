@@ -1,0 +1,585 @@
+/* Choosing a convolution's algorithm (conv_entry.h mm_conv_pick), once per shape at plan time:
+ * timing them and taking the fastest whose workspace fits under the limit (ctx->conv_ws_limit,
+ * MM_CUDNN_WS_LIMIT_MB, default 1024, or the node's scratch cap), or a nearly as fast one that
+ * needs far less (below, MM_CONV_WS_SLACK): cudnnFind*AlgorithmEx on zero-filled operands and a
+ * workspace of the limit that this file allocates for the search and frees right after, so every
+ * algorithm that fits is timed (the plain Find allocates its own scratch and silently skips what
+ * it cannot get; it is the fallback when the probe buffers cannot be had, and cuDNN's heuristics
+ * (Get*_v7) the last resort). For 1x1 stride-1 shapes the cuBLAS GEMM is then timed on the same
+ * operands against cuDNN's pick, and the faster kept (MM_CONV_GEMM=0/1 forces it off/on).
+ * MM_CUDNN_VERBOSE=1 prints every candidate with its time, workspace and math type, and each
+ * choice, to stderr.
+ *
+ * The legacy API only reaches the engines that map onto its 8 / 6 / 7 algorithm numbers; PyTorch
+ * runs cuDNN 9 through its graph API (cudnn-frontend) and times the engine configurations of the
+ * heuristics and the fallback list. So the plans of the graph API (conv_graph.c: heuristics mode
+ * A, then the fallback list) are timed too, on the same probe with the same timer as the legacy
+ * choice, and the fastest of all is kept (MM_CUDNN_GRAPH=0 / 1 leaves them out / takes only
+ * them where one runs).
+ *
+ * fp32 data (the fp32 and tf32 precisions) also times cuDNN's legacy algorithms on NCHW copies
+ * of the operands, the transposes included (conv_nchw.h: NCHW has fp32 Winograd and FFT-tiling
+ * algorithms that NHWC lacks), and keeps them where the whole is faster (MM_CONV_NCHW=0 / 1:
+ * never / always where it applies). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_entry.h"
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+
+/* ---- choosing an algorithm ---- */
+
+/* One timed (or ranked) candidate, whichever direction it came from. */
+typedef struct mm_algo_perf {
+    int algo;
+    cudnnStatus_t status;
+    float time; /* ms; -1 for cuDNN's heuristic ranking, which times nothing */
+    size_t memory;
+    cudnnMathType_t math;
+} mm_algo_perf;
+
+#define MM_ALGO_MAX 16
+#define MM_CONV_COPY_PERF(out, in, got)                                                    \
+    do {                                                                                   \
+        for (int i_ = 0; i_ < (got) && i_ < MM_ALGO_MAX; i_++) {                           \
+            (out)[i_].algo = (int)(in)[i_].algo;                                           \
+            (out)[i_].status = (in)[i_].status;                                            \
+            (out)[i_].time = (in)[i_].time;                                                \
+            (out)[i_].memory = (in)[i_].memory;                                            \
+            (out)[i_].math = (in)[i_].mathType;                                            \
+        }                                                                                  \
+    } while (0)
+
+static const char *mm_conv_algo_name(mm_conv_dir dir, int algo)
+{
+    static const char *fwd[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct",
+                                "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+    static const char *bwd_data[] = {"algo_0", "algo_1", "fft", "fft_tiling", "winograd",
+                                     "winograd_nonfused"};
+    static const char *bwd_filter[] = {"algo_0", "algo_1", "fft", "algo_3", "winograd",
+                                       "winograd_nonfused", "fft_tiling"};
+    if (algo < 0) return "?";
+    if (dir == MM_CONV_FWD) return algo < 8 ? fwd[algo] : "?";
+    if (dir == MM_CONV_BWD_DATA) return algo < 6 ? bwd_data[algo] : "?";
+    return algo < 7 ? bwd_filter[algo] : "?";
+}
+
+static const char *mm_math_name(cudnnMathType_t m)
+{
+    return m == CUDNN_FMA_MATH                              ? "fma"
+           : m == CUDNN_TENSOR_OP_MATH                      ? "tensor_op"
+           : m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION     ? "tensor_op_convert"
+                                                            : "default";
+}
+
+/* MM_CUDNN_VERBOSE=1: every candidate of every search and each choice go to stderr, so a GPU run
+ * shows what cuDNN offered for each shape and what it cost. */
+static bool mm_conv_verbose(void)
+{
+    const char *v = getenv("MM_CUDNN_VERBOSE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
+{
+    char cap[32] = "";
+    if (k->ws_cap_kib >= 0) snprintf(cap, sizeof cap, " scratch cap %d KiB", k->ws_cap_kib);
+    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s%s",
+             mm_conv_dir_name((mm_conv_dir)k->dir), k->n, k->h, k->w, k->c, k->k, k->r, k->s,
+             k->c, k->stride_h, k->pad_h, mm_dtype_name((mm_dtype)k->dtype),
+             mm_precision_name((mm_precision)k->precision), cap);
+}
+
+/* Takes the first usable candidate of a list ordered best first: it ran and fits under `limit`,
+ * and in fp32 it is FMA math (a time taken with another math type does not hold for the FMA math
+ * the descriptor runs with). Sets e->algo, e->ws_bytes and, in tf32 and bf16, the math type the
+ * algorithm was timed with. */
+/* The workspace of a convolution counts in the step's peak memory (the largest one does, as
+ * the backend's one workspace). So where cuDNN's fastest algorithm asks for more than
+ * MM_CONV_WS_BIG, a timed candidate at most MM_CONV_WS_SLACK slower that needs less is taken
+ * instead: the few big workspaces (FFT, some implicit-precomputed GEMMs on VGG's full-size
+ * layers) shrink for a few percent of one convolution's time. */
+#define MM_CONV_WS_BIG ((size_t)64 << 20)
+#define MM_CONV_WS_SLACK 0.03f
+
+static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf *perf, int got,
+                         size_t limit, bool strict, const char *how)
+{
+    if (got > MM_ALGO_MAX) got = MM_ALGO_MAX;
+    bool ok[MM_ALGO_MAX];
+    int fastest = -1, pick = -1;
+    for (int i = 0; i < got; i++) {
+        ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
+                !(strict && ctx->precision == MM_PRECISION_FP32 && perf[i].math != CUDNN_FMA_MATH);
+        if (ok[i] && fastest < 0) fastest = pick = i; /* cuDNN lists them fastest first */
+    }
+    if (fastest >= 0 && strict && perf[fastest].memory > MM_CONV_WS_BIG)
+        for (int i = fastest + 1; i < got; i++)
+            if (ok[i] && perf[i].time <= perf[fastest].time * (1.0f + MM_CONV_WS_SLACK) &&
+                perf[i].memory < perf[pick].memory)
+                pick = i;
+    if (mm_conv_verbose()) {
+        char what[160];
+        mm_conv_describe(what, sizeof what, &e->key);
+        for (int i = 0; i < got; i++)
+            fprintf(stderr, "mammo: cudnn %s %s: %-22s %9.3f ms ws %8.1f MiB %-17s %s%s\n", how,
+                    what, mm_conv_algo_name((mm_conv_dir)e->key.dir, perf[i].algo),
+                    (double)perf[i].time, perf[i].memory / 1048576.0, mm_math_name(perf[i].math),
+                    perf[i].status == CUDNN_STATUS_SUCCESS ? "ok"
+                                                           : cudnnGetErrorString(perf[i].status),
+                    i == pick ? "  <- taken" : ok[i] ? "" : "  (not usable)");
+    }
+    if (pick < 0) return false;
+    e->algo = perf[pick].algo;
+    e->ws_bytes = perf[pick].memory;
+    e->time_ms = perf[pick].time;
+    if (ctx->precision != MM_PRECISION_FP32)
+        MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, perf[pick].math));
+    return true;
+}
+
+/* Plan-time operands for timing: x, w (room for an fp32 weight gradient), y and a workspace of
+ * up to the limit, zero-filled, allocated outside the backend's accounting and freed right after
+ * the search (the step never sees them). */
+typedef struct mm_conv_probe {
+    void *x, *w, *y, *ws;
+    size_t ws_bytes;
+} mm_conv_probe;
+
+static void mm_conv_probe_free(mm_conv_probe *p)
+{
+    if (p->x) cudaFree(p->x);
+    if (p->w) cudaFree(p->w);
+    if (p->y) cudaFree(p->y);
+    if (p->ws) cudaFree(p->ws);
+    cudaGetLastError();
+    memset(p, 0, sizeof *p);
+}
+
+static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype t, size_t limit)
+{
+    memset(p, 0, sizeof *p);
+    size_t es = mm_dtype_size(t);
+    size_t xb = (size_t)d->n * d->h * d->w * d->c * es;
+    size_t wb = (size_t)d->k * d->r * d->s * d->c * sizeof(float);
+    size_t yb = (size_t)d->n * d->oh * d->ow * d->k * es;
+    if (cudaMalloc(&p->x, xb) != cudaSuccess || cudaMalloc(&p->w, wb) != cudaSuccess ||
+        cudaMalloc(&p->y, yb) != cudaSuccess) {
+        mm_conv_probe_free(p);
+        return false;
+    }
+    /* The largest workspace the device gives, up to the limit (a smaller one only hides the
+     * algorithms that need more). */
+    for (size_t b = limit; b >= ((size_t)16 << 20); b /= 2) {
+        if (cudaMalloc(&p->ws, b) == cudaSuccess) {
+            p->ws_bytes = b;
+            break;
+        }
+        p->ws = NULL;
+        cudaGetLastError();
+    }
+    if (cudaMemsetAsync(p->x, 0, xb, 0) != cudaSuccess ||
+        cudaMemsetAsync(p->w, 0, wb, 0) != cudaSuccess ||
+        cudaMemsetAsync(p->y, 0, yb, 0) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+        mm_conv_probe_free(p);
+        return false;
+    }
+    return true;
+}
+
+/* cudnnFind*AlgorithmEx over the probe (every algorithm whose workspace fits in the probe's
+ * workspace is timed), or the plain Find (cuDNN allocates its own scratch, and skips what it
+ * cannot allocate) without one; then cuDNN's heuristic order. False: no algorithm. */
+static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                             size_t limit)
+{
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
+    int got = 0;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionForwardAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
+                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
+    got = 0;
+    if (cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                               perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
+    return false;
+}
+
+static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                  size_t limit)
+{
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
+    int got = 0;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
+                ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv,
+                                                      e->d.x,
+                                                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
+                                                      perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
+    got = 0;
+    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
+                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
+                                                    perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
+    return false;
+}
+
+static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                    size_t limit)
+{
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    mm_algo_perf ap[MM_ALGO_MAX];
+    int got = 0;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
+                                                        e->d.w,
+                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                        &got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
+    }
+    got = 0;
+    if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
+                                                      e->d.w,
+                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                      &got, perf) == CUDNN_STATUS_SUCCESS) {
+        MM_CONV_COPY_PERF(ap, perf, got);
+        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
+    return false;
+}
+
+/* The legacy search of e's direction. */
+static bool mm_conv_pick_legacy(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
+                                size_t limit)
+{
+    bool ok = e->key.dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
+              : e->key.dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
+                                               : mm_conv_pick_bwd_filter(ctx, e, p, limit);
+    cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
+    return ok;
+}
+
+
+/* Runs entry e once on the probe's operands (cuDNN with its algorithm, or the GEMM). */
+static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                              mm_dtype t, const mm_conv_probe *p)
+{
+    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    if (e->use_graph && !e->gemm) {
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, p->x, p->w, p->y, p->ws));
+        return;
+    }
+    if (e->gemm) {
+        if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, p->y, p->x, p->w, t, d);
+        else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, p->x, p->y, p->w, t, d);
+        else mm_conv_gemm_bwd_filter(ctx, p->w, p->y, p->x, t, d);
+        return;
+    }
+    mm_conv_legacy_run(ctx, e, d, p->x, p->w, p->y, p->ws, e->key.beta);
+}
+
+/* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */
+static float mm_conv_time_runs(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                               mm_dtype t, const mm_conv_probe *p, int runs)
+{
+    cudaEvent_t a, b;
+    MM_CUDA_CHECK(cudaEventCreate(&a));
+    MM_CUDA_CHECK(cudaEventCreate(&b));
+    mm_conv_run_probe(ctx, e, d, t, p);
+    MM_CUDA_CHECK(cudaEventRecord(a, ctx->stream));
+    for (int i = 0; i < runs; i++) mm_conv_run_probe(ctx, e, d, t, p);
+    MM_CUDA_CHECK(cudaEventRecord(b, ctx->stream));
+    MM_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    MM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    MM_CUDA_CHECK(cudaEventDestroy(a));
+    MM_CUDA_CHECK(cudaEventDestroy(b));
+    return ms / (float)runs;
+}
+
+static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                          mm_dtype t, const mm_conv_probe *p)
+{
+    return mm_conv_time_runs(ctx, e, d, t, p, 5);
+}
+
+/* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
+ * the tests use it), anything else or unset times both and keeps the faster. */
+static int mm_conv_gemm_mode(void)
+{
+    const char *v = getenv("MM_CONV_GEMM");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+/* MM_CUDNN_GRAPH: "0" never uses the graph API's plans, "1" takes the fastest of them wherever
+ * one runs (the tests use it), anything else or unset times them against the legacy choice. */
+static int mm_conv_graph_mode(void)
+{
+    const char *v = getenv("MM_CUDNN_GRAPH");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+#define MM_CONV_GRAPH_PLANS 6
+
+/* Times the graph API's plans for entry e on the probe against e's legacy choice (legacy_ok:
+ * there is one; it is timed with the same timer) and keeps the fastest of all, with the same
+ * workspace slack as mm_conv_take. A plan that fails its trial run is dropped. Returns whether e
+ * has a choice now; *timed gets that choice's time on mm_conv_time's timer, -1 if not taken. */
+static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                              mm_dtype t, const mm_conv_probe *p, size_t limit, bool legacy_ok,
+                              float *timed)
+{
+    *timed = -1;
+    int mode = mm_conv_graph_mode();
+    /* the legacy choice must run on the probe to be compared (cuDNN's heuristic pick, taken when
+     * the timed search failed, may want more workspace than the probe has) */
+    if (mode == 0 || !p || (legacy_ok && mode != 1 && e->ws_bytes > p->ws_bytes)) return legacy_ok;
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    /* the fp32 filter gradient and a summing data gradient accumulate (beta 1), as the legacy
+     * calls do */
+    float beta = e->key.beta ? 1.0f : 0.0f;
+    mm_conv_graph g;
+    cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        if (verbose)
+            fprintf(stderr, "mammo: cudnn graph %s: no operation graph (%s)\n", what,
+                    cudnnGetErrorString(st));
+        return legacy_ok;
+    }
+    mm_conv_plan plans[MM_CONV_GRAPH_PLANS];
+    /* runtime-compiled engines compile kernels for every plan, seconds per shape: only with
+     * MM_CUDNN_RTC=1 */
+    const char *rtc = getenv("MM_CUDNN_RTC");
+    mm_conv_graph_want want = {ctx->precision != MM_PRECISION_FP32, rtc && strcmp(rtc, "1") == 0,
+                               limit < p->ws_bytes ? limit : p->ws_bytes};
+    int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
+    /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate */
+    float times[1 + MM_CONV_GRAPH_PLANS];
+    size_t wss[1 + MM_CONV_GRAPH_PLANS];
+    times[0] = legacy_ok && mode != 1 ? mm_conv_time(ctx, e, d, t, p) : -1;
+    wss[0] = e->ws_bytes;
+    mm_conv_entry trial = *e;
+    trial.use_graph = 1;
+    trial.gemm = 0;
+    float best = times[0];
+    for (int i = 0; i < n; i++) {
+        trial.gplan = plans[i];
+        bool runs = mm_conv_plan_run(ctx->cudnn, &plans[i], p->x, p->w, p->y, p->ws) ==
+                        CUDNN_STATUS_SUCCESS &&
+                    cudaStreamSynchronize(ctx->stream) == cudaSuccess;
+        cudaGetLastError();
+        wss[1 + i] = plans[i].ws_bytes;
+        times[1 + i] = -1;
+        if (!runs) continue;
+        /* one timed run first: a plan far slower than the best so far is not timed further */
+        float once = mm_conv_time_runs(ctx, &trial, d, t, p, 1);
+        times[1 + i] = best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, &trial, d, t, p);
+        if (best < 0 || times[1 + i] < best) best = times[1 + i];
+    }
+    int fastest = -1, pick = -1;
+    for (int i = 0; i <= n; i++)
+        if (times[i] >= 0 && (fastest < 0 || times[i] < times[fastest])) fastest = pick = i;
+    if (fastest >= 0 && wss[fastest] > MM_CONV_WS_BIG)
+        for (int i = 0; i <= n; i++)
+            if (times[i] >= 0 && times[i] <= times[fastest] * (1.0f + MM_CONV_WS_SLACK) &&
+                wss[i] < wss[pick])
+                pick = i;
+    if (verbose) {
+        if (times[0] >= 0)
+            fprintf(stderr, "mammo: cudnn graph %s: legacy %-15s %9.3f ms ws %8.1f MiB%s\n", what,
+                    mm_conv_algo_name((mm_conv_dir)e->key.dir, e->algo), (double)times[0],
+                    wss[0] / 1048576.0, pick == 0 ? "  <- taken" : "");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "mammo: cudnn graph %s: engine %-8lld%s%s %9.3f ms ws %8.1f MiB%s\n",
+                    what, (long long)plans[i].engine, plans[i].tensor_core ? " tc" : "   ",
+                    plans[i].rtc ? " rtc" : "    ", (double)times[1 + i], wss[1 + i] / 1048576.0,
+                    pick == 1 + i ? "  <- taken" : times[1 + i] < 0 ? "  (failed to run)" : "");
+    }
+    for (int i = 0; i < n; i++)
+        if (pick != 1 + i) mm_conv_plan_free(&plans[i]);
+    if (pick >= 0) *timed = times[pick];
+    if (pick <= 0) {
+        mm_conv_graph_free(&g);
+        return legacy_ok;
+    }
+    e->use_graph = 1;
+    e->graph = g;
+    e->gplan = plans[pick - 1];
+    e->ws_bytes = wss[pick];
+    e->time_ms = times[pick];
+    return true;
+}
+
+/* MM_CONV_NCHW: "0" never runs convolutions on NCHW copies, "1" always does where they apply
+ * and an algorithm fits (the tests use it), anything else or unset times them against the
+ * choice so far and keeps the faster. */
+static int mm_conv_nchw_mode(void)
+{
+    const char *v = getenv("MM_CONV_NCHW");
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
+/* Searches cuDNN's legacy algorithms on NCHW copies of e's operands (conv_nchw.h), times the
+ * best with its transposes on the probe against e's choice so far (ok: there is one; *timed:
+ * its time on mm_conv_time's timer, -1 if not timed yet) and takes it when faster, with the
+ * workspace slack of mm_conv_take. fp32 data only: bf16 runs on tensor cores, which want NHWC.
+ * Returns whether e has a choice now; *timed follows the choice. */
+static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                             mm_dtype t, const mm_conv_probe *p, size_t limit, bool ok,
+                             float *timed)
+{
+    int mode = mm_conv_nchw_mode();
+    size_t copies = mm_conv_nchw_scratch(0, d);
+    if (mode == 0 || !p || t != MM_F32 || !mm_conv_nchw_applies(d) || copies + 256 >= limit ||
+        copies >= p->ws_bytes)
+        return ok;
+    mm_conv_entry trial;
+    memset(&trial, 0, sizeof trial);
+    trial.key = e->key;
+    trial.nchw = 1;
+    trial.time_ms = -1;
+    if (mm_conv_descs_init(&trial.d, d, t, ctx->precision, true) != CUDNN_STATUS_SUCCESS)
+        return ok;
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    if (verbose)
+        fprintf(stderr, "mammo: cudnn nchw %s: legacy algorithms on NCHW copies (%.1f MiB):\n",
+                what, copies / 1048576.0);
+    /* the search's operands: zeroed copies at the start of the probe's workspace, cuDNN's
+     * workspace after them (the run below lays them out as the step will) */
+    mm_conv_nchw_bufs b = mm_conv_nchw_carve(p->ws, 0, d);
+    mm_conv_probe np = {b.x, b.w, b.y, (char *)p->ws + copies, p->ws_bytes - copies};
+    MM_CUDA_CHECK(cudaMemsetAsync(p->ws, 0, copies, ctx->stream));
+    bool found = mm_conv_pick_legacy(ctx, &trial, &np, limit - copies - 256);
+    size_t need = mm_conv_scratch(&trial, d), have = ok ? mm_conv_scratch(e, d) : 0;
+    float t_nchw = -1, t_cur = *timed;
+    if (found && need <= p->ws_bytes) {
+        t_nchw = mm_conv_time(ctx, &trial, d, t, p);
+        if (ok && t_cur < 0 && have <= p->ws_bytes) t_cur = mm_conv_time(ctx, e, d, t, p);
+    }
+    bool take = t_nchw >= 0 &&
+                (mode == 1 || !ok ||
+                 (t_cur >= 0 && t_nchw < t_cur &&
+                  !(need > MM_CONV_WS_BIG && have < need &&
+                    t_cur <= t_nchw * (1.0f + MM_CONV_WS_SLACK))));
+    if (verbose)
+        fprintf(stderr,
+                "mammo: cudnn nchw %s: %s with transposes %.3f ms, scratch %.1f MiB; so far "
+                "%.3f ms, %.1f MiB%s\n",
+                what, found ? mm_conv_algo_name((mm_conv_dir)e->key.dir, trial.algo) : "none",
+                (double)t_nchw, need / 1048576.0, (double)t_cur, have / 1048576.0,
+                take ? "  <- taken" : "");
+    if (!take) {
+        mm_conv_descs_free(&trial.d);
+        return ok;
+    }
+    if (e->use_graph) {
+        mm_conv_plan_free(&e->gplan);
+        mm_conv_graph_free(&e->graph);
+        e->use_graph = 0;
+    }
+    mm_conv_descs_free(&e->d);
+    e->d = trial.d;
+    e->nchw = 1;
+    e->algo = trial.algo;
+    e->ws_bytes = trial.ws_bytes;
+    e->time_ms = *timed = t_nchw;
+    return true;
+}
+
+/* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
+ * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
+ * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 1x1 stride-1
+ * shapes the GEMM when it is faster, all measured the same way on the same operands. */
+bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
+                  size_t limit)
+{
+    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    mm_conv_probe probe;
+    bool have_probe = mm_conv_probe_init(&probe, d, t, limit);
+    const mm_conv_probe *p = have_probe ? &probe : NULL;
+    e->time_ms = -1;
+    bool ok = mm_conv_pick_legacy(ctx, e, p, limit);
+    float timed; /* the choice's time on mm_conv_time's timer, when a later search timed it */
+    ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok, &timed);
+    ok = mm_conv_try_nchw(ctx, e, d, t, p, limit, ok, &timed);
+    int mode = mm_conv_gemm_mode();
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    if (mm_conv_gemm_applies(d) && mode != 0) {
+        float t_cudnn = -1, t_gemm = -1;
+        bool use = mode == 1 || !ok;
+        if (!use && have_probe && mm_conv_scratch(e, d) <= probe.ws_bytes) {
+            t_cudnn = timed >= 0 ? timed : mm_conv_time(ctx, e, d, t, p);
+            e->gemm = 1;
+            t_gemm = mm_conv_time(ctx, e, d, t, p);
+            e->gemm = 0;
+            use = t_gemm < t_cudnn;
+        }
+        if (verbose)
+            fprintf(stderr, "mammo: conv %s: cudnn %.3f ms, cublas gemm %.3f ms%s\n", what,
+                    (double)t_cudnn, (double)t_gemm, use ? "  <- gemm" : "");
+        if (use) {
+            e->gemm = 1;
+            e->ws_bytes = 0;
+            e->time_ms = t_gemm;
+            ok = true;
+        }
+    }
+    if (verbose) {
+        if (!ok)
+            fprintf(stderr, "mammo: conv %s: no algorithm\n", what);
+        else if (e->gemm)
+            fprintf(stderr, "mammo: conv %s: chose cublas gemm\n", what);
+        else if (e->use_graph)
+            fprintf(stderr, "mammo: conv %s: chose graph engine %lld (%.3f ms, ws %.1f MiB)\n",
+                    what, (long long)e->gplan.engine, (double)e->time_ms,
+                    e->ws_bytes / 1048576.0);
+        else
+            fprintf(stderr, "mammo: conv %s: chose %s%s (%.3f ms, ws %.1f MiB)\n", what,
+                    mm_conv_algo_name(dir, e->algo), e->nchw ? " on NCHW copies" : "",
+                    (double)e->time_ms, mm_conv_scratch(e, d) / 1048576.0);
+    }
+    if (have_probe) mm_conv_probe_free(&probe);
+    return ok;
+}
