@@ -7,7 +7,7 @@
  * FILTER: only ops whose name contains it (e.g. maxpool, conv_bwd_filter).
  * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`.
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
- * shape by shape by forcing them (conv_cudnn.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
+ * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
  * accumulation. The weight gradient is always written into the fp32 gradient with beta = 1, so
  * bf16 needs no staging buffer and no separate accumulate pass (cuDNN's bf16 path needs both).
  *
- * conv_cudnn.c times these against cuDNN's best algorithm at plan time and keeps the faster. */
+ * conv_search.c times these against cuDNN's best algorithm at plan time and keeps the faster. */
 #include "cuda_backend.h"
 #include "cuda_check.h"
 

@@ -1,6 +1,6 @@
 /* Convolutions through cuDNN's graph (backend) API: the engines cuDNN 9 offers to an operation
  * graph, which the legacy cudnnConvolution* calls of conv_cudnn.c reach only in part (PyTorch runs
- * its convolutions this way, through cudnn-frontend). conv_cudnn.c times the plans made here
+ * its convolutions this way, through cudnn-frontend). conv_search.c times the plans made here
  * against its legacy algorithms on the same operands and keeps the fastest.
  *
  * A convolution direction is one operation in a graph of its own: x [n,c,h,w], w [k,c,r,s] and
@@ -15,7 +15,7 @@
 #include "../../runtime/tensor.h"
 #include "../dims.h"
 
-/* Directions, as conv_cudnn.c numbers them. */
+/* Directions, as conv_entry.h numbers them. */
 enum { MM_CONV_GRAPH_FWD = 1, MM_CONV_GRAPH_BWD_DATA = 2, MM_CONV_GRAPH_BWD_FILTER = 3 };
 
 typedef struct mm_conv_graph {

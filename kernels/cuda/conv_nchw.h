@@ -3,13 +3,13 @@
  * cuDNN's fp32 algorithms without tensor cores are not the same in both layouts: in NCHW it
  * offers Winograd (fused, and non-fused F(4x4,3x3)) and FFT-tiling, which do fewer multiply-adds
  * than the implicit GEMMs that NHWC fp32 gets, and NVIDIA's own frameworks found NCHW faster for
- * fp32 in some cases. So conv_cudnn.c also times a legacy algorithm on NCHW copies, the
+ * fp32 in some cases. So conv_search.c also times a legacy algorithm on NCHW copies, the
  * transposes included, and keeps it where the whole is faster. The copies live in the node's
  * scratch after cuDNN's workspace:
  *
  *   scratch: [ cuDNN workspace | x copy [n,c,h,w] | w copy [k,c,r,s] | y copy [n,k,oh,ow] ]
  *
- * Operands by role, as everywhere in conv_cudnn.c: forward y = conv(x, w); backward data
+ * Operands by role, as everywhere in conv_entry.h: forward y = conv(x, w); backward data
  * x (+)= conv^T(y, w); backward filter w (+)= dW(x, y). All fp32. */
 #ifndef MM_CONV_NCHW_H
 #define MM_CONV_NCHW_H
@@ -20,7 +20,7 @@
 
 #include "../dims.h"
 
-/* Directions, as conv_cudnn.c and conv_graph.h number them. */
+/* Directions, as conv_entry.h and conv_graph.h number them. */
 enum { MM_CONV_NCHW_FWD = 1, MM_CONV_NCHW_BWD_DATA = 2, MM_CONV_NCHW_BWD_FILTER = 3 };
 
 /* Whether the NCHW copies are worth a try for d: not for 1x1 kernels, which are GEMMs in both

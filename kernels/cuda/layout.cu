@@ -1,4 +1,4 @@
-/* Layout changes for the convolutions that run on NCHW copies (conv_cudnn.c): a batched 2-d
+/* Layout changes for the convolutions that run on NCHW copies (conv_nchw.h): a batched 2-d
  * transpose, y[b][j][i] = x[b][i][j] (or += with accumulate), of fp32 data. With a batch of n and
  * [rows, cols] = [h*w, c] it turns NHWC into NCHW; [c, h*w] turns it back; a batch of k with
  * [r*s, c] turns OHWI filters into OIHW, [c, r*s] back.
