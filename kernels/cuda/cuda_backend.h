@@ -1,5 +1,6 @@
-/* Internals of the CUDA backend shared by its C files (backend_cuda.c, conv_cudnn.c, conv_search.c,
- * dense_cublas.c): the context, the workspace cursor, and the per-op entry points.
+/* Internals of the CUDA backend shared by its C files (backend_cuda.c, conv_cudnn.c,
+ * conv_search.c, dense_cublas.c): the context, the workspace cursor, and the per-op entry
+ * points.
  *
  * Every op entry point runs in one of two modes with the same code, so that the workspace the
  * planner reserves always matches what the run uses:
