@@ -158,7 +158,30 @@ static mm_status train_step(run *r)
     return MM_OK;
 }
 
-/* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite. */
+/* The next batch of the loader, with its sample weights, written to the session's inputs;
+ * *count is 0 at the end of the epoch (nothing written then). */
+static mm_status next_batch(run *r, mm_loader *L, mm_batch *batch, float *w, size_t img,
+                            int *count)
+{
+    const mm_train_config *c = r->c;
+    mm_model *m = &r->tr.m;
+    mm_session *s = &r->tr.s;
+    *count = 0;
+    MM_TRY(mm_loader_next(L, batch, count));
+    if (*count == 0) return MM_OK;
+    if (c->class_balanced) mm_class_balanced_weights(w, batch->labels, *count, c->classes);
+    else
+        for (int i = 0; i < *count; i++) w[i] = 1.0f;
+    MM_TRY(mm_session_write(s, m->image, batch->images, img * sizeof(float)));
+    MM_TRY(mm_session_write(s, m->labels, batch->labels, (size_t)*count * sizeof(int32_t)));
+    return mm_session_write(s, m->weights, w, (size_t)*count * sizeof(float));
+}
+
+/* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite.
+ * The next batch is taken from the loader and written while the device runs the current step
+ * (on CUDA the copy is ordered after the step on the same stream; on the CPU the step has
+ * finished when train_step returns), so the host's part of feeding the device (handing the
+ * batch over, staging the copy) overlaps the step instead of following it. */
 static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double *mean_loss)
 {
     const mm_train_config *c = r->c;
@@ -168,21 +191,14 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
     float *images = mm_xmalloc(img * sizeof(float)), *w = mm_xmalloc((size_t)c->batch * sizeof(float));
     int32_t *labels = mm_xmalloc((size_t)c->batch * sizeof(int32_t));
     mm_batch batch = {images, labels, NULL, NULL};
-    mm_status st = MM_OK;
     double sum = 0;
     int64_t steps = 0;
     int epoch = first_epoch_of(c, r->ts.stage) + r->ts.epoch + 1; /* 1-based, over the run */
-    for (;;) {
-        int count = 0;
-        st = mm_loader_next(L, &batch, &count);
-        if (st != MM_OK || count == 0) break;
-        if (c->class_balanced) mm_class_balanced_weights(w, labels, count, c->classes);
-        else
-            for (int i = 0; i < count; i++) w[i] = 1.0f;
-        st = mm_session_write(s, m->image, images, img * sizeof(float));
-        if (st == MM_OK) st = mm_session_write(s, m->labels, labels, (size_t)count * sizeof(int32_t));
-        if (st == MM_OK) st = mm_session_write(s, m->weights, w, (size_t)count * sizeof(float));
-        if (st == MM_OK) st = train_step(r);
+    int count = 0, next = 0;
+    mm_status st = next_batch(r, L, &batch, w, img, &count);
+    while (st == MM_OK && count > 0) {
+        st = train_step(r);
+        if (st == MM_OK) st = next_batch(r, L, &batch, w, img, &next);
         if (st != MM_OK) break;
         float loss;
         st = mm_session_read(s, m->loss, &loss, sizeof loss);
@@ -207,7 +223,7 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         mm_log_step ls = {epoch, r->ts.global_step, loss, stage->lr,
                           mm_progress_images_per_s(&r->prog), 1};
         st = mm_jsonl_step(&r->log, &ls);
-        if (st != MM_OK) break;
+        count = next;
     }
     *mean_loss = steps ? sum / (double)steps : NAN;
     free(images);
