@@ -1,4 +1,4 @@
-/* Backend lookup by name. */
+/* Backend lookup by name, and host buffers for the copies of every step. */
 #include "backend.h"
 
 #include <stdlib.h>
@@ -57,6 +57,19 @@ mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend *
         return mm_fail(MM_ERR_ARG, "--precision %s: the %s device computes in fp32 only; use "
                        "--precision fp32 or --device cuda", mm_precision_name(precision), name);
     return !strcmp(name, "cpu") ? mm_backend_cpu_create(out) : mm_backend_meta_create(out);
+}
+
+void *mm_host_alloc(mm_backend *be, size_t bytes)
+{
+    void *p = be && be->host_alloc ? be->host_alloc(be, bytes) : NULL;
+    return p ? p : mm_xmalloc(bytes ? bytes : 1);
+}
+
+void mm_host_free(mm_backend *be, void *p)
+{
+    if (!p) return;
+    if (be && be->host_free) be->host_free(be, p); /* it frees what it made, else the heap's */
+    else free(p);
 }
 
 size_t mm_backend_memory_in_use(mm_backend *be)

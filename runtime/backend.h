@@ -84,6 +84,11 @@ struct mm_backend {
      * the same mask. end_capture returns MM_ERR_DEVICE with a message when the driver refused
      * the graph. */
     size_t (*memory_in_use)(mm_backend *be); /* optional; see mm_backend_memory_in_use */
+    /* Optional: host memory the device copies from faster (CUDA: page-locked), for buffers
+     * copied to the device every step; NULL when it cannot (use malloc then). mm_host_alloc /
+     * mm_host_free pick. */
+    void *(*host_alloc)(mm_backend *be, size_t bytes);
+    void (*host_free)(mm_backend *be, void *p);
     /* Optional: key=value words on what the backend chose so far (CUDA: how many convolution
      * shapes run on each kind of algorithm), for the line `mammo bench` prints. */
     void (*describe)(mm_backend *be, char *buf, size_t n);
@@ -108,6 +113,10 @@ mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend *
 /* Device bytes this process holds on the backend's device (CUDA: total minus free memory, so
  * the libraries' own memory counts too); 0 where it is not measured (cpu, meta). */
 size_t mm_backend_memory_in_use(mm_backend *be);
+/* Host buffers for per-step copies: the backend's host_alloc where it has one and it succeeds,
+ * else the heap (mm_xmalloc); free with mm_host_free on the same backend. */
+void *mm_host_alloc(mm_backend *be, size_t bytes);
+void mm_host_free(mm_backend *be, void *p);
 /* By name, as mm_backend_open in fp32. */
 mm_status mm_backend_create(const char *name, mm_backend **out);
 void mm_backend_destroy(mm_backend *be);

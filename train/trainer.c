@@ -188,7 +188,9 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
     mm_model *m = &r->tr.m;
     mm_session *s = &r->tr.s;
     size_t img = (size_t)c->batch * c->height * c->width * 3;
-    float *images = mm_xmalloc(img * sizeof(float)), *w = mm_xmalloc((size_t)c->batch * sizeof(float));
+    /* page-locked on CUDA: the batch is copied to the device every step */
+    float *images = mm_host_alloc(r->be, img * sizeof(float));
+    float *w = mm_xmalloc((size_t)c->batch * sizeof(float));
     int32_t *labels = mm_xmalloc((size_t)c->batch * sizeof(int32_t));
     mm_batch batch = {images, labels, NULL, NULL};
     double sum = 0;
@@ -226,7 +228,7 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         count = next;
     }
     *mean_loss = steps ? sum / (double)steps : NAN;
-    free(images);
+    mm_host_free(r->be, images);
     free(w);
     free(labels);
     return st;

@@ -207,11 +207,35 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
     return g_sticky;
 }
 
+/* Page-locked host memory: ordinary heap blocks, remembered so that cudaPointerGetAttributes
+ * says what they are (the backend waits for copies from them, as it must on the device). */
+static std::map<const void *, size_t> g_pinned;
+
+cudaError_t cudaMallocHost(void **p, size_t bytes)
+{
+    if (g_sticky) return g_sticky;
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return fail(cudaErrorMemoryAllocation);
+    g_pinned[*p] = bytes;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *p)
+{
+    if (!p) return cudaSuccess;
+    if (!g_pinned.erase(p)) return fail(cudaErrorInvalidValue);
+    free(p);
+    return cudaSuccess;
+}
+
 cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p)
 {
     memset(a, 0, sizeof *a);
-    a->type = device_range(p, 1) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+    a->type = device_range(p, 1) ? cudaMemoryTypeDevice
+              : g_pinned.count(p) ? cudaMemoryTypeHost
+                                  : cudaMemoryTypeUnregistered;
     if (a->type == cudaMemoryTypeDevice) a->devicePointer = (void *)p;
+    if (a->type == cudaMemoryTypeHost) a->hostPointer = (void *)p;
     return cudaSuccess;
 }
 
