@@ -19,8 +19,9 @@
 #                                     appended as they come,
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
-#                                     left, fp32 with --scratch-mb 1024 (fp32-scratch-1024.txt)
-#                                     and ResNet50 fp32 profiles of both (profile-*.txt)
+#                                     left, fp32 with --scratch-mb 1024 (fp32-scratch-1024.txt),
+#                                     bf16 with --feed (bf16-feed.txt) and ResNet50 fp32
+#                                     profiles of both (profile-*.txt)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`.
 set -u
@@ -104,6 +105,15 @@ for stage in "$@"; do
             timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
                 --batch 2 --device cuda --precision fp32 --steps 10 --cuda-graph \
                 --scratch-mb 1024 2>&1 | grep '^mammo ' >>"$out/fp32-scratch-1024.txt"
+        done
+        # what feeding the batch and reading the loss every step costs (training's loop), bf16
+        for net in resnet50 vgg16; do
+            [ "$(left)" -gt 90 ] || break
+            top=$resnet_top
+            [ $net = vgg16 ] && top="512x1,512x1"
+            timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
+                --batch 2 --device cuda --precision bf16 --steps 10 --cuda-graph --feed 2>&1 |
+                grep '^mammo ' >>"$out/bf16-feed.txt"
         done
         # where the fp32 time goes, op by op and kernel by kernel, if time is left
         if [ "$(left)" -gt 120 ]; then

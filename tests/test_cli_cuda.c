@@ -208,17 +208,19 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
               fp32);
 }
 
-/* `mammo bench` on cuda, stepping node by node and replaying its CUDA graph: the same steps on
- * the same random batch, so the same loss; the peak is the plan's. */
+/* `mammo bench` on cuda, stepping node by node, replaying its CUDA graph, and replaying it while
+ * copying the batch in and reading the loss every step as training does (--feed): the same steps
+ * on the same random batch, so the same loss; the peak is the plan's. */
 MM_TEST(cli_bench_on_cuda)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    double loss[2];
-    for (int graph = 0; graph < 2; graph++) {
+    double loss[3];
+    const char *modes[3] = {"", " --cuda-graph", " --cuda-graph --feed"};
+    for (int graph = 0; graph < 3; graph++) {
         CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' "
                            "--input 64x48 --batch 2 --device cuda --precision bf16 --steps 3 "
                            "--warmup 1%s",
-                           graph ? " --cuda-graph" : ""),
+                           modes[graph]),
                      0);
         /* its result: the last such line of run.log */
         char line[2048] = "", buf[2048];
@@ -235,6 +237,7 @@ MM_TEST(cli_bench_on_cuda)
             mm_test_field(line, "peak_mem_bytes") - mm_test_field(line, "planned_peak_bytes");
         CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
         CHECK_EQ_INT((int64_t)mm_test_field(line, "width_div"), 16);
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "feed"), graph == 2);
         /* how its convolution shapes run: ResNet50's 1x1s, 3x3s and stem, some way each */
         int legacy = -1, nchw = -1, graph_n = -1, gemm = -1;
         const char *convs = strstr(line, " convs=");
@@ -247,6 +250,8 @@ MM_TEST(cli_bench_on_cuda)
     }
     CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
               loss[1], loss[0]);
+    CHECK_MSG(fabs(loss[2] - loss[0]) <= 1e-3 * loss[0], "loss fed %.7g, stepping %.7g", loss[2],
+              loss[0]);
 }
 
 /* The lines of run.log: how many, and the last. */

@@ -22,14 +22,21 @@ static double now_s(void)
 
 /* Random images, labels 0..classes-1 and unit weights, written once: the step's cost does not
  * depend on the values. */
-static mm_status write_random_batch(mm_session *s, const mm_model *m)
+/* The random batch, in host memory the backend copies from fast (kept for --feed). */
+static float *random_images(mm_backend *be, const mm_model *m, size_t *bytes)
 {
     const mm_value *img = mm_graph_value(m->g, m->image);
     int64_t n = mm_shape_numel(img->ndim, img->shape);
-    float *x = mm_xmalloc((size_t)n * sizeof(float));
+    *bytes = (size_t)n * sizeof(float);
+    float *x = mm_host_alloc(be, *bytes);
     for (int64_t i = 0; i < n; i++) x[i] = mm_philox_uniform(1, (uint64_t)i) * 2.0f - 1.0f;
-    mm_status st = mm_session_write(s, m->image, x, (size_t)n * sizeof(float));
-    free(x);
+    return x;
+}
+
+static mm_status write_batch(mm_session *s, const mm_model *m, const float *x, size_t bytes)
+{
+    const mm_value *img = mm_graph_value(m->g, m->image);
+    mm_status st = mm_session_write(s, m->image, x, bytes);
     int batch = (int)img->shape[0];
     int32_t *labels = mm_xmalloc((size_t)batch * sizeof(int32_t));
     float *w = mm_xmalloc((size_t)batch * sizeof(float));
@@ -62,6 +69,9 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
     mm_args_bool(&a, "cuda-graph",
                  "replay the forward and backward pass as one captured CUDA graph");
+    mm_args_bool(&a, "feed",
+                 "copy the batch from the host and read the loss every step, as training does "
+                 "(default: one batch stays on the device)");
     mm_args_bool(&a, "no-recompute",
                  "keep every activation backward reads (no recomputation; the cpu default)");
     mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
@@ -131,24 +141,21 @@ int mm_cmd_bench(int argc, char **argv)
     }
     mm_status st = mm_session_init(&s, m.g, be, 2);
     double setup_s = now_s() - setup0;
+    size_t img_bytes = 0;
+    float *images = NULL;
     if (st == MM_OK) {
         mm_model_init(&m, &s, 42);
-        st = write_random_batch(&s, &m);
-    }
-    if (st != MM_OK) {
-        mm_session_free(&s);
-        mm_model_free(&m);
-        mm_backend_destroy(be);
-        return mm_cli_error();
+        images = random_images(be, &m, &img_bytes);
+        st = write_batch(&s, &m, images, img_bytes);
     }
     mm_adam_params adam = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     double t0 = 0;
     float loss = 0;
-    bool graph = mm_args_get_bool(&a, "cuda-graph");
-    if (graph && !be->begin_capture) {
+    bool graph = mm_args_get_bool(&a, "cuda-graph"), feed = mm_args_get_bool(&a, "feed");
+    if (st == MM_OK && graph && !be->begin_capture) {
         mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture", be->name);
         st = MM_ERR_ARG;
-    } else if (graph && warmup < 1) {
+    } else if (st == MM_OK && graph && warmup < 1) {
         mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once before "
                 "it is captured (cuDNN and cuBLAS finish their set-up then)");
         st = MM_ERR_ARG;
@@ -166,9 +173,14 @@ int mm_cmd_bench(int argc, char **argv)
         }
         if (graph && i >= warmup) mm_session_replay(&s);
         else mm_session_run(&s);
+        if (feed) { /* the next batch while this step runs, then its loss, as training does */
+            st = write_batch(&s, &m, images, img_bytes);
+            if (st == MM_OK) st = mm_session_read(&s, m.loss, &loss, sizeof loss);
+        }
         adam.step = i + 1;
         mm_session_adam(&s, &adam);
     }
+    mm_host_free(be, images);
     if (st != MM_OK) {
         mm_session_free(&s);
         mm_model_free(&m);
@@ -186,13 +198,13 @@ int mm_cmd_bench(int argc, char **argv)
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
            "recompute=%d recompute_conv=%lld workspace_bytes=%zu ws_limited=%d setup_s=%.2f "
-           "width_div=%d%s%s\n",
+           "width_div=%d feed=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           s.plan.workspace_bytes, s.plan.n_ws_limited, setup_s, width_div,
+           s.plan.workspace_bytes, s.plan.n_ws_limited, setup_s, width_div, feed,
            choices[0] ? " " : "", choices);
     if (profile > 0) {
         mm_session_profile(&s);
