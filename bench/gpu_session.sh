@@ -36,6 +36,20 @@ status=0
 start=$(date +%s)
 deadline=${DEADLINE:-540}
 left() { echo $((deadline - ($(date +%s) - start))); }
+# mammo_only FILE FLAGS...: `mammo bench` of ResNet50 and VGG16 (whole image, 1152x896, batch 2,
+# CUDA graph) with FLAGS while time is left, the result lines appended to $out/FILE
+mammo_only() {
+    file=$1
+    shift
+    for net in resnet50 vgg16; do
+        [ "$(left)" -gt 90 ] || break
+        top=$resnet_top
+        [ $net = vgg16 ] && top="512x1,512x1"
+        timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
+            --batch 2 --device cuda --steps 10 --cuda-graph "$@" 2>&1 | grep '^mammo ' \
+            >>"$out/$file"
+    done
+}
 for stage in "$@"; do
     case $stage in
     build)
@@ -97,24 +111,10 @@ for stage in "$@"; do
                 cp bench/results/*.txt "$out/" 2>/dev/null
             done
         done
-        # fp32 with 1 GiB of scratch budget (faster algorithms may raise the peak), if time is left
-        for net in resnet50 vgg16; do
-            [ "$(left)" -gt 90 ] || break
-            top=$resnet_top
-            [ $net = vgg16 ] && top="512x1,512x1"
-            timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
-                --batch 2 --device cuda --precision fp32 --steps 10 --cuda-graph \
-                --scratch-mb 1024 2>&1 | grep '^mammo ' >>"$out/fp32-scratch-1024.txt"
-        done
-        # what feeding the batch and reading the loss every step costs (training's loop), bf16
-        for net in resnet50 vgg16; do
-            [ "$(left)" -gt 90 ] || break
-            top=$resnet_top
-            [ $net = vgg16 ] && top="512x1,512x1"
-            timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
-                --batch 2 --device cuda --precision bf16 --steps 10 --cuda-graph --feed 2>&1 |
-                grep '^mammo ' >>"$out/bf16-feed.txt"
-        done
+        # if time is left: fp32 with 1 GiB of scratch budget (faster algorithms may raise the
+        # peak), and what feeding the batch and reading the loss every step costs in bf16
+        mammo_only fp32-scratch-1024.txt --precision fp32 --scratch-mb 1024
+        mammo_only bf16-feed.txt --precision bf16 --feed
         # where the fp32 time goes, op by op and kernel by kernel, if time is left
         if [ "$(left)" -gt 120 ]; then
             timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
