@@ -110,8 +110,9 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
 /* By name ("cpu", "meta", "cuda" = "cuda:0", "cuda:N" for GPU N) with a precision: cpu and meta
  * run fp32 only (tf32 and bf16 there are a tier-1 error naming --precision). */
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out);
-/* Device bytes this process holds on the backend's device (CUDA: total minus free memory, so
- * the libraries' own memory counts too); 0 where it is not measured (cpu, meta). */
+/* The peak of the device bytes held through the backend (CUDA: its allocations and cuBLAS's
+ * fixed workspace, comparable with torch.cuda.max_memory_allocated; the CUDA context is in
+ * neither); 0 where it is not measured (cpu, meta). */
 size_t mm_backend_memory_in_use(mm_backend *be);
 /* Host buffers for per-step copies: the backend's host_alloc where it has one and it succeeds,
  * else the heap (mm_xmalloc); free with mm_host_free on the same backend. */
