@@ -227,6 +227,17 @@ MM_TEST(vgg16_logits_on_cuda_match_pytorch)
     check_forward("vgg16", "cuda");
 }
 
+/* ResNet50 with every convolution larger than 1x1 (the 7x7 stem, the 3x3s) on NCHW copies of
+ * its operands (MM_CONV_NCHW=1, kernels/cuda/conv_nchw.h), with torchvision's weights: the
+ * copies and transposes of real layer shapes, batch norm and residuals around them. */
+MM_TEST(resnet50_logits_on_cuda_nchw_copies_match_pytorch)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    setenv("MM_CONV_NCHW", "1", 1);
+    check_forward("resnet50", "cuda");
+    unsetenv("MM_CONV_NCHW");
+}
+
 /* Our model's parameters and statistics are exactly torchvision's state_dict (names, shapes in
  * PyTorch layout, nothing more, nothing less but num_batches_tracked). */
 static void check_names(mm_model_config c, const char *manifest)
