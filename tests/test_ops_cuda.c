@@ -504,9 +504,12 @@ MM_TEST(cuda_conv2d_nchw_copies)
 #ifdef MM_HAVE_CUDA
     for (int pi = 0; pi < 3; pi++) {
         mm_conv_counts n = counts_of(precisions[pi]);
-        if (precisions[pi] == MM_PRECISION_BF16)
-            CHECK_MSG(n.nchw == 0, "bf16: %d shapes ran on NCHW copies", n.nchw);
-        else /* 4 shapes x 3 directions, the data gradient both plain and summing */
+        /* bf16 data never goes to NCHW copies (a shape cuDNN has no bf16 algorithm for runs in
+         * fp32 and may: on a card, odd channel counts can; the emulated cuDNN has them all) */
+        if (precisions[pi] == MM_PRECISION_BF16) {
+            if (mm_cuda_emulated())
+                CHECK_MSG(n.nchw == 0, "bf16: %d shapes ran on NCHW copies", n.nchw);
+        } else /* 4 shapes x 3 directions, the data gradient both plain and summing */
             CHECK_MSG(n.nchw >= 16, "%s: only %d shapes ran on NCHW copies",
                       mm_precision_name(precisions[pi]), n.nchw);
     }
