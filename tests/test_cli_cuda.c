@@ -255,9 +255,12 @@ MM_TEST(cli_bench_on_cuda)
          * fp32 and may; the emulated cuDNN has them all) */
         if (mm_cuda_emulated()) CHECK_EQ_INT(nchw, 0);
     }
-    CHECK_MSG(fabs(loss[1] - loss[0]) <= 1e-3 * loss[0], "loss replaying %.7g, stepping %.7g",
+    /* emulated, the runs choose the same algorithms; on a card each run times its own, and
+     * four Adam steps (the sign of every gradient component first) let them drift a little */
+    double tol = mm_cuda_emulated() ? 1e-6 : 1e-2;
+    CHECK_MSG(fabs(loss[1] - loss[0]) <= tol * loss[0], "loss replaying %.7g, stepping %.7g",
               loss[1], loss[0]);
-    CHECK_MSG(fabs(loss[2] - loss[0]) <= 1e-3 * loss[0], "loss fed %.7g, stepping %.7g", loss[2],
+    CHECK_MSG(fabs(loss[2] - loss[0]) <= tol * loss[0], "loss fed %.7g, stepping %.7g", loss[2],
               loss[0]);
 }
 
