@@ -586,9 +586,9 @@ static void mm_cuda_replay(mm_backend *be)
     MM_CUDA_CHECK(cudaGraphLaunch(ctx->graph_exec, ctx->stream));
 }
 
-/* cuDNN takes tensors of at most 2^31 - 1 elements (its descriptors refuse bigger ones, and our
- * kernels index the per-sample planes with 32-bit ints in places): a graph with a bigger value
- * is refused here with the value's name and shape, before any search or allocation. */
+/* cuDNN takes tensors of at most 2^31 - 1 elements (its descriptors refuse bigger ones:
+ * tests/test_cudnn_desc.c): a graph with a bigger value is refused here with the value's name
+ * and shape, before any search or allocation, instead of failing inside the search. */
 static mm_status mm_cuda_check_graph(mm_backend *be, const mm_graph *g)
 {
     (void)be;
