@@ -1,6 +1,7 @@
 /* Evaluation-mode inference over a list of images: per-image class probabilities, optionally
  * averaged over the four flips of test-time augmentation (none, horizontal, vertical, both), as
- * the paper's predictions are. Used by validation during training and by `mammo predict`. */
+ * the paper's predictions are; each batch is copied to the device once and flipped there. Used
+ * by validation during training and by `mammo predict`. */
 #ifndef MM_INFER_H
 #define MM_INFER_H
 
