@@ -279,9 +279,9 @@ static int log_lines(char *last, size_t n)
     return count;
 }
 
-/* What the GPU cannot take ends in one line that names it, exit status 1: a tensor over
- * cuDNN's limit of 2^31 - 1 elements (VGG16's first activation at 8192x4096), refused before
- * any algorithm search or allocation; a GPU that is not there (cuda:64); and, on the emulated
+/* What the GPU cannot take ends in one line that names it, exit status 1: an image whose
+ * activation is over cuDNN's limit of 2^31 - 1 elements (VGG16's first at 8192x4096: bigger
+ * batches are split, one image cannot be), refused before any algorithm search or allocation; a GPU that is not there (cuda:64); and, on the emulated
  * GPU, whose memory a test can shrink (CUEMU_DEVICE_MB), a step bigger than the device. */
 MM_TEST(cli_cuda_refuses_what_does_not_fit)
 {
@@ -292,7 +292,7 @@ MM_TEST(cli_cuda_refuses_what_does_not_fit)
                  1);
     CHECK_EQ_INT(log_lines(last, sizeof last), 1);
     CHECK_MSG(strstr(last, "mammo: --device cuda: the conv2d output [1, 8192, 4096, 64] has "
-                           "2147483648 elements, more than cuDNN's limit") == last,
+                           "2147483648 elements per image, more than cuDNN's limit") == last,
               "%s", last);
     /* a GPU index past the last GPU */
     CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --input 64x48 --device cuda:64 "
@@ -337,4 +337,26 @@ MM_TEST(cli_bench_scratch_budget)
         CHECK(limited[0] > 0 && limited[1] == 0);
     CHECK_MSG(peak[1] <= peak[0] + (64 << 20), "peak %.0f with 64 MiB of budget, %.0f without",
               peak[1], peak[0]);
+}
+
+/* Convolutions split into chunks of samples (as those over cuDNN's 2^31 elements are; the
+ * bound lowered with MM_CONV_CHUNK_ELEMS so the stem's batch of 2 runs as two chunks of one):
+ * the same step, so the same loss. */
+MM_TEST(cli_bench_in_chunks_of_samples)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        if (k) setenv("MM_CONV_CHUNK_ELEMS", "10000", 1); /* the 64x48x3 input: 9216 a sample */
+        CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' "
+                           "--input 64x48 --batch 2 --device cuda --steps 1 --warmup 1"),
+                     0);
+        unsetenv("MM_CONV_CHUNK_ELEMS");
+        char last[2048];
+        log_lines(last, sizeof last);
+        loss[k] = mm_test_field(last, "loss");
+    }
+    double tol = mm_cuda_emulated() ? 1e-6 : 1e-2; /* a card's runs time their own algorithms */
+    CHECK_MSG(isfinite(loss[0]) && fabs(loss[1] - loss[0]) <= tol * loss[0],
+              "loss in chunks %.7g, whole %.7g", loss[1], loss[0]);
 }

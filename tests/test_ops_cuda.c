@@ -515,3 +515,46 @@ MM_TEST(cuda_conv2d_nchw_copies)
     }
 #endif
 }
+
+/* A convolution over more elements than cuDNN takes (2^31) runs on chunks of samples
+ * (conv_cudnn.c); MM_CONV_CHUNK_ELEMS lowers that bound so small shapes show it: 3 samples in
+ * chunks of 2 and 1, on each path (legacy algorithms, graph plans, the 1x1 GEMM, NCHW copies),
+ * in the three directions with the summing data gradient, the bias, and the weight gradient
+ * accumulating over the chunks, against the CPU. Each path gets shapes of its own (the widths
+ * differ), so no cached choice hides it. */
+static const conv_cfg chunk_cfgs[] = {
+    {3, 10, 9, 6, 5, 3, 1, 1, 1},
+    {3, 7, 12, 4, 9, 3, 2, 1, 0},
+    {3, 6, 5, 12, 10, 1, 1, 0, 1},
+};
+
+MM_TEST(cuda_conv2d_in_chunks_of_samples)
+{
+    REQUIRE_GPU();
+    const char *paths[4][2] = {
+        {NULL, "legacy"}, {"MM_CUDNN_GRAPH", "graph"}, {"MM_CONV_GEMM", "gemm"},
+        {"MM_CONV_NCHW", "nchw"}};
+    for (int p = 0; p < 4; p++)
+        for (size_t i = 0; i < sizeof chunk_cfgs / sizeof chunk_cfgs[0]; i++) {
+            conv_cfg cfg = chunk_cfgs[i];
+            cfg.w += 2 * p;
+            mm_conv_dims d = conv_dims(&cfg);
+            int64_t per = (int64_t)d.h * d.w * d.c, per_y = (int64_t)d.oh * d.ow * d.k;
+            char bound[32], name[64];
+            snprintf(bound, sizeof bound, "%lld", (long long)(2 * (per > per_y ? per : per_y)));
+            setenv("MM_CONV_CHUNK_ELEMS", bound, 1); /* chunks of 2 samples, then 1 */
+            if (paths[p][0]) setenv(paths[p][0], "1", 1);
+            uint64_t seed = 700 + 10 * (uint64_t)p + i;
+            snprintf(name, sizeof name, "chunked %s conv fwd cfg %zu", paths[p][1], i);
+            conv_forward_case(&d, cfg.bias, seed, name);
+            snprintf(name, sizeof name, "chunked %s conv bwd data cfg %zu", paths[p][1], i);
+            conv_bwd_data_case(&d, seed + 100, name);
+            snprintf(name, sizeof name, "chunked %s conv bwd filter cfg %zu", paths[p][1], i);
+            conv_bwd_filter_case(&d, seed + 200, name);
+            d.accumulate = 1;
+            snprintf(name, sizeof name, "chunked %s conv bwd data + acc cfg %zu", paths[p][1], i);
+            conv_bwd_data_case(&d, seed + 300, name);
+            if (paths[p][0]) unsetenv(paths[p][0]);
+            unsetenv("MM_CONV_CHUNK_ELEMS");
+        }
+}

@@ -587,15 +587,18 @@ static void mm_cuda_replay(mm_backend *be)
 }
 
 /* cuDNN takes tensors of at most 2^31 - 1 elements (its descriptors refuse bigger ones:
- * tests/test_cudnn_desc.c): a graph with a bigger value is refused here with the value's name
- * and shape, before any search or allocation, instead of failing inside the search. */
+ * tests/test_cudnn_desc.c). Convolutions over bigger batches run on chunks of samples, but one
+ * sample (an image's activation) over the bound cannot run: such a graph is refused here with
+ * the value's name and shape, before any search or allocation. */
 static mm_status mm_cuda_check_graph(mm_backend *be, const mm_graph *g)
 {
     (void)be;
+    int64_t bound = mm_conv_max_elems();
     for (int i = 0; i < g->n_values; i++) {
         const mm_value *v = &g->values[i];
-        int64_t n = mm_shape_numel(v->ndim, v->shape);
-        if (n <= INT32_MAX) continue;
+        if (v->ndim != 4) continue; /* activations; parameters are far smaller */
+        int64_t n = mm_shape_numel(3, v->shape + 1);
+        if (n <= bound) continue;
         char shape[96], what[MM_NAME_MAX + 32];
         mm_shape_str(shape, sizeof shape, v->ndim, v->shape);
         if (v->name[0]) snprintf(what, sizeof what, "%s", v->name);
@@ -603,9 +606,9 @@ static mm_status mm_cuda_check_graph(mm_backend *be, const mm_graph *g)
             snprintf(what, sizeof what, "the %s output", mm_op_name(g->nodes[v->producer].op));
         else snprintf(what, sizeof what, "a tensor");
         return mm_fail(MM_ERR_SHAPE,
-                       "--device cuda: %s %s has %lld elements, more than cuDNN's limit of "
-                       "2^31 - 1 per tensor; use a smaller --batch or --input",
-                       what, shape, (long long)n);
+                       "--device cuda: %s %s has %lld elements per image, more than cuDNN's "
+                       "limit of %lld per tensor; use a smaller --input",
+                       what, shape, (long long)n, (long long)bound);
     }
     return MM_OK;
 }

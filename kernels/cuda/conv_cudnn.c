@@ -174,21 +174,22 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     return e;
 }
 
-/* The entry to run node's direction `dir` with, and its storage dtype in *t: the precision's
- * dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the layer then runs in
- * fp32/TF32 with its operands cast in the workspace); under the node's workspace cap
- * (mm_cuda_node_cap) when it has one and some algorithm fits it, else uncapped. */
-static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node, mm_conv_dir dir,
-                                     mm_dtype *t)
+/* The entry to run convolution d of node `node` in direction `dir` with, and its storage dtype
+ * in *t: the precision's dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the
+ * layer then runs in fp32/TF32 with its operands cast in the workspace); under the node's
+ * workspace cap (mm_cuda_node_cap) when it has one and some algorithm fits it, else uncapped.
+ * With keep_t, *t is given and kept (the last chunk of a node runs in its first chunk's type). */
+static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node,
+                                     const mm_conv_dims *d, mm_conv_dir dir, mm_dtype *t,
+                                     bool keep_t)
 {
-    const mm_conv_dims *d = &node->p.conv;
     size_t cap = mm_cuda_node_cap(ctx, node);
     mm_conv_entry *e = NULL;
     for (int pass = cap == SIZE_MAX; pass < 2 && !(e && e->ok); pass++) {
         size_t c = pass == 0 ? cap : SIZE_MAX;
-        *t = mm_cuda_conv_dtype(ctx);
+        if (!keep_t) *t = mm_cuda_conv_dtype(ctx);
         e = mm_conv_lookup(ctx, dir, d, *t, c);
-        if (!e->ok && *t == MM_BF16) {
+        if (!e->ok && *t == MM_BF16 && !keep_t) {
             *t = MM_F32;
             e = mm_conv_lookup(ctx, dir, d, *t, c);
         }
@@ -197,25 +198,102 @@ static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node, mm_c
     return e;
 }
 
+int64_t mm_conv_max_elems(void)
+{
+    const char *v = getenv("MM_CONV_CHUNK_ELEMS");
+    long long n = v ? atoll(v) : 0;
+    return n > 0 && n < INT32_MAX ? (int64_t)n : INT32_MAX;
+}
+
+/* cuDNN takes tensors of fewer than 2^31 elements, so a convolution whose input or output is
+ * bigger runs on chunks of samples, each under that bound (as PyTorch does): `nb` samples a
+ * chunk, the last one `n % nb` when they do not divide; an entry for each of the two shapes. */
+typedef struct mm_conv_chunks {
+    int n, nb;
+    mm_conv_dims full, last;
+    mm_conv_entry *e_full, *e_last; /* e_last: NULL when the chunks divide n */
+    mm_dtype t;
+    size_t scratch; /* the larger of the two entries' */
+} mm_conv_chunks;
+
+static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_node *node,
+                                mm_conv_dir dir)
+{
+    const mm_conv_dims *d = &node->p.conv;
+    int64_t per = (int64_t)d->h * d->w * d->c, per_y = (int64_t)d->oh * d->ow * d->k;
+    if (per_y > per) per = per_y;
+    int64_t nb = mm_conv_max_elems() / (per > 0 ? per : 1);
+    MM_ASSERT(nb >= 1); /* one sample over the bound: the backend's check_graph refuses it */
+    c->n = d->n;
+    c->nb = nb < d->n ? (int)nb : d->n;
+    c->full = *d;
+    c->full.n = c->nb;
+    c->e_full = mm_conv_choose(ctx, node, &c->full, dir, &c->t, false);
+    c->scratch = mm_conv_scratch(c->e_full, &c->full);
+    c->e_last = NULL;
+    if (d->n % c->nb) {
+        c->last = *d;
+        c->last.n = d->n % c->nb;
+        c->e_last = mm_conv_choose(ctx, node, &c->last, dir, &c->t, true);
+        size_t s = mm_conv_scratch(c->e_last, &c->last);
+        if (s > c->scratch) c->scratch = s;
+    }
+}
+
+/* Chunk k: its dims and entry, and the sample it starts at. */
+static const mm_conv_dims *mm_conv_chunk(const mm_conv_chunks *c, int k,
+                                         const mm_conv_entry **e, int *n0)
+{
+    *n0 = k * c->nb;
+    bool last = c->e_last && *n0 + c->nb > c->n;
+    *e = last ? c->e_last : c->e_full;
+    return last ? &c->last : &c->full;
+}
+
+static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1) / c->nb; }
+
+void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
+                 const void *x, const void *w, const void *y, void *scratch, bool beta)
+{
+    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    if (e->gemm) {
+        if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, (void *)y, x, w, t, d);
+        else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, (void *)x, y, w, t, d);
+        else mm_conv_gemm_bwd_filter(ctx, (float *)w, y, x, t, d);
+    } else if (e->use_graph) {
+        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, scratch));
+    } else {
+        mm_conv_legacy_run(ctx, e, d, x, w, y, scratch, beta);
+    }
+}
+
 /* ---- the ops ---- */
+
+/* The byte offset of sample n0 in an NHWC tensor of per-sample size h*w*c, type t. */
+static size_t mm_sample_offset(int n0, int h, int w, int c, mm_dtype t)
+{
+    return (size_t)n0 * h * w * c * mm_dtype_size(t);
+}
 
 void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                        const mm_tensor *outs, mm_cuda_ws *ws, int relu)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_FWD, &t);
-    const void *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
+    mm_conv_chunks ch;
+    mm_conv_chunks_init(&ch, ctx, node, MM_CONV_FWD);
+    mm_dtype t = ch.t;
+    const char *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
-    void *y = mm_cuda_stage_output(ws, &outs[0], t);
-    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
+    char *y = mm_cuda_stage_output(ws, &outs[0], t);
+    void *cws = mm_cuda_ws_take(ws, ch.scratch);
     if (ws->measure) return;
-    if (e->gemm)
-        mm_conv_gemm_forward(ctx, y, x, w, t, d);
-    else if (e->use_graph)
-        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, cws));
-    else
-        mm_conv_legacy_run(ctx, e, d, x, w, y, cws, false);
+    for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
+        const mm_conv_entry *e;
+        int n0;
+        const mm_conv_dims *dc = mm_conv_chunk(&ch, k, &e, &n0);
+        mm_conv_run(ctx, e, dc, t, x + mm_sample_offset(n0, d->h, d->w, d->c, t), w,
+                    y + mm_sample_offset(n0, d->oh, d->ow, d->k, t), cws, false);
+    }
     MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
     if (node->n_in > 2 && ins[2].data)
         mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
@@ -227,12 +305,13 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
                                 const mm_tensor *outs, mm_cuda_ws *ws)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_BWD_DATA, &t);
-    const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
+    mm_conv_chunks ch;
+    mm_conv_chunks_init(&ch, ctx, node, MM_CONV_BWD_DATA);
+    mm_dtype t = ch.t;
+    const char *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
-    void *dx = mm_cuda_stage_output(ws, &outs[0], t);
-    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
+    char *dx = mm_cuda_stage_output(ws, &outs[0], t);
+    void *cws = mm_cuda_ws_take(ws, ch.scratch);
     if (ws->measure) return;
     if (d->accumulate) {
         /* the sum starts from the earlier gradient: in place (the planner's usual case), or
@@ -245,12 +324,13 @@ void mm_cuda_op_conv2d_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_
             MM_CUDA_CHECK(cudaMemcpyAsync(dx, acc->data, (size_t)n * mm_dtype_size(t),
                                           cudaMemcpyDeviceToDevice, ctx->stream));
     }
-    if (e->gemm)
-        mm_conv_gemm_bwd_data(ctx, dx, dy, w, t, d);
-    else if (e->use_graph)
-        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, dx, w, dy, cws));
-    else
-        mm_conv_legacy_run(ctx, e, d, dx, w, dy, cws, d->accumulate);
+    for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
+        const mm_conv_entry *e;
+        int n0;
+        const mm_conv_dims *dc = mm_conv_chunk(&ch, k, &e, &n0);
+        mm_conv_run(ctx, e, dc, t, dx + mm_sample_offset(n0, d->h, d->w, d->c, t), w,
+                    dy + mm_sample_offset(n0, d->oh, d->ow, d->k, t), cws, d->accumulate);
+    }
     mm_cuda_finish_output(ctx, &outs[0], dx, t);
 }
 
@@ -258,30 +338,31 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
                                   const mm_tensor *outs, mm_cuda_ws *ws)
 {
     const mm_conv_dims *d = &node->p.conv;
-    mm_dtype t;
-    mm_conv_entry *e = mm_conv_choose(ctx, node, MM_CONV_BWD_FILTER, &t);
+    mm_conv_chunks ch;
+    mm_conv_chunks_init(&ch, ctx, node, MM_CONV_BWD_FILTER);
+    mm_dtype t = ch.t;
     MM_ASSERT(outs[0].dtype == MM_F32);
-    const void *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
-    const void *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);
+    const char *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
+    const char *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     int64_t wn = (int64_t)d->k * d->r * d->s * d->c;
-    /* fp32: cuDNN accumulates into the gradient itself (beta = 1). bf16: it writes a bf16
-     * gradient into the workspace, which is then added to the fp32 gradient. The GEMM writes
-     * the fp32 gradient with beta = 1 in every precision. */
-    bool staged = t != MM_F32 && !e->gemm;
+    /* fp32: cuDNN accumulates into the gradient itself (beta = 1), chunk after chunk. bf16: it
+     * writes a bf16 gradient into the workspace, which is then added to the fp32 gradient. The
+     * GEMM writes the fp32 gradient with beta = 1 in every precision. */
+    bool staged = t != MM_F32 && (!ch.e_full->gemm || (ch.e_last && !ch.e_last->gemm));
     void *dw_lo = staged ? mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t)) : NULL;
-    void *cws = mm_cuda_ws_take(ws, mm_conv_scratch(e, d));
+    void *cws = mm_cuda_ws_take(ws, ch.scratch);
     if (ws->measure) return;
-    if (e->gemm) {
-        mm_conv_gemm_bwd_filter(ctx, (float *)outs[0].data, dy, x, t, d);
-    } else if (e->use_graph) {
-        /* the graph accumulates into an fp32 gradient itself (beta 1) and overwrites a staged one */
-        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, staged ? dw_lo : outs[0].data,
-                                        dy, cws));
-        if (staged) mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
-    } else if (!staged) {
-        mm_conv_legacy_run(ctx, e, d, x, outs[0].data, dy, cws, true);
-    } else {
-        mm_conv_legacy_run(ctx, e, d, x, dw_lo, dy, cws, false);
-        mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
+    for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
+        const mm_conv_entry *e;
+        int n0;
+        const mm_conv_dims *dc = mm_conv_chunk(&ch, k, &e, &n0);
+        const void *xc = x + mm_sample_offset(n0, d->h, d->w, d->c, t);
+        const void *dyc = dy + mm_sample_offset(n0, d->oh, d->ow, d->k, t);
+        if (t == MM_F32 || e->gemm) {
+            mm_conv_run(ctx, e, dc, t, xc, outs[0].data, dyc, cws, true);
+        } else { /* the graph overwrites a staged gradient, as the legacy call with beta 0 */
+            mm_conv_run(ctx, e, dc, t, xc, dw_lo, dyc, cws, false);
+            mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
+        }
     }
 }

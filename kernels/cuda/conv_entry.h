@@ -56,4 +56,10 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
 void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
                         const void *x, const void *w, const void *y, void *scratch, bool beta);
 
+/* Runs entry e (dims d, storage type t) on operands by role in scratch of mm_conv_scratch(e)
+ * bytes: the cuBLAS GEMM, a graph-API plan, or the legacy algorithm (beta: its output
+ * accumulates; the GEMM's and the plan's accumulation come with d->accumulate and the plan). */
+void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
+                 const void *x, const void *w, const void *y, void *scratch, bool beta);
+
 #endif

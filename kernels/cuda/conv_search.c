@@ -294,18 +294,7 @@ static bool mm_conv_pick_legacy(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_con
 static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
                               mm_dtype t, const mm_conv_probe *p)
 {
-    mm_conv_dir dir = (mm_conv_dir)e->key.dir;
-    if (e->use_graph && !e->gemm) {
-        MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, p->x, p->w, p->y, p->ws));
-        return;
-    }
-    if (e->gemm) {
-        if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, p->y, p->x, p->w, t, d);
-        else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, p->x, p->y, p->w, t, d);
-        else mm_conv_gemm_bwd_filter(ctx, p->w, p->y, p->x, t, d);
-        return;
-    }
-    mm_conv_legacy_run(ctx, e, d, p->x, p->w, p->y, p->ws, e->key.beta);
+    mm_conv_run(ctx, e, d, t, p->x, p->w, p->y, p->ws, e->key.beta);
 }
 
 /* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */

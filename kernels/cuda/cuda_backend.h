@@ -135,6 +135,11 @@ void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw /* [k,c] += */,
                              const void *dy /* [n,h,w,k] */, const void *x /* [n,h,w,c] */,
                              mm_dtype t, const mm_conv_dims *d);
 
+/* The most elements cuDNN takes in a tensor (2^31 - 1; MM_CONV_CHUNK_ELEMS lowers it, for
+ * tests): a convolution over more runs on chunks of samples (conv_cudnn.c); one sample over it
+ * cannot run. */
+int64_t mm_conv_max_elems(void);
+
 /* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
 mm_conv_cache *mm_conv_cache_new(void);
 void mm_conv_cache_free(mm_conv_cache *c);
