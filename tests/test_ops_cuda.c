@@ -1,6 +1,7 @@
 /* The CUDA op table, part 1: convolutions (cuDNN's legacy algorithms, its graph API's plans, the
- * 1x1 GEMM path, NCHW copies, chunks of samples) and batch norm, each case run on the CPU backend (the executable specification) and on the CUDA backend at fp32,
- * tf32 and bf16 and compared (tests/op_case.h). Cases cover odd sizes, stride 2, padding, 1x1,
+ * 1x1 GEMM path, NCHW copies, chunks of samples) and batch norm, each case run on the CPU backend
+ * (the executable specification) and on the CUDA backend at fp32, tf32 and bf16 and compared
+ * (tests/op_case.h). Cases cover odd sizes, stride 2, padding, 1x1,
  * 3x3 and 7x7 kernels, batch 1 and 2, optional inputs and outputs absent, parameter gradients
  * accumulating into non-zero buffers, outputs written over NaN (so an element left unwritten
  * fails) and in-place variants (CUDA output sharing its input's buffer); and CUDA graph capture
