@@ -61,7 +61,8 @@ for stage in "$@"; do
         ;;
     tests)
         for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_nets_parity \
-            test_passes_cuda test_cli_cuda test_cuda_fuse test_cudnn_desc test_bench_cmd; do
+            test_passes_cuda test_cli_cuda test_infer test_cuda_fuse test_cudnn_desc \
+            test_bench_cmd; do
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 240 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
@@ -89,14 +90,14 @@ for stage in "$@"; do
         cmake -S . -B build -DMM_DICOM=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" \
             >"$out/cmake.log" 2>&1 &&
             cmake --build build -j16 --target mammo test_ops_cuda test_ops_cuda_misc \
-                test_step_cuda test_cli_cuda test_passes_cuda test_nets_parity \
+                test_step_cuda test_cli_cuda test_passes_cuda test_nets_parity test_infer \
                 >"$out/build.log" 2>&1
         rc=$?
         tail -n 3 "$out/build.log"
         [ $rc -eq 0 ] || { status=1; continue; }
         echo "built in $(($(date +%s) - start)) s"
         for t in test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity \
-            test_passes_cuda test_cli_cuda; do
+            test_passes_cuda test_cli_cuda test_infer; do
             [ "$(left)" -gt 60 ] || break
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 150 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
