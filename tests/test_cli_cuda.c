@@ -47,25 +47,6 @@ static char *path(const char *name)
     return buf[k];
 }
 
-/* The loss of the first training step in RUN/metrics.jsonl, or NAN. */
-static double first_loss(const char *run)
-{
-    char file[600], line[1024];
-    snprintf(file, sizeof file, "%s/metrics.jsonl", path(run));
-    FILE *f = fopen(file, "r");
-    double loss = NAN;
-    while (f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "\"event\":\"step\"");
-        const char *l = p ? strstr(line, "\"loss\":") : NULL;
-        if (l) {
-            loss = strtod(l + 7, NULL);
-            break;
-        }
-    }
-    if (f) fclose(f);
-    return loss;
-}
-
 /* The losses of the training steps in RUN/metrics.jsonl, in order; returns the count. */
 static int step_losses(const char *run, double *loss, int cap)
 {
@@ -81,6 +62,14 @@ static int step_losses(const char *run, double *loss, int cap)
     }
     if (f) fclose(f);
     return n;
+}
+
+/* The loss of the first training step in RUN/metrics.jsonl, or NAN. */
+static double first_loss(const char *run)
+{
+    double loss = NAN;
+    step_losses(run, &loss, 1);
+    return loss;
 }
 
 /* The score column of a predictions CSV (image,label,score); returns the count. */

@@ -14,7 +14,7 @@ typedef struct flips {
     mm_tensor x, y; /* the batch's views of any two device buffers */
 } flips;
 
-static void flips_init(flips *f, const mm_model_config *c)
+static void flips_init(flips *f, const mm_model_config *c, const mm_backend *be)
 {
     f->g = mm_graph_new(false);
     int64_t shape[4] = {c->batch, c->height, c->width, 3};
@@ -22,6 +22,7 @@ static void flips_init(flips *f, const mm_model_config *c)
     mm_flip(f->g, x, 2);
     mm_flip(f->g, x, 1);
     f->x = f->y = mm_tensor_view(NULL, MM_F32, 4, shape);
+    f->x.device = f->y.device = be->device;
 }
 
 /* y = x flipped by node k (0: columns, 1: rows); y must not be x. */
@@ -29,7 +30,6 @@ static void flip_on(mm_backend *be, flips *f, int k, void *y, const void *x)
 {
     f->x.data = (void *)x;
     f->y.data = y;
-    f->x.device = f->y.device = be->device;
     be->run_node(be, f->g, &f->g->nodes[k], &f->x, &f->y, NULL, 0);
 }
 
@@ -65,7 +65,7 @@ mm_status mm_infer(float *probs, const mm_model *m, mm_session *s, const mm_load
     void *copy = NULL, *input = mm_session_tensor(s, m->image).data;
     mm_status st = MM_OK;
     if (o->tta) {
-        flips_init(&f, c);
+        flips_init(&f, c, be);
         copy = be->alloc(be, img_bytes);
         if (!copy)
             st = mm_fail(MM_ERR_NOMEM, "%s device: cannot allocate %.1f MiB for test-time "
