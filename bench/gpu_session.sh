@@ -21,9 +21,13 @@
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
 #                                     left, fp32 with --scratch-mb 1024 (fp32-scratch-1024.txt),
 #                                     bf16 with --feed (bf16-feed.txt) and ResNet50 fp32
-#                                     profiles of both (profile-*.txt)
+#                                     profiles of both (profile-*.txt). env: TESTS (the GPU
+#                                     tests to run), PRECISIONS (default "fp32 tf32 bf16"),
+#                                     EXTRAS=0 (none of the runs after the comparisons)
 #
-# Stages run in the order given: `sh bench/gpu_session.sh build tests`.
+# Stages run in the order given: `sh bench/gpu_session.sh build tests`. The device tool brings
+# back at most 8 files: at the end every log is packed into $out/logs.tgz, and the results
+# (*.txt) stay beside it.
 set -u
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
@@ -32,8 +36,16 @@ cd "$here/.." || exit 1
 . bench/device_setup.sh
 
 resnet_top="[512-512-1024]x2,[512-512-1024]x2"
+tests=${TESTS:-"test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity test_passes_cuda \
+test_cli_cuda test_infer"}
 status=0
 start=$(date +%s)
+# Packs every log and verbose search of $out into logs.tgz (the results' .txt files stay).
+pack() {
+    (cd "$out" && ls ./*.log ./*.log.gz >/dev/null 2>&1 &&
+        tar czf logs.tgz ./*.log ./*.log.gz 2>/dev/null; rm -f ./*.log ./*.log.gz)
+    (cd "$out" && rm -f 20*-cpu-*.txt 20*-run[0-9].txt)
+}
 deadline=${DEADLINE:-540}
 left() { echo $((deadline - ($(date +%s) - start))); }
 # mammo_only FILE FLAGS...: `mammo bench` of ResNet50 and VGG16 (whole image, 1152x896, batch 2,
@@ -82,36 +94,34 @@ for stage in "$@"; do
         ;;
     compare)
         WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
-        cp bench/results/*.txt "$out/" 2>/dev/null
+        cp bench/results/"$(date +%Y-%m-%d)"-*.txt "$out/" 2>/dev/null
         ;;
     all)
         arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 |
             tr -d '.')
         cmake -S . -B build -DMM_DICOM=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" \
             >"$out/cmake.log" 2>&1 &&
-            cmake --build build -j16 --target mammo test_ops_cuda test_ops_cuda_misc \
-                test_step_cuda test_cli_cuda test_passes_cuda test_nets_parity test_infer \
-                >"$out/build.log" 2>&1
+            cmake --build build -j16 --target mammo $tests >"$out/build.log" 2>&1
         rc=$?
         tail -n 3 "$out/build.log"
         [ $rc -eq 0 ] || { status=1; continue; }
         echo "built in $(($(date +%s) - start)) s"
-        for t in test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity \
-            test_passes_cuda test_cli_cuda test_infer; do
+        for t in $tests; do
             [ "$(left)" -gt 60 ] || break
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 150 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
         done
-        for p in fp32 tf32 bf16; do
+        for p in ${PRECISIONS:-fp32 tf32 bf16}; do
             for net in resnet50 vgg16; do
                 [ "$(left)" -gt 100 ] || { echo "no time left for $net $p"; continue; }
                 LOGDIR=$out MM_CUDNN_VERBOSE=1 NETS=$net PRECISIONS=$p APPEND=1 WARMUP=2 \
                     timeout "$(left)" sh bench/gpu_compare.sh build 10 || status=1
                 gzip -f "$out/mammo-$net-$p.log" 2>/dev/null
-                cp bench/results/*.txt "$out/" 2>/dev/null
+                cp bench/results/"$(date +%Y-%m-%d)"-*.txt "$out/" 2>/dev/null
             done
         done
+        [ "${EXTRAS:-1}" = 0 ] && continue
         # if time is left: fp32 with 1 GiB of scratch budget (faster algorithms may raise the
         # peak), and what feeding the batch and reading the loss every step costs in bf16
         mammo_only fp32-scratch-1024.txt --precision fp32 --scratch-mb 1024
@@ -127,7 +137,7 @@ for stage in "$@"; do
         ;;
     compare-resnet50 | compare-vgg16)
         NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
-        cp bench/results/*.txt "$out/" 2>/dev/null
+        cp bench/results/"$(date +%Y-%m-%d)"-*.txt "$out/" 2>/dev/null
         ;;
     *)
         echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare," \
@@ -136,4 +146,5 @@ for stage in "$@"; do
         ;;
     esac
 done
+pack
 exit $status

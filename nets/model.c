@@ -202,6 +202,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->recompute_conv_macs = cfg->recompute_conv_macs;
     m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;
     m->g->scratch_budget = cfg->scratch_budget;
+    m->g->scratch_strict = cfg->scratch_strict;
     int64_t ishape[4] = {cfg->batch, cfg->height, cfg->width, 3};
     m->image = mm_graph_input(m->g, "image", MM_F32, 4, ishape);
     m->feature = cfg->trunk == MM_TRUNK_VGG16 ? mm_vgg16_trunk(m, m->image)

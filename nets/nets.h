@@ -189,9 +189,11 @@ typedef struct mm_model_config {
     /* Let a convolution's data gradient add itself to the gradient it joins
      * (mm_graph_fuse_grad_add; on by default; bitwise the same step on the CPU). */
     bool fuse_grad_add;
-    /* graph.h scratch_budget: how much the convolutions' scratch may add to the step's peak for
-     * faster algorithms (0, the default: nothing). */
+    /* graph.h scratch_budget and scratch_strict: how much the convolutions' scratch may add to
+     * the step's peak for faster algorithms (0 and not strict, the default: only where keeping it
+     * in the gaps would slow a convolution down much). */
     size_t scratch_budget;
+    bool scratch_strict;
 } mm_model_config;
 
 /* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions

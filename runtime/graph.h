@@ -163,8 +163,11 @@ typedef struct mm_graph {
     bool relu_mask_bits;
     /* Bytes by which the nodes' scratch (cuDNN workspaces, NCHW copies) may raise the arena above
      * what the activations alone need, so that faster algorithms fit (planner.h; 0, the default:
-     * scratch lives in the gaps the activations leave). Set before planning. */
+     * scratch lives in the gaps the activations leave). Unless scratch_strict, a node whose
+     * scratch would not fit may keep it anyway where fitting would slow it down much (the
+     * backend's limit_workspace decides; the CUDA backend: over 10%). Set before planning. */
     size_t scratch_budget;
+    bool scratch_strict;
 } mm_graph;
 
 mm_graph *mm_graph_new(bool training);

@@ -48,7 +48,7 @@ static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
          * graph itself needs a handle, so a GPU) */
         for (int dir = MM_CONV_GRAPH_FWD; dir <= MM_CONV_GRAPH_BWD_FILTER; dir++) {
             mm_conv_graph g;
-            s = mm_conv_graph_init(&g, NULL, dir, &d, types[t], dir == 3 ? 1.0f : 0.0f);
+            s = mm_conv_graph_init(&g, NULL, dir, &d, types[t], dir == 3 ? 1.0f : 0.0f, 16);
             CHECK_MSG(s == CUDNN_STATUS_SUCCESS, "graph direction %d x [%d,%d,%d,%d] w %dx%d/%d: %s",
                       dir, d.n, d.h, d.w, d.c, r, r, stride, cudnnGetErrorString(s));
             if (s == CUDNN_STATUS_SUCCESS) mm_conv_graph_free(&g);
@@ -187,7 +187,7 @@ MM_TEST(cudnn_graph_refuses_a_wrong_output_shape)
     d.oh += 1;
     for (int dir = MM_CONV_GRAPH_FWD; dir <= MM_CONV_GRAPH_BWD_FILTER; dir++) {
         mm_conv_graph g;
-        cudnnStatus_t s = mm_conv_graph_init(&g, NULL, dir, &d, MM_F32, 0.0f);
+        cudnnStatus_t s = mm_conv_graph_init(&g, NULL, dir, &d, MM_F32, 0.0f, 16);
         CHECK_MSG(s != CUDNN_STATUS_SUCCESS, "direction %d accepted an output of %d rows", dir,
                   d.oh);
         if (s == CUDNN_STATUS_SUCCESS) mm_conv_graph_free(&g);

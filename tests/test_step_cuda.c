@@ -21,6 +21,7 @@
  * Without a GPU every test prints SKIPPED (no GPU); test_step_cuda_emu runs them on the
  * emulated GPU (tests/cuemu). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,15 +307,24 @@ MM_TEST(cuda_training_step_matches_cpu)
         load(&gs, &gm);
 
         /* Two steps on the same data from the same state: the second must repeat the first
-         * (reloading the statistics the first step updated). The first step of a session
-         * allocates nothing on the device either (no lazy set-up inside the step). */
+         * (reloading the statistics the first step updated). Neither allocates device memory
+         * (no lazy set-up inside the step). On a card the driver may load the code of a kernel
+         * the step is the first to launch (CUDA's lazy module loading; cuBLAS's and cuDNN's
+         * kernels too), which no test here can tell from an allocation: there a first step's
+         * loss is printed, and the second step must lose nothing. */
         for (int round = 0; round < 2; round++) {
             if (round == 1) load(&gs, &gm);
             size_t free_before = device_free(gpu);
             mm_session_run(&gs);
-            CHECK_MSG(device_free(gpu) == free_before, "%s step %d: device memory went from "
-                      "%zu to %zu bytes free", mm_precision_name(p), round + 1, free_before,
-                      device_free(gpu));
+            size_t free_after = device_free(gpu);
+            if (round == 0 && !mm_cuda_emulated() && free_after != free_before)
+                printf("    note: %s step 1: %zu bytes less device memory free after it (code "
+                       "loaded at first launch?)\n",
+                       mm_precision_name(p), free_before - free_after);
+            else
+                CHECK_MSG(free_after == free_before, "%s step %d: device memory went from "
+                          "%zu to %zu bytes free", mm_precision_name(p), round + 1,
+                          free_before, free_after);
             char stage[64];
             snprintf(stage, sizeof stage, "step %d", round + 1);
             compare_step(stage, pi, &cs, &cm, &gs, &gm);
@@ -373,6 +383,7 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
     build(&gm, MM_F32);
     CHECK_EQ_INT(mm_graph_backward(cm.g, cm.loss), MM_OK);
     CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+    gm.g->scratch_strict = true; /* every cap holds, whatever it costs */
     mm_plan free_plan;
     CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
     int capped = 0;
@@ -407,6 +418,51 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
     mm_graph_free(cm.g);
     mm_graph_free(gm.g);
     mm_backend_destroy(cpu);
+    mm_backend_destroy(gpu);
+}
+
+/* Not strict (graph.h scratch_strict, the models' default), a convolution asked to need no
+ * scratch keeps its scratch where its algorithm without would be over 10% (and 0.02 ms) slower,
+ * and takes the cap where it costs less; its time under the cap it ends with is never more. The
+ * emulated cuDNN's algorithms without workspace are 1.5 times slower, so there some keep it (on
+ * a device slowed down so that this small net's times are in milliseconds). */
+MM_TEST(cuda_scratch_kept_where_a_cap_costs_time)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    if (mm_cuda_emulated()) setenv("CUEMU_CLOCK_SCALE", "1000", 1);
+    mm_backend *gpu = NULL;
+    CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, MM_PRECISION_FP32, 0), MM_OK);
+    if (!gpu) return;
+    mm_cuda_ctx *ctx = gpu->ctx;
+    net gm;
+    build(&gm, MM_F32);
+    CHECK_EQ_INT(mm_graph_backward(gm.g, gm.loss), MM_OK);
+    mm_plan free_plan;
+    CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
+    int kept = 0, capped = 0;
+    for (int n = 0; n < gm.g->n_nodes; n++) {
+        const mm_node *node = &gm.g->nodes[n];
+        if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
+            node->op != MM_OP_CONV2D_BWD_FILTER)
+            continue;
+        float free_ms = mm_cuda_conv_node_ms(ctx, node);
+        size_t ws = gpu->limit_workspace(gpu, gm.g, node, 0);
+        float now_ms = mm_cuda_conv_node_ms(ctx, node);
+        if (ws == free_plan.node_ws_bytes[n] && free_plan.node_ws_bytes[n] > 0) {
+            kept++;
+            CHECK_MSG(now_ms == free_ms, "node %d kept its scratch but runs %.4f ms, not %.4f",
+                      n, (double)now_ms, (double)free_ms);
+        } else if (ws < free_plan.node_ws_bytes[n]) {
+            capped++;
+            CHECK_MSG(now_ms <= free_ms * 1.1f || now_ms <= free_ms + 0.02f,
+                      "node %d capped at %.4f ms, %.4f ms with its scratch", n, (double)now_ms,
+                      (double)free_ms);
+        }
+    }
+    if (mm_cuda_emulated()) CHECK_MSG(kept > 0, "kept %d, capped %d", kept, capped);
+    unsetenv("CUEMU_CLOCK_SCALE");
+    mm_plan_free(&free_plan);
+    mm_graph_free(gm.g);
     mm_backend_destroy(gpu);
 }
 

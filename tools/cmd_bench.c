@@ -67,6 +67,9 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
+    mm_args_float(&a, "lr", "1e-4",
+                  "Adam's learning rate (0: the weights stay, so every step's loss is the "
+                  "first's)");
     mm_args_bool(&a, "cuda-graph",
                  "replay the forward and backward pass as one captured CUDA graph");
     mm_args_bool(&a, "feed",
@@ -90,20 +93,24 @@ int mm_cmd_bench(int argc, char **argv)
 
     int h, w;
     int64_t batch, steps, warmup, recompute_conv;
+    double lr;
     mm_trunk trunk;
     int width_div = 1;
     size_t scratch_budget = 0;
+    bool scratch_strict = false;
     if (mm_parse_hw(mm_args_get(&a, "input"), "--input", &h, &w) != MM_OK ||
         mm_width_div_flag_get(&a, &width_div) != MM_OK ||
-        mm_scratch_flag_get(&a, &scratch_budget) != MM_OK ||
+        mm_scratch_flag_get(&a, &scratch_budget, &scratch_strict) != MM_OK ||
         mm_args_get_int(&a, "batch", &batch) != MM_OK ||
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
+        mm_args_get_float(&a, "lr", &lr) != MM_OK ||
         mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
-    if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0) {
-        mm_fail(MM_ERR_ARG, "mammo bench: --batch, --steps must be positive and --warmup >= 0");
+    if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || !(lr >= 0 && lr < 1e3)) {
+        mm_fail(MM_ERR_ARG, "mammo bench: --batch, --steps must be positive, --warmup and --lr "
+                "not negative");
         return mm_cli_error();
     }
     mm_precision precision;
@@ -118,6 +125,7 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.width = w;
     cfg.width_div = width_div;
     cfg.scratch_budget = scratch_budget;
+    cfg.scratch_strict = scratch_strict;
     cfg.training = true;
 
     mm_backend *be = NULL;
@@ -148,7 +156,7 @@ int mm_cmd_bench(int argc, char **argv)
         images = random_images(be, &m, &img_bytes);
         st = write_batch(&s, &m, images, img_bytes);
     }
-    mm_adam_params adam = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    mm_adam_params adam = {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     double t0 = 0;
     float loss = 0;
     bool graph = mm_args_get_bool(&a, "cuda-graph"), feed = mm_args_get_bool(&a, "feed");

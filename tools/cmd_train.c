@@ -69,7 +69,7 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     MM_TRY(mm_parse_hw(mm_args_get(a, "input"), "--input", &c->height, &c->width));
     MM_TRY(mm_args_get_int(a, "batch", &batch));
     MM_TRY(mm_width_div_flag_get(a, &c->width_div));
-    MM_TRY(mm_scratch_flag_get(a, &c->scratch_budget));
+    MM_TRY(mm_scratch_flag_get(a, &c->scratch_budget, &c->scratch_strict));
     MM_TRY(mm_args_get_int(a, "eval-batch", &eval_batch));
     MM_TRY(mm_args_get_int(a, "patience", &patience));
     MM_TRY(mm_args_get_int(a, "seed", &seed));

@@ -37,19 +37,25 @@ mm_status mm_width_div_flag_get(const mm_args *a, int *width_div)
 
 void mm_scratch_flag_add(mm_args *a)
 {
-    mm_args_int(a, "scratch-mb", "0",
+    mm_args_str(a, "scratch-mb", "auto",
                 "MiB the convolutions' scratch may add to the step's peak for faster algorithms "
-                "(cuda; 0: none, scratch only fills the gaps the activations leave)");
+                "(cuda; auto: scratch fills the gaps the activations leave, and raises the peak "
+                "only for a convolution that would run over 10% slower in less; N: at most N "
+                "MiB, whatever it costs)");
 }
 
-mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes)
+mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict)
 {
-    int64_t mb;
-    MM_TRY(mm_args_get_int(a, "scratch-mb", &mb));
-    if (mb < 0 || mb > (1 << 20))
-        return mm_fail(MM_ERR_ARG, "--scratch-mb %lld: must be in 0..1048576 (MiB)",
-                       (long long)mb);
+    const char *v = mm_args_get(a, "scratch-mb");
+    *bytes = 0;
+    *strict = false;
+    if (!v || strcmp(v, "auto") == 0) return MM_OK;
+    char *end;
+    long long mb = strtoll(v, &end, 10);
+    if (end == v || *end || mb < 0 || mb > (1 << 20))
+        return mm_fail(MM_ERR_ARG, "--scratch-mb %s: must be auto or 0..1048576 (MiB)", v);
     *bytes = (size_t)mb << 20;
+    *strict = true;
     return MM_OK;
 }
 

@@ -16,10 +16,12 @@ mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_siz
 /* --width-div N: the trunk's channel counts divided by N (1, 2, 4, ... 64: it must divide 64). */
 void mm_width_div_flag_add(mm_args *a);
 mm_status mm_width_div_flag_get(const mm_args *a, int *width_div);
-/* --scratch-mb N: memory (MiB) the convolutions' scratch may add to a step's peak so that faster
- * algorithms fit (graph.h scratch_budget; 0, the default: none). */
+/* --scratch-mb auto|N: memory the convolutions' scratch may add to a step's peak so that faster
+ * algorithms fit (graph.h scratch_budget and scratch_strict): auto (the default) adds it only
+ * where keeping a convolution's scratch in the gaps would slow it down much; N MiB is a hard
+ * bound (*strict). */
 void mm_scratch_flag_add(mm_args *a);
-mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes);
+mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict);
 /* Parses "HxW" (e.g. 1152x896); errors name `flag`. */
 mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w);
 

@@ -58,6 +58,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.classes = c->classes;
     mc.width_div = c->width_div;
     mc.scratch_budget = c->scratch_budget;
+    mc.scratch_strict = c->scratch_strict;
     if (c->kind == MM_MODEL_WHOLE) mc.top = c->top;
     mc.batch = training ? c->batch : c->eval_batch;
     mc.height = c->height;

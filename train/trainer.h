@@ -59,6 +59,7 @@ typedef struct mm_train_config {
     const char *device, *precision;
     bool cuda_graph;         /* replay each training step as one CUDA graph (--cuda-graph) */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
+    bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */
     const char *run_dir;
     const char *init;        /* weights to start from (or NULL) */
     mm_load_mode init_mode;  /* MM_LOAD_TRUNK: patch-to-whole conversion / ImageNet trunk;

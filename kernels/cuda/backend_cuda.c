@@ -478,24 +478,43 @@ size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node)
     return SIZE_MAX;
 }
 
+/* Records `cap` as node's workspace cap (SIZE_MAX: none). */
+static void mm_cuda_set_node_cap(mm_cuda_ctx *ctx, const mm_node *node, size_t cap)
+{
+    int i = 0;
+    while (i < ctx->n_caps && ctx->caps[i].node != node) i++;
+    if (i == ctx->n_caps) {
+        if (ctx->n_caps == ctx->cap_caps) {
+            ctx->cap_caps = ctx->cap_caps ? 2 * ctx->cap_caps : 32;
+            ctx->caps = mm_xrealloc(ctx->caps, (size_t)ctx->cap_caps * sizeof *ctx->caps);
+        }
+        ctx->n_caps++;
+    }
+    ctx->caps[i] = (struct mm_cuda_node_cap){node, node->op, node->p.conv, cap};
+}
+
+/* A convolution whose algorithm under its cap is this much slower than its fastest (a fraction,
+ * and at least MM_CUDA_CAP_COST_MS in all) keeps its scratch, unless g->scratch_strict. */
+#define MM_CUDA_CAP_COST 0.10f
+#define MM_CUDA_CAP_COST_MS 0.02f
+
 /* The planner's limit_workspace: convolutions re-choose their algorithm under the cap (their
- * scratch besides cuDNN's workspace, staged operands, is small); other nodes cannot shrink. */
+ * scratch besides cuDNN's workspace, staged operands, is small), and keep the uncapped one where
+ * the cap would cost more than MM_CUDA_CAP_COST of their time (not with g->scratch_strict; a
+ * choice not timed keeps the cap); other nodes cannot shrink. */
 static size_t mm_cuda_limit_workspace(mm_backend *be, const mm_graph *g, const mm_node *node,
                                       size_t bytes)
 {
     mm_cuda_ctx *ctx = mm_ctx(be);
     if (node->op == MM_OP_CONV2D || node->op == MM_OP_CONV2D_BWD_DATA ||
         node->op == MM_OP_CONV2D_BWD_FILTER) {
-        int i = 0;
-        while (i < ctx->n_caps && ctx->caps[i].node != node) i++;
-        if (i == ctx->n_caps) {
-            if (ctx->n_caps == ctx->cap_caps) {
-                ctx->cap_caps = ctx->cap_caps ? 2 * ctx->cap_caps : 32;
-                ctx->caps = mm_xrealloc(ctx->caps, (size_t)ctx->cap_caps * sizeof *ctx->caps);
-            }
-            ctx->n_caps++;
-        }
-        ctx->caps[i] = (struct mm_cuda_node_cap){node, node->op, node->p.conv, bytes};
+        mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
+        float free_ms = g->scratch_strict ? -1 : mm_cuda_conv_node_ms(ctx, node);
+        mm_cuda_set_node_cap(ctx, node, bytes);
+        float capped_ms = free_ms >= 0 ? mm_cuda_conv_node_ms(ctx, node) : -1;
+        if (free_ms >= 0 && capped_ms >= 0 && capped_ms > free_ms * (1.0f + MM_CUDA_CAP_COST) &&
+            capped_ms > free_ms + MM_CUDA_CAP_COST_MS)
+            mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
     }
     return mm_cuda_workspace_bytes(be, g, node);
 }
@@ -615,9 +634,12 @@ static mm_status mm_cuda_check_graph(mm_backend *be, const mm_graph *g)
 
 static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
 {
-    mm_conv_counts c = mm_conv_cache_counts(mm_ctx(be)->convs);
-    snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d", c.legacy, c.nchw, c.graph,
-             c.gemm);
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    mm_conv_counts c = mm_conv_cache_counts(ctx->convs);
+    int kept = 0; /* convolutions that kept their scratch: a cap would have cost too much */
+    for (int i = 0; i < ctx->n_caps; i++) kept += ctx->caps[i].cap == SIZE_MAX;
+    snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d ws_kept=%d", c.legacy, c.nchw,
+             c.graph, c.gemm, kept);
 }
 
 /* ---- create and destroy ---- */

@@ -139,9 +139,10 @@ void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_
 
 /* The cache entry of (dir, d, dtype), choosing its algorithm the first time (e->ok says whether
  * there is one). The choice is made outside any capture: the first lookup of a shape happens at
- * plan time. */
+ * plan time. `step`: the entry runs on chunks of samples that start at multiples of `step`
+ * elements (0: on whole tensors), so x and y may be aligned to less than 16 bytes. */
 static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm_conv_dims *d,
-                                     mm_dtype dtype, size_t cap)
+                                     mm_dtype dtype, size_t cap, int64_t step)
 {
     mm_conv_key k;
     memset(&k, 0, sizeof k);
@@ -153,6 +154,9 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32) ||
              (dir == MM_CONV_BWD_DATA && d->accumulate);
     k.ws_cap_kib = cap == SIZE_MAX ? -1 : (int)((cap >> 10) < INT_MAX ? cap >> 10 : INT_MAX);
+    int64_t low = step & -step; /* the largest power of two dividing step */
+    k.align = step && low * (int64_t)mm_dtype_size(dtype) < 16 ? (int)(low * mm_dtype_size(dtype))
+                                                               : 16;
     size_t limit = ctx->conv_ws_limit;
     if (k.ws_cap_kib >= 0 && ((size_t)k.ws_cap_kib << 10) < limit) limit = (size_t)k.ws_cap_kib << 10;
 
@@ -178,20 +182,21 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
  * in *t: the precision's dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the
  * layer then runs in fp32/TF32 with its operands cast in the workspace); under the node's
  * workspace cap (mm_cuda_node_cap) when it has one and some algorithm fits it, else uncapped.
- * With keep_t, *t is given and kept (the last chunk of a node runs in its first chunk's type). */
+ * With keep_t, *t is given and kept (the last chunk of a node runs in its first chunk's type).
+ * `step` as for mm_conv_lookup. */
 static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node,
                                      const mm_conv_dims *d, mm_conv_dir dir, mm_dtype *t,
-                                     bool keep_t)
+                                     bool keep_t, int64_t step)
 {
     size_t cap = mm_cuda_node_cap(ctx, node);
     mm_conv_entry *e = NULL;
     for (int pass = cap == SIZE_MAX; pass < 2 && !(e && e->ok); pass++) {
         size_t c = pass == 0 ? cap : SIZE_MAX;
         if (!keep_t) *t = mm_cuda_conv_dtype(ctx);
-        e = mm_conv_lookup(ctx, dir, d, *t, c);
+        e = mm_conv_lookup(ctx, dir, d, *t, c, step);
         if (!e->ok && *t == MM_BF16 && !keep_t) {
             *t = MM_F32;
-            e = mm_conv_lookup(ctx, dir, d, *t, c);
+            e = mm_conv_lookup(ctx, dir, d, *t, c, step);
         }
     }
     if (!e->ok) mm_conv_no_algo(&e->key, *t);
@@ -228,13 +233,19 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
     c->nb = nb < d->n ? (int)nb : d->n;
     c->full = *d;
     c->full.n = c->nb;
-    c->e_full = mm_conv_choose(ctx, node, &c->full, dir, &c->t, false);
+    /* the chunks start at multiples of nb samples of x and of y */
+    int64_t step = 0;
+    if (c->nb < d->n) {
+        int64_t sx = c->nb * (int64_t)d->h * d->w * d->c, sy = c->nb * (int64_t)d->oh * d->ow * d->k;
+        step = (sx & -sx) < (sy & -sy) ? sx : sy;
+    }
+    c->e_full = mm_conv_choose(ctx, node, &c->full, dir, &c->t, false, step);
     c->scratch = mm_conv_scratch(c->e_full, &c->full);
     c->e_last = NULL;
     if (d->n % c->nb) {
         c->last = *d;
         c->last.n = d->n % c->nb;
-        c->e_last = mm_conv_choose(ctx, node, &c->last, dir, &c->t, true);
+        c->e_last = mm_conv_choose(ctx, node, &c->last, dir, &c->t, true, step);
         size_t s = mm_conv_scratch(c->e_last, &c->last);
         if (s > c->scratch) c->scratch = s;
     }
@@ -251,6 +262,18 @@ static const mm_conv_dims *mm_conv_chunk(const mm_conv_chunks *c, int k,
 }
 
 static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1) / c->nb; }
+
+float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node)
+{
+    mm_conv_dir dir = node->op == MM_OP_CONV2D            ? MM_CONV_FWD
+                      : node->op == MM_OP_CONV2D_BWD_DATA ? MM_CONV_BWD_DATA
+                                                          : MM_CONV_BWD_FILTER;
+    mm_conv_chunks ch;
+    mm_conv_chunks_init(&ch, ctx, node, dir);
+    int full = mm_conv_n_chunks(&ch) - (ch.e_last ? 1 : 0);
+    if (ch.e_full->time_ms < 0 || (ch.e_last && ch.e_last->time_ms < 0)) return -1;
+    return (float)full * ch.e_full->time_ms + (ch.e_last ? ch.e_last->time_ms : 0.0f);
+}
 
 void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                  const void *x, const void *w, const void *y, void *scratch, bool beta)

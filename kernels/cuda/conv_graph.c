@@ -30,11 +30,11 @@ static cudnnStatus_t mm_set_i64(cudnnBackendDescriptor_t d, cudnnBackendAttribut
 
 /* A finalized tensor descriptor: logical dims {n, c, h, w} of an NHWC buffer. */
 static cudnnStatus_t mm_tensor_desc(cudnnBackendDescriptor_t *out, int64_t uid, mm_dtype t,
-                                     int64_t n, int64_t c, int64_t h, int64_t w)
+                                     int64_t n, int64_t c, int64_t h, int64_t w, int64_t align)
 {
     cudnnStatus_t s;
     cudnnBackendDescriptor_t d = NULL;
-    int64_t dims[4] = {n, c, h, w}, strides[4] = {h * w * c, 1, w * c, c}, align = 16;
+    int64_t dims[4] = {n, c, h, w}, strides[4] = {h * w * c, 1, w * c, c};
     cudnnDataType_t dt = t == MM_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     MM_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, &d));
     MM_TRY(cudnnBackendSetAttribute(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
@@ -124,13 +124,13 @@ fail:
 }
 
 cudnnStatus_t mm_conv_graph_init(mm_conv_graph *g, cudnnHandle_t h, int dir, const mm_conv_dims *d,
-                                 mm_dtype t, float beta)
+                                 mm_dtype t, float beta, int align)
 {
     memset(g, 0, sizeof *g);
     cudnnStatus_t s;
-    MM_TRY(mm_tensor_desc(&g->x, MM_UID_X, t, d->n, d->c, d->h, d->w));
-    MM_TRY(mm_tensor_desc(&g->w, MM_UID_W, t, d->k, d->c, d->r, d->s));
-    MM_TRY(mm_tensor_desc(&g->y, MM_UID_Y, t, d->n, d->k, d->oh, d->ow));
+    MM_TRY(mm_tensor_desc(&g->x, MM_UID_X, t, d->n, d->c, d->h, d->w, align));
+    MM_TRY(mm_tensor_desc(&g->w, MM_UID_W, t, d->k, d->c, d->r, d->s, 16));
+    MM_TRY(mm_tensor_desc(&g->y, MM_UID_Y, t, d->n, d->k, d->oh, d->ow, align));
     MM_TRY(mm_convolution(&g->conv, d));
     MM_TRY(mm_operation(g, dir, beta));
     if (h) {

@@ -26,9 +26,10 @@ typedef struct mm_conv_graph {
  * the operation of direction dir, with output blending beta (1: the output accumulates, as the
  * fp32 filter gradient does; 0: it is overwritten); then, given a handle, the operation graph
  * (without one, for checks on machines without a GPU, g->graph stays NULL). Returns the first
- * failing status; on failure what was made is destroyed. */
+ * failing status; on failure what was made is destroyed. x and y are declared aligned to `align`
+ * bytes (16, or less for chunks of samples that start off 16 bytes), w to 16. */
 cudnnStatus_t mm_conv_graph_init(mm_conv_graph *g, cudnnHandle_t h, int dir, const mm_conv_dims *d,
-                                 mm_dtype t, float beta);
+                                 mm_dtype t, float beta, int align);
 void mm_conv_graph_free(mm_conv_graph *g);
 
 /* An execution plan of a graph, with what the search and the log need. */

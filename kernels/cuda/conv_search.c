@@ -142,34 +142,39 @@ static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf 
 
 /* Plan-time operands for timing: x, w (room for an fp32 weight gradient), y and a workspace of
  * up to the limit, zero-filled, allocated outside the backend's accounting and freed right after
- * the search (the step never sees them). */
+ * the search (the step never sees them). x and y are aligned as the entry's operands will be
+ * (key.align: chunks of samples may start off 16 bytes), so what cannot run there fails here. */
 typedef struct mm_conv_probe {
     void *x, *w, *y, *ws;
+    void *x_mem, *y_mem; /* the allocations x and y lie in */
     size_t ws_bytes;
 } mm_conv_probe;
 
 static void mm_conv_probe_free(mm_conv_probe *p)
 {
-    if (p->x) cudaFree(p->x);
+    if (p->x_mem) cudaFree(p->x_mem);
     if (p->w) cudaFree(p->w);
-    if (p->y) cudaFree(p->y);
+    if (p->y_mem) cudaFree(p->y_mem);
     if (p->ws) cudaFree(p->ws);
     cudaGetLastError();
     memset(p, 0, sizeof *p);
 }
 
-static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype t, size_t limit)
+static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype t, size_t limit,
+                               int align)
 {
     memset(p, 0, sizeof *p);
-    size_t es = mm_dtype_size(t);
+    size_t es = mm_dtype_size(t), off = align < 16 ? (size_t)align : 0;
     size_t xb = (size_t)d->n * d->h * d->w * d->c * es;
     size_t wb = (size_t)d->k * d->r * d->s * d->c * sizeof(float);
     size_t yb = (size_t)d->n * d->oh * d->ow * d->k * es;
-    if (cudaMalloc(&p->x, xb) != cudaSuccess || cudaMalloc(&p->w, wb) != cudaSuccess ||
-        cudaMalloc(&p->y, yb) != cudaSuccess) {
+    if (cudaMalloc(&p->x_mem, xb + off) != cudaSuccess || cudaMalloc(&p->w, wb) != cudaSuccess ||
+        cudaMalloc(&p->y_mem, yb + off) != cudaSuccess) {
         mm_conv_probe_free(p);
         return false;
     }
+    p->x = (char *)p->x_mem + off;
+    p->y = (char *)p->y_mem + off;
     /* The largest workspace the device gives, up to the limit (a smaller one only hides the
      * algorithms that need more). */
     for (size_t b = limit; b >= ((size_t)16 << 20); b /= 2) {
@@ -364,7 +369,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
      * calls do */
     float beta = e->key.beta ? 1.0f : 0.0f;
     mm_conv_graph g;
-    cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta);
+    cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta, e->key.align);
     if (st != CUDNN_STATUS_SUCCESS) {
         if (verbose)
             fprintf(stderr, "mammo: cudnn graph %s: no operation graph (%s)\n", what,
@@ -476,7 +481,7 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     /* the search's operands: zeroed copies at the start of the probe's workspace, cuDNN's
      * workspace after them (the run below lays them out as the step will) */
     mm_conv_nchw_bufs b = mm_conv_nchw_carve(p->ws, 0, d);
-    mm_conv_probe np = {b.x, b.w, b.y, (char *)p->ws + copies, p->ws_bytes - copies};
+    mm_conv_probe np = {b.x, b.w, b.y, (char *)p->ws + copies, NULL, NULL, p->ws_bytes - copies};
     MM_CUDA_CHECK(cudaMemsetAsync(p->ws, 0, copies, ctx->stream));
     bool found = mm_conv_pick_legacy(ctx, &trial, &np, limit - copies - 256);
     size_t need = mm_conv_scratch(&trial, d), have = ok ? mm_conv_scratch(e, d) : 0;
@@ -524,7 +529,7 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
 {
     mm_conv_dir dir = (mm_conv_dir)e->key.dir;
     mm_conv_probe probe;
-    bool have_probe = mm_conv_probe_init(&probe, d, t, limit);
+    bool have_probe = mm_conv_probe_init(&probe, d, t, limit, e->key.align);
     const mm_conv_probe *p = have_probe ? &probe : NULL;
     e->time_ms = -1;
     bool ok = mm_conv_pick_legacy(ctx, e, p, limit);

@@ -18,6 +18,7 @@
  * beat engine 11 unless the workspace is capped. Tensor-core engines read fp32 operands as
  * TF32. */
 #include <cudnn.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <map>
@@ -33,6 +34,7 @@ struct graph_op {
     int dir = -1; /* 0 forward, 1 backward data, 2 backward filter */
     cuemu::conv_problem p;
     int64_t uid[3] = {0, 0, 0}; /* x, w, y */
+    int64_t align[3] = {0, 0, 0}; /* the bytes their addresses are declared multiples of */
     float alpha = 1, beta = 0;
 };
 
@@ -55,7 +57,7 @@ struct bdesc {
     bool finalized = false;
     std::map<int, std::pair<int, std::vector<char>>> attrs; /* name -> (type, elements) */
     /* what finalizing (or being filled by a getter) gave it: */
-    int64_t uid = 0;
+    int64_t uid = 0, align = 0;
     cuemu::conv_view view = {};            /* tensor */
     int64_t pad[2] = {}, stride[2] = {}, dil[2] = {}; /* convolution */
     graph_op op;                           /* operation and everything made from one */
@@ -110,7 +112,10 @@ cudnnStatus_t finalize_tensor(bdesc *d)
     const int64_t *dims = get<int64_t>(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4);
     const int64_t *strides = get<int64_t>(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4);
     const int64_t *uid = get<int64_t>(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1);
-    if (!t || !dims || !strides || !uid) return CUDNN_STATUS_BAD_PARAM;
+    const int64_t *align = get<int64_t>(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1);
+    if (!t || !dims || !strides || !uid || !align || *align < 1 || (*align & (*align - 1)))
+        return CUDNN_STATUS_BAD_PARAM;
+    d->align = *align;
     if (*t != CUDNN_DATA_FLOAT && *t != CUDNN_DATA_BFLOAT16) return CUDNN_STATUS_NOT_SUPPORTED;
     for (int i = 0; i < 4; i++) {
         if (dims[i] < 1 || strides[i] < 1) return CUDNN_STATUS_BAD_PARAM;
@@ -182,6 +187,7 @@ cudnnStatus_t finalize_operation(bdesc *d, int dir)
     for (int i = 0; i < 2; i++)
         op.p.pad[i] = cv->pad[i], op.p.stride[i] = cv->stride[i], op.p.dil[i] = cv->dil[i];
     op.uid[0] = x->uid, op.uid[1] = w->uid, op.uid[2] = y->uid;
+    op.align[0] = x->align, op.align[1] = w->align, op.align[2] = y->align;
     op.alpha = *alpha, op.beta = *beta;
     if (!cuemu::conv_consistent(op.p) || x->uid == w->uid || x->uid == y->uid || w->uid == y->uid)
         return CUDNN_STATUS_BAD_PARAM;
@@ -395,6 +401,10 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
         for (size_t i = 0; i < v->pack_uids.size(); i++)
             if (v->pack_uids[i] == op.uid[r]) ptr[r] = v->pack_ptrs[i];
     if (!ptr[0] || !ptr[1] || !ptr[2] || (p->ws && !v->pack_ws)) return CUDNN_STATUS_BAD_PARAM;
+    /* as cuDNN: an operand off the alignment its tensor declared is refused */
+    for (int r = 0; r < 3; r++)
+        if (reinterpret_cast<uintptr_t>(ptr[r]) % static_cast<uintptr_t>(op.align[r]))
+            return CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
     const engine_info &e = kEngines[p->engine];
     bool one = op.p.w.d[2] == 1 && op.p.w.d[3] == 1;
     double ms = 2e-9 * cuemu::conv_macs(op.p) * (one ? 1.2 : 1.0) * e.cost;

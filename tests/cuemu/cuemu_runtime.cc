@@ -70,9 +70,19 @@ bool device_range(const void *p, size_t n)
     return c >= it->first && c + n <= it->first + it->second;
 }
 
+/* CUEMU_CLOCK_SCALE=F: the emulated device runs F times slower (its clock advances F times the
+ * cost), for tests of decisions that weigh absolute times. */
+static double clock_scale()
+{
+    const char *f = getenv("CUEMU_CLOCK_SCALE");
+    double v = f ? atof(f) : 1.0;
+    return v > 0 ? v : 1.0;
+}
+
 cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()> op)
 {
     if (g_sticky) return g_sticky;
+    cost_ms *= clock_scale();
     auto timed = [cost_ms, op]() {
         g_clock_ms += cost_ms;
         return op();
