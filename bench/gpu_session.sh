@@ -13,16 +13,16 @@
 #   sh bench/gpu_session.sh all       everything that fits one call, most important first: a build
 #                                     of the command line and the GPU tests for this card only,
 #                                     those tests, then the side-by-side comparisons one (net,
-#                                     precision) at a time, fp32 first (the open targets; bf16
-#                                     ran 1.4-1.8x and its peak follows the plan), while
+#                                     precision) at a time, tf32 and fp32 first (the open
+#                                     targets: H200 run 2 had them at 0.87-1.13x; bf16 ran
+#                                     1.25-1.53x), while
 #                                     DEADLINE seconds (default 540) are not spent; results
 #                                     appended as they come,
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
-#                                     left, fp32 with --scratch-mb 1024 (fp32-scratch-1024.txt),
-#                                     bf16 with --feed (bf16-feed.txt) and ResNet50 fp32
-#                                     profiles of both (profile-*.txt). env: TESTS (the GPU
-#                                     tests to run), PRECISIONS (default "fp32 tf32 bf16"),
+#                                     left, ResNet50 tf32 profiles of both (profile-*.txt) and
+#                                     bf16 with --feed (bf16-feed.txt). env: TESTS (the GPU
+#                                     tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`. The device tool brings
@@ -112,7 +112,7 @@ for stage in "$@"; do
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
         done
-        for p in ${PRECISIONS:-fp32 tf32 bf16}; do
+        for p in ${PRECISIONS:-tf32 fp32 bf16}; do
             for net in resnet50 vgg16; do
                 [ "$(left)" -gt 100 ] || { echo "no time left for $net $p"; continue; }
                 LOGDIR=$out MM_CUDNN_VERBOSE=1 NETS=$net PRECISIONS=$p APPEND=1 WARMUP=2 \
@@ -122,18 +122,17 @@ for stage in "$@"; do
             done
         done
         [ "${EXTRAS:-1}" = 0 ] && continue
-        # if time is left: fp32 with 1 GiB of scratch budget (faster algorithms may raise the
-        # peak), and what feeding the batch and reading the loss every step costs in bf16
-        mammo_only fp32-scratch-1024.txt --precision fp32 --scratch-mb 1024
-        mammo_only bf16-feed.txt --precision bf16 --feed
-        # where the fp32 time goes, op by op and kernel by kernel, if time is left
+        # if time is left: where ResNet50's tf32 time goes (the furthest from its target), op by
+        # op and kernel by kernel on both sides, then what feeding the batch and reading the
+        # loss every step costs in bf16
         if [ "$(left)" -gt 120 ]; then
             timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
-                --input 1152x896 --batch 2 --device cuda --precision fp32 --steps 3 \
-                --warmup 1 --profile 3 >"$out/profile-mammo-resnet50-fp32.txt" 2>&1
-            timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision fp32 \
-                --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-fp32.txt" 2>&1
+                --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \
+                --warmup 1 --profile 3 >"$out/profile-mammo-resnet50-tf32.txt" 2>&1
+            timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
+                --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
         fi
+        mammo_only bf16-feed.txt --precision bf16 --feed
         ;;
     compare-resnet50 | compare-vgg16)
         NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
