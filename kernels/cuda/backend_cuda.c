@@ -494,9 +494,19 @@ static void mm_cuda_set_node_cap(mm_cuda_ctx *ctx, const mm_node *node, size_t c
 }
 
 /* A convolution whose algorithm under its cap is this much slower than its fastest (a fraction,
- * and at least MM_CUDA_CAP_COST_MS in all) keeps its scratch, unless g->scratch_strict. */
+ * and at least MM_CUDA_CAP_COST_MS in all) keeps its scratch, unless g->scratch_strict. Where
+ * the candidates its uncapped search timed show every one within the cap over MM_CUDA_CAP_HOPELESS
+ * times slower, it keeps it without searching under the cap (timing those slow algorithms took
+ * most of VGG16's fp32 set-up). */
 #define MM_CUDA_CAP_COST 0.10f
 #define MM_CUDA_CAP_COST_MS 0.02f
+#define MM_CUDA_CAP_HOPELESS 1.5f
+
+static bool mm_cuda_cap_too_costly(float free_ms, float capped_ms, float factor)
+{
+    return free_ms >= 0 && capped_ms >= 0 && capped_ms > free_ms * factor &&
+           capped_ms > free_ms + MM_CUDA_CAP_COST_MS;
+}
 
 /* The planner's limit_workspace: convolutions re-choose their algorithm under the cap (their
  * scratch besides cuDNN's workspace, staged operands, is small), and keep the uncapped one where
@@ -510,11 +520,13 @@ static size_t mm_cuda_limit_workspace(mm_backend *be, const mm_graph *g, const m
         node->op == MM_OP_CONV2D_BWD_FILTER) {
         mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
         float free_ms = g->scratch_strict ? -1 : mm_cuda_conv_node_ms(ctx, node);
-        mm_cuda_set_node_cap(ctx, node, bytes);
-        float capped_ms = free_ms >= 0 ? mm_cuda_conv_node_ms(ctx, node) : -1;
-        if (free_ms >= 0 && capped_ms >= 0 && capped_ms > free_ms * (1.0f + MM_CUDA_CAP_COST) &&
-            capped_ms > free_ms + MM_CUDA_CAP_COST_MS)
-            mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
+        float known_ms = free_ms >= 0 ? mm_cuda_conv_node_ms_within(ctx, node, bytes) : -1;
+        if (!mm_cuda_cap_too_costly(free_ms, known_ms, MM_CUDA_CAP_HOPELESS)) {
+            mm_cuda_set_node_cap(ctx, node, bytes);
+            float capped_ms = free_ms >= 0 ? mm_cuda_conv_node_ms(ctx, node) : -1;
+            if (mm_cuda_cap_too_costly(free_ms, capped_ms, 1.0f + MM_CUDA_CAP_COST))
+                mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
+        }
     }
     return mm_cuda_workspace_bytes(be, g, node);
 }

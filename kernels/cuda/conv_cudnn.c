@@ -263,7 +263,9 @@ static const mm_conv_dims *mm_conv_chunk(const mm_conv_chunks *c, int k,
 
 static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1) / c->nb; }
 
-float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node)
+/* Node's time over its chunks: its algorithms' (under = SIZE_MAX), or the fastest candidates
+ * of their searches within `under` bytes of scratch; -1 when one is unknown. */
+static float mm_conv_node_time(mm_cuda_ctx *ctx, const mm_node *node, size_t under)
 {
     mm_conv_dir dir = node->op == MM_OP_CONV2D            ? MM_CONV_FWD
                       : node->op == MM_OP_CONV2D_BWD_DATA ? MM_CONV_BWD_DATA
@@ -271,8 +273,23 @@ float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node)
     mm_conv_chunks ch;
     mm_conv_chunks_init(&ch, ctx, node, dir);
     int full = mm_conv_n_chunks(&ch) - (ch.e_last ? 1 : 0);
-    if (ch.e_full->time_ms < 0 || (ch.e_last && ch.e_last->time_ms < 0)) return -1;
-    return (float)full * ch.e_full->time_ms + (ch.e_last ? ch.e_last->time_ms : 0.0f);
+    const mm_conv_entry *es[2] = {ch.e_full, ch.e_last};
+    float ms[2] = {0, 0};
+    for (int i = 0; i < 2 && es[i]; i++) {
+        ms[i] = under == SIZE_MAX ? es[i]->time_ms : mm_conv_best_under(es[i], under);
+        if (ms[i] < 0) return -1;
+    }
+    return (float)full * ms[0] + ms[1];
+}
+
+float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node)
+{
+    return mm_conv_node_time(ctx, node, SIZE_MAX);
+}
+
+float mm_cuda_conv_node_ms_within(mm_cuda_ctx *ctx, const mm_node *node, size_t bytes)
+{
+    return mm_conv_node_time(ctx, node, bytes);
 }
 
 void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,

@@ -12,6 +12,8 @@
 
 typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER } mm_conv_dir;
 
+#define MM_CONV_CANDS 32 /* candidates an entry remembers */
+
 /* All ints, so memcmp and hashing see no padding. */
 typedef struct mm_conv_key {
     int dir, dtype, precision;
@@ -34,7 +36,15 @@ typedef struct mm_conv_entry {
     mm_conv_plan gplan;
     size_t ws_bytes; /* cuDNN's workspace (with nchw, the copies follow it: mm_conv_scratch) */
     float time_ms;   /* the measured time of the choice, -1 if not timed */
+    /* Every candidate the search timed, with the scratch it runs in: what a cap would leave
+     * (mm_conv_best_under) is known without searching again. */
+    struct mm_conv_cand { float ms; size_t scratch; } cands[MM_CONV_CANDS];
+    int n_cands;
 } mm_conv_entry;
+
+/* The time of the fastest candidate e's search timed that runs in at most `cap` bytes of
+ * scratch; -1 when none does. */
+float mm_conv_best_under(const mm_conv_entry *e, size_t cap);
 
 /* The node scratch that entry e runs in: cuDNN's workspace, and the NCHW copies with nchw. */
 static inline size_t mm_conv_scratch(const mm_conv_entry *e, const mm_conv_dims *d)

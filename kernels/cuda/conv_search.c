@@ -104,6 +104,22 @@ static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
 #define MM_CONV_WS_BIG ((size_t)64 << 20)
 #define MM_CONV_WS_SLACK 0.03f
 
+/* Remembers a timed candidate of e (times below 0 were not taken). */
+static void mm_conv_note(mm_conv_entry *e, float ms, size_t scratch)
+{
+    if (ms >= 0 && e->n_cands < MM_CONV_CANDS)
+        e->cands[e->n_cands++] = (struct mm_conv_cand){ms, scratch};
+}
+
+float mm_conv_best_under(const mm_conv_entry *e, size_t cap)
+{
+    float best = -1;
+    for (int i = 0; i < e->n_cands; i++)
+        if (e->cands[i].scratch <= cap && (best < 0 || e->cands[i].ms < best))
+            best = e->cands[i].ms;
+    return best;
+}
+
 static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf *perf, int got,
                          size_t limit, bool strict, const char *how)
 {
@@ -114,6 +130,7 @@ static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf 
         ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
                 !(strict && ctx->precision == MM_PRECISION_FP32 && perf[i].math != CUDNN_FMA_MATH);
         if (ok[i] && fastest < 0) fastest = pick = i; /* cuDNN lists them fastest first */
+        if (ok[i]) mm_conv_note(e, perf[i].time, perf[i].memory);
     }
     if (fastest >= 0 && strict && perf[fastest].memory > MM_CONV_WS_BIG)
         for (int i = fastest + 1; i < got; i++)
@@ -404,6 +421,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
         /* one timed run first: a plan far slower than the best so far is not timed further */
         float once = mm_conv_time_runs(ctx, &trial, d, t, p, 1);
         times[1 + i] = best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, &trial, d, t, p);
+        mm_conv_note(e, times[1 + i], wss[1 + i]);
         if (best < 0 || times[1 + i] < best) best = times[1 + i];
     }
     int fastest = -1, pick = -1;
@@ -488,6 +506,7 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     float t_nchw = -1, t_cur = *timed;
     if (found && need <= p->ws_bytes) {
         t_nchw = mm_conv_time(ctx, &trial, d, t, p);
+        mm_conv_note(e, t_nchw, need);
         if (ok && t_cur < 0 && have <= p->ws_bytes) t_cur = mm_conv_time(ctx, e, d, t, p);
     }
     bool take = t_nchw >= 0 &&
@@ -547,6 +566,7 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
             t_cudnn = timed >= 0 ? timed : mm_conv_time(ctx, e, d, t, p);
             e->gemm = 1;
             t_gemm = mm_conv_time(ctx, e, d, t, p);
+            mm_conv_note(e, t_gemm, 0);
             e->gemm = 0;
             use = t_gemm < t_cudnn;
         }

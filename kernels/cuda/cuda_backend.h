@@ -119,6 +119,9 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
 /* The measured milliseconds of convolution node `node` (any direction) under its current cap:
  * the sum over its chunks' algorithms (chosen by the first call); -1 when one was not timed. */
 float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node);
+/* The same from the candidates its searches timed: the fastest that run within `bytes` of
+ * scratch (no new search); -1 when one chunk has none. */
+float mm_cuda_conv_node_ms_within(mm_cuda_ctx *ctx, const mm_node *node, size_t bytes);
 void mm_cuda_op_dense(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                       const mm_tensor *outs, mm_cuda_ws *ws);
 void mm_cuda_op_dense_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,

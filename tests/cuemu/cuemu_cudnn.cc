@@ -8,7 +8,8 @@
  * The menu per direction, fastest first on the emulated clock: algorithm 1 with a workspace of
  * about the size of the operands (it fills the whole workspace it asks for before computing, so
  * scratch that overlaps live data corrupts results, as a real algorithm's would), then
- * algorithm 0 with none, 1.5 times slower. The search honours the probe's workspace, so
+ * algorithm 0 with none, 1.5 times slower (CUEMU_NO_WS_COST=F: F times). The search honours the
+ * probe's workspace, so
  * workspace limits make the backend fall back to algorithm 0. 1x1 convolutions cost 1.2 times
  * the GEMM that conv_gemm.c would run for them, so the timed comparison picks the GEMM. */
 #include <cudnn.h>
@@ -86,7 +87,9 @@ size_t menu_ws(const conv_args &a, int dir, int algo)
 double menu_ms(const conv_args &a, int algo)
 {
     bool one = a.w->r == 1 && a.w->s == 1;
-    return 2e-9 * cuemu::conv_macs(problem(a)) * (one ? 1.2 : 1.0) * (algo == 0 ? 1.5 : 1.0);
+    const char *f = getenv("CUEMU_NO_WS_COST");
+    double slow = f && atof(f) > 0 ? atof(f) : 1.5;
+    return 2e-9 * cuemu::conv_macs(problem(a)) * (one ? 1.2 : 1.0) * (algo == 0 ? slow : 1.0);
 }
 
 template <typename Perf, typename Algo>
@@ -103,7 +106,8 @@ cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, i
         p.memory = menu_ws(a, dir, algo);
         p.status = !have_ws || p.memory <= ws_bytes ? CUDNN_STATUS_SUCCESS
                                                      : CUDNN_STATUS_ALLOC_FAILED;
-        p.time = p.status == CUDNN_STATUS_SUCCESS ? (float)menu_ms(a, algo) : -1.0f;
+        p.time = p.status == CUDNN_STATUS_SUCCESS ? (float)(menu_ms(a, algo) * cuemu::clock_scale())
+                                                  : -1.0f;
         p.determinism = CUDNN_DETERMINISTIC;
         p.mathType = a.cv->math; /* timed with the math the descriptor asks for */
         perf[i] = p;

@@ -8,7 +8,7 @@
  *
  * The engines (global index, notes, workspace, cost against the legacy menu's best algorithm):
  *   heuristics mode A:         10 tensor cores, a workspace, 0.8
- *                              11 no notes, none, 1.1
+ *                              11 no notes, none, 1.05
  *                              14 its plan does not finalize (not supported for this graph)
  *   heuristics mode FALLBACK:  12 down-converts its inputs, 0.5
  *                              13 runtime-compiled, 0.6
@@ -45,7 +45,7 @@ struct engine_info {
 };
 
 const engine_info kEngines[] = {
-    {10, true, false, false, true, 0.25, 0.8},  {11, false, false, false, true, 0, 1.1},
+    {10, true, false, false, true, 0.25, 0.8},  {11, false, false, false, true, 0, 1.05},
     {14, false, false, false, false, 0, 1.0},   {12, false, true, false, true, 0, 0.5},
     {13, true, false, true, true, 0, 0.6},
 };

@@ -18,8 +18,13 @@ namespace cuemu {
  * cudaErrorInvalidConfiguration for a grid or block the device would refuse. */
 cudaError_t run_now(const cfg &c, body_fn body, void *state);
 
+/* CUEMU_CLOCK_SCALE=F: the emulated device runs F times slower (its clock advances F times the
+ * cost, and the algorithm searches report F times the time), for tests of decisions that weigh
+ * absolute times. 1 when unset. */
+double clock_scale();
+
 /* Runs op on stream st now, or records it while st is being captured. Each run advances the
- * emulated device's clock (what events measure) by cost_ms. */
+ * emulated device's clock (what events measure) by cost_ms times clock_scale(). */
 cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()> op);
 
 /* Whether [p, p + n) lies inside one device allocation. */

@@ -70,9 +70,7 @@ bool device_range(const void *p, size_t n)
     return c >= it->first && c + n <= it->first + it->second;
 }
 
-/* CUEMU_CLOCK_SCALE=F: the emulated device runs F times slower (its clock advances F times the
- * cost), for tests of decisions that weigh absolute times. */
-static double clock_scale()
+double clock_scale()
 {
     const char *f = getenv("CUEMU_CLOCK_SCALE");
     double v = f ? atof(f) : 1.0;
