@@ -20,8 +20,9 @@
 #                                     appended as they come,
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
-#                                     left, ResNet50 tf32 profiles of both (profile-*.txt) and
-#                                     bf16 with --feed (bf16-feed.txt). env: TESTS (the GPU
+#                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
+#                                     tf32 with --recompute-conv 64 and bf16 with --feed
+#                                     (tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS (the GPU
 #                                     tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
@@ -132,6 +133,9 @@ for stage in "$@"; do
             timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
                 --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
         fi
+        # what recomputing convolutions costs in tf32 (the default recomputes those of at most
+        # 147 multiply-adds an output: ResNet50's stem and 64/128-channel 1x1s, +10% FLOPs)
+        mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
         mammo_only bf16-feed.txt --precision bf16 --feed
         ;;
     compare-resnet50 | compare-vgg16)
