@@ -10,6 +10,7 @@
 #   sh bench/gpu_session.sh compare-resnet50 compare-vgg16
 #                                     the same one net per stage (each call within 10 minutes even
 #                                     when cuDNN's searches are long; results appended)
+#   sh bench/gpu_session.sh extras    only the runs `all` ends with (below), on a build made before
 #   sh bench/gpu_session.sh all       everything that fits one call, most important first: a build
 #                                     of the command line and the GPU tests for this card only,
 #                                     those tests, then the side-by-side comparisons one (net,
@@ -62,6 +63,22 @@ mammo_only() {
             --batch 2 --device cuda --steps 10 --cuda-graph "$@" 2>&1 | grep '^mammo ' \
             >>"$out/$file"
     done
+}
+# The runs after the comparisons, while time is left: where ResNet50's tf32 time goes (the
+# furthest from its target), op by op and kernel by kernel on both sides; what recomputing
+# convolutions costs in tf32 (the default recomputes those of at most 147 multiply-adds an
+# output: ResNet50's stem and 64/128-channel 1x1s, +10% FLOPs); what feeding the batch and
+# reading the loss every step costs in bf16.
+extras() {
+    if [ "$(left)" -gt 120 ]; then
+        timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
+            --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \
+            --warmup 1 --profile 3 >"$out/profile-mammo-resnet50-tf32.txt" 2>&1
+        timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
+            --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
+    fi
+    mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
+    mammo_only bf16-feed.txt --precision bf16 --feed
 }
 for stage in "$@"; do
     case $stage in
@@ -123,20 +140,10 @@ for stage in "$@"; do
             done
         done
         [ "${EXTRAS:-1}" = 0 ] && continue
-        # if time is left: where ResNet50's tf32 time goes (the furthest from its target), op by
-        # op and kernel by kernel on both sides, then what feeding the batch and reading the
-        # loss every step costs in bf16
-        if [ "$(left)" -gt 120 ]; then
-            timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
-                --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \
-                --warmup 1 --profile 3 >"$out/profile-mammo-resnet50-tf32.txt" 2>&1
-            timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
-                --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
-        fi
-        # what recomputing convolutions costs in tf32 (the default recomputes those of at most
-        # 147 multiply-adds an output: ResNet50's stem and 64/128-channel 1x1s, +10% FLOPs)
-        mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
-        mammo_only bf16-feed.txt --precision bf16 --feed
+        extras
+        ;;
+    extras)
+        extras
         ;;
     compare-resnet50 | compare-vgg16)
         NETS=${stage#compare-} APPEND=1 WARMUP=2 sh bench/gpu_compare.sh build 20 || status=1
@@ -144,7 +151,7 @@ for stage in "$@"; do
         ;;
     *)
         echo "gpu_session.sh: unknown stage $stage (build, tests, search, compare," \
-            "compare-resnet50, compare-vgg16, all)" >&2
+            "compare-resnet50, compare-vgg16, all, extras)" >&2
         exit 1
         ;;
     esac
