@@ -467,67 +467,12 @@ static size_t mm_cuda_workspace_bytes(mm_backend *be, const mm_graph *g, const m
     return ws.used ? ws.used + 256 : 0;
 }
 
-size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node)
-{
-    for (int i = 0; i < ctx->n_caps; i++) {
-        const struct mm_cuda_node_cap *c = &ctx->caps[i];
-        if (c->node == node && c->op == node->op &&
-            memcmp(&c->dims, &node->p.conv, sizeof c->dims) == 0)
-            return c->cap;
-    }
-    return SIZE_MAX;
-}
-
-/* Records `cap` as node's workspace cap (SIZE_MAX: none). */
-static void mm_cuda_set_node_cap(mm_cuda_ctx *ctx, const mm_node *node, size_t cap)
-{
-    int i = 0;
-    while (i < ctx->n_caps && ctx->caps[i].node != node) i++;
-    if (i == ctx->n_caps) {
-        if (ctx->n_caps == ctx->cap_caps) {
-            ctx->cap_caps = ctx->cap_caps ? 2 * ctx->cap_caps : 32;
-            ctx->caps = mm_xrealloc(ctx->caps, (size_t)ctx->cap_caps * sizeof *ctx->caps);
-        }
-        ctx->n_caps++;
-    }
-    ctx->caps[i] = (struct mm_cuda_node_cap){node, node->op, node->p.conv, cap};
-}
-
-/* A convolution whose algorithm under its cap is this much slower than its fastest (a fraction,
- * and at least MM_CUDA_CAP_COST_MS in all) keeps its scratch, unless g->scratch_strict. Where
- * the candidates its uncapped search timed show every one within the cap over MM_CUDA_CAP_HOPELESS
- * times slower, it keeps it without searching under the cap (timing those slow algorithms took
- * most of VGG16's fp32 set-up). */
-#define MM_CUDA_CAP_COST 0.10f
-#define MM_CUDA_CAP_COST_MS 0.02f
-#define MM_CUDA_CAP_HOPELESS 1.5f
-
-static bool mm_cuda_cap_too_costly(float free_ms, float capped_ms, float factor)
-{
-    return free_ms >= 0 && capped_ms >= 0 && capped_ms > free_ms * factor &&
-           capped_ms > free_ms + MM_CUDA_CAP_COST_MS;
-}
-
-/* The planner's limit_workspace: convolutions re-choose their algorithm under the cap (their
- * scratch besides cuDNN's workspace, staged operands, is small), and keep the uncapped one where
- * the cap would cost more than MM_CUDA_CAP_COST of their time (not with g->scratch_strict; a
- * choice not timed keeps the cap); other nodes cannot shrink. */
+/* The planner's limit_workspace: a convolution re-chooses its algorithm under the cap where that
+ * costs it little (conv_caps.c); other nodes cannot shrink. */
 static size_t mm_cuda_limit_workspace(mm_backend *be, const mm_graph *g, const mm_node *node,
                                       size_t bytes)
 {
-    mm_cuda_ctx *ctx = mm_ctx(be);
-    if (node->op == MM_OP_CONV2D || node->op == MM_OP_CONV2D_BWD_DATA ||
-        node->op == MM_OP_CONV2D_BWD_FILTER) {
-        mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
-        float free_ms = g->scratch_strict ? -1 : mm_cuda_conv_node_ms(ctx, node);
-        float known_ms = free_ms >= 0 ? mm_cuda_conv_node_ms_within(ctx, node, bytes) : -1;
-        if (!mm_cuda_cap_too_costly(free_ms, known_ms, MM_CUDA_CAP_HOPELESS)) {
-            mm_cuda_set_node_cap(ctx, node, bytes);
-            float capped_ms = free_ms >= 0 ? mm_cuda_conv_node_ms(ctx, node) : -1;
-            if (mm_cuda_cap_too_costly(free_ms, capped_ms, 1.0f + MM_CUDA_CAP_COST))
-                mm_cuda_set_node_cap(ctx, node, SIZE_MAX);
-        }
-    }
+    mm_cuda_limit_conv(mm_ctx(be), g, node, bytes);
     return mm_cuda_workspace_bytes(be, g, node);
 }
 
@@ -648,10 +593,8 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
 {
     mm_cuda_ctx *ctx = mm_ctx(be);
     mm_conv_counts c = mm_conv_cache_counts(ctx->convs);
-    int kept = 0; /* convolutions that kept their scratch: a cap would have cost too much */
-    for (int i = 0; i < ctx->n_caps; i++) kept += ctx->caps[i].cap == SIZE_MAX;
     snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d ws_kept=%d", c.legacy, c.nchw,
-             c.graph, c.gemm, kept);
+             c.graph, c.gemm, mm_cuda_caps_kept(ctx));
 }
 
 /* ---- create and destroy ---- */

@@ -103,10 +103,17 @@ void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *sta
 /* The storage dtype of convolutions in this precision: MM_BF16 for bf16, else MM_F32. */
 mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
 
+/* ---- workspace caps (conv_caps.c) ---- */
 /* The workspace cap of convolution node `node` (SIZE_MAX: none). A cap is matched by the node's
  * address, op and dimensions, so a node of another graph that reuses the address is capped only
  * when it is the same convolution. */
 size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node);
+/* Caps convolution node `node` (other nodes: nothing) at `bytes` of scratch, unless g is not
+ * strict and that would make it over 10% slower (the node then keeps its scratch: its cap is
+ * recorded as SIZE_MAX). */
+void mm_cuda_limit_conv(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node, size_t bytes);
+/* How many nodes kept their scratch that way. */
+int mm_cuda_caps_kept(const mm_cuda_ctx *ctx);
 
 /* ---- op entry points (conv_cudnn.c, dense_cublas.c) ---- */
 /* relu: apply the ReLU after the bias (a fused pair, fuse.c; the node has a bias). */
