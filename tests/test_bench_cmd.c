@@ -127,6 +127,9 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --device cuda:x", "--device cuda:x"},
         {"bench --device gpu", "--device gpu"},
         {"bench --scratch-mb -1", "--scratch-mb -1"},
+        {"bench --scratch-mb lots", "--scratch-mb lots: must be auto or"},
+        {"bench --lr -1", "--lr in [0, 1000)"},
+        {"bench --lr x", "--lr"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -109,8 +109,8 @@ int mm_cmd_bench(int argc, char **argv)
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
     if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || !(lr >= 0 && lr < 1e3)) {
-        mm_fail(MM_ERR_ARG, "mammo bench: --batch, --steps must be positive, --warmup and --lr "
-                "not negative");
+        mm_fail(MM_ERR_ARG, "mammo bench: --batch and --steps must be positive, --warmup not "
+                "negative, --lr in [0, 1000)");
         return mm_cli_error();
     }
     mm_precision precision;
