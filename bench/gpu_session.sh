@@ -44,9 +44,12 @@ status=0
 start=$(date +%s)
 # Packs every log and verbose search of $out into logs.tgz (the results' .txt files stay).
 pack() {
-    (cd "$out" && ls ./*.log ./*.log.gz >/dev/null 2>&1 &&
-        tar czf logs.tgz ./*.log ./*.log.gz 2>/dev/null; rm -f ./*.log ./*.log.gz)
-    (cd "$out" && rm -f 20*-cpu-*.txt 20*-run[0-9].txt)
+    (
+        cd "$out" || exit 1
+        set -- $(ls ./*.log ./*.log.gz 2>/dev/null)
+        if [ $# -gt 0 ] && tar czf logs.tgz "$@"; then rm -f "$@"; fi
+        rm -f 20*-cpu-*.txt 20*-run[0-9].txt
+    )
 }
 deadline=${DEADLINE:-540}
 left() { echo $((deadline - ($(date +%s) - start))); }
