@@ -17,16 +17,10 @@
 #include <string.h>
 
 #include "kernels/philox.h"
+#include "runtime/error.h"
 #include "tools/fs.h"
 #include "tools/index.h"
 #include "tools/png_io.h"
-
-static char *png_dataset_strdup(const char *s)
-{
-    char *d = malloc(strlen(s) + 1);
-    if (d) strcpy(d, s);
-    return d;
-}
 
 /* One view: its pixels into img, the lesion's disk (cy, cx, r; r 0: none) into mask. */
 static void png_dataset_draw(uint16_t *img, uint8_t *mask, int h, int w, uint64_t seed, double cy,
@@ -54,12 +48,12 @@ static mm_status png_dataset_write(const char *dir, int patients, int h, int w, 
     MM_TRY(mm_fs_mkdirs(sub));
     snprintf(sub, sizeof sub, "%s/masks", dir);
     MM_TRY(mm_fs_mkdirs(sub));
-    uint16_t *img = malloc((size_t)h * w * sizeof *img);
-    uint8_t *mask = malloc((size_t)h * w);
+    uint16_t *img = mm_xmalloc((size_t)h * w * sizeof *img);
+    uint8_t *mask = mm_xmalloc((size_t)h * w);
     mm_index idx;
     memset(&idx, 0, sizeof idx);
-    idx.dir = png_dataset_strdup(dir);
-    mm_status st = img && mask && idx.dir ? MM_OK : mm_fail(MM_ERR_IO, "out of memory");
+    idx.dir = mm_xstrdup(dir);
+    mm_status st = MM_OK;
     for (int p = 0; p < patients && st == MM_OK; p++) {
         bool lesion = p % 2 == 0, malignant = p % 4 == 0, mass = p % 8 < 4;
         double r = lesion ? 0.06 * h + 0.04 * h * mm_philox_uniform(seed + 1, (uint64_t)p) : 0;
@@ -75,9 +69,9 @@ static mm_status png_dataset_write(const char *dir, int patients, int h, int w, 
             snprintf(file, sizeof file, "%s/images/%s.png", dir, id);
             st = mm_png_write(file, &pic);
             mm_index_image *im = mm_index_add(&idx);
-            im->image_id = png_dataset_strdup(id);
-            im->dataset = png_dataset_strdup("cbis-ddsm");
-            im->patient_id = png_dataset_strdup(patient);
+            im->image_id = mm_xstrdup(id);
+            im->dataset = mm_xstrdup("cbis-ddsm");
+            im->patient_id = mm_xstrdup(patient);
             im->side = 'L';
             strcpy(im->view, view ? "MLO" : "CC");
             im->label = lesion && malignant;
@@ -85,8 +79,8 @@ static mm_status png_dataset_write(const char *dir, int patients, int h, int w, 
             im->height = h;
             im->width = w;
             snprintf(file, sizeof file, "images/%s.png", id);
-            im->image = png_dataset_strdup(file);
-            im->source = png_dataset_strdup(file);
+            im->image = mm_xstrdup(file);
+            im->source = mm_xstrdup(file);
             if (lesion && st == MM_OK) {
                 mm_image m = {h, w, 8, mask};
                 snprintf(file, sizeof file, "%s/masks/%s_0.png", dir, id);
@@ -96,7 +90,7 @@ static mm_status png_dataset_write(const char *dir, int patients, int h, int w, 
                 roi->type = mass ? MM_ROI_MASS : MM_ROI_CALC;
                 roi->pathology = malignant ? MM_PATH_MALIGNANT : MM_PATH_BENIGN;
                 snprintf(file, sizeof file, "masks/%s_0.png", id);
-                roi->mask = png_dataset_strdup(file);
+                roi->mask = mm_xstrdup(file);
             }
         }
     }

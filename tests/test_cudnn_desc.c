@@ -17,16 +17,23 @@ typedef struct conv_walk {
     int convs, mismatches;
 } conv_walk;
 
-/* One convolution from the current activation; advances it to the output. */
-static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
+/* A convolution of an [n,h,w,c] input with k square r x r filters, its output shape set. */
+static mm_conv_dims square_conv(int n, int h, int w, int c, int k, int r, int stride, int pad)
 {
     mm_conv_dims d;
     memset(&d, 0, sizeof d);
-    d.n = cw->n, d.h = cw->h, d.w = cw->w, d.c = cw->c;
+    d.n = n, d.h = h, d.w = w, d.c = c;
     d.k = k, d.r = r, d.s = r;
     d.stride_h = d.stride_w = stride;
     d.pad_h = d.pad_w = pad;
     CHECK(mm_conv_dims_finish(&d));
+    return d;
+}
+
+/* One convolution from the current activation; advances it to the output. */
+static void walk_conv(conv_walk *cw, int k, int r, int stride, int pad)
+{
+    mm_conv_dims d = square_conv(cw->n, cw->h, cw->w, cw->c, k, r, stride, pad);
 #ifdef MM_HAVE_CUDA
     mm_dtype types[2] = {MM_F32, MM_BF16};
     for (int t = 0; t < 2; t++) {
@@ -178,12 +185,7 @@ MM_TEST(cudnn_odd_shapes_output_dims)
  * finalized, in every direction: the descriptors really are checked. */
 MM_TEST(cudnn_graph_refuses_a_wrong_output_shape)
 {
-    mm_conv_dims d;
-    memset(&d, 0, sizeof d);
-    d.n = 2, d.h = 12, d.w = 10, d.c = 8, d.k = 16, d.r = d.s = 3;
-    d.stride_h = d.stride_w = 1;
-    d.pad_h = d.pad_w = 1;
-    CHECK(mm_conv_dims_finish(&d));
+    mm_conv_dims d = square_conv(2, 12, 10, 8, 16, 3, 1, 1);
     d.oh += 1;
     for (int dir = MM_CONV_GRAPH_FWD; dir <= MM_CONV_GRAPH_BWD_FILTER; dir++) {
         mm_conv_graph g;
@@ -202,12 +204,7 @@ MM_TEST(cudnn_graph_refuses_a_wrong_output_shape)
  * one more column of output (2^31 elements) they are refused. */
 MM_TEST(cudnn_refuses_tensors_of_2g_elements)
 {
-    mm_conv_dims d;
-    memset(&d, 0, sizeof d);
-    d.n = 1, d.h = 8192, d.w = 4095, d.c = 3, d.k = 64, d.r = d.s = 3;
-    d.stride_h = d.stride_w = 1;
-    d.pad_h = d.pad_w = 1;
-    CHECK(mm_conv_dims_finish(&d));
+    mm_conv_dims d = square_conv(1, 8192, 4095, 3, 64, 3, 1, 1);
     for (int nchw = 0; nchw < 2; nchw++) {
         mm_conv_descs cd;
         cudnnStatus_t s = mm_conv_descs_init(&cd, &d, MM_F32, 0, nchw);

@@ -297,10 +297,16 @@ static size_t big_workspace(mm_backend *be, const mm_graph *g, const mm_node *nd
     return nd->op == MM_OP_CONV2D || nd->op == MM_OP_CONV2D_BWD_DATA ? capped_of(nd) : 0;
 }
 
-static size_t limit_to(mm_backend *be, const mm_graph *g, const mm_node *nd, size_t bytes)
+/* Counts a limit_workspace call and keeps the cap it asked for. */
+static void note_limit(const mm_node *nd, size_t bytes)
 {
     n_limit_calls++;
     if (n_caps < (int)(sizeof caps / sizeof caps[0])) caps[n_caps++] = (node_cap){nd, bytes};
+}
+
+static size_t limit_to(mm_backend *be, const mm_graph *g, const mm_node *nd, size_t bytes)
+{
+    note_limit(nd, bytes);
     return big_workspace(be, g, nd);
 }
 
@@ -354,8 +360,7 @@ static size_t mid_scratch(mm_backend *be, const mm_graph *g, const mm_node *nd)
 
 static size_t limit_mid(mm_backend *be, const mm_graph *g, const mm_node *nd, size_t bytes)
 {
-    n_limit_calls++;
-    if (n_caps < (int)(sizeof caps / sizeof caps[0])) caps[n_caps++] = (node_cap){nd, bytes};
+    note_limit(nd, bytes);
     return mid_scratch(be, g, nd);
 }
 
