@@ -176,6 +176,12 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
     c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     c->no_recompute = cpu;
     c->recompute_conv_macs = cpu ? 0 : MM_RECOMPUTE_CONV_MACS_CUDA;
+    c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(be->precision);
+}
+
+double mm_recompute_slack_cuda(mm_precision precision)
+{
+    return precision == MM_PRECISION_BF16 ? 0.0 : 0.10;
 }
 
 mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
@@ -200,6 +206,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->recompute = !cfg->no_recompute;
     m->g->relu_mask_bits = !cfg->no_recompute;
     m->g->recompute_conv_macs = cfg->recompute_conv_macs;
+    m->g->recompute_slack = cfg->recompute_slack;
     m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;
     m->g->scratch_budget = cfg->scratch_budget;
     m->g->scratch_strict = cfg->scratch_strict;

@@ -177,6 +177,10 @@ typedef struct mm_model_config {
      * multiply-adds per output element (graph.h recompute_conv_macs; 0, the default: none;
      * MM_RECOMPUTE_CONV_MACS_CUDA on the cuda backend). */
     int64_t recompute_conv_macs;
+    /* With recomputation, how far the activation arena may grow over its smallest to recompute
+     * less (graph.h recompute_slack; 0, the default: the smallest; mm_recompute_slack_cuda on
+     * the cuda backend). */
+    double recompute_slack;
     /* Fuse each ReLU's backward into the batch-norm backward before it (graph.h fuse_relu_bwd;
      * on by default, every backend; bitwise the same gradients). */
     bool fuse_relu_bwd;
@@ -201,6 +205,12 @@ typedef struct mm_model_config {
  * plan --recompute-conv): ResNet50's activations fall from 1803 to 898 MiB for 10% more step
  * FLOPs (64: 1272 MiB, +3.3%); VGG16's from 1508 to 1166 MiB for 0.2%. */
 #define MM_RECOMPUTE_CONV_MACS_CUDA 147
+
+/* The cuda backend's recompute_slack: 10% in fp32 and tf32, where the element-wise passes move
+ * four bytes an element (ResNet50 at 1152x896, batch 2: +5% peak for 12% less non-convolution
+ * traffic and five fewer convolutions recomputed); none in bf16, whose passes move half that and
+ * whose step is already near half of PyTorch's memory. */
+double mm_recompute_slack_cuda(mm_precision precision);
 
 /* The choices that follow from the device a model runs on: activations stored in bf16 for the
  * bf16 precision; on the cpu no recomputation and no ReLU bit masks (they trade time for device

@@ -149,6 +149,11 @@ typedef struct mm_graph {
      * default: none). ResNet50's stem (147) and 1x1 expansions of 64 channels (64), VGG16's first
      * convolution (27): large outputs that cost little to compute again. */
     int64_t recompute_conv_macs;
+    /* With recompute on, how far (a fraction) the activation arena may grow over the smallest the
+     * pass finds, to keep recomputed links of residual chains that would otherwise be remade, where
+     * each byte kept saves several of backward memory traffic (recompute.c; 0, the default: the
+     * smallest arena). */
+    double recompute_slack;
     /* A batch norm whose scale and shift are frozen and whose input needs no gradient runs in
      * evaluation mode in a training graph: it normalises with its running statistics and leaves
      * them alone, so frozen layers are a fixed feature extractor (PyTorch's usual fine-tuning; the

@@ -80,6 +80,48 @@ MM_TEST(bench_recompute_switches_shrink_the_plan)
     free(rec);
 }
 
+/* --recompute-slack: more memory for fewer recomputing nodes, the same step. */
+MM_TEST(recompute_slack_trades_memory_for_recomputation)
+{
+    int st;
+    const char *small = "bench --net resnet50 --top [16-16-32]x2 --width-div 4 --input 160x128 "
+                        "--batch 2 --device cpu --steps 1 --warmup 0 --recompute";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --recompute-slack 0", small);
+    char *tight = mammo(cmd, &st);
+    CHECK_MSG(st == 0, "%s", tight);
+    snprintf(cmd, sizeof cmd, "%s --recompute-slack 50", small);
+    char *loose = mammo(cmd, &st);
+    CHECK_MSG(st == 0, "%s", loose);
+    const char *a = strstr(tight, "mammo net="), *b = strstr(loose, "mammo net=");
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_EQ_INT((int64_t)mm_test_field(a, "recompute_slack"), 0);
+        CHECK_EQ_INT((int64_t)mm_test_field(b, "recompute_slack"), 50);
+        CHECK(mm_test_field(b, "planned_peak_bytes") > mm_test_field(a, "planned_peak_bytes"));
+        CHECK_CLOSE(mm_test_field(b, "loss"), mm_test_field(a, "loss"), 0, 0);
+    }
+    free(tight);
+    free(loose);
+    /* full size: auto is 10% in fp32, nothing in bf16 */
+    const char *full = "plan --net resnet50 --top [512-512-1024]x2,[512-512-1024]x2 "
+                       "--input 1152x896 --batch 2";
+    double peak[4];
+    const char *extra[4] = {"--recompute-slack 0", "", "--precision bf16 --recompute-slack 0",
+                            "--precision bf16"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", full, extra[i]);
+        char *out = mammo(cmd, &st);
+        CHECK_MSG(st == 0, "%s", out);
+        const char *p = strstr(out, "peak_bytes=");
+        peak[i] = p ? strtod(p + strlen("peak_bytes="), NULL) : 0;
+        free(out);
+    }
+    CHECK_MSG(peak[1] > peak[0] && peak[1] < peak[0] * 1.1, "fp32 peaks %.0f, %.0f", peak[0],
+              peak[1]);
+    CHECK_CLOSE(peak[3], peak[2], 0, 0);
+}
+
 MM_TEST(bench_profile_lists_the_ops)
 {
     int st;
@@ -121,6 +163,8 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --device meta", "--device meta"},
         {"bench --precision fp16", "fp16"},
         {"bench --recompute-conv x", "--recompute-conv"},
+        {"bench --recompute-slack -1", "--recompute-slack -1: must be auto or a percentage"},
+        {"plan --recompute-slack lots", "--recompute-slack lots"},
         {"plan --recompute-conv -5", "--recompute-conv"},
         {"plan --precision int8", "int8"},
         {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},

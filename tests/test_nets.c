@@ -377,6 +377,7 @@ MM_TEST(full_size_resnet50_whole_summary_and_plan)
     c.batch = 2;
     c.training = true;
     c.recompute_conv_macs = MM_RECOMPUTE_CONV_MACS_CUDA; /* as `mammo plan` by default */
+    c.recompute_slack = mm_recompute_slack_cuda(MM_PRECISION_FP32);
     mm_model m;
     mm_backend *meta;
     CHECK(mm_backend_create("meta", &meta) == MM_OK);

@@ -4,8 +4,9 @@
  *    conv-bn-relu chain, ResNet bottlenecks with residual joins (some parameters frozen), a VGG
  *    block with max pooling, random conv nets, and the whole-image models of nets/ at a small
  *    input;
- *  - the same with convolutions recomputed too (graph.h recompute_conv_macs), and with ReLU
- *    masks kept as bits (graph.h relu_mask_bits) or not;
+ *  - the same with convolutions recomputed too (graph.h recompute_conv_macs), with ReLU masks
+ *    kept as bits (graph.h relu_mask_bits) or not, and with slack to keep residual-chain links
+ *    (graph.h recompute_slack: fewer recomputing nodes, the arena within the slack);
  *  - the recomputing nodes are really there (batchnorm_apply, the residual chain, max pool,
  *    convolutions) and the planned arena is smaller with them;
  *  - the planned arena stays free of overlapping live tensors;
@@ -237,12 +238,15 @@ MM_TEST(random_nets_same_gradients)
 }
 
 /* ---- the whole-image models of nets/ at a small input (reduced-width trunks) ---- */
+static double model_slack; /* graph.h recompute_slack of the steps with recomputation */
+
 static float *run_model(mm_trunk trunk, const char *top, int h, int w, bool recompute,
                         int64_t conv_macs, size_t *arena, int *n_apply, int64_t *n_res)
 {
     mm_model_config c = hn_small_whole(trunk, top, h, w, true);
     c.no_recompute = !recompute;
     c.recompute_conv_macs = conv_macs;
+    c.recompute_slack = recompute ? model_slack : 0.0;
     built r;
     float *res = hn_run_model(&c, NULL, &r, n_res);
     *arena = r.act_arena;
@@ -290,6 +294,29 @@ MM_TEST(whole_image_resnet50)
                   MM_RECOMPUTE_CONV_MACS_CUDA);
 }
 
+/* With slack (graph.h recompute_slack) the residual chains' links are kept where that pays:
+ * fewer batch-norm applies than with none, the same results bitwise. */
+MM_TEST(whole_image_resnet50_with_slack)
+{
+    const char *top = "[16-16-32]x2,[16-16-32]x1";
+    int64_t macs = MM_RECOMPUTE_CONV_MACS_CUDA;
+    size_t arena0, arena1;
+    int apply0, apply1;
+    int64_t n0, n1;
+    model_slack = 0.0;
+    float *a = run_model(MM_TRUNK_RESNET50, top, 160, 128, true, macs, &arena0, &apply0, &n0);
+    model_slack = 0.5;
+    compare_model(MM_TRUNK_RESNET50, top, 160, 128, macs);
+    float *b = run_model(MM_TRUNK_RESNET50, top, 160, 128, true, macs, &arena1, &apply1, &n1);
+    model_slack = 0.0;
+    printf("    slack 0: %d applies, arena %zu; slack 50%%: %d applies, arena %zu\n", apply0,
+           arena0, apply1, arena1);
+    CHECK_MSG(apply1 < apply0, "%d batch-norm applies with slack, %d without", apply1, apply0);
+    CHECK(arena1 <= arena0 + arena0 / 2 + arena0 / 20);
+    free(a);
+    free(b);
+}
+
 MM_TEST(whole_image_vgg16)
 {
     compare_model(MM_TRUNK_VGG16, "32x1,32x1", 128, 128, 0);
@@ -297,6 +324,8 @@ MM_TEST(whole_image_vgg16)
 }
 
 /* ---- full size on the meta backend: the planned step shrinks ---- */
+static int planned_applies; /* MM_OP_BN_APPLY nodes of the last planned step */
+
 static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute, int64_t conv_macs)
 {
     mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, trunk);
@@ -305,8 +334,11 @@ static size_t planned_arena(mm_trunk trunk, const char *top, bool recompute, int
     c.training = true;
     c.no_recompute = !recompute;
     c.recompute_conv_macs = conv_macs;
+    c.recompute_slack = recompute ? model_slack : 0.0;
     mm_model m;
     CHECK(mm_model_build(&m, &c) == MM_OK);
+    planned_applies = 0;
+    for (int i = 0; i < m.g->n_nodes; i++) planned_applies += m.g->nodes[i].op == MM_OP_BN_APPLY;
     mm_backend *be;
     mm_backend_meta_create(&be);
     mm_plan p;
@@ -345,6 +377,26 @@ MM_TEST(full_size_plans_shrink)
      * is well under the 2197 MiB it took before those */
     CHECK(vgg_on < (size_t)1600 << 20);
     CHECK(vgg_conv < (size_t)1300 << 20);
+}
+
+/* The cuda default's slack at full size: ResNet50's residual chains are remade far less often
+ * (105 batch-norm applies for its 67 batch norms without slack) for an arena at most ~10% larger
+ * (the slack bounds the arena before the fusion passes; they move it by a little). */
+MM_TEST(full_size_slack_remakes_less)
+{
+    const char *top = "[512-512-1024]x2,[512-512-1024]x2";
+    size_t tight = planned_arena(MM_TRUNK_RESNET50, top, true, MM_RECOMPUTE_CONV_MACS_CUDA);
+    int tight_applies = planned_applies;
+    model_slack = mm_recompute_slack_cuda(MM_PRECISION_TF32);
+    size_t loose = planned_arena(MM_TRUNK_RESNET50, top, true, MM_RECOMPUTE_CONV_MACS_CUDA);
+    model_slack = 0.0;
+    printf("    resnet50 1152x896 batch 2: %d applies in %.1f MiB without slack, %d in %.1f MiB "
+           "with %g%%\n", tight_applies, tight / 1048576.0, planned_applies, loose / 1048576.0,
+           100 * mm_recompute_slack_cuda(MM_PRECISION_TF32));
+    CHECK_MSG(planned_applies + 20 <= tight_applies, "%d applies with slack, %d without",
+              planned_applies, tight_applies);
+    CHECK(loose <= tight + tight / 8);
+    CHECK_EQ_INT(mm_recompute_slack_cuda(MM_PRECISION_BF16) == 0.0, 1);
 }
 
 /* ---- on a GPU: the same step with and without recomputation ---- */

@@ -81,6 +81,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "recompute-conv", "-1",
                 "with recomputation, also recompute convolutions of at most this many "
                 "multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
+    mm_recompute_slack_flag_add(&a);
     mm_scratch_flag_add(&a);
     mm_args_int(&a, "profile", "0",
                 "after timing, profile this many steps node by node and print the slowest");
@@ -93,7 +94,7 @@ int mm_cmd_bench(int argc, char **argv)
 
     int h, w;
     int64_t batch, steps, warmup, recompute_conv;
-    double lr;
+    double lr, recompute_slack;
     mm_trunk trunk;
     int width_div = 1;
     size_t scratch_budget = 0;
@@ -106,6 +107,7 @@ int mm_cmd_bench(int argc, char **argv)
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
         mm_args_get_float(&a, "lr", &lr) != MM_OK ||
         mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
+        mm_recompute_slack_flag_get(&a, &recompute_slack) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
     if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || !(lr >= 0 && lr < 1e3)) {
@@ -142,6 +144,7 @@ int mm_cmd_bench(int argc, char **argv)
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
     if (recompute_conv >= 0) cfg.recompute_conv_macs = recompute_conv;
+    if (recompute_slack >= 0) cfg.recompute_slack = recompute_slack;
     double setup0 = now_s(); /* building and planning the step, cuDNN's searches included */
     if (mm_model_build(&m, &cfg) != MM_OK) {
         mm_backend_destroy(be);
@@ -205,14 +208,14 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
-           "recompute=%d recompute_conv=%lld workspace_bytes=%zu ws_limited=%d setup_s=%.2f "
+           "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu ws_limited=%d setup_s=%.2f "
            "width_div=%d feed=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           s.plan.workspace_bytes, s.plan.n_ws_limited, setup_s, width_div, feed,
+           cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s.plan.workspace_bytes, s.plan.n_ws_limited, setup_s, width_div, feed,
            choices[0] ? " " : "", choices);
     if (profile > 0) {
         mm_session_profile(&s);

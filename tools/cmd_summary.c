@@ -28,6 +28,7 @@ static void add_flags(mm_args *a)
     mm_args_int(a, "recompute-conv", STR(MM_RECOMPUTE_CONV_MACS_CUDA),
                 "also recompute convolutions of at most this many multiply-adds per output "
                 "(0: none; the default is the cuda backend's)");
+    mm_recompute_slack_flag_add(a);
 }
 
 static mm_status run(const mm_args *a, bool table)
@@ -47,6 +48,8 @@ static mm_status run(const mm_args *a, bool table)
     mm_precision precision;
     MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
     c.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+    MM_TRY(mm_recompute_slack_flag_get(a, &c.recompute_slack));
+    if (c.recompute_slack < 0) c.recompute_slack = mm_recompute_slack_cuda(precision);
     const char *opt = mm_args_get(a, "optimizer");
     int slots;
     if (!strcmp(opt, "adam"))

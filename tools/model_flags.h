@@ -22,6 +22,11 @@ mm_status mm_width_div_flag_get(const mm_args *a, int *width_div);
  * bound (*strict). */
 void mm_scratch_flag_add(mm_args *a);
 mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict);
+/* --recompute-slack auto|PCT: how far (percent) recomputation may let the activation arena grow
+ * over its smallest to recompute less (graph.h recompute_slack, as a fraction): auto (the
+ * default, *slack = -1) leaves the device's (mm_recompute_slack_cuda on cuda). */
+void mm_recompute_slack_flag_add(mm_args *a);
+mm_status mm_recompute_slack_flag_get(const mm_args *a, double *slack);
 /* Parses "HxW" (e.g. 1152x896); errors name `flag`. */
 mm_status mm_parse_hw(const char *s, const char *flag, int *h, int *w);
 
