@@ -52,6 +52,7 @@ mm_model_config mm_model_config_default(mm_model_kind kind, mm_trunk trunk)
     c.fuse_residual = true;
     c.fuse_bias_grad = true;
     c.fuse_grad_add = true;
+    c.fuse_relu_mask = true;
     return c;
 }
 
@@ -249,6 +250,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     if (cfg->fuse_residual) mm_graph_fuse_residual(m->g);
     if (cfg->fuse_bias_grad) mm_graph_fuse_bias_grad(m->g);
     if (cfg->fuse_grad_add) mm_graph_fuse_grad_add(m->g);
+    if (cfg->fuse_relu_mask) mm_graph_fuse_relu_mask(m->g);
     /* Make the info table cover every value, so lookups by id never go out of range. */
     if (m->g->n_values > 0) mm_layer_info(m, m->g->n_values - 1);
     return MM_OK;

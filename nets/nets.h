@@ -193,6 +193,9 @@ typedef struct mm_model_config {
     /* Let a convolution's data gradient add itself to the gradient it joins
      * (mm_graph_fuse_grad_add; on by default; bitwise the same step on the CPU). */
     bool fuse_grad_add;
+    /* Let a batch-norm apply write the ReLU mask of its output (mm_graph_fuse_relu_mask; on by
+     * default; bitwise the same step). */
+    bool fuse_relu_mask;
     /* graph.h scratch_budget and scratch_strict: how much the convolutions' scratch may add to
      * the step's peak for faster algorithms (0 and not strict, the default: only where keeping it
      * in the gaps would slow a convolution down much). */

@@ -112,6 +112,8 @@ static void cpu_run(mm_backend *be, const mm_graph *g, const mm_node *nd, const 
     case MM_OP_BN_APPLY:
         mm_cpu_batchnorm_apply(F(out[0]), CF(in[0]), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]),
                                p->bn.m, p->bn.c, p->bn.add ? CF(in[5]) : NULL, p->bn.relu);
+        if (nd->n_out > 1 && out[1].data) /* a ReLU mask folded in (mm_graph_fuse_relu_mask) */
+            mm_cpu_relu_mask((uint8_t *)out[1].data, CF(out[0]), p->bn.m * p->bn.c);
         break;
     case MM_OP_RELU: mm_cpu_relu_forward(F(out[0]), CF(in[0]), p->elementwise.n); break;
     case MM_OP_RELU_BWD:

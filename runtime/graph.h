@@ -36,7 +36,9 @@ typedef enum mm_op {
                                   (+ in[5] with p.bn.add), then max(y, 0) when p.bn.relu: a
                                   training BN's output (with the ReLU that follows it, or the
                                   residual join) recomputed from its saved statistics, bitwise
-                                  what the forward wrote (recompute.c, fuse_residual.c) */
+                                  what the forward wrote (recompute.c, fuse_residual.c);
+                                  [, bits: y's sign as MM_OP_RELU_MASK writes it, a mask folded
+                                  in by mm_graph_fuse_relu_mask] */
     MM_OP_RELU,                /* in: x                  out: y */
     MM_OP_RELU_BWD,            /* in: dy, y (or its bits: p.elementwise.bits)   out: dx[, db]
                                   db (+=, with p.elementwise.colsum_c = c): the column sums of
@@ -230,6 +232,13 @@ mm_status mm_graph_backward(mm_graph *g, int loss);
  * p.bn.add and p.bn.relu; the add and ReLU nodes become MM_OP_NONE. Bitwise the same step.
  * Call last, after mm_graph_backward for a training graph; returns the joins fused. */
 int mm_graph_fuse_residual(mm_graph *g);
+
+/* ReLU masks made by the batch norm that writes their ReLU's output (fuse_relu_mask.c): a
+ * MM_OP_RELU_MASK whose input is a MM_OP_BN_APPLY's output becomes that node's second output
+ * (the sign bits of what it writes), and the mask node becomes MM_OP_NONE. Bitwise the same
+ * step. Call after mm_graph_fuse_residual (the joins' masks read the fused node's output);
+ * returns the masks folded. */
+int mm_graph_fuse_relu_mask(mm_graph *g);
 
 /* Bias gradients done by the ReLU backward before them (fuse_bias_grad.c): a convolution's
  * MM_OP_CONV2D_BWD_BIAS whose dy a ReLU backward writes becomes that node's second output (the

@@ -96,14 +96,16 @@ int hn_vgg_net(hn_builder *b, int x)
 /* ---- one training step on the CPU ---- */
 static void count_nodes(hn_built *r)
 {
-    r->n_apply = r->n_conv = r->n_mask = r->n_bn_bits = r->n_joins = 0;
+    r->n_apply = r->n_conv = r->n_mask = r->n_mask_folded = r->n_bn_bits = r->n_joins = 0;
     r->n_bias = r->n_bias_folded = r->n_grad_adds = r->n_grad_sums = 0;
     for (int n = 0; n < r->g->n_nodes; n++) {
         const mm_node *nd = &r->g->nodes[n];
         bool bn = nd->op == MM_OP_BATCHNORM || nd->op == MM_OP_BN_APPLY;
         r->n_joins += bn && nd->p.bn.add;
         if (n < r->g->n_forward) continue;
-        r->n_mask += nd->op == MM_OP_RELU_MASK;
+        bool folded = nd->op == MM_OP_BN_APPLY && nd->n_out > 1 && nd->out[1] >= 0;
+        r->n_mask += nd->op == MM_OP_RELU_MASK || folded;
+        r->n_mask_folded += folded;
         r->n_apply += nd->op == MM_OP_BN_APPLY;
         r->n_conv += nd->op == MM_OP_CONV2D;
         r->n_bn_bits += nd->op == MM_OP_BATCHNORM_BWD && nd->p.bn.relu_bwd && nd->p.bn.relu_bits;
@@ -192,6 +194,7 @@ float *hn_run(hn_net net, int h, int w, const hn_options *o, hn_built *r, int64_
     if (o->fuse_residual) mm_graph_fuse_residual(b.g);
     if (o->fuse_bias_grad) mm_graph_fuse_bias_grad(b.g);
     if (o->fuse_grad_add) mm_graph_fuse_grad_add(b.g);
+    if (o->fuse_relu_mask) mm_graph_fuse_relu_mask(b.g);
     r->g = b.g;
     r->loss = loss;
     r->probs = mm_graph_xent_probs(b.g, loss);

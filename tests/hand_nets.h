@@ -43,6 +43,7 @@ typedef struct {
     bool fuse_residual;    /* mm_graph_fuse_residual after backward */
     bool fuse_bias_grad;   /* mm_graph_fuse_bias_grad after backward */
     bool fuse_grad_add;    /* mm_graph_fuse_grad_add after backward */
+    bool fuse_relu_mask;   /* mm_graph_fuse_relu_mask after those */
     const char *frozen;    /* comma-separated name prefixes, or NULL */
 } hn_options;
 
@@ -55,7 +56,8 @@ typedef struct {
     int loss, probs;
     int n_apply;   /* batchnorm_apply nodes */
     int n_conv;    /* convolutions recomputed in the backward pass */
-    int n_mask;    /* ReLU masks kept as bits */
+    int n_mask;    /* ReLU masks kept as bits (mask nodes and masks folded into applies) */
+    int n_mask_folded; /* of those, written by a batch-norm apply (mm_graph_fuse_relu_mask) */
     int n_bn_bits; /* batch-norm backwards with a folded ReLU backward reading bits */
     int n_joins;   /* batch norms (forward or recomputing) with a residual join (p.bn.add) */
     int n_bias;    /* separate bias-gradient nodes (MM_OP_CONV2D_BWD_BIAS) */

@@ -149,8 +149,8 @@ static void mm_cuda_op_bn_apply(mm_cuda_ctx *ctx, const mm_node *node, const mm_
     if (ws->measure) return;
     mm_cuda_bn_apply(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype, ins[1].data,
                      ins[2].data, ins[3].data, ins[4].data, m, c,
-                     mm_cuda_residual(node, ins, &outs[0]), node->p.bn.relu, bws,
-                     ctx->stream);
+                     mm_cuda_residual(node, ins, &outs[0]), node->p.bn.relu,
+                     node->n_out > 1 ? (uint8_t *)outs[1].data : NULL, bws, ctx->stream);
 }
 
 /* A ReLU whose producer already applied it, running in place: nothing left to do. */

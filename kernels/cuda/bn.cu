@@ -136,9 +136,10 @@ struct mm_bn_apply_op {
         return (v - mean[j]) * scale[j] + beta[j];
     }
     __device__ float finish(float v) const { return relu ? (v > 0.0f ? v : 0.0f) : v; }
-    __device__ void run4(int64_t i) const
+    /* Elements i..i+3 written to y; v gets them as stored (rounded to y's type). */
+    __device__ void run4(int64_t i, float *v) const
     {
-        float v[4], a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         mm_ld4(x, i, v);
         if (r) mm_ld4(r, i, a);
         int j = mm_mod(i, c);
@@ -148,13 +149,46 @@ struct mm_bn_apply_op {
             if (++j == c) j = 0;
         }
         mm_st4(y, i, v);
+        for (int k = 0; k < 4; k++) v[k] = mm_round_as(y, v[k]);
     }
-    __device__ void run1(int64_t i) const
+    __device__ float run1v(int64_t i) const
     {
         float t = f(mm_ld(x, i), mm_mod(i, c));
-        mm_st(y, i, finish(r ? mm_round_as(y, t) + mm_ld(r, i) : t));
+        float v = finish(r ? mm_round_as(y, t) + mm_ld(r, i) : t);
+        mm_st(y, i, v);
+        return mm_round_as(y, v);
     }
+    __device__ void run4(int64_t i) const
+    {
+        float v[4];
+        run4(i, v);
+    }
+    __device__ void run1(int64_t i) const { run1v(i); }
 };
+
+/* The apply with a ReLU mask folded in (mm_graph_fuse_relu_mask): each thread writes eight
+ * elements of y and their byte of bits, bit k of byte b being y[8b + k] > 0 as stored (what
+ * mm_cuda_relu_mask reads back). vec: the eight as two 4-wide runs (16-byte aligned pointers). */
+template <typename Op>
+__global__ void mm_bn_apply_bits_kernel(Op op, uint8_t *bits, int64_t n, int vec)
+{
+    int64_t nb = (n + 7) / 8;
+    for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < nb;
+         b += (int64_t)gridDim.x * blockDim.x) {
+        int64_t i = 8 * b;
+        float v[8];
+        int k = 0;
+        if (vec && i + 8 <= n) {
+            op.run4(i, v);
+            op.run4(i + 4, v + 4);
+            k = 8;
+        }
+        for (; k < 8 && i + k < n; k++) v[k] = op.run1v(i + k);
+        unsigned byte = 0;
+        for (int q = 0; q < k; q++) byte |= (v[q] > 0.0f ? 1u : 0u) << q;
+        bits[b] = (uint8_t)byte;
+    }
+}
 
 void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
                               float *running_mean, float *running_var, const void *x, mm_dtype tx,
@@ -232,7 +266,7 @@ __global__ void mm_bn_apply_coef_kernel(float *scale, const float *gamma, const 
 
 void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const float *gamma,
                       const float *beta, const float *save_mean, const float *save_invstd,
-                      int64_t m, int c, const void *residual, int relu, void *ws,
+                      int64_t m, int c, const void *residual, int relu, uint8_t *bits, void *ws,
                       cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
@@ -248,7 +282,13 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
             mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
                                       save_mean, w.scale,       beta,
                                       c,         relu};
-            mm_ew_launch(op, m * c, vec, st);
+            if (!bits) {
+                mm_ew_launch(op, m * c, vec, st);
+                return;
+            }
+            mm_bn_apply_bits_kernel<mm_bn_apply_op<TY, TX>><<<mm_blocks_for((m * c + 7) / 8), MM_THREADS, 0, st>>>(
+                op, bits, m * c, vec ? 1 : 0);
+            MM_CUDA_CHECK_LAUNCH();
         });
     });
 }
