@@ -22,8 +22,9 @@
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
-#                                     tf32 with --recompute-conv 64 and bf16 with --feed
-#                                     (tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS (the GPU
+#                                     tf32 with --recompute-slack 0, with --recompute-conv 64,
+#                                     bf16 with --feed (tf32-recompute-slack-0.txt,
+#                                     tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS (the GPU
 #                                     tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
@@ -68,7 +69,9 @@ mammo_only() {
     done
 }
 # The runs after the comparisons, while time is left: where ResNet50's tf32 time goes (the
-# furthest from its target), op by op and kernel by kernel on both sides; what recomputing
+# furthest from its target), op by op and kernel by kernel on both sides; what the recompute
+# slack buys in tf32 (the default keeps residual-chain links within 10% more activation memory;
+# 0 is the smallest arena, as before 2026-11-26's second session); what recomputing
 # convolutions costs in tf32 (the default recomputes those of at most 147 multiply-adds an
 # output: ResNet50's stem and 64/128-channel 1x1s, +10% FLOPs); what feeding the batch and
 # reading the loss every step costs in bf16.
@@ -80,6 +83,7 @@ extras() {
         timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
             --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
     fi
+    mammo_only tf32-recompute-slack-0.txt --precision tf32 --recompute-slack 0
     mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
     mammo_only bf16-feed.txt --precision bf16 --feed
 }
