@@ -24,8 +24,8 @@
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
 #                                     tf32 with --recompute-slack 0, with --recompute-conv 64,
 #                                     bf16 with --feed (tf32-recompute-slack-0.txt,
-#                                     tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS (the GPU
-#                                     tests to run), PRECISIONS (default "tf32 fp32 bf16"),
+#                                     tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS
+#                                     (the GPU tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`. The device tool brings

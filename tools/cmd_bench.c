@@ -208,14 +208,15 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
-           "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu ws_limited=%d setup_s=%.2f "
-           "width_div=%d feed=%d%s%s\n",
+           "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
+           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s.plan.workspace_bytes, s.plan.n_ws_limited, setup_s, width_div, feed,
+           cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s.plan.workspace_bytes,
+           s.plan.n_ws_limited, setup_s, width_div, feed,
            choices[0] ? " " : "", choices);
     if (profile > 0) {
         mm_session_profile(&s);

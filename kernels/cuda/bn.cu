@@ -286,7 +286,8 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
                 mm_ew_launch(op, m * c, vec, st);
                 return;
             }
-            mm_bn_apply_bits_kernel<mm_bn_apply_op<TY, TX>><<<mm_blocks_for((m * c + 7) / 8), MM_THREADS, 0, st>>>(
+            unsigned blocks = mm_blocks_for((m * c + 7) / 8);
+            mm_bn_apply_bits_kernel<mm_bn_apply_op<TY, TX>><<<blocks, MM_THREADS, 0, st>>>(
                 op, bits, m * c, vec ? 1 : 0);
             MM_CUDA_CHECK_LAUNCH();
         });
