@@ -341,6 +341,65 @@ MM_TEST(cuda_batchnorm_apply)
         }
 }
 
+/* The apply with a ReLU mask folded in (mm_graph_fuse_relu_mask): y as the plain apply (against
+ * the CPU, within tolerance), and bits that are exactly the sign of the y the GPU wrote, in place
+ * or not (against the CPU's bits they could differ where y is within rounding of 0). */
+MM_TEST(cuda_batchnorm_apply_with_relu_mask)
+{
+    REQUIRE_GPU();
+    for (size_t i = 0; i < sizeof bn_cfgs / sizeof bn_cfgs[0]; i++)
+        for (int variant = 0; variant < 3; variant++) {
+            const bn_cfg *b = &bn_cfgs[i];
+            int64_t n = (int64_t)b->n * b->h * b->w * b->c;
+            tcase tc;
+            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 700 + 3 * i + (uint64_t)variant);
+            tc.node.backward = true;
+            bn_params(&tc, b, true);
+            tc.node.p.bn.relu = variant != 1;
+            float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
+            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
+            tc_in(&tc, f32_in(&tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
+            tc.alias_out[0] = 0;
+            bn_join(&tc, b, variant == 2 ? 2 : 0); /* 2: the residual join, +add+relu */
+            int y = act_out(&tc, SHAPE(b->n, b->h, b->w, b->c));
+            int bits = tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_NAN, 0, 0,
+                                SHAPE((n + 7) / 8));
+            tc_out(&tc, y);
+            tc_out(&tc, bits);
+            for (int pi = 0; pi < 3; pi++)
+                for (int aliased = 0; aliased < 2; aliased++) {
+                    mm_precision p = precisions[pi];
+                    bool bf16 = p == MM_PRECISION_BF16, clob_cpu[MAXV], clob_gpu[MAXV];
+                    float **init = tc_make_init(&tc, bf16);
+                    float **want = tc_run(&tc, cpu_backend(), init, false, false, clob_cpu);
+                    float **got = tc_run(&tc, cuda_backend(p), init, bf16, aliased, clob_gpu);
+                    char what[96];
+                    snprintf(what, sizeof what, "bn apply%s with mask cfg %zu %s%s",
+                             variant == 1 ? "" : variant == 2 ? "+add+relu" : "+relu", i,
+                             mm_precision_name(p), aliased ? " in place" : "");
+                    double tol = tolerance(TOL_REDUCE, p, bf16), scale = 0;
+                    for (int64_t j = 0; j < n; j++)
+                        if (fabs(want[y][j]) > scale) scale = fabs(want[y][j]);
+                    CHECK_ARRAYS(what, got[y], want[y], n, tol * scale, tol);
+                    int64_t wrong = 0;
+                    for (int64_t j = 0; j < n; j++) {
+                        unsigned bit = ((unsigned)got[bits][j / 8] >> (j % 8)) & 1u;
+                        wrong += bit != (got[y][j] > 0.0f ? 1u : 0u);
+                    }
+                    for (int64_t j = n; j < 8 * ((n + 7) / 8); j++) /* the last byte's spare bits */
+                        wrong += (((unsigned)got[bits][j / 8] >> (j % 8)) & 1u) != 0;
+                    CHECK_MSG(wrong == 0, "%s: %lld bits differ from the sign of y", what,
+                              (long long)wrong);
+                    free_arrays(init, tc.nv);
+                    free_arrays(want, tc.nv);
+                    free_arrays(got, tc.nv);
+                }
+        }
+}
+
 /* which: 0 all outputs, 1 no dgamma/dbeta (frozen), 2 no dx (nothing upstream).
  * relu: the backward of a following ReLU folded in (graph.h fuse_relu_bwd): 0 none, 1 reading
  * the ReLU's output, 2 reading its sign as bits. */
