@@ -96,14 +96,10 @@ __global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, flo
                                           const TX *x, const float *gamma, int slices, int64_t m,
                                           int c, float eps, float momentum)
 {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= c) return;
-    double s = 0.0, ss = 0.0;
-    for (int g = 0; g < slices; g++) {
-        float2 p = partial[(int64_t)g * c + j];
-        s += p.x;
-        ss += p.y;
-    }
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    double sum[2];
+    if (!mm_col_combine<2>((const float *)partial, slices, c, j, sum)) return;
+    double s = sum[0], ss = sum[1];
     double md = s / (double)m;
     double var = ss / (double)m - md * md; /* biased: what normalises the batch */
     if (var < 0.0) var = 0.0;
@@ -208,7 +204,7 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
         mm_bn_stats_kernel<TX><<<sp.grid, sp.block, 0, st>>>(w.partial, xp, m, c,
                                                               sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
-        mm_bn_finish_train_kernel<TX><<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+        mm_bn_finish_train_kernel<TX><<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
             w.mean, w.scale, save_mean, save_invstd, running_mean, running_var, w.partial, xp,
             gamma, sp.slices, m, c, eps, momentum);
         MM_CUDA_CHECK_LAUNCH();
@@ -327,14 +323,10 @@ __global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *
                                         float *dbeta, const float2 *partial, const float *gamma,
                                         const float *save_invstd, int slices, int64_t m, int c)
 {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= c) return;
-    double sdy = 0.0, sdyx = 0.0;
-    for (int g = 0; g < slices; g++) {
-        float2 p = partial[(int64_t)g * c + j];
-        sdy += p.x;
-        sdyx += p.y;
-    }
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    double sum[2];
+    if (!mm_col_combine<2>((const float *)partial, slices, c, j, sum)) return;
+    double sdy = sum[0], sdyx = sum[1];
     double sg = sdyx * (double)save_invstd[j]; /* sum dy * xhat */
     if (dbeta) dbeta[j] += (float)sdy;
     if (dgamma) dgamma[j] += (float)sg;
@@ -392,7 +384,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
     mm_bn_bwd_sums_kernel<TDY, TX, Gate><<<sp.grid, sp.block, 0, st>>>(
         w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
     MM_CUDA_CHECK_LAUNCH();
-    mm_bn_bwd_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
+    mm_bn_bwd_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
         k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
     MM_CUDA_CHECK_LAUNCH();
     if (!dx) return;

@@ -1,6 +1,6 @@
 /* Column sums of a row-major [m,c] matrix, deterministic: stage 1 gives each of G row slices a
  * partial sum per column (blocks of 32 columns x 8 row lanes), stage 2 adds the G partials of
- * each column in a fixed order and accumulates into the fp32 output. Used for bias gradients
+ * each column in a fixed order (mm_col_combine) and accumulates into the fp32 output. Used for bias gradients
  * (convolution and dense), also taken by a ReLU backward while it writes its dx (graph.h
  * mm_graph_fuse_bias_grad): the same partials of the same values in the same order, so bitwise
  * the separate kernels. The split is shared with bn.cu through mm_cuda_col_split(). */
@@ -64,11 +64,9 @@ struct mm_col_relu_bwd {
 __global__ void mm_colsum_finish_kernel(float *out /* [c] */, const float *partial /* [G,c] */,
                                         int slices, int c)
 {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= c) return;
-    double t = 0.0;
-    for (int g = 0; g < slices; g++) t += partial[(int64_t)g * c + j];
-    out[j] += (float)t;
+    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    double t;
+    if (mm_col_combine<1>(partial, slices, c, j, &t)) out[j] += (float)t;
 }
 
 size_t mm_cuda_colsum_workspace(int64_t m, int c)
@@ -88,8 +86,8 @@ void mm_cuda_colsum_accumulate(float *out, const void *x, mm_dtype tx, int64_t m
             partial, mm_col_load<TX>{(const TX *)x}, m, c, sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
     });
-    mm_colsum_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
-        out, partial, sp.slices, c);
+    mm_colsum_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(out, partial,
+                                                                           sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
 
@@ -112,7 +110,7 @@ void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dty
             });
         });
     });
-    mm_colsum_finish_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
-        db, partial, sp.slices, c);
+    mm_colsum_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(db, partial,
+                                                                           sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
