@@ -1,5 +1,6 @@
-/* The graph passes on the CUDA backend: a training step of the small whole-image ResNet50 and
- * VGG16 of nets/ (reduced width, 64x64, batch 2) with each pass on and off, in fp32 and bf16.
+/* The graph passes on the CUDA backend (recomputation among them): a training step of the small
+ * whole-image ResNet50 and VGG16 of nets/ (reduced width, 64x64, batch 2) with each pass on and
+ * off, in fp32 and bf16.
  * The passes that fold one op into another's kernel (a residual join into the batch norm, a ReLU
  * backward into the batch-norm backward, a bias gradient into the ReLU backward, a ReLU mask into
  * the batch-norm apply that writes its input) compute the same
@@ -100,6 +101,16 @@ MM_TEST(cuda_summed_data_gradients_agree)
     for (int i = 0; i < 2; i++)
         check_pass(MM_TRUNK_RESNET50, resnet_top, precisions[i],
                    offsetof(mm_model_config, fuse_grad_add), "data gradients summed", false, NULL);
+}
+
+/* Recomputation (recompute.c) remakes activations with the forward's kernels, batch norms from
+ * their saved statistics: the step is the one that keeps everything. */
+MM_TEST(cuda_recomputation_changes_nothing)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    for (int i = 0; i < 2; i++)
+        check_pass(MM_TRUNK_RESNET50, "[16-16-32]x2", precisions[i],
+                   offsetof(mm_model_config, no_recompute), "recomputation", true, NULL);
 }
 
 MM_TEST(cuda_relu_masks_in_batchnorm_apply_change_nothing)

@@ -141,16 +141,12 @@ static void mm_cuda_op_bn(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *no
 }
 
 static void mm_cuda_op_bn_apply(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
-                                const mm_tensor *outs, mm_cuda_ws *ws)
+                                const mm_tensor *outs)
 {
-    int64_t m = node->p.bn.m;
-    int c = node->p.bn.c;
-    void *bws = mm_cuda_ws_take(ws, mm_cuda_bn_workspace(m, c));
-    if (ws->measure) return;
     mm_cuda_bn_apply(outs[0].data, outs[0].dtype, ins[0].data, ins[0].dtype, ins[1].data,
-                     ins[2].data, ins[3].data, ins[4].data, m, c,
+                     ins[2].data, ins[3].data, ins[4].data, node->p.bn.m, node->p.bn.c,
                      mm_cuda_residual(node, ins, &outs[0]), node->p.bn.relu,
-                     node->n_out > 1 ? (uint8_t *)outs[1].data : NULL, bws, ctx->stream);
+                     node->n_out > 1 ? (uint8_t *)outs[1].data : NULL, ctx->stream);
 }
 
 /* A ReLU whose producer already applied it, running in place: nothing left to do. */
@@ -217,7 +213,6 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
     }
     case MM_OP_BATCHNORM: mm_cuda_op_bn(ctx, g, node, ins, outs, ws); return;
     case MM_OP_BATCHNORM_BWD: mm_cuda_op_bn_bwd(ctx, node, ins, outs, ws); return;
-    case MM_OP_BN_APPLY: mm_cuda_op_bn_apply(ctx, node, ins, outs, ws); return;
     case MM_OP_DENSE: mm_cuda_op_dense(ctx, node, ins, outs, ws); return;
     case MM_OP_DENSE_BWD_DATA: mm_cuda_op_dense_bwd_data(ctx, node, ins, outs, ws); return;
     case MM_OP_DENSE_BWD_WEIGHT: mm_cuda_op_dense_bwd_weight(ctx, node, ins, outs, ws); return;
@@ -227,6 +222,7 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
     if (ws->measure) return;
     const mm_tensor *x = &ins[0], *y = &outs[0];
     switch (node->op) {
+    case MM_OP_BN_APPLY: mm_cuda_op_bn_apply(ctx, node, ins, outs); return;
     case MM_OP_RELU:
         if (mm_cuda_relu_done(ctx, g, node, x, y)) return;
         mm_cuda_relu_forward(y->data, y->dtype, x->data, x->dtype, mm_tensor_numel(y), st);

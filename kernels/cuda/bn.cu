@@ -127,9 +127,13 @@ struct mm_bn_apply_op {
     const TY *r;
     const float *mean, *scale, *beta;
     int c, relu;
+    /* Given, scale is gamma and the coefficient is scale[j] * invstd[j] (the float product the
+     * training finish kernel stores), taken here rather than by a kernel of its own. */
+    const float *invstd;
     __device__ float f(float v, int j) const
     {
-        return (v - mean[j]) * scale[j] + beta[j];
+        float k = invstd ? scale[j] * invstd[j] : scale[j];
+        return (v - mean[j]) * k + beta[j];
     }
     __device__ float finish(float v) const { return relu ? (v > 0.0f ? v : 0.0f) : v; }
     /* Elements i..i+3 written to y; v gets them as stored (rounded to y's type). */
@@ -210,8 +214,8 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
         MM_CUDA_CHECK_LAUNCH();
         mm_dispatch_float(ty, [&](auto yt) {
             using TY = decltype(yt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, xp,    (const TY *)residual, w.mean, w.scale,
-                                      beta,    c,     relu};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, (const TY *)residual, w.mean, w.scale,
+                                      beta,    c,  relu,                 NULL};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -244,40 +248,29 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
             using TX = decltype(xt);
             mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
                                       running_mean, w.scale,       beta,
-                                      c,            relu};
+                                      c,            relu,          NULL};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
 }
 
 /* ---- a training output again, from the saved statistics (recomputation, MM_OP_BN_APPLY) ----
- * scale = gamma * save_invstd (the float product the training finish kernel makes), then the same
- * element-wise functor with mean = save_mean: bitwise the forward's y (and relu(y)). */
-__global__ void mm_bn_apply_coef_kernel(float *scale, const float *gamma, const float *save_invstd,
-                                        int c)
-{
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j < c) scale[j] = gamma[j] * save_invstd[j];
-}
-
+ * The same element-wise functor with mean = save_mean and the coefficient gamma * save_invstd
+ * (the float product the training finish kernel makes): bitwise the forward's y (and relu(y)). */
 void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const float *gamma,
                       const float *beta, const float *save_mean, const float *save_invstd,
-                      int64_t m, int c, const void *residual, int relu, uint8_t *bits, void *ws,
+                      int64_t m, int c, const void *residual, int relu, uint8_t *bits,
                       cudaStream_t st)
 {
     if (m <= 0 || c <= 0) return;
-    mm_bn_ws w = mm_bn_ws_split(ws, m, c);
-    mm_bn_apply_coef_kernel<<<(c + MM_THREADS - 1) / MM_THREADS, MM_THREADS, 0, st>>>(
-        w.scale, gamma, save_invstd, c);
-    MM_CUDA_CHECK_LAUNCH();
     bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
     mm_dispatch_float(ty, [&](auto yt) {
         mm_dispatch_float(tx, [&](auto xt) {
             using TY = decltype(yt);
             using TX = decltype(xt);
             mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
-                                      save_mean, w.scale,       beta,
-                                      c,         relu};
+                                      save_mean, gamma,         beta,
+                                      c,         relu,          save_invstd};
             if (!bits) {
                 mm_ew_launch(op, m * c, vec, st);
                 return;

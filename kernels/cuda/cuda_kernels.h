@@ -90,13 +90,13 @@ void mm_cuda_bn_forward_eval(void *y /* [m,c] may alias x */, mm_dtype ty, const
                              float eps, const void *residual, int relu, void *ws, cudaStream_t st);
 /* A training output recomputed from its saved statistics (MM_OP_BN_APPLY):
  * y = (x - save_mean) * (gamma * save_invstd) + beta (+ residual), then max(y, 0) when relu;
- * bitwise what mm_cuda_bn_forward_train wrote. ws: mm_cuda_bn_workspace(m, c) bytes. */
+ * bitwise what mm_cuda_bn_forward_train wrote. No scratch. */
 void mm_cuda_bn_apply(void *y /* [m,c] may alias x */, mm_dtype ty, const void *x /* [m,c] */,
                       mm_dtype tx, const float *gamma /* [c] */, const float *beta /* [c] */,
                       const float *save_mean /* [c] */, const float *save_invstd /* [c] */,
                       int64_t m, int c, const void *residual, int relu,
                       uint8_t *bits /* [(m*c + 7) / 8] y > 0 as mm_cuda_relu_mask, or NULL */,
-                      void *ws, cudaStream_t st);
+                      cudaStream_t st);
 /* dx, dgamma, dbeta may each be NULL. dx may alias dy. */
 /* With relu_y (or relu_bits, its sign as bits) the backward of the ReLU that followed the batch
  * norm is done first: dy counts only where relu_y > 0 (mm_cpu_batchnorm_backward's relu_out). */
