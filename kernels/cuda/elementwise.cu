@@ -132,15 +132,22 @@ void mm_cuda_relu_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy,
 }
 
 /* ---- ReLU masks as bits (runtime/relu_mask.c): bit i % 8 of byte i / 8 is y[i] > 0 ---- */
+/* vec: y is 16-byte aligned, and each thread's eight values come in 16-byte loads. */
 template <typename TY>
-__global__ void mm_relu_mask_kernel(uint8_t *bits, const TY *y, int64_t n)
+__global__ void mm_relu_mask_kernel(uint8_t *bits, const TY *y, int64_t n, int vec)
 {
     const int64_t nb = (n + 7) / 8;
     for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < nb;
          j += (int64_t)gridDim.x * blockDim.x) {
+        float v[8];
+        int k = 0;
+        if (vec && 8 * j + 8 <= n) {
+            mm_ldv<8>(y, 8 * j, v);
+            k = 8;
+        }
+        for (; k < 8 && 8 * j + k < n; k++) v[k] = mm_ld(y, 8 * j + k);
         unsigned b = 0;
-        for (int k = 0; k < 8 && 8 * j + k < n; k++)
-            b |= (mm_ld(y, 8 * j + k) > 0.0f ? 1u : 0u) << k;
+        for (int q = 0; q < k; q++) b |= (v[q] > 0.0f ? 1u : 0u) << q;
         bits[j] = (uint8_t)b;
     }
 }
@@ -151,7 +158,7 @@ void mm_cuda_relu_mask(uint8_t *bits, const void *y, mm_dtype ty, int64_t n, cud
     mm_dispatch_float(ty, [&](auto yt) {
         using TY = decltype(yt);
         mm_relu_mask_kernel<TY><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(
-            bits, (const TY *)y, n);
+            bits, (const TY *)y, n, mm_aligned16(y) ? 1 : 0);
         MM_CUDA_CHECK_LAUNCH();
     });
 }
