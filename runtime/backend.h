@@ -72,6 +72,13 @@ struct mm_backend {
     /* The arithmetic this backend runs (FP32 on cpu and meta). The planner marks activations
      * MM_BF16 when it is MM_PRECISION_BF16. */
     mm_precision precision;
+    /* Deterministic arithmetic (--deterministic; set before the first plan): the same inputs give
+     * the same bits every run. The cpu backend always is. The cuda backend's own kernels are
+     * (fixed-order reductions, no atomics); its convolutions then take cuDNN's heuristic order
+     * among the algorithms it reports deterministic instead of the fastest by timing (which can
+     * differ between runs), and 1x1 stride-1 ones cuBLAS's GEMM, as PyTorch's
+     * cudnn.deterministic with benchmark off. */
+    bool deterministic;
 
     /* Optional (NULL where the backend has none; CUDA has them): record everything the backend
      * is asked to do between begin_capture and end_capture (run_node, copy_device, zero, adam,

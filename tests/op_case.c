@@ -27,17 +27,21 @@ mm_backend *cpu_backend(void)
     return be;
 }
 
+bool tc_deterministic;
+
 mm_backend *cuda_backend(mm_precision p)
 {
-    static mm_backend *be[3];
-    if (!be[p]) {
-        mm_status s = mm_backend_cuda_create_ex(&be[p], p, 0);
+    static mm_backend *be[2][3];
+    mm_backend **b = &be[tc_deterministic][p];
+    if (!*b) {
+        mm_status s = mm_backend_cuda_create_ex(b, p, 0);
         if (s != MM_OK) {
             fprintf(stderr, "cuda backend: %s\n", mm_last_error());
             abort();
         }
+        (*b)->deterministic = tc_deterministic;
     }
-    return be[p];
+    return *b;
 }
 
 const mm_precision precisions[3] = {MM_PRECISION_FP32, MM_PRECISION_TF32,

@@ -21,6 +21,9 @@
 /* The backends, made once per process; the three CUDA precisions in test order. */
 mm_backend *cpu_backend(void);
 mm_backend *cuda_backend(mm_precision p);
+/* cuda_backend() gives deterministic backends (backend.h deterministic) while this is set: a
+ * second set, whose convolutions are chosen in that mode. */
+extern bool tc_deterministic;
 extern const mm_precision precisions[3];
 
 /* bf16 on the host (round to nearest even, as the device's __float2bfloat16_rn). */

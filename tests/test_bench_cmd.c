@@ -46,6 +46,7 @@ MM_TEST(bench_prints_one_line_with_every_field)
         CHECK_EQ_INT((int64_t)mm_test_field(line, "peak_mem_bytes"), (int64_t)planned);
         CHECK(isfinite(mm_test_field(line, "loss")) && mm_test_field(line, "loss") > 0);
         CHECK_EQ_INT((int64_t)mm_test_field(line, "recompute"), 0); /* the cpu default */
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "deterministic"), 0);
         /* the scratch of the largest node (im2col buffers on the cpu), part of the peak */
         double ws = mm_test_field(line, "workspace_bytes");
         CHECK(ws > 0 && ws < planned);
@@ -61,13 +62,15 @@ MM_TEST(bench_recompute_switches_shrink_the_plan)
                        "--steps 1 --warmup 0", &st);
     CHECK_MSG(st == 0, "%s", keep);
     char *rec = mammo("bench --net vgg16 --top 64x1 --input 64x64 --batch 2 --device cpu "
-                      "--steps 1 --warmup 0 --recompute --recompute-conv 27", &st);
+                      "--steps 1 --warmup 0 --recompute --recompute-conv 27 --deterministic",
+                      &st);
     CHECK_MSG(st == 0, "%s", rec);
     const char *a = strstr(keep, "mammo net="), *b = strstr(rec, "mammo net=");
     CHECK(a && b);
     if (a && b) {
         CHECK_EQ_INT((int64_t)mm_test_field(b, "recompute"), 1);
         CHECK_EQ_INT((int64_t)mm_test_field(b, "recompute_conv"), 27);
+        CHECK_EQ_INT((int64_t)mm_test_field(b, "deterministic"), 1);
         /* VGG16's first convolution is recomputed: its output is not kept */
         double rec_peak = mm_test_field(b, "planned_peak_bytes");
         double keep_peak = mm_test_field(a, "planned_peak_bytes");

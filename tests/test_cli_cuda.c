@@ -5,7 +5,8 @@
  * A training run's first step is compared (its loss: the same model, batch and data on both
  * devices); later steps are not, since Adam's first update takes the sign of every gradient
  * component, and components that are zero up to rounding then differ between the devices.
- * Predictions of one model must agree image by image.
+ * Predictions of one model must agree image by image. Two --deterministic runs must end with
+ * the same weights to the bit.
  *
  * Without a GPU this prints SKIPPED (no GPU); its twin test_cli_cuda_emu runs the same commands
  * with mammo_emu, the command line on the emulated GPU (tests/cuemu). */
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "runtime/backend.h"
+#include "runtime/safetensors.h"
 #include "tests/harness.h"
 #include "tests/png_dataset.h"
 
@@ -64,6 +66,41 @@ static int step_losses(const char *run, double *loss, int cap)
     }
     if (f) fclose(f);
     return n;
+}
+
+/* Elements of the tensors of checkpoints a and b that differ bitwise (-1: unreadable, or not
+ * the same tensors). */
+static int64_t weights_differ(const char *a, const char *b)
+{
+    mm_safetensors *fa = NULL, *fb = NULL;
+    int64_t differ = -1;
+    char pa[600];
+    snprintf(pa, sizeof pa, "%s", path(a));
+    if (mm_safetensors_open(&fa, pa) != MM_OK || mm_safetensors_open(&fb, path(b)) != MM_OK ||
+        mm_safetensors_count(fa) != mm_safetensors_count(fb))
+        goto done;
+    differ = 0;
+    for (int i = 0; i < mm_safetensors_count(fa) && differ >= 0; i++) {
+        const mm_st_entry *ea = mm_safetensors_entry(fa, i);
+        const mm_st_entry *eb = mm_safetensors_find(fb, ea->name);
+        if (!eb || eb->bytes != ea->bytes || ea->numel == 0) {
+            differ = eb && eb->bytes == ea->bytes ? differ : -1;
+            continue;
+        }
+        unsigned char *x = malloc(ea->bytes), *y = malloc(eb->bytes);
+        size_t el = ea->bytes / (size_t)ea->numel;
+        if (mm_safetensors_read(fa, ea, x, ea->bytes) == MM_OK &&
+            mm_safetensors_read(fb, eb, y, eb->bytes) == MM_OK)
+            for (size_t j = 0; j < ea->bytes; j += el) differ += memcmp(x + j, y + j, el) != 0;
+        else
+            differ = -1;
+        free(x);
+        free(y);
+    }
+done:
+    if (fa) mm_safetensors_close(fa);
+    if (fb) mm_safetensors_close(fb);
+    return differ;
 }
 
 /* The loss of the first training step in RUN/metrics.jsonl, or NAN. */
@@ -203,6 +240,31 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
     double bf16 = first_loss("image-bf16"), fp32 = first_loss("image-all-cpu");
     CHECK_MSG(fabs(bf16 - fp32) <= 0.25 * fabs(fp32), "bf16 first loss %.6g, cpu fp32 %.6g", bf16,
               fp32);
+
+    /* --deterministic: two runs end with the same weights to the bit (last.safetensors), also
+     * where the emulated GPU's nondeterministic algorithms change their last bits every run
+     * (CUEMU_NONDETERMINISTIC), and on a card, where two timed searches may choose differently;
+     * emulated, two runs without the flag differ, so the check can fail */
+    setenv("CUEMU_NONDETERMINISTIC", "1", 1);
+    const char *modes[2] = {"det", "timed"};
+    int64_t differ[2];
+    for (int m = 0; m < 2; m++) {
+        if (m == 1 && !mm_cuda_emulated()) break;
+        for (int k = 0; k < 2; k++)
+            CHECK_EQ_INT(mammo("%s --run image-%s%d --device cuda --precision tf32%s", image,
+                               modes[m], k, m == 0 ? " --deterministic" : ""),
+                         0);
+        char a[32], b[32];
+        snprintf(a, sizeof a, "image-%s0/last.safetensors", modes[m]);
+        snprintf(b, sizeof b, "image-%s1/last.safetensors", modes[m]);
+        differ[m] = weights_differ(a, b);
+    }
+    unsetenv("CUEMU_NONDETERMINISTIC");
+    CHECK_MSG(differ[0] == 0, "%lld weights differ between two --deterministic runs",
+              (long long)differ[0]);
+    if (mm_cuda_emulated())
+        CHECK_MSG(differ[1] > 0, "the runs without --deterministic end with the same weights "
+                  "too: the check above cannot tell");
 }
 
 /* `mammo bench` on cuda, stepping node by node, replaying its CUDA graph, and replaying it while

@@ -132,6 +132,26 @@ MM_TEST(cuda_conv2d_backward_filter)
     }
 }
 
+/* The three directions again on backends in deterministic mode (backend.h: cuDNN's heuristic
+ * order among deterministic algorithms, the GEMM for 1x1 stride-1 shapes), which choose other
+ * algorithms than the timed search. */
+MM_TEST(cuda_conv2d_deterministic)
+{
+    REQUIRE_GPU();
+    tc_deterministic = true;
+    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
+        char name[64];
+        snprintf(name, sizeof name, "deterministic conv fwd cfg %zu", i);
+        conv_forward_case(&d, conv_cfgs[i].bias, 700 + i, name);
+        snprintf(name, sizeof name, "deterministic conv bwd data cfg %zu", i);
+        conv_bwd_data_case(&d, 720 + i, name);
+        snprintf(name, sizeof name, "deterministic conv bwd filter cfg %zu", i);
+        conv_bwd_filter_case(&d, 740 + i, name);
+    }
+    tc_deterministic = false;
+}
+
 /* 1x1 stride-1 convolutions forced onto the cuBLAS GEMM path (conv_gemm.c) with MM_CONV_GEMM=1,
  * which is read when a shape is first planned: these shapes appear nowhere else in this file, so
  * the cached choices of the tests above do not hide the GEMM. Odd channel counts, a bias, and

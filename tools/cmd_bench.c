@@ -72,6 +72,9 @@ int mm_cmd_bench(int argc, char **argv)
                   "first's)");
     mm_args_bool(&a, "cuda-graph",
                  "replay the forward and backward pass as one captured CUDA graph");
+    mm_args_bool(&a, "deterministic",
+                 "the same bits every run (cuda: cuDNN's heuristic choice among its deterministic "
+                 "algorithms instead of the fastest by timing)");
     mm_args_bool(&a, "feed",
                  "copy the batch from the host and read the loss every step, as training does "
                  "(default: one batch stays on the device)");
@@ -140,6 +143,7 @@ int mm_cmd_bench(int argc, char **argv)
         return mm_cli_error();
     }
     if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
+    be->deterministic = mm_args_get_bool(&a, "deterministic");
     mm_model_config_for_backend(&cfg, be);
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
@@ -209,14 +213,14 @@ int mm_cmd_bench(int argc, char **argv)
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
-           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d%s%s\n",
+           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
            1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
            cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s.plan.workspace_bytes,
-           s.plan.n_ws_limited, setup_s, width_div, feed,
+           s.plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic,
            choices[0] ? " " : "", choices);
     if (profile > 0) {
         mm_session_profile(&s);

@@ -55,6 +55,9 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_str(a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
+    mm_args_bool(a, "deterministic",
+                 "the same bits every run (cuda: cuDNN's heuristic choice among its deterministic "
+                 "algorithms instead of the fastest by timing)");
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
 }
 
@@ -110,6 +113,7 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     c->device = mm_args_get(a, "device");
     c->precision = mm_args_get(a, "precision");
     c->cuda_graph = mm_args_get_bool(a, "cuda-graph");
+    c->deterministic = mm_args_get_bool(a, "deterministic");
     c->resume = mm_args_get_bool(a, "resume");
     if (c->cuda_graph && c->dropout > 0)
         return mm_fail(MM_ERR_ARG, "%s: --cuda-graph replays one recorded step, so dropout would "

@@ -57,6 +57,7 @@ typedef struct mm_train_config {
     int threads;             /* decoding threads, 0 = all */
     int patience;            /* early stopping: epochs without improvement, 0 = off */
     const char *device, *precision;
+    bool deterministic;      /* the same bits every run (backend.h; --deterministic) */
     bool cuda_graph;         /* replay each training step as one CUDA graph (--cuda-graph) */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */

@@ -633,6 +633,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     mm_backend *be = mm_xcalloc(1, sizeof *be);
     mm_cuda_ctx *ctx = mm_xcalloc(1, sizeof *ctx);
     be->ctx = ctx;
+    ctx->be = be;
     be->destroy = mm_cuda_destroy;
     ctx->device = device;
     ctx->precision = precision;

@@ -180,10 +180,11 @@ static bool mm_engine_notes(cudnnBackendDescriptor_t cfg, mm_conv_plan *p)
                                  CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &got,
                                  notes) != CUDNN_STATUS_SUCCESS)
         goto done;
-    p->tensor_core = false;
+    p->tensor_core = p->nondeterministic = false;
     for (int64_t i = 0; i < got && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++) {
         if (notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS) goto done;
         if (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) p->tensor_core = true;
+        if (notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) p->nondeterministic = true;
     }
     p->rtc = false;
     if (cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
@@ -202,7 +203,8 @@ static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, const mm_c
                        mm_conv_plan *p)
 {
     memset(p, 0, sizeof *p);
-    if (!mm_engine_notes(cfg, p) || (p->tensor_core && !w->tensor_core) || (p->rtc && !w->rtc))
+    if (!mm_engine_notes(cfg, p) || (p->tensor_core && !w->tensor_core) || (p->rtc && !w->rtc) ||
+        (p->nondeterministic && w->deterministic))
         return false;
     cudnnStatus_t s;
     int64_t ws = 0, got = 0;

@@ -39,6 +39,7 @@ typedef struct mm_conv_plan {
     int64_t engine;   /* cuDNN's global engine index */
     bool tensor_core; /* runs on tensor cores (TF32 for fp32 data) */
     bool rtc;         /* a runtime-compiled engine */
+    bool nondeterministic; /* cuDNN notes it may give different bits run to run */
 } mm_conv_plan;
 
 /* Which engines a search may take. */
@@ -46,6 +47,7 @@ typedef struct mm_conv_graph_want {
     bool tensor_core; /* false: fp32 without TF32 */
     bool rtc;         /* runtime-compiled engines (each plan compiles kernels when finalized) */
     size_t ws_limit;  /* the most workspace a plan may need */
+    bool deterministic; /* only engines without cuDNN's nondeterministic note */
 } mm_conv_graph_want;
 
 /* Up to max finalized plans for g: the engine configurations of cuDNN's heuristics mode A, best

@@ -20,7 +20,13 @@
  * fp32 data (the fp32 and tf32 precisions) also times cuDNN's legacy algorithms on NCHW copies
  * of the operands, the transposes included (conv_nchw.h: NCHW has fp32 Winograd and FFT-tiling
  * algorithms that NHWC lacks), and keeps them where the whole is faster (MM_CONV_NCHW=0 / 1:
- * never / always where it applies). */
+ * never / always where it applies).
+ *
+ * With the backend deterministic (backend.h) nothing is timed, so the choice does not move with
+ * timing noise between runs: the first graph plan in cuDNN's order (heuristics mode A, then the
+ * fallback list) without the nondeterministic note that runs on the probe, else the first legacy
+ * algorithm of cuDNN's heuristics (Get*_v7) it reports deterministic; the GEMM for every 1x1
+ * stride-1 shape; no NCHW copies. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +44,7 @@ typedef struct mm_algo_perf {
     float time; /* ms; -1 for cuDNN's heuristic ranking, which times nothing */
     size_t memory;
     cudnnMathType_t math;
+    bool deterministic; /* cuDNN reports the same bits every run */
 } mm_algo_perf;
 
 #define MM_ALGO_MAX 16
@@ -49,6 +56,7 @@ typedef struct mm_algo_perf {
             (out)[i_].time = (in)[i_].time;                                                \
             (out)[i_].memory = (in)[i_].memory;                                            \
             (out)[i_].math = (in)[i_].mathType;                                            \
+            (out)[i_].deterministic = (in)[i_].determinism == CUDNN_DETERMINISTIC;         \
         }                                                                                  \
     } while (0)
 
@@ -82,6 +90,9 @@ static bool mm_conv_verbose(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+/* The backend's deterministic mode (backend.h): no timing, deterministic algorithms only. */
+static bool mm_conv_deterministic(const mm_cuda_ctx *ctx) { return ctx->be->deterministic; }
+
 static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
 {
     char cap[32] = "";
@@ -93,9 +104,9 @@ static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
 }
 
 /* Takes the first usable candidate of a list ordered best first: it ran and fits under `limit`,
- * and in fp32 it is FMA math (a time taken with another math type does not hold for the FMA math
- * the descriptor runs with). Sets e->algo, e->ws_bytes and, in tf32 and bf16, the math type the
- * algorithm was timed with. */
+ * in fp32 it is FMA math (a time taken with another math type does not hold for the FMA math
+ * the descriptor runs with), and in deterministic mode cuDNN reports it deterministic. Sets
+ * e->algo, e->ws_bytes and, in tf32 and bf16, the math type the algorithm was timed with. */
 /* The workspace of a convolution counts in the step's peak memory (the largest one does, as
  * the backend's one workspace). So where cuDNN's fastest algorithm asks for more than
  * MM_CONV_WS_BIG, a timed candidate at most MM_CONV_WS_SLACK slower that needs less is taken
@@ -127,8 +138,10 @@ static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf 
     bool ok[MM_ALGO_MAX];
     int fastest = -1, pick = -1;
     for (int i = 0; i < got; i++) {
-        ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
-                !(strict && ctx->precision == MM_PRECISION_FP32 && perf[i].math != CUDNN_FMA_MATH);
+        bool fp32_fma = !(strict && ctx->precision == MM_PRECISION_FP32 &&
+                          perf[i].math != CUDNN_FMA_MATH);
+        ok[i] = perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit && fp32_fma &&
+                (perf[i].deterministic || !mm_conv_deterministic(ctx));
         if (ok[i] && fastest < 0) fastest = pick = i; /* cuDNN lists them fastest first */
         if (ok[i]) mm_conv_note(e, perf[i].time, perf[i].memory);
     }
@@ -220,12 +233,14 @@ static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_p
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    cudnnStatus_t s =
-        p ? cudnnFindConvolutionForwardAlgorithmEx(
-                ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
-                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-          : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
-                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf);
+    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
+    if (!mm_conv_deterministic(ctx))
+        s = p ? cudnnFindConvolutionForwardAlgorithmEx(
+                    ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
+                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+              : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv,
+                                                     e->d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                     &got, perf);
     if (s == CUDNN_STATUS_SUCCESS) {
         MM_CONV_COPY_PERF(ap, perf, got);
         if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
@@ -247,14 +262,14 @@ static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_c
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    cudnnStatus_t s =
-        p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
-                ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
-                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-          : cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv,
-                                                      e->d.x,
-                                                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                                                      perf);
+    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
+    if (!mm_conv_deterministic(ctx))
+        s = p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
+                    ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
+                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+              : cudnnFindConvolutionBackwardDataAlgorithm(
+                    ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
+                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf);
     if (s == CUDNN_STATUS_SUCCESS) {
         MM_CONV_COPY_PERF(ap, perf, got);
         if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
@@ -276,14 +291,14 @@ static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     mm_algo_perf ap[MM_ALGO_MAX];
     int got = 0;
-    cudnnStatus_t s =
-        p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
-                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-          : cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
-                                                        e->d.w,
-                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                        &got, perf);
+    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
+    if (!mm_conv_deterministic(ctx))
+        s = p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                    ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
+                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
+              : cudnnFindConvolutionBackwardFilterAlgorithm(
+                    ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w,
+                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf);
     if (s == CUDNN_STATUS_SUCCESS) {
         MM_CONV_COPY_PERF(ap, perf, got);
         if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
@@ -376,9 +391,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
 {
     *timed = -1;
     int mode = mm_conv_graph_mode();
+    bool det = mm_conv_deterministic(ctx);
     /* the legacy choice must run on the probe to be compared (cuDNN's heuristic pick, taken when
      * the timed search failed, may want more workspace than the probe has) */
-    if (mode == 0 || !p || (legacy_ok && mode != 1 && e->ws_bytes > p->ws_bytes)) return legacy_ok;
+    if (mode == 0 || !p || (legacy_ok && mode != 1 && !det && e->ws_bytes > p->ws_bytes))
+        return legacy_ok;
     bool verbose = mm_conv_verbose();
     char what[160];
     mm_conv_describe(what, sizeof what, &e->key);
@@ -398,12 +415,13 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
      * MM_CUDNN_RTC=1 */
     const char *rtc = getenv("MM_CUDNN_RTC");
     mm_conv_graph_want want = {ctx->precision != MM_PRECISION_FP32, rtc && strcmp(rtc, "1") == 0,
-                               limit < p->ws_bytes ? limit : p->ws_bytes};
+                               limit < p->ws_bytes ? limit : p->ws_bytes, det};
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
-    /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate */
+    /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate. Deterministic:
+     * the first plan in cuDNN's order that runs, before the legacy choice, nothing timed (0). */
     float times[1 + MM_CONV_GRAPH_PLANS];
     size_t wss[1 + MM_CONV_GRAPH_PLANS];
-    times[0] = legacy_ok && mode != 1 ? mm_conv_time(ctx, e, d, t, p) : -1;
+    times[0] = legacy_ok && mode != 1 && !det ? mm_conv_time(ctx, e, d, t, p) : -1;
     wss[0] = e->ws_bytes;
     mm_conv_entry trial = *e;
     trial.use_graph = 1;
@@ -418,6 +436,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
         wss[1 + i] = plans[i].ws_bytes;
         times[1 + i] = -1;
         if (!runs) continue;
+        if (det) {
+            times[1 + i] = 0;
+            for (int k = i + 1; k < n; k++) times[1 + k] = -1, wss[1 + k] = plans[k].ws_bytes;
+            break;
+        }
         /* one timed run first: a plan far slower than the best so far is not timed further */
         float once = mm_conv_time_runs(ctx, &trial, d, t, p, 1);
         times[1 + i] = best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, &trial, d, t, p);
@@ -445,7 +468,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     }
     for (int i = 0; i < n; i++)
         if (pick != 1 + i) mm_conv_plan_free(&plans[i]);
-    if (pick >= 0) *timed = times[pick];
+    if (pick >= 0 && !det) *timed = times[pick];
     if (pick <= 0) {
         mm_conv_graph_free(&g);
         return legacy_ok;
@@ -454,7 +477,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     e->graph = g;
     e->gplan = plans[pick - 1];
     e->ws_bytes = wss[pick];
-    e->time_ms = times[pick];
+    e->time_ms = det ? -1 : times[pick];
     return true;
 }
 
@@ -481,7 +504,7 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     int mode = mm_conv_nchw_mode();
     size_t copies = mm_conv_nchw_scratch(0, d);
     if (mode == 0 || !p || t != MM_F32 || !mm_conv_nchw_applies(d) || copies + 256 >= limit ||
-        copies >= p->ws_bytes)
+        copies >= p->ws_bytes || mm_conv_deterministic(ctx))
         return ok;
     mm_conv_entry trial;
     memset(&trial, 0, sizeof trial);
@@ -561,7 +584,8 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
     mm_conv_describe(what, sizeof what, &e->key);
     if (mm_conv_gemm_applies(d) && mode != 0) {
         float t_cudnn = -1, t_gemm = -1;
-        bool use = mode == 1 || !ok;
+        /* deterministic: the GEMM wherever it applies (cuBLAS gives the same bits every run) */
+        bool use = mode == 1 || !ok || mm_conv_deterministic(ctx);
         if (!use && have_probe && mm_conv_scratch(e, d) <= probe.ws_bytes) {
             t_cudnn = timed >= 0 ? timed : mm_conv_time(ctx, e, d, t, p);
             e->gemm = 1;

@@ -51,6 +51,7 @@ bool mm_cuda_fusion_take_applied(mm_cuda_fusion *f, const mm_graph *g, const mm_
 #define MM_CUDA_FUSIONS 4 /* graphs remembered at once (a training and an evaluation graph...) */
 
 typedef struct mm_cuda_ctx {
+    const mm_backend *be; /* the backend this is the context of (be->deterministic) */
     int device;
     mm_precision precision;
     cudaStream_t stream;

@@ -1,7 +1,10 @@
 /* The emulator's convolutions (cuemu_conv.h). */
 #include "tests/cuemu/cuemu_conv.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <vector>
 
@@ -165,10 +168,41 @@ uint64_t input_hash(const conv_problem &p, int dir, void *x, void *w, void *y)
 
 } // namespace
 
+/* Runs of nondeterministic algorithms so far, from a start of the process's own (its id and
+ * the time): each run's nudges differ, within a process and between processes. */
+static uint64_t g_nondet_runs;
+
+static uint64_t next_nondet_run()
+{
+    if (g_nondet_runs == 0) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        g_nondet_runs = ((uint64_t)getpid() << 32) ^ (uint64_t)t.tv_nsec ^ (uint64_t)t.tv_sec;
+    }
+    return ++g_nondet_runs;
+}
+
+/* Element e of out moved by a little: fp32 by 2^-13 of itself (mantissa bit 10: more than a
+ * reordered sum moves it, so that a few training steps show it through Adam's normalised
+ * update), bf16 by its last bit. */
+static void nudge(void *out, cudaDataType t, size_t e)
+{
+    if (t == CUDA_R_32F) {
+        uint32_t b;
+        memcpy(&b, (char *)out + 4 * e, 4);
+        b ^= 1u << 10;
+        memcpy((char *)out + 4 * e, &b, 4);
+    } else {
+        ((uint16_t *)out)[e] ^= 1u;
+    }
+}
+
 cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x, void *w, void *y,
                         float alpha, float beta, void *ws, size_t ws_need, bool tf32,
-                        double cost_ms)
+                        double cost_ms, bool nondeterministic)
 {
+    const char *nd = getenv("CUEMU_NONDETERMINISTIC");
+    const bool jitter = nondeterministic && nd && strcmp(nd, "1") == 0;
     if (!conv_consistent(p) || dir < 0 || dir > 2) return cudaErrorInvalidValue;
     if (!device_range(x, conv_view_bytes(p.x)) || !device_range(w, conv_view_bytes(p.w)) ||
         !device_range(y, conv_view_bytes(p.y)) || (ws_need && !device_range(ws, ws_need)))
@@ -190,6 +224,7 @@ cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x
             g_memo = {true, p, dir, x, w, y, tf32, h, std::move(acc)};
         }
         const std::vector<double> &acc = g_memo.acc;
+        uint64_t r = jitter ? next_nondet_run() * 0x9E3779B97F4A7C15ull : 0; /* xorshift state */
         /* every element of the output view (packed or not) gets alpha * sum + beta * itself */
         for (int64_t a = 0; a < o.d[0]; a++)
             for (int64_t b = 0; b < o.d[1]; b++)
@@ -198,6 +233,9 @@ cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x
                         size_t e = (size_t)at(o, a, b, i, j);
                         double prev = beta == 0.0f ? 0.0 : (double)beta * load(out, o.t, e);
                         store(out, o.t, e, (float)(alpha * acc[e] + prev));
+                        if (!jitter) continue;
+                        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                        if ((r & 7) == 0) nudge(out, o.t, e); /* about one in eight */
                     }
         return cudaSuccess;
     });

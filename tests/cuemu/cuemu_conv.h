@@ -38,11 +38,14 @@ double conv_macs(const conv_problem &p);
  * from y (the data gradient), 2 into w from x and y (the filter gradient); the output is not
  * read when beta is 0. ws_need bytes of ws are filled first (an algorithm's scratch, all of it).
  * tf32: fp32 operands are rounded to TF32 before their products. The operation costs cost_ms
- * on the emulated clock. Returns the queueing's error: cudaErrorInvalidValue when an operand or
- * the scratch is not device memory. */
+ * on the emulated clock. nondeterministic: an algorithm cuDNN reports nondeterministic (atomics
+ * summing in whatever order they land); with CUEMU_NONDETERMINISTIC=1 in the environment its
+ * output then differs from run to run in about one element in eight (fp32 by 2^-13 of it, bf16
+ * by its last bit), as such an algorithm's rounding does, only more. Returns the queueing's error: cudaErrorInvalidValue when an operand
+ * or the scratch is not device memory. */
 cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x, void *w, void *y,
                         float alpha, float beta, void *ws, size_t ws_need, bool tf32,
-                        double cost_ms);
+                        double cost_ms, bool nondeterministic);
 
 /* The stream a cuDNN handle queues on (cudnnSetStream). */
 cudaStream_t cudnn_stream(cudnnHandle_t h);

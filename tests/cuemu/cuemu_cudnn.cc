@@ -11,7 +11,8 @@
  * algorithm 0 with none, 1.5 times slower (CUEMU_NO_WS_COST=F: F times). The search honours the
  * probe's workspace, so
  * workspace limits make the backend fall back to algorithm 0. 1x1 convolutions cost 1.2 times
- * the GEMM that conv_gemm.c would run for them, so the timed comparison picks the GEMM. */
+ * the GEMM that conv_gemm.c would run for them, so the timed comparison picks the GEMM. The filter
+ * gradient's algorithm 1 is reported nondeterministic (and with CUEMU_NONDETERMINISTIC=1 is). */
 #include <cudnn.h>
 #include <math.h>
 #include <stdint.h>
@@ -92,6 +93,10 @@ double menu_ms(const conv_args &a, int algo)
     return 2e-9 * cuemu::conv_macs(problem(a)) * (one ? 1.2 : 1.0) * (algo == 0 ? slow : 1.0);
 }
 
+/* Algorithm 1 of the filter gradient is reported nondeterministic (as cuDNN's split-K filter
+ * gradients are: atomics); see conv_submit for what it then does. */
+bool nondeterministic(int dir, int algo) { return dir == 2 && algo == 1; }
+
 template <typename Perf, typename Algo>
 cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, int requested,
                    int *returned, Perf *perf)
@@ -108,7 +113,8 @@ cudnnStatus_t find(const conv_args &a, int dir, bool have_ws, size_t ws_bytes, i
                                                      : CUDNN_STATUS_ALLOC_FAILED;
         p.time = p.status == CUDNN_STATUS_SUCCESS ? (float)(menu_ms(a, algo) * cuemu::clock_scale())
                                                   : -1.0f;
-        p.determinism = CUDNN_DETERMINISTIC;
+        p.determinism =
+            nondeterministic(dir, algo) ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC;
         p.mathType = a.cv->math; /* timed with the math the descriptor asks for */
         perf[i] = p;
     }
@@ -131,7 +137,7 @@ cudnnStatus_t run(cudnnHandle_t h, const conv_args &a, int dir, int algo, const 
     void *y = dir == 0 ? out : (void *)in1;
     bool tf32 = a.cv->math != CUDNN_DEFAULT_MATH && a.cv->math != CUDNN_FMA_MATH;
     cudaError_t e = cuemu::conv_submit(h->stream, problem(a), dir, x, w, y, alpha, beta, ws, need,
-                                       tf32, menu_ms(a, algo));
+                                       tf32, menu_ms(a, algo), nondeterministic(dir, algo));
     return e == cudaErrorInvalidValue ? CUDNN_STATUS_BAD_PARAM
            : e                        ? CUDNN_STATUS_EXECUTION_FAILED
                                       : CUDNN_STATUS_SUCCESS;

@@ -7,7 +7,8 @@
  * pointers the variant pack gives for the tensors' unique ids.
  *
  * The engines (global index, notes, workspace, cost against the legacy menu's best algorithm):
- *   heuristics mode A:         10 tensor cores, a workspace, 0.8
+ *   heuristics mode A:         10 tensor cores, a workspace, 0.8; nondeterministic for the
+ *                                 gradients (conv_submit)
  *                              11 no notes, none, 1.05
  *                              14 its plan does not finalize (not supported for this graph)
  *   heuristics mode FALLBACK:  12 down-converts its inputs, 0.5
@@ -42,12 +43,15 @@ struct engine_info {
     int64_t index;
     bool tensor_core, down_convert, rtc, supported;
     double ws_per_operand, cost;
+    bool nondet_backward; /* noted nondeterministic for the two gradients (conv_submit) */
 };
 
 const engine_info kEngines[] = {
-    {10, true, false, false, true, 0.25, 0.8},  {11, false, false, false, true, 0, 1.05},
-    {14, false, false, false, false, 0, 1.0},   {12, false, true, false, true, 0, 0.5},
-    {13, true, false, true, true, 0, 0.6},
+    {10, true, false, false, true, 0.25, 0.8, true},
+    {11, false, false, false, true, 0, 1.05, false},
+    {14, false, false, false, false, 0, 1.0, false},
+    {12, false, true, false, true, 0, 0.5, false},
+    {13, true, false, true, true, 0, 0.6, false},
 };
 const int kModeA[] = {0, 1, 2}, kFallback[] = {3, 4, 1};
 
@@ -364,6 +368,8 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const d,
             std::vector<cudnnBackendNumericalNote_t> notes;
             if (e.tensor_core) notes.push_back(CUDNN_NUMERICAL_NOTE_TENSOR_CORE);
             if (e.down_convert) notes.push_back(CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS);
+            if (e.nondet_backward && b->op.dir != 0)
+                notes.push_back(CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
             *count = (int64_t)notes.size();
             for (int64_t i = 0; i < *count && i < requested; i++)
                 static_cast<cudnnBackendNumericalNote_t *>(out)[i] = notes[i];
@@ -410,7 +416,7 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
     double ms = 2e-9 * cuemu::conv_macs(op.p) * (one ? 1.2 : 1.0) * e.cost;
     cudaError_t err = cuemu::conv_submit(cuemu::cudnn_stream(h), op.p, op.dir, ptr[0], ptr[1],
                                          ptr[2], op.alpha, op.beta, v->pack_ws, p->ws,
-                                         e.tensor_core, ms);
+                                         e.tensor_core, ms, e.nondet_backward && op.dir != 0);
     return err == cudaErrorInvalidValue ? CUDNN_STATUS_BAD_PARAM
            : err                        ? CUDNN_STATUS_EXECUTION_FAILED
                                         : CUDNN_STATUS_SUCCESS;
