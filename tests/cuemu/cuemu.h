@@ -16,7 +16,8 @@
  * device memory is exact-size heap blocks and the emulator is built with AddressSanitizer and
  * UBSan where the compiler has them, so an out-of-bounds or misaligned access in a kernel stops
  * the test with a report. cuDNN's two APIs offer menus of algorithms and engines (workspaces,
- * notes, costs on the emulated clock) made so that the backend's search takes each of its paths.
+ * notes, costs on the emulated clock) made so that the backend's search takes each of its paths;
+ * some are reported nondeterministic, and with CUEMU_NONDETERMINISTIC=1 they are (cuemu_conv.h).
  *
  * Not emulated: warp shuffles and atomics (our kernels use neither), fast-math approximations
  * (the emulation is IEEE), real timing (an emulated clock instead), and what real cuDNN engines
