@@ -331,6 +331,24 @@ MM_TEST(cuda_batchnorm_forward_eval)
         }
 }
 
+/* An MM_OP_BN_APPLY case: x and the saved statistics of config b, with the ReLU, the residual
+ * join (bn_join), y written over x in the in-place runs; the caller adds the outputs. */
+static void bn_apply_case(tcase *tc, const bn_cfg *b, bool relu, int join, uint64_t seed)
+{
+    tc_init(tc, MM_OP_BN_APPLY, TOL_REDUCE, seed);
+    tc->node.backward = true;
+    bn_params(tc, b, true);
+    tc->node.p.bn.relu = relu;
+    float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
+    tc_in(tc, act_in(tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
+    tc_in(tc, f32_in(tc, 0.5f, 1.5f, SHAPE(b->c)));
+    tc_in(tc, f32_in(tc, -0.5f, 0.5f, SHAPE(b->c)));
+    tc_in(tc, f32_in(tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
+    tc_in(tc, f32_in(tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
+    tc->alias_out[0] = 0;
+    bn_join(tc, b, join);
+}
+
 /* A training output recomputed from saved statistics (recompute.c), with and without the ReLU,
  * with the residual join, in place (over x, or over the residual) too. */
 MM_TEST(cuda_batchnorm_apply)
@@ -340,19 +358,8 @@ MM_TEST(cuda_batchnorm_apply)
         for (int variant = 0; variant < 4; variant++) {
             const bn_cfg *b = &bn_cfgs[i];
             tcase tc;
-            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 650 + 4 * i + (uint64_t)variant);
-            tc.node.backward = true;
-            bn_params(&tc, b, true);
-            tc.node.p.bn.relu = variant == 1;
-            float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
-            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
-            tc.alias_out[0] = 0;
             int join = variant >= 2 ? variant - 1 : 0; /* 2: +add, 3: +add+relu */
-            bn_join(&tc, b, join);
+            bn_apply_case(&tc, b, variant == 1, join, 650 + 4 * i + (uint64_t)variant);
             tc_out(&tc, act_out(&tc, SHAPE(b->n, b->h, b->w, b->c)));
             char name[64];
             snprintf(name, sizeof name, "bn apply%s%s cfg %zu", variant == 1 ? "+relu" : "",
@@ -372,18 +379,9 @@ MM_TEST(cuda_batchnorm_apply_with_relu_mask)
             const bn_cfg *b = &bn_cfgs[i];
             int64_t n = (int64_t)b->n * b->h * b->w * b->c;
             tcase tc;
-            tc_init(&tc, MM_OP_BN_APPLY, TOL_REDUCE, 700 + 3 * i + (uint64_t)variant);
-            tc.node.backward = true;
-            bn_params(&tc, b, true);
-            tc.node.p.bn.relu = variant != 1;
-            float mid = 0.5f * (b->lo + b->hi), sd = (b->hi - b->lo) / sqrtf(12.0f);
-            tc_in(&tc, act_in(&tc, b->lo, b->hi, SHAPE(b->n, b->h, b->w, b->c)));
-            tc_in(&tc, f32_in(&tc, 0.5f, 1.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, -0.5f, 0.5f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, mid - 0.3f, mid + 0.3f, SHAPE(b->c)));
-            tc_in(&tc, f32_in(&tc, 0.8f / sd, 1.2f / sd, SHAPE(b->c)));
-            tc.alias_out[0] = 0;
-            bn_join(&tc, b, variant == 2 ? 2 : 0); /* 2: the residual join, +add+relu */
+            /* variant 2: the residual join, +add+relu */
+            bn_apply_case(&tc, b, variant != 1, variant == 2 ? 2 : 0,
+                          700 + 3 * i + (uint64_t)variant);
             int y = act_out(&tc, SHAPE(b->n, b->h, b->w, b->c));
             int bits = tc_value(&tc, MM_VALUE_ACT, MM_U8, false, INIT_NAN, 0, 0,
                                 SHAPE((n + 7) / 8));
