@@ -22,8 +22,9 @@
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
-#                                     tf32 with --recompute-slack 0, with --recompute-conv 64,
-#                                     bf16 with --feed (tf32-recompute-slack-0.txt,
+#                                     tf32 with --recompute-slack 0, with --deterministic,
+#                                     with --recompute-conv 64, bf16 with --feed
+#                                     (tf32-recompute-slack-0.txt, tf32-deterministic.txt,
 #                                     tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS
 #                                     (the GPU tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
@@ -40,7 +41,7 @@ cd "$here/.." || exit 1
 
 resnet_top="[512-512-1024]x2,[512-512-1024]x2"
 tests=${TESTS:-"test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity test_passes_cuda \
-test_cli_cuda test_infer"}
+test_cli_cuda test_infer test_deterministic_cuda"}
 status=0
 start=$(date +%s)
 # Packs every log and verbose search of $out into logs.tgz (the results' .txt files stay).
@@ -84,6 +85,7 @@ extras() {
             --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
     fi
     mammo_only tf32-recompute-slack-0.txt --precision tf32 --recompute-slack 0
+    mammo_only tf32-deterministic.txt --precision tf32 --deterministic
     mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
     mammo_only bf16-feed.txt --precision bf16 --feed
 }
@@ -99,7 +101,7 @@ for stage in "$@"; do
     tests)
         for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_nets_parity \
             test_passes_cuda test_cli_cuda test_infer test_cuda_fuse test_cudnn_desc \
-            test_bench_cmd; do
+            test_bench_cmd test_deterministic_cuda; do
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 240 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
