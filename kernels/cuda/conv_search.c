@@ -394,7 +394,8 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     bool det = mm_conv_deterministic(ctx);
     /* the legacy choice must run on the probe to be compared (cuDNN's heuristic pick, taken when
      * the timed search failed, may want more workspace than the probe has) */
-    if (mode == 0 || !p || (legacy_ok && mode != 1 && !det && e->ws_bytes > p->ws_bytes))
+    if (mode == 0 || (!p && !det) ||
+        (legacy_ok && mode != 1 && !det && e->ws_bytes > p->ws_bytes))
         return legacy_ok;
     bool verbose = mm_conv_verbose();
     char what[160];
@@ -414,8 +415,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     /* runtime-compiled engines compile kernels for every plan, seconds per shape: only with
      * MM_CUDNN_RTC=1 */
     const char *rtc = getenv("MM_CUDNN_RTC");
+    /* deterministic: the plans of the limit, whatever the probe could get (the memory free at
+     * plan time must not change the choice) */
+    size_t ws_limit = det || limit < p->ws_bytes ? limit : p->ws_bytes;
     mm_conv_graph_want want = {ctx->precision != MM_PRECISION_FP32, rtc && strcmp(rtc, "1") == 0,
-                               limit < p->ws_bytes ? limit : p->ws_bytes, det};
+                               ws_limit, det};
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
     /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate. Deterministic:
      * the first plan in cuDNN's order that runs, before the legacy choice, nothing timed (0). */
@@ -429,9 +433,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     float best = times[0];
     for (int i = 0; i < n; i++) {
         trial.gplan = plans[i];
-        bool runs = mm_conv_plan_run(ctx->cudnn, &plans[i], p->x, p->w, p->y, p->ws) ==
-                        CUDNN_STATUS_SUCCESS &&
-                    cudaStreamSynchronize(ctx->stream) == cudaSuccess;
+        /* a trial run where the probe holds the plan (always, unless deterministic) */
+        bool tried = p && plans[i].ws_bytes <= p->ws_bytes;
+        bool runs = !tried || (mm_conv_plan_run(ctx->cudnn, &plans[i], p->x, p->w, p->y, p->ws) ==
+                                   CUDNN_STATUS_SUCCESS &&
+                               cudaStreamSynchronize(ctx->stream) == cudaSuccess);
         cudaGetLastError();
         wss[1 + i] = plans[i].ws_bytes;
         times[1 + i] = -1;
