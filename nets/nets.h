@@ -210,9 +210,10 @@ typedef struct mm_model_config {
 #define MM_RECOMPUTE_CONV_MACS_CUDA 147
 
 /* The cuda backend's recompute_slack: 10% in fp32 and tf32, where the element-wise passes move
- * four bytes an element (ResNet50 at 1152x896, batch 2: +5% peak for 12% less non-convolution
- * traffic and five fewer convolutions recomputed); none in bf16, whose passes move half that and
- * whose step is already near half of PyTorch's memory. */
+ * four bytes an element (ResNet50 at 1152x896, batch 2: +6% peak, 1.72 GB, for 9% less
+ * traffic outside the convolutions, 25.1 GB a step instead of 27.5, and two convolutions fewer
+ * recomputed); none in bf16, whose passes move half that and whose step is already near half
+ * of PyTorch's memory. */
 double mm_recompute_slack_cuda(mm_precision precision);
 
 /* The choices that follow from the device a model runs on: activations stored in bf16 for the
