@@ -226,6 +226,16 @@ MM_TEST(cli_trains_and_predicts_on_cuda)
     for (int i = 0; i < n_pred[0] && i < 64; i++)
         CHECK_MSG(fabs(predicted[1][i] - predicted[0][i]) <= 1e-4,
                   "image %d: cuda score %.7g, cpu %.7g", i, predicted[1][i], predicted[0][i]);
+    /* and with --deterministic (cuDNN's heuristic choices): the same scores to rounding */
+    CHECK_EQ_INT(mammo("predict --model image-cuda/best.safetensors --index prep/index.csv "
+                       "--split test --tta --out pred-det.csv --device cuda --deterministic"),
+                 0);
+    double det_scores[64];
+    CHECK_EQ_INT(read_scores("pred-det.csv", det_scores, 64), n_pred[0]);
+    for (int i = 0; i < n_pred[0] && i < 64; i++)
+        CHECK_MSG(fabs(det_scores[i] - predicted[0][i]) <= 1e-4,
+                  "image %d: deterministic cuda score %.7g, cpu %.7g", i, det_scores[i],
+                  predicted[0][i]);
 
     /* all layers in bf16 (fp32 master weights): trains, and its first loss is the fp32 one up
      * to bf16's rounding of the activations. That rounding moves this loss a lot: the trunk's
