@@ -1,9 +1,9 @@
 /* Column sums of a row-major [m,c] matrix, deterministic: stage 1 gives each of G row slices a
  * partial sum per column (blocks of 32 columns x 8 row lanes), stage 2 adds the G partials of
- * each column in a fixed order (mm_col_combine) and accumulates into the fp32 output. Used for bias gradients
- * (convolution and dense), also taken by a ReLU backward while it writes its dx (graph.h
- * mm_graph_fuse_bias_grad): the same partials of the same values in the same order, so bitwise
- * the separate kernels. The split is shared with bn.cu through mm_cuda_col_split(). */
+ * each column in a fixed order (mm_col_combine) and accumulates into the fp32 output. Used for
+ * bias gradients (convolution and dense), also taken by a ReLU backward while it writes its dx
+ * (graph.h mm_graph_fuse_bias_grad): the same partials of the same values in the same order, so
+ * bitwise the separate kernels. The split is shared with bn.cu through mm_cuda_col_split(). */
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
 #include "cuda_gate.cuh"
