@@ -41,8 +41,8 @@ double conv_macs(const conv_problem &p);
  * on the emulated clock. nondeterministic: an algorithm cuDNN reports nondeterministic (atomics
  * summing in whatever order they land); with CUEMU_NONDETERMINISTIC=1 in the environment its
  * output then differs from run to run in about one element in eight (fp32 by 2^-13 of it, bf16
- * by its last bit), as such an algorithm's rounding does, only more. Returns the queueing's error: cudaErrorInvalidValue when an operand
- * or the scratch is not device memory. */
+ * by its last bit), as such an algorithm's rounding does, only more. Returns the queueing's
+ * error: cudaErrorInvalidValue when an operand or the scratch is not device memory. */
 cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x, void *w, void *y,
                         float alpha, float beta, void *ws, size_t ws_need, bool tf32,
                         double cost_ms, bool nondeterministic);
