@@ -587,3 +587,34 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
                 mm_node_op_name(&g->nodes[at]));
     free(ids);
 }
+
+static double act_bytes(const mm_graph *g, int v)
+{
+    return v >= 0 && g->values[v].kind == MM_VALUE_ACT ? (double)mm_value_bytes(&g->values[v])
+                                                       : 0.0;
+}
+
+void mm_graph_print_traffic(const mm_graph *g, FILE *f)
+{
+    double bytes[MM_OP_COUNT] = {0}, total = 0, conv = 0;
+    int nodes[MM_OP_COUNT] = {0};
+    for (int n = 0; n < g->n_nodes; n++) {
+        const mm_node *nd = &g->nodes[n];
+        if (nd->op == MM_OP_NONE || nd->op == MM_OP_RESHAPE) continue;
+        double b = 0;
+        for (int i = 0; i < nd->n_in; i++) b += act_bytes(g, nd->in[i]);
+        for (int o = 0; o < nd->n_out; o++) b += act_bytes(g, nd->out[o]);
+        bytes[nd->op] += b;
+        nodes[nd->op]++;
+        total += b;
+        if (nd->op == MM_OP_CONV2D || nd->op == MM_OP_CONV2D_BWD_DATA ||
+            nd->op == MM_OP_CONV2D_BWD_FILTER)
+            conv += b;
+    }
+    fprintf(f, "activation traffic (each input and output once):\n");
+    for (int op = 0; op < MM_OP_COUNT; op++)
+        if (nodes[op])
+            fprintf(f, "  %-24s %5d nodes %10.3f GB\n", mm_op_name((mm_op)op), nodes[op],
+                    bytes[op] / 1e9);
+    fprintf(f, "traffic_bytes=%.0f non_conv_traffic_bytes=%.0f\n", total, total - conv);
+}

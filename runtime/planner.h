@@ -107,5 +107,10 @@ void mm_plan_print(const mm_plan *plan, FILE *f);
 /* Prints what is live in the arena at its peak: the node, then the `top` largest values (shape,
  * the op that made them, the node that last needs them). What to recompute or fuse next. */
 void mm_plan_print_live(const mm_plan *plan, const mm_graph *g, int top, FILE *f);
+/* Prints the activation bytes g's nodes read and write, each input and output counted once, by
+ * op (MM_OP_NONE and views left out), then the total and that of the nodes other than
+ * convolutions: the memory traffic of the memory-bound part of the step, at the least (a kernel
+ * that reads its input twice, as batch norm's statistics and normalisation do, moves more). */
+void mm_graph_print_traffic(const mm_graph *g, FILE *f);
 
 #endif

@@ -109,20 +109,27 @@ MM_TEST(recompute_slack_trades_memory_for_recomputation)
     /* full size: auto is 10% in fp32, nothing in bf16 */
     const char *full = "plan --net resnet50 --top [512-512-1024]x2,[512-512-1024]x2 "
                        "--input 1152x896 --batch 2";
-    double peak[4];
+    double peak[4], traffic[4];
     const char *extra[4] = {"--recompute-slack 0", "", "--precision bf16 --recompute-slack 0",
                             "--precision bf16"};
     for (int i = 0; i < 4; i++) {
-        snprintf(cmd, sizeof cmd, "%s %s", full, extra[i]);
+        snprintf(cmd, sizeof cmd, "%s --traffic %s", full, extra[i]);
         char *out = mammo(cmd, &st);
         CHECK_MSG(st == 0, "%s", out);
-        const char *p = strstr(out, "peak_bytes=");
-        peak[i] = p ? strtod(p + strlen("peak_bytes="), NULL) : 0;
+        const char *p = strstr(out, "\npeak_bytes="), *t = strstr(out, "non_conv_traffic_bytes=");
+        peak[i] = p ? strtod(p + strlen("\npeak_bytes="), NULL) : 0;
+        traffic[i] = t ? strtod(t + strlen("non_conv_traffic_bytes="), NULL) : 0;
+        /* the ReLU masks are all written by batch-norm applies (mm_graph_fuse_relu_mask) */
+        CHECK(strstr(out, "  batchnorm_apply ") != NULL && strstr(out, "  relu_mask ") == NULL);
         free(out);
     }
     CHECK_MSG(peak[1] > peak[0] && peak[1] < peak[0] * 1.1, "fp32 peaks %.0f, %.0f", peak[0],
               peak[1]);
+    /* what the memory buys: less traffic outside the convolutions (27.5 -> 25.1 GB) */
+    CHECK_MSG(traffic[1] > 0 && traffic[1] < traffic[0] * 0.95, "fp32 traffic %.0f, %.0f",
+              traffic[0], traffic[1]);
     CHECK_CLOSE(peak[3], peak[2], 0, 0);
+    CHECK_CLOSE(traffic[3], traffic[2], 0, 0);
 }
 
 MM_TEST(bench_profile_lists_the_ops)

@@ -23,6 +23,8 @@ static void add_flags(mm_args *a)
     mm_args_bool(a, "no-recompute", "keep every activation backward reads (no recomputation)");
     mm_args_int(a, "live", "0", "mammo plan: also list the N largest activations live at the "
                 "arena's peak");
+    mm_args_bool(a, "traffic", "mammo plan: also print the activation bytes the step's nodes "
+                 "read and write, by op");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (bf16: activations stored in bf16, "
                 "as the cuda backend does)");
     mm_args_int(a, "recompute-conv", STR(MM_RECOMPUTE_CONV_MACS_CUDA),
@@ -73,6 +75,7 @@ static mm_status run(const mm_args *a, bool table)
     mm_plan plan;
     st = mm_plan_make(&plan, m.g, be, slots);
     if (st == MM_OK) {
+        if (!table && mm_args_get_bool(a, "traffic")) mm_graph_print_traffic(m.g, stdout);
         if (table)
             mm_model_summary(&m, &plan, stdout);
         else
