@@ -427,6 +427,10 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     size_t wss[1 + MM_CONV_GRAPH_PLANS];
     times[0] = legacy_ok && mode != 1 && !det ? mm_conv_time(ctx, e, d, t, p) : -1;
     wss[0] = e->ws_bytes;
+    for (int i = 0; i < n; i++) {
+        times[1 + i] = -1;
+        wss[1 + i] = plans[i].ws_bytes;
+    }
     mm_conv_entry trial = *e;
     trial.use_graph = 1;
     trial.gemm = 0;
@@ -439,12 +443,9 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
                                    CUDNN_STATUS_SUCCESS &&
                                cudaStreamSynchronize(ctx->stream) == cudaSuccess);
         cudaGetLastError();
-        wss[1 + i] = plans[i].ws_bytes;
-        times[1 + i] = -1;
         if (!runs) continue;
         if (det) {
             times[1 + i] = 0;
-            for (int k = i + 1; k < n; k++) times[1 + k] = -1, wss[1 + k] = plans[k].ws_bytes;
             break;
         }
         /* one timed run first: a plan far slower than the best so far is not timed further */
