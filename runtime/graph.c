@@ -42,6 +42,17 @@ static const char *op_names[MM_OP_COUNT] = {
 
 const char *mm_op_name(mm_op op) { return op >= 0 && op < MM_OP_COUNT ? op_names[op] : "?"; }
 
+double mm_node_activation_bytes(const mm_graph *g, const mm_node *nd)
+{
+    double b = 0.0;
+    for (int i = 0; i < nd->n_in + nd->n_out; i++) {
+        int v = i < nd->n_in ? nd->in[i] : nd->out[i - nd->n_in];
+        if (v >= 0 && g->values[v].kind == MM_VALUE_ACT)
+            b += (double)mm_value_bytes(&g->values[v]);
+    }
+    return b;
+}
+
 const char *mm_node_op_name(const mm_node *nd)
 {
     switch (nd->op) {

@@ -254,6 +254,10 @@ int mm_graph_fuse_bias_grad(mm_graph *g);
  * folded. */
 int mm_graph_fuse_grad_add(mm_graph *g);
 
+/* The activation bytes (MM_VALUE_ACT values) node nd reads and writes, each input and output
+ * counted once: the least memory traffic of a memory-bound node. */
+double mm_node_activation_bytes(const mm_graph *g, const mm_node *nd);
+
 /* The probabilities output of a MM_OP_SOFTMAX_XENT node's loss value (for metrics). */
 int mm_graph_xent_probs(const mm_graph *g, int loss);
 

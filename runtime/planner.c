@@ -588,12 +588,6 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
     free(ids);
 }
 
-static double act_bytes(const mm_graph *g, int v)
-{
-    return v >= 0 && g->values[v].kind == MM_VALUE_ACT ? (double)mm_value_bytes(&g->values[v])
-                                                       : 0.0;
-}
-
 void mm_graph_print_traffic(const mm_graph *g, FILE *f)
 {
     double bytes[MM_OP_COUNT] = {0}, total = 0, conv = 0;
@@ -601,9 +595,7 @@ void mm_graph_print_traffic(const mm_graph *g, FILE *f)
     for (int n = 0; n < g->n_nodes; n++) {
         const mm_node *nd = &g->nodes[n];
         if (nd->op == MM_OP_NONE || nd->op == MM_OP_RESHAPE) continue;
-        double b = 0;
-        for (int i = 0; i < nd->n_in; i++) b += act_bytes(g, nd->in[i]);
-        for (int o = 0; o < nd->n_out; o++) b += act_bytes(g, nd->out[o]);
+        double b = mm_node_activation_bytes(g, nd);
         bytes[nd->op] += b;
         nodes[nd->op]++;
         total += b;

@@ -170,34 +170,24 @@ static int chain_nodes(const rc_pass *r, int v)
     return total;
 }
 
-static double value_bytes(const mm_graph *g, int v)
-{
-    return (double)mm_shape_numel(g->values[v].ndim, g->values[v].shape) *
-           (double)mm_dtype_size(g->values[v].dtype);
-}
-
 /* The bytes remaking v from kept values alone reads and writes. */
 static double chain_bytes(const rc_pass *r, int v)
 {
     if (kept(r, v)) return 0.0;
-    int in[3], k = recompute_inputs(r->g, &r->g->nodes[r->g->values[v].producer], in);
-    double total = value_bytes(r->g, v);
-    for (int i = 0; i < k; i++) total += value_bytes(r->g, in[i]) + chain_bytes(r, in[i]);
+    const mm_graph *g = r->g;
+    int in[3], k = recompute_inputs(g, &g->nodes[g->values[v].producer], in);
+    double total = (double)mm_value_bytes(&g->values[v]);
+    for (int i = 0; i < k; i++)
+        total += (double)mm_value_bytes(&g->values[in[i]]) + chain_bytes(r, in[i]);
     return total;
 }
 
 /* The activation bytes the backward nodes read and write, one pass each. */
 static double backward_traffic(const rc_pass *r)
 {
-    const mm_graph *g = r->g;
     double t = 0.0;
-    for (int n = r->nf; n < g->n_nodes; n++) {
-        const mm_node *nd = &g->nodes[n];
-        for (int i = 0; i < nd->n_in; i++)
-            if (is_act(g, nd->in[i])) t += value_bytes(g, nd->in[i]);
-        for (int o = 0; o < nd->n_out; o++)
-            if (is_act(g, nd->out[o])) t += value_bytes(g, nd->out[o]);
-    }
+    for (int n = r->nf; n < r->g->n_nodes; n++)
+        t += mm_node_activation_bytes(r->g, &r->g->nodes[n]);
     return t;
 }
 
