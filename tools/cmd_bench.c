@@ -72,9 +72,7 @@ int mm_cmd_bench(int argc, char **argv)
                   "first's)");
     mm_args_bool(&a, "cuda-graph",
                  "replay the forward and backward pass as one captured CUDA graph");
-    mm_args_bool(&a, "deterministic",
-                 "the same bits every run (cuda: cuDNN's heuristic choice among its deterministic "
-                 "algorithms instead of the fastest by timing)");
+    mm_deterministic_flag_add(&a);
     mm_args_bool(&a, "feed",
                  "copy the batch from the host and read the loss every step, as training does "
                  "(default: one batch stays on the device)");
@@ -143,7 +141,7 @@ int mm_cmd_bench(int argc, char **argv)
         return mm_cli_error();
     }
     if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
-    be->deterministic = mm_args_get_bool(&a, "deterministic");
+    mm_deterministic_flag_set(&a, be);
     mm_model_config_for_backend(&cfg, be);
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;

@@ -58,7 +58,7 @@ static mm_status run(const mm_args *a)
     bool built = false, session = false;
     float *logits = NULL;
     mm_status st = mm_backend_create(mm_args_get(a, "device"), &be);
-    if (st == MM_OK) be->deterministic = mm_args_get_bool(a, "deterministic");
+    if (st == MM_OK) mm_deterministic_flag_set(a, be);
     if (st == MM_OK) st = mm_model_build(&m, &c);
     built = st == MM_OK;
     if (st == MM_OK) st = mm_session_init(&s, m.g, be, 0);
@@ -93,9 +93,7 @@ int mm_cmd_forward(int argc, char **argv)
     mm_args_str(&a, "input", NULL, "input images, float32 .npy [N, 3, H, W]");
     mm_args_str(&a, "output", NULL, "logits to write, float32 .npy [N, classes]");
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
-    mm_args_bool(&a, "deterministic",
-                 "the same logits every run (cuda: cuDNN's heuristic choice among its "
-                 "deterministic algorithms instead of the fastest by timing)");
+    mm_deterministic_flag_add(&a);
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     if (run(&a) != MM_OK) return mm_cli_error();

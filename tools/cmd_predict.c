@@ -12,6 +12,7 @@
 #include "../train/predictions.h"
 #include "args.h"
 #include "commands.h"
+#include "model_flags.h"
 
 #define MAX_MODELS 16
 
@@ -80,9 +81,7 @@ int mm_cmd_predict(int argc, char **argv)
     mm_args_int(&a, "batch", "2", "images per step");
     mm_args_int(&a, "threads", "0", "image decoding threads (0: all CPUs)");
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
-    mm_args_bool(&a, "deterministic",
-                 "the same scores every run (cuda: cuDNN's heuristic choice among its "
-                 "deterministic algorithms instead of the fastest by timing)");
+    mm_deterministic_flag_add(&a);
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     const char *models = mm_args_get(&a, "model"), *index = mm_args_get(&a, "index"),
@@ -125,7 +124,7 @@ int mm_cmd_predict(int argc, char **argv)
         return mm_cli_error();
     }
     st = mm_backend_create(mm_args_get(&a, "device"), &be);
-    if (st == MM_OK) be->deterministic = mm_args_get_bool(&a, "deterministic");
+    if (st == MM_OK) mm_deterministic_flag_set(&a, be);
     double *scores = mm_xcalloc((size_t)d.n * (n_models ? n_models : 1), sizeof(double));
     for (int k = 0; k < n_models && st == MM_OK; k++) {
         double *col = mm_xmalloc((size_t)d.n * sizeof(double));

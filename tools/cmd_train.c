@@ -55,9 +55,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_str(a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
-    mm_args_bool(a, "deterministic",
-                 "the same bits every run (cuda: cuDNN's heuristic choice among its deterministic "
-                 "algorithms instead of the fastest by timing)");
+    mm_deterministic_flag_add(a);
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
 }
 

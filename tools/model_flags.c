@@ -59,6 +59,18 @@ mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict)
     return MM_OK;
 }
 
+void mm_deterministic_flag_add(mm_args *a)
+{
+    mm_args_bool(a, "deterministic",
+                 "the same bits every run (cuda: cuDNN's heuristic choice among its deterministic "
+                 "algorithms instead of the fastest by timing)");
+}
+
+void mm_deterministic_flag_set(const mm_args *a, mm_backend *be)
+{
+    be->deterministic = mm_args_get_bool(a, "deterministic");
+}
+
 void mm_recompute_slack_flag_add(mm_args *a)
 {
     mm_args_str(a, "recompute-slack", "auto",

@@ -22,6 +22,9 @@ mm_status mm_width_div_flag_get(const mm_args *a, int *width_div);
  * bound (*strict). */
 void mm_scratch_flag_add(mm_args *a);
 mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict);
+/* --deterministic: the same bits every run (backend.h deterministic); _set applies it to be. */
+void mm_deterministic_flag_add(mm_args *a);
+void mm_deterministic_flag_set(const mm_args *a, mm_backend *be);
 /* --recompute-slack auto|PCT: how far (percent) recomputation may let the activation arena grow
  * over its smallest to recompute less (graph.h recompute_slack, as a fraction): auto (the
  * default, *slack = -1) leaves the device's (mm_recompute_slack_cuda on cuda). */
