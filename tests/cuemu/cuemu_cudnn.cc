@@ -9,10 +9,10 @@
  * about the size of the operands (it fills the whole workspace it asks for before computing, so
  * scratch that overlaps live data corrupts results, as a real algorithm's would), then
  * algorithm 0 with none, 1.5 times slower (CUEMU_NO_WS_COST=F: F times). The search honours the
- * probe's workspace, so
- * workspace limits make the backend fall back to algorithm 0. 1x1 convolutions cost 1.2 times
- * the GEMM that conv_gemm.c would run for them, so the timed comparison picks the GEMM. The filter
- * gradient's algorithm 1 is reported nondeterministic (and with CUEMU_NONDETERMINISTIC=1 is). */
+ * probe's workspace, so workspace limits make the backend fall back to algorithm 0. 1x1
+ * convolutions cost 1.2 times the GEMM that conv_gemm.c would run for them, so the timed
+ * comparison picks the GEMM. The filter gradient's algorithm 1 is reported nondeterministic (and
+ * with CUEMU_NONDETERMINISTIC=1 is). */
 #include <cudnn.h>
 #include <math.h>
 #include <stdint.h>
