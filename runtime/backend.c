@@ -81,3 +81,12 @@ void mm_backend_destroy(mm_backend *be)
 {
     if (be && be->destroy) be->destroy(be);
 }
+
+bool mm_backend_set_algo_cache(mm_backend *be, const char *dir)
+{
+    size_t n = dir ? strlen(dir) : 0;
+    if (n >= sizeof be->algo_cache_dir) return false;
+    memcpy(be->algo_cache_dir, dir ? dir : "", n);
+    be->algo_cache_dir[n] = '\0';
+    return true;
+}

@@ -79,6 +79,10 @@ struct mm_backend {
      * differ between runs), and 1x1 stride-1 ones cuBLAS's GEMM, as PyTorch's
      * cudnn.deterministic with benchmark off. */
     bool deterministic;
+    /* Where the backend keeps what it measured of the device between runs (set before the first
+     * plan, mm_backend_set_algo_cache; "" keeps nothing): the cuda backend's convolution
+     * algorithm choices by shape (kernels/cuda/conv_disk.h), not used when deterministic. */
+    char algo_cache_dir[1024];
 
     /* Optional (NULL where the backend has none; CUDA has them): record everything the backend
      * is asked to do between begin_capture and end_capture (run_node, copy_device, zero, adam,
@@ -106,6 +110,9 @@ struct mm_backend {
 
 /* Scratch bytes the cpu backend's kernel of this node needs (the meta backend plans with it too). */
 size_t mm_cpu_node_workspace(const mm_node *nd);
+
+/* Sets be->algo_cache_dir (NULL or "": nothing kept); false when the path is too long. */
+bool mm_backend_set_algo_cache(mm_backend *be, const char *dir);
 
 /* Backend constructors. They return MM_ERR_DEVICE with a message when the device is absent. */
 mm_status mm_backend_cpu_create(mm_backend **out);

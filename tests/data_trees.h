@@ -26,31 +26,12 @@
 
 #include "kernels/philox.h"
 #include "tests/harness.h"
+#include "tests/run_mammo.h"
 #include "tools/dicom.h"
 #include "tools/fs.h"
 
 #define TREE_H 64 /* full image rows */
 #define TREE_W 48 /* full image columns */
-
-/* Runs `mammo <args>` with stdout+stderr to <tmp>/mammo.out; returns the exit status and leaves
- * the output in out (may be NULL). */
-static inline int run_mammo(char *out, size_t out_size, const char *args)
-{
-    char log[700], cmd[8192];
-    snprintf(log, sizeof log, "%s/mammo.out", mm_test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>&1", MM_MAMMO_EXE, args, log);
-    int st = system(cmd);
-    if (out) {
-        out[0] = '\0';
-        FILE *f = fopen(log, "rb");
-        if (f) {
-            size_t n = fread(out, 1, out_size - 1, f);
-            out[n] = '\0';
-            fclose(f);
-        }
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static inline void write_text(const char *path, const char *text)
 {

@@ -73,6 +73,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_bool(&a, "cuda-graph",
                  "replay the forward and backward pass as one captured CUDA graph");
     mm_deterministic_flag_add(&a);
+    mm_algo_cache_flag_add(&a);
     mm_args_bool(&a, "feed",
                  "copy the batch from the host and read the loss every step, as training does "
                  "(default: one batch stays on the device)");
@@ -142,6 +143,10 @@ int mm_cmd_bench(int argc, char **argv)
     }
     if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
     mm_deterministic_flag_set(&a, be);
+    if (mm_algo_cache_flag_apply(&a, mm_args_get(&a, "device"), be) != MM_OK) {
+        mm_backend_destroy(be);
+        return mm_cli_error();
+    }
     mm_model_config_for_backend(&cfg, be);
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;

@@ -59,6 +59,7 @@ static mm_status run(const mm_args *a)
     float *logits = NULL;
     mm_status st = mm_backend_create(mm_args_get(a, "device"), &be);
     if (st == MM_OK) mm_deterministic_flag_set(a, be);
+    if (st == MM_OK) st = mm_algo_cache_flag_apply(a, mm_args_get(a, "device"), be);
     if (st == MM_OK) st = mm_model_build(&m, &c);
     built = st == MM_OK;
     if (st == MM_OK) st = mm_session_init(&s, m.g, be, 0);
@@ -94,6 +95,7 @@ int mm_cmd_forward(int argc, char **argv)
     mm_args_str(&a, "output", NULL, "logits to write, float32 .npy [N, classes]");
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_deterministic_flag_add(&a);
+    mm_algo_cache_flag_add(&a);
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     if (run(&a) != MM_OK) return mm_cli_error();

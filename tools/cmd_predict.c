@@ -82,6 +82,7 @@ int mm_cmd_predict(int argc, char **argv)
     mm_args_int(&a, "threads", "0", "image decoding threads (0: all CPUs)");
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_deterministic_flag_add(&a);
+    mm_algo_cache_flag_add(&a);
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     const char *models = mm_args_get(&a, "model"), *index = mm_args_get(&a, "index"),
@@ -125,6 +126,7 @@ int mm_cmd_predict(int argc, char **argv)
     }
     st = mm_backend_create(mm_args_get(&a, "device"), &be);
     if (st == MM_OK) mm_deterministic_flag_set(&a, be);
+    if (st == MM_OK) st = mm_algo_cache_flag_apply(&a, mm_args_get(&a, "device"), be);
     double *scores = mm_xcalloc((size_t)d.n * (n_models ? n_models : 1), sizeof(double));
     for (int k = 0; k < n_models && st == MM_OK; k++) {
         double *col = mm_xmalloc((size_t)d.n * sizeof(double));

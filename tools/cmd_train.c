@@ -56,6 +56,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
     mm_deterministic_flag_add(a);
+    mm_algo_cache_flag_add(a);
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
 }
 
@@ -112,6 +113,7 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     c->precision = mm_args_get(a, "precision");
     c->cuda_graph = mm_args_get_bool(a, "cuda-graph");
     c->deterministic = mm_args_get_bool(a, "deterministic");
+    MM_TRY(mm_algo_cache_flag_get(a, c->device, c->algo_cache_dir, sizeof c->algo_cache_dir));
     c->resume = mm_args_get_bool(a, "resume");
     if (c->cuda_graph && c->dropout > 0)
         return mm_fail(MM_ERR_ARG, "%s: --cuda-graph replays one recorded step, so dropout would "

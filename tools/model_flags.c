@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs.h"
+
 void mm_model_flags_add(mm_args *a, bool with_size)
 {
     mm_args_str(a, "net", "resnet50", "trunk: resnet50 or vgg16");
@@ -69,6 +71,63 @@ void mm_deterministic_flag_add(mm_args *a)
 void mm_deterministic_flag_set(const mm_args *a, mm_backend *be)
 {
     be->deterministic = mm_args_get_bool(a, "deterministic");
+}
+
+void mm_algo_cache_flag_add(mm_args *a)
+{
+    mm_args_str(a, "algo-cache", "auto",
+                "folder that keeps the convolution algorithms chosen for each shape between runs "
+                "(cuda; a shape found there is not timed again), or off (auto: $MM_ALGO_CACHE, "
+                "else $XDG_CACHE_HOME/mammo, else ~/.cache/mammo)");
+}
+
+/* The folder "auto" means ("" when there is none). */
+static void mm_algo_cache_auto(char *dir, size_t n)
+{
+    const char *env = getenv("MM_ALGO_CACHE"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    if (env && *env) snprintf(dir, n, "%s", env);
+    else if (xdg && *xdg) snprintf(dir, n, "%s/mammo", xdg);
+    else if (home && *home) snprintf(dir, n, "%s/.cache/mammo", home);
+    else snprintf(dir, n, "off");
+}
+
+mm_status mm_algo_cache_flag_get(const mm_args *a, const char *device, char *dir, size_t n)
+{
+    const char *v = mm_args_get(a, "algo-cache");
+    bool chosen = v && strcmp(v, "auto") != 0; /* named on the command line */
+    if (chosen) {
+        if (!*v || strlen(v) >= n)
+            return mm_fail(MM_ERR_ARG, "--algo-cache '%s': give a folder (at most %zu characters) "
+                           "or off", v, n - 1);
+        snprintf(dir, n, "%s", v);
+    } else {
+        mm_algo_cache_auto(dir, n);
+    }
+    if (strcmp(dir, "off") == 0 || strncmp(device, "cuda", 4) != 0) {
+        dir[0] = '\0';
+        return MM_OK;
+    }
+    mm_status made = mm_fs_is_dir(dir) ? MM_OK : mm_fs_mkdirs(dir);
+    if (made == MM_OK && !mm_fs_is_dir(dir)) made = mm_fail(MM_ERR_IO, "%s: not a folder", dir);
+    if (made != MM_OK) {
+        if (chosen)
+            return mm_fail(MM_ERR_ARG, "--algo-cache: %s; give another folder or off",
+                           mm_last_error());
+        fprintf(stderr, "mammo: warning: convolution choices not kept between runs: %s\n",
+                mm_last_error());
+        mm_clear_error();
+        dir[0] = '\0';
+    }
+    return MM_OK;
+}
+
+mm_status mm_algo_cache_flag_apply(const mm_args *a, const char *device, mm_backend *be)
+{
+    char dir[sizeof be->algo_cache_dir];
+    MM_TRY(mm_algo_cache_flag_get(a, device, dir, sizeof dir));
+    mm_backend_set_algo_cache(be, dir); /* fits: dir is as long */
+    return MM_OK;
 }
 
 void mm_recompute_slack_flag_add(mm_args *a)

@@ -25,6 +25,14 @@ mm_status mm_scratch_flag_get(const mm_args *a, size_t *bytes, bool *strict);
 /* --deterministic: the same bits every run (backend.h deterministic); _set applies it to be. */
 void mm_deterministic_flag_add(mm_args *a);
 void mm_deterministic_flag_set(const mm_args *a, mm_backend *be);
+/* --algo-cache auto|DIR|off: the folder where a cuda backend keeps its convolution algorithm
+ * choices between runs (backend.h algo_cache_dir). _get writes it to dir (n bytes), "" when off
+ * or `device` (the --device value) is not cuda, and makes the folder: one named on the command
+ * line that cannot be made is a tier-1 error, the automatic one a warning (nothing is kept).
+ * _apply sets it on be. */
+void mm_algo_cache_flag_add(mm_args *a);
+mm_status mm_algo_cache_flag_get(const mm_args *a, const char *device, char *dir, size_t n);
+mm_status mm_algo_cache_flag_apply(const mm_args *a, const char *device, mm_backend *be);
 /* --recompute-slack auto|PCT: how far (percent) recomputation may let the activation arena grow
  * over its smallest to recompute less (graph.h recompute_slack, as a fraction): auto (the
  * default, *slack = -1) leaves the device's (mm_recompute_slack_cuda on cuda). */

@@ -358,6 +358,7 @@ static mm_status start(run *r, const mm_train_config *c)
     MM_TRY(mm_precision_parse(c->precision, &precision));
     MM_TRY(mm_backend_open(c->device, precision, &r->be));
     r->be->deterministic = c->deterministic;
+    mm_backend_set_algo_cache(r->be, c->algo_cache_dir);
     if (c->cuda_graph && !r->be->begin_capture)
         return mm_fail(MM_ERR_ARG, "%s: --cuda-graph: the %s device has no graph capture; use "
                        "--device cuda", c->command, r->be->name);

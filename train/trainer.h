@@ -58,6 +58,7 @@ typedef struct mm_train_config {
     int patience;            /* early stopping: epochs without improvement, 0 = off */
     const char *device, *precision;
     bool deterministic;      /* the same bits every run (backend.h; --deterministic) */
+    char algo_cache_dir[1024]; /* where cuda keeps its convolution choices ("": nowhere) */
     bool cuda_graph;         /* replay each training step as one CUDA graph (--cuda-graph) */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "conv_cudnn.h"
+#include "conv_disk.h"
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
@@ -482,7 +483,10 @@ static void mm_cuda_run_node(mm_backend *be, const mm_graph *g, const mm_node *n
         ws.base = (char *)a;
         ws.cap = ws_bytes - (size_t)(a - p);
     }
-    mm_cuda_op(mm_ctx(be), g, node, ins, outs, &ws);
+    mm_cuda_ctx *ctx = mm_ctx(be);
+    /* the plan is made: what its searches found is kept (nothing happens when nothing new) */
+    if (!ctx->capturing) mm_conv_disk_save(ctx->disk);
+    mm_cuda_op(ctx, g, node, ins, outs, &ws);
 }
 
 static void mm_cuda_adam_step(mm_backend *be, float *p, float *m, float *v, const float *g,
@@ -589,8 +593,13 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
 {
     mm_cuda_ctx *ctx = mm_ctx(be);
     mm_conv_counts c = mm_conv_cache_counts(ctx->convs);
-    snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d ws_kept=%d", c.legacy, c.nchw,
-             c.graph, c.gemm, mm_cuda_caps_kept(ctx));
+    char kept[64] = "off";
+    if (ctx->disk) {
+        mm_conv_disk_counts k = mm_conv_disk_counts_of(ctx->disk);
+        snprintf(kept, sizeof kept, "hits:%d,searched:%d", k.hits, k.searched);
+    }
+    snprintf(buf, n, "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d ws_kept=%d algo_cache=%s",
+             c.legacy, c.nchw, c.graph, c.gemm, mm_cuda_caps_kept(ctx), kept);
 }
 
 /* ---- create and destroy ---- */
@@ -600,6 +609,7 @@ static void mm_cuda_destroy(mm_backend *be)
     if (ctx) {
         if (ctx->stream) cudaStreamSynchronize(ctx->stream);
         mm_cuda_drop_graph(ctx);
+        mm_conv_disk_close(ctx->disk);
         mm_conv_cache_free(ctx->convs);
         for (int i = 0; i < MM_CUDA_FUSIONS; i++) mm_cuda_fusion_free(&ctx->fusions[i]);
         if (ctx->cublas) cublasDestroy(ctx->cublas);

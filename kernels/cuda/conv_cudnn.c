@@ -5,7 +5,8 @@
  * Algorithms are chosen once per shape, at plan time (the backend's workspace_bytes()), by
  * timing the candidates (conv_search.c). The choice, its workspace size and the descriptors are
  * cached in a hash table keyed by the direction, the dims, the storage dtype, the precision and
- * the node's scratch cap, so a step only looks them up.
+ * the node's scratch cap, so a step only looks them up; and kept on disk between runs where the
+ * backend has a folder for it (conv_disk.h): a shape found there is not searched again.
  *
  * Precision: fp32 runs with CUDNN_FMA_MATH (cuDNN's default math would let TF32 in on Ampere and
  * later); tf32 with tensor-op math on fp32 data; bf16 casts x and w (fp32 master weights) to
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_disk.h"
 #include "conv_entry.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
@@ -137,6 +139,16 @@ void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_
         mm_conv_nchw_out(dir, d, &b, (float *)ox, (float *)ow, (float *)oy, beta, ctx->stream);
 }
 
+/* The choices kept on disk, opened at the first search (backend.h algo_cache_dir is set before
+ * the first plan); none in deterministic mode, which times nothing. */
+static mm_conv_disk *mm_conv_disk_of(mm_cuda_ctx *ctx)
+{
+    if (!ctx->disk_opened && !ctx->be->deterministic)
+        ctx->disk = mm_conv_disk_open(ctx->be->algo_cache_dir, ctx->device);
+    ctx->disk_opened = true;
+    return ctx->disk;
+}
+
 /* The cache entry of (dir, d, dtype), choosing its algorithm the first time (e->ok says whether
  * there is one). The choice is made outside any capture: the first lookup of a shape happens at
  * plan time. `step`: the entry runs on chunks of samples that start at multiples of `step`
@@ -170,7 +182,11 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision, false));
-    fresh.ok = mm_conv_pick(ctx, &fresh, d, dtype, limit);
+    mm_conv_disk *disk = mm_conv_disk_of(ctx);
+    if (!mm_conv_disk_restore(disk, ctx, &fresh, d, dtype, limit)) {
+        fresh.ok = mm_conv_pick(ctx, &fresh, d, dtype, limit);
+        mm_conv_disk_record(disk, ctx, &fresh);
+    }
     fresh.used = 1;
     e = mm_conv_cache_slot(c, &k);
     *e = fresh;

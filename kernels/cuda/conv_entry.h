@@ -29,6 +29,7 @@ typedef struct mm_conv_entry {
     int ok;   /* an algorithm was found (a shape without one is cached too) */
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int math; /* the cudnnMathType_t algo was timed with (set on d.conv in tf32 and bf16) */
     int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
     int nchw; /* algo runs on NCHW copies of the operands (conv_nchw.h); d describes the copies */
     int use_graph;       /* run gplan (the graph API, conv_graph.c) instead of algo */
@@ -59,6 +60,12 @@ const char *mm_conv_dir_name(mm_conv_dir dir);
  * type t, with at most `limit` bytes of scratch (conv_search.c). False: none. */
 bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                   size_t limit);
+
+/* What besides its key decides a search's outcome: the workspace limit in KiB
+ * (ctx->conv_ws_limit), the MM_CUDNN_GRAPH, MM_CONV_NCHW and MM_CONV_GEMM modes and
+ * MM_CUDNN_RTC (conv_search.c). A choice kept on disk (conv_disk.h) holds only under the same. */
+#define MM_CONV_SETUP_N 5
+void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N]);
 
 /* Runs e's legacy algorithm on operands by role (forward y = conv(x, w); backward data into x;
  * backward filter into w) in scratch of mm_conv_scratch(e) bytes: on them directly, or with nchw

@@ -204,7 +204,7 @@ static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, const mm_c
 {
     memset(p, 0, sizeof *p);
     if (!mm_engine_notes(cfg, p) || (p->tensor_core && !w->tensor_core) || (p->rtc && !w->rtc) ||
-        (p->nondeterministic && w->deterministic))
+        (p->nondeterministic && w->deterministic) || (w->only_engine && p->engine != w->engine))
         return false;
     cudnnStatus_t s;
     int64_t ws = 0, got = 0;

@@ -48,6 +48,8 @@ typedef struct mm_conv_graph_want {
     bool rtc;         /* runtime-compiled engines (each plan compiles kernels when finalized) */
     size_t ws_limit;  /* the most workspace a plan may need */
     bool deterministic; /* only engines without cuDNN's nondeterministic note */
+    bool only_engine;   /* only configurations of engine `engine` (a choice kept on disk) */
+    int64_t engine;
 } mm_conv_graph_want;
 
 /* Up to max finalized plans for g: the engine configurations of cuDNN's heuristics mode A, best

@@ -27,6 +27,7 @@
  * fallback list) without the nondeterministic note that runs on the probe, else the first legacy
  * algorithm of cuDNN's heuristics (Get*_v7) it reports deterministic; the GEMM for every 1x1
  * stride-1 shape; no NCHW copies. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,7 @@ static bool mm_conv_take(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_algo_perf 
     }
     if (pick < 0) return false;
     e->algo = perf[pick].algo;
+    e->math = (int)perf[pick].math;
     e->ws_bytes = perf[pick].memory;
     e->time_ms = perf[pick].time;
     if (ctx->precision != MM_PRECISION_FP32)
@@ -418,8 +420,10 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     /* deterministic: the plans of the limit, whatever the probe could get (the memory free at
      * plan time must not change the choice) */
     size_t ws_limit = det || limit < p->ws_bytes ? limit : p->ws_bytes;
-    mm_conv_graph_want want = {ctx->precision != MM_PRECISION_FP32, rtc && strcmp(rtc, "1") == 0,
-                               ws_limit, det};
+    mm_conv_graph_want want = {.tensor_core = ctx->precision != MM_PRECISION_FP32,
+                               .rtc = rtc && strcmp(rtc, "1") == 0,
+                               .ws_limit = ws_limit,
+                               .deterministic = det};
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
     /* times[0] is the legacy choice, times[1 + i] plan i; -1: not a candidate. Deterministic:
      * the first plan in cuDNN's order that runs, before the legacy choice, nothing timed (0). */
@@ -564,9 +568,21 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     e->d = trial.d;
     e->nchw = 1;
     e->algo = trial.algo;
+    e->math = trial.math;
     e->ws_bytes = trial.ws_bytes;
     e->time_ms = *timed = t_nchw;
     return true;
+}
+
+void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
+{
+    const char *rtc = getenv("MM_CUDNN_RTC");
+    size_t kib = ctx->conv_ws_limit >> 10;
+    out[0] = kib < INT_MAX ? (int)kib : INT_MAX;
+    out[1] = mm_conv_graph_mode();
+    out[2] = mm_conv_nchw_mode();
+    out[3] = mm_conv_gemm_mode();
+    out[4] = rtc && strcmp(rtc, "1") == 0;
 }
 
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers

@@ -19,6 +19,7 @@
 #include "../../runtime/backend.h"
 
 typedef struct mm_conv_cache mm_conv_cache;
+typedef struct mm_conv_disk mm_conv_disk;
 
 /* ---- fusion (fuse.c): a BN or biased convolution followed by its only reader, a ReLU ---- */
 typedef enum mm_fuse_code {
@@ -61,6 +62,8 @@ typedef struct mm_cuda_ctx {
     size_t cublas_ws_bytes;
     size_t conv_ws_limit; /* largest cuDNN workspace an algorithm may ask for */
     mm_conv_cache *convs; /* chosen algorithms and descriptors by shape */
+    mm_conv_disk *disk;   /* the choices kept between runs (conv_disk.h), NULL: none */
+    bool disk_opened;     /* disk was looked for (at the first search) */
     mm_cuda_fusion fusions[MM_CUDA_FUSIONS]; /* the last graphs planned */
     int next_fusion;      /* the slot to reuse next */
     cudaGraph_t graph;    /* capture */

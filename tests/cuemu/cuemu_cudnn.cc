@@ -150,6 +150,7 @@ cudaStream_t cuemu::cudnn_stream(cudnnHandle_t h) { return h->stream; }
 extern "C" {
 
 /* ---- handles ---- */
+size_t cudnnGetVersion(void) { return CUDNN_VERSION; }
 cudnnStatus_t cudnnCreate(cudnnHandle_t *h)
 {
     *h = new cudnnContext();

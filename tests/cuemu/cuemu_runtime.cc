@@ -123,6 +123,24 @@ cudaError_t cudaSetDevice(int device)
     return fail(device == 0 ? cudaSuccess : cudaErrorInvalidDevice);
 }
 
+/* The one emulated card: what the convolution choices kept on disk are filed under. */
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
+{
+    if (device != 0) return fail(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "cuemu emulated GPU");
+    prop->major = 9;
+    prop->minor = 0;
+    prop->multiProcessorCount = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int *version)
+{
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError(void)
 {
     if (g_sticky) return g_sticky;
@@ -337,6 +355,13 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
 }
 
 /* ---- cuBLAS: handles and the single-precision GEMM ---- */
+cublasStatus_t cublasGetProperty(libraryPropertyType type, int *value)
+{
+    *value = type == MAJOR_VERSION ? CUBLAS_VER_MAJOR : type == MINOR_VERSION ? CUBLAS_VER_MINOR
+                                                                              : CUBLAS_VER_PATCH;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasCreate_v2(cublasHandle_t *h)
 {
     *h = new cublasContext();
