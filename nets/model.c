@@ -176,13 +176,19 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
     bool cpu = be->device == MM_DEVICE_CPU;
     c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     c->no_recompute = cpu;
-    c->recompute_conv_macs = cpu ? 0 : MM_RECOMPUTE_CONV_MACS_CUDA;
+    c->recompute_conv_macs = cpu ? 0 : mm_recompute_conv_cuda(be->precision);
     c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(be->precision);
+}
+
+int64_t mm_recompute_conv_cuda(mm_precision precision)
+{
+    return precision == MM_PRECISION_BF16 ? MM_RECOMPUTE_CONV_MACS_CUDA
+                                          : MM_RECOMPUTE_CONV_MACS_NO_STEM;
 }
 
 double mm_recompute_slack_cuda(mm_precision precision)
 {
-    return precision == MM_PRECISION_BF16 ? 0.0 : 0.10;
+    return precision == MM_PRECISION_BF16 ? 0.0 : 0.20;
 }
 
 mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)

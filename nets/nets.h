@@ -203,24 +203,31 @@ typedef struct mm_model_config {
     bool scratch_strict;
 } mm_model_config;
 
-/* The cuda backend's recompute_conv_macs: ResNet50's stem (7x7x3 = 147) and 1x1 convolutions
- * from 64 and 128 channels, VGG16's first convolution (27). At 1152x896, batch 2, fp32 (mammo
- * plan --recompute-conv): ResNet50's activations fall from 1803 to 898 MiB for 10% more step
- * FLOPs (64: 1272 MiB, +3.3%); VGG16's from 1508 to 1166 MiB for 0.2%. */
+/* The widest recompute_conv_macs of the cuda backend: ResNet50's stem (7x7x3 = 147) and 1x1
+ * convolutions from 64 and 128 channels, VGG16's first convolution (27). At 1152x896, batch 2,
+ * fp32 (mammo plan --recompute-conv): ResNet50's activations fall from 1803 to 898 MiB for 10%
+ * more step FLOPs (64: 1272 MiB, +3.3%); VGG16's from 1508 to 1166 MiB for 0.2%. */
 #define MM_RECOMPUTE_CONV_MACS_CUDA 147
+/* The same without ResNet50's stem, whose three input channels make it slow for its FLOPs
+ * (0.49 ms of a 46 ms fp32 step on an H200, recomputed at full resolution). */
+#define MM_RECOMPUTE_CONV_MACS_NO_STEM 128
 
-/* The cuda backend's recompute_slack: 10% in fp32 and tf32, where the element-wise passes move
- * four bytes an element (ResNet50 at 1152x896, batch 2: +6% peak, 1.72 GB, for 9% less
- * traffic outside the convolutions, 25.1 GB a step instead of 27.5, and two convolutions fewer
- * recomputed); none in bf16, whose passes move half that and whose step is already near half
- * of PyTorch's memory. */
+/* The cuda backend's recompute_conv_macs and recompute_slack for a precision. In fp32 and tf32,
+ * where the element-wise passes move four bytes an element and the step is furthest from its
+ * speed target, the stem is kept and the slack is 20% (ResNet50 at 1152x896, batch 2: planned
+ * peak 1.92 GB, 0.45x PyTorch's 4.24, for one batch-norm apply per batch norm, 67 instead of
+ * the 105 of no slack, three convolutions fewer recomputed, and 18.5 GB of traffic outside the
+ * convolutions instead of 21.9). In bf16, whose passes move half that and whose step is already
+ * near half of PyTorch's memory (1.17 GB of 2.55), the stem is recomputed and there is no
+ * slack. */
+int64_t mm_recompute_conv_cuda(mm_precision precision);
 double mm_recompute_slack_cuda(mm_precision precision);
 
 /* The choices that follow from the device a model runs on: activations stored in bf16 for the
  * bf16 precision; on the cpu no recomputation and no ReLU bit masks (they trade time for device
  * memory) and the ReLU backward fused into the batch-norm backward (the cuda backend does not
  * take that node yet); on cuda recomputation, cheap convolutions included
- * (MM_RECOMPUTE_CONV_MACS_CUDA), and bit masks. */
+ * (mm_recompute_conv_cuda), and bit masks. */
 void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

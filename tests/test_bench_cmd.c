@@ -106,7 +106,7 @@ MM_TEST(recompute_slack_trades_memory_for_recomputation)
     }
     free(tight);
     free(loose);
-    /* full size: auto is 10% in fp32, nothing in bf16 */
+    /* full size: auto is 20% in fp32, nothing in bf16 */
     const char *full = "plan --net resnet50 --top [512-512-1024]x2,[512-512-1024]x2 "
                        "--input 1152x896 --batch 2";
     double peak[4], traffic[4];
@@ -123,9 +123,9 @@ MM_TEST(recompute_slack_trades_memory_for_recomputation)
         CHECK(strstr(out, "  batchnorm_apply ") != NULL && strstr(out, "  relu_mask ") == NULL);
         free(out);
     }
-    CHECK_MSG(peak[1] > peak[0] && peak[1] < peak[0] * 1.1, "fp32 peaks %.0f, %.0f", peak[0],
+    CHECK_MSG(peak[1] > peak[0] && peak[1] < peak[0] * 1.2, "fp32 peaks %.0f, %.0f", peak[0],
               peak[1]);
-    /* what the memory buys: less traffic outside the convolutions (27.5 -> 25.1 GB) */
+    /* what the memory buys: less traffic outside the convolutions (22.7 -> 18.5 GB) */
     CHECK_MSG(traffic[1] > 0 && traffic[1] < traffic[0] * 0.95, "fp32 traffic %.0f, %.0f",
               traffic[0], traffic[1]);
     CHECK_CLOSE(peak[3], peak[2], 0, 0);

@@ -376,7 +376,7 @@ MM_TEST(full_size_resnet50_whole_summary_and_plan)
     c.top = spec;
     c.batch = 2;
     c.training = true;
-    c.recompute_conv_macs = MM_RECOMPUTE_CONV_MACS_CUDA; /* as `mammo plan` by default */
+    c.recompute_conv_macs = mm_recompute_conv_cuda(MM_PRECISION_FP32); /* as `mammo plan` */
     c.recompute_slack = mm_recompute_slack_cuda(MM_PRECISION_FP32);
     mm_model m;
     mm_backend *meta;

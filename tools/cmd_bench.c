@@ -82,7 +82,8 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
     mm_args_int(&a, "recompute-conv", "-1",
                 "with recomputation, also recompute convolutions of at most this many "
-                "multiply-adds per output (0: none; -1: the device's default, 147 on cuda)");
+                "multiply-adds per output (0: none; -1: the device's default, on cuda 128 in "
+                "fp32 and tf32, 147 in bf16)");
     mm_recompute_slack_flag_add(&a);
     mm_scratch_flag_add(&a);
     mm_args_int(&a, "profile", "0",

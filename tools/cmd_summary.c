@@ -10,8 +10,6 @@
 #include "commands.h"
 #include "model_flags.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 static void add_flags(mm_args *a)
 {
@@ -27,9 +25,10 @@ static void add_flags(mm_args *a)
                  "read and write, by op");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (bf16: activations stored in bf16, "
                 "as the cuda backend does)");
-    mm_args_int(a, "recompute-conv", STR(MM_RECOMPUTE_CONV_MACS_CUDA),
+    mm_args_int(a, "recompute-conv", "-1",
                 "also recompute convolutions of at most this many multiply-adds per output "
-                "(0: none; the default is the cuda backend's)");
+                "(0: none; -1: the cuda backend's for the precision, 128 in fp32 and tf32, 147 "
+                "in bf16)");
     mm_recompute_slack_flag_add(a);
 }
 
@@ -43,12 +42,12 @@ static mm_status run(const mm_args *a, bool table)
     int64_t recompute_conv, live;
     MM_TRY(mm_args_get_int(a, "live", &live));
     MM_TRY(mm_args_get_int(a, "recompute-conv", &recompute_conv));
-    if (recompute_conv < 0)
-        return mm_fail(MM_ERR_ARG, "--recompute-conv: must be >= 0, got %lld",
+    if (recompute_conv < -1)
+        return mm_fail(MM_ERR_ARG, "--recompute-conv: must be >= 0 (or -1), got %lld",
                        (long long)recompute_conv);
-    c.recompute_conv_macs = recompute_conv;
     mm_precision precision;
     MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
+    c.recompute_conv_macs = recompute_conv >= 0 ? recompute_conv : mm_recompute_conv_cuda(precision);
     c.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     MM_TRY(mm_recompute_slack_flag_get(a, &c.recompute_slack));
     if (c.recompute_slack < 0) c.recompute_slack = mm_recompute_slack_cuda(precision);
