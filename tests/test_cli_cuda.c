@@ -451,3 +451,42 @@ MM_TEST(cli_bench_in_chunks_of_samples)
     CHECK_MSG(isfinite(loss[0]) && fabs(loss[1] - loss[0]) <= tol * loss[0],
               "loss in chunks %.7g, whole %.7g", loss[1], loss[0]);
 }
+
+/* The search times each graph plan once (MM_CUDNN_VERBOSE=1 lists them per shape): the fallback
+ * list repeats engines of heuristics mode A (the emulator's engine 11 is in both, as cuDNN's
+ * engines were on the H200), and a configuration is the same when its engine and knob choices
+ * are, so it is not timed twice and a slot of the search goes to another. */
+MM_TEST(cli_search_times_each_graph_plan_once)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    setenv("MM_CUDNN_VERBOSE", "1", 1);
+    CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
+                       "--batch 2 --device cuda --precision fp32 --steps 1 --warmup 0"),
+                 0);
+    unsetenv("MM_CUDNN_VERBOSE");
+    FILE *f = fopen(path("run.log"), "r");
+    char line[1024], shape[512] = "", seen[64][24];
+    int n_seen = 0, plans = 0, repeats = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *e = strstr(line, ": engine ");
+        if (strncmp(line, "mammo: cudnn graph ", 19) != 0 || !e) continue;
+        /* the shape is what comes before ": engine", then the engine and its knobs' hash */
+        size_t len = (size_t)(e - line);
+        if (len >= sizeof shape) len = sizeof shape - 1;
+        if (strncmp(line, shape, len) != 0 || shape[len] != '\0') {
+            memcpy(shape, line, len);
+            shape[len] = '\0';
+            n_seen = 0;
+        }
+        char engine[24] = "", knobs[24] = "";
+        sscanf(e + 9, "%11s knobs %11s", engine, knobs);
+        strcat(engine, "/");
+        strcat(engine, knobs);
+        for (int i = 0; i < n_seen; i++) repeats += strcmp(seen[i], engine) == 0;
+        if (n_seen < 64) snprintf(seen[n_seen++], sizeof seen[0], "%s", engine);
+        plans++;
+    }
+    if (f) fclose(f);
+    CHECK_MSG(plans >= 20, "%d graph plans timed", plans);
+    CHECK_MSG(repeats == 0, "%d plans timed twice for one shape (see run.log)", repeats);
+}

@@ -10,7 +10,7 @@
 #include "../../runtime/atomic_file.h"
 #include "cuda_check.h"
 
-#define MM_CONV_DISK_MAGIC "mammo conv-algos 1"
+#define MM_CONV_DISK_MAGIC "mammo conv-algos 2"
 
 /* How an entry runs (the kinds of conv_entry.h). */
 enum { MM_KIND_LEGACY, MM_KIND_NCHW, MM_KIND_GRAPH, MM_KIND_GEMM, MM_KIND_COUNT };
@@ -20,6 +20,7 @@ typedef struct mm_conv_record {
     int setup[MM_CONV_SETUP_N];
     int ok, kind, algo, math;
     long long engine; /* graph: cuDNN's global engine index */
+    unsigned long long knobs; /* graph: its configuration's knob choices (conv_graph.h) */
     size_t ws_bytes;
     float time_ms;
     int n_cands;
@@ -140,6 +141,16 @@ static bool mm_next_int(char **p, int *v, long long lo, long long hi)
     return true;
 }
 
+static bool mm_next_ull(char **p, unsigned long long *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtoull(*p, &end, 10);
+    if (end == *p || errno) return false;
+    *p = end;
+    return true;
+}
+
 static bool mm_next_size(char **p, size_t *v)
 {
     long long x;
@@ -169,7 +180,8 @@ static bool mm_parse_record(char *line, mm_conv_record *r)
         if (!mm_next_int(&p, &r->setup[i], -1, 1 << 30)) return false;
     if (!mm_next_int(&p, &r->ok, 0, 1) || !mm_next_int(&p, &r->kind, 0, MM_KIND_COUNT - 1) ||
         !mm_next_int(&p, &r->algo, 0, 63) || !mm_next_int(&p, &r->math, 0, 63) ||
-        !mm_next_ll(&p, &r->engine) || !mm_next_size(&p, &r->ws_bytes) ||
+        !mm_next_ll(&p, &r->engine) || !mm_next_ull(&p, &r->knobs) ||
+        !mm_next_size(&p, &r->ws_bytes) ||
         !mm_next_float(&p, &r->time_ms) || !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
         return false;
     for (int i = 0; i < r->n_cands; i++)
@@ -184,8 +196,8 @@ static void mm_write_record(FILE *f, const mm_conv_record *r)
     mm_conv_key k = r->key;
     for (int i = 0; i < MM_KEY_N; i++) fprintf(f, "%d ", *mm_key_field(&k, i));
     for (int i = 0; i < MM_CONV_SETUP_N; i++) fprintf(f, "%d ", r->setup[i]);
-    fprintf(f, "%d %d %d %d %lld %zu %.9g %d", r->ok, r->kind, r->algo, r->math, r->engine,
-            r->ws_bytes, (double)r->time_ms, r->n_cands);
+    fprintf(f, "%d %d %d %d %lld %llu %zu %.9g %d", r->ok, r->kind, r->algo, r->math, r->engine,
+            r->knobs, r->ws_bytes, (double)r->time_ms, r->n_cands);
     for (int i = 0; i < r->n_cands; i++)
         fprintf(f, " %.9g %zu", (double)r->cands[i].ms, r->cands[i].scratch);
     fputc('\n', f);
@@ -263,7 +275,7 @@ void mm_conv_disk_save(mm_conv_disk *dk)
     fprintf(af.file, "%s\n%s\n", MM_CONV_DISK_MAGIC, dk->ident);
     fprintf(af.file, "# key: dir dtype precision beta ws_cap_kib align n h w c k r s stride_h "
                      "stride_w pad_h pad_w; setup: ws_limit_kib graph nchw gemm rtc; choice: ok "
-                     "kind(0 legacy 1 nchw 2 graph 3 gemm) algo math engine ws_bytes ms; "
+                     "kind(0 legacy 1 nchw 2 graph 3 gemm) algo math engine knobs ws_bytes ms; "
                      "candidates: n, then ms scratch each\n");
     for (int i = 0; i < dk->n; i++) mm_write_record(af.file, &dk->recs[i]);
     if (mm_atomic_file_commit(&af) != MM_OK) {
@@ -303,6 +315,7 @@ void mm_conv_disk_record(mm_conv_disk *dk, const mm_cuda_ctx *ctx, const mm_conv
     r.algo = e->algo;
     r.math = e->math;
     r.engine = e->use_graph ? (long long)e->gplan.engine : -1;
+    r.knobs = e->use_graph ? e->gplan.knobs : 0;
     r.ws_bytes = e->ws_bytes;
     r.time_ms = e->time_ms;
     r.n_cands = e->n_cands;
@@ -312,7 +325,8 @@ void mm_conv_disk_record(mm_conv_disk *dk, const mm_cuda_ctx *ctx, const mm_conv
     dk->dirty = true;
 }
 
-/* The plan of engine r->engine with r->ws_bytes of workspace among those cuDNN offers now. */
+/* The plan of r's engine and knob choices, with r->ws_bytes of workspace, among those cuDNN
+ * offers now. */
 static bool mm_conv_disk_plan(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
                               mm_dtype t, size_t limit, const mm_conv_record *r)
 {
@@ -328,7 +342,7 @@ static bool mm_conv_disk_plan(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     mm_conv_plan plans[8];
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, 8), pick = -1;
     for (int i = 0; i < n; i++) {
-        if (pick < 0 && plans[i].ws_bytes == r->ws_bytes) pick = i;
+        if (pick < 0 && plans[i].knobs == r->knobs && plans[i].ws_bytes == r->ws_bytes) pick = i;
         else mm_conv_plan_free(&plans[i]);
     }
     if (pick < 0) {

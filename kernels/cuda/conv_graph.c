@@ -158,6 +158,38 @@ void mm_conv_graph_free(mm_conv_graph *g)
 
 /* ---- plans ---- */
 
+/* A hash of configuration cfg's knob choices (the same for none, or when they cannot be read). */
+static uint64_t mm_knobs_of(cudnnBackendDescriptor_t cfg)
+{
+    enum { N = CUDNN_KNOB_TYPE_COUNTS };
+    cudnnBackendDescriptor_t k[N];
+    int made = 0;
+    int64_t got = 0;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over (type, value) pairs */
+    for (; made < N; made++)
+        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &k[made]) !=
+            CUDNN_STATUS_SUCCESS)
+            break;
+    if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &got,
+                                 k) != CUDNN_STATUS_SUCCESS)
+        got = 0;
+    for (int64_t i = 0; i < got && i < made; i++) {
+        cudnnBackendKnobType_t type;
+        int64_t value, n;
+        if (cudnnBackendGetAttribute(k[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE,
+                                     1, &n, &type) != CUDNN_STATUS_SUCCESS ||
+            cudnnBackendGetAttribute(k[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1,
+                                     &n, &value) != CUDNN_STATUS_SUCCESS)
+            continue;
+        int64_t pair[2] = {(int64_t)type, value};
+        const unsigned char *b = (const unsigned char *)pair;
+        for (size_t j = 0; j < sizeof pair; j++) h = (h ^ b[j]) * 1099511628211ull;
+    }
+    for (int i = 0; i < made; i++) cudnnBackendDestroyDescriptor(k[i]);
+    return h;
+}
+
 /* What the search needs to know of the engine behind configuration cfg; false when it cannot be
  * read or the engine down-converts its inputs (a lower precision than asked for). */
 static bool mm_engine_notes(cudnnBackendDescriptor_t cfg, mm_conv_plan *p)
@@ -192,20 +224,24 @@ static bool mm_engine_notes(cudnnBackendDescriptor_t cfg, mm_conv_plan *p)
                                  behavior) == CUDNN_STATUS_SUCCESS)
         for (int64_t i = 0; i < got && i < CUDNN_BEHAVIOR_NOTE_TYPE_COUNT; i++)
             p->rtc |= behavior[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+    p->knobs = mm_knobs_of(cfg);
     ok = true;
 done:
     cudnnBackendDestroyDescriptor(eng);
     return ok;
 }
 
-/* A plan of configuration cfg when it is usable (see mm_conv_graph_plans). */
+/* A plan of configuration cfg when it is usable and not one of the n in `have` (see
+ * mm_conv_graph_plans). */
 static bool mm_plan_of(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, const mm_conv_graph_want *w,
-                       mm_conv_plan *p)
+                       const mm_conv_plan *have, int n, mm_conv_plan *p)
 {
     memset(p, 0, sizeof *p);
     if (!mm_engine_notes(cfg, p) || (p->tensor_core && !w->tensor_core) || (p->rtc && !w->rtc) ||
         (p->nondeterministic && w->deterministic) || (w->only_engine && p->engine != w->engine))
         return false;
+    for (int i = 0; i < n; i++)
+        if (have[i].engine == p->engine && have[i].knobs == p->knobs) return false;
     cudnnStatus_t s;
     int64_t ws = 0, got = 0;
     MM_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &p->plan));
@@ -249,7 +285,7 @@ static void mm_plans_of_mode(cudnnHandle_t h, const mm_conv_graph *g, cudnnBacke
                                  cfgs) != CUDNN_STATUS_SUCCESS)
         count = 0;
     for (int64_t i = 0; i < count && i < made && *n < max; i++)
-        if (mm_plan_of(h, cfgs[i], w, &out[*n])) (*n)++;
+        if (mm_plan_of(h, cfgs[i], w, out, *n, &out[*n])) (*n)++;
 done:
     for (int i = 0; i < made; i++) cudnnBackendDestroyDescriptor(cfgs[i]);
     cudnnBackendDestroyDescriptor(heur);

@@ -11,6 +11,7 @@
 
 #include <cudnn.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "../../runtime/tensor.h"
 #include "../dims.h"
@@ -37,6 +38,7 @@ typedef struct mm_conv_plan {
     cudnnBackendDescriptor_t plan;
     size_t ws_bytes;
     int64_t engine;   /* cuDNN's global engine index */
+    uint64_t knobs;   /* a hash of the configuration's knob choices (tile sizes, splits...) */
     bool tensor_core; /* runs on tensor cores (TF32 for fp32 data) */
     bool rtc;         /* a runtime-compiled engine */
     bool nondeterministic; /* cuDNN notes it may give different bits run to run */
@@ -54,8 +56,9 @@ typedef struct mm_conv_graph_want {
 
 /* Up to max finalized plans for g: the engine configurations of cuDNN's heuristics mode A, best
  * first, then those of its fallback list. Skipped: configurations that do not finalize, need
- * more workspace than w->ws_limit, down-convert their inputs, or use what w does not allow.
- * Returns how many were written to out. */
+ * more workspace than w->ws_limit, down-convert their inputs, use what w does not allow, or
+ * repeat an earlier one (the same engine and knob choices: the fallback list repeats engines of
+ * mode A). Returns how many were written to out. */
 int mm_conv_graph_plans(cudnnHandle_t h, const mm_conv_graph *g, const mm_conv_graph_want *w,
                         mm_conv_plan *out, int max);
 void mm_conv_plan_free(mm_conv_plan *p);

@@ -15,9 +15,10 @@
  *                              13 runtime-compiled, 0.6
  *                              11 as above
  * so the backend must drop 12 always, 13 unless asked for, 10 in fp32 (and where its workspace
- * does not fit) and 14; then in tf32 and bf16 engine 10 beats the legacy algorithms, in fp32 they
- * beat engine 11 unless the workspace is capped. Tensor-core engines read fp32 operands as
- * TF32. */
+ * does not fit) and 14, and time 11 once (both lists give it, with the same knob choice: each
+ * configuration has one, a tile size of the engine's); then in tf32 and bf16 engine 10 beats the
+ * legacy algorithms, in fp32 they beat engine 11 unless the workspace is capped. Tensor-core
+ * engines read fp32 operands as TF32. */
 #include <cudnn.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,14 +45,15 @@ struct engine_info {
     bool tensor_core, down_convert, rtc, supported;
     double ws_per_operand, cost;
     bool nondet_backward; /* noted nondeterministic for the two gradients (conv_submit) */
+    int64_t tile;         /* its configurations' one knob choice, CUDNN_KNOB_TYPE_TILE_SIZE */
 };
 
 const engine_info kEngines[] = {
-    {10, true, false, false, true, 0.25, 0.8, true},
-    {11, false, false, false, true, 0, 1.05, false},
-    {14, false, false, false, false, 0, 1.0, false},
-    {12, false, true, false, true, 0, 0.5, false},
-    {13, true, false, true, true, 0, 0.6, false},
+    {10, true, false, false, true, 0.25, 0.8, true, 4},
+    {11, false, false, false, true, 0, 1.05, false, 2},
+    {14, false, false, false, false, 0, 1.0, false, 1},
+    {12, false, true, false, true, 0, 0.5, false, 3},
+    {13, true, false, true, true, 0, 0.6, false, 5},
 };
 const int kModeA[] = {0, 1, 2}, kFallback[] = {3, 4, 1};
 
@@ -267,7 +269,7 @@ cudnnStatus_t finalize_pack(bdesc *d)
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* Fills an engine configuration or engine descriptor with engine k for op. */
+/* Fills an engine configuration, engine or knob choice descriptor with engine k for op. */
 cudnnStatus_t fill(cudnnBackendDescriptor_t out, cudnnBackendDescriptorType_t want, int k,
                    const graph_op &op)
 {
@@ -356,6 +358,24 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const d,
         *count = 1;
         return fill(*static_cast<cudnnBackendDescriptor_t *>(out),
                     CUDNN_BACKEND_ENGINE_DESCRIPTOR, b->engine, op);
+    }
+    if (b->type == CUDNN_BACKEND_ENGINECFG_DESCRIPTOR &&
+        name == CUDNN_ATTR_ENGINECFG_KNOB_CHOICES && type == CUDNN_TYPE_BACKEND_DESCRIPTOR &&
+        requested >= 1) {
+        *count = 1;
+        return fill(*static_cast<cudnnBackendDescriptor_t *>(out),
+                    CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, b->engine, op);
+    }
+    if (b->type == CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR && requested >= 1) {
+        *count = 1;
+        if (name == CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE && type == CUDNN_TYPE_KNOB_TYPE) {
+            *static_cast<cudnnBackendKnobType_t *>(out) = CUDNN_KNOB_TYPE_TILE_SIZE;
+            return CUDNN_STATUS_SUCCESS;
+        }
+        if (name == CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE && type == CUDNN_TYPE_INT64) {
+            *static_cast<int64_t *>(out) = kEngines[b->engine].tile;
+            return CUDNN_STATUS_SUCCESS;
+        }
     }
     if (b->type == CUDNN_BACKEND_ENGINE_DESCRIPTOR) {
         const engine_info &e = kEngines[b->engine];
