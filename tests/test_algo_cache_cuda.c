@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/backend.h"
 #include "tests/harness.h"
@@ -276,4 +277,17 @@ MM_TEST(algo_cache_flags)
               "%s", out);
     CHECK_EQ_INT(run_mammo(out, sizeof out, BENCH " --algo-cache ''"), 1);
     CHECK_MSG(strncmp(out, "mammo: --algo-cache '': give a folder", 37) == 0, "%s", out);
+    /* a file that cannot be written (a folder in its place): the run goes on, with a warning */
+    run_result c = bench_kept("");
+    CHECK_EQ_INT(c.status, 0);
+    char kept[1200];
+    snprintf(kept, sizeof kept, "%s", cache_file());
+    CHECK(remove(kept) == 0 && mkdir(kept, 0755) == 0);
+    run_result d = bench_kept("");
+    CHECK_EQ_INT(d.status, 0);
+    CHECK_EQ_INT(d.searched, c.searched);
+    const char *warned = "mammo: warning: convolution choices not kept: ";
+    const char *w = strstr(out, warned);
+    CHECK_MSG(w && !strstr(w + strlen(warned), warned) && !strstr(out, "was not written"), "%s",
+              out);
 }

@@ -32,7 +32,8 @@ struct mm_conv_disk {
     char ident[256]; /* the header's second line: card and library versions */
     mm_conv_record *recs;
     int n, cap;
-    bool dirty; /* recorded something since the last save */
+    bool dirty;    /* recorded something since the last save */
+    bool unwritable; /* a save failed (warned once): no more tries this run */
     mm_conv_disk_counts counts;
 };
 
@@ -204,15 +205,20 @@ static void mm_write_record(FILE *f, const mm_conv_record *r)
 }
 
 /* Adds the records of the file to dk (those dk has keep theirs, unless `replace`). Returns the
- * lines left out; *foreign when the file was written for other versions (nothing read). */
+ * lines left out; *foreign when the file was written for other versions (nothing read). A file
+ * with nothing to read (empty, or not a file) counts as none. */
 static int mm_conv_disk_read(mm_conv_disk *dk, bool replace, bool *foreign)
 {
     *foreign = false;
     FILE *f = fopen(dk->path, "r");
     if (!f) return 0;
     char line[4096];
-    int bad = 0, no = 0;
-    bool header = fgets(line, sizeof line, f) && strcmp(line, MM_CONV_DISK_MAGIC "\n") == 0;
+    int bad = 0;
+    if (!fgets(line, sizeof line, f)) {
+        fclose(f);
+        return 0;
+    }
+    bool header = strcmp(line, MM_CONV_DISK_MAGIC "\n") == 0;
     if (header && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
         header = strcmp(line, dk->ident) == 0;
@@ -224,9 +230,7 @@ static int mm_conv_disk_read(mm_conv_disk *dk, bool replace, bool *foreign)
         *foreign = true;
         return 0;
     }
-    no = 2;
     while (fgets(line, sizeof line, f)) {
-        no++;
         if (line[0] == '#' || line[0] == '\n') continue;
         mm_conv_record r;
         if (!mm_parse_record(line, &r)) {
@@ -262,14 +266,14 @@ mm_conv_disk *mm_conv_disk_open(const char *dir, int device)
 
 void mm_conv_disk_save(mm_conv_disk *dk)
 {
-    if (!dk || !dk->dirty) return;
+    if (!dk || !dk->dirty || dk->unwritable) return;
     bool foreign;
     mm_conv_disk_read(dk, false, &foreign); /* what other processes saved meanwhile */
     mm_atomic_file af;
     if (mm_atomic_file_open(&af, dk->path) != MM_OK) {
         fprintf(stderr, "mammo: warning: convolution choices not kept: %s\n", mm_last_error());
         mm_clear_error();
-        dk->dirty = false; /* one warning a run */
+        dk->unwritable = true;
         return;
     }
     fprintf(af.file, "%s\n%s\n", MM_CONV_DISK_MAGIC, dk->ident);
@@ -281,6 +285,7 @@ void mm_conv_disk_save(mm_conv_disk *dk)
     if (mm_atomic_file_commit(&af) != MM_OK) {
         fprintf(stderr, "mammo: warning: convolution choices not kept: %s\n", mm_last_error());
         mm_clear_error();
+        dk->unwritable = true;
     }
     dk->dirty = false;
 }
