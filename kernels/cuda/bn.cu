@@ -130,24 +130,36 @@ struct mm_bn_apply_op {
     /* Given, scale is gamma and the coefficient is scale[j] * invstd[j] (the float product the
      * training finish kernel stores), taken here rather than by a kernel of its own. */
     const float *invstd;
+    int c4; /* the 4-wide path loads the channel arrays 4 channels at a time (mm_chan4) */
+    /* One element from its channel's mean, coefficient and shift: the one formula of both
+     * paths, so they give the same bits. */
+    __device__ float g(float v, float mu, float k, float b) const { return (v - mu) * k + b; }
     __device__ float f(float v, int j) const
     {
-        float k = invstd ? scale[j] * invstd[j] : scale[j];
-        return (v - mean[j]) * k + beta[j];
+        return g(v, mean[j], invstd ? scale[j] * invstd[j] : scale[j], beta[j]);
     }
     __device__ float finish(float v) const { return relu ? (v > 0.0f ? v : 0.0f) : v; }
     /* Elements i..i+3 written to y; v gets them as stored (rounded to y's type). */
     __device__ void run4(int64_t i, float *v) const
     {
-        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, t[4];
         mm_ld4(x, i, v);
         if (r) mm_ld4(r, i, a);
         int j = mm_mod(i, c);
-        for (int k = 0; k < 4; k++) {
-            float t = f(v[k], j);
-            v[k] = finish(r ? mm_round_as(y, t) + a[k] : t);
-            if (++j == c) j = 0;
+        if (c4) {
+            float mu[4], s[4], b[4], inv[4];
+            mm_ld4(mean, j, mu);
+            mm_ld4(scale, j, s);
+            mm_ld4(beta, j, b);
+            if (invstd) mm_ld4(invstd, j, inv);
+            for (int k = 0; k < 4; k++) t[k] = g(v[k], mu[k], invstd ? s[k] * inv[k] : s[k], b[k]);
+        } else {
+            for (int k = 0; k < 4; k++) {
+                t[k] = f(v[k], j);
+                if (++j == c) j = 0;
+            }
         }
+        for (int k = 0; k < 4; k++) v[k] = finish(r ? mm_round_as(y, t[k]) + a[k] : t[k]);
         mm_st4(y, i, v);
         for (int k = 0; k < 4; k++) v[k] = mm_round_as(y, v[k]);
     }
@@ -214,8 +226,9 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
         MM_CUDA_CHECK_LAUNCH();
         mm_dispatch_float(ty, [&](auto yt) {
             using TY = decltype(yt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y, xp, (const TY *)residual, w.mean, w.scale,
-                                      beta,    c,  relu,                 NULL};
+            mm_bn_apply_op<TY, TX> op{(TY *)y, xp,   (const TY *)residual, w.mean,
+                                      w.scale, beta, c,                    relu,
+                                      NULL,    mm_chan4(c, {w.mean, w.scale, beta})};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -248,7 +261,8 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
             using TX = decltype(xt);
             mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
                                       running_mean, w.scale,       beta,
-                                      c,            relu,          NULL};
+                                      c,            relu,          NULL,
+                                      mm_chan4(c, {running_mean, w.scale, beta})};
             mm_ew_launch(op, m * c, vec, st);
         });
     });
@@ -270,7 +284,8 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
             using TX = decltype(xt);
             mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
                                       save_mean, gamma,         beta,
-                                      c,         relu,          save_invstd};
+                                      c,         relu,          save_invstd,
+                                      mm_chan4(c, {save_mean, gamma, beta, save_invstd})};
             if (!bits) {
                 mm_ew_launch(op, m * c, vec, st);
                 return;
@@ -338,10 +353,16 @@ struct mm_bn_dx_op {
     Gate gate;
     const float *mean, *invstd, *k1, *k2, *k3;
     int c;
+    int c4; /* the 4-wide path loads the channel arrays 4 channels at a time (mm_chan4) */
+    /* The one formula of both paths (the same bits either way). */
+    __device__ float h(float g, float v, float mu, float inv, float a1, float a2, float a3) const
+    {
+        float xhat = (v - mu) * inv;
+        return a1 * (g - a2 - xhat * a3);
+    }
     __device__ float f(float g, float v, int j) const
     {
-        float xhat = (v - mean[j]) * invstd[j];
-        return k1[j] * (g - k2[j] - xhat * k3[j]);
+        return h(g, v, mean[j], invstd[j], k1[j], k2[j], k3[j]);
     }
     __device__ void run4(int64_t i) const
     {
@@ -351,9 +372,20 @@ struct mm_bn_dx_op {
         mm_ld4(x, i, v);
         gate.on4(i, on);
         int j = mm_mod(i, c);
-        for (int k = 0; k < 4; k++) {
-            g[k] = f(on[k] ? g[k] : 0.0f, v[k], j);
-            if (++j == c) j = 0;
+        if (c4) {
+            float mu[4], inv[4], a1[4], a2[4], a3[4];
+            mm_ld4(mean, j, mu);
+            mm_ld4(invstd, j, inv);
+            mm_ld4(k1, j, a1);
+            mm_ld4(k2, j, a2);
+            mm_ld4(k3, j, a3);
+            for (int k = 0; k < 4; k++)
+                g[k] = h(on[k] ? g[k] : 0.0f, v[k], mu[k], inv[k], a1[k], a2[k], a3[k]);
+        } else {
+            for (int k = 0; k < 4; k++) {
+                g[k] = f(on[k] ? g[k] : 0.0f, v[k], j);
+                if (++j == c) j = 0;
+            }
         }
         mm_st4(dx, i, g);
     }
@@ -385,7 +417,8 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
     mm_dispatch_float(tdx, [&](auto dxt) {
         using TDX = decltype(dxt);
         mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
-                                           k1, k2, k3, c};
+                                           k1, k2, k3, c,
+                                           mm_chan4(c, {save_mean, save_invstd, k1, k2, k3})};
         mm_ew_launch(op, m * c, vec, st);
     });
 }

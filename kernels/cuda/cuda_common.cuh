@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <initializer_list>
+
 extern "C" {
 #include "../../runtime/tensor.h"
 }
@@ -134,6 +136,19 @@ __device__ __forceinline__ float mm_round_as(const mm_bf16 *, float v)
 }
 
 static inline bool mm_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* Whether the 4-wide path of an element-wise op over an [m,c] matrix may load its per-channel
+ * arrays (NULL ones aside) four channels at a time: elements i..i+3 (i divisible by 4) are then
+ * channels j..j+3 of one row, which needs c divisible by 4, and each array 16-byte aligned.
+ * Scalar loads of four channels by each lane cost four times the L1 requests of one 16-byte
+ * load; with three to five such arrays they outnumbered the requests of the data itself. */
+static inline bool mm_chan4(int c, std::initializer_list<const void *> arrays)
+{
+    if (c % 4) return false;
+    for (const void *p : arrays)
+        if (p && !mm_aligned16(p)) return false;
+    return true;
+}
 
 /* i % c and i / c for a flat index: 32-bit division when i fits (every tensor of our nets), which
  * is several times cheaper than 64-bit division in the memory-bound kernels that do it per

@@ -301,23 +301,29 @@ struct mm_bias_add_op {
     TY *y;
     const float *b;
     int c, relu;
-    __device__ float f(float v, int j) const
+    int c4; /* the 4-wide path loads b 4 channels at a time (mm_chan4) */
+    __device__ float f(float v, float bj) const
     {
-        float r = v + b[j];
+        float r = v + bj;
         return relu ? (r > 0.0f ? r : 0.0f) : r;
     }
     __device__ void run4(int64_t i) const
     {
-        float v[4];
+        float v[4], bs[4];
         mm_ld4(y, i, v);
         int j = mm_mod(i, c);
-        for (int k = 0; k < 4; k++) {
-            v[k] = f(v[k], j);
-            if (++j == c) j = 0;
+        if (c4) {
+            mm_ld4(b, j, bs);
+        } else {
+            for (int k = 0; k < 4; k++) {
+                bs[k] = b[j];
+                if (++j == c) j = 0;
+            }
         }
+        for (int k = 0; k < 4; k++) v[k] = f(v[k], bs[k]);
         mm_st4(y, i, v);
     }
-    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), mm_mod(i, c))); }
+    __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), b[mm_mod(i, c)])); }
 };
 
 void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, int relu,
@@ -326,7 +332,7 @@ void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, in
     bool vec = mm_aligned16(y);
     mm_dispatch_float(ty, [&](auto a) {
         using TY = decltype(a);
-        mm_bias_add_op<TY> op{(TY *)y, b, c, relu};
+        mm_bias_add_op<TY> op{(TY *)y, b, c, relu, mm_chan4(c, {b})};
         mm_ew_launch(op, m * c, vec, st);
     });
 }
