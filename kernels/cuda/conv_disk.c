@@ -10,6 +10,10 @@
 #include "../../runtime/atomic_file.h"
 #include "cuda_check.h"
 
+/* The file's first line: its format and the search's version. Bump the number whenever
+ * conv_search.c would choose differently for the same key (its candidates, MM_CONV_GRAPH_PLANS,
+ * the workspace slack...), so that choices kept by an older search are searched again. 2: ten
+ * graph plans, each configuration once, the knobs recorded. */
 #define MM_CONV_DISK_MAGIC "mammo conv-algos 2"
 
 /* How an entry runs (the kinds of conv_entry.h). */

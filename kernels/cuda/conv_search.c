@@ -382,7 +382,9 @@ static int mm_conv_graph_mode(void)
 }
 
 /* Graph plans timed per shape, at most: PyTorch's cudnn.benchmark_limit (H200 run 2, fp32: a
- * fourth to sixth plan was the fastest for 23 of 93 shapes, by up to 1.4x). */
+ * fourth to sixth plan was the fastest for 23 of 93 shapes, by up to 1.4x). A change to what
+ * this file would choose bumps MM_CONV_DISK_MAGIC (conv_disk.c): kept choices are then searched
+ * again. */
 #define MM_CONV_GRAPH_PLANS 10
 
 /* Times the graph API's plans for entry e on the probe against e's legacy choice (legacy_ok:
