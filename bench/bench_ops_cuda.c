@@ -1,7 +1,10 @@
 /* CUDA op benchmark: the time of each op of a whole-image ResNet50 step at its real sizes
  * (1152x896 input, batch 2 by default), run through the CUDA backend's table exactly as a session
  * runs it, with its planned workspace. Convolutions report TFLOP/s, memory-bound ops GB/s of
- * the bytes they must move at least, so the slow ones stand out.
+ * the bytes they must move at least, so the slow ones stand out; op=copy, a device-to-device
+ * copy of an activation, is what the card's memory gives, the anchor those GB/s compare with.
+ * Each timing is of RUNS back-to-back runs and one synchronisation (the best of several), so
+ * the launch and the wait count once per RUNS runs, as in a captured step.
  *
  * Usage: bench_ops_cuda [fp32|tf32|bf16 [H W [BATCH [FILTER]]]]   (default bf16 1152 896 2)
  * FILTER: only ops whose name contains it (e.g. maxpool, conv_bwd_filter).
@@ -19,6 +22,7 @@
 
 #define MIN_REPS 5
 #define MIN_SECONDS 0.2
+#define RUNS 10
 
 static double now(void)
 {
@@ -29,7 +33,7 @@ static double now(void)
 
 typedef struct bench_op {
     mm_node node;
-    mm_value vals[8];
+    mm_value vals[12];
     int nv;
     double flops, bytes; /* work of one run */
     int taps;            /* the byte u8 values are filled with (max-pool taps) */
@@ -38,6 +42,10 @@ typedef struct bench_op {
 
 static int value(bench_op *b, mm_dtype dtype, int ndim, const int64_t *shape)
 {
+    if (b->nv == (int)(sizeof b->vals / sizeof b->vals[0])) {
+        fprintf(stderr, "bench_ops_cuda: op %s has too many values\n", b->name);
+        exit(1);
+    }
     mm_value *v = &b->vals[b->nv];
     memset(v, 0, sizeof *v);
     v->dtype = dtype;
@@ -58,7 +66,7 @@ static const char *g_filter; /* only ops whose name contains it; NULL: all */
 static void run(mm_backend *be, bench_op *b)
 {
     if (g_filter && !strstr(b->name, g_filter)) return;
-    void *dev[8];
+    void *dev[12];
     for (int i = 0; i < b->nv; i++) {
         size_t n = value_bytes(&b->vals[i]);
         dev[i] = be->alloc(be, n);
@@ -101,9 +109,9 @@ static void run(mm_backend *be, bench_op *b)
     int reps = 0;
     while (reps < MIN_REPS || now() - start < MIN_SECONDS) {
         double t0 = now();
-        be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
+        for (int k = 0; k < RUNS; k++) be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
         be->sync(be);
-        double t = now() - t0;
+        double t = (now() - t0) / RUNS;
         if (t < best) best = t;
         reps++;
     }
@@ -189,6 +197,33 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     snprintf(b.shape, sizeof b.shape, "%s", shape);
     run(be, &b);
 
+    init(&b, MM_OP_BATCHNORM, "batchnorm_train_add_relu");
+    b.node.p = bnp;
+    b.node.p.bn.add = true;
+    b.node.p.bn.relu = true;
+    in(&b, value(&b, act, 4, xs));
+    for (int i = 0; i < 4; i++) in(&b, value(&b, MM_F32, 1, cs));
+    in(&b, value(&b, act, 4, xs)); /* the residual */
+    out(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    b.bytes = 4 * ab; /* x read twice, the residual read, y written */
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
+    /* the recomputation's apply, writing the ReLU's sign bits too (mm_graph_fuse_relu_mask) */
+    int64_t bs[1] = {(m * c + 7) / 8};
+    init(&b, MM_OP_BN_APPLY, "batchnorm_apply_relu_bits");
+    b.node.p = bnp;
+    b.node.p.bn.relu = true;
+    in(&b, value(&b, act, 4, xs));
+    for (int i = 0; i < 4; i++) in(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, MM_U8, 1, bs));
+    b.bytes = 2 * ab + (double)bs[0];
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
     init(&b, MM_OP_RELU, "relu");
     b.node.p.elementwise.n = m * c;
     in(&b, value(&b, act, 4, xs));
@@ -205,6 +240,29 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     b.bytes = 3 * ab;
     snprintf(b.shape, sizeof b.shape, "%s", shape);
     run(be, &b);
+}
+
+/* A device-to-device copy of `bytes`: what the memory-bound ops' GB/s compare with. */
+static void copy_op(mm_backend *be, size_t bytes)
+{
+    void *a = be->alloc(be, bytes), *b = be->alloc(be, bytes);
+    if (a && b) {
+        be->zero(be, a, bytes);
+        be->copy_device(be, b, a, bytes);
+        be->sync(be);
+        double best = 1e30, start = now();
+        for (int reps = 0; reps < MIN_REPS || now() - start < MIN_SECONDS; reps++) {
+            double t0 = now();
+            for (int k = 0; k < RUNS; k++) be->copy_device(be, b, a, bytes);
+            be->sync(be);
+            double t = (now() - t0) / RUNS;
+            if (t < best) best = t;
+        }
+        printf("op=copy shape=%zu precision=%s ms=%.4f tflops=0 gbps=%.1f ws_mib=0\n", bytes,
+               mm_precision_name(be->precision), best * 1e3, 2.0 * (double)bytes / best * 1e-9);
+    }
+    if (a) be->free(be, a);
+    if (b) be->free(be, b);
 }
 
 static void pool_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, int k, int stride,
@@ -301,6 +359,8 @@ int main(int argc, char **argv)
     conv_ops(be, act, N, h4 / 16, w4 / 16, 512, 512, 3, 1, 1);
     /* VGG16's first layer: the biggest activations of either net. */
     conv_ops(be, act, N, H, W, 64, 64, 3, 1, 1);
+    if (!g_filter || strstr("copy", g_filter))
+        copy_op(be, (size_t)N * h4 * w4 * 256 * mm_dtype_size(act));
     memory_ops(be, act, N, h4, w4, 256);
     memory_ops(be, act, N, h2, w2, 64);
     /* VGG16's five 2x2/2 max pools (the backward of the first is its slowest memory-bound op). */

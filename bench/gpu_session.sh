@@ -24,14 +24,15 @@
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
 #                                     tf32 with H200 run 2's recomputation, with
 #                                     --deterministic, with --recompute-conv 64, bf16 with
-#                                     --feed (tf32-recompute-run2.txt, tf32-deterministic.txt,
-#                                     tf32-recompute-conv-64.txt, bf16-feed.txt). env: TESTS
+#                                     --feed, bench_ops_cuda tf32 (tf32-recompute-run2.txt,
+#                                     tf32-deterministic.txt, tf32-recompute-conv-64.txt,
+#                                     bf16-feed.txt, ops-tf32.txt). env: TESTS
 #                                     (the GPU tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`. The device tool brings
-# back at most 8 files: at the end every log is packed into $out/logs.tgz, and the results
-# (*.txt) stay beside it.
+# back at most 8 files: at the end every log and extra is packed into $out/logs.tgz, and the
+# comparison's results (20*.txt) stay beside it.
 set -u
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
@@ -44,11 +45,12 @@ tests=${TESTS:-"test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity
 test_cli_cuda test_infer test_deterministic_cuda"}
 status=0
 start=$(date +%s)
-# Packs every log and verbose search of $out into logs.tgz (the results' .txt files stay).
+# Packs every log, verbose search and extra run of $out into logs.tgz (the comparison's results,
+# 20*.txt, stay beside it): the device tool brings back at most 8 files.
 pack() {
     (
         cd "$out" || exit 1
-        set -- $(ls ./*.log ./*.log.gz 2>/dev/null)
+        set -- $(ls ./*.log ./*.log.gz ./*.txt 2>/dev/null | grep -v '^\./20')
         if [ $# -gt 0 ] && tar czf logs.tgz "$@"; then rm -f "$@"; fi
         rm -f 20*-cpu-*.txt 20*-run[0-9].txt
     )
@@ -76,8 +78,9 @@ mammo_only() {
 # (the furthest from its target), op by op and kernel by kernel on both sides; tf32
 # deterministic; what recomputing fewer convolutions buys in tf32 (--recompute-conv 64: the
 # 128-channel 1x1s kept too); what feeding the batch and reading the loss every step costs in
-# bf16. Each of these finds its convolution choices kept by the comparison's runs
-# (--algo-cache), so they start in seconds.
+# bf16; then bench_ops_cuda tf32 (ops-tf32.txt): each op of the step alone, the memory-bound
+# ones' GB/s beside a device copy's. The mammo runs find their convolution choices kept by the
+# comparison's runs (--algo-cache), so they start in seconds.
 extras() {
     mammo_only tf32-recompute-run2.txt --precision tf32 --recompute-conv 147 --recompute-slack 0
     if [ "$(left)" -gt 120 ]; then
@@ -90,6 +93,8 @@ extras() {
     mammo_only tf32-deterministic.txt --precision tf32 --deterministic
     mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
     mammo_only bf16-feed.txt --precision bf16 --feed
+    # each op of a ResNet50 step alone at full size, memory-bound ones against a copy's GB/s
+    [ "$(left)" -gt 60 ] && timeout "$(left)" build/bench_ops_cuda tf32 >"$out/ops-tf32.txt" 2>&1
 }
 for stage in "$@"; do
     case $stage in
@@ -130,7 +135,7 @@ for stage in "$@"; do
             tr -d '.')
         cmake -S . -B build -DMM_DICOM=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" \
             >"$out/cmake.log" 2>&1 &&
-            cmake --build build -j16 --target mammo $tests >"$out/build.log" 2>&1
+            cmake --build build -j16 --target mammo bench_ops_cuda $tests >"$out/build.log" 2>&1
         rc=$?
         tail -n 3 "$out/build.log"
         [ $rc -eq 0 ] || { status=1; continue; }

@@ -2,6 +2,7 @@
 #include "conv_disk.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,12 +94,15 @@ static void mm_conv_disk_identify(mm_conv_disk *dk, const char *dir, int device)
     cublasGetProperty(MINOR_VERSION, &blas[1]);
     cublasGetProperty(PATCH_LEVEL, &blas[2]);
     cudaGetLastError();
-    snprintf(dk->ident, sizeof dk->ident, "card %s sm %d%d sms %d cudnn %zu cublas %d.%d.%d cudart %d",
-             card, prop.major, prop.minor, prop.multiProcessorCount, (size_t)cudnnGetVersion(),
-             blas[0], blas[1], blas[2], rt);
+    snprintf(dk->ident, sizeof dk->ident,
+             "card %s sm %d%d sms %d cudnn %zu cublas %d.%d.%d cudart %d", card, prop.major,
+             prop.minor, prop.multiProcessorCount, (size_t)cudnnGetVersion(), blas[0], blas[1],
+             blas[2], rt);
+    /* the SM count names the file too: the slices of a partitioned (MIG) card share its name */
     size_t n = strlen(dir) + strlen(card) + 64;
     dk->path = mm_xmalloc(n);
-    snprintf(dk->path, n, "%s/conv-algos-%s-sm%d%d.txt", dir, card, prop.major, prop.minor);
+    snprintf(dk->path, n, "%s/conv-algos-%s-sm%d%d-%d.txt", dir, card, prop.major, prop.minor,
+             prop.multiProcessorCount);
 }
 
 static mm_conv_record *mm_conv_disk_find(mm_conv_disk *dk, const mm_conv_key *k,
@@ -179,15 +183,15 @@ static bool mm_parse_record(char *line, mm_conv_record *r)
     memset(r, 0, sizeof *r);
     char *p = line;
     for (int i = 0; i < MM_KEY_N; i++)
-        if (!mm_next_int(&p, mm_key_field(&r->key, i), -1, 1 << 30)) return false;
+        if (!mm_next_int(&p, mm_key_field(&r->key, i), -1, INT_MAX)) return false;
     if (r->key.dir < MM_CONV_FWD || r->key.dir > MM_CONV_BWD_FILTER) return false;
     for (int i = 0; i < MM_CONV_SETUP_N; i++)
-        if (!mm_next_int(&p, &r->setup[i], -1, 1 << 30)) return false;
+        if (!mm_next_int(&p, &r->setup[i], -1, INT_MAX)) return false;
     if (!mm_next_int(&p, &r->ok, 0, 1) || !mm_next_int(&p, &r->kind, 0, MM_KIND_COUNT - 1) ||
         !mm_next_int(&p, &r->algo, 0, 63) || !mm_next_int(&p, &r->math, 0, 63) ||
         !mm_next_ll(&p, &r->engine) || !mm_next_ull(&p, &r->knobs) ||
-        !mm_next_size(&p, &r->ws_bytes) ||
-        !mm_next_float(&p, &r->time_ms) || !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
+        !mm_next_size(&p, &r->ws_bytes) || !mm_next_float(&p, &r->time_ms) ||
+        !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
         return false;
     for (int i = 0; i < r->n_cands; i++)
         if (!mm_next_float(&p, &r->cands[i].ms) || !mm_next_size(&p, &r->cands[i].scratch))

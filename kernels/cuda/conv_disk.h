@@ -3,9 +3,9 @@
  * instead of timing every candidate again (13 s of set-up for ResNet50, 98 s for VGG16 in fp32
  * on an H200).
  *
- * One text file per card in the folder, conv-algos-<card>-sm<cc>.txt: a header naming the card
- * and the cuDNN, cuBLAS and CUDA runtime versions, then one line per searched shape: its key
- * (conv_entry.h), what else decided the search (mm_conv_search_setup), the choice and every
+ * One text file per card in the folder, conv-algos-<card>-sm<cc>-<SMs>.txt: a header naming the
+ * card and the cuDNN, cuBLAS and CUDA runtime versions, then one line per searched shape: its
+ * key (conv_entry.h), what else decided the search (mm_conv_search_setup), the choice and every
  * candidate the search timed (the workspace caps weigh them, conv_caps.c). A file written with
  * other versions, or lines that do not read, are left out with one warning line and replaced at
  * the next save; the file is written to a temp file and renamed (runtime/atomic_file.h), merged
