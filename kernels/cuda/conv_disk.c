@@ -348,7 +348,7 @@ static bool mm_conv_disk_plan(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
                            e->key.align) != CUDNN_STATUS_SUCCESS)
         return false;
     mm_conv_graph_want want = {.tensor_core = ctx->precision != MM_PRECISION_FP32,
-                               .rtc = r->setup[4] != 0,
+                               .rtc = r->setup[MM_CONV_SETUP_RTC] != 0,
                                .ws_limit = limit,
                                .only_engine = true,
                                .engine = r->engine};

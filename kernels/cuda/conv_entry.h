@@ -64,7 +64,14 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
 /* What besides its key decides a search's outcome: the workspace limit in KiB
  * (ctx->conv_ws_limit), the MM_CUDNN_GRAPH, MM_CONV_NCHW and MM_CONV_GEMM modes and
  * MM_CUDNN_RTC (conv_search.c). A choice kept on disk (conv_disk.h) holds only under the same. */
-#define MM_CONV_SETUP_N 5
+enum {
+    MM_CONV_SETUP_WS_LIMIT_KIB,
+    MM_CONV_SETUP_GRAPH,
+    MM_CONV_SETUP_NCHW,
+    MM_CONV_SETUP_GEMM,
+    MM_CONV_SETUP_RTC,
+    MM_CONV_SETUP_N
+};
 void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N]);
 
 /* Runs e's legacy algorithm on operands by role (forward y = conv(x, w); backward data into x;

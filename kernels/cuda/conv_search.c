@@ -584,11 +584,11 @@ void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
 {
     const char *rtc = getenv("MM_CUDNN_RTC");
     size_t kib = ctx->conv_ws_limit >> 10;
-    out[0] = kib < INT_MAX ? (int)kib : INT_MAX;
-    out[1] = mm_conv_graph_mode();
-    out[2] = mm_conv_nchw_mode();
-    out[3] = mm_conv_gemm_mode();
-    out[4] = rtc && strcmp(rtc, "1") == 0;
+    out[MM_CONV_SETUP_WS_LIMIT_KIB] = kib < INT_MAX ? (int)kib : INT_MAX;
+    out[MM_CONV_SETUP_GRAPH] = mm_conv_graph_mode();
+    out[MM_CONV_SETUP_NCHW] = mm_conv_nchw_mode();
+    out[MM_CONV_SETUP_GEMM] = mm_conv_gemm_mode();
+    out[MM_CONV_SETUP_RTC] = rtc && strcmp(rtc, "1") == 0;
 }
 
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
