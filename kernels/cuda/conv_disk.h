@@ -9,7 +9,8 @@
  * candidate the search timed (the workspace caps weigh them, conv_caps.c). A file written with
  * other versions, or lines that do not read, are left out with one warning line and replaced at
  * the next save; the file is written to a temp file and renamed (runtime/atomic_file.h), merged
- * with what other processes saved meanwhile (the ranks of a multi-GPU run share the folder).
+ * with what other processes saved meanwhile (runs on several GPUs of a machine share the
+ * folder).
  * Deterministic mode times nothing and does not use it. */
 #ifndef MM_CONV_DISK_H
 #define MM_CONV_DISK_H
