@@ -10,7 +10,6 @@
 #include "commands.h"
 #include "model_flags.h"
 
-
 static void add_flags(mm_args *a)
 {
     mm_model_flags_add(a, true);
@@ -47,7 +46,8 @@ static mm_status run(const mm_args *a, bool table)
                        (long long)recompute_conv);
     mm_precision precision;
     MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
-    c.recompute_conv_macs = recompute_conv >= 0 ? recompute_conv : mm_recompute_conv_cuda(precision);
+    c.recompute_conv_macs =
+        recompute_conv >= 0 ? recompute_conv : mm_recompute_conv_cuda(precision);
     c.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     MM_TRY(mm_recompute_slack_flag_get(a, &c.recompute_slack));
     if (c.recompute_slack < 0) c.recompute_slack = mm_recompute_slack_cuda(precision);

@@ -111,11 +111,11 @@ mm_status mm_algo_cache_flag_get(const mm_args *a, const char *device, char *dir
     mm_status made = mm_fs_is_dir(dir) ? MM_OK : mm_fs_mkdirs(dir);
     if (made == MM_OK && !mm_fs_is_dir(dir)) made = mm_fail(MM_ERR_IO, "%s: not a folder", dir);
     if (made != MM_OK) {
+        char why[512]; /* mm_fail writes the buffer mm_last_error reads */
+        snprintf(why, sizeof why, "%s", mm_last_error());
         if (chosen)
-            return mm_fail(MM_ERR_ARG, "--algo-cache: %s; give another folder or off",
-                           mm_last_error());
-        fprintf(stderr, "mammo: warning: convolution choices not kept between runs: %s\n",
-                mm_last_error());
+            return mm_fail(MM_ERR_ARG, "--algo-cache: %s; give another folder or off", why);
+        fprintf(stderr, "mammo: warning: convolution choices not kept between runs: %s\n", why);
         mm_clear_error();
         dir[0] = '\0';
     }
