@@ -139,12 +139,18 @@ struct mm_bn_apply_op {
         return g(v, mean[j], invstd ? scale[j] * invstd[j] : scale[j], beta[j]);
     }
     __device__ float finish(float v) const { return relu ? (v > 0.0f ? v : 0.0f) : v; }
-    /* Elements i..i+3 written to y; v gets them as stored (rounded to y's type). */
-    __device__ void run4(int64_t i, float *v) const
+    /* Four elements in two halves, so that a thread can have the loads of several in flight
+     * before it stores (mm_bn_apply_kernel): load4 reads x[i..i+3] into v and r's into a, store4
+     * writes y[i..i+3] from them and leaves in v the values as stored (rounded to y's type). */
+    __device__ void load4(int64_t i, float *v, float *a) const
     {
-        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, t[4];
         mm_ld4(x, i, v);
         if (r) mm_ld4(r, i, a);
+        else a[0] = a[1] = a[2] = a[3] = 0.0f;
+    }
+    __device__ void store4(int64_t i, float *v, const float *a) const
+    {
+        float t[4];
         int j = mm_mod(i, c);
         if (c4) {
             float mu[4], s[4], b[4], inv[4];
@@ -163,6 +169,7 @@ struct mm_bn_apply_op {
         mm_st4(y, i, v);
         for (int k = 0; k < 4; k++) v[k] = mm_round_as(y, v[k]);
     }
+    /* Element i written to y; returns it as stored. */
     __device__ float run1v(int64_t i) const
     {
         float t = f(mm_ld(x, i), mm_mod(i, c));
@@ -170,19 +177,16 @@ struct mm_bn_apply_op {
         mm_st(y, i, v);
         return mm_round_as(y, v);
     }
-    __device__ void run4(int64_t i) const
-    {
-        float v[4];
-        run4(i, v);
-    }
-    __device__ void run1(int64_t i) const { run1v(i); }
 };
 
-/* The apply with a ReLU mask folded in (mm_graph_fuse_relu_mask): each thread writes eight
- * elements of y and their byte of bits, bit k of byte b being y[8b + k] > 0 as stored (what
- * mm_cuda_relu_mask reads back). vec: the eight as two 4-wide runs (16-byte aligned pointers). */
+/* The apply, eight elements a thread, both 4-wide loads issued before either store (two in
+ * flight: a plain element-wise loop stores before its next load, which may read what the store
+ * wrote as far as the compiler knows). With bits (the ReLU mask folded in,
+ * mm_graph_fuse_relu_mask) each thread also writes the byte of its eight, bit k of byte b being
+ * y[8b + k] > 0 as stored (what mm_cuda_relu_mask reads back). vec: the 4-wide path (16-byte
+ * aligned pointers). */
 template <typename Op>
-__global__ void mm_bn_apply_bits_kernel(Op op, uint8_t *bits, int64_t n, int vec)
+__global__ void mm_bn_apply_kernel(Op op, uint8_t *bits, int64_t n, int vec)
 {
     int64_t nb = (n + 7) / 8;
     for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < nb;
@@ -191,15 +195,28 @@ __global__ void mm_bn_apply_bits_kernel(Op op, uint8_t *bits, int64_t n, int vec
         float v[8];
         int k = 0;
         if (vec && i + 8 <= n) {
-            op.run4(i, v);
-            op.run4(i + 4, v + 4);
+            float a[8];
+            op.load4(i, v, a);
+            op.load4(i + 4, v + 4, a + 4);
+            op.store4(i, v, a);
+            op.store4(i + 4, v + 4, a + 4);
             k = 8;
         }
         for (; k < 8 && i + k < n; k++) v[k] = op.run1v(i + k);
+        if (!bits) continue;
         unsigned byte = 0;
         for (int q = 0; q < k; q++) byte |= (v[q] > 0.0f ? 1u : 0u) << q;
         bits[b] = (uint8_t)byte;
     }
+}
+
+template <typename Op>
+static void mm_bn_apply_launch(const Op &op, uint8_t *bits, int64_t n, bool vec, cudaStream_t st)
+{
+    if (n <= 0) return;
+    mm_bn_apply_kernel<Op><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(op, bits, n,
+                                                                            vec ? 1 : 0);
+    MM_CUDA_CHECK_LAUNCH();
 }
 
 void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *save_invstd,
@@ -229,7 +246,7 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
             mm_bn_apply_op<TY, TX> op{(TY *)y, xp,   (const TY *)residual, w.mean,
                                       w.scale, beta, c,                    relu,
                                       NULL,    mm_chan4(c, {w.mean, w.scale, beta})};
-            mm_ew_launch(op, m * c, vec, st);
+            mm_bn_apply_launch(op, NULL, m * c, vec, st);
         });
     });
 }
@@ -263,7 +280,7 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                                       running_mean, w.scale,       beta,
                                       c,            relu,          NULL,
                                       mm_chan4(c, {running_mean, w.scale, beta})};
-            mm_ew_launch(op, m * c, vec, st);
+            mm_bn_apply_launch(op, NULL, m * c, vec, st);
         });
     });
 }
@@ -286,14 +303,7 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
                                       save_mean, gamma,         beta,
                                       c,         relu,          save_invstd,
                                       mm_chan4(c, {save_mean, gamma, beta, save_invstd})};
-            if (!bits) {
-                mm_ew_launch(op, m * c, vec, st);
-                return;
-            }
-            unsigned blocks = mm_blocks_for((m * c + 7) / 8);
-            mm_bn_apply_bits_kernel<mm_bn_apply_op<TY, TX>><<<blocks, MM_THREADS, 0, st>>>(
-                op, bits, m * c, vec ? 1 : 0);
-            MM_CUDA_CHECK_LAUNCH();
+            mm_bn_apply_launch(op, bits, m * c, vec, st);
         });
     });
 }
