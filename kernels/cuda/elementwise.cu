@@ -65,12 +65,12 @@ template <typename TY, typename TX>
 struct mm_relu_op {
     TY *y;
     const TX *x;
-    __device__ void run4(int64_t i) const
+    struct held { float v[4]; };
+    __device__ void load4(int64_t i, held &h) const { mm_ld4(x, i, h.v); }
+    __device__ void store4(int64_t i, held &h) const
     {
-        float v[4];
-        mm_ld4(x, i, v);
-        for (int k = 0; k < 4; k++) v[k] = mm_relu(v[k]);
-        mm_st4(y, i, v);
+        for (int k = 0; k < 4; k++) h.v[k] = mm_relu(h.v[k]);
+        mm_st4(y, i, h.v);
     }
     __device__ void run1(int64_t i) const { mm_st(y, i, mm_relu(mm_ld(x, i))); }
 };
@@ -84,7 +84,7 @@ void mm_cuda_relu_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx, int6
             using TY = decltype(yt);
             using TX = decltype(xt);
             mm_relu_op<TY, TX> op{(TY *)y, (const TX *)x};
-            mm_ew_launch(op, n, vec, st);
+            mm_ew2_launch(op, n, vec, st);
         });
     });
 }
@@ -95,14 +95,16 @@ struct mm_relu_bwd_op {
     TDX *dx;
     const TDY *dy;
     Gate gate;
-    __device__ void run4(int64_t i) const
+    struct held { float g[4]; bool on[4]; };
+    __device__ void load4(int64_t i, held &h) const
     {
-        float g[4];
-        bool on[4];
-        mm_ld4(dy, i, g);
-        gate.on4(i, on);
-        for (int k = 0; k < 4; k++) g[k] = on[k] ? g[k] : 0.0f;
-        mm_st4(dx, i, g);
+        mm_ld4(dy, i, h.g);
+        gate.on4(i, h.on);
+    }
+    __device__ void store4(int64_t i, held &h) const
+    {
+        for (int k = 0; k < 4; k++) h.g[k] = h.on[k] ? h.g[k] : 0.0f;
+        mm_st4(dx, i, h.g);
     }
     __device__ void run1(int64_t i) const { mm_st(dx, i, gate.on(i) ? mm_ld(dy, i) : 0.0f); }
 };
@@ -119,7 +121,7 @@ static void mm_relu_backward_gated(void *dx, mm_dtype tdx, const void *dy, mm_dt
             mm_dispatch_gate(y, ty, bits, [&](auto gate) {
                 bool vec = mm_aligned16(dx) && mm_aligned16(dy) && gate.aligned();
                 mm_relu_bwd_op<TDX, TDY, decltype(gate)> op{(TDX *)dx, (const TDY *)dy, gate};
-                mm_ew_launch(op, n, vec, st);
+                mm_ew2_launch(op, n, vec, st);
             });
         });
     });
@@ -307,10 +309,11 @@ struct mm_bias_add_op {
         float r = v + bj;
         return relu ? (r > 0.0f ? r : 0.0f) : r;
     }
-    __device__ void run4(int64_t i) const
+    struct held { float v[4]; };
+    __device__ void load4(int64_t i, held &h) const { mm_ld4(y, i, h.v); }
+    __device__ void store4(int64_t i, held &h) const
     {
-        float v[4], bs[4];
-        mm_ld4(y, i, v);
+        float bs[4];
         int j = mm_mod(i, c);
         if (c4) {
             mm_ld4(b, j, bs);
@@ -320,8 +323,8 @@ struct mm_bias_add_op {
                 if (++j == c) j = 0;
             }
         }
-        for (int k = 0; k < 4; k++) v[k] = f(v[k], bs[k]);
-        mm_st4(y, i, v);
+        for (int k = 0; k < 4; k++) h.v[k] = f(h.v[k], bs[k]);
+        mm_st4(y, i, h.v);
     }
     __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), b[mm_mod(i, c)])); }
 };
@@ -333,7 +336,7 @@ void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, in
     mm_dispatch_float(ty, [&](auto a) {
         using TY = decltype(a);
         mm_bias_add_op<TY> op{(TY *)y, b, c, relu, mm_chan4(c, {b})};
-        mm_ew_launch(op, m * c, vec, st);
+        mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
