@@ -374,13 +374,18 @@ struct mm_bn_dx_op {
     {
         return h(g, v, mean[j], invstd[j], k1[j], k2[j], k3[j]);
     }
-    __device__ void run4(int64_t i) const
+    struct held { float g[4], v[4]; bool on[4]; };
+    __device__ void load4(int64_t i, held &d) const
     {
-        float g[4], v[4];
-        bool on[4];
-        mm_ld4(dy, i, g);
-        mm_ld4(x, i, v);
-        gate.on4(i, on);
+        mm_ld4(dy, i, d.g);
+        mm_ld4(x, i, d.v);
+        gate.on4(i, d.on);
+    }
+    __device__ void store4(int64_t i, held &d) const
+    {
+        float *g = d.g;
+        const float *v = d.v;
+        const bool *on = d.on;
         int j = mm_mod(i, c);
         if (c4) {
             float mu[4], inv[4], a1[4], a2[4], a3[4];
@@ -429,7 +434,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
         mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
                                            k1, k2, k3, c,
                                            mm_chan4(c, {save_mean, save_invstd, k1, k2, k3})};
-        mm_ew_launch(op, m * c, vec, st);
+        mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
