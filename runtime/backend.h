@@ -103,6 +103,10 @@ struct mm_backend {
     /* Optional: key=value words on what the backend chose so far (CUDA: how many convolution
      * shapes run on each kind of algorithm), for the line `mammo bench` prints. */
     void (*describe)(mm_backend *be, char *buf, size_t n);
+    /* Optional: the milliseconds the backend measured for node `node` of planned graph g when it
+     * chose how to run it (CUDA: a convolution's algorithms, as their searches timed them); -1
+     * when it timed nothing for it. `mammo bench` sums them to set against a profile. */
+    double (*chosen_ms)(mm_backend *be, const mm_graph *g, const mm_node *node);
     mm_status (*begin_capture)(mm_backend *be);
     mm_status (*end_capture)(mm_backend *be);
     void (*replay)(mm_backend *be);

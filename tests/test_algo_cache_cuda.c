@@ -261,6 +261,7 @@ MM_TEST(algo_cache_flags)
     run_result a = bench_kept("--deterministic");
     CHECK_EQ_INT(a.status, 0);
     CHECK_MSG(strstr(out, "algo_cache=off") != NULL, "%s", out);
+    CHECK_MSG(strstr(out, " conv_searched_ms=-1.000") != NULL, "%s", out); /* nothing timed */
     CHECK_MSG(cache_file()[0] == '\0', "%s written in deterministic mode", cache_file());
     run_result b = bench("--precision tf32 --algo-cache off");
     CHECK_EQ_INT(b.status, 0);

@@ -307,6 +307,8 @@ MM_TEST(cli_bench_on_cuda)
             mm_test_field(line, "peak_mem_bytes") - mm_test_field(line, "planned_peak_bytes");
         CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
         CHECK_EQ_INT((int64_t)mm_test_field(line, "width_div"), 16);
+        /* the convolutions' time as searched, for a profile to be set against */
+        CHECK(mm_test_field(line, "conv_searched_ms") > 0);
         CHECK_EQ_INT((int64_t)mm_test_field(line, "feed"), graph == 2);
         /* how its convolution shapes run: ResNet50's 1x1s, 3x3s and stem, some way each */
         int legacy = -1, nchw = -1, graph_n = -1, gemm = -1;

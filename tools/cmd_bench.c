@@ -23,6 +23,26 @@ static double now_s(void)
 /* Random images, labels 0..classes-1 and unit weights, written once: the step's cost does not
  * depend on the values. */
 /* The random batch, in host memory the backend copies from fast (kept for --feed). */
+/* The step's convolutions as their algorithm searches timed them, each alone (backend.h
+ * chosen_ms), summed over the convolution nodes: set against the convolution ops of a --profile,
+ * it says whether they run as fast in the step as alone. -1 when one was not timed
+ * (--deterministic) or the backend times nothing. */
+static double searched_conv_ms(mm_backend *be, const mm_graph *g)
+{
+    if (!be->chosen_ms) return -1;
+    double sum = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const mm_node *nd = &g->nodes[i];
+        if (nd->op != MM_OP_CONV2D && nd->op != MM_OP_CONV2D_BWD_DATA &&
+            nd->op != MM_OP_CONV2D_BWD_FILTER)
+            continue;
+        double ms = be->chosen_ms(be, g, nd);
+        if (ms < 0) return -1;
+        sum += ms;
+    }
+    return sum;
+}
+
 static float *random_images(mm_backend *be, const mm_model *m, size_t *bytes)
 {
     const mm_value *img = mm_graph_value(m->g, m->image);
@@ -210,8 +230,13 @@ int mm_cmd_bench(int argc, char **argv)
     double secs = now_s() - t0;
     mm_session_read(&s, m.loss, &loss, sizeof loss);
     size_t device_bytes = mm_backend_memory_in_use(be);
-    char choices[128] = "";
+    char choices[256] = "";
     if (be->describe) be->describe(be, choices, sizeof choices);
+    if (be->chosen_ms) {
+        size_t used = strlen(choices);
+        snprintf(choices + used, sizeof choices - used, " conv_searched_ms=%.3f",
+                 searched_conv_ms(be, m.g));
+    }
     int64_t profile = 0;
     mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "

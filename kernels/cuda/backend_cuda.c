@@ -602,6 +602,15 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
              c.legacy, c.nchw, c.graph, c.gemm, mm_cuda_caps_kept(ctx), kept);
 }
 
+static double mm_cuda_chosen_ms(mm_backend *be, const mm_graph *g, const mm_node *node)
+{
+    (void)g;
+    if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
+        node->op != MM_OP_CONV2D_BWD_FILTER)
+        return -1;
+    return mm_cuda_conv_node_ms(mm_ctx(be), node);
+}
+
 /* ---- create and destroy ---- */
 static void mm_cuda_destroy(mm_backend *be)
 {
@@ -701,6 +710,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->replay = mm_cuda_replay;
     be->memory_in_use = mm_cuda_memory_in_use;
     be->describe = mm_cuda_describe;
+    be->chosen_ms = mm_cuda_chosen_ms;
     be->host_alloc = mm_cuda_host_alloc;
     be->host_free = mm_cuda_host_free;
     be->check_graph = mm_cuda_check_graph;
