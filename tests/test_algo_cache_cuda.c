@@ -3,7 +3,7 @@
  * and runs the same algorithms (the same loss); a damaged file, one written for another card or
  * library version, and a graph plan cuDNN no longer offers are searched again and mended, with a
  * warning; other search settings do not take the kept choices; deterministic mode keeps none;
- * bad folders are one line and exit status 1.
+ * bad folders are one line and exit status 1; a file that cannot be written is one warning.
  *
  * Without a GPU this prints SKIPPED (no GPU); its twin test_algo_cache_cuda_emu runs the same
  * commands with mammo_emu (tests/cuemu). */
@@ -35,7 +35,7 @@ static const char *cache_dir(void)
 typedef struct run_result {
     int status, hits, searched;
     double loss;
-    char convs[128]; /* the convs=... ws_kept=N words */
+    char convs[128]; /* the word convs=legacy:L,nchw:N,graph:G,gemm:M */
 } run_result;
 
 static run_result bench(const char *extra)
