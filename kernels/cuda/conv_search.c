@@ -226,108 +226,117 @@ static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype
     return true;
 }
 
-/* cudnnFind*AlgorithmEx over the probe (every algorithm whose workspace fits in the probe's
- * workspace is timed), or the plain Find (cuDNN allocates its own scratch, and skips what it
- * cannot allocate) without one; then cuDNN's heuristic order. False: no algorithm. */
-static bool mm_conv_pick_fwd(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
-                             size_t limit)
+/* The typed cuDNN calls of one direction, each writing its list as mm_algo_perf: find runs
+ * cudnnFind*AlgorithmEx over the probe (every algorithm whose workspace fits in the probe's
+ * workspace is timed), or without a probe the plain Find (cuDNN allocates its own scratch, and
+ * skips what it cannot allocate); heuristic takes cuDNN's order (Get*_v7), timing nothing. */
+typedef struct mm_legacy_calls {
+    cudnnStatus_t (*find)(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_probe *p,
+                          mm_algo_perf *ap, int *got);
+    cudnnStatus_t (*heuristic)(mm_cuda_ctx *ctx, const mm_conv_entry *e, mm_algo_perf *ap,
+                               int *got);
+} mm_legacy_calls;
+
+static cudnnStatus_t mm_fwd_find(mm_cuda_ctx *ctx, const mm_conv_entry *e,
+                                 const mm_conv_probe *p, mm_algo_perf *ap, int *got)
 {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    mm_algo_perf ap[MM_ALGO_MAX];
-    int got = 0;
-    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
-    if (!mm_conv_deterministic(ctx))
-        s = p ? cudnnFindConvolutionForwardAlgorithmEx(
-                    ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
-                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-              : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv,
-                                                     e->d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                     &got, perf);
-    if (s == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
-    }
-    got = 0;
-    if (cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
-                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-                                               perf) == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
-        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
-    }
-    return false;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionForwardAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.w, p->w, e->d.conv, e->d.y, p->y,
+                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
 }
 
-static bool mm_conv_pick_bwd_data(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
-                                  size_t limit)
+static cudnnStatus_t mm_fwd_heuristic(mm_cuda_ctx *ctx, const mm_conv_entry *e, mm_algo_perf *ap,
+                                      int *got)
+{
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    cudnnStatus_t s = cudnnGetConvolutionForwardAlgorithm_v7(
+        ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
+}
+
+static cudnnStatus_t mm_bwd_data_find(mm_cuda_ctx *ctx, const mm_conv_entry *e,
+                                      const mm_conv_probe *p, mm_algo_perf *ap, int *got)
 {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    mm_algo_perf ap[MM_ALGO_MAX];
-    int got = 0;
-    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
-    if (!mm_conv_deterministic(ctx))
-        s = p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
-                    ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
-                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-              : cudnnFindConvolutionBackwardDataAlgorithm(
-                    ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
-                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf);
-    if (s == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
-    }
-    got = 0;
-    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x,
-                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                                                    perf) == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
-        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
-    }
-    return false;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardDataAlgorithmEx(
+                ctx->cudnn, e->d.w, p->w, e->d.y, p->y, e->d.conv, e->d.x, p->x,
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, e->d.w, e->d.y, e->d.conv,
+                                                      e->d.x,
+                                                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, got,
+                                                      perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
 }
 
-static bool mm_conv_pick_bwd_filter(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
-                                    size_t limit)
+static cudnnStatus_t mm_bwd_data_heuristic(mm_cuda_ctx *ctx, const mm_conv_entry *e,
+                                           mm_algo_perf *ap, int *got)
+{
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    cudnnStatus_t s = cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        ctx->cudnn, e->d.w, e->d.y, e->d.conv, e->d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, got,
+        perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
+}
+
+static cudnnStatus_t mm_bwd_filter_find(mm_cuda_ctx *ctx, const mm_conv_entry *e,
+                                        const mm_conv_probe *p, mm_algo_perf *ap, int *got)
 {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    mm_algo_perf ap[MM_ALGO_MAX];
-    int got = 0;
-    cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED; /* deterministic: heuristics only */
-    if (!mm_conv_deterministic(ctx))
-        s = p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                    ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
-                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf, p->ws, p->ws_bytes)
-              : cudnnFindConvolutionBackwardFilterAlgorithm(
-                    ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w,
-                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf);
-    if (s == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        if (mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find")) return true;
-    }
-    got = 0;
-    if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
-                                                      e->d.w,
-                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                      &got, perf) == CUDNN_STATUS_SUCCESS) {
-        MM_CONV_COPY_PERF(ap, perf, got);
-        for (int i = 0; i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
-        return mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
-    }
-    return false;
+    cudnnStatus_t s =
+        p ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                ctx->cudnn, e->d.x, p->x, e->d.y, p->y, e->d.conv, e->d.w, p->w,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, got, perf, p->ws, p->ws_bytes)
+          : cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, e->d.x, e->d.y, e->d.conv,
+                                                        e->d.w,
+                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                        got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
 }
 
-/* The legacy search of e's direction. */
+static cudnnStatus_t mm_bwd_filter_heuristic(mm_cuda_ctx *ctx, const mm_conv_entry *e,
+                                             mm_algo_perf *ap, int *got)
+{
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    cudnnStatus_t s = cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        ctx->cudnn, e->d.x, e->d.y, e->d.conv, e->d.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+        got, perf);
+    if (s == CUDNN_STATUS_SUCCESS) MM_CONV_COPY_PERF(ap, perf, *got);
+    return s;
+}
+
+/* The legacy search of e's direction: the timed list (not in deterministic mode), else cuDNN's
+ * heuristic order. False: no algorithm. */
 static bool mm_conv_pick_legacy(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_probe *p,
                                 size_t limit)
 {
-    bool ok = e->key.dir == MM_CONV_FWD        ? mm_conv_pick_fwd(ctx, e, p, limit)
-              : e->key.dir == MM_CONV_BWD_DATA ? mm_conv_pick_bwd_data(ctx, e, p, limit)
-                                               : mm_conv_pick_bwd_filter(ctx, e, p, limit);
+    static const mm_legacy_calls calls[3] = {{mm_fwd_find, mm_fwd_heuristic},
+                                             {mm_bwd_data_find, mm_bwd_data_heuristic},
+                                             {mm_bwd_filter_find, mm_bwd_filter_heuristic}};
+    const mm_legacy_calls *c = &calls[e->key.dir - MM_CONV_FWD];
+    mm_algo_perf ap[MM_ALGO_MAX];
+    int got = 0;
+    bool ok = !mm_conv_deterministic(ctx) && c->find(ctx, e, p, ap, &got) == CUDNN_STATUS_SUCCESS &&
+              mm_conv_take(ctx, e, ap, got, limit, true, p ? "findex" : "find");
+    if (!ok) {
+        got = 0;
+        ok = c->heuristic(ctx, e, ap, &got) == CUDNN_STATUS_SUCCESS;
+        for (int i = 0; ok && i < got && i < MM_ALGO_MAX; i++) ap[i].time = -1;
+        ok = ok && mm_conv_take(ctx, e, ap, got, limit, false, "heuristic");
+    }
     cudaGetLastError(); /* a failed search leaves its error to be read: clear it */
     return ok;
 }
-
 
 /* Runs entry e once on the probe's operands (cuDNN with its algorithm, or the GEMM). */
 static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
