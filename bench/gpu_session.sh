@@ -24,9 +24,10 @@
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
 #                                     tf32 with H200 run 2's recomputation, with
 #                                     --deterministic, with --recompute-conv 64, bf16 with
-#                                     --feed, bench_ops_cuda tf32 (tf32-recompute-run2.txt,
+#                                     --feed, fp32 with MM_CONV_WS_CHUNKS=0,
+#                                     bench_ops_cuda tf32 (tf32-recompute-run2.txt,
 #                                     tf32-deterministic.txt, tf32-recompute-conv-64.txt,
-#                                     bf16-feed.txt, ops-tf32.txt). env: TESTS
+#                                     bf16-feed.txt, fp32-no-chunks.txt, ops-tf32.txt). env: TESTS
 #                                     (the GPU tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
@@ -78,7 +79,8 @@ mammo_only() {
 # (the furthest from its target), op by op and kernel by kernel on both sides; tf32
 # deterministic; what recomputing fewer convolutions buys in tf32 (--recompute-conv 64: the
 # 128-channel 1x1s kept too); what feeding the batch and reading the loss every step costs in
-# bf16; then bench_ops_cuda tf32 (ops-tf32.txt): each op of the step alone, the memory-bound
+# bf16; fp32 without chunks of samples (MM_CONV_WS_CHUNKS=0: what they save and cost); then
+# bench_ops_cuda tf32 (ops-tf32.txt): each op of the step alone, the memory-bound
 # ones' GB/s beside a device copy's. The mammo runs find their convolution choices kept by the
 # comparison's runs (--algo-cache), so they start in seconds.
 extras() {
@@ -93,6 +95,11 @@ extras() {
     mammo_only tf32-deterministic.txt --precision tf32 --deterministic
     mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
     mammo_only bf16-feed.txt --precision bf16 --feed
+    # fp32 with every convolution on the whole batch (no chunks of samples to need less scratch)
+    (
+        export MM_CONV_WS_CHUNKS=0
+        mammo_only fp32-no-chunks.txt --precision fp32
+    )
     # each op of a ResNet50 step alone at full size, memory-bound ones against a copy's GB/s
     [ "$(left)" -gt 60 ] && timeout "$(left)" build/bench_ops_cuda tf32 >"$out/ops-tf32.txt" 2>&1
 }

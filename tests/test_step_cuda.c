@@ -491,6 +491,7 @@ MM_TEST(cuda_scratch_kept_where_a_cap_costs_time)
 #ifdef MM_HAVE_CUDA
     bool emu = mm_cuda_emulated();
     if (emu) setenv("CUEMU_CLOCK_SCALE", "1000", 1);
+    setenv("MM_CONV_WS_CHUNKS", "0", 1); /* the whole batch's caps alone (chunks: below) */
     int kept, hopeless, capped;
     caps_by_cost(&kept, &hopeless, &capped);
     if (emu) CHECK_MSG(capped > 0 && kept == 0, "kept %d, capped %d", kept, capped);
@@ -507,6 +508,188 @@ MM_TEST(cuda_scratch_kept_where_a_cap_costs_time)
     unsetenv("MM_CUDNN_GRAPH");
     unsetenv("CUEMU_NO_WS_COST");
     unsetenv("CUEMU_CLOCK_SCALE");
+    unsetenv("MM_CONV_WS_CHUNKS");
+#endif
+}
+
+#ifdef MM_HAVE_CUDA
+/* node's time and scratch with cap `cap` and chunks of `chunk` samples (its record in the
+ * backend's caps set for the question, then restored). */
+static float time_as(mm_cuda_ctx *ctx, const mm_node *node, size_t cap, int chunk,
+                     size_t *scratch)
+{
+    struct mm_cuda_node_cap *rec = NULL;
+    for (int i = 0; i < ctx->n_caps; i++)
+        if (ctx->caps[i].node == node) rec = &ctx->caps[i];
+    MM_ASSERT(rec);
+    struct mm_cuda_node_cap was = *rec;
+    rec->cap = cap, rec->chunk = chunk;
+    float ms = mm_cuda_conv_node_ms(ctx, node);
+    *scratch = mm_cuda_conv_node_scratch(ctx, node);
+    *rec = was;
+    return ms;
+}
+
+/* The test net on `gpu`, every convolution asked to need no scratch (as caps_by_cost), then
+ * planned and stepped, compared with the CPU's step; its largest node scratch, its planned
+ * arena, and how many convolutions kept their scratch / run on chunks of samples. */
+static size_t step_with_chunks(mm_backend *gpu, const mm_session *cs, const net *cm,
+                               size_t *arena, int *kept, int *chunked)
+{
+    mm_cuda_ctx *ctx = gpu->ctx;
+    net gm;
+    prepare(&gm, MM_F32);
+    mm_plan free_plan;
+    CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
+    mm_plan_free(&free_plan);
+    for (int n = 0; n < gm.g->n_nodes; n++) gpu->limit_workspace(gpu, gm.g, &gm.g->nodes[n], 0);
+    *kept = *chunked = 0;
+    for (int i = 0; i < ctx->n_caps; i++) {
+        const struct mm_cuda_node_cap *c = &ctx->caps[i];
+        if (c->cap == SIZE_MAX) ++*kept;
+        if (c->chunk == 0) continue;
+        ++*chunked;
+        size_t whole, now;
+        float whole_ms = time_as(ctx, c->node, SIZE_MAX, 0, &whole);
+        float now_ms = time_as(ctx, c->node, c->cap, c->chunk, &now);
+        CHECK_MSG(c->chunk < c->node->p.conv.n, "node of %d samples on chunks of %d",
+                  c->node->p.conv.n, c->chunk);
+        CHECK_MSG(now < whole, "on chunks the node needs %zu bytes of scratch, %zu without",
+                  now, whole);
+        float allowed = c->cap == SIZE_MAX ? 1.03f : 1.1f; /* kept: conv_caps.c's slacks */
+        CHECK_MSG(now_ms >= 0 && (now_ms <= whole_ms * allowed || now_ms <= whole_ms + 0.02f),
+                  "on chunks %.4f ms, %.4f ms whole", (double)now_ms, (double)whole_ms);
+    }
+    mm_session gs;
+    CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+    load(&gs, &gm);
+    mm_session_run(&gs);
+    compare_step("chunks of samples", 0, cs, cm, &gs, &gm);
+    size_t scratch = gs.plan.workspace_bytes;
+    *arena = gs.plan.arena_bytes;
+    mm_session_free(&gs);
+    mm_graph_free(gm.g);
+    return scratch;
+}
+#endif
+
+/* A convolution that keeps its scratch (its algorithm without is 3 times slower: the emulator's
+ * legacy algorithms alone) runs on chunks of one sample where they need less and are no slower
+ * (the workspace of cuDNN's fast algorithms grows with the batch: VGG16's first layers ask for
+ * 1 GiB at 1152x896 batch 2 in fp32): every convolution of the test net asked to need none,
+ * each chunked node is within its slack and needs less, the step is the same and its largest
+ * scratch no larger than on the whole batch. On the emulator, whose algorithm 1 wants scratch of
+ * about half the input (output) of a forward (data gradient), those chunk and the largest
+ * scratch shrinks, the arena not growing; MM_CONV_WS_CHUNKS=0 turns chunks off. */
+MM_TEST(cuda_scratch_kept_on_chunks_of_samples)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+#ifdef MM_HAVE_CUDA
+    bool emu = mm_cuda_emulated();
+    if (emu) {
+        setenv("CUEMU_CLOCK_SCALE", "1000", 1);
+        setenv("CUEMU_NO_WS_COST", "3", 1);
+        setenv("MM_CUDNN_GRAPH", "0", 1);
+    }
+    mm_backend *cpu = NULL;
+    net cm;
+    mm_session cs;
+    cpu_reference(&cpu, &cm, &cs);
+    size_t scratch[2] = {0, 0}, arena[2] = {0, 0};
+    int kept[2] = {0, 0}, chunked[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) setenv("MM_CONV_WS_CHUNKS", "0", 1);
+        else unsetenv("MM_CONV_WS_CHUNKS");
+        mm_backend *gpu = NULL;
+        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, MM_PRECISION_FP32, 0), MM_OK);
+        if (!gpu) break;
+        scratch[k] = step_with_chunks(gpu, &cs, &cm, &arena[k], &kept[k], &chunked[k]);
+        mm_backend_destroy(gpu);
+    }
+    CHECK_MSG(chunked[0] == 0, "%d nodes on chunks with MM_CONV_WS_CHUNKS=0", chunked[0]);
+    CHECK_MSG(scratch[1] <= scratch[0], "largest scratch %zu on chunks, %zu without", scratch[1],
+              scratch[0]);
+    if (emu)
+        CHECK_MSG(kept[0] > 0 && chunked[1] > 0 && scratch[1] < scratch[0] &&
+                      arena[1] <= arena[0],
+                  "kept %d without chunks; %d chunked, largest scratch %zu against %zu, arena "
+                  "%zu against %zu",
+                  kept[0], chunked[1], scratch[1], scratch[0], arena[1], arena[0]);
+    unsetenv("CUEMU_CLOCK_SCALE");
+    unsetenv("CUEMU_NO_WS_COST");
+    unsetenv("MM_CUDNN_GRAPH");
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
+#endif
+}
+
+/* Strict caps (graph.h scratch_strict, `--scratch-mb N`): each convolution of several samples
+ * capped at what its chunks of one sample need runs on those chunks where they are faster than
+ * the whole batch under the cap; never over the cap, the step the same. On the emulator the whole
+ * batch then has only its algorithm without scratch, 1.5 times slower: every node whose chunks
+ * need less takes them. */
+MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+#ifdef MM_HAVE_CUDA
+    bool emu = mm_cuda_emulated();
+    if (emu) {
+        setenv("CUEMU_CLOCK_SCALE", "10000", 1); /* every cap costs over 0.02 ms */
+        setenv("MM_CUDNN_GRAPH", "0", 1);
+    }
+    mm_backend *cpu = NULL, *gpu = NULL;
+    net cm, gm;
+    mm_session cs;
+    cpu_reference(&cpu, &cm, &cs);
+    CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, MM_PRECISION_FP32, 0), MM_OK);
+    if (gpu) {
+        mm_cuda_ctx *ctx = gpu->ctx;
+        prepare(&gm, MM_F32);
+        gm.g->scratch_strict = true;
+        mm_plan free_plan;
+        CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
+        mm_plan_free(&free_plan);
+        int smaller = 0, chunked = 0;
+        for (int n = 0; n < gm.g->n_nodes; n++) {
+            const mm_node *node = &gm.g->nodes[n];
+            if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
+                node->op != MM_OP_CONV2D_BWD_FILTER)
+                continue;
+            gpu->limit_workspace(gpu, gm.g, node, SIZE_MAX); /* its record, uncapped */
+            size_t whole, one;
+            float whole_ms = time_as(ctx, node, SIZE_MAX, 0, &whole);
+            time_as(ctx, node, SIZE_MAX, 1, &one);
+            one = (one + 1023) & ~(size_t)1023; /* caps are kept in KiB */
+            if (one >= whole) continue;
+            smaller++;
+            gpu->limit_workspace(gpu, gm.g, node, one);
+            size_t now;
+            float now_ms = time_as(ctx, node, mm_cuda_node_cap(ctx, node),
+                                   mm_cuda_node_chunk(ctx, node), &now);
+            CHECK_MSG(now <= one, "node %d: %zu bytes of scratch under a cap of %zu", n, now, one);
+            if (mm_cuda_node_chunk(ctx, node) > 0) chunked++;
+            if (emu)
+                CHECK_MSG(mm_cuda_node_chunk(ctx, node) == 1 && now_ms <= whole_ms * 1.001f,
+                          "node %d (%s): chunks of %d samples, %.4f ms against %.4f ms whole", n,
+                          mm_op_name(node->op),
+                          mm_cuda_node_chunk(ctx, node), (double)now_ms, (double)whole_ms);
+        }
+        if (emu) CHECK_MSG(smaller > 5 && chunked == smaller, "%d of %d on chunks", chunked, smaller);
+        mm_session gs;
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+        mm_session_run(&gs);
+        compare_step("strict caps on chunks of samples", 0, &cs, &cm, &gs, &gm);
+        mm_session_free(&gs);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    unsetenv("CUEMU_CLOCK_SCALE");
+    unsetenv("MM_CUDNN_GRAPH");
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
 #endif
 }
 

@@ -226,8 +226,18 @@ int64_t mm_conv_max_elems(void)
     return n > 0 && n < INT32_MAX ? (int64_t)n : INT32_MAX;
 }
 
+int mm_conv_chunk_samples(const mm_conv_dims *d)
+{
+    int64_t per = (int64_t)d->h * d->w * d->c, per_y = (int64_t)d->oh * d->ow * d->k;
+    if (per_y > per) per = per_y;
+    int64_t nb = mm_conv_max_elems() / (per > 0 ? per : 1);
+    MM_ASSERT(nb >= 1); /* one sample over the bound: the backend's check_graph refuses it */
+    return nb < d->n ? (int)nb : d->n;
+}
+
 /* cuDNN takes tensors of fewer than 2^31 elements, so a convolution whose input or output is
- * bigger runs on chunks of samples, each under that bound (as PyTorch does): `nb` samples a
+ * bigger runs on chunks of samples, each under that bound (as PyTorch does); a node may also
+ * run on smaller chunks to need less scratch (mm_cuda_node_chunk, conv_caps.c). `nb` samples a
  * chunk, the last one `n % nb` when they do not divide; an entry for each of the two shapes. */
 typedef struct mm_conv_chunks {
     int n, nb;
@@ -241,12 +251,9 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
                                 mm_conv_dir dir)
 {
     const mm_conv_dims *d = &node->p.conv;
-    int64_t per = (int64_t)d->h * d->w * d->c, per_y = (int64_t)d->oh * d->ow * d->k;
-    if (per_y > per) per = per_y;
-    int64_t nb = mm_conv_max_elems() / (per > 0 ? per : 1);
-    MM_ASSERT(nb >= 1); /* one sample over the bound: the backend's check_graph refuses it */
+    int nb = mm_conv_chunk_samples(d), smaller = mm_cuda_node_chunk(ctx, node);
     c->n = d->n;
-    c->nb = nb < d->n ? (int)nb : d->n;
+    c->nb = smaller > 0 && smaller < nb ? smaller : nb;
     c->full = *d;
     c->full.n = c->nb;
     /* the chunks start at multiples of nb samples of x and of y */
@@ -279,15 +286,19 @@ static const mm_conv_dims *mm_conv_chunk(const mm_conv_chunks *c, int k,
 
 static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1) / c->nb; }
 
+static mm_conv_dir mm_conv_dir_of(const mm_node *node)
+{
+    return node->op == MM_OP_CONV2D            ? MM_CONV_FWD
+           : node->op == MM_OP_CONV2D_BWD_DATA ? MM_CONV_BWD_DATA
+                                               : MM_CONV_BWD_FILTER;
+}
+
 /* Node's time over its chunks: its algorithms' (under = SIZE_MAX), or the fastest candidates
  * of their searches within `under` bytes of scratch; -1 when one is unknown. */
 static float mm_conv_node_time(mm_cuda_ctx *ctx, const mm_node *node, size_t under)
 {
-    mm_conv_dir dir = node->op == MM_OP_CONV2D            ? MM_CONV_FWD
-                      : node->op == MM_OP_CONV2D_BWD_DATA ? MM_CONV_BWD_DATA
-                                                          : MM_CONV_BWD_FILTER;
     mm_conv_chunks ch;
-    mm_conv_chunks_init(&ch, ctx, node, dir);
+    mm_conv_chunks_init(&ch, ctx, node, mm_conv_dir_of(node));
     int full = mm_conv_n_chunks(&ch) - (ch.e_last ? 1 : 0);
     const mm_conv_entry *es[2] = {ch.e_full, ch.e_last};
     float ms[2] = {0, 0};
@@ -306,6 +317,13 @@ float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node)
 float mm_cuda_conv_node_ms_within(mm_cuda_ctx *ctx, const mm_node *node, size_t bytes)
 {
     return mm_conv_node_time(ctx, node, bytes);
+}
+
+size_t mm_cuda_conv_node_scratch(mm_cuda_ctx *ctx, const mm_node *node)
+{
+    mm_conv_chunks ch;
+    mm_conv_chunks_init(&ch, ctx, node, mm_conv_dir_of(node));
+    return ch.scratch;
 }
 
 void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,

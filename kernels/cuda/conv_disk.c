@@ -14,8 +14,9 @@
 /* The file's first line: its format and the search's version. Bump the number whenever
  * conv_search.c would choose differently for the same key (its candidates, MM_CONV_GRAPH_PLANS,
  * the workspace slack...), so that choices kept by an older search are searched again. 2: ten
- * graph plans, each configuration once, the knobs recorded. */
-#define MM_CONV_DISK_MAGIC "mammo conv-algos 2"
+ * graph plans, each configuration once, the knobs recorded. 3: a limit under 16 MiB is given its
+ * workspace (before, such a search timed only algorithms that need none). */
+#define MM_CONV_DISK_MAGIC "mammo conv-algos 3"
 
 /* How an entry runs (the kinds of conv_entry.h). */
 enum { MM_KIND_LEGACY, MM_KIND_NCHW, MM_KIND_GRAPH, MM_KIND_GEMM, MM_KIND_COUNT };

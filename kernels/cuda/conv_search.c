@@ -208,8 +208,8 @@ static bool mm_conv_probe_init(mm_conv_probe *p, const mm_conv_dims *d, mm_dtype
     p->x = (char *)p->x_mem + off;
     p->y = (char *)p->y_mem + off;
     /* The largest workspace the device gives, up to the limit (a smaller one only hides the
-     * algorithms that need more). */
-    for (size_t b = limit; b >= ((size_t)16 << 20); b /= 2) {
+     * algorithms that need more): the limit, then halves of it down to 16 MiB. */
+    for (size_t b = limit; b > 0; b = b / 2 >= ((size_t)16 << 20) ? b / 2 : 0) {
         if (cudaMalloc(&p->ws, b) == cudaSuccess) {
             p->ws_bytes = b;
             break;

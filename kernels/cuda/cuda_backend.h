@@ -70,8 +70,15 @@ typedef struct mm_cuda_ctx {
     cudaGraphExec_t graph_exec;
     bool capturing;
     /* Convolution nodes asked to need less scratch (the planner's limit_workspace): their
-     * algorithm is chosen with the workspace under `cap` (mm_cuda_node_cap). */
-    struct mm_cuda_node_cap { const mm_node *node; mm_op op; mm_conv_dims dims; size_t cap; } *caps;
+     * algorithm is chosen with the workspace under `cap` (mm_cuda_node_cap), on chunks of at
+     * most `chunk` samples where that is not 0 (mm_cuda_node_chunk). */
+    struct mm_cuda_node_cap {
+        const mm_node *node;
+        mm_op op;
+        mm_conv_dims dims;
+        size_t cap;
+        int chunk;
+    } *caps;
     int n_caps, cap_caps;
     /* Device memory held through alloc (the sessions' buffers), for the benchmark's peak: */
     struct mm_cuda_alloc_rec { void *ptr; size_t bytes; } *allocs;
@@ -112,12 +119,16 @@ mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
  * address, op and dimensions, so a node of another graph that reuses the address is capped only
  * when it is the same convolution. */
 size_t mm_cuda_node_cap(const mm_cuda_ctx *ctx, const mm_node *node);
-/* Caps convolution node `node` (other nodes: nothing) at `bytes` of scratch, unless g is not
- * strict and that would make it over 10% slower (the node then keeps its scratch: its cap is
- * recorded as SIZE_MAX). */
+/* The most samples a chunk of node `node` runs on, 0: as many as cuDNN takes. */
+int mm_cuda_node_chunk(const mm_cuda_ctx *ctx, const mm_node *node);
+/* Caps convolution node `node` (other nodes: nothing) at `bytes` of scratch, on the whole batch
+ * or on chunks of half its samples, unless g is not strict and that would make it over 10%
+ * slower (the node then keeps its scratch, its cap recorded as SIZE_MAX: on the chunks where
+ * they need less and are at most 3% slower). */
 void mm_cuda_limit_conv(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node, size_t bytes);
-/* How many nodes kept their scratch that way. */
+/* How many nodes kept their scratch that way; how many run on chunks to need less. */
 int mm_cuda_caps_kept(const mm_cuda_ctx *ctx);
+int mm_cuda_caps_chunked(const mm_cuda_ctx *ctx);
 
 /* ---- op entry points (conv_cudnn.c, dense_cublas.c) ---- */
 /* relu: apply the ReLU after the bias (a fused pair, fuse.c; the node has a bias). */
@@ -133,6 +144,9 @@ float mm_cuda_conv_node_ms(mm_cuda_ctx *ctx, const mm_node *node);
 /* The same from the candidates its searches timed: the fastest that run within `bytes` of
  * scratch (no new search); -1 when one chunk has none. */
 float mm_cuda_conv_node_ms_within(mm_cuda_ctx *ctx, const mm_node *node, size_t bytes);
+/* The scratch its convolution needs under its current cap and chunks (not the casts of bf16's
+ * staged operands). */
+size_t mm_cuda_conv_node_scratch(mm_cuda_ctx *ctx, const mm_node *node);
 void mm_cuda_op_dense(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                       const mm_tensor *outs, mm_cuda_ws *ws);
 void mm_cuda_op_dense_bwd_data(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
@@ -156,6 +170,8 @@ void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw /* [k,c] += */,
  * tests): a convolution over more runs on chunks of samples (conv_cudnn.c); one sample over it
  * cannot run. */
 int64_t mm_conv_max_elems(void);
+/* The samples a chunk of convolution d holds under that bound (d->n when it takes them all). */
+int mm_conv_chunk_samples(const mm_conv_dims *d);
 
 /* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
 mm_conv_cache *mm_conv_cache_new(void);
