@@ -201,7 +201,22 @@ void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f)
     for (int op = 0; op < MM_OP_COUNT; op++)
         if (by_op[op] > 0.01 * total)
             fprintf(f, " %s %.1f%%", mm_op_name((mm_op)op), 100.0 * by_op[op] / total);
-    fprintf(f, "\nslowest nodes:\n");
+    fprintf(f, "\n");
+    /* the nodes the backend timed when choosing how to run them (CUDA: the convolutions' searches,
+     * each alone) against their time in the step */
+    double chosen = 0, chosen_step = 0;
+    int n_chosen = 0;
+    for (int i = 0; s->be->chosen_ms && i < n; i++) {
+        double ms = s->be->chosen_ms(s->be, s->g, &s->g->nodes[i]);
+        if (ms < 0) continue;
+        chosen += ms;
+        chosen_step += 1e3 * s->node_seconds[i] / runs;
+        n_chosen++;
+    }
+    if (n_chosen > 0)
+        fprintf(f, "searched nodes: %.3f ms per step in %d nodes, %.3f ms as their searches timed "
+                "them\n", chosen_step, n_chosen, chosen);
+    fprintf(f, "slowest nodes:\n");
     for (int k = 0; k < top && k < n; k++) {
         const mm_node *nd = &s->g->nodes[order[k]];
         if (nd->op == MM_OP_NONE || nd->op == MM_OP_RESHAPE) continue; /* never timed */
@@ -210,8 +225,11 @@ void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f)
         char a[96] = "-", b[96] = "-";
         if (in) mm_shape_str(a, sizeof a, in->ndim, in->shape);
         if (out) mm_shape_str(b, sizeof b, out->ndim, out->shape);
-        fprintf(f, "  %8.3f ms %5.1f%%  %-22s in %s out %s\n", 1e3 * s->node_seconds[order[k]] / runs,
+        fprintf(f, "  %8.3f ms %5.1f%%  %-22s in %s out %s", 1e3 * s->node_seconds[order[k]] / runs,
                 100.0 * s->node_seconds[order[k]] / total, mm_node_op_name(nd), a, b);
+        double ms = s->be->chosen_ms ? s->be->chosen_ms(s->be, s->g, nd) : -1;
+        if (ms >= 0) fprintf(f, " (searched %.3f ms)", ms);
+        fputc('\n', f);
     }
     free(order);
 }

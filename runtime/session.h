@@ -30,7 +30,9 @@ typedef struct mm_session {
 /* Turns per-node timing on: every node is followed by a device sync and its wall time is added
  * to node_seconds[node] (this slows the step; for finding the slow ops only). */
 void mm_session_profile(mm_session *s);
-/* Prints the `top` slowest nodes (op, output shape, ms per run, share) after `runs` runs. */
+/* Prints the `top` slowest nodes (op, output shape, ms per run, share) after `runs` runs; where
+ * the backend timed a node when choosing how to run it (backend.h chosen_ms: CUDA's convolution
+ * searches), that time beside it, and the sum of those nodes both ways. */
 void mm_session_profile_print(const mm_session *s, int runs, int top, FILE *f);
 
 mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_slots);

@@ -495,3 +495,35 @@ MM_TEST(cli_search_times_each_graph_plan_once)
     CHECK_MSG(plans >= 20, "%d graph plans timed", plans);
     CHECK_MSG(repeats == 0, "%d plans timed twice for one shape (see run.log)", repeats);
 }
+
+/* `mammo bench --profile N` on cuda puts each convolution's time in the step beside its search's
+ * (backend.h chosen_ms), and sums both over the searched nodes: the sum as searched is the bench
+ * line's conv_searched_ms. */
+MM_TEST(cli_profile_beside_the_searches)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    CHECK_EQ_INT(mammo("bench --net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
+                       "--batch 2 --device cuda --steps 1 --warmup 1 --profile 2"),
+                 0);
+    FILE *f = fopen(path("run.log"), "r");
+    char line[1024];
+    double step_ms = -1, searched_ms = -1, bench_searched = -1;
+    int nodes = 0, beside = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "mammo net=", 10)) bench_searched = mm_test_field(line, "conv_searched_ms");
+        sscanf(line, "searched nodes: %lf ms per step in %d nodes, %lf ms as", &step_ms, &nodes,
+               &searched_ms);
+        const char *s = strstr(line, " (searched ");
+        beside += s && (strstr(line, "  conv2d") || strstr(line, "  conv2d_bwd")) &&
+                  atof(s + 11) >= 0;
+    }
+    if (f) fclose(f);
+    /* ResNet50's 53 convolutions (+ the top's 4) in three directions, less the stem's data
+     * gradient; recomputed ones run twice but are one node each time */
+    CHECK_MSG(nodes >= 150 && step_ms > 0, "searched nodes: %d, %.3f ms in the step", nodes,
+              step_ms);
+    CHECK_MSG(fabs(searched_ms - bench_searched) <= 1e-3 + 1e-3 * bench_searched,
+              "searched %.4f ms in the profile, conv_searched_ms=%.4f", searched_ms,
+              bench_searched);
+    CHECK_MSG(beside > 0, "no convolution of the slowest nodes with its searched time");
+}
