@@ -2,7 +2,8 @@
  * (1152x896 input, batch 2 by default), run through the CUDA backend's table exactly as a session
  * runs it, with its planned workspace. Convolutions report TFLOP/s, memory-bound ops GB/s of
  * the bytes they must move at least, so the slow ones stand out; op=copy, a device-to-device
- * copy of an activation, is what the card's memory gives, the anchor those GB/s compare with.
+ * copy of an activation, is what the card's memory gives, the anchor those GB/s compare with;
+ * op=batchnorm_*_cudnn is cuDNN's own batch norm on the same shapes, the anchor of ours.
  * Each timing is of RUNS back-to-back runs and one synchronisation (the best of several), so
  * the launch and the wait count once per RUNS runs, as in a captured step.
  *
@@ -12,10 +13,16 @@
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
  * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef MM_HAVE_CUDA
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#endif
 
 #include "runtime/backend.h"
 #include "runtime/graph.h"
@@ -61,6 +68,42 @@ static size_t value_bytes(const mm_value *v)
 
 static const char *g_filter; /* only ops whose name contains it; NULL: all */
 
+/* The best time of one call of once(arg): after a warm-up call, RUNS back-to-back calls and one
+ * wait(arg), repeated until MIN_REPS and MIN_SECONDS. */
+static double best_time(void (*once)(void *), void (*wait)(void *), void *arg)
+{
+    once(arg);
+    wait(arg);
+    double best = 1e30, start = now();
+    for (int reps = 0; reps < MIN_REPS || now() - start < MIN_SECONDS; reps++) {
+        double t0 = now();
+        for (int k = 0; k < RUNS; k++) once(arg);
+        wait(arg);
+        double t = (now() - t0) / RUNS;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static void backend_wait(void *be) { ((mm_backend *)be)->sync(be); }
+
+/* One node run through the backend's table, as a session runs it. */
+typedef struct node_run {
+    mm_backend *be;
+    const mm_graph *g;
+    const mm_node *node;
+    const mm_tensor *ins, *outs;
+    void *ws;
+    size_t wsb;
+} node_run;
+
+static void node_once(void *arg)
+{
+    node_run *r = arg;
+    r->be->run_node(r->be, r->g, r->node, r->ins, r->outs, r->ws, r->wsb);
+}
+static void node_wait(void *arg) { backend_wait(((node_run *)arg)->be); }
+
 /* Runs b on the backend: allocates its values (filled with small numbers) and workspace, warms
  * up, then times repetitions until MIN_SECONDS and MIN_REPS; prints the best. */
 static void run(mm_backend *be, bench_op *b)
@@ -103,18 +146,8 @@ static void run(mm_backend *be, bench_op *b)
     }
     size_t wsb = be->workspace_bytes(be, &g, &b->node);
     void *ws = wsb ? be->alloc(be, wsb) : NULL;
-    be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
-    be->sync(be);
-    double best = 1e30, start = now();
-    int reps = 0;
-    while (reps < MIN_REPS || now() - start < MIN_SECONDS) {
-        double t0 = now();
-        for (int k = 0; k < RUNS; k++) be->run_node(be, &g, &b->node, ins, outs, ws, wsb);
-        be->sync(be);
-        double t = (now() - t0) / RUNS;
-        if (t < best) best = t;
-        reps++;
-    }
+    node_run r = {be, &g, &b->node, ins, outs, ws, wsb};
+    double best = best_time(node_once, node_wait, &r);
     printf("op=%s shape=%s precision=%s ms=%.4f tflops=%.2f gbps=%.1f ws_mib=%.1f\n", b->name,
            b->shape, mm_precision_name(be->precision), best * 1e3,
            b->flops / best * 1e-12, b->bytes / best * 1e-9, wsb / 1048576.0);
@@ -242,22 +275,164 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     run(be, &b);
 }
 
+typedef struct copy_run {
+    mm_backend *be;
+    void *dst, *src;
+    size_t bytes;
+} copy_run;
+
+static void copy_once(void *arg)
+{
+    copy_run *r = arg;
+    r->be->copy_device(r->be, r->dst, r->src, r->bytes);
+}
+static void copy_wait(void *arg) { backend_wait(((copy_run *)arg)->be); }
+
+#ifdef MM_HAVE_CUDA
+/* ---- cuDNN's batch norm on the same shapes: the anchor of our own BN kernels (kernels/cuda/bn.cu)
+ * ----
+ * The legacy API's NHWC kernels in CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode, which PyTorch runs for
+ * channels_last training: forward (statistics, running averages, y), the fused forward with the
+ * residual add and ReLU where cuDNN offers it for the type, and the backward. Same byte counts as
+ * ours, so the ms compare directly. cuDNN 9 marks this API deprecated (its graph API's norm ops
+ * are the successor). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+typedef struct cudnn_bn_run {
+    cudnnHandle_t h;
+    cudnnTensorDescriptor_t x, p; /* the data (NHWC), the per-channel parameters */
+    cudnnActivationDescriptor_t relu;
+    cudnnBatchNormOps_t ops;
+    bool backward;
+    void *xd, *zd, *yd, *dxd, *scale, *bias, *rmean, *rvar, *smean, *sinv, *dscale, *dbias;
+    void *ws, *reserve;
+    size_t ws_bytes, reserve_bytes;
+    cudnnStatus_t st; /* the first failure */
+} cudnn_bn_run;
+
+static void cudnn_bn_once(void *arg)
+{
+    cudnn_bn_run *r = arg;
+    const float one = 1.0f, zero = 0.0f;
+    bool fused = r->ops != CUDNN_BATCHNORM_OPS_BN;
+    cudnnStatus_t st =
+        r->backward
+            ? cudnnBatchNormalizationBackwardEx(
+                  r->h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, r->ops, &one, &zero, &one, &zero, r->x,
+                  r->xd, NULL, NULL, r->x, r->yd, NULL, NULL, r->x, r->dxd, r->p, r->scale, r->bias,
+                  r->dscale, r->dbias, 1e-5, r->smean, r->sinv, NULL, r->ws, r->ws_bytes,
+                  r->reserve, r->reserve_bytes)
+            : cudnnBatchNormalizationForwardTrainingEx(
+                  r->h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, r->ops, &one, &zero, r->x, r->xd,
+                  fused ? r->x : NULL, fused ? r->zd : NULL, r->x, r->yd, r->p, r->scale, r->bias,
+                  0.1, r->rmean, r->rvar, 1e-5, r->smean, r->sinv, fused ? r->relu : NULL, r->ws,
+                  r->ws_bytes, r->reserve, r->reserve_bytes);
+    if (r->st == CUDNN_STATUS_SUCCESS) r->st = st;
+}
+
+static void cudnn_bn_wait(void *arg)
+{
+    (void)arg;
+    cudaDeviceSynchronize();
+}
+
+/* Times one cuDNN batch norm (ops; forward or backward) on [n,h,w,c] of type act; prints it as
+ * op=NAME, or why it could not run. */
+static void cudnn_bn_op(const char *name, cudnnBatchNormOps_t ops, bool backward,
+                        mm_precision prec, mm_dtype act, int n, int h, int w, int c, double bytes)
+{
+    if (g_filter && !strstr(name, g_filter)) return;
+    cudnn_bn_run r;
+    memset(&r, 0, sizeof r);
+    r.ops = ops, r.backward = backward;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%dx%d", n, h, w, c);
+    cudnnDataType_t dt = act == MM_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    size_t data = (size_t)n * h * w * c * mm_dtype_size(act), chan = (size_t)c * sizeof(float);
+    cudnnStatus_t st = cudnnCreate(&r.h);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateTensorDescriptor(&r.x);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateTensorDescriptor(&r.p);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateActivationDescriptor(&r.relu);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnSetTensor4dDescriptor(r.x, CUDNN_TENSOR_NHWC, dt, n, c, h, w);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnDeriveBNTensorDescriptor(r.p, r.x, CUDNN_BATCHNORM_SPATIAL_PERSISTENT);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnSetActivationDescriptor(r.relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN,
+                                          0.0);
+    cudnnActivationDescriptor_t act_desc = ops == CUDNN_BATCHNORM_OPS_BN ? NULL : r.relu;
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = backward ? cudnnGetBatchNormalizationBackwardExWorkspaceSize(
+                            r.h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ops, r.x, NULL, r.x, NULL,
+                            r.x, r.p, act_desc, &r.ws_bytes)
+                      : cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
+                            r.h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ops, r.x,
+                            ops == CUDNN_BATCHNORM_OPS_BN ? NULL : r.x, r.x, r.p, act_desc,
+                            &r.ws_bytes);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
+            r.h, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ops, act_desc, r.x, &r.reserve_bytes);
+    void **bufs[14] = {&r.xd, &r.zd, &r.yd, &r.dxd, &r.scale, &r.bias, &r.rmean, &r.rvar,
+                       &r.smean, &r.sinv, &r.dscale, &r.dbias, &r.ws, &r.reserve};
+    size_t sizes[14] = {data, data, data, data, chan, chan, chan, chan,
+                        chan, chan, chan, chan, r.ws_bytes, r.reserve_bytes};
+    bool mem = true;
+    for (int i = 0; i < 14 && st == CUDNN_STATUS_SUCCESS; i++) {
+        if (sizes[i] == 0) continue;
+        mem = mem && cudaMalloc(bufs[i], sizes[i]) == cudaSuccess &&
+              cudaMemset(*bufs[i], 0x3c, sizes[i]) == cudaSuccess;
+    }
+    if (st != CUDNN_STATUS_SUCCESS) {
+        printf("op=%s shape=%s SKIPPED (cuDNN: %s)\n", name, shape, cudnnGetErrorString(st));
+    } else if (!mem) {
+        printf("op=%s shape=%s SKIPPED (out of GPU memory)\n", name, shape);
+    } else {
+        if (backward) { /* the saved statistics of a forward pass */
+            cudnn_bn_run f = r;
+            f.backward = false;
+            cudnn_bn_once(&f);
+            r.st = f.st;
+        }
+        double best = best_time(cudnn_bn_once, cudnn_bn_wait, &r);
+        if (r.st != CUDNN_STATUS_SUCCESS)
+            printf("op=%s shape=%s SKIPPED (cuDNN: %s)\n", name, shape, cudnnGetErrorString(r.st));
+        else
+            printf("op=%s shape=%s precision=%s ms=%.4f tflops=0 gbps=%.1f ws_mib=%.1f\n", name,
+                   shape, mm_precision_name(prec), best * 1e3, bytes / best * 1e-9,
+                   r.ws_bytes / 1048576.0);
+    }
+    fflush(stdout);
+    for (int i = 0; i < 14; i++)
+        if (*bufs[i]) cudaFree(*bufs[i]);
+    if (r.relu) cudnnDestroyActivationDescriptor(r.relu);
+    if (r.p) cudnnDestroyTensorDescriptor(r.p);
+    if (r.x) cudnnDestroyTensorDescriptor(r.x);
+    if (r.h) cudnnDestroy(r.h);
+}
+#pragma GCC diagnostic pop
+
+/* Ours (memory_ops) against cuDNN's on [n,h,w,c]: the forward, the fused forward, the backward. */
+static void cudnn_bn_ops(mm_precision prec, mm_dtype act, int n, int h, int w, int c)
+{
+    double ab = (double)n * h * w * c * mm_dtype_size(act);
+    cudnn_bn_op("batchnorm_train_cudnn", CUDNN_BATCHNORM_OPS_BN, false, prec, act, n, h, w, c,
+                3 * ab);
+    cudnn_bn_op("batchnorm_train_add_relu_cudnn", CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION, false,
+                prec, act, n, h, w, c, 4 * ab);
+    cudnn_bn_op("batchnorm_bwd_cudnn", CUDNN_BATCHNORM_OPS_BN, true, prec, act, n, h, w, c,
+                5 * ab);
+}
+#endif
+
 /* A device-to-device copy of `bytes`: what the memory-bound ops' GB/s compare with. */
 static void copy_op(mm_backend *be, size_t bytes)
 {
     void *a = be->alloc(be, bytes), *b = be->alloc(be, bytes);
     if (a && b) {
         be->zero(be, a, bytes);
-        be->copy_device(be, b, a, bytes);
-        be->sync(be);
-        double best = 1e30, start = now();
-        for (int reps = 0; reps < MIN_REPS || now() - start < MIN_SECONDS; reps++) {
-            double t0 = now();
-            for (int k = 0; k < RUNS; k++) be->copy_device(be, b, a, bytes);
-            be->sync(be);
-            double t = (now() - t0) / RUNS;
-            if (t < best) best = t;
-        }
+        copy_run r = {be, b, a, bytes};
+        double best = best_time(copy_once, copy_wait, &r);
         printf("op=copy shape=%zu precision=%s ms=%.4f tflops=0 gbps=%.1f ws_mib=0\n", bytes,
                mm_precision_name(be->precision), best * 1e3, 2.0 * (double)bytes / best * 1e-9);
     }
@@ -297,32 +472,38 @@ static void pool_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
     run(be, &b);
 }
 
+typedef struct adam_run {
+    mm_backend *be;
+    float *p, *m, *v, *g;
+    int64_t n;
+    mm_adam_params a;
+} adam_run;
+
+static void adam_once(void *arg)
+{
+    adam_run *r = arg;
+    r->a.step++;
+    r->be->adam(r->be, r->p, r->m, r->v, r->g, r->n, &r->a);
+}
+static void adam_wait(void *arg) { backend_wait(((adam_run *)arg)->be); }
+
 static void adam_op(mm_backend *be, int64_t n)
 {
-    float *p = be->alloc(be, (size_t)n * 4), *m = be->alloc(be, (size_t)n * 4);
-    float *v = be->alloc(be, (size_t)n * 4), *g = be->alloc(be, (size_t)n * 4);
-    if (!p || !m || !v || !g) return;
-    be->zero(be, p, (size_t)n * 4);
-    be->zero(be, m, (size_t)n * 4);
-    be->zero(be, v, (size_t)n * 4);
-    be->zero(be, g, (size_t)n * 4);
-    mm_adam_params a = {1e-4, 0.9, 0.999, 1e-8, 0.0, 0, 1};
-    be->adam(be, p, m, v, g, n, &a);
-    be->sync(be);
-    double best = 1e30, start = now();
-    for (int reps = 0; reps < MIN_REPS || now() - start < MIN_SECONDS; reps++) {
-        double t0 = now();
-        a.step++;
-        be->adam(be, p, m, v, g, n, &a);
-        be->sync(be);
-        if (now() - t0 < best) best = now() - t0;
+    adam_run r = {be, NULL, NULL, NULL, NULL, n, {1e-4, 0.9, 0.999, 1e-8, 0.0, 0, 0}};
+    float **bufs[4] = {&r.p, &r.m, &r.v, &r.g};
+    bool ok = true;
+    for (int i = 0; i < 4; i++) {
+        *bufs[i] = be->alloc(be, (size_t)n * 4);
+        if (*bufs[i]) be->zero(be, *bufs[i], (size_t)n * 4);
+        ok = ok && *bufs[i];
     }
-    printf("op=adam shape=%lld precision=%s ms=%.4f tflops=0 gbps=%.1f\n", (long long)n,
-           mm_precision_name(be->precision), best * 1e3, 28.0 * (double)n / best * 1e-9);
-    be->free(be, p);
-    be->free(be, m);
-    be->free(be, v);
-    be->free(be, g);
+    if (ok) {
+        double best = best_time(adam_once, adam_wait, &r);
+        printf("op=adam shape=%lld precision=%s ms=%.4f tflops=0 gbps=%.1f\n", (long long)n,
+               mm_precision_name(be->precision), best * 1e3, 28.0 * (double)n / best * 1e-9);
+    }
+    for (int i = 0; i < 4; i++)
+        if (*bufs[i]) be->free(be, *bufs[i]);
 }
 
 int main(int argc, char **argv)
@@ -363,6 +544,10 @@ int main(int argc, char **argv)
         copy_op(be, (size_t)N * h4 * w4 * 256 * mm_dtype_size(act));
     memory_ops(be, act, N, h4, w4, 256);
     memory_ops(be, act, N, h2, w2, 64);
+#ifdef MM_HAVE_CUDA
+    cudnn_bn_ops(prec, act, N, h4, w4, 256);
+    cudnn_bn_ops(prec, act, N, h2, w2, 64);
+#endif
     /* VGG16's five 2x2/2 max pools (the backward of the first is its slowest memory-bound op). */
     pool_ops(be, act, N, H, W, 64, 2, 2, 0);
     pool_ops(be, act, N, H / 2, W / 2, 128, 2, 2, 0);
