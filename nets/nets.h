@@ -175,7 +175,7 @@ typedef struct mm_model_config {
     bool no_recompute;
     /* With recomputation, also recompute the outputs of convolutions costing at most this many
      * multiply-adds per output element (graph.h recompute_conv_macs; 0, the default: none;
-     * MM_RECOMPUTE_CONV_MACS_CUDA on the cuda backend). */
+     * mm_recompute_conv_cuda on the cuda backend). */
     int64_t recompute_conv_macs;
     /* With recomputation, how far the activation arena may grow over its smallest to recompute
      * less (graph.h recompute_slack; 0, the default: the smallest; mm_recompute_slack_cuda on

@@ -134,7 +134,7 @@ void mm_recompute_slack_flag_add(mm_args *a)
 {
     mm_args_str(a, "recompute-slack", "auto",
                 "percent the activation memory may grow over its smallest to recompute less: "
-                "residual-chain links kept where each byte saves 8 of memory traffic (auto: 10 "
+                "residual-chain links kept where each byte saves 8 of memory traffic (auto: 20 "
                 "in fp32 and tf32, 0 in bf16)");
 }
 
