@@ -19,7 +19,9 @@
 #                                     1.25-1.53x), while
 #                                     DEADLINE seconds (default 540) are not spent; results
 #                                     appended as they come,
-#                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1)
+#                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1;
+#                                     shapes found in the algo cache are not searched: their
+#                                     candidates' times are in algo-cache/*.txt)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
 #                                     tf32 with H200 run 2's recomputation, with
@@ -32,14 +34,23 @@
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
 # Stages run in the order given: `sh bench/gpu_session.sh build tests`. The device tool brings
-# back at most 8 files: at the end every log and extra is packed into $out/logs.tgz, and the
-# comparison's results (20*.txt) stay beside it.
+# back at most 8 files: at the end every log and extra is packed into $out/logs.tgz (with
+# algo-cache/, to be committed as bench/algo-cache/), and the comparison's results (20*.txt)
+# stay beside it.
 set -u
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.." || exit 1
 . bench/device_setup.sh
+# cuDNN's choices kept between sessions (mammo's --algo-cache, conv_disk.c): seeded from
+# bench/algo-cache/ (the files earlier sessions brought back, one per card, committed), kept in
+# $out/algo-cache and packed into logs.tgz to be committed there again. A shape found there is
+# not searched (VGG16's fp32 searches took 98 s of an H200's time); a file of another cuDNN or
+# search version is searched again. The tests keep none (the harness sets MM_ALGO_CACHE=off).
+export MM_ALGO_CACHE="$out/algo-cache"
+mkdir -p "$MM_ALGO_CACHE"
+cp bench/algo-cache/*.txt "$MM_ALGO_CACHE/" 2>/dev/null
 
 resnet_top="[512-512-1024]x2,[512-512-1024]x2"
 tests=${TESTS:-"test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity test_passes_cuda \
@@ -52,7 +63,8 @@ pack() {
     (
         cd "$out" || exit 1
         set -- $(ls ./*.log ./*.log.gz ./*.txt 2>/dev/null | grep -v '^\./20')
-        if [ $# -gt 0 ] && tar czf logs.tgz "$@"; then rm -f "$@"; fi
+        [ -n "$(ls algo-cache 2>/dev/null)" ] && set -- "$@" algo-cache
+        if [ $# -gt 0 ] && tar czf logs.tgz "$@"; then rm -rf "$@"; fi
         rm -f 20*-cpu-*.txt 20*-run[0-9].txt
     )
 }
@@ -122,15 +134,15 @@ for stage in "$@"; do
         done
         ;;
     search)
-        for p in tf32 fp32; do
-            MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net resnet50 --top "$resnet_top" \
-                --input 1152x896 --batch 2 --device cuda --precision $p --steps 3 \
-                >"$out/search-resnet50-$p.txt" 2>&1
+        for p in tf32 fp32; do # every shape searched, none kept
+            MM_ALGO_CACHE=off MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net resnet50 \
+                --top "$resnet_top" --input 1152x896 --batch 2 --device cuda --precision $p \
+                --steps 3 >"$out/search-resnet50-$p.txt" 2>&1
             tail -n 1 "$out/search-resnet50-$p.txt"
         done
-        MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net vgg16 --top 512x1,512x1 \
-            --input 1152x896 --batch 2 --device cuda --precision fp32 --steps 3 \
-            >"$out/search-vgg16-fp32.txt" 2>&1
+        MM_ALGO_CACHE=off MM_CUDNN_VERBOSE=1 timeout 240 build/mammo bench --net vgg16 \
+            --top 512x1,512x1 --input 1152x896 --batch 2 --device cuda --precision fp32 \
+            --steps 3 >"$out/search-vgg16-fp32.txt" 2>&1
         tail -n 1 "$out/search-vgg16-fp32.txt"
         ;;
     compare)
