@@ -510,7 +510,8 @@ MM_TEST(cli_profile_beside_the_searches)
     double step_ms = -1, searched_ms = -1, bench_searched = -1;
     int nodes = 0, beside = 0;
     while (f && fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "mammo net=", 10)) bench_searched = mm_test_field(line, "conv_searched_ms");
+        if (!strncmp(line, "mammo net=", 10))
+            bench_searched = mm_test_field(line, "conv_searched_ms");
         sscanf(line, "searched nodes: %lf ms per step in %d nodes, %lf ms as", &step_ms, &nodes,
                &searched_ms);
         const char *s = strstr(line, " (searched ");

@@ -531,8 +531,9 @@ static float time_as(mm_cuda_ctx *ctx, const mm_node *node, size_t cap, int chun
 }
 
 /* The test net on `gpu` (precision precs[pi]), every convolution asked to need no scratch (as
- * caps_by_cost), then planned and stepped, compared with the CPU's step; its largest node scratch, its planned
- * arena, and how many convolutions kept their scratch / run on chunks of samples. */
+ * caps_by_cost), then planned and stepped, compared with the CPU's step; its largest node
+ * scratch, its planned arena, and how many convolutions kept their scratch / run on chunks of
+ * samples. */
 static size_t step_with_chunks(mm_backend *gpu, int pi, const mm_session *cs, const net *cm,
                                size_t *arena, int *kept, int *chunked)
 {
@@ -679,10 +680,11 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
             if (emu)
                 CHECK_MSG(mm_cuda_node_chunk(ctx, node) == 1 && now_ms <= whole_ms * 1.001f,
                           "node %d (%s): chunks of %d samples, %.4f ms against %.4f ms whole", n,
-                          mm_op_name(node->op),
-                          mm_cuda_node_chunk(ctx, node), (double)now_ms, (double)whole_ms);
+                          mm_op_name(node->op), mm_cuda_node_chunk(ctx, node), (double)now_ms,
+                          (double)whole_ms);
         }
-        if (emu) CHECK_MSG(smaller > 5 && chunked == smaller, "%d of %d on chunks", chunked, smaller);
+        if (emu)
+            CHECK_MSG(smaller > 5 && chunked == smaller, "%d of %d on chunks", chunked, smaller);
         mm_session gs;
         CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
         load(&gs, &gm);
