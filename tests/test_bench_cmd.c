@@ -184,6 +184,8 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --scratch-mb lots", "--scratch-mb lots: must be auto or"},
         {"bench --lr -1", "--lr in [0, 1000)"},
         {"bench --lr x", "--lr"},
+        {"bench --profile -1", "--profile not negative"},
+        {"bench --profile x", "--profile x: not an integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -116,7 +116,7 @@ int mm_cmd_bench(int argc, char **argv)
     }
 
     int h, w;
-    int64_t batch, steps, warmup, recompute_conv;
+    int64_t batch, steps, warmup, profile, recompute_conv;
     double lr, recompute_slack;
     mm_trunk trunk;
     int width_div = 1;
@@ -128,14 +128,16 @@ int mm_cmd_bench(int argc, char **argv)
         mm_args_get_int(&a, "batch", &batch) != MM_OK ||
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
+        mm_args_get_int(&a, "profile", &profile) != MM_OK ||
         mm_args_get_float(&a, "lr", &lr) != MM_OK ||
         mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
         mm_recompute_slack_flag_get(&a, &recompute_slack) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
-    if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || !(lr >= 0 && lr < 1e3)) {
-        mm_fail(MM_ERR_ARG, "mammo bench: --batch and --steps must be positive, --warmup not "
-                "negative, --lr in [0, 1000)");
+    if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || profile < 0 ||
+        !(lr >= 0 && lr < 1e3)) {
+        mm_fail(MM_ERR_ARG, "mammo bench: --batch and --steps must be positive, --warmup and "
+                "--profile not negative, --lr in [0, 1000)");
         return mm_cli_error();
     }
     mm_precision precision;
@@ -237,8 +239,6 @@ int mm_cmd_bench(int argc, char **argv)
         snprintf(choices + used, sizeof choices - used, " conv_searched_ms=%.3f",
                  searched_conv_ms(be, m.g));
     }
-    int64_t profile = 0;
-    mm_args_get_int(&a, "profile", &profile);
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
