@@ -176,6 +176,7 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --recompute-slack -1", "--recompute-slack -1: must be auto or a percentage"},
         {"plan --recompute-slack lots", "--recompute-slack lots"},
         {"plan --recompute-conv -5", "--recompute-conv"},
+        {"plan --live -3", "--live -3: must be >= 0"},
         {"plan --precision int8", "int8"},
         {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},
         {"bench --device cuda:x", "--device cuda:x"},

@@ -162,6 +162,9 @@ MM_TEST(cbis_command_writes_index_and_summary)
     snprintf(args, sizeof args, "index --cbis-ddsm '%s' --out '%s' --split other", root, out2);
     CHECK_EQ_INT(run_mammo(log, sizeof log, args), 1);
     CHECK(strstr(log, "--split other") != NULL);
+    snprintf(args, sizeof args, "index --cbis-ddsm '%s' --out '%s' --threads -1", root, out2);
+    CHECK_EQ_INT(run_mammo(log, sizeof log, args), 1);
+    CHECK_MSG(strstr(log, "--threads -1: must be 0 (one per CPU) to 4096") != NULL, "%s", log);
 }
 
 /* Runs the CBIS index on the tree after `damage` and expects exit 1 naming `needle` with no

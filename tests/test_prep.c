@@ -237,4 +237,7 @@ MM_TEST(prep_corrupt_pixels_fail_cleanly)
     snprintf(args, sizeof args, "prep --index '%s' --out '%s' --height 4 --quiet", index, out);
     CHECK_EQ_INT(run_mammo(log, sizeof log, args), 1);
     CHECK_MSG(strstr(log, "--height/--width") != NULL, "%s", log);
+    snprintf(args, sizeof args, "prep --index '%s' --out '%s' --threads -2 --quiet", index, out);
+    CHECK_EQ_INT(run_mammo(log, sizeof log, args), 1);
+    CHECK_MSG(strstr(log, "--threads -2: must be 0 (one per CPU) to 4096") != NULL, "%s", log);
 }

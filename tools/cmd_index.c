@@ -51,6 +51,8 @@ static mm_status run(const mm_args *a)
     MM_TRY(mm_args_get_int(a, "seed", &v));
     o.seed = (uint64_t)v;
     MM_TRY(mm_args_get_int(a, "threads", &v));
+    if (v < 0 || v > 4096)
+        return mm_fail(MM_ERR_ARG, "--threads %lld: must be 0 (one per CPU) to 4096", (long long)v);
     o.threads = (int)v;
     MM_TRY(mm_args_get_int(a, "subset-patients", &v));
     if (v < 0) return mm_fail(MM_ERR_ARG, "--subset-patients %lld: must be >= 0", (long long)v);

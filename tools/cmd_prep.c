@@ -16,6 +16,8 @@ static mm_status run(const mm_args *a)
     MM_TRY(mm_args_get_int(a, "height", &h));
     MM_TRY(mm_args_get_int(a, "width", &w));
     MM_TRY(mm_args_get_int(a, "threads", &t));
+    if (t < 0 || t > 4096)
+        return mm_fail(MM_ERR_ARG, "--threads %lld: must be 0 (one per CPU) to 4096", (long long)t);
     o.height = h > 1 << 20 ? 0 : (int)h;
     o.width = w > 1 << 20 ? 0 : (int)w;
     o.threads = (int)t;

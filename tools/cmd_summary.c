@@ -40,6 +40,7 @@ static mm_status run(const mm_args *a, bool table)
     c.no_recompute = mm_args_get_bool(a, "no-recompute");
     int64_t recompute_conv, live;
     MM_TRY(mm_args_get_int(a, "live", &live));
+    if (live < 0) return mm_fail(MM_ERR_ARG, "--live %lld: must be >= 0", (long long)live);
     MM_TRY(mm_args_get_int(a, "recompute-conv", &recompute_conv));
     if (recompute_conv < -1)
         return mm_fail(MM_ERR_ARG, "--recompute-conv: must be >= 0 (or -1), got %lld",
