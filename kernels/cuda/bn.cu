@@ -272,16 +272,14 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
         w.scale, gamma, running_var, c, eps);
     MM_CUDA_CHECK_LAUNCH();
     bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
-    mm_dispatch_float(ty, [&](auto yt) {
-        mm_dispatch_float(tx, [&](auto xt) {
-            using TY = decltype(yt);
-            using TX = decltype(xt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
-                                      running_mean, w.scale,       beta,
-                                      c,            relu,          NULL,
-                                      mm_chan4(c, {running_mean, w.scale, beta})};
-            mm_bn_apply_launch(op, NULL, m * c, vec, st);
-        });
+    mm_dispatch_float2(ty, tx, [&](auto yt, auto xt) {
+        using TY = decltype(yt);
+        using TX = decltype(xt);
+        mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
+                                  running_mean, w.scale,       beta,
+                                  c,            relu,          NULL,
+                                  mm_chan4(c, {running_mean, w.scale, beta})};
+        mm_bn_apply_launch(op, NULL, m * c, vec, st);
     });
 }
 
@@ -295,16 +293,14 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
 {
     if (m <= 0 || c <= 0) return;
     bool vec = mm_aligned16(y) && mm_aligned16(x) && mm_aligned16(residual);
-    mm_dispatch_float(ty, [&](auto yt) {
-        mm_dispatch_float(tx, [&](auto xt) {
-            using TY = decltype(yt);
-            using TX = decltype(xt);
-            mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
-                                      save_mean, gamma,         beta,
-                                      c,         relu,          save_invstd,
-                                      mm_chan4(c, {save_mean, gamma, beta, save_invstd})};
-            mm_bn_apply_launch(op, bits, m * c, vec, st);
-        });
+    mm_dispatch_float2(ty, tx, [&](auto yt, auto xt) {
+        using TY = decltype(yt);
+        using TX = decltype(xt);
+        mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
+                                  save_mean, gamma,         beta,
+                                  c,         relu,          save_invstd,
+                                  mm_chan4(c, {save_mean, gamma, beta, save_invstd})};
+        mm_bn_apply_launch(op, bits, m * c, vec, st);
     });
 }
 
@@ -444,14 +440,12 @@ void mm_cuda_bn_backward(void *dx, mm_dtype tdx, float *dgamma, float *dbeta, co
                          const float *save_invstd, int64_t m, int c, void *ws, cudaStream_t st)
 {
     if (m <= 0 || c <= 0 || (!dx && !dgamma && !dbeta)) return;
-    mm_dispatch_float(tdy, [&](auto dyt) {
-        mm_dispatch_float(tx, [&](auto xt) {
-            using TDY = decltype(dyt);
-            using TX = decltype(xt);
-            mm_dispatch_gate(relu_y, ty, relu_bits, [&](auto gate) {
-                mm_bn_backward_gated(dx, tdx, dgamma, dbeta, (const TDY *)dy, (const TX *)x, gate,
-                                     gamma, save_mean, save_invstd, m, c, ws, st);
-            });
+    mm_dispatch_float2(tdy, tx, [&](auto dyt, auto xt) {
+        using TDY = decltype(dyt);
+        using TX = decltype(xt);
+        mm_dispatch_gate(relu_y, ty, relu_bits, [&](auto gate) {
+            mm_bn_backward_gated(dx, tdx, dgamma, dbeta, (const TDY *)dy, (const TX *)x, gate,
+                                 gamma, save_mean, save_invstd, m, c, ws, st);
         });
     });
 }

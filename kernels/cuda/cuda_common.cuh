@@ -240,4 +240,11 @@ static void mm_dispatch_float(mm_dtype t, F f)
                    "activations on CUDA are F32 or BF16: a bug in the planner or the backend");
 }
 
+/* The same for two storage types: f(a, b) with a value of ta's type and one of tb's. */
+template <typename F>
+static void mm_dispatch_float2(mm_dtype ta, mm_dtype tb, F f)
+{
+    mm_dispatch_float(ta, [&](auto a) { mm_dispatch_float(tb, [&](auto b) { f(a, b); }); });
+}
+
 #endif

@@ -23,13 +23,11 @@ struct mm_cast_op {
 void mm_cuda_cast(void *y, mm_dtype ty, const void *x, mm_dtype tx, int64_t n, cudaStream_t st)
 {
     bool vec = mm_aligned16(y) && mm_aligned16(x);
-    mm_dispatch_float(ty, [&](auto yt) {
-        mm_dispatch_float(tx, [&](auto xt) {
-            using TY = decltype(yt);
-            using TX = decltype(xt);
-            mm_cast_op<TY, TX> op{(TY *)y, (const TX *)x};
-            mm_ew_launch(op, n, vec, st);
-        });
+    mm_dispatch_float2(ty, tx, [&](auto yt, auto xt) {
+        using TY = decltype(yt);
+        using TX = decltype(xt);
+        mm_cast_op<TY, TX> op{(TY *)y, (const TX *)x};
+        mm_ew_launch(op, n, vec, st);
     });
 }
 
@@ -79,13 +77,11 @@ void mm_cuda_relu_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx, int6
                           cudaStream_t st)
 {
     bool vec = mm_aligned16(y) && mm_aligned16(x);
-    mm_dispatch_float(ty, [&](auto yt) {
-        mm_dispatch_float(tx, [&](auto xt) {
-            using TY = decltype(yt);
-            using TX = decltype(xt);
-            mm_relu_op<TY, TX> op{(TY *)y, (const TX *)x};
-            mm_ew2_launch(op, n, vec, st);
-        });
+    mm_dispatch_float2(ty, tx, [&](auto yt, auto xt) {
+        using TY = decltype(yt);
+        using TX = decltype(xt);
+        mm_relu_op<TY, TX> op{(TY *)y, (const TX *)x};
+        mm_ew2_launch(op, n, vec, st);
     });
 }
 
@@ -114,15 +110,13 @@ static void mm_relu_backward_gated(void *dx, mm_dtype tdx, const void *dy, mm_dt
                                    const void *y, mm_dtype ty, const uint8_t *bits, int64_t n,
                                    cudaStream_t st)
 {
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_dispatch_gate(y, ty, bits, [&](auto gate) {
-                bool vec = mm_aligned16(dx) && mm_aligned16(dy) && gate.aligned();
-                mm_relu_bwd_op<TDX, TDY, decltype(gate)> op{(TDX *)dx, (const TDY *)dy, gate};
-                mm_ew2_launch(op, n, vec, st);
-            });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_dispatch_gate(y, ty, bits, [&](auto gate) {
+            bool vec = mm_aligned16(dx) && mm_aligned16(dy) && gate.aligned();
+            mm_relu_bwd_op<TDX, TDY, decltype(gate)> op{(TDX *)dx, (const TDY *)dy, gate};
+            mm_ew2_launch(op, n, vec, st);
         });
     });
 }
@@ -192,15 +186,13 @@ void mm_cuda_add(void *y, mm_dtype ty, const void *a, mm_dtype ta, const void *b
                  int64_t n, cudaStream_t st)
 {
     bool vec = mm_aligned16(y) && mm_aligned16(a) && mm_aligned16(b);
-    mm_dispatch_float(ty, [&](auto p) {
-        mm_dispatch_float(ta, [&](auto q) {
-            mm_dispatch_float(tb, [&](auto r) {
-                using TY = decltype(p);
-                using TA = decltype(q);
-                using TB = decltype(r);
-                mm_add_op<TY, TA, TB> op{(TY *)y, (const TA *)a, (const TB *)b};
-                mm_ew_launch(op, n, vec, st);
-            });
+    mm_dispatch_float2(ty, ta, [&](auto p, auto q) {
+        mm_dispatch_float(tb, [&](auto r) {
+            using TY = decltype(p);
+            using TA = decltype(q);
+            using TB = decltype(r);
+            mm_add_op<TY, TA, TB> op{(TY *)y, (const TA *)a, (const TB *)b};
+            mm_ew_launch(op, n, vec, st);
         });
     });
 }
@@ -251,13 +243,11 @@ void mm_cuda_dropout_forward(void *y, mm_dtype ty, uint8_t *mask, const void *x,
 {
     bool vec = mm_aligned16(y) && mm_aligned16(x) && (((uintptr_t)mask & 3u) == 0);
     float scale = mm_dropout_scale(p);
-    mm_dispatch_float(ty, [&](auto a) {
-        mm_dispatch_float(tx, [&](auto b) {
-            using TY = decltype(a);
-            using TX = decltype(b);
-            mm_dropout_op<TY, TX> op{(TY *)y, mask, (const TX *)x, p, scale, seed};
-            mm_ew_launch(op, n, vec, st);
-        });
+    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+        using TY = decltype(a);
+        using TX = decltype(b);
+        mm_dropout_op<TY, TX> op{(TY *)y, mask, (const TX *)x, p, scale, seed};
+        mm_ew_launch(op, n, vec, st);
     });
 }
 
@@ -287,13 +277,11 @@ void mm_cuda_dropout_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
 {
     bool vec = mm_aligned16(dx) && mm_aligned16(dy) && (((uintptr_t)mask & 3u) == 0);
     float scale = mm_dropout_scale(p);
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_dropout_bwd_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, mask, scale};
-            mm_ew_launch(op, n, vec, st);
-        });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_dropout_bwd_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, mask, scale};
+        mm_ew_launch(op, n, vec, st);
     });
 }
 

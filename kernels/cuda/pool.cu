@@ -323,15 +323,13 @@ void mm_cuda_maxpool_forward(void *y, mm_dtype ty, uint8_t *argmax, const void *
     int64_t total = (int64_t)d->n * d->oh * d->ow * (d->c / v);
     if (total <= 0) return;
     mm_dispatch_vec(v, [&](auto vv) {
-        mm_dispatch_float(ty, [&](auto a) {
-            mm_dispatch_float(tx, [&](auto b) {
-                constexpr int V = decltype(vv)::value;
-                using TY = decltype(a);
-                using TX = decltype(b);
-                mm_maxpool_fwd_kernel<V, TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                    (TY *)y, argmax, (const TX *)x, *d);
-                MM_CUDA_CHECK_LAUNCH();
-            });
+        mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+            constexpr int V = decltype(vv)::value;
+            using TY = decltype(a);
+            using TX = decltype(b);
+            mm_maxpool_fwd_kernel<V, TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+                (TY *)y, argmax, (const TX *)x, *d);
+            MM_CUDA_CHECK_LAUNCH();
         });
     });
 }
@@ -350,32 +348,30 @@ void mm_cuda_maxpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
     mm_maxpool_tile tl = {1, 1, 1};
     size_t smem = disjoint ? 0 : mm_maxpool_tile_pick(&tl, d, v);
     mm_dispatch_vec(v, [&](auto vv) {
-        mm_dispatch_float(tdx, [&](auto a) {
-            mm_dispatch_float(tdy, [&](auto b) {
-                mm_dispatch_float(y ? ty : tdy, [&](auto e) {
-                    constexpr int V = decltype(vv)::value;
-                    using TDX = decltype(a);
-                    using TDY = decltype(b);
-                    using TY = decltype(e);
-                    if (disjoint) {
-                        int64_t total = (int64_t)d->n * cells_h * cells_w * (d->c / V);
-                        mm_maxpool_bwd_cells_kernel<V, TDX, TDY, TY>
-                            <<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                                (TDX *)dx, (const TDY *)dy, argmax, (const TY *)y, *d, cells_h,
-                                cells_w);
-                    } else {
-                        int nchunk = (d->c / V + tl.cb - 1) / tl.cb;
-                        int64_t nz = (int64_t)d->n * nchunk;
-                        dim3 grid((unsigned)((d->w + tl.tw - 1) / tl.tw),
-                                  (unsigned)((d->h + tl.th - 1) / tl.th),
-                                  (unsigned)(nz < 65535 ? nz : 65535));
-                        MM_CU_ASSERT(grid.y <= 65535);
-                        mm_maxpool_bwd_tiled_kernel<V, TDX, TDY, TY>
-                            <<<grid, MM_THREADS, smem, st>>>((TDX *)dx, (const TDY *)dy, argmax,
-                                                             (const TY *)y, *d, tl);
-                    }
-                    MM_CUDA_CHECK_LAUNCH();
-                });
+        mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+            mm_dispatch_float(y ? ty : tdy, [&](auto e) {
+                constexpr int V = decltype(vv)::value;
+                using TDX = decltype(a);
+                using TDY = decltype(b);
+                using TY = decltype(e);
+                if (disjoint) {
+                    int64_t total = (int64_t)d->n * cells_h * cells_w * (d->c / V);
+                    mm_maxpool_bwd_cells_kernel<V, TDX, TDY, TY>
+                        <<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+                            (TDX *)dx, (const TDY *)dy, argmax, (const TY *)y, *d, cells_h,
+                            cells_w);
+                } else {
+                    int nchunk = (d->c / V + tl.cb - 1) / tl.cb;
+                    int64_t nz = (int64_t)d->n * nchunk;
+                    dim3 grid((unsigned)((d->w + tl.tw - 1) / tl.tw),
+                              (unsigned)((d->h + tl.th - 1) / tl.th),
+                              (unsigned)(nz < 65535 ? nz : 65535));
+                    MM_CU_ASSERT(grid.y <= 65535);
+                    mm_maxpool_bwd_tiled_kernel<V, TDX, TDY, TY>
+                        <<<grid, MM_THREADS, smem, st>>>((TDX *)dx, (const TDY *)dy, argmax,
+                                                         (const TY *)y, *d, tl);
+                }
+                MM_CUDA_CHECK_LAUNCH();
             });
         });
     });
@@ -443,14 +439,12 @@ void mm_cuda_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
 {
     int64_t total = (int64_t)d->n * d->oh * d->ow * d->c;
     if (total <= 0) return;
-    mm_dispatch_float(ty, [&](auto a) {
-        mm_dispatch_float(tx, [&](auto b) {
-            using TY = decltype(a);
-            using TX = decltype(b);
-            mm_avgpool_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                (TY *)y, (const TX *)x, *d);
-            MM_CUDA_CHECK_LAUNCH();
-        });
+    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+        using TY = decltype(a);
+        using TX = decltype(b);
+        mm_avgpool_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+            (TY *)y, (const TX *)x, *d);
+        MM_CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -459,14 +453,12 @@ void mm_cuda_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
 {
     int64_t total = (int64_t)d->n * d->h * d->w * d->c;
     if (total <= 0) return;
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_avgpool_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                (TDX *)dx, (const TDY *)dy, *d);
-            MM_CUDA_CHECK_LAUNCH();
-        });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_avgpool_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+            (TDX *)dx, (const TDY *)dy, *d);
+        MM_CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -532,14 +524,12 @@ void mm_cuda_adaptive_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dt
 {
     int64_t total = (int64_t)d->n * d->oh * d->ow * d->c;
     if (total <= 0) return;
-    mm_dispatch_float(ty, [&](auto a) {
-        mm_dispatch_float(tx, [&](auto b) {
-            using TY = decltype(a);
-            using TX = decltype(b);
-            mm_adaptive_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                (TY *)y, (const TX *)x, *d);
-            MM_CUDA_CHECK_LAUNCH();
-        });
+    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+        using TY = decltype(a);
+        using TX = decltype(b);
+        mm_adaptive_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+            (TY *)y, (const TX *)x, *d);
+        MM_CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -548,14 +538,12 @@ void mm_cuda_adaptive_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, m
 {
     int64_t total = (int64_t)d->n * d->h * d->w * d->c;
     if (total <= 0) return;
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_adaptive_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-                (TDX *)dx, (const TDY *)dy, *d);
-            MM_CUDA_CHECK_LAUNCH();
-        });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_adaptive_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
+            (TDX *)dx, (const TDY *)dy, *d);
+        MM_CUDA_CHECK_LAUNCH();
     });
 }
 
@@ -605,25 +593,21 @@ void mm_cuda_global_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtyp
 {
     if (n <= 0 || c <= 0) return;
     dim3 grid((unsigned)((c + 31) / 32), (unsigned)n), block(32, 8);
-    mm_dispatch_float(ty, [&](auto a) {
-        mm_dispatch_float(tx, [&](auto b) {
-            using TY = decltype(a);
-            using TX = decltype(b);
-            mm_gap_fwd_kernel<TY, TX><<<grid, block, 0, st>>>((TY *)y, (const TX *)x, hw, c);
-            MM_CUDA_CHECK_LAUNCH();
-        });
+    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+        using TY = decltype(a);
+        using TX = decltype(b);
+        mm_gap_fwd_kernel<TY, TX><<<grid, block, 0, st>>>((TY *)y, (const TX *)x, hw, c);
+        MM_CUDA_CHECK_LAUNCH();
     });
 }
 
 void mm_cuda_global_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype tdy, int n,
                                      int64_t hw, int c, cudaStream_t st)
 {
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_gap_bwd_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, hw, c};
-            mm_ew_launch(op, (int64_t)n * hw * c, false, st);
-        });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_gap_bwd_op<TDX, TDY> op{(TDX *)dx, (const TDY *)dy, hw, c};
+        mm_ew_launch(op, (int64_t)n * hw * c, false, st);
     });
 }

@@ -98,16 +98,14 @@ void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dty
     if (m <= 0 || c <= 0) return;
     mm_col_split sp = mm_cuda_col_split(m, c);
     float *partial = (float *)ws;
-    mm_dispatch_float(tdx, [&](auto a) {
-        mm_dispatch_float(tdy, [&](auto b) {
-            using TDX = decltype(a);
-            using TDY = decltype(b);
-            mm_dispatch_gate(y, ty, bits, [&](auto gate) {
-                using Term = mm_col_relu_bwd<TDX, TDY, decltype(gate)>;
-                mm_col_partial_kernel<Term><<<sp.grid, sp.block, 0, st>>>(
-                    partial, Term{(TDX *)dx, (const TDY *)dy, gate}, m, c, sp.rows_per_slice);
-                MM_CUDA_CHECK_LAUNCH();
-            });
+    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+        using TDX = decltype(a);
+        using TDY = decltype(b);
+        mm_dispatch_gate(y, ty, bits, [&](auto gate) {
+            using Term = mm_col_relu_bwd<TDX, TDY, decltype(gate)>;
+            mm_col_partial_kernel<Term><<<sp.grid, sp.block, 0, st>>>(
+                partial, Term{(TDX *)dx, (const TDY *)dy, gate}, m, c, sp.rows_per_slice);
+            MM_CUDA_CHECK_LAUNCH();
         });
     });
     mm_colsum_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(db, partial,
