@@ -289,8 +289,7 @@ static void copy_once(void *arg)
 static void copy_wait(void *arg) { backend_wait(((copy_run *)arg)->be); }
 
 #ifdef MM_HAVE_CUDA
-/* ---- cuDNN's batch norm on the same shapes: the anchor of our own BN kernels (kernels/cuda/bn.cu)
- * ----
+/* ---- cuDNN's batch norm on the same shapes, the anchor of ours (kernels/cuda/bn.cu) ----
  * The legacy API's NHWC kernels in CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode, which PyTorch runs for
  * channels_last training: forward (statistics, running averages, y), the fused forward with the
  * residual add and ReLU where cuDNN offers it for the type, and the backward. Same byte counts as
