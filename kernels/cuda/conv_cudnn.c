@@ -194,17 +194,15 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     return e;
 }
 
-/* The entry to run convolution d of node `node` in direction `dir` with, and its storage dtype
- * in *t: the precision's dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the
- * layer then runs in fp32/TF32 with its operands cast in the workspace); under the node's
- * workspace cap (mm_cuda_node_cap) when it has one and some algorithm fits it, else uncapped.
- * With keep_t, *t is given and kept (the last chunk of a node runs in its first chunk's type).
- * `step` as for mm_conv_lookup. */
-static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, const mm_node *node,
-                                     const mm_conv_dims *d, mm_conv_dir dir, mm_dtype *t,
-                                     bool keep_t, int64_t step)
+/* The entry to run convolution d in direction `dir` with, and its storage dtype in *t: the
+ * precision's dtype, or fp32 where cuDNN has no bf16 algorithm for the shape (the layer then runs
+ * in fp32/TF32 with its operands cast in the workspace); under its node's workspace cap `cap`
+ * (mm_cuda_node_cap, SIZE_MAX: none) when some algorithm fits it, else uncapped. With keep_t, *t
+ * is given and kept (the last chunk of a node runs in its first chunk's type). `step` as for
+ * mm_conv_lookup. */
+static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, size_t cap, const mm_conv_dims *d,
+                                     mm_conv_dir dir, mm_dtype *t, bool keep_t, int64_t step)
 {
-    size_t cap = mm_cuda_node_cap(ctx, node);
     mm_conv_entry *e = NULL;
     for (int pass = cap == SIZE_MAX; pass < 2 && !(e && e->ok); pass++) {
         size_t c = pass == 0 ? cap : SIZE_MAX;
@@ -262,13 +260,14 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
         int64_t sx = c->nb * (int64_t)d->h * d->w * d->c, sy = c->nb * (int64_t)d->oh * d->ow * d->k;
         step = (sx & -sx) < (sy & -sy) ? sx : sy;
     }
-    c->e_full = mm_conv_choose(ctx, node, &c->full, dir, &c->t, false, step);
+    size_t cap = mm_cuda_node_cap(ctx, node); /* looked up once: this runs every step */
+    c->e_full = mm_conv_choose(ctx, cap, &c->full, dir, &c->t, false, step);
     c->scratch = mm_conv_scratch(c->e_full, &c->full);
     c->e_last = NULL;
     if (d->n % c->nb) {
         c->last = *d;
         c->last.n = d->n % c->nb;
-        c->e_last = mm_conv_choose(ctx, node, &c->last, dir, &c->t, true, step);
+        c->e_last = mm_conv_choose(ctx, cap, &c->last, dir, &c->t, true, step);
         size_t s = mm_conv_scratch(c->e_last, &c->last);
         if (s > c->scratch) c->scratch = s;
     }
