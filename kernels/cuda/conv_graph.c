@@ -158,23 +158,32 @@ void mm_conv_graph_free(mm_conv_graph *g)
 
 /* ---- plans ---- */
 
+/* Reads attribute `attr` of `of`, an array of descriptors of type `type`, into out[0..max): makes
+ * up to max descriptors (*made of them, for the caller to destroy) and returns how many the
+ * attribute filled (0 when it cannot be read). */
+static int mm_get_descs(cudnnBackendDescriptor_t of, cudnnBackendAttributeName_t attr,
+                        cudnnBackendDescriptorType_t type, cudnnBackendDescriptor_t *out, int max,
+                        int *made)
+{
+    int64_t got = 0;
+    for (*made = 0; *made < max; ++*made)
+        if (cudnnBackendCreateDescriptor(type, &out[*made]) != CUDNN_STATUS_SUCCESS) break;
+    if (cudnnBackendGetAttribute(of, attr, CUDNN_TYPE_BACKEND_DESCRIPTOR, *made, &got, out) !=
+        CUDNN_STATUS_SUCCESS)
+        got = 0;
+    return (int)(got < *made ? got : *made);
+}
+
 /* A hash of configuration cfg's knob choices (the same for none, or when they cannot be read). */
 static uint64_t mm_knobs_of(cudnnBackendDescriptor_t cfg)
 {
     enum { N = CUDNN_KNOB_TYPE_COUNTS };
     cudnnBackendDescriptor_t k[N];
-    int made = 0;
-    int64_t got = 0;
+    int made;
     uint64_t h = 1469598103934665603ull; /* FNV-1a over (type, value) pairs */
-    for (; made < N; made++)
-        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &k[made]) !=
-            CUDNN_STATUS_SUCCESS)
-            break;
-    if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &got,
-                                 k) != CUDNN_STATUS_SUCCESS)
-        got = 0;
-    for (int64_t i = 0; i < got && i < made; i++) {
+    int got = mm_get_descs(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                           CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, k, N, &made);
+    for (int i = 0; i < got; i++) {
         cudnnBackendKnobType_t type;
         int64_t value, n;
         if (cudnnBackendGetAttribute(k[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE,
@@ -266,7 +275,6 @@ static void mm_plans_of_mode(cudnnHandle_t h, const mm_conv_graph *g, cudnnBacke
 {
     enum { CFG_MAX = 32 };
     cudnnBackendDescriptor_t heur = NULL, cfgs[CFG_MAX];
-    int64_t count = 0;
     int made = 0;
     if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur) !=
         CUDNN_STATUS_SUCCESS)
@@ -276,15 +284,9 @@ static void mm_plans_of_mode(cudnnHandle_t h, const mm_conv_graph *g, cudnnBacke
                                  &mode) != CUDNN_STATUS_SUCCESS ||
         cudnnBackendFinalize(heur) != CUDNN_STATUS_SUCCESS)
         goto done;
-    for (; made < CFG_MAX; made++)
-        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfgs[made]) !=
-            CUDNN_STATUS_SUCCESS)
-            break;
-    if (cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &count,
-                                 cfgs) != CUDNN_STATUS_SUCCESS)
-        count = 0;
-    for (int64_t i = 0; i < count && i < made && *n < max; i++)
+    int count = mm_get_descs(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                             CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, cfgs, CFG_MAX, &made);
+    for (int i = 0; i < count && *n < max; i++)
         if (mm_plan_of(h, cfgs[i], w, out, *n, &out[*n])) (*n)++;
 done:
     for (int i = 0; i < made; i++) cudnnBackendDestroyDescriptor(cfgs[i]);
