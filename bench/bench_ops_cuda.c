@@ -9,7 +9,9 @@
  *
  * Usage: bench_ops_cuda [fp32|tf32|bf16 [H W [BATCH [FILTER]]]]   (default bf16 1152 896 2)
  * FILTER: only ops whose name contains it (e.g. maxpool, conv_bwd_filter).
- * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`.
+ * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`. Convolutions
+ * also run as the variants that blend into their output (cuDNN's beta 1: conv_bwd_data_acc,
+ * conv_bwd_filter_add), to show what blending costs beside writing.
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
  * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
@@ -178,19 +180,37 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
     if (!mm_conv_dims_finish(&d)) return;
     int64_t xs[4] = {n, h, w, c}, wsz[4] = {k, r, r, c}, ys[4] = {n, d.oh, d.ow, k};
     double flops = 2.0 * n * d.oh * d.ow * (double)k * r * r * c;
-    const mm_op ops[3] = {MM_OP_CONV2D, MM_OP_CONV2D_BWD_DATA, MM_OP_CONV2D_BWD_FILTER};
-    const char *names[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_filter"};
-    for (int i = 0; i < 3; i++) {
+    /* each direction as the step runs it, and beside it the variant that blends into its output
+     * (cuDNN's beta 1): a data gradient summed into the one it joins (d.accumulate, in place), a
+     * filter gradient added to rather than written (d.overwrite 0: what its first writer did
+     * before 2026-11-26's tenth session) */
+    const struct {
+        mm_op op;
+        const char *name;
+        int accumulate, overwrite;
+    } vs[5] = {{MM_OP_CONV2D, "conv_fwd", 0, 0},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0}};
+    for (int i = 0; i < 5; i++) {
         bench_op b;
-        init(&b, ops[i], names[i]);
+        init(&b, vs[i].op, vs[i].name);
         b.node.p.conv = d;
+        b.node.p.conv.accumulate = vs[i].accumulate;
+        b.node.p.conv.overwrite = vs[i].overwrite;
         int x = value(&b, act, 4, xs), wt = value(&b, MM_F32, 4, wsz), y = value(&b, act, 4, ys);
         int dw = value(&b, MM_F32, 4, wsz);
-        if (i == 0) in(&b, x), in(&b, wt), out(&b, y);
-        if (i == 1) in(&b, y), in(&b, wt), out(&b, x);
-        if (i == 2) in(&b, y), in(&b, x), out(&b, dw);
+        if (vs[i].op == MM_OP_CONV2D) in(&b, x), in(&b, wt), out(&b, y);
+        if (vs[i].op == MM_OP_CONV2D_BWD_DATA) {
+            in(&b, y), in(&b, wt);
+            if (vs[i].accumulate) in(&b, x); /* the sum it joins, written over in place */
+            out(&b, x);
+        }
+        if (vs[i].op == MM_OP_CONV2D_BWD_FILTER) in(&b, y), in(&b, x), out(&b, dw);
         b.flops = flops;
-        b.bytes = (double)(value_bytes(&b.vals[x]) + value_bytes(&b.vals[y]));
+        b.bytes = (double)(value_bytes(&b.vals[x]) * (vs[i].accumulate ? 2 : 1) +
+                           value_bytes(&b.vals[y]));
         snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_k%d_%dx%d/%d", n, h, w, c, k, r, r, stride);
         run(be, &b);
     }

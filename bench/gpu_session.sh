@@ -24,12 +24,15 @@
 #                                     candidates' times are in algo-cache/*.txt)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
-#                                     tf32 with H200 run 2's recomputation, with
+#                                     tf32 with filter gradients added (MM_CONV_DW_OVERWRITE=0),
+#                                     with H200 run 2's recomputation, with
 #                                     --deterministic, with --recompute-conv 64, bf16 with
 #                                     --feed, fp32 with MM_CONV_WS_CHUNKS=0,
-#                                     bench_ops_cuda tf32 (tf32-recompute-run2.txt,
+#                                     bench_ops_cuda tf32, tf32 with runtime-compiled engines
+#                                     (MM_CUDNN_RTC=1) (tf32-dw-add.txt, tf32-recompute-run2.txt,
 #                                     tf32-deterministic.txt, tf32-recompute-conv-64.txt,
-#                                     bf16-feed.txt, fp32-no-chunks.txt, ops-tf32.txt). env: TESTS
+#                                     bf16-feed.txt, fp32-no-chunks.txt, ops-tf32.txt, tf32-rtc.txt
+#                                     and tf32-rtc-search.log.gz). env: TESTS
 #                                     (the GPU tests to run), PRECISIONS (default "tf32 fp32 bf16"),
 #                                     EXTRAS=0 (none of the runs after the comparisons)
 #
@@ -71,7 +74,8 @@ pack() {
 deadline=${DEADLINE:-540}
 left() { echo $((deadline - ($(date +%s) - start))); }
 # mammo_only FILE FLAGS...: `mammo bench` of ResNet50 and VGG16 (whole image, 1152x896, batch 2,
-# CUDA graph) with FLAGS while time is left, the result lines appended to $out/FILE
+# CUDA graph) with FLAGS while time is left, the result lines appended to $out/FILE (and all it
+# prints to $LOG, where set)
 mammo_only() {
     file=$1
     shift
@@ -80,23 +84,25 @@ mammo_only() {
         top=$resnet_top
         [ $net = vgg16 ] && top="512x1,512x1"
         timeout "$(left)" build/mammo bench --net $net --top "$top" --input 1152x896 \
-            --batch 2 --device cuda --steps 10 --cuda-graph "$@" 2>&1 | grep '^mammo ' \
-            >>"$out/$file"
+            --batch 2 --device cuda --steps 10 --cuda-graph "$@" 2>&1 |
+            tee -a "${LOG:-/dev/null}" | grep '^mammo ' >>"$out/$file"
     done
 }
-# The runs after the comparisons, while time is left: tf32 with the recomputation of H200 run 2
-# (the stem recomputed, no slack: --recompute-conv 147 --recompute-slack 0), so what the
-# defaults of 2026-11-26's later sessions buy (the stem kept, residual-chain links kept within
-# 20% more activation memory) is measured on the same card; where ResNet50's tf32 time goes
-# (the furthest from its target), op by op and kernel by kernel on both sides; tf32
-# deterministic; what recomputing fewer convolutions buys in tf32 (--recompute-conv 64: the
-# 128-channel 1x1s kept too); what feeding the batch and reading the loss every step costs in
-# bf16; fp32 without chunks of samples (MM_CONV_WS_CHUNKS=0: what they save and cost); then
-# bench_ops_cuda tf32 (ops-tf32.txt): each op of the step alone, the memory-bound
-# ones' GB/s beside a device copy's. The mammo runs find their convolution choices kept by the
-# comparison's runs (--algo-cache), so they start in seconds.
+# The runs after the comparisons, while time is left: where ResNet50's tf32 time goes (the
+# furthest from its target), op by op and kernel by kernel on both sides; tf32 with filter
+# gradients added into the zeroed gradient (MM_CONV_DW_OVERWRITE=0, beta 1, as before their
+# first writers wrote them with beta 0); tf32 with the recomputation of H200 run 2 (the stem
+# recomputed, no slack: --recompute-conv 147 --recompute-slack 0), so what the defaults of
+# 2026-11-26's later sessions buy (the stem kept, residual-chain links kept within 20% more
+# activation memory) is measured on the same card; tf32 deterministic; what recomputing fewer
+# convolutions buys in tf32 (--recompute-conv 64: the 128-channel 1x1s kept too); what feeding
+# the batch and reading the loss every step costs in bf16; fp32 without chunks of samples
+# (MM_CONV_WS_CHUNKS=0: what they save and cost); bench_ops_cuda tf32 (ops-tf32.txt): each op of
+# the step alone, the memory-bound ones' GB/s beside a device copy's; last tf32 with cuDNN's
+# runtime-compiled engines among the candidates. The mammo runs find their convolution choices
+# kept by the comparison's runs (--algo-cache), so they start in seconds (but the last, whose
+# search settings differ).
 extras() {
-    mammo_only tf32-recompute-run2.txt --precision tf32 --recompute-conv 147 --recompute-slack 0
     if [ "$(left)" -gt 120 ]; then
         timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
             --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \
@@ -104,6 +110,13 @@ extras() {
         timeout "$(left)" python3 bench/torch_ref.py --net resnet50 --precision tf32 \
             --steps 3 --warmup 2 --profile 3 >"$out/profile-torch-resnet50-tf32.txt" 2>&1
     fi
+    # filter gradients added with beta 1 into the zeroed gradient, as before their first writer
+    # wrote them with beta 0
+    (
+        export MM_CONV_DW_OVERWRITE=0
+        mammo_only tf32-dw-add.txt --precision tf32
+    )
+    mammo_only tf32-recompute-run2.txt --precision tf32 --recompute-conv 147 --recompute-slack 0
     mammo_only tf32-deterministic.txt --precision tf32 --deterministic
     mammo_only tf32-recompute-conv-64.txt --precision tf32 --recompute-conv 64
     mammo_only bf16-feed.txt --precision bf16 --feed
@@ -114,6 +127,14 @@ extras() {
     )
     # each op of a ResNet50 step alone at full size, memory-bound ones against a copy's GB/s
     [ "$(left)" -gt 60 ] && timeout "$(left)" build/bench_ops_cuda tf32 >"$out/ops-tf32.txt" 2>&1
+    # last, as it may take the time left: tf32 with cuDNN's runtime-compiled engines among the
+    # candidates (PyTorch's filter keeps them; each plan compiles kernels while searched), their
+    # search logged
+    (
+        export MM_CUDNN_RTC=1 MM_CUDNN_VERBOSE=1 LOG="$out/tf32-rtc-search.log"
+        mammo_only tf32-rtc.txt --precision tf32
+        gzip -f "$LOG" 2>/dev/null
+    )
 }
 for stage in "$@"; do
     case $stage in

@@ -16,6 +16,11 @@ typedef struct mm_conv_dims {
     /* backward data only: dx = the node's in[2] + the data gradient (a gradient summed into an
      * earlier one, graph.h mm_graph_fuse_grad_add); 0 elsewhere */
     int accumulate;
+    /* backward filter only: the node is the first of the step to write its parameter's gradient,
+     * so it writes dw (=) instead of adding to it (+=, the default: a weight used twice). The
+     * gradient buffer is zeroed before each step, so both give the same sums; writing lets cuDNN
+     * run with beta 0, as PyTorch's does, from every algorithm. 0 elsewhere. */
+    int overwrite;
 } mm_conv_dims;
 
 /* Pooling: input [n,h,w,c], window kh x kw, output [n,oh,ow,c].

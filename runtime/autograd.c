@@ -2,7 +2,9 @@
  * the gradient of the loss for every trainable, unfrozen parameter.
  *
  * Conventions: a parameter's gradient is one MM_VALUE_GRAD value that every weight-gradient node
- * accumulates into (+=; the session zeroes the gradient buffer before each step). An activation's
+ * accumulates into (+=; the session zeroes the gradient buffer before each step), except that a
+ * convolution's filter gradient is written (=) by the first node that writes it (p.conv.overwrite:
+ * cuDNN then runs with beta 0). An activation's
  * gradient is written (=) by the first contribution; where branches join (a value read by several
  * nodes, e.g. the shortcut of a residual block) later contributions are summed by an add node.
  * Frozen parameters get no gradient value and their weight-gradient nodes are not recorded; data
@@ -100,8 +102,10 @@ static void backward_node(tape *t, int id)
         int x = nd.in[0], w = nd.in[1], b = nd.in[2];
         double f = nd.flops;
         if (needs_grad(t, w)) {
+            mm_op_params p = nd.p;
+            p.conv.overwrite = g->values[w].grad < 0; /* the first to write this gradient */
             int in[2] = {dy, x}, dw = param_grad(t, w);
-            mm_graph_add_node(g, MM_OP_CONV2D_BWD_FILTER, in, 2, &dw, 1, &nd.p, f);
+            mm_graph_add_node(g, MM_OP_CONV2D_BWD_FILTER, in, 2, &dw, 1, &p, f);
         }
         if (needs_grad(t, b)) {
             int db = param_grad(t, b);

@@ -23,7 +23,8 @@ typedef enum mm_op {
     MM_OP_CONV2D,              /* in: x, w[, b]          out: y */
     MM_OP_CONV2D_BWD_DATA,     /* in: dy, w[, acc]       out: dx (acc + the gradient with
                                   p.conv.accumulate: fuse_grad_add.c) */
-    MM_OP_CONV2D_BWD_FILTER,   /* in: dy, x              out: dw (+=) */
+    MM_OP_CONV2D_BWD_FILTER,   /* in: dy, x              out: dw (+=; = with p.conv.overwrite,
+                                  the gradient's first writer: autograd.c) */
     MM_OP_CONV2D_BWD_BIAS,     /* in: dy                 out: db (+=) */
     MM_OP_BATCHNORM,           /* in: x, gamma, beta, running_mean, running_var[, residual]
                                   out: y, save_mean, save_invstd (training) / y (eval)

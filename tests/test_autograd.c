@@ -14,6 +14,7 @@ typedef struct {
     mm_graph *g;
     int x, labels, weights, loss, params[32];
     int n_params;
+    bool shared; /* branch a's convolution weight used twice in a row */
 } small_net;
 
 static int add_param(small_net *m, const char *name, int ndim, const int64_t *shape)
@@ -23,13 +24,14 @@ static int add_param(small_net *m, const char *name, int ndim, const int64_t *sh
     return id;
 }
 
-static int conv_bn_relu(small_net *m, int x, const char *name, int cin, int cout, int k, int stride,
-                        bool relu)
+/* conv -> BN (-> ReLU); with w < 0 the convolution gets a weight of its own, named name.w */
+static int conv_w_bn_relu(small_net *m, int x, int w, const char *name, int cin, int cout, int k,
+                          int stride, bool relu)
 {
     char buf[64];
     int64_t ws[4] = {cout, k, k, cin}, cs[1] = {cout};
     snprintf(buf, sizeof buf, "%s.w", name);
-    int w = add_param(m, buf, 4, ws);
+    if (w < 0) w = add_param(m, buf, 4, ws);
     snprintf(buf, sizeof buf, "%s.gamma", name);
     int ga = add_param(m, buf, 1, cs);
     snprintf(buf, sizeof buf, "%s.beta", name);
@@ -42,12 +44,19 @@ static int conv_bn_relu(small_net *m, int x, const char *name, int cin, int cout
     return relu ? mm_relu(m->g, y) : y;
 }
 
+static int conv_bn_relu(small_net *m, int x, const char *name, int cin, int cout, int k, int stride,
+                        bool relu)
+{
+    return conv_w_bn_relu(m, x, -1, name, cin, cout, k, stride, relu);
+}
+
 static void build_into(small_net *m, float dropout);
 
-static void build(small_net *m, float dropout)
+static void build(small_net *m, float dropout, bool shared)
 {
     memset(m, 0, sizeof *m);
     m->g = mm_graph_new(true);
+    m->shared = shared;
     build_into(m, dropout);
 }
 
@@ -60,6 +69,8 @@ static void build_into(small_net *m, float dropout)
     m->weights = mm_graph_input(m->g, "weights", MM_F32, 1, ls);
     int y = conv_bn_relu(m, m->x, "stem", 3, 6, 3, 2, true);
     int r = conv_bn_relu(m, y, "a", 6, 6, 3, 1, true);
+    if (m->shared) /* "a.w" again: its two filter gradients sum into one */
+        r = conv_w_bn_relu(m, r, m->params[m->n_params - 3], "a2", 6, 6, 3, 1, false);
     r = conv_bn_relu(m, r, "b", 6, 6, 1, 1, false);
     y = mm_relu(m->g, mm_add(m->g, r, y)); /* residual join: y feeds two branches */
     /* conv -> BN -> ReLU -> max pool: the ReLU's backward is folded into the pool's */
@@ -101,10 +112,10 @@ static float loss_now(mm_session *s, int loss)
     return l;
 }
 
-static void check_gradients(float dropout)
+static void check_gradients(float dropout, bool shared)
 {
     small_net m;
-    build(&m, dropout);
+    build(&m, dropout, shared);
     CHECK_MSG(mm_graph_status(m.g) == MM_OK, "%s", mm_last_error());
     mm_backend *be;
     mm_backend_cpu_create(&be);
@@ -171,18 +182,41 @@ static void check_gradients(float dropout)
 
 MM_TEST(gradients_match_finite_differences)
 {
-    check_gradients(0.0f);
+    check_gradients(0.0f, false);
 }
 
 MM_TEST(gradients_match_finite_differences_with_dropout)
 {
-    check_gradients(0.3f);
+    check_gradients(0.3f, false);
+}
+
+/* A convolution's filter gradient is written by its first writer (p.conv.overwrite, so cuDNN can
+ * run with beta 0) and added to by any later one: one filter-gradient node per use of a weight,
+ * the first in step order writing; a weight used twice still gets the sum of both. */
+MM_TEST(a_weight_used_twice_gets_both_gradients)
+{
+    small_net m;
+    build(&m, 0.0f, true);
+    int uses = 0, writers = 0;
+    for (int n = 0; n < m.g->n_nodes; n++) {
+        const mm_node *nd = &m.g->nodes[n];
+        if (nd->op != MM_OP_CONV2D_BWD_FILTER) continue;
+        const char *name = mm_graph_value(m.g, nd->out[0])->name;
+        bool first = strcmp(name, "grad:a.w") != 0 || uses++ == 0;
+        CHECK_MSG(nd->p.conv.overwrite == first, "%s (node %d): overwrite %d", name, n,
+                  nd->p.conv.overwrite);
+        writers += nd->p.conv.overwrite;
+    }
+    CHECK_EQ_INT(uses, 2);
+    CHECK_EQ_INT(writers, 4); /* stem, b, c and a.w's later use (the backward runs in reverse) */
+    mm_graph_free(m.g);
+    check_gradients(0.0f, true);
 }
 
 MM_TEST(meta_plan_equals_cpu_plan)
 {
     small_net m;
-    build(&m, 0.2f);
+    build(&m, 0.2f, false);
     mm_backend *cpu, *meta;
     mm_backend_cpu_create(&cpu);
     mm_backend_meta_create(&meta);
@@ -206,7 +240,7 @@ MM_TEST(steps_are_deterministic)
     float losses[2][3];
     for (int r = 0; r < 2; r++) {
         small_net m;
-        build(&m, 0.25f);
+        build(&m, 0.25f, false);
         mm_backend *be;
         mm_backend_cpu_create(&be);
         mm_session s;

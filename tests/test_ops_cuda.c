@@ -132,6 +132,21 @@ MM_TEST(cuda_conv2d_backward_filter)
     }
 }
 
+/* The gradient's first writer (p.conv.overwrite) writes dw over what the buffer holds (non-zero
+ * here, so an added gradient fails): cuDNN with beta 0, the GEMM with beta 0, bf16's staged
+ * gradient cast instead of added. */
+MM_TEST(cuda_conv2d_backward_filter_first_writer)
+{
+    REQUIRE_GPU();
+    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
+        d.overwrite = 1;
+        char name[64];
+        snprintf(name, sizeof name, "conv bwd filter (first writer) cfg %zu", i);
+        conv_bwd_filter_case(&d, 350 + i, name);
+    }
+}
+
 /* The three directions again on backends in deterministic mode (backend.h: cuDNN's heuristic
  * order among deterministic algorithms, the GEMM for 1x1 stride-1 shapes), which choose other
  * algorithms than the timed search. */
@@ -629,6 +644,10 @@ MM_TEST(cuda_conv2d_in_chunks_of_samples)
             conv_bwd_data_case(&d, seed + 100, name);
             snprintf(name, sizeof name, "chunked %s conv bwd filter cfg %zu", paths[p][1], i);
             conv_bwd_filter_case(&d, seed + 200, name);
+            d.overwrite = 1; /* its chunks add into the gradient zeroed first */
+            snprintf(name, sizeof name, "chunked %s conv bwd filter (first) cfg %zu", paths[p][1], i);
+            conv_bwd_filter_case(&d, seed + 400, name);
+            d.overwrite = 0;
             d.accumulate = 1;
             snprintf(name, sizeof name, "chunked %s conv bwd data + acc cfg %zu", paths[p][1], i);
             conv_bwd_data_case(&d, seed + 300, name);

@@ -5,7 +5,7 @@
  * the three passes are plain matrix products:
  *   forward         y[P,K]      = col[P,RSC] * w[K,RSC]^T
  *   backward data   dcol[P,RSC] = dy[P,K] * w[K,RSC],   dx = col2im(dcol)
- *   backward filter dw[K,RSC]  += dy[P,K]^T * col[P,RSC]
+ *   backward filter dw[K,RSC]  += dy[P,K]^T * col[P,RSC]   (= with d->overwrite)
  * In NHWC a 1x1 stride-1 unpadded convolution has col == x, so it is one GEMM with no copy.
  *
  * Everything else builds col (im2col) in the workspace, a chunk of whole output rows at a time so
@@ -217,9 +217,11 @@ void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
                 im2col_pixels(col + lo * rsc, x, d, t0 * d->ow + lo, t0 * d->ow + hi);
 #pragma omp barrier
             }
-            /* dw[K,RSC] is split between the threads; each sums over all pixels of the chunk */
+            /* dw[K,RSC] is split between the threads; each sums over all pixels of the chunk
+             * (the first chunk writes dw where the node is its gradient's first writer) */
+            float beta = t0 == 0 && d->overwrite ? 0.0f : 1.0f;
             mm_cpu_sgemm_part(t, nt, CblasTrans, CblasNoTrans, k, rsc, (int)npix, 1.0f,
-                              dy + t0 * d->ow * k, k, b, rsc, 1.0f, dw, rsc);
+                              dy + t0 * d->ow * k, k, b, rsc, beta, dw, rsc);
         }
     }
 }

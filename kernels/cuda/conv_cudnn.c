@@ -163,7 +163,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     k.precision = ctx->precision;
     k.n = d->n, k.h = d->h, k.w = d->w, k.c = d->c, k.k = d->k, k.r = d->r, k.s = d->s;
     k.stride_h = d->stride_h, k.stride_w = d->stride_w, k.pad_h = d->pad_h, k.pad_w = d->pad_w;
-    k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32) ||
+    k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32 && !d->overwrite) ||
              (dir == MM_CONV_BWD_DATA && d->accumulate);
     k.ws_cap_kib = cap == SIZE_MAX ? -1 : (int)((cap >> 10) < INT_MAX ? cap >> 10 : INT_MAX);
     int64_t low = step & -step; /* the largest power of two dividing step */
@@ -233,6 +233,15 @@ int mm_conv_chunk_samples(const mm_conv_dims *d)
     return nb < d->n ? (int)nb : d->n;
 }
 
+/* Whether a filter gradient's first writer writes it with beta 0 (MM_CONV_DW_OVERWRITE=0: it
+ * adds into the zeroed gradient with beta 1 instead, as before 2026-11-26's tenth session; to
+ * measure what beta 0 buys). */
+static bool mm_conv_dw_overwrite(void)
+{
+    const char *v = getenv("MM_CONV_DW_OVERWRITE");
+    return !(v && strcmp(v, "0") == 0);
+}
+
 /* cuDNN takes tensors of fewer than 2^31 elements, so a convolution whose input or output is
  * bigger runs on chunks of samples, each under that bound (as PyTorch does); a node may also
  * run on smaller chunks to need less scratch (mm_cuda_node_chunk, conv_caps.c). `nb` samples a
@@ -254,6 +263,9 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
     c->nb = smaller > 0 && smaller < nb ? smaller : nb;
     c->full = *d;
     c->full.n = c->nb;
+    /* a filter gradient's first writer writes it when it runs whole; its chunks add into it,
+     * zeroed first (mm_cuda_op_conv2d_bwd_filter) */
+    c->full.overwrite = d->overwrite && c->nb >= d->n && mm_conv_dw_overwrite();
     /* the chunks start at multiples of nb samples of x and of y */
     int64_t step = 0;
     if (c->nb < d->n) {
@@ -265,7 +277,7 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
     c->scratch = mm_conv_scratch(c->e_full, &c->full);
     c->e_last = NULL;
     if (d->n % c->nb) {
-        c->last = *d;
+        c->last = c->full;
         c->last.n = d->n % c->nb;
         c->e_last = mm_conv_choose(ctx, cap, &c->last, dir, &c->t, true, step);
         size_t s = mm_conv_scratch(c->e_last, &c->last);
@@ -418,13 +430,16 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
     const char *dy = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const char *x = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     int64_t wn = (int64_t)d->k * d->r * d->s * d->c;
-    /* fp32: cuDNN accumulates into the gradient itself (beta = 1), chunk after chunk. bf16: it
-     * writes a bf16 gradient into the workspace, which is then added to the fp32 gradient. The
-     * GEMM writes the fp32 gradient with beta = 1 in every precision. */
+    /* fp32: cuDNN accumulates into the gradient itself (beta = 1), chunk after chunk, or writes
+     * it (beta = 0) where the node is its first writer and runs whole. bf16: it writes a bf16
+     * gradient into the workspace, which is then added to (or cast into) the fp32 gradient. The
+     * GEMM writes the fp32 gradient with the fp32 beta in every precision. */
     bool staged = t != MM_F32 && (!ch.e_full->gemm || (ch.e_last && !ch.e_last->gemm));
     void *dw_lo = staged ? mm_cuda_ws_take(ws, (size_t)wn * sizeof(uint16_t)) : NULL;
     void *cws = mm_cuda_ws_take(ws, ch.scratch);
     if (ws->measure) return;
+    if (d->overwrite && !ch.full.overwrite) /* chunks of a first writer add into zeros */
+        MM_CUDA_CHECK(cudaMemsetAsync(outs[0].data, 0, (size_t)wn * sizeof(float), ctx->stream));
     for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
         const mm_conv_entry *e;
         int n0;
@@ -432,10 +447,11 @@ void mm_cuda_op_conv2d_bwd_filter(mm_cuda_ctx *ctx, const mm_node *node, const m
         const void *xc = x + mm_sample_offset(n0, d->h, d->w, d->c, t);
         const void *dyc = dy + mm_sample_offset(n0, d->oh, d->ow, d->k, t);
         if (t == MM_F32 || e->gemm) {
-            mm_conv_run(ctx, e, dc, t, xc, outs[0].data, dyc, cws, true);
+            mm_conv_run(ctx, e, dc, t, xc, outs[0].data, dyc, cws, !dc->overwrite);
         } else { /* the graph overwrites a staged gradient, as the legacy call with beta 0 */
             mm_conv_run(ctx, e, dc, t, xc, dw_lo, dyc, cws, false);
-            mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
+            if (dc->overwrite) mm_cuda_cast(outs[0].data, MM_F32, dw_lo, t, wn, ctx->stream);
+            else mm_cuda_accumulate((float *)outs[0].data, dw_lo, t, wn, ctx->stream);
         }
     }
 }

@@ -17,7 +17,8 @@ typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER
 /* All ints, so memcmp and hashing see no padding. */
 typedef struct mm_conv_key {
     int dir, dtype, precision;
-    int beta; /* 1: the output accumulates (an fp32 filter gradient, a summing data gradient) */
+    int beta; /* 1: the output accumulates (an fp32 filter gradient but its first writer's:
+                 mm_conv_dims overwrite; a summing data gradient) */
     int ws_cap_kib; /* the node's workspace cap in KiB (mm_cuda_node_cap), -1: none */
     int align;      /* bytes (16 or a smaller power of two) x and y's addresses are multiples of */
     int n, h, w, c, k, r, s, stride_h, stride_w, pad_h, pad_w;

@@ -10,8 +10,9 @@
  *
  * Precision: fp32 computes in fp32 with FMA (CUBLAS_COMPUTE_32F; the handle's math mode keeps
  * TF32 out), tf32 with CUBLAS_COMPUTE_32F_FAST_TF32, bf16 multiplies bf16 operands with fp32
- * accumulation. The weight gradient is always written into the fp32 gradient with beta = 1, so
- * bf16 needs no staging buffer and no separate accumulate pass (cuDNN's bf16 path needs both).
+ * accumulation. The weight gradient goes straight into the fp32 gradient (beta 1, or 0 for its
+ * first writer: d->overwrite), so bf16 needs no staging buffer and no separate accumulate pass
+ * (cuDNN's bf16 path needs both).
  *
  * conv_search.c times these against cuDNN's best algorithm at plan time and keeps the faster. */
 #include "cuda_backend.h"
@@ -59,6 +60,7 @@ void mm_conv_gemm_bwd_filter(mm_cuda_ctx *ctx, float *dw, const void *dy, const 
     int p = d->n * d->h * d->w;
     cudaDataType_t dt = mm_gemm_type(t);
     MM_CUBLAS_CHECK(cublasGemmEx(ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->c, d->k, p, &mm_one, x,
-                                 dt, d->c, dy, dt, d->k, &mm_one, dw, CUDA_R_32F, d->c,
+                                 dt, d->c, dy, dt, d->k, d->overwrite ? &mm_zero : &mm_one, dw,
+                                 CUDA_R_32F, d->c,
                                  mm_gemm_compute(ctx), CUBLAS_GEMM_DEFAULT));
 }

@@ -98,10 +98,10 @@ static void mm_conv_describe(char *buf, size_t n, const mm_conv_key *k)
 {
     char cap[32] = "";
     if (k->ws_cap_kib >= 0) snprintf(cap, sizeof cap, " scratch cap %d KiB", k->ws_cap_kib);
-    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s%s",
+    snprintf(buf, n, "%s x[%d,%d,%d,%d] w[%d,%d,%d,%d] stride %d pad %d %s %s%s%s",
              mm_conv_dir_name((mm_conv_dir)k->dir), k->n, k->h, k->w, k->c, k->k, k->r, k->s,
              k->c, k->stride_h, k->pad_h, mm_dtype_name((mm_dtype)k->dtype),
-             mm_precision_name((mm_precision)k->precision), cap);
+             mm_precision_name((mm_precision)k->precision), k->beta ? " beta 1" : "", cap);
 }
 
 /* Takes the first usable candidate of a list ordered best first: it ran and fits under `limit`,
@@ -415,8 +415,8 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     bool verbose = mm_conv_verbose();
     char what[160];
     mm_conv_describe(what, sizeof what, &e->key);
-    /* the fp32 filter gradient and a summing data gradient accumulate (beta 1), as the legacy
-     * calls do */
+    /* the fp32 filter gradient (but its first writer's) and a summing data gradient accumulate
+     * (beta 1), as the legacy calls do */
     float beta = e->key.beta ? 1.0f : 0.0f;
     mm_conv_graph g;
     cudnnStatus_t st = mm_conv_graph_init(&g, ctx->cudnn, e->key.dir, d, t, beta, e->key.align);
