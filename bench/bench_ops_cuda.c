@@ -11,7 +11,9 @@
  * FILTER: only ops whose name contains it (e.g. maxpool, conv_bwd_filter).
  * Output: one line per op, `op=NAME shape=... precision=P ms=T tflops=F gbps=G`. Convolutions
  * also run as the variants that blend into their output (cuDNN's beta 1: conv_bwd_data_acc,
- * conv_bwd_filter_add), to show what blending costs beside writing.
+ * conv_bwd_filter_add), to show what blending costs beside writing, and stride-1 data gradients
+ * both ways (conv_bwd_data_plain on cuDNN's backward-data algorithms, conv_bwd_data_as_fwd as
+ * a forward convolution of dy; conv_bwd_data is the step's choice).
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
  * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
@@ -183,17 +185,24 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
     /* each direction as the step runs it, and beside it the variant that blends into its output
      * (cuDNN's beta 1): a data gradient summed into the one it joins (d.accumulate, in place), a
      * filter gradient added to rather than written (d.overwrite 0: what its first writer did
-     * before 2026-11-26's tenth session) */
+     * before 2026-11-26's tenth session); a stride-1 data gradient also on cuDNN's backward-data
+     * algorithms and as a forward convolution of dy (MM_CONV_DGRAD_FWD=0 / 1; the step takes
+     * the faster) */
     const struct {
         mm_op op;
         const char *name;
         int accumulate, overwrite;
-    } vs[5] = {{MM_OP_CONV2D, "conv_fwd", 0, 0},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0},
-               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1},
-               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0}};
-    for (int i = 0; i < 5; i++) {
+        const char *turn; /* MM_CONV_DGRAD_FWD for the run, NULL: the default */
+    } vs[7] = {{MM_OP_CONV2D, "conv_fwd", 0, 0, NULL},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0, NULL},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_plain", 0, 0, "0"},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_as_fwd", 0, 0, "1"},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0, NULL},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1, NULL},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0, NULL}};
+    for (int i = 0; i < 7; i++) {
+        if (vs[i].turn && (stride != 1 || r == 1)) continue; /* only the backward-data way */
+        if (vs[i].turn) setenv("MM_CONV_DGRAD_FWD", vs[i].turn, 1);
         bench_op b;
         init(&b, vs[i].op, vs[i].name);
         b.node.p.conv = d;
@@ -213,6 +222,7 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
                            value_bytes(&b.vals[y]));
         snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_k%d_%dx%d/%d", n, h, w, c, k, r, r, stride);
         run(be, &b);
+        unsetenv("MM_CONV_DGRAD_FWD");
     }
 }
 

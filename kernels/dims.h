@@ -14,7 +14,8 @@ typedef struct mm_conv_dims {
     int pad_h, pad_w;
     int oh, ow;
     /* backward data only: dx = the node's in[2] + the data gradient (a gradient summed into an
-     * earlier one, graph.h mm_graph_fuse_grad_add); 0 elsewhere */
+     * earlier one, graph.h mm_graph_fuse_grad_add); 0 elsewhere (but in the forward convolution
+     * the CUDA backend may run such a data gradient as: conv_cudnn.c mm_conv_turned) */
     int accumulate;
     /* backward filter only: the node is the first of the step to write its parameter's gradient,
      * so it writes dw (=) instead of adding to it (+=, the default: a weight used twice). The

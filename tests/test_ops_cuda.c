@@ -121,6 +121,63 @@ MM_TEST(cuda_conv2d_backward_data_accumulating)
     }
 }
 
+/* How many data-gradient shapes the backend ran as forward convolutions of dy (the bench line's
+ * dgrad_fwd=). */
+static int dgrad_fwd_count(mm_backend *be)
+{
+    char buf[512];
+    be->describe(be, buf, sizeof buf);
+    const char *p = strstr(buf, "dgrad_fwd=");
+    return p ? atoi(p + strlen("dgrad_fwd=")) : -1;
+}
+
+/* Stride-1 data gradients run as forward convolutions of dy over the turned-around filter
+ * (conv_cudnn.c, MM_CONV_DGRAD_FWD=1 wherever it applies): paddings from 0 to r-1, odd sizes,
+ * 3x3 and 5x5, summing into an earlier gradient or not, on every path cuDNN's forward
+ * convolutions take (legacy algorithms, graph plans, NCHW copies), and in chunks of samples. */
+static const conv_cfg turn_cfgs[] = {
+    {2, 7, 5, 3, 4, 3, 1, 1, 1},   /* "same" padding */
+    {2, 9, 7, 5, 6, 3, 1, 0, 0},   /* no padding: the turned convolution pads by 2 */
+    {1, 8, 11, 4, 3, 5, 1, 1, 0},  /* 5x5, padding 1: turned, 3 */
+    {2, 6, 6, 3, 5, 3, 1, 2, 0},   /* padding r-1: turned, none */
+    {2, 28, 20, 64, 64, 3, 1, 1, 0}, /* tensor-core sized */
+};
+
+MM_TEST(cuda_conv2d_backward_data_as_forward)
+{
+    REQUIRE_GPU();
+    const char *paths[3][2] = {{NULL, "legacy"}, {"MM_CUDNN_GRAPH", "graph"}, {"MM_CONV_NCHW", "nchw"}};
+    setenv("MM_CONV_DGRAD_FWD", "1", 1);
+    int before = dgrad_fwd_count(cuda_backend(MM_PRECISION_FP32));
+    for (int p = 0; p < 3; p++)
+        for (size_t i = 0; i < sizeof turn_cfgs / sizeof turn_cfgs[0]; i++)
+            for (int chunks = 0; chunks < 2; chunks++) {
+                conv_cfg cfg = turn_cfgs[i];
+                cfg.n += chunks; /* chunks of 2 samples, then 1 */
+                cfg.h += p;      /* a shape of its own on each path */
+                mm_conv_dims d = conv_dims(&cfg);
+                char bound[32], name[80];
+                int64_t per = (int64_t)d.h * d.w * d.c, per_y = (int64_t)d.oh * d.ow * d.k;
+                snprintf(bound, sizeof bound, "%lld", (long long)(2 * (per > per_y ? per : per_y)));
+                if (chunks) setenv("MM_CONV_CHUNK_ELEMS", bound, 1);
+                if (paths[p][0]) setenv(paths[p][0], "1", 1);
+                uint64_t seed = 800 + 20 * (uint64_t)p + 2 * i + (uint64_t)chunks;
+                for (int acc = 0; acc < 2; acc++) {
+                    d.accumulate = acc;
+                    snprintf(name, sizeof name, "%s conv bwd data as fwd%s%s cfg %zu", paths[p][1],
+                             acc ? " + acc" : "", chunks ? " chunked" : "", i);
+                    conv_bwd_data_case(&d, seed + 100 * (uint64_t)acc, name);
+                }
+                if (paths[p][0]) unsetenv(paths[p][0]);
+                unsetenv("MM_CONV_CHUNK_ELEMS");
+            }
+    unsetenv("MM_CONV_DGRAD_FWD");
+    /* every shape above ran so (counted by the data-gradient shapes of one precision) */
+    int turned = dgrad_fwd_count(cuda_backend(MM_PRECISION_FP32)) - before;
+    printf("    %d data-gradient shapes ran as forward convolutions\n", turned);
+    CHECK_MSG(turned >= 30, "%d data-gradient shapes ran as forward convolutions", turned);
+}
+
 MM_TEST(cuda_conv2d_backward_filter)
 {
     REQUIRE_GPU();

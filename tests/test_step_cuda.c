@@ -702,7 +702,8 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
 }
 
 /* The step with every convolution that can run on NCHW copies of its operands (conv_nchw.h,
- * MM_CONV_NCHW=1: the stem, the 3x3s, in all three directions) doing so, in fp32 and tf32 (bf16
+ * MM_CONV_NCHW=1: the stem, the 3x3s, in all three directions; MM_CONV_DGRAD_FWD=0: the data
+ * gradients as themselves) doing so, in fp32 and tf32 (bf16
  * stays in NHWC): the planner sizes their scratch, the copies and transposes sit inside the step,
  * and it still matches the CPU's with the tolerances of the precision. MM_NO_WS_LIMIT=1: no
  * node's scratch is capped back to where the copies would not fit. */
@@ -715,6 +716,7 @@ MM_TEST(cuda_step_on_nchw_copies)
     cpu_reference(&cpu, &cm, &cs);
     setenv("MM_CONV_NCHW", "1", 1);
     setenv("MM_NO_WS_LIMIT", "1", 1);
+    setenv("MM_CONV_DGRAD_FWD", "0", 1); /* no forward twins of the data gradients searched */
     for (int pi = 0; pi < 2; pi++) {
         mm_backend *gpu = NULL;
         CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
@@ -743,6 +745,7 @@ MM_TEST(cuda_step_on_nchw_copies)
     }
     unsetenv("MM_CONV_NCHW");
     unsetenv("MM_NO_WS_LIMIT");
+    unsetenv("MM_CONV_DGRAD_FWD");
     mm_session_free(&cs);
     mm_graph_free(cm.g);
     mm_backend_destroy(cpu);

@@ -599,9 +599,10 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
         snprintf(kept, sizeof kept, "hits:%d,searched:%d", k.hits, k.searched);
     }
     snprintf(buf, n,
-             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d ws_kept=%d ws_chunked=%d algo_cache=%s",
-             c.legacy, c.nchw, c.graph, c.gemm, mm_cuda_caps_kept(ctx), mm_cuda_caps_chunked(ctx),
-             kept);
+             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d dgrad_fwd=%d ws_kept=%d ws_chunked=%d "
+             "algo_cache=%s",
+             c.legacy, c.nchw, c.graph, c.gemm, c.turned, mm_cuda_caps_kept(ctx),
+             mm_cuda_caps_chunked(ctx), kept);
 }
 
 static double mm_cuda_chosen_ms(mm_backend *be, const mm_graph *g, const mm_node *node)

@@ -26,7 +26,6 @@ typedef struct mm_conv_key {
 
 typedef struct mm_conv_entry {
     mm_conv_key key;
-    int used;
     int ok;   /* an algorithm was found (a shape without one is cached too) */
     mm_conv_descs d;
     int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
@@ -42,6 +41,9 @@ typedef struct mm_conv_entry {
      * (mm_conv_best_under) is known without searching again. */
     struct mm_conv_cand { float ms; size_t scratch; } cands[MM_CONV_CANDS];
     int n_cands;
+    /* a data-gradient entry whose chunk set last ran as forward convolutions of dy
+     * (conv_cudnn.c mm_conv_chunks_turn); counted by mm_conv_cache_counts */
+    int turned;
 } mm_conv_entry;
 
 /* The time of the fastest candidate e's search timed that runs in at most `cap` bytes of

@@ -176,10 +176,12 @@ int mm_conv_chunk_samples(const mm_conv_dims *d);
 /* ---- the convolution algorithm cache (conv_cudnn.c) ---- */
 mm_conv_cache *mm_conv_cache_new(void);
 void mm_conv_cache_free(mm_conv_cache *c);
-/* How the shapes chosen so far run: legacy cuDNN algorithms (in NHWC, or on NCHW copies:
- * conv_nchw.h), graph-API plans, cuBLAS GEMMs. */
+/* How the shapes searched so far run: legacy cuDNN algorithms (in NHWC, or on NCHW copies:
+ * conv_nchw.h), graph-API plans, cuBLAS GEMMs (a stride-1 data gradient's forward twin counts
+ * among them, searched whether or not it runs); and the data-gradient shapes that run as their
+ * forward twins, convolutions of dy over the turned filter. */
 typedef struct mm_conv_counts {
-    int legacy, nchw, graph, gemm;
+    int legacy, nchw, graph, gemm, turned;
 } mm_conv_counts;
 mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c);
 

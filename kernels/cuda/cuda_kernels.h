@@ -147,6 +147,11 @@ void mm_cuda_softmax_xent_backward(void *dlogits /* [n,c] */, mm_dtype td,
 /* ---- flips of an NHWC tensor (flip.cu): axis 1 rows, axis 2 columns; y must not alias x ---- */
 void mm_cuda_flip(void *y, const void *x, mm_dtype t, int n, int h, int w, int c, int axis,
                   cudaStream_t st);
+/* wf[ci][r][s][ko] = w[ko][R-1-r][S-1-s][ci] (R = r, S = s): the OHWI filter w [k,r,s,c] turned
+ * into the filter [c,r,s,k] of the forward convolution that computes its stride-1 data gradient
+ * (conv_cudnn.c); t's size (2 or 4 bytes) is all that matters. wf must not alias w. */
+void mm_cuda_filter_turn(void *wf, const void *w, mm_dtype t, int k, int r, int s, int c,
+                         cudaStream_t st);
 
 /* ---- layout (layout.cu): y[b][j][i] = x[b][i][j], or += with accumulate; fp32; y must not
  * alias x. NHWC -> NCHW is (batch n, rows h*w, cols c), OHWI -> OIHW (batch k, rows r*s, cols c),
