@@ -87,6 +87,21 @@ static void conv_bwd_filter_case(const mm_conv_dims *d, uint64_t seed, const cha
     tc_check(&tc, name);
 }
 
+/* A backward case on every conv_cfgs shape, with d.accumulate and d.overwrite as given; seeds
+ * from `seed`, names "<what> cfg <i>". */
+static void each_conv_cfg(void (*run)(const mm_conv_dims *, uint64_t, const char *),
+                          int accumulate, int overwrite, uint64_t seed, const char *what)
+{
+    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
+        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
+        d.accumulate = accumulate;
+        d.overwrite = overwrite;
+        char name[80];
+        snprintf(name, sizeof name, "%s cfg %zu", what, i);
+        run(&d, seed + i, name);
+    }
+}
+
 MM_TEST(cuda_conv2d_forward)
 {
     REQUIRE_GPU();
@@ -101,24 +116,13 @@ MM_TEST(cuda_conv2d_forward)
 MM_TEST(cuda_conv2d_backward_data)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        char name[64];
-        snprintf(name, sizeof name, "conv bwd data cfg %zu", i);
-        conv_bwd_data_case(&d, 200 + i, name);
-    }
+    each_conv_cfg(conv_bwd_data_case, 0, 0, 200, "conv bwd data");
 }
 
 MM_TEST(cuda_conv2d_backward_data_accumulating)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        d.accumulate = 1;
-        char name[64];
-        snprintf(name, sizeof name, "conv bwd data + acc cfg %zu", i);
-        conv_bwd_data_case(&d, 250 + i, name);
-    }
+    each_conv_cfg(conv_bwd_data_case, 1, 0, 250, "conv bwd data + acc");
 }
 
 /* How many data-gradient shapes the backend ran as forward convolutions of dy (the bench line's
@@ -181,12 +185,7 @@ MM_TEST(cuda_conv2d_backward_data_as_forward)
 MM_TEST(cuda_conv2d_backward_filter)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        char name[64];
-        snprintf(name, sizeof name, "conv bwd filter cfg %zu", i);
-        conv_bwd_filter_case(&d, 300 + i, name);
-    }
+    each_conv_cfg(conv_bwd_filter_case, 0, 0, 300, "conv bwd filter");
 }
 
 /* The gradient's first writer (p.conv.overwrite) writes dw over what the buffer holds (non-zero
@@ -195,13 +194,7 @@ MM_TEST(cuda_conv2d_backward_filter)
 MM_TEST(cuda_conv2d_backward_filter_first_writer)
 {
     REQUIRE_GPU();
-    for (size_t i = 0; i < sizeof conv_cfgs / sizeof conv_cfgs[0]; i++) {
-        mm_conv_dims d = conv_dims(&conv_cfgs[i]);
-        d.overwrite = 1;
-        char name[64];
-        snprintf(name, sizeof name, "conv bwd filter (first writer) cfg %zu", i);
-        conv_bwd_filter_case(&d, 350 + i, name);
-    }
+    each_conv_cfg(conv_bwd_filter_case, 0, 1, 350, "conv bwd filter (first writer)");
 }
 
 /* The three directions again on backends in deterministic mode (backend.h: cuDNN's heuristic
