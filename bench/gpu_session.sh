@@ -26,13 +26,15 @@
 #                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
 #                                     tf32 with filter gradients added (MM_CONV_DW_OVERWRITE=0),
 #                                     fp32 and tf32 without data gradients as forward
-#                                     convolutions (MM_CONV_DGRAD_FWD=0),
+#                                     convolutions (MM_CONV_DGRAD_FWD=0), tf32 without
+#                                     cuDNN's fused conv+bias+ReLU (MM_CONV_FUSED=0),
 #                                     with H200 run 2's recomputation, with
 #                                     --deterministic, with --recompute-conv 64, bf16 with
 #                                     --feed, fp32 with MM_CONV_WS_CHUNKS=0,
 #                                     bench_ops_cuda tf32, tf32 with runtime-compiled engines
 #                                     (MM_CUDNN_RTC=1) (tf32-dw-add.txt, fp32-no-dgrad-fwd.txt,
-#                                     tf32-no-dgrad-fwd.txt, tf32-recompute-run2.txt,
+#                                     tf32-no-dgrad-fwd.txt, tf32-no-fused-bias-relu.txt,
+#                                     tf32-recompute-run2.txt,
 #                                     tf32-deterministic.txt, tf32-recompute-conv-64.txt,
 #                                     bf16-feed.txt, fp32-no-chunks.txt, ops-tf32.txt, tf32-rtc.txt
 #                                     and tf32-rtc-search.log.gz). env: TESTS
@@ -95,7 +97,8 @@ mammo_only() {
 # furthest from its target), op by op and kernel by kernel on both sides; tf32 with filter
 # gradients added into the zeroed gradient (MM_CONV_DW_OVERWRITE=0, beta 1, as before their
 # first writers wrote them with beta 0); fp32 and tf32 with every data gradient on cuDNN's
-# backward-data algorithms (MM_CONV_DGRAD_FWD=0, not as forward convolutions); tf32 with the recomputation of H200 run 2 (the stem
+# backward-data algorithms (MM_CONV_DGRAD_FWD=0, not as forward convolutions); tf32 with every
+# biased convolution and its ReLU apart (MM_CONV_FUSED=0, not cuDNN's fused call); tf32 with the recomputation of H200 run 2 (the stem
 # recomputed, no slack: --recompute-conv 147 --recompute-slack 0), so what the defaults of
 # 2026-11-26's later sessions buy (the stem kept, residual-chain links kept within 20% more
 # activation memory) is measured on the same card; tf32 deterministic; what recomputing fewer
@@ -125,6 +128,11 @@ extras() {
         export MM_CONV_DGRAD_FWD=0
         mammo_only fp32-no-dgrad-fwd.txt --precision fp32
         mammo_only tf32-no-dgrad-fwd.txt --precision tf32
+    )
+    # biased convolutions never in cuDNN's fused call with their ReLU (what it buys: VGG16)
+    (
+        export MM_CONV_FUSED=0
+        mammo_only tf32-no-fused-bias-relu.txt --precision tf32
     )
     mammo_only tf32-recompute-run2.txt --precision tf32 --recompute-conv 147 --recompute-slack 0
     mammo_only tf32-deterministic.txt --precision tf32 --deterministic

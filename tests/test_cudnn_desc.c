@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/dims.h"
+#include "runtime/backend.h"
 #include "tests/harness.h"
 #ifdef MM_HAVE_CUDA
 #include "kernels/cuda/conv_cudnn.h"
@@ -156,6 +157,34 @@ MM_TEST(cudnn_vgg16_output_dims)
     CHECK_EQ_INT(b.w, 7);
 #ifndef MM_HAVE_CUDA
     MM_SKIP("this build has no CUDA backend: shapes walked, cuDNN not asked");
+#endif
+}
+
+/* The fused call's descriptors (cudnnConvolutionBiasActivationForward): the bias [1,k,1,1]
+ * fp32 in the data's layout, and a ReLU. */
+MM_TEST(cudnn_bias_relu_descriptors)
+{
+#ifdef MM_HAVE_CUDA
+    mm_conv_dims d = square_conv(2, 36, 28, 512, 256, 3, 1, 1);
+    for (int nchw = 0; nchw < 2; nchw++) {
+        mm_conv_descs cd;
+        CHECK_EQ_INT(mm_conv_descs_init(&cd, &d, MM_F32, MM_PRECISION_TF32, nchw), 0);
+        CHECK_EQ_INT(mm_conv_descs_add_bias_relu(&cd, &d, nchw), 0);
+        cudnnDataType_t dt;
+        int n, c, h, w, sn, sc, sh, sw;
+        CHECK_EQ_INT(cudnnGetTensor4dDescriptor(cd.bias, &dt, &n, &c, &h, &w, &sn, &sc, &sh, &sw),
+                     0);
+        CHECK(dt == CUDNN_DATA_FLOAT && n == 1 && c == 256 && h == 1 && w == 1);
+        cudnnActivationMode_t mode;
+        cudnnNanPropagation_t nan;
+        double coef;
+        CHECK_EQ_INT(cudnnGetActivationDescriptor(cd.relu, &mode, &nan, &coef), 0);
+        CHECK(mode == CUDNN_ACTIVATION_RELU);
+        mm_conv_descs_free(&cd);
+        CHECK(cd.bias == NULL && cd.relu == NULL);
+    }
+#else
+    MM_SKIP("this build has no CUDA backend");
 #endif
 }
 

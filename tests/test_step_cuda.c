@@ -751,6 +751,47 @@ MM_TEST(cuda_step_on_nchw_copies)
     mm_backend_destroy(cpu);
 }
 
+/* The step with each biased convolution whose ReLU runs with it (the VGG16 trunk layer) in
+ * cuDNN's one call, cudnnConvolutionBiasActivationForward (MM_CONV_FUSED=1: wherever cuDNN
+ * runs it), in fp32 and tf32 (bf16 keeps the plain convolution and our bias pass): the planner
+ * sizes its workspace, the step allocates nothing and still matches the CPU's. */
+MM_TEST(cuda_step_with_fused_bias_relu)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    mm_backend *cpu = NULL;
+    net cm;
+    mm_session cs;
+    cpu_reference(&cpu, &cm, &cs);
+    setenv("MM_CONV_FUSED", "1", 1);
+    for (int pi = 0; pi < 2; pi++) {
+        mm_backend *gpu = NULL;
+        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
+        if (!gpu) continue;
+        net gm;
+        prepare(&gm, MM_F32);
+        mm_session gs;
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+        size_t free_before = device_free(gpu);
+        mm_session_run(&gs);
+        CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
+                  mm_precision_name(precs[pi]));
+        compare_step("fused bias and ReLU", pi, &cs, &cm, &gs, &gm);
+#ifdef MM_HAVE_CUDA
+        mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
+        CHECK_MSG(n.bias_relu == 1, "%s: %d convolutions ran with their bias and ReLU",
+                  mm_precision_name(precs[pi]), n.bias_relu);
+#endif
+        mm_session_free(&gs);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    unsetenv("MM_CONV_FUSED");
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
+}
+
 /* Every result of a step (loss, probabilities, parameter gradients, statistics) read back. */
 typedef struct step_result {
     int n, ids[2 * MAXP + 2];

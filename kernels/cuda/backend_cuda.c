@@ -183,9 +183,11 @@ static void mm_cuda_op(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node,
     cudaStream_t st = ctx->stream;
     switch (node->op) {
     case MM_OP_CONV2D: {
-        int relu = !ws->measure && mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
+        /* known when measuring too: the ReLU may take the convolution into cuDNN's fused call,
+         * whose workspace differs */
+        int relu = mm_cuda_fuse_code(ctx, g, node) == MM_FUSE_APPLY_RELU;
         mm_cuda_op_conv2d(ctx, node, ins, outs, ws, relu);
-        if (relu) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
+        if (relu && !ws->measure) mm_cuda_fusion_mark_applied(mm_cuda_fusion_of(ctx, g), g, node);
         return;
     }
     case MM_OP_CONV2D_BWD_DATA: mm_cuda_op_conv2d_bwd_data(ctx, node, ins, outs, ws); return;
@@ -599,9 +601,9 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
         snprintf(kept, sizeof kept, "hits:%d,searched:%d", k.hits, k.searched);
     }
     snprintf(buf, n,
-             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d dgrad_fwd=%d ws_kept=%d ws_chunked=%d "
-             "algo_cache=%s",
-             c.legacy, c.nchw, c.graph, c.gemm, c.turned, mm_cuda_caps_kept(ctx),
+             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d dgrad_fwd=%d bias_relu=%d ws_kept=%d "
+             "ws_chunked=%d algo_cache=%s",
+             c.legacy, c.nchw, c.graph, c.gemm, c.turned, c.bias_relu, mm_cuda_caps_kept(ctx),
              mm_cuda_caps_chunked(ctx), kept);
 }
 

@@ -81,10 +81,14 @@ void mm_conv_cache_free(mm_conv_cache *c)
 
 mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c)
 {
-    mm_conv_counts n = {0, 0, 0, 0, 0};
+    mm_conv_counts n = {0, 0, 0, 0, 0, 0};
     for (int i = 0; i < c->cap; i++) {
         const mm_conv_entry *e = c->slots[i];
         if (!e || !e->ok) continue;
+        if (e->key.dir == MM_CONV_FWD_BIAS_RELU) { /* a way to run a forward shape, not one */
+            n.bias_relu += e->taken;
+            continue;
+        }
         n.turned += e->turned;
         if (e->gemm) n.gemm++;
         else if (e->use_graph) n.graph++;
@@ -96,8 +100,10 @@ mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c)
 
 const char *mm_conv_dir_name(mm_conv_dir dir)
 {
-    return dir == MM_CONV_FWD ? "forward" : dir == MM_CONV_BWD_DATA ? "backward-data"
-                                                                     : "backward-filter";
+    return dir == MM_CONV_FWD             ? "forward"
+           : dir == MM_CONV_BWD_DATA      ? "backward-data"
+           : dir == MM_CONV_BWD_FILTER    ? "backward-filter"
+                                          : "forward+bias+relu";
 }
 
 _Noreturn static void mm_conv_no_algo(const mm_conv_key *k, mm_dtype dtype)
@@ -186,6 +192,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision, false));
+    if (dir == MM_CONV_FWD_BIAS_RELU) MM_CUDNN_CHECK(mm_conv_descs_add_bias_relu(&fresh.d, d, false));
     mm_conv_disk *disk = mm_conv_disk_of(ctx);
     if (!mm_conv_disk_restore(disk, ctx, &fresh, d, dtype, limit)) {
         fresh.ok = mm_conv_pick(ctx, &fresh, d, dtype, limit);
@@ -454,6 +461,37 @@ static size_t mm_sample_offset(int n0, int h, int w, int c, mm_dtype t)
     return (size_t)n0 * h * w * c * mm_dtype_size(t);
 }
 
+/* A forward convolution with its bias and the ReLU after it runs as cuDNN's one call
+ * (cudnnConvolutionBiasActivationForward, the entry of MM_CONV_FWD_BIAS_RELU) where that is at
+ * least MM_CONV_FUSED_GAIN faster than the plain convolution and our bias-and-ReLU pass; fp32
+ * data, the whole batch in one chunk. MM_CONV_FUSED=0: never; =1: wherever cuDNN runs it (the
+ * tests). */
+#define MM_CONV_FUSED_GAIN 0.01f
+
+static int mm_conv_fused_mode(void)
+{
+    const char *v = getenv("MM_CONV_FUSED");
+    return v && (v[0] == '0' || v[0] == '1') && v[1] == 0 ? v[0] - '0' : -1;
+}
+
+/* The fused entry to run node (a biased convolution whose ReLU is applied with it) with, or
+ * NULL: the chunk set ch. Under the cap ch's entry was chosen with; deterministic backends time
+ * nothing and run plain. */
+static mm_conv_entry *mm_conv_fused_entry(mm_cuda_ctx *ctx, const mm_node *node,
+                                          const mm_conv_chunks *ch)
+{
+    int mode = mm_conv_fused_mode();
+    if (mode == 0 || ch->t != MM_F32 || ch->nb < ch->n || (mode < 0 && ctx->be->deterministic))
+        return NULL;
+    size_t cap = ch->e_full->key.ws_cap_kib < 0 ? SIZE_MAX : mm_cuda_node_cap(ctx, node);
+    mm_conv_entry *fe = mm_conv_lookup(ctx, MM_CONV_FWD_BIAS_RELU, &ch->full, MM_F32, cap, 0);
+    bool take = fe->ok && (mode == 1 || (ch->e_full->time_ms >= 0 && fe->pass_ms >= 0 &&
+                                         fe->time_ms * (1.0f + MM_CONV_FUSED_GAIN) <
+                                             ch->e_full->time_ms + fe->pass_ms));
+    fe->taken = take;
+    return take ? fe : NULL;
+}
+
 void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *ins,
                        const mm_tensor *outs, mm_cuda_ws *ws, int relu)
 {
@@ -464,8 +502,18 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
     const char *x = mm_cuda_stage_input(ctx, ws, &ins[0], t);
     const void *w = mm_cuda_stage_input(ctx, ws, &ins[1], t);
     char *y = mm_cuda_stage_output(ws, &outs[0], t);
-    void *cws = mm_cuda_ws_take(ws, ch.scratch);
+    MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
+    mm_conv_entry *fe = relu ? mm_conv_fused_entry(ctx, node, &ch) : NULL;
+    void *cws = mm_cuda_ws_take(ws, fe ? fe->ws_bytes : ch.scratch);
     if (ws->measure) return;
+    if (fe) {
+        MM_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+            ctx->cudnn, &mm_one, fe->d.x, x, fe->d.w, w, fe->d.conv,
+            (cudnnConvolutionFwdAlgo_t)fe->algo, cws, fe->ws_bytes, &mm_zero, fe->d.y, y,
+            fe->d.bias, ins[2].data, fe->d.relu, fe->d.y, y));
+        mm_cuda_finish_output(ctx, &outs[0], y, t);
+        return;
+    }
     for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
         const mm_conv_entry *e;
         int n0;
@@ -473,7 +521,6 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
         mm_conv_run(ctx, e, dc, t, x + mm_sample_offset(n0, d->h, d->w, d->c, t), w,
                     y + mm_sample_offset(n0, d->oh, d->ow, d->k, t), cws, false);
     }
-    MM_ASSERT(!relu || (node->n_in > 2 && ins[2].data)); /* fused only with a bias pass */
     if (node->n_in > 2 && ins[2].data)
         mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
                          relu, ctx->stream);

@@ -19,6 +19,10 @@ typedef struct mm_conv_descs {
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
+    /* mm_conv_descs_add_bias_relu: the bias [1,k,1,1] fp32 and a ReLU, for
+     * cudnnConvolutionBiasActivationForward (NULL otherwise) */
+    cudnnTensorDescriptor_t bias;
+    cudnnActivationDescriptor_t relu;
 } mm_conv_descs;
 
 /* Returns the first failing status (CUDNN_STATUS_SUCCESS when all were made). On failure the
@@ -26,6 +30,8 @@ typedef struct mm_conv_descs {
 cudnnStatus_t mm_conv_descs_init(mm_conv_descs *cd, const mm_conv_dims *d, mm_dtype dtype,
                                  int precision /* mm_precision */, bool nchw);
 void mm_conv_descs_free(mm_conv_descs *cd);
+/* Adds the bias and ReLU descriptors of the fused call to cd (made for d); its status. */
+cudnnStatus_t mm_conv_descs_add_bias_relu(mm_conv_descs *cd, const mm_conv_dims *d, bool nchw);
 
 /* cuDNN's output shape of the convolution d (cudnnGetConvolution2dForwardOutputDim) in either
  * layout: out = {n, k, oh, ow}. Returns its status. */

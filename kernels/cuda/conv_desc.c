@@ -41,8 +41,24 @@ fail:
     return s;
 }
 
+cudnnStatus_t mm_conv_descs_add_bias_relu(mm_conv_descs *cd, const mm_conv_dims *d, bool nchw)
+{
+    cudnnStatus_t s = cudnnCreateTensorDescriptor(&cd->bias);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    s = cudnnSetTensor4dDescriptor(cd->bias, nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC,
+                                   CUDNN_DATA_FLOAT, 1, d->k, 1, 1);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    s = cudnnCreateActivationDescriptor(&cd->relu);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    /* NaN in, 0 out: the ReLU of our kernels (x > 0 ? x : 0) */
+    return cudnnSetActivationDescriptor(cd->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN,
+                                        0.0);
+}
+
 void mm_conv_descs_free(mm_conv_descs *cd)
 {
+    if (cd->bias) cudnnDestroyTensorDescriptor(cd->bias);
+    if (cd->relu) cudnnDestroyActivationDescriptor(cd->relu);
     if (cd->x) cudnnDestroyTensorDescriptor(cd->x);
     if (cd->y) cudnnDestroyTensorDescriptor(cd->y);
     if (cd->w) cudnnDestroyFilterDescriptor(cd->w);

@@ -16,7 +16,7 @@
  * the workspace slack...), so that choices kept by an older search are searched again. 2: ten
  * graph plans, each configuration once, the knobs recorded. 3: a limit under 16 MiB is given its
  * workspace (before, such a search timed only algorithms that need none). */
-#define MM_CONV_DISK_MAGIC "mammo conv-algos 3"
+#define MM_CONV_DISK_MAGIC "mammo conv-algos 4"
 
 /* How an entry runs (the kinds of conv_entry.h). */
 enum { MM_KIND_LEGACY, MM_KIND_NCHW, MM_KIND_GRAPH, MM_KIND_GEMM, MM_KIND_COUNT };
@@ -29,6 +29,7 @@ typedef struct mm_conv_record {
     unsigned long long knobs; /* graph: its configuration's knob choices (conv_graph.h) */
     size_t ws_bytes;
     float time_ms;
+    float pass_ms; /* forward+bias+relu: the pass it saves (conv_entry.h) */
     int n_cands;
     struct mm_conv_cand cands[MM_CONV_CANDS];
 } mm_conv_record;
@@ -185,14 +186,14 @@ static bool mm_parse_record(char *line, mm_conv_record *r)
     char *p = line;
     for (int i = 0; i < MM_KEY_N; i++)
         if (!mm_next_int(&p, mm_key_field(&r->key, i), -1, INT_MAX)) return false;
-    if (r->key.dir < MM_CONV_FWD || r->key.dir > MM_CONV_BWD_FILTER) return false;
+    if (r->key.dir < MM_CONV_FWD || r->key.dir > MM_CONV_FWD_BIAS_RELU) return false;
     for (int i = 0; i < MM_CONV_SETUP_N; i++)
         if (!mm_next_int(&p, &r->setup[i], -1, INT_MAX)) return false;
     if (!mm_next_int(&p, &r->ok, 0, 1) || !mm_next_int(&p, &r->kind, 0, MM_KIND_COUNT - 1) ||
         !mm_next_int(&p, &r->algo, 0, 63) || !mm_next_int(&p, &r->math, 0, 63) ||
         !mm_next_ll(&p, &r->engine) || !mm_next_ull(&p, &r->knobs) ||
         !mm_next_size(&p, &r->ws_bytes) || !mm_next_float(&p, &r->time_ms) ||
-        !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
+        !mm_next_float(&p, &r->pass_ms) || !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
         return false;
     for (int i = 0; i < r->n_cands; i++)
         if (!mm_next_float(&p, &r->cands[i].ms) || !mm_next_size(&p, &r->cands[i].scratch))
@@ -206,8 +207,8 @@ static void mm_write_record(FILE *f, const mm_conv_record *r)
     mm_conv_key k = r->key;
     for (int i = 0; i < MM_KEY_N; i++) fprintf(f, "%d ", *mm_key_field(&k, i));
     for (int i = 0; i < MM_CONV_SETUP_N; i++) fprintf(f, "%d ", r->setup[i]);
-    fprintf(f, "%d %d %d %d %lld %llu %zu %.9g %d", r->ok, r->kind, r->algo, r->math, r->engine,
-            r->knobs, r->ws_bytes, (double)r->time_ms, r->n_cands);
+    fprintf(f, "%d %d %d %d %lld %llu %zu %.9g %.9g %d", r->ok, r->kind, r->algo, r->math,
+            r->engine, r->knobs, r->ws_bytes, (double)r->time_ms, (double)r->pass_ms, r->n_cands);
     for (int i = 0; i < r->n_cands; i++)
         fprintf(f, " %.9g %zu", (double)r->cands[i].ms, r->cands[i].scratch);
     fputc('\n', f);
@@ -288,7 +289,8 @@ void mm_conv_disk_save(mm_conv_disk *dk)
     fprintf(af.file, "%s\n%s\n", MM_CONV_DISK_MAGIC, dk->ident);
     fprintf(af.file, "# key: dir dtype precision beta ws_cap_kib align n h w c k r s stride_h "
                      "stride_w pad_h pad_w; setup: ws_limit_kib graph nchw gemm rtc; choice: ok "
-                     "kind(0 legacy 1 nchw 2 graph 3 gemm) algo math engine knobs ws_bytes ms; "
+                     "kind(0 legacy 1 nchw 2 graph 3 gemm) algo math engine knobs ws_bytes ms "
+                     "pass_ms; "
                      "candidates: n, then ms scratch each\n");
     for (int i = 0; i < dk->n; i++) mm_write_record(af.file, &dk->recs[i]);
     if (mm_atomic_file_commit(&af) != MM_OK) {
@@ -332,6 +334,7 @@ void mm_conv_disk_record(mm_conv_disk *dk, const mm_cuda_ctx *ctx, const mm_conv
     r.knobs = e->use_graph ? e->gplan.knobs : 0;
     r.ws_bytes = e->ws_bytes;
     r.time_ms = e->time_ms;
+    r.pass_ms = e->pass_ms;
     r.n_cands = e->n_cands;
     memcpy(r.cands, e->cands, sizeof r.cands);
     mm_conv_disk_put(dk, &r);
@@ -396,6 +399,7 @@ bool mm_conv_disk_restore(mm_conv_disk *dk, mm_cuda_ctx *ctx, mm_conv_entry *e,
         MM_CUDNN_CHECK(cudnnSetConvolutionMathType(e->d.conv, (cudnnMathType_t)r->math));
     e->ws_bytes = r->ws_bytes;
     e->time_ms = r->time_ms;
+    e->pass_ms = r->pass_ms;
     e->n_cands = r->n_cands;
     memcpy(e->cands, r->cands, sizeof e->cands);
     dk->counts.hits++;

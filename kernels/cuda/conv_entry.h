@@ -10,7 +10,15 @@
 #include "conv_nchw.h"
 #include "cuda_backend.h"
 
-typedef enum mm_conv_dir { MM_CONV_FWD = 1, MM_CONV_BWD_DATA, MM_CONV_BWD_FILTER } mm_conv_dir;
+/* MM_CONV_FWD_BIAS_RELU: a forward convolution with its bias and the ReLU after it in one
+ * cuDNN call (cudnnConvolutionBiasActivationForward), searched apart (conv_search.c
+ * mm_conv_pick_fused) and run where it beats the plain convolution and our bias pass. */
+typedef enum mm_conv_dir {
+    MM_CONV_FWD = 1,
+    MM_CONV_BWD_DATA,
+    MM_CONV_BWD_FILTER,
+    MM_CONV_FWD_BIAS_RELU
+} mm_conv_dir;
 
 #define MM_CONV_CANDS 32 /* candidates an entry remembers */
 
@@ -44,6 +52,11 @@ typedef struct mm_conv_entry {
     /* a data-gradient entry whose chunk set last ran as forward convolutions of dy
      * (conv_cudnn.c mm_conv_chunks_turn); counted by mm_conv_cache_counts */
     int turned;
+    /* MM_CONV_FWD_BIAS_RELU: the time of the pass it saves (mm_cuda_bias_add with the ReLU,
+     * timed on the same operands), -1 if not timed; and whether the last node that looked it up
+     * ran it (conv_cudnn.c mm_conv_fused_entry), for the counts */
+    float pass_ms;
+    int taken;
 } mm_conv_entry;
 
 /* The time of the fastest candidate e's search timed that runs in at most `cap` bytes of

@@ -70,7 +70,7 @@ static const char *mm_conv_algo_name(mm_conv_dir dir, int algo)
     static const char *bwd_filter[] = {"algo_0", "algo_1", "fft", "algo_3", "winograd",
                                        "winograd_nonfused", "fft_tiling"};
     if (algo < 0) return "?";
-    if (dir == MM_CONV_FWD) return algo < 8 ? fwd[algo] : "?";
+    if (dir == MM_CONV_FWD || dir == MM_CONV_FWD_BIAS_RELU) return algo < 8 ? fwd[algo] : "?";
     if (dir == MM_CONV_BWD_DATA) return algo < 6 ? bwd_data[algo] : "?";
     return algo < 7 ? bwd_filter[algo] : "?";
 }
@@ -345,16 +345,16 @@ static void mm_conv_run_probe(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm
     mm_conv_run(ctx, e, d, t, p->x, p->w, p->y, p->ws, e->key.beta);
 }
 
-/* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */
-static float mm_conv_time_runs(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
-                               mm_dtype t, const mm_conv_probe *p, int runs)
+/* Milliseconds per call of run(arg) on the backend's stream: one warm-up, then the mean of
+ * `runs` calls. */
+static float mm_stream_time(mm_cuda_ctx *ctx, void (*run)(void *), void *arg, int runs)
 {
     cudaEvent_t a, b;
     MM_CUDA_CHECK(cudaEventCreate(&a));
     MM_CUDA_CHECK(cudaEventCreate(&b));
-    mm_conv_run_probe(ctx, e, d, t, p);
+    run(arg);
     MM_CUDA_CHECK(cudaEventRecord(a, ctx->stream));
-    for (int i = 0; i < runs; i++) mm_conv_run_probe(ctx, e, d, t, p);
+    for (int i = 0; i < runs; i++) run(arg);
     MM_CUDA_CHECK(cudaEventRecord(b, ctx->stream));
     MM_CUDA_CHECK(cudaEventSynchronize(b));
     float ms = 0;
@@ -362,6 +362,28 @@ static float mm_conv_time_runs(mm_cuda_ctx *ctx, const mm_conv_entry *e, const m
     MM_CUDA_CHECK(cudaEventDestroy(a));
     MM_CUDA_CHECK(cudaEventDestroy(b));
     return ms / (float)runs;
+}
+
+typedef struct mm_probe_run {
+    mm_cuda_ctx *ctx;
+    const mm_conv_entry *e;
+    const mm_conv_dims *d;
+    mm_dtype t;
+    const mm_conv_probe *p;
+} mm_probe_run;
+
+static void mm_probe_once(void *arg)
+{
+    mm_probe_run *r = arg;
+    mm_conv_run_probe(r->ctx, r->e, r->d, r->t, r->p);
+}
+
+/* Milliseconds per run of e on the probe: one warm-up, then the mean of `runs` runs. */
+static float mm_conv_time_runs(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                               mm_dtype t, const mm_conv_probe *p, int runs)
+{
+    mm_probe_run r = {ctx, e, d, t, p};
+    return mm_stream_time(ctx, mm_probe_once, &r, runs);
 }
 
 static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
@@ -589,6 +611,102 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     return true;
 }
 
+/* ---- a forward convolution with its bias and ReLU in one call ---- */
+typedef struct mm_fused_run {
+    mm_cuda_ctx *ctx;
+    const mm_conv_entry *e;
+    const mm_conv_probe *p;
+    const float *bias;
+    int algo;
+    size_t ws_bytes;
+    int64_t m; /* output rows, for the bias pass */
+    int k;
+    cudnnStatus_t st; /* the first failure */
+} mm_fused_run;
+
+static void mm_fused_once(void *arg)
+{
+    mm_fused_run *r = arg;
+    static const float one = 1.0f, zero = 0.0f;
+    const mm_conv_entry *e = r->e;
+    cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
+        r->ctx->cudnn, &one, e->d.x, r->p->x, e->d.w, r->p->w, e->d.conv,
+        (cudnnConvolutionFwdAlgo_t)r->algo, r->p->ws, r->ws_bytes, &zero, e->d.y, r->p->y,
+        e->d.bias, r->bias, e->d.relu, e->d.y, r->p->y);
+    if (r->st == CUDNN_STATUS_SUCCESS) r->st = st;
+}
+
+static void mm_bias_pass_once(void *arg)
+{
+    mm_fused_run *r = arg;
+    mm_cuda_bias_add(r->p->y, MM_F32, r->bias, r->m, r->k, 1, r->ctx->stream);
+}
+
+/* Entry e of MM_CONV_FWD_BIAS_RELU (fp32 data): the legacy algorithm that runs
+ * cudnnConvolutionBiasActivationForward fastest on a probe, within `limit` bytes of workspace,
+ * and the time of the bias-and-ReLU pass (mm_cuda_bias_add) that it saves, on the same operands
+ * (e->pass_ms). The op takes it where it beats the plain convolution's time and that pass
+ * (conv_cudnn.c). cuDNN fuses the ReLU into some algorithms' kernels and runs others unfused:
+ * only timing tells. */
+static bool mm_conv_pick_fused(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                               size_t limit)
+{
+    e->time_ms = e->pass_ms = -1;
+    e->math = ctx->precision == MM_PRECISION_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    mm_conv_probe probe;
+    float *bias = NULL;
+    if (mm_conv_deterministic(ctx) || !mm_conv_probe_init(&probe, d, MM_F32, limit, e->key.align))
+        return false;
+    bool ok = false, verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    if (cudaMalloc((void **)&bias, (size_t)d->k * sizeof(float)) != cudaSuccess ||
+        cudaMemsetAsync(bias, 0, (size_t)d->k * sizeof(float), ctx->stream) != cudaSuccess)
+        goto done;
+    mm_fused_run r = {ctx, e, &probe, bias, 0, 0, (int64_t)d->n * d->oh * d->ow, d->k,
+                      CUDNN_STATUS_SUCCESS};
+    for (int algo = 0; algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; algo++) {
+        size_t ws = 0;
+        if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
+                                                    (cudnnConvolutionFwdAlgo_t)algo,
+                                                    &ws) != CUDNN_STATUS_SUCCESS ||
+            ws > limit || ws > probe.ws_bytes)
+            continue;
+        r.algo = algo, r.ws_bytes = ws, r.st = CUDNN_STATUS_SUCCESS;
+        mm_fused_once(&r); /* runs at all? */
+        if (r.st != CUDNN_STATUS_SUCCESS || cudaStreamSynchronize(ctx->stream) != cudaSuccess) {
+            cudaGetLastError();
+            if (verbose)
+                fprintf(stderr, "mammo: cudnn fused %s: %-22s (%s)\n", what,
+                        mm_conv_algo_name(MM_CONV_FWD, algo), cudnnGetErrorString(r.st));
+            continue;
+        }
+        /* one timed run first: an algorithm far slower than the best so far is not timed
+         * further */
+        float ms = mm_stream_time(ctx, mm_fused_once, &r, 1);
+        if (!ok || ms <= 1.5f * e->time_ms) ms = mm_stream_time(ctx, mm_fused_once, &r, 5);
+        if (r.st != CUDNN_STATUS_SUCCESS) continue;
+        mm_conv_note(e, ms, ws);
+        if (verbose)
+            fprintf(stderr, "mammo: cudnn fused %s: %-22s %9.3f ms ws %8.1f MiB\n", what,
+                    mm_conv_algo_name(MM_CONV_FWD, algo), (double)ms, ws / 1048576.0);
+        if (!ok || ms < e->time_ms) {
+            ok = true;
+            e->algo = algo, e->ws_bytes = ws, e->time_ms = ms;
+        }
+    }
+    if (ok) e->pass_ms = mm_stream_time(ctx, mm_bias_pass_once, &r, 5);
+    if (verbose && ok)
+        fprintf(stderr, "mammo: conv %s: chose %s (%.3f ms, ws %.1f MiB; the bias pass %.3f ms)\n",
+                what, mm_conv_algo_name(MM_CONV_FWD, e->algo), (double)e->time_ms,
+                e->ws_bytes / 1048576.0, (double)e->pass_ms);
+done:
+    if (bias) cudaFree(bias);
+    cudaGetLastError();
+    mm_conv_probe_free(&probe);
+    return ok;
+}
+
 void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
 {
     const char *rtc = getenv("MM_CUDNN_RTC");
@@ -608,6 +726,7 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
                   size_t limit)
 {
     mm_conv_dir dir = (mm_conv_dir)e->key.dir;
+    if (dir == MM_CONV_FWD_BIAS_RELU) return mm_conv_pick_fused(ctx, e, d, limit);
     mm_conv_probe probe;
     bool have_probe = mm_conv_probe_init(&probe, d, t, limit, e->key.align);
     const mm_conv_probe *p = have_probe ? &probe : NULL;

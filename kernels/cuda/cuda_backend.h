@@ -182,6 +182,7 @@ void mm_conv_cache_free(mm_conv_cache *c);
  * forward twins, convolutions of dy over the turned filter. */
 typedef struct mm_conv_counts {
     int legacy, nchw, graph, gemm, turned;
+    int bias_relu; /* forward shapes run with their bias and ReLU in cuDNN's one call */
 } mm_conv_counts;
 mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c);
 

@@ -241,4 +241,22 @@ cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x
     });
 }
 
+cudaError_t conv_bias_relu_submit(cudaStream_t st, const conv_view &y, void *ptr,
+                                  const float *bias, double cost_ms)
+{
+    if (!device_range(ptr, conv_view_bytes(y)) || !device_range(bias, (size_t)y.d[1] * 4))
+        return cudaErrorInvalidValue;
+    return submit(st, cost_ms, [=]() {
+        for (int64_t a = 0; a < y.d[0]; a++)
+            for (int64_t b = 0; b < y.d[1]; b++)
+                for (int64_t i = 0; i < y.d[2]; i++)
+                    for (int64_t j = 0; j < y.d[3]; j++) {
+                        size_t e = (size_t)at(y, a, b, i, j);
+                        float v = load(ptr, y.t, e) + bias[b];
+                        store(ptr, y.t, e, v > 0.0f ? v : 0.0f);
+                    }
+        return cudaSuccess;
+    });
+}
+
 } // namespace cuemu

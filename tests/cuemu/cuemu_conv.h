@@ -47,6 +47,12 @@ cudaError_t conv_submit(cudaStream_t st, const conv_problem &p, int dir, void *x
                         float alpha, float beta, void *ws, size_t ws_need, bool tf32,
                         double cost_ms, bool nondeterministic);
 
+/* Queues y = max(y + bias[channel], 0) over the [n,k,h,w] view y at ptr (NaN gives 0): the
+ * epilogue of cudnnConvolutionBiasActivationForward with a ReLU. bias: k floats in device
+ * memory. */
+cudaError_t conv_bias_relu_submit(cudaStream_t st, const conv_view &y, void *ptr,
+                                  const float *bias, double cost_ms);
+
 /* The stream a cuDNN handle queues on (cudnnSetStream). */
 cudaStream_t cudnn_stream(cudnnHandle_t h);
 

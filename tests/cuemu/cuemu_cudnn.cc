@@ -34,6 +34,9 @@ struct cudnnFilterStruct {
 struct cudnnContext {
     cudaStream_t stream = nullptr;
 };
+struct cudnnActivationStruct {
+    cudnnActivationMode_t mode = CUDNN_ACTIVATION_RELU;
+};
 struct cudnnConvolutionStruct {
     int pad_h = 0, pad_w = 0, u = 1, v = 1, dil_h = 1, dil_w = 1;
     cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
@@ -382,6 +385,61 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 {
     return run(h, {xd, yd, wd, cv}, 2, (int)algo, x, dy, dw, ws, ws_bytes, *(const float *)alpha,
                *(const float *)beta);
+}
+
+/* ---- the fused forward: the menu's algorithms, then the bias and a ReLU ---- */
+cudnnStatus_t cudnnCreateActivationDescriptor(cudnnActivationDescriptor_t *d)
+{
+    *d = new cudnnActivationStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyActivationDescriptor(cudnnActivationDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetActivationDescriptor(cudnnActivationDescriptor_t d,
+                                           cudnnActivationMode_t mode, cudnnNanPropagation_t,
+                                           double)
+{
+    if (!d) return CUDNN_STATUS_BAD_PARAM;
+    d->mode = mode;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, const cudnnTensorDescriptor_t x,
+                                                      const cudnnFilterDescriptor_t w,
+                                                      const cudnnConvolutionDescriptor_t cv,
+                                                      const cudnnTensorDescriptor_t y,
+                                                      cudnnConvolutionFwdAlgo_t algo, size_t *bytes)
+{
+    conv_args a = {x, y, w, cv};
+    if (!consistent(a) || !bytes) return CUDNN_STATUS_BAD_PARAM;
+    if (algo < 0 || algo > 1) return CUDNN_STATUS_NOT_SUPPORTED;
+    *bytes = menu_ws(a, 0, (int)algo);
+    return CUDNN_STATUS_SUCCESS;
+}
+/* y = relu(alpha1 conv(x, w) + bias); z must be y with alpha2 0 (the only use the backend
+ * makes of it), the bias fp32 [1,k,1,1] and the activation a ReLU, else BAD_PARAM. */
+cudnnStatus_t cudnnConvolutionBiasActivationForward(
+    cudnnHandle_t h, const void *alpha1, const cudnnTensorDescriptor_t xd, const void *x,
+    const cudnnFilterDescriptor_t wd, const void *w, const cudnnConvolutionDescriptor_t cv,
+    cudnnConvolutionFwdAlgo_t algo, void *ws, size_t ws_bytes, const void *alpha2,
+    const cudnnTensorDescriptor_t zd, const void *z, const cudnnTensorDescriptor_t bd,
+    const void *bias, const cudnnActivationDescriptor_t act, const cudnnTensorDescriptor_t yd,
+    void *y)
+{
+    if (!alpha2 || *(const float *)alpha2 != 0.0f || z != y || zd != yd || !bd || !act ||
+        act->mode != CUDNN_ACTIVATION_RELU || bd->dtype != CUDNN_DATA_FLOAT || !yd ||
+        bd->n != 1 || bd->c != yd->c || bd->h != 1 || bd->w != 1)
+        return CUDNN_STATUS_BAD_PARAM;
+    conv_args a = {xd, yd, wd, cv};
+    cudnnStatus_t s = run(h, a, 0, (int)algo, x, w, y, ws, ws_bytes, *(const float *)alpha1, 0.0f);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    cudaError_t e = cuemu::conv_bias_relu_submit(h->stream, problem(a).y, y, (const float *)bias,
+                                                 0.0);
+    return e == cudaErrorInvalidValue ? CUDNN_STATUS_BAD_PARAM
+           : e                        ? CUDNN_STATUS_EXECUTION_FAILED
+                                      : CUDNN_STATUS_SUCCESS;
 }
 
 } /* extern "C" */
