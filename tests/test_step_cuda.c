@@ -701,6 +701,67 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
 #endif
 }
 
+/* Sets (or unsets) the NAME=VALUE pairs of env, a NULL-ended list. */
+static void set_env(const char *const *env, bool set)
+{
+    for (int i = 0; env[i]; i++) {
+        char name[64];
+        size_t n = strcspn(env[i], "=");
+        snprintf(name, sizeof name, "%.*s", (int)n, env[i]);
+        if (set) setenv(name, env[i] + n + 1, 1);
+        else unsetenv(name);
+    }
+}
+
+/* The step on fp32 and tf32 backends made with the environment `env` (NAME=VALUE, NULL-ended;
+ * unset after) against the CPU's: it allocates no device memory and matches; then
+ * count(the backend's convolution counts) must be `want` (what: the message). */
+static void step_fp32_tf32(const char *stage, const char *const *env,
+                           int (*count)(const void *counts), int want, const char *what)
+{
+    mm_backend *cpu = NULL;
+    net cm;
+    mm_session cs;
+    cpu_reference(&cpu, &cm, &cs);
+    set_env(env, true);
+    for (int pi = 0; pi < 2; pi++) {
+        mm_backend *gpu = NULL;
+        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
+        if (!gpu) continue;
+        net gm;
+        prepare(&gm, MM_F32);
+        mm_session gs;
+        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
+        load(&gs, &gm);
+        size_t free_before = device_free(gpu);
+        mm_session_run(&gs);
+        CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
+                  mm_precision_name(precs[pi]));
+        compare_step(stage, pi, &cs, &cm, &gs, &gm);
+#ifdef MM_HAVE_CUDA
+        mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
+        CHECK_MSG(count(&n) == want, "%s: %d %s", mm_precision_name(precs[pi]), count(&n), what);
+#else
+        (void)count, (void)want, (void)what;
+#endif
+        mm_session_free(&gs);
+        mm_graph_free(gm.g);
+        mm_backend_destroy(gpu);
+    }
+    set_env(env, false);
+    mm_session_free(&cs);
+    mm_graph_free(cm.g);
+    mm_backend_destroy(cpu);
+}
+
+#ifdef MM_HAVE_CUDA
+static int count_nchw(const void *n) { return ((const mm_conv_counts *)n)->nchw; }
+static int count_bias_relu(const void *n) { return ((const mm_conv_counts *)n)->bias_relu; }
+#else
+static int count_nchw(const void *n) { (void)n; return 0; }
+static int count_bias_relu(const void *n) { (void)n; return 0; }
+#endif
+
 /* The step with every convolution that can run on NCHW copies of its operands (conv_nchw.h,
  * MM_CONV_NCHW=1: the stem, the 3x3s, in all three directions; MM_CONV_DGRAD_FWD=0: the data
  * gradients as themselves) doing so, in fp32 and tf32 (bf16
@@ -710,45 +771,12 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
 MM_TEST(cuda_step_on_nchw_copies)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    mm_backend *cpu = NULL;
-    net cm;
-    mm_session cs;
-    cpu_reference(&cpu, &cm, &cs);
-    setenv("MM_CONV_NCHW", "1", 1);
-    setenv("MM_NO_WS_LIMIT", "1", 1);
-    setenv("MM_CONV_DGRAD_FWD", "0", 1); /* no forward twins of the data gradients searched */
-    for (int pi = 0; pi < 2; pi++) {
-        mm_backend *gpu = NULL;
-        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
-        if (!gpu) continue;
-        net gm;
-        prepare(&gm, MM_F32);
-        mm_session gs;
-        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
-        load(&gs, &gm);
-        size_t free_before = device_free(gpu);
-        mm_session_run(&gs);
-        CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
-                  mm_precision_name(precs[pi]));
-        compare_step("NCHW copies", pi, &cs, &cm, &gs, &gm);
-#ifdef MM_HAVE_CUDA
-        mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
-        /* the shapes of the 7x7 stem and of the 3x3s (the two bottlenecks' share one, the VGG
-         * block's, the trunk's): 4 forwards, their filter gradients, and the data gradients
-         * of all but the stem */
-        CHECK_MSG(n.nchw == 11, "%s: %d convolutions on NCHW copies",
-                  mm_precision_name(precs[pi]), n.nchw);
-#endif
-        mm_session_free(&gs);
-        mm_graph_free(gm.g);
-        mm_backend_destroy(gpu);
-    }
-    unsetenv("MM_CONV_NCHW");
-    unsetenv("MM_NO_WS_LIMIT");
-    unsetenv("MM_CONV_DGRAD_FWD");
-    mm_session_free(&cs);
-    mm_graph_free(cm.g);
-    mm_backend_destroy(cpu);
+    /* MM_CONV_DGRAD_FWD=0: no forward twins of the data gradients searched. The shapes of the
+     * 7x7 stem and of the 3x3s (the two bottlenecks' share one, the VGG block's, the trunk's):
+     * 4 forwards, their filter gradients, and the data gradients of all but the stem. */
+    static const char *const env[] = {"MM_CONV_NCHW=1", "MM_NO_WS_LIMIT=1",
+                                       "MM_CONV_DGRAD_FWD=0", NULL};
+    step_fp32_tf32("NCHW copies", env, count_nchw, 11, "convolutions on NCHW copies");
 }
 
 /* The step with each biased convolution whose ReLU runs with it (the VGG16 trunk layer) in
@@ -758,38 +786,9 @@ MM_TEST(cuda_step_on_nchw_copies)
 MM_TEST(cuda_step_with_fused_bias_relu)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    mm_backend *cpu = NULL;
-    net cm;
-    mm_session cs;
-    cpu_reference(&cpu, &cm, &cs);
-    setenv("MM_CONV_FUSED", "1", 1);
-    for (int pi = 0; pi < 2; pi++) {
-        mm_backend *gpu = NULL;
-        CHECK_EQ_INT(mm_backend_cuda_create_ex(&gpu, precs[pi], 0), MM_OK);
-        if (!gpu) continue;
-        net gm;
-        prepare(&gm, MM_F32);
-        mm_session gs;
-        CHECK_EQ_INT(mm_session_init(&gs, gm.g, gpu, 2), MM_OK);
-        load(&gs, &gm);
-        size_t free_before = device_free(gpu);
-        mm_session_run(&gs);
-        CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
-                  mm_precision_name(precs[pi]));
-        compare_step("fused bias and ReLU", pi, &cs, &cm, &gs, &gm);
-#ifdef MM_HAVE_CUDA
-        mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
-        CHECK_MSG(n.bias_relu == 1, "%s: %d convolutions ran with their bias and ReLU",
-                  mm_precision_name(precs[pi]), n.bias_relu);
-#endif
-        mm_session_free(&gs);
-        mm_graph_free(gm.g);
-        mm_backend_destroy(gpu);
-    }
-    unsetenv("MM_CONV_FUSED");
-    mm_session_free(&cs);
-    mm_graph_free(cm.g);
-    mm_backend_destroy(cpu);
+    static const char *const env[] = {"MM_CONV_FUSED=1", NULL};
+    step_fp32_tf32("fused bias and ReLU", env, count_bias_relu, 1,
+                   "convolutions ran with their bias and ReLU");
 }
 
 /* Every result of a step (loss, probabilities, parameter gradients, statistics) read back. */
