@@ -463,8 +463,8 @@ static size_t mm_sample_offset(int n0, int h, int w, int c, mm_dtype t)
 
 /* A forward convolution with its bias and the ReLU after it runs as cuDNN's one call
  * (cudnnConvolutionBiasActivationForward, the entry of MM_CONV_FWD_BIAS_RELU) where that is at
- * least MM_CONV_FUSED_GAIN faster than the plain convolution and our bias-and-ReLU pass; fp32
- * data, the whole batch in one chunk. MM_CONV_FUSED=0: never; =1: wherever cuDNN runs it (the
+ * least MM_CONV_FUSED_GAIN faster than the plain convolution and our bias-and-ReLU pass, in no
+ * more scratch; fp32 data, the whole batch in one chunk. MM_CONV_FUSED=0: never; =1: wherever cuDNN runs it (the
  * tests). */
 #define MM_CONV_FUSED_GAIN 0.01f
 
@@ -485,7 +485,9 @@ static mm_conv_entry *mm_conv_fused_entry(mm_cuda_ctx *ctx, const mm_node *node,
         return NULL;
     size_t cap = ch->e_full->key.ws_cap_kib < 0 ? SIZE_MAX : mm_cuda_node_cap(ctx, node);
     mm_conv_entry *fe = mm_conv_lookup(ctx, MM_CONV_FWD_BIAS_RELU, &ch->full, MM_F32, cap, 0);
+    /* faster, and in no more scratch than the plain choice (the planner's caps weighed that) */
     bool take = fe->ok && (mode == 1 || (ch->e_full->time_ms >= 0 && fe->pass_ms >= 0 &&
+                                         fe->ws_bytes <= ch->scratch &&
                                          fe->time_ms * (1.0f + MM_CONV_FUSED_GAIN) <
                                              ch->e_full->time_ms + fe->pass_ms));
     fe->taken = take;
