@@ -26,7 +26,11 @@
  * timing noise between runs: the first graph plan in cuDNN's order (heuristics mode A, then the
  * fallback list) without the nondeterministic note that runs on the probe, else the first legacy
  * algorithm of cuDNN's heuristics (Get*_v7) it reports deterministic; the GEMM for every 1x1
- * stride-1 shape; no NCHW copies. */
+ * stride-1 shape; no NCHW copies.
+ *
+ * A forward convolution with its bias and ReLU (MM_CONV_FWD_BIAS_RELU) is a search of its own:
+ * every legacy algorithm through cudnnConvolutionBiasActivationForward, beside the bias pass it
+ * would save (mm_conv_pick_fused); conv_cudnn.c weighs it against the plain choice. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -660,12 +664,12 @@ static bool mm_conv_pick_fused(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv
     bool ok = false, verbose = mm_conv_verbose();
     char what[160];
     mm_conv_describe(what, sizeof what, &e->key);
-    if (cudaMalloc((void **)&bias, (size_t)d->k * sizeof(float)) != cudaSuccess ||
-        cudaMemsetAsync(bias, 0, (size_t)d->k * sizeof(float), ctx->stream) != cudaSuccess)
-        goto done;
+    bool have_bias = cudaMalloc((void **)&bias, (size_t)d->k * sizeof(float)) == cudaSuccess &&
+                     cudaMemsetAsync(bias, 0, (size_t)d->k * sizeof(float), ctx->stream) ==
+                         cudaSuccess;
     mm_fused_run r = {ctx, e, &probe, bias, 0, 0, (int64_t)d->n * d->oh * d->ow, d->k,
                       CUDNN_STATUS_SUCCESS};
-    for (int algo = 0; algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; algo++) {
+    for (int algo = 0; have_bias && algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; algo++) {
         size_t ws = 0;
         if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, e->d.x, e->d.w, e->d.conv, e->d.y,
                                                     (cudnnConvolutionFwdAlgo_t)algo,
@@ -700,7 +704,6 @@ static bool mm_conv_pick_fused(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv
         fprintf(stderr, "mammo: conv %s: chose %s (%.3f ms, ws %.1f MiB; the bias pass %.3f ms)\n",
                 what, mm_conv_algo_name(MM_CONV_FWD, e->algo), (double)e->time_ms,
                 e->ws_bytes / 1048576.0, (double)e->pass_ms);
-done:
     if (bias) cudaFree(bias);
     cudaGetLastError();
     mm_conv_probe_free(&probe);
