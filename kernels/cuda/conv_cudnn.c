@@ -485,9 +485,11 @@ static mm_conv_entry *mm_conv_fused_entry(mm_cuda_ctx *ctx, const mm_node *node,
         return NULL;
     size_t cap = ch->e_full->key.ws_cap_kib < 0 ? SIZE_MAX : mm_cuda_node_cap(ctx, node);
     mm_conv_entry *fe = mm_conv_lookup(ctx, MM_CONV_FWD_BIAS_RELU, &ch->full, MM_F32, cap, 0);
-    /* faster, and in no more scratch than the plain choice (the planner's caps weighed that) */
+    /* faster, in no more scratch than the plain choice's (which the planner weighed) or the
+     * cap (the room the planner gave the node) */
+    size_t room = cap != SIZE_MAX && cap > ch->scratch ? cap : ch->scratch;
     bool take = fe->ok && (mode == 1 || (ch->e_full->time_ms >= 0 && fe->pass_ms >= 0 &&
-                                         fe->ws_bytes <= ch->scratch &&
+                                         fe->ws_bytes <= room &&
                                          fe->time_ms * (1.0f + MM_CONV_FUSED_GAIN) <
                                              ch->e_full->time_ms + fe->pass_ms));
     fe->taken = take;
