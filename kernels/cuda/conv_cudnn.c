@@ -338,7 +338,10 @@ static void mm_conv_chunks_turn(mm_conv_chunks *c, mm_cuda_ctx *ctx, size_t cap,
             t_was += (i == 0 ? (float)full : 1.0f) * was[i]->time_ms;
             t_now += (i == 0 ? (float)full : 1.0f) * now[i]->time_ms;
         }
-        if (t_now * (1.0f + MM_CONV_TURN_GAIN) + MM_CONV_TURN_MS >= t_was) return;
+        bool faster = t_now * (1.0f + MM_CONV_TURN_GAIN) + MM_CONV_TURN_MS < t_was;
+        if (!dgrad->turn_said) mm_conv_say_turn(dgrad, t_was, t_now, faster);
+        dgrad->turn_said = 1;
+        if (!faster) return;
     }
     dgrad->turned = 1;
     c->turn = true;

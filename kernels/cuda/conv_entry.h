@@ -50,8 +50,9 @@ typedef struct mm_conv_entry {
     struct mm_conv_cand { float ms; size_t scratch; } cands[MM_CONV_CANDS];
     int n_cands;
     /* a data-gradient entry whose chunk set last ran as forward convolutions of dy
-     * (conv_cudnn.c mm_conv_chunks_turn); counted by mm_conv_cache_counts */
-    int turned;
+     * (conv_cudnn.c mm_conv_chunks_turn); counted by mm_conv_cache_counts; turn_said: the
+     * choice was logged (MM_CUDNN_VERBOSE) */
+    int turned, turn_said;
     /* MM_CONV_FWD_BIAS_RELU: the time of the pass it saves (mm_cuda_bias_add with the ReLU,
      * timed on the same operands), -1 if not timed; and whether the last node that looked it up
      * ran it (conv_cudnn.c mm_conv_fused_entry), for the counts */
@@ -89,6 +90,10 @@ enum {
     MM_CONV_SETUP_N
 };
 void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N]);
+
+/* With MM_CUDNN_VERBOSE=1: one line saying how the data gradient `dgrad` (was_ms over its
+ * chunks) compared with its forward twin (fwd_ms) and whether it turned. */
+void mm_conv_say_turn(const mm_conv_entry *dgrad, float was_ms, float fwd_ms, bool turned);
 
 /* Runs e's legacy algorithm on operands by role (forward y = conv(x, w); backward data into x;
  * backward filter into w) in scratch of mm_conv_scratch(e) bytes: on them directly, or with nchw

@@ -615,6 +615,15 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     return true;
 }
 
+void mm_conv_say_turn(const mm_conv_entry *dgrad, float was_ms, float fwd_ms, bool turned)
+{
+    if (!mm_conv_verbose()) return;
+    char what[160];
+    mm_conv_describe(what, sizeof what, &dgrad->key);
+    fprintf(stderr, "mammo: conv %s: %.3f ms, as a forward convolution %.3f ms%s\n", what,
+            (double)was_ms, (double)fwd_ms, turned ? "  <- as forward" : "");
+}
+
 /* ---- a forward convolution with its bias and ReLU in one call ---- */
 typedef struct mm_fused_run {
     mm_cuda_ctx *ctx;
