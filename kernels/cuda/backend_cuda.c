@@ -35,6 +35,14 @@ static size_t mm_cuda_conv_ws_limit(void)
     if (*end || mb < 0) return MM_CUDA_CONV_WS_LIMIT;
     return (size_t)mb << 20;
 }
+int mm_cuda_env_mode(const char *name)
+{
+    const char *v = getenv(name);
+    if (v && strcmp(v, "0") == 0) return 0;
+    if (v && strcmp(v, "1") == 0) return 1;
+    return -1;
+}
+
 /* cuBLAS's scratch (its documented recommendation for Hopper is 32 MiB). */
 #define MM_CUDA_CUBLAS_WS ((size_t)32 << 20)
 

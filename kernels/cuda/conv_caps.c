@@ -12,7 +12,6 @@
  * where that is less and costs at most MM_CUDA_CHUNK_COST. MM_CONV_WS_CHUNKS=0 turns chunks
  * off. */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_backend.h"
@@ -84,8 +83,7 @@ static bool mm_cuda_cap_too_costly(float free_ms, float capped_ms, float factor)
 /* Half node's samples a chunk (rounded up), 0 where chunks are off or it has one. */
 static int mm_cuda_half_chunk(const mm_node *node)
 {
-    const char *v = getenv("MM_CONV_WS_CHUNKS");
-    if (v && strcmp(v, "0") == 0) return 0;
+    if (mm_cuda_env_mode("MM_CONV_WS_CHUNKS") == 0) return 0;
     int nb = mm_conv_chunk_samples(&node->p.conv);
     return nb > 1 ? (nb + 1) / 2 : 0;
 }

@@ -192,7 +192,8 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     memset(&fresh, 0, sizeof fresh);
     fresh.key = k;
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision, false));
-    if (dir == MM_CONV_FWD_BIAS_RELU) MM_CUDNN_CHECK(mm_conv_descs_add_bias_relu(&fresh.d, d, false));
+    if (dir == MM_CONV_FWD_BIAS_RELU)
+        MM_CUDNN_CHECK(mm_conv_descs_add_bias_relu(&fresh.d, d, false));
     mm_conv_disk *disk = mm_conv_disk_of(ctx);
     if (!mm_conv_disk_restore(disk, ctx, &fresh, d, dtype, limit)) {
         fresh.ok = mm_conv_pick(ctx, &fresh, d, dtype, limit);
@@ -249,8 +250,7 @@ int mm_conv_chunk_samples(const mm_conv_dims *d)
  * measure what beta 0 buys). */
 static bool mm_conv_dw_overwrite(void)
 {
-    const char *v = getenv("MM_CONV_DW_OVERWRITE");
-    return !(v && strcmp(v, "0") == 0);
+    return mm_cuda_env_mode("MM_CONV_DW_OVERWRITE") != 0;
 }
 
 /* cuDNN takes tensors of fewer than 2^31 elements, so a convolution whose input or output is
@@ -279,11 +279,7 @@ static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1)
 
 /* MM_CONV_DGRAD_FWD: 0 never turns a data gradient into a forward convolution, 1 wherever it
  * applies (the tests); else (-1) where the search times it faster. */
-static int mm_conv_turn_mode(void)
-{
-    const char *v = getenv("MM_CONV_DGRAD_FWD");
-    return v && (v[0] == '0' || v[0] == '1') && v[1] == 0 ? v[0] - '0' : -1;
-}
+static int mm_conv_turn_mode(void) { return mm_cuda_env_mode("MM_CONV_DGRAD_FWD"); }
 
 /* The data gradient of a stride-1 convolution is a forward convolution of dy: over the filter
  * turned around (wf[c][i][j][k] = w[k][r-1-i][s-1-j][c], flip.cu) with padding r-1-pad, it gives
@@ -347,9 +343,8 @@ static void mm_conv_chunks_turn(mm_conv_chunks *c, mm_cuda_ctx *ctx, size_t cap,
     c->turn = true;
     c->full = ff, c->e_full = f_full;
     if (f_last) c->last = fl, c->e_last = f_last;
-    c->turn_at = mm_conv_scratch(f_full, &ff);
-    if (f_last && mm_conv_scratch(f_last, &fl) > c->turn_at) c->turn_at = mm_conv_scratch(f_last, &fl);
-    c->turn_at = (c->turn_at + 255) & ~(size_t)255;
+    size_t at = mm_conv_scratch(f_full, &ff), at_last = f_last ? mm_conv_scratch(f_last, &fl) : 0;
+    c->turn_at = ((at > at_last ? at : at_last) + 255) & ~(size_t)255;
     c->turn_bytes = turn_bytes;
     c->scratch = c->turn_at + turn_bytes;
 }
@@ -369,7 +364,8 @@ static void mm_conv_chunks_init(mm_conv_chunks *c, mm_cuda_ctx *ctx, const mm_no
     /* the chunks start at multiples of nb samples of x and of y */
     int64_t step = 0;
     if (c->nb < d->n) {
-        int64_t sx = c->nb * (int64_t)d->h * d->w * d->c, sy = c->nb * (int64_t)d->oh * d->ow * d->k;
+        int64_t sx = c->nb * (int64_t)d->h * d->w * d->c;
+        int64_t sy = c->nb * (int64_t)d->oh * d->ow * d->k;
         step = (sx & -sx) < (sy & -sy) ? sx : sy;
     }
     size_t cap = mm_cuda_node_cap(ctx, node); /* looked up once: this runs every step */
@@ -467,15 +463,11 @@ static size_t mm_sample_offset(int n0, int h, int w, int c, mm_dtype t)
 /* A forward convolution with its bias and the ReLU after it runs as cuDNN's one call
  * (cudnnConvolutionBiasActivationForward, the entry of MM_CONV_FWD_BIAS_RELU) where that is at
  * least MM_CONV_FUSED_GAIN faster than the plain convolution and our bias-and-ReLU pass, in no
- * more scratch; fp32 data, the whole batch in one chunk. MM_CONV_FUSED=0: never; =1: wherever cuDNN runs it (the
- * tests). */
+ * more scratch; fp32 data, the whole batch in one chunk. MM_CONV_FUSED=0: never; =1: wherever
+ * cuDNN runs it (the tests). */
 #define MM_CONV_FUSED_GAIN 0.01f
 
-static int mm_conv_fused_mode(void)
-{
-    const char *v = getenv("MM_CONV_FUSED");
-    return v && (v[0] == '0' || v[0] == '1') && v[1] == 0 ? v[0] - '0' : -1;
-}
+static int mm_conv_fused_mode(void) { return mm_cuda_env_mode("MM_CONV_FUSED"); }
 
 /* The fused entry to run node (a biased convolution whose ReLU is applied with it) with, or
  * NULL: the chunk set ch. Under the cap ch's entry was chosen with; deterministic backends time

@@ -398,23 +398,11 @@ static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_con
 
 /* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
  * the tests use it), anything else or unset times both and keeps the faster. */
-static int mm_conv_gemm_mode(void)
-{
-    const char *v = getenv("MM_CONV_GEMM");
-    if (v && strcmp(v, "0") == 0) return 0;
-    if (v && strcmp(v, "1") == 0) return 1;
-    return -1;
-}
+static int mm_conv_gemm_mode(void) { return mm_cuda_env_mode("MM_CONV_GEMM"); }
 
 /* MM_CUDNN_GRAPH: "0" never uses the graph API's plans, "1" takes the fastest of them wherever
  * one runs (the tests use it), anything else or unset times them against the legacy choice. */
-static int mm_conv_graph_mode(void)
-{
-    const char *v = getenv("MM_CUDNN_GRAPH");
-    if (v && strcmp(v, "0") == 0) return 0;
-    if (v && strcmp(v, "1") == 0) return 1;
-    return -1;
-}
+static int mm_conv_graph_mode(void) { return mm_cuda_env_mode("MM_CUDNN_GRAPH"); }
 
 /* Graph plans timed per shape, at most: PyTorch's cudnn.benchmark_limit (H200 run 2, fp32: a
  * fourth to sixth plan was the fastest for 23 of 93 shapes, by up to 1.4x). A change to what
@@ -455,12 +443,11 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
     mm_conv_plan plans[MM_CONV_GRAPH_PLANS];
     /* runtime-compiled engines compile kernels for every plan, seconds per shape: only with
      * MM_CUDNN_RTC=1 */
-    const char *rtc = getenv("MM_CUDNN_RTC");
     /* deterministic: the plans of the limit, whatever the probe could get (the memory free at
      * plan time must not change the choice) */
     size_t ws_limit = det || limit < p->ws_bytes ? limit : p->ws_bytes;
     mm_conv_graph_want want = {.tensor_core = ctx->precision != MM_PRECISION_FP32,
-                               .rtc = rtc && strcmp(rtc, "1") == 0,
+                               .rtc = mm_cuda_env_mode("MM_CUDNN_RTC") == 1,
                                .ws_limit = ws_limit,
                                .deterministic = det};
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
@@ -536,13 +523,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
 /* MM_CONV_NCHW: "0" never runs convolutions on NCHW copies, "1" always does where they apply
  * and an algorithm fits (the tests use it), anything else or unset times them against the
  * choice so far and keeps the faster. */
-static int mm_conv_nchw_mode(void)
-{
-    const char *v = getenv("MM_CONV_NCHW");
-    if (v && strcmp(v, "0") == 0) return 0;
-    if (v && strcmp(v, "1") == 0) return 1;
-    return -1;
-}
+static int mm_conv_nchw_mode(void) { return mm_cuda_env_mode("MM_CONV_NCHW"); }
 
 /* Searches cuDNN's legacy algorithms on NCHW copies of e's operands (conv_nchw.h), times the
  * best with its transposes on the probe against e's choice so far (ok: there is one; *timed:
@@ -721,13 +702,12 @@ static bool mm_conv_pick_fused(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv
 
 void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
 {
-    const char *rtc = getenv("MM_CUDNN_RTC");
     size_t kib = ctx->conv_ws_limit >> 10;
     out[MM_CONV_SETUP_WS_LIMIT_KIB] = kib < INT_MAX ? (int)kib : INT_MAX;
     out[MM_CONV_SETUP_GRAPH] = mm_conv_graph_mode();
     out[MM_CONV_SETUP_NCHW] = mm_conv_nchw_mode();
     out[MM_CONV_SETUP_GEMM] = mm_conv_gemm_mode();
-    out[MM_CONV_SETUP_RTC] = rtc && strcmp(rtc, "1") == 0;
+    out[MM_CONV_SETUP_RTC] = mm_cuda_env_mode("MM_CUDNN_RTC") == 1;
 }
 
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
