@@ -263,6 +263,12 @@ double mm_node_activation_bytes(const mm_graph *g, const mm_node *nd);
 int mm_graph_xent_probs(const mm_graph *g, int loss);
 
 const char *mm_op_name(mm_op op);
+/* The convolutions proper, whose algorithms a backend chooses: forward, data and filter gradient
+ * (not the bias gradient). */
+static inline bool mm_op_is_conv(mm_op op)
+{
+    return op == MM_OP_CONV2D || op == MM_OP_CONV2D_BWD_DATA || op == MM_OP_CONV2D_BWD_FILTER;
+}
 /* The op's name, with what a graph pass folded into the node ("batchnorm+add+relu", ...). */
 const char *mm_node_op_name(const mm_node *nd);
 size_t mm_value_bytes(const mm_value *v);

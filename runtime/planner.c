@@ -599,9 +599,7 @@ void mm_graph_print_traffic(const mm_graph *g, FILE *f)
         bytes[nd->op] += b;
         nodes[nd->op]++;
         total += b;
-        if (nd->op == MM_OP_CONV2D || nd->op == MM_OP_CONV2D_BWD_DATA ||
-            nd->op == MM_OP_CONV2D_BWD_FILTER)
-            conv += b;
+        if (mm_op_is_conv(nd->op)) conv += b;
     }
     fprintf(f, "activation traffic (each input and output once):\n");
     for (int op = 0; op < MM_OP_COUNT; op++)

@@ -388,9 +388,7 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
     CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
     int capped = 0;
     for (int n = 0; n < gm.g->n_nodes; n++) {
-        mm_op op = gm.g->nodes[n].op;
-        if (op != MM_OP_CONV2D && op != MM_OP_CONV2D_BWD_DATA && op != MM_OP_CONV2D_BWD_FILTER)
-            continue;
+        if (!mm_op_is_conv(gm.g->nodes[n].op)) continue;
         size_t ws = gpu->limit_workspace(gpu, gm.g, &gm.g->nodes[n], 0);
         CHECK_MSG(ws <= free_plan.node_ws_bytes[n], "node %d: scratch %zu capped, %zu free", n,
                   ws, free_plan.node_ws_bytes[n]);
@@ -449,9 +447,7 @@ static void caps_by_cost(int *kept, int *hopeless, int *capped)
     CHECK_EQ_INT(mm_plan_make(&free_plan, gm.g, gpu, 2), MM_OK);
     for (int n = 0; n < gm.g->n_nodes; n++) {
         const mm_node *node = &gm.g->nodes[n];
-        if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
-            node->op != MM_OP_CONV2D_BWD_FILTER)
-            continue;
+        if (!mm_op_is_conv(node->op)) continue;
         float free_ms = mm_cuda_conv_node_ms(ctx, node);
         float known_ms = mm_cuda_conv_node_ms_within(ctx, node, 0);
         int entries = count_entries(ctx);
@@ -660,9 +656,7 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
         int smaller = 0, chunked = 0;
         for (int n = 0; n < gm.g->n_nodes; n++) {
             const mm_node *node = &gm.g->nodes[n];
-            if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
-                node->op != MM_OP_CONV2D_BWD_FILTER)
-                continue;
+            if (!mm_op_is_conv(node->op)) continue;
             gpu->limit_workspace(gpu, gm.g, node, SIZE_MAX); /* its record, uncapped */
             size_t whole, one;
             float whole_ms = time_as(ctx, node, SIZE_MAX, 0, &whole);

@@ -33,9 +33,7 @@ static double searched_conv_ms(mm_backend *be, const mm_graph *g)
     double sum = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const mm_node *nd = &g->nodes[i];
-        if (nd->op != MM_OP_CONV2D && nd->op != MM_OP_CONV2D_BWD_DATA &&
-            nd->op != MM_OP_CONV2D_BWD_FILTER)
-            continue;
+        if (!mm_op_is_conv(nd->op)) continue;
         double ms = be->chosen_ms(be, g, nd);
         if (ms < 0) return -1;
         sum += ms;

@@ -618,10 +618,7 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
 static double mm_cuda_chosen_ms(mm_backend *be, const mm_graph *g, const mm_node *node)
 {
     (void)g;
-    if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
-        node->op != MM_OP_CONV2D_BWD_FILTER)
-        return -1;
-    return mm_cuda_conv_node_ms(mm_ctx(be), node);
+    return mm_op_is_conv(node->op) ? mm_cuda_conv_node_ms(mm_ctx(be), node) : -1;
 }
 
 /* ---- create and destroy ---- */

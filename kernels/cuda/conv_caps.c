@@ -102,9 +102,7 @@ static float mm_cuda_capped_time(mm_cuda_ctx *ctx, const mm_node *node, size_t b
 
 void mm_cuda_limit_conv(mm_cuda_ctx *ctx, const mm_graph *g, const mm_node *node, size_t bytes)
 {
-    if (node->op != MM_OP_CONV2D && node->op != MM_OP_CONV2D_BWD_DATA &&
-        node->op != MM_OP_CONV2D_BWD_FILTER)
-        return;
+    if (!mm_op_is_conv(node->op)) return;
     bool strict = g->scratch_strict;
     float free_ms = mm_cuda_time_as(ctx, node, SIZE_MAX, 0); /* -1 untimed: deterministic */
     size_t free_scratch = mm_cuda_conv_node_scratch(ctx, node);
