@@ -695,6 +695,7 @@ MM_TEST(cuda_strict_cap_met_on_chunks_of_samples)
 #endif
 }
 
+#ifdef MM_HAVE_CUDA
 /* Sets (or unsets) the NAME=VALUE pairs of env, a NULL-ended list. */
 static void set_env(const char *const *env, bool set)
 {
@@ -711,7 +712,7 @@ static void set_env(const char *const *env, bool set)
  * unset after) against the CPU's: it allocates no device memory and matches; then
  * count(the backend's convolution counts) must be `want` (what: the message). */
 static void step_fp32_tf32(const char *stage, const char *const *env,
-                           int (*count)(const void *counts), int want, const char *what)
+                           int (*count)(const mm_conv_counts *), int want, const char *what)
 {
     mm_backend *cpu = NULL;
     net cm;
@@ -732,12 +733,8 @@ static void step_fp32_tf32(const char *stage, const char *const *env,
         CHECK_MSG(device_free(gpu) == free_before, "%s: the step allocated device memory",
                   mm_precision_name(precs[pi]));
         compare_step(stage, pi, &cs, &cm, &gs, &gm);
-#ifdef MM_HAVE_CUDA
         mm_conv_counts n = mm_conv_cache_counts(((mm_cuda_ctx *)gpu->ctx)->convs);
         CHECK_MSG(count(&n) == want, "%s: %d %s", mm_precision_name(precs[pi]), count(&n), what);
-#else
-        (void)count, (void)want, (void)what;
-#endif
         mm_session_free(&gs);
         mm_graph_free(gm.g);
         mm_backend_destroy(gpu);
@@ -748,12 +745,8 @@ static void step_fp32_tf32(const char *stage, const char *const *env,
     mm_backend_destroy(cpu);
 }
 
-#ifdef MM_HAVE_CUDA
-static int count_nchw(const void *n) { return ((const mm_conv_counts *)n)->nchw; }
-static int count_bias_relu(const void *n) { return ((const mm_conv_counts *)n)->bias_relu; }
-#else
-static int count_nchw(const void *n) { (void)n; return 0; }
-static int count_bias_relu(const void *n) { (void)n; return 0; }
+static int count_nchw(const mm_conv_counts *n) { return n->nchw; }
+static int count_bias_relu(const mm_conv_counts *n) { return n->bias_relu; }
 #endif
 
 /* The step with every convolution that can run on NCHW copies of its operands (conv_nchw.h,
@@ -768,9 +761,11 @@ MM_TEST(cuda_step_on_nchw_copies)
     /* MM_CONV_DGRAD_FWD=0: no forward twins of the data gradients searched. The shapes of the
      * 7x7 stem and of the 3x3s (the two bottlenecks' share one, the VGG block's, the trunk's):
      * 4 forwards, their filter gradients, and the data gradients of all but the stem. */
+#ifdef MM_HAVE_CUDA
     static const char *const env[] = {"MM_CONV_NCHW=1", "MM_NO_WS_LIMIT=1",
                                        "MM_CONV_DGRAD_FWD=0", NULL};
     step_fp32_tf32("NCHW copies", env, count_nchw, 11, "convolutions on NCHW copies");
+#endif
 }
 
 /* The step with each biased convolution whose ReLU runs with it (the VGG16 trunk layer) in
@@ -780,9 +775,11 @@ MM_TEST(cuda_step_on_nchw_copies)
 MM_TEST(cuda_step_with_fused_bias_relu)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+#ifdef MM_HAVE_CUDA
     static const char *const env[] = {"MM_CONV_FUSED=1", NULL};
     step_fp32_tf32("fused bias and ReLU", env, count_bias_relu, 1,
                    "convolutions ran with their bias and ReLU");
+#endif
 }
 
 /* Every result of a step (loss, probabilities, parameter gradients, statistics) read back. */

@@ -20,9 +20,6 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Random images, labels 0..classes-1 and unit weights, written once: the step's cost does not
- * depend on the values. */
-/* The random batch, in host memory the backend copies from fast (kept for --feed). */
 /* The step's convolutions as their algorithm searches timed them, each alone (backend.h
  * chosen_ms), summed over the convolution nodes: set against the convolution ops of a --profile,
  * it says whether they run as fast in the step as alone. -1 when one was not timed
@@ -41,6 +38,7 @@ static double searched_conv_ms(mm_backend *be, const mm_graph *g)
     return sum;
 }
 
+/* The random batch, in host memory the backend copies from fast (kept for --feed). */
 static float *random_images(mm_backend *be, const mm_model *m, size_t *bytes)
 {
     const mm_value *img = mm_graph_value(m->g, m->image);
@@ -51,6 +49,8 @@ static float *random_images(mm_backend *be, const mm_model *m, size_t *bytes)
     return x;
 }
 
+/* The images, labels 0..classes-1 and unit weights written into the session: the step's cost
+ * does not depend on the values. */
 static mm_status write_batch(mm_session *s, const mm_model *m, const float *x, size_t bytes)
 {
     const mm_value *img = mm_graph_value(m->g, m->image);
