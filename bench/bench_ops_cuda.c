@@ -13,7 +13,9 @@
  * also run as the variants that blend into their output (cuDNN's beta 1: conv_bwd_data_acc,
  * conv_bwd_filter_add), to show what blending costs beside writing, and stride-1 data gradients
  * both ways (conv_bwd_data_plain on cuDNN's backward-data algorithms, conv_bwd_data_as_fwd as
- * a forward convolution of dy; conv_bwd_data is the step's choice).
+ * a forward convolution of dy; conv_bwd_data is the step's choice), and 3x3 stride-1 forward
+ * convolutions of fp32 data both ways (conv_fwd_cudnn on cuDNN, conv_fwd_wino as our Winograd
+ * F(2x2, 3x3); conv_fwd is the step's choice).
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
  * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
@@ -187,22 +189,28 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
      * filter gradient added to rather than written (d.overwrite 0: what its first writer did
      * before 2026-11-26's tenth session); a stride-1 data gradient also on cuDNN's backward-data
      * algorithms and as a forward convolution of dy (MM_CONV_DGRAD_FWD=0 / 1; the step takes
-     * the faster) */
+     * the faster); a 3x3 stride-1 forward convolution of fp32 data also on cuDNN alone and as
+     * Winograd (MM_CONV_WINOGRAD=0 / 1) */
+    bool wino = r == 3 && stride == 1 && act == MM_F32;
     const struct {
         mm_op op;
         const char *name;
         int accumulate, overwrite;
-        const char *turn; /* MM_CONV_DGRAD_FWD for the run, NULL: the default */
-    } vs[7] = {{MM_OP_CONV2D, "conv_fwd", 0, 0, NULL},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0, NULL},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_plain", 0, 0, "0"},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_as_fwd", 0, 0, "1"},
-               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0, NULL},
-               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1, NULL},
-               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0, NULL}};
-    for (int i = 0; i < 7; i++) {
-        if (vs[i].turn && (stride != 1 || r == 1)) continue; /* only the backward-data way */
-        if (vs[i].turn) setenv("MM_CONV_DGRAD_FWD", vs[i].turn, 1);
+        const char *env, *mode; /* a variable set for the run (NULL: the default), its value */
+    } vs[9] = {{MM_OP_CONV2D, "conv_fwd", 0, 0, NULL, NULL},
+               {MM_OP_CONV2D, "conv_fwd_cudnn", 0, 0, "MM_CONV_WINOGRAD", "0"},
+               {MM_OP_CONV2D, "conv_fwd_wino", 0, 0, "MM_CONV_WINOGRAD", "1"},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0, NULL, NULL},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_plain", 0, 0, "MM_CONV_DGRAD_FWD", "0"},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_as_fwd", 0, 0, "MM_CONV_DGRAD_FWD", "1"},
+               {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0, NULL, NULL},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1, NULL, NULL},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0, NULL, NULL}};
+    for (int i = 0; i < 9; i++) {
+        bool turn = vs[i].env && strcmp(vs[i].env, "MM_CONV_DGRAD_FWD") == 0;
+        if (turn && (stride != 1 || r == 1)) continue; /* only the backward-data way */
+        if (vs[i].env && !turn && !wino) continue;
+        if (vs[i].env) setenv(vs[i].env, vs[i].mode, 1);
         bench_op b;
         init(&b, vs[i].op, vs[i].name);
         b.node.p.conv = d;
@@ -222,7 +230,7 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
                            value_bytes(&b.vals[y]));
         snprintf(b.shape, sizeof b.shape, "%dx%dx%dx%d_k%d_%dx%d/%d", n, h, w, c, k, r, r, stride);
         run(be, &b);
-        unsetenv("MM_CONV_DGRAD_FWD");
+        if (vs[i].env) unsetenv(vs[i].env);
     }
 }
 

@@ -23,7 +23,12 @@
 #                                     shapes found in the algo cache are not searched: their
 #                                     candidates' times are in algo-cache/*.txt)
 #                                     kept as mammo-<net>-<precision>.log.gz; then, if time is
-#                                     left, ResNet50 tf32 profiles of both (profile-*.txt),
+#                                     left, fp32 and tf32 without Winograd
+#                                     (MM_CONV_WINOGRAD=0; fp32-no-winograd.txt,
+#                                     tf32-no-winograd.txt), bench_ops_cuda's 3x3 forward
+#                                     convolutions on cuDNN and as Winograd in fp32
+#                                     (ops-fp32-conv-fwd.txt), ResNet50 tf32 profiles of both
+#                                     (profile-*.txt),
 #                                     tf32 with filter gradients added (MM_CONV_DW_OVERWRITE=0),
 #                                     fp32 and tf32 without data gradients as forward
 #                                     convolutions (MM_CONV_DGRAD_FWD=0), tf32 without
@@ -93,7 +98,9 @@ mammo_only() {
             tee -a "${LOG:-/dev/null}" | grep '^mammo ' >>"$out/$file"
     done
 }
-# The runs after the comparisons, while time is left: where ResNet50's tf32 time goes (the
+# The runs after the comparisons, while time is left: fp32 and tf32 without our Winograd
+# (MM_CONV_WINOGRAD=0), and bench_ops_cuda's 3x3 forward convolutions both ways in fp32
+# (ops-fp32-conv-fwd.txt); where ResNet50's tf32 time goes (the
 # furthest from its target), op by op and kernel by kernel on both sides; tf32 with filter
 # gradients added into the zeroed gradient (MM_CONV_DW_OVERWRITE=0, beta 1, as before their
 # first writers wrote them with beta 0); fp32 and tf32 with every data gradient on cuDNN's
@@ -110,6 +117,15 @@ mammo_only() {
 # kept by the comparison's runs (--algo-cache), so they start in seconds (but the last, whose
 # search settings differ).
 extras() {
+    # fp32 and tf32 with no convolution as our Winograd (what it buys), and each 3x3 stride-1
+    # forward convolution of a ResNet50 step both ways in fp32 (conv_fwd_cudnn, conv_fwd_wino)
+    (
+        export MM_CONV_WINOGRAD=0
+        mammo_only fp32-no-winograd.txt --precision fp32
+        mammo_only tf32-no-winograd.txt --precision tf32
+    )
+    [ "$(left)" -gt 90 ] && timeout "$(left)" build/bench_ops_cuda fp32 1152 896 2 conv_fwd \
+        >"$out/ops-fp32-conv-fwd.txt" 2>&1
     if [ "$(left)" -gt 120 ]; then
         timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
             --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \

@@ -177,14 +177,14 @@ static const char *word(const char *line, int i)
 }
 
 /* Replaces the engine of every graph plan in the file by one cuDNN has not got; returns how
- * many records it changed. A record is the key (17 numbers), the setup (5), then ok, kind (2:
+ * many records it changed. A record is the key (18 numbers), the setup (6), then ok, kind (2:
  * a graph plan), algo, math, engine. */
 static int forget_engines(const char *path)
 {
     char *text = read_all(path), *mended = calloc(1, strlen(text) + (1 << 16)), *save = NULL;
     int changed = 0;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        const char *kind = word(line, 23), *engine = word(line, 26), *rest = word(line, 27);
+        const char *kind = word(line, 25), *engine = word(line, 28), *rest = word(line, 29);
         if (line[0] != '#' && rest && strncmp(kind, "2 ", 2) == 0) {
             strncat(mended, line, (size_t)(engine - line));
             strcat(mended, "987654 ");

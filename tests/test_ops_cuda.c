@@ -137,9 +137,9 @@ static int dgrad_fwd_count(mm_backend *be)
 
 /* Stride-1 data gradients run as forward convolutions of dy over the turned-around filter
  * (conv_cudnn.c, MM_CONV_DGRAD_FWD=1 wherever it applies): paddings from 0 to r-1, odd sizes,
- * 3x3 and 5x5, summing into an earlier gradient or not, on every path cuDNN's forward
- * convolutions take (legacy algorithms, graph plans, NCHW copies), and (every other shape, to
- * keep a real card's searches few) in chunks of samples. */
+ * 3x3 and 5x5, summing into an earlier gradient or not, on every path forward convolutions take
+ * (cuDNN's legacy algorithms, graph plans, NCHW copies; our Winograd for the 3x3 ones), and
+ * (every other shape, to keep a real card's searches few) in chunks of samples. */
 static const conv_cfg turn_cfgs[] = {
     {2, 7, 5, 3, 4, 3, 1, 1, 1},   /* "same" padding */
     {2, 9, 7, 5, 6, 3, 1, 0, 0},   /* no padding: the turned convolution pads by 2 */
@@ -151,10 +151,14 @@ static const conv_cfg turn_cfgs[] = {
 MM_TEST(cuda_conv2d_backward_data_as_forward)
 {
     REQUIRE_GPU();
-    const char *paths[3][2] = {{NULL, "legacy"}, {"MM_CUDNN_GRAPH", "graph"}, {"MM_CONV_NCHW", "nchw"}};
+    const char *paths[5][3] = {{NULL, NULL, "legacy"},
+                               {"MM_CUDNN_GRAPH", "1", "graph"},
+                               {"MM_CONV_NCHW", "1", "nchw"},
+                               {"MM_CONV_WINOGRAD", "2", "winograd 2x2"},
+                               {"MM_CONV_WINOGRAD", "4", "winograd 4x4"}};
     setenv("MM_CONV_DGRAD_FWD", "1", 1);
     int before = dgrad_fwd_count(cuda_backend(MM_PRECISION_FP32));
-    for (int p = 0; p < 3; p++)
+    for (int p = 0; p < 5; p++)
         for (size_t i = 0; i < sizeof turn_cfgs / sizeof turn_cfgs[0]; i++)
             for (int chunks = 0; chunks < 1 + (int)(i % 2 == 0); chunks++) {
                 conv_cfg cfg = turn_cfgs[i];
@@ -165,11 +169,11 @@ MM_TEST(cuda_conv2d_backward_data_as_forward)
                 int64_t per = (int64_t)d.h * d.w * d.c, per_y = (int64_t)d.oh * d.ow * d.k;
                 snprintf(bound, sizeof bound, "%lld", (long long)(2 * (per > per_y ? per : per_y)));
                 if (chunks) setenv("MM_CONV_CHUNK_ELEMS", bound, 1);
-                if (paths[p][0]) setenv(paths[p][0], "1", 1);
+                if (paths[p][0]) setenv(paths[p][0], paths[p][1], 1);
                 uint64_t seed = 800 + 20 * (uint64_t)p + 2 * i + (uint64_t)chunks;
                 for (int acc = 0; acc < 2; acc++) {
                     d.accumulate = acc;
-                    snprintf(name, sizeof name, "%s conv bwd data as fwd%s%s cfg %zu", paths[p][1],
+                    snprintf(name, sizeof name, "%s conv bwd data as fwd%s%s cfg %zu", paths[p][2],
                              acc ? " + acc" : "", chunks ? " chunked" : "", i);
                     conv_bwd_data_case(&d, seed + 100 * (uint64_t)acc, name);
                 }
@@ -180,7 +184,7 @@ MM_TEST(cuda_conv2d_backward_data_as_forward)
     /* every shape above ran so (counted by the data-gradient shapes of one precision) */
     int turned = dgrad_fwd_count(cuda_backend(MM_PRECISION_FP32)) - before;
     printf("    %d data-gradient shapes ran as forward convolutions\n", turned);
-    CHECK_MSG(turned >= 30, "%d data-gradient shapes ran as forward convolutions", turned);
+    CHECK_MSG(turned >= 55, "%d data-gradient shapes ran as forward convolutions", turned);
 }
 
 MM_TEST(cuda_conv2d_backward_filter)
@@ -257,8 +261,8 @@ static mm_conv_counts counts_of(mm_precision p)
     mm_cuda_ctx *ctx = cuda_backend(p)->ctx;
     mm_conv_counts n = mm_conv_cache_counts(ctx->convs);
     printf("    %s: %d shapes on legacy algorithms, %d on NCHW copies, %d on graph plans, %d as "
-           "GEMMs\n",
-           mm_precision_name(p), n.legacy, n.nchw, n.graph, n.gemm);
+           "GEMMs, %d as Winograd (%d F(4x4, 3x3))\n",
+           mm_precision_name(p), n.legacy, n.nchw, n.graph, n.gemm, n.wino, n.wino4);
     return n;
 }
 #endif
@@ -291,6 +295,56 @@ MM_TEST(cuda_conv2d_graph_api)
         mm_conv_counts n = counts_of(precisions[pi]);
         CHECK_MSG(n.graph > 0, "%s: no convolution ran on a graph plan",
                   mm_precision_name(precisions[pi]));
+    }
+#endif
+}
+
+/* Forward convolutions forced onto Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_wino.h,
+ * MM_CONV_WINOGRAD=2 / 4): paddings 0 to 2, output sizes that the tiles divide and that they do
+ * not (pixels of the last tiles past the edge must not be written, and every output pixel must:
+ * outputs start as NaN), channel counts that take F(2x2, 3x3)'s 4-wide kernels and that do not,
+ * a bias, batch 1 and 2; once with every tile in one chunk and once in chunks of 7 tiles
+ * (MM_CONV_WINO_TILES, the last chunk short). F(4x4, 3x3) runs in fp32 only (tf32 takes
+ * F(2x2, 3x3)), bf16 has none: its cases run on cuDNN. (The data gradients run as Winograd
+ * forward convolutions in cuda_conv2d_backward_data_as_forward.) */
+static const conv_cfg wino_cfgs[] = {
+    {2, 9, 7, 5, 6, 3, 1, 0, 1},     /* no padding: output 7x5; 5 channels in, 6 out */
+    {1, 8, 10, 8, 12, 3, 1, 1, 0},   /* "same" padding, even output, 4-wide */
+    {2, 5, 6, 4, 3, 3, 1, 2, 1},     /* padding 2: output 7x8 */
+    {2, 16, 12, 32, 16, 3, 1, 1, 0}, /* wider */
+};
+
+MM_TEST(cuda_conv2d_winograd)
+{
+    REQUIRE_GPU();
+#ifdef MM_HAVE_CUDA
+    mm_conv_counts before[2];
+    for (int pi = 0; pi < 2; pi++) before[pi] = counts_of(precisions[pi]);
+#endif
+    for (int m = 2; m <= 4; m += 2)
+        for (int chunked = 0; chunked < 2; chunked++) {
+            setenv("MM_CONV_WINOGRAD", m == 2 ? "2" : "4", 1);
+            if (chunked) setenv("MM_CONV_WINO_TILES", "7", 1);
+            for (size_t i = 0; i < sizeof wino_cfgs / sizeof wino_cfgs[0]; i++) {
+                conv_cfg cfg = wino_cfgs[i];
+                cfg.w += chunked; /* a shape of its own */
+                mm_conv_dims d = conv_dims(&cfg);
+                char name[64];
+                snprintf(name, sizeof name, "winograd %dx%d%s conv fwd cfg %zu", m, m,
+                         chunked ? " chunked" : "", i);
+                conv_forward_case(&d, cfg.bias, 900 + 10 * (uint64_t)(m + chunked) + i, name);
+            }
+            unsetenv("MM_CONV_WINO_TILES");
+            unsetenv("MM_CONV_WINOGRAD");
+        }
+#ifdef MM_HAVE_CUDA
+    /* every shape above ran so: in fp32 half of them as F(4x4, 3x3), in tf32 none */
+    for (int pi = 0; pi < 2; pi++) {
+        mm_conv_counts now = counts_of(precisions[pi]);
+        int n = now.wino - before[pi].wino, n4 = now.wino4 - before[pi].wino4;
+        CHECK_MSG(n == 16 && n4 == (pi == 0 ? 8 : 0),
+                  "%s: %d of 16 shapes ran as Winograd, %d as F(4x4, 3x3)",
+                  mm_precision_name(precisions[pi]), n, n4);
     }
 #endif
 }

@@ -424,7 +424,7 @@ MM_TEST(cuda_step_with_convolution_workspace_capped)
 static int count_entries(mm_cuda_ctx *ctx)
 {
     mm_conv_counts c = mm_conv_cache_counts(ctx->convs);
-    return c.legacy + c.nchw + c.graph + c.gemm;
+    return c.legacy + c.nchw + c.graph + c.gemm + c.wino;
 }
 
 /* Not strict (graph.h scratch_strict, the models' default), a convolution asked to need no
@@ -746,6 +746,7 @@ static void step_fp32_tf32(const char *stage, const char *const *env,
 }
 
 static int count_nchw(const mm_conv_counts *n) { return n->nchw; }
+static int count_wino(const mm_conv_counts *n) { return n->wino; }
 static int count_bias_relu(const mm_conv_counts *n) { return n->bias_relu; }
 #endif
 
@@ -758,12 +759,13 @@ static int count_bias_relu(const mm_conv_counts *n) { return n->bias_relu; }
 MM_TEST(cuda_step_on_nchw_copies)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    /* MM_CONV_DGRAD_FWD=0: no forward twins of the data gradients searched. The shapes of the
-     * 7x7 stem and of the 3x3s (the two bottlenecks' share one, the VGG block's, the trunk's):
-     * 4 forwards, their filter gradients, and the data gradients of all but the stem. */
+    /* MM_CONV_DGRAD_FWD=0: no forward twins of the data gradients searched; MM_CONV_WINOGRAD=0:
+     * none of ours instead. The shapes of the 7x7 stem and of the 3x3s (the two bottlenecks'
+     * share one, the VGG block's, the trunk's): 4 forwards, their filter gradients, and the data
+     * gradients of all but the stem. */
 #ifdef MM_HAVE_CUDA
     static const char *const env[] = {"MM_CONV_NCHW=1", "MM_NO_WS_LIMIT=1",
-                                       "MM_CONV_DGRAD_FWD=0", NULL};
+                                       "MM_CONV_DGRAD_FWD=0", "MM_CONV_WINOGRAD=0", NULL};
     step_fp32_tf32("NCHW copies", env, count_nchw, 11, "convolutions on NCHW copies");
 #endif
 }
@@ -779,6 +781,23 @@ MM_TEST(cuda_step_with_fused_bias_relu)
     static const char *const env[] = {"MM_CONV_FUSED=1", NULL};
     step_fp32_tf32("fused bias and ReLU", env, count_bias_relu, 1,
                    "convolutions ran with their bias and ReLU");
+#endif
+}
+
+/* The step with every 3x3 stride-1 forward convolution as our Winograd (conv_wino.h,
+ * MM_CONV_WINOGRAD=4: F(4x4, 3x3) in fp32, F(2x2, 3x3) in tf32) and every stride-1 data gradient
+ * as a forward convolution (MM_CONV_DGRAD_FWD=1), so the 3x3 ones as Winograd too: the planner
+ * sizes their scratch and the step still matches the CPU's with the tolerances of the
+ * precision. */
+MM_TEST(cuda_step_with_winograd)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    /* the three 3x3 stride-1 forward shapes (the bottlenecks' 8 to 8, the VGG block's 32 to 16,
+     * the trunk layer's 16 to 16) and the twin of the VGG block's data gradient (16 to 32; the
+     * twins of the others are their forward shapes) */
+#ifdef MM_HAVE_CUDA
+    static const char *const env[] = {"MM_CONV_WINOGRAD=4", "MM_CONV_DGRAD_FWD=1", NULL};
+    step_fp32_tf32("Winograd", env, count_wino, 4, "convolutions as Winograd");
 #endif
 }
 

@@ -609,10 +609,10 @@ static void mm_cuda_describe(mm_backend *be, char *buf, size_t n)
         snprintf(kept, sizeof kept, "hits:%d,searched:%d", k.hits, k.searched);
     }
     snprintf(buf, n,
-             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d dgrad_fwd=%d bias_relu=%d ws_kept=%d "
-             "ws_chunked=%d algo_cache=%s",
-             c.legacy, c.nchw, c.graph, c.gemm, c.turned, c.bias_relu, mm_cuda_caps_kept(ctx),
-             mm_cuda_caps_chunked(ctx), kept);
+             "convs=legacy:%d,nchw:%d,graph:%d,gemm:%d,wino:%d wino4=%d dgrad_fwd=%d "
+             "bias_relu=%d ws_kept=%d ws_chunked=%d algo_cache=%s",
+             c.legacy, c.nchw, c.graph, c.gemm, c.wino, c.wino4, c.turned, c.bias_relu,
+             mm_cuda_caps_kept(ctx), mm_cuda_caps_chunked(ctx), kept);
 }
 
 static double mm_cuda_chosen_ms(mm_backend *be, const mm_graph *g, const mm_node *node)

@@ -1,6 +1,7 @@
 /* Convolutions through cuDNN in NHWC: forward (+ bias), backward data, backward filter; 1x1
- * stride-1 shapes may run as cuBLAS GEMMs instead (conv_gemm.c), others on NCHW copies
- * (conv_nchw.h) or as plans of cuDNN's graph API (conv_graph.c).
+ * stride-1 shapes may run as cuBLAS GEMMs instead (conv_gemm.c), 3x3 stride-1 ones as Winograd
+ * (conv_wino.h), others on NCHW copies (conv_nchw.h) or as plans of cuDNN's graph API
+ * (conv_graph.c).
  *
  * Algorithms are chosen once per shape, at plan time (the backend's workspace_bytes()), by
  * timing the candidates (conv_search.c). The choice, its workspace size and the descriptors are
@@ -81,7 +82,7 @@ void mm_conv_cache_free(mm_conv_cache *c)
 
 mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c)
 {
-    mm_conv_counts n = {0, 0, 0, 0, 0, 0};
+    mm_conv_counts n = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < c->cap; i++) {
         const mm_conv_entry *e = c->slots[i];
         if (!e || !e->ok) continue;
@@ -91,6 +92,7 @@ mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c)
         }
         n.turned += e->turned;
         if (e->gemm) n.gemm++;
+        else if (e->wino_tiles) n.wino++, n.wino4 += e->wino_m == 4;
         else if (e->use_graph) n.graph++;
         else if (e->nchw) n.nchw++;
         else n.legacy++;
@@ -176,6 +178,7 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     k.beta = (dir == MM_CONV_BWD_FILTER && dtype == MM_F32 && !d->overwrite) ||
              (dir != MM_CONV_BWD_FILTER && d->accumulate);
     k.ws_cap_kib = cap == SIZE_MAX ? -1 : (int)((cap >> 10) < INT_MAX ? cap >> 10 : INT_MAX);
+    k.wino = mm_conv_wino_mode();
     int64_t low = step & -step; /* the largest power of two dividing step */
     k.align = step && low * (int64_t)mm_dtype_size(dtype) < 16 ? (int)(low * mm_dtype_size(dtype))
                                                                : 16;
@@ -445,6 +448,9 @@ void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d
         if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, (void *)y, x, w, t, d);
         else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, (void *)x, y, w, t, d);
         else mm_conv_gemm_bwd_filter(ctx, (float *)w, y, x, t, d);
+    } else if (e->wino_tiles) {
+        MM_ASSERT(dir == MM_CONV_FWD);
+        mm_conv_wino_forward(ctx, d, e->wino_m, e->wino_tiles, x, w, (float *)y, scratch, beta);
     } else if (e->use_graph) {
         MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, scratch));
     } else {

@@ -15,11 +15,12 @@
  * conv_search.c would choose differently for the same key (its candidates, MM_CONV_GRAPH_PLANS,
  * the workspace slack...), so that choices kept by an older search are searched again. 2: ten
  * graph plans, each configuration once, the knobs recorded. 3: a limit under 16 MiB is given its
- * workspace (before, such a search timed only algorithms that need none). */
-#define MM_CONV_DISK_MAGIC "mammo conv-algos 4"
+ * workspace (before, such a search timed only algorithms that need none). 4: the pass time of
+ * forward+bias+relu. 5: Winograd: its mode in the key, its chunk tiles. */
+#define MM_CONV_DISK_MAGIC "mammo conv-algos 5"
 
 /* How an entry runs (the kinds of conv_entry.h). */
-enum { MM_KIND_LEGACY, MM_KIND_NCHW, MM_KIND_GRAPH, MM_KIND_GEMM, MM_KIND_COUNT };
+enum { MM_KIND_LEGACY, MM_KIND_NCHW, MM_KIND_GRAPH, MM_KIND_GEMM, MM_KIND_WINO, MM_KIND_COUNT };
 
 typedef struct mm_conv_record {
     mm_conv_key key;
@@ -30,6 +31,7 @@ typedef struct mm_conv_record {
     size_t ws_bytes;
     float time_ms;
     float pass_ms; /* forward+bias+relu: the pass it saves (conv_entry.h) */
+    int wino_m, wino_tiles; /* Winograd: F(m x m, 3x3), the tiles of a chunk */
     int n_cands;
     struct mm_conv_cand cands[MM_CONV_CANDS];
 } mm_conv_record;
@@ -49,6 +51,7 @@ static const size_t mm_key_fields[] = {
     offsetof(mm_conv_key, dir),      offsetof(mm_conv_key, dtype),
     offsetof(mm_conv_key, precision), offsetof(mm_conv_key, beta),
     offsetof(mm_conv_key, ws_cap_kib), offsetof(mm_conv_key, align),
+    offsetof(mm_conv_key, wino),
     offsetof(mm_conv_key, n),        offsetof(mm_conv_key, h),
     offsetof(mm_conv_key, w),        offsetof(mm_conv_key, c),
     offsetof(mm_conv_key, k),        offsetof(mm_conv_key, r),
@@ -193,7 +196,10 @@ static bool mm_parse_record(char *line, mm_conv_record *r)
         !mm_next_int(&p, &r->algo, 0, 63) || !mm_next_int(&p, &r->math, 0, 63) ||
         !mm_next_ll(&p, &r->engine) || !mm_next_ull(&p, &r->knobs) ||
         !mm_next_size(&p, &r->ws_bytes) || !mm_next_float(&p, &r->time_ms) ||
-        !mm_next_float(&p, &r->pass_ms) || !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
+        !mm_next_float(&p, &r->pass_ms) || !mm_next_int(&p, &r->wino_m, 0, 4) ||
+        !mm_next_int(&p, &r->wino_tiles, 0, INT_MAX) ||
+        (r->kind == MM_KIND_WINO && ((r->wino_m != 2 && r->wino_m != 4) || r->wino_tiles < 1)) ||
+        !mm_next_int(&p, &r->n_cands, 0, MM_CONV_CANDS))
         return false;
     for (int i = 0; i < r->n_cands; i++)
         if (!mm_next_float(&p, &r->cands[i].ms) || !mm_next_size(&p, &r->cands[i].scratch))
@@ -207,8 +213,9 @@ static void mm_write_record(FILE *f, const mm_conv_record *r)
     mm_conv_key k = r->key;
     for (int i = 0; i < MM_KEY_N; i++) fprintf(f, "%d ", *mm_key_field(&k, i));
     for (int i = 0; i < MM_CONV_SETUP_N; i++) fprintf(f, "%d ", r->setup[i]);
-    fprintf(f, "%d %d %d %d %lld %llu %zu %.9g %.9g %d", r->ok, r->kind, r->algo, r->math,
-            r->engine, r->knobs, r->ws_bytes, (double)r->time_ms, (double)r->pass_ms, r->n_cands);
+    fprintf(f, "%d %d %d %d %lld %llu %zu %.9g %.9g %d %d %d", r->ok, r->kind, r->algo,
+            r->math, r->engine, r->knobs, r->ws_bytes, (double)r->time_ms, (double)r->pass_ms,
+            r->wino_m, r->wino_tiles, r->n_cands);
     for (int i = 0; i < r->n_cands; i++)
         fprintf(f, " %.9g %zu", (double)r->cands[i].ms, r->cands[i].scratch);
     fputc('\n', f);
@@ -287,10 +294,10 @@ void mm_conv_disk_save(mm_conv_disk *dk)
         return;
     }
     fprintf(af.file, "%s\n%s\n", MM_CONV_DISK_MAGIC, dk->ident);
-    fprintf(af.file, "# key: dir dtype precision beta ws_cap_kib align n h w c k r s stride_h "
-                     "stride_w pad_h pad_w; setup: ws_limit_kib graph nchw gemm rtc; choice: ok "
-                     "kind(0 legacy 1 nchw 2 graph 3 gemm) algo math engine knobs ws_bytes ms "
-                     "pass_ms; "
+    fprintf(af.file, "# key: dir dtype precision beta ws_cap_kib align wino n h w c k r s "
+                     "stride_h stride_w pad_h pad_w; setup: ws_limit_kib graph nchw gemm rtc "
+                     "wino_tiles; choice: ok kind(0 legacy 1 nchw 2 graph 3 gemm 4 winograd) "
+                     "algo math engine knobs ws_bytes ms pass_ms wino_m wino_tiles; "
                      "candidates: n, then ms scratch each\n");
     for (int i = 0; i < dk->n; i++) mm_write_record(af.file, &dk->recs[i]);
     if (mm_atomic_file_commit(&af) != MM_OK) {
@@ -326,8 +333,10 @@ void mm_conv_disk_record(mm_conv_disk *dk, const mm_cuda_ctx *ctx, const mm_conv
     r.key = e->key;
     mm_conv_search_setup(ctx, r.setup);
     r.ok = e->ok;
-    r.kind = e->gemm ? MM_KIND_GEMM : e->use_graph ? MM_KIND_GRAPH
+    r.kind = e->gemm ? MM_KIND_GEMM : e->wino_tiles ? MM_KIND_WINO : e->use_graph ? MM_KIND_GRAPH
              : e->nchw ? MM_KIND_NCHW : MM_KIND_LEGACY;
+    r.wino_m = e->wino_m;
+    r.wino_tiles = e->wino_tiles;
     r.algo = e->algo;
     r.math = e->math;
     r.engine = e->use_graph ? (long long)e->gplan.engine : -1;
@@ -392,6 +401,8 @@ bool mm_conv_disk_restore(mm_conv_disk *dk, mm_cuda_ctx *ctx, mm_conv_entry *e,
     }
     e->ok = r->ok;
     e->gemm = r->ok && r->kind == MM_KIND_GEMM;
+    e->wino_m = r->ok && r->kind == MM_KIND_WINO ? r->wino_m : 0;
+    e->wino_tiles = r->ok && r->kind == MM_KIND_WINO ? r->wino_tiles : 0;
     e->algo = r->algo;
     e->math = r->math;
     if (r->ok && (r->kind == MM_KIND_LEGACY || r->kind == MM_KIND_NCHW) &&

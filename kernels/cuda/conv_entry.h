@@ -8,6 +8,7 @@
 #include "conv_cudnn.h"
 #include "conv_graph.h"
 #include "conv_nchw.h"
+#include "conv_wino.h"
 #include "cuda_backend.h"
 
 /* MM_CONV_FWD_BIAS_RELU: a forward convolution with its bias and the ReLU after it in one
@@ -29,6 +30,8 @@ typedef struct mm_conv_key {
                  mm_conv_dims overwrite; a summing data gradient) */
     int ws_cap_kib; /* the node's workspace cap in KiB (mm_cuda_node_cap), -1: none */
     int align;      /* bytes (16 or a smaller power of two) x and y's addresses are multiples of */
+    int wino; /* MM_CONV_WINOGRAD's mode (mm_conv_wino_mode) at the lookup: a key of its own, so
+                 one backend can run a shape both ways */
     int n, h, w, c, k, r, s, stride_h, stride_w, pad_h, pad_w;
 } mm_conv_key;
 
@@ -40,6 +43,8 @@ typedef struct mm_conv_entry {
     int math; /* the cudnnMathType_t algo was timed with (set on d.conv in tf32 and bf16) */
     int gemm; /* run as a cuBLAS GEMM (conv_gemm.c) instead of cuDNN */
     int nchw; /* algo runs on NCHW copies of the operands (conv_nchw.h); d describes the copies */
+    int wino_m, wino_tiles; /* run as Winograd F(m x m, 3x3) in chunks of this many tiles
+                               (conv_wino.h), ws_bytes its scratch; 0: not */
     int use_graph;       /* run gplan (the graph API, conv_graph.c) instead of algo */
     mm_conv_graph graph; /* with use_graph: the operation graph gplan was made for */
     mm_conv_plan gplan;
@@ -78,15 +83,24 @@ const char *mm_conv_dir_name(mm_conv_dir dir);
 bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                   size_t limit);
 
+/* MM_CONV_WINOGRAD: "0" never runs 3x3 stride-1 forward convolutions as Winograd (conv_wino.h);
+ * "1" always does where it applies, the faster of F(2x2, 3x3) and F(4x4, 3x3); "2" or "4" always
+ * F(m x m, 3x3) where it applies (F(2x2, 3x3) where only that does); anything else or unset (-1)
+ * times them against the choice so far and keeps the fastest. Read at each lookup into the key
+ * (conv_search.c). */
+int mm_conv_wino_mode(void);
+
 /* What besides its key decides a search's outcome: the workspace limit in KiB
- * (ctx->conv_ws_limit), the MM_CUDNN_GRAPH, MM_CONV_NCHW and MM_CONV_GEMM modes and
- * MM_CUDNN_RTC (conv_search.c). A choice kept on disk (conv_disk.h) holds only under the same. */
+ * (ctx->conv_ws_limit), the MM_CUDNN_GRAPH, MM_CONV_NCHW and MM_CONV_GEMM modes, MM_CUDNN_RTC
+ * and MM_CONV_WINO_TILES (conv_search.c; MM_CONV_WINOGRAD's mode is in the key). A choice kept
+ * on disk (conv_disk.h) holds only under the same. */
 enum {
     MM_CONV_SETUP_WS_LIMIT_KIB,
     MM_CONV_SETUP_GRAPH,
     MM_CONV_SETUP_NCHW,
     MM_CONV_SETUP_GEMM,
     MM_CONV_SETUP_RTC,
+    MM_CONV_SETUP_WINO_TILES,
     MM_CONV_SETUP_N
 };
 void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N]);
@@ -103,7 +117,7 @@ void mm_conv_legacy_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_
                         const void *x, const void *w, const void *y, void *scratch, bool beta);
 
 /* Runs entry e (dims d, storage type t) on operands by role in scratch of mm_conv_scratch(e)
- * bytes: the cuBLAS GEMM, a graph-API plan, or the legacy algorithm (beta: its output
+ * bytes: the cuBLAS GEMM, Winograd, a graph-API plan, or the legacy algorithm (beta: its output
  * accumulates; the GEMM's and the plan's accumulation come with d->accumulate and the plan). */
 void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                  const void *x, const void *w, const void *y, void *scratch, bool beta);

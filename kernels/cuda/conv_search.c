@@ -20,7 +20,9 @@
  * fp32 data (the fp32 and tf32 precisions) also times cuDNN's legacy algorithms on NCHW copies
  * of the operands, the transposes included (conv_nchw.h: NCHW has fp32 Winograd and FFT-tiling
  * algorithms that NHWC lacks), and keeps them where the whole is faster (MM_CONV_NCHW=0 / 1:
- * never / always where it applies).
+ * never / always where it applies). 3x3 stride-1 forward convolutions of fp32 data (and so the
+ * data gradients conv_cudnn.c runs as such) also time our Winograd F(2x2, 3x3) (conv_wino.h) at a
+ * few chunk sizes, kept where faster (MM_CONV_WINOGRAD=0 / 1).
  *
  * With the backend deterministic (backend.h) nothing is timed, so the choice does not move with
  * timing noise between runs: the first graph plan in cuDNN's order (heuristics mode A, then the
@@ -596,6 +598,130 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     return true;
 }
 
+int mm_conv_wino_mode(void)
+{
+    const char *v = getenv("MM_CONV_WINOGRAD");
+    if (v && (strcmp(v, "2") == 0 || strcmp(v, "4") == 0)) return atoi(v);
+    return mm_cuda_env_mode("MM_CONV_WINOGRAD");
+}
+
+/* MM_CONV_WINO_TILES=N: Winograd runs in chunks of N tiles (tests, measurements) instead of the
+ * chunk sizes of mm_wino_budget_mib; 0 when unset. */
+static int mm_conv_wino_forced_tiles(void)
+{
+    const char *v = getenv("MM_CONV_WINO_TILES");
+    long long n = v ? atoll(v) : 0;
+    return n > 0 && n < INT_MAX ? (int)n : 0;
+}
+
+/* The chunk sizes timed, as MiB of transformed tiles (U and M): the smallest stays in an H100's
+ * or H200's 50 MB L2 cache from one kernel to the next; larger ones launch fewer, larger GEMMs. */
+static const int mm_wino_budget_mib[] = {24, 96, 384};
+#define MM_WINO_BUDGETS ((int)(sizeof mm_wino_budget_mib / sizeof mm_wino_budget_mib[0]))
+
+/* Below these channel counts the transforms' traffic outweighs the products saved: not timed. */
+#define MM_WINO_MIN_CHANNELS 16
+
+/* One way to run Winograd: F(m x m, 3x3) in chunks of `tiles` tiles. */
+typedef struct mm_wino_way {
+    int m, tiles;
+} mm_wino_way;
+
+/* The ways to time for forward convolution d under Winograd mode `mode` (mm_conv_wino_mode):
+ * each m it allows at each chunk size (MM_CONV_WINO_TILES: that one), sizes that give the same
+ * chunks once. Returns how many. */
+static int mm_wino_ways(const mm_conv_dims *d, mm_dtype t, mm_precision p, int mode,
+                        mm_wino_way *out)
+{
+    int n = 0, forced = mm_conv_wino_forced_tiles();
+    for (int m = 2; m <= 4; m += 2) {
+        if (!mm_conv_wino_applies(d, t, p, m) || (mode == 2 && m == 4) ||
+            (mode == 4 && m == 2 && mm_conv_wino_applies(d, t, p, 4)))
+            continue;
+        int64_t all = mm_conv_wino_tiles(d, m);
+        for (int i = 0; i < (forced ? 1 : MM_WINO_BUDGETS); i++) {
+            int tc = forced ? (int)(forced < all ? forced : all)
+                            : mm_conv_wino_chunk_for(d, m, (size_t)mm_wino_budget_mib[i] << 20);
+            if (n == 0 || out[n - 1].m != m || out[n - 1].tiles != tc)
+                out[n++] = (mm_wino_way){m, tc};
+        }
+    }
+    return n;
+}
+
+/* Times Winograd (conv_wino.h) for forward entry e in each way that fits under `limit` and the
+ * probe, against e's choice so far (ok: there is one; *timed: its time on mm_conv_time's timer,
+ * -1 if not timed yet), and takes the fastest where it beats that choice (always, in the modes
+ * that force it), with the workspace slack of mm_conv_take. Deterministic backends time nothing
+ * and keep cuDNN's choice. Returns whether e has a choice now; *timed follows the choice. */
+static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
+                             mm_dtype t, const mm_conv_probe *p, size_t limit, bool ok,
+                             float *timed)
+{
+    int mode = e->key.wino;
+    bool forced = mode > 0;
+    if (mode == 0 || e->key.dir != MM_CONV_FWD || mm_conv_deterministic(ctx) ||
+        (!forced && (!p || d->c < MM_WINO_MIN_CHANNELS || d->k < MM_WINO_MIN_CHANNELS)))
+        return ok;
+    mm_wino_way ways[2 * MM_WINO_BUDGETS];
+    int n = mm_wino_ways(d, t, ctx->precision, mode, ways);
+    bool verbose = mm_conv_verbose();
+    char what[160];
+    mm_conv_describe(what, sizeof what, &e->key);
+    mm_conv_entry trial = *e; /* runs only its Winograd: nothing of e's choice is used */
+    trial.gemm = trial.use_graph = trial.nchw = 0;
+    int pick = -1;
+    float best = -1;
+    size_t best_ws = 0;
+    for (int i = 0; i < n; i++) {
+        size_t ws = mm_conv_wino_scratch(d, ways[i].m, ways[i].tiles);
+        if (ws > limit || (p && ws > p->ws_bytes)) continue;
+        trial.wino_m = ways[i].m;
+        trial.wino_tiles = ways[i].tiles;
+        trial.ws_bytes = ws;
+        /* one timed run first: a way far slower than the best so far is not timed further */
+        float ms = p ? mm_conv_time_runs(ctx, &trial, d, t, p, 1) : -1;
+        if (p && !(best >= 0 && ms > 1.5f * best)) ms = mm_conv_time(ctx, &trial, d, t, p);
+        mm_conv_note(e, ms, ws);
+        if (verbose)
+            fprintf(stderr,
+                    "mammo: conv %s: winograd F(%dx%d,3x3), chunks of %d tiles %9.3f ms ws "
+                    "%8.1f MiB\n",
+                    what, ways[i].m, ways[i].m, ways[i].tiles, (double)ms, ws / 1048576.0);
+        if (pick < 0 || (ms >= 0 && ms < best)) pick = i, best = ms, best_ws = ws;
+    }
+    if (pick < 0) return ok;
+    size_t have = ok ? mm_conv_scratch(e, d) : 0;
+    float t_cur = *timed;
+    if (ok && t_cur < 0 && !forced && have <= p->ws_bytes) t_cur = mm_conv_time(ctx, e, d, t, p);
+    bool take = forced || !ok ||
+                (best >= 0 && t_cur >= 0 && best < t_cur &&
+                 !(best_ws > MM_CONV_WS_BIG && have < best_ws &&
+                   t_cur <= best * (1.0f + MM_CONV_WS_SLACK)));
+    if (verbose)
+        fprintf(stderr,
+                "mammo: conv %s: winograd %.3f ms, scratch %.1f MiB; so far %.3f ms, %.1f "
+                "MiB%s\n",
+                what, (double)best, best_ws / 1048576.0, (double)t_cur, have / 1048576.0,
+                take ? "  <- taken" : "");
+    if (!take) return ok;
+    if (e->use_graph) {
+        mm_conv_plan_free(&e->gplan);
+        mm_conv_graph_free(&e->graph);
+        e->use_graph = 0;
+    }
+    if (e->nchw) { /* e->d described the NCHW copies: back to the operands' own */
+        mm_conv_descs_free(&e->d);
+        MM_CUDNN_CHECK(mm_conv_descs_init(&e->d, d, t, ctx->precision, false));
+        e->nchw = 0;
+    }
+    e->wino_m = ways[pick].m;
+    e->wino_tiles = ways[pick].tiles;
+    e->ws_bytes = best_ws;
+    e->time_ms = *timed = best;
+    return true;
+}
+
 void mm_conv_say_turn(const mm_conv_entry *dgrad, float was_ms, float fwd_ms, bool turned)
 {
     if (!mm_conv_verbose()) return;
@@ -708,12 +834,14 @@ void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
     out[MM_CONV_SETUP_NCHW] = mm_conv_nchw_mode();
     out[MM_CONV_SETUP_GEMM] = mm_conv_gemm_mode();
     out[MM_CONV_SETUP_RTC] = mm_cuda_env_mode("MM_CUDNN_RTC") == 1;
+    out[MM_CONV_SETUP_WINO_TILES] = mm_conv_wino_forced_tiles();
 }
 
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
  * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
- * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 1x1 stride-1
- * shapes the GEMM when it is faster, all measured the same way on the same operands. */
+ * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 3x3 stride-1
+ * forward shapes (fp32 data) Winograd when it is faster, then for 1x1 stride-1 shapes the GEMM
+ * when it is faster, all measured the same way on the same operands. */
 bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                   size_t limit)
 {
@@ -727,6 +855,7 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
     float timed; /* the choice's time on mm_conv_time's timer, when a later search timed it */
     ok = mm_conv_try_graph(ctx, e, d, t, p, limit, ok, &timed);
     ok = mm_conv_try_nchw(ctx, e, d, t, p, limit, ok, &timed);
+    ok = mm_conv_try_wino(ctx, e, d, t, p, limit, ok, &timed);
     int mode = mm_conv_gemm_mode();
     bool verbose = mm_conv_verbose();
     char what[160];
@@ -758,6 +887,12 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
             fprintf(stderr, "mammo: conv %s: no algorithm\n", what);
         else if (e->gemm)
             fprintf(stderr, "mammo: conv %s: chose cublas gemm\n", what);
+        else if (e->wino_tiles)
+            fprintf(stderr,
+                    "mammo: conv %s: chose winograd F(%dx%d,3x3) in chunks of %d tiles (%.3f "
+                    "ms, ws %.1f MiB)\n",
+                    what, e->wino_m, e->wino_m, e->wino_tiles, (double)e->time_ms,
+                    e->ws_bytes / 1048576.0);
         else if (e->use_graph)
             fprintf(stderr, "mammo: conv %s: chose graph engine %lld (%.3f ms, ws %.1f MiB)\n",
                     what, (long long)e->gplan.engine, (double)e->time_ms,

@@ -181,11 +181,13 @@ int mm_conv_chunk_samples(const mm_conv_dims *d);
 mm_conv_cache *mm_conv_cache_new(void);
 void mm_conv_cache_free(mm_conv_cache *c);
 /* How the shapes searched so far run: legacy cuDNN algorithms (in NHWC, or on NCHW copies:
- * conv_nchw.h), graph-API plans, cuBLAS GEMMs (a stride-1 data gradient's forward twin counts
- * among them, searched whether or not it runs); and the data-gradient shapes that run as their
- * forward twins, convolutions of dy over the turned filter. */
+ * conv_nchw.h), graph-API plans, cuBLAS GEMMs, Winograd (conv_wino.h) (a stride-1 data
+ * gradient's forward twin counts among them, searched whether or not it runs); and the
+ * data-gradient shapes that run as their forward twins, convolutions of dy over the turned
+ * filter. */
 typedef struct mm_conv_counts {
-    int legacy, nchw, graph, gemm, turned;
+    int legacy, nchw, graph, gemm, wino, turned;
+    int wino4; /* of the Winograd ones, F(4x4, 3x3) */
     int bias_relu; /* forward shapes run with their bias and ReLU in cuDNN's one call */
 } mm_conv_counts;
 mm_conv_counts mm_conv_cache_counts(const mm_conv_cache *c);

@@ -460,6 +460,27 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                 *(const float *)beta, C, Ctype, ldc, tf32 && Atype == CUDA_R_32F);
 }
 
+/* `batch` GEMMs of cublasGemmEx, matrix i at A + i * sa elements (likewise B, C). */
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
+                                          cublasOperation_t tb, int m, int n, int k,
+                                          const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long sa, const void *B,
+                                          cudaDataType Btype, int ldb, long long sb,
+                                          const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long sc, int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo)
+{
+    if (batch < 0 || sa < 0 || sb < 0 || sc < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = cublasGemmEx(
+            h, ta, tb, m, n, k, alpha, (const char *)A + i * sa * cuemu::elem_size(Atype), Atype,
+            lda, (const char *)B + i * sb * cuemu::elem_size(Btype), Btype, ldb, beta,
+            (char *)C + i * sc * cuemu::elem_size(Ctype), Ctype, ldc, compute, algo);
+        if (s != CUBLAS_STATUS_SUCCESS) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 /* ---- events: read the emulated clock ---- */
 struct CUevent_st {
     double ms = -1;

@@ -1,0 +1,289 @@
+/* The three transforms of a Winograd F(m x m, 3x3) convolution, m = 2 or 4 (conv_wino.c), fp32
+ * NHWC.
+ *
+ * A 3x3 stride-1 convolution gives each m x m block of output pixels (a tile) from the a x a
+ * block of input pixels under it (a = m + 2). In one dimension (Lavin & Gray, "Fast Algorithms
+ * for Convolutional Neural Networks", 2016), F(2, 3) with input d0..d3 and filter g0..g2:
+ *   y0 = d0 g0 + d1 g1 + d2 g2 = m0 + m1 + m2
+ *   y1 = d1 g0 + d2 g1 + d3 g2 = m1 - m2 - m3
+ * with m0 = (d0 - d2) g0, m1 = (d1 + d2)(g0 + g1 + g2)/2, m2 = (d2 - d1)(g0 - g1 + g2)/2,
+ * m3 = (d1 - d3) g2: four products for six. F(4, 3) interpolates at 0, +-1, +-2 and infinity:
+ * six products for twelve. In two dimensions each transform is applied to the columns and then
+ * to the rows, and the a*a products of a tile, summed over input channels, are a*a matrix
+ * products over all tiles at once (cuBLAS, conv_wino.c):
+ *   U[e][t][c] = (B^T d B)[e]  for tile t, channel c      (mm_cuda_wino_input)
+ *   F[e][k][c] = (G g G^T)[e]  for filter k, channel c    (mm_cuda_wino_filter)
+ *   M[e][t][k] = sum_c U[e][t][c] F[e][k][c]              (the GEMMs)
+ *   y tile     = A^T M[.][t][k] A                          (mm_cuda_wino_output)
+ * where e = a i + j indexes the a x a transformed tile. F(2x2, 3x3) does 2.25 times fewer
+ * products than a direct convolution and its transforms only add, subtract and halve, so it
+ * rounds about as a direct convolution does; F(4x4, 3x3) does 4 times fewer, and its transforms'
+ * larger coefficients (up to 8) make its fp32 result about ten times less exact (relative L2
+ * error ~2e-6 against ~2e-7 for one 256-channel layer), as cuDNN's own non-fused Winograd.
+ *
+ * Tiles are numbered over (sample, tile row, tile column) of the output, tile row ty covering
+ * output rows m ty .. m ty + m - 1 and input rows m ty - pad .. m ty - pad + a - 1 (zeros outside
+ * the image); a run takes tiles t0 .. t0 + tc - 1 (a chunk). One thread per (tile, channel), or
+ * per (tile, 4 channels) for F(2x2, 3x3) where the channel count is divisible by 4 and the
+ * pointers 16-byte aligned: adjacent threads move adjacent channels. */
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+template <int M> struct mm_wino;
+
+/* F(2, 3): B^T d, G g and A^T m, each over one column or row. */
+template <> struct mm_wino<2> {
+    static constexpr int A = 4;
+    __device__ static __forceinline__ void bt(const float *d, float *v)
+    {
+        v[0] = d[0] - d[2];
+        v[1] = d[1] + d[2];
+        v[2] = d[2] - d[1];
+        v[3] = d[1] - d[3];
+    }
+    __device__ static __forceinline__ void g(const float *g, float *u)
+    {
+        u[0] = g[0];
+        u[1] = 0.5f * (g[0] + g[1] + g[2]);
+        u[2] = 0.5f * (g[0] - g[1] + g[2]);
+        u[3] = g[2];
+    }
+    __device__ static __forceinline__ void at(const float *m, float *y)
+    {
+        y[0] = m[0] + m[1] + m[2];
+        y[1] = m[1] - m[2] - m[3];
+    }
+};
+
+/* F(4, 3) at the points 0, 1, -1, 2, -2 and infinity. */
+template <> struct mm_wino<4> {
+    static constexpr int A = 6;
+    __device__ static __forceinline__ void bt(const float *d, float *v)
+    {
+        v[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+        v[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
+        v[2] = 4.0f * (d[1] - d[2]) - d[3] + d[4];
+        v[3] = -2.0f * (d[1] - d[3]) - d[2] + d[4];
+        v[4] = 2.0f * (d[1] - d[3]) - d[2] + d[4];
+        v[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+    }
+    __device__ static __forceinline__ void g(const float *g, float *u)
+    {
+        u[0] = 0.25f * g[0];
+        u[1] = -(g[0] + g[1] + g[2]) / 6.0f;
+        u[2] = -(g[0] - g[1] + g[2]) / 6.0f;
+        u[3] = (g[0] + 2.0f * g[1] + 4.0f * g[2]) / 24.0f;
+        u[4] = (g[0] - 2.0f * g[1] + 4.0f * g[2]) / 24.0f;
+        u[5] = g[2];
+    }
+    __device__ static __forceinline__ void at(const float *m, float *y)
+    {
+        float p1 = m[1] + m[2], n1 = m[1] - m[2], p2 = m[3] + m[4], n2 = m[3] - m[4];
+        y[0] = m[0] + p1 + p2;
+        y[1] = n1 + 2.0f * n2;
+        y[2] = p1 + 4.0f * p2;
+        y[3] = n1 + 8.0f * n2 + m[5];
+    }
+};
+
+/* F[e][k][c] from the OHWI filter w[k][3][3][c]. */
+template <int M, int V>
+__global__ void mm_wino_filter_kernel(float *f, const float *w, int k, int c)
+{
+    constexpr int A = mm_wino<M>::A;
+    int cv = c / V;
+    int64_t total = (int64_t)k * cv, plane = (int64_t)k * c;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int kk = (int)(i / cv), c0 = (int)(i % cv) * V;
+        float g[3][3][V];
+#pragma unroll
+        for (int a = 0; a < 3; a++)
+#pragma unroll
+            for (int b = 0; b < 3; b++)
+                mm_ldv<V>(w, (((int64_t)kk * 3 + a) * 3 + b) * c + c0, g[a][b]);
+        float out[A * A][V];
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            float t[A][3]; /* G g: the columns */
+#pragma unroll
+            for (int b = 0; b < 3; b++) {
+                float col[3] = {g[0][b][v], g[1][b][v], g[2][b][v]}, u[A];
+                mm_wino<M>::g(col, u);
+#pragma unroll
+                for (int a = 0; a < A; a++) t[a][b] = u[a];
+            }
+#pragma unroll
+            for (int a = 0; a < A; a++) { /* (G g) G^T: the rows */
+                float u[A];
+                mm_wino<M>::g(t[a], u);
+#pragma unroll
+                for (int b = 0; b < A; b++) out[A * a + b][v] = u[b];
+            }
+        }
+        int64_t at = (int64_t)kk * c + c0;
+#pragma unroll
+        for (int e = 0; e < A * A; e++) mm_stv<V>(f, e * plane + at, out[e]);
+    }
+}
+
+/* U[e][t - t0][c] for tiles t0 .. t0 + tc - 1 of x[n][h][w][c]. */
+template <int M, int V>
+__global__ void mm_wino_input_kernel(float *u, const float *x, int h, int w, int c, int pad_h,
+                                     int pad_w, int th, int tw, int64_t t0, int tc)
+{
+    constexpr int A = mm_wino<M>::A;
+    int cv = c / V;
+    int64_t total = (int64_t)tc * cv, plane = (int64_t)tc * c;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int lt = (int)(i / cv), c0 = (int)(i % cv) * V;
+        int64_t t = t0 + lt;
+        int tx = (int)(t % tw);
+        t /= tw;
+        int ty = (int)(t % th);
+        int64_t b = t / th;
+        int y0 = M * ty - pad_h, x0 = M * tx - pad_w;
+        float d[A][A][V];
+#pragma unroll
+        for (int a = 0; a < A; a++)
+#pragma unroll
+            for (int q = 0; q < A; q++) {
+                int yy = y0 + a, xx = x0 + q;
+                if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
+                    mm_ldv<V>(x, ((b * h + yy) * w + xx) * c + c0, d[a][q]);
+                } else {
+#pragma unroll
+                    for (int v = 0; v < V; v++) d[a][q][v] = 0.0f;
+                }
+            }
+        int64_t at = (int64_t)lt * c + c0;
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            float s[A][A]; /* B^T d: the columns */
+#pragma unroll
+            for (int q = 0; q < A; q++) {
+                float col[A], r[A];
+#pragma unroll
+                for (int a = 0; a < A; a++) col[a] = d[a][q][v];
+                mm_wino<M>::bt(col, r);
+#pragma unroll
+                for (int a = 0; a < A; a++) s[a][q] = r[a];
+            }
+#pragma unroll
+            for (int a = 0; a < A; a++) { /* (B^T d) B: the rows */
+                float r[A];
+                mm_wino<M>::bt(s[a], r);
+#pragma unroll
+                for (int q = 0; q < A; q++) d[a][q][v] = r[q];
+            }
+        }
+#pragma unroll
+        for (int a = 0; a < A; a++)
+#pragma unroll
+            for (int q = 0; q < A; q++) mm_stv<V>(u, (A * a + q) * plane + at, d[a][q]);
+    }
+}
+
+/* y[n][oh][ow][k] (=, or += with accumulate) from M[e][t - t0][k] for tiles t0 .. t0 + tc - 1;
+ * output pixels past the edge (oh or ow not divisible by m) are not written. */
+template <int M, int V>
+__global__ void mm_wino_output_kernel(float *y, const float *m, int oh, int ow, int k, int th,
+                                      int tw, int64_t t0, int tc, int accumulate)
+{
+    constexpr int A = mm_wino<M>::A;
+    int kv = k / V;
+    int64_t total = (int64_t)tc * kv, plane = (int64_t)tc * k;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int lt = (int)(i / kv), k0 = (int)(i % kv) * V;
+        int64_t t = t0 + lt;
+        int tx = (int)(t % tw);
+        t /= tw;
+        int ty = (int)(t % th);
+        int64_t b = t / th;
+        float mv[A][A][V];
+        int64_t at = (int64_t)lt * k + k0;
+#pragma unroll
+        for (int a = 0; a < A; a++)
+#pragma unroll
+            for (int q = 0; q < A; q++) mm_ldv<V>(m, (A * a + q) * plane + at, mv[a][q]);
+        float out[M][M][V];
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            float s[M][A]; /* A^T M: the columns */
+#pragma unroll
+            for (int q = 0; q < A; q++) {
+                float col[A], r[M];
+#pragma unroll
+                for (int a = 0; a < A; a++) col[a] = mv[a][q][v];
+                mm_wino<M>::at(col, r);
+#pragma unroll
+                for (int a = 0; a < M; a++) s[a][q] = r[a];
+            }
+#pragma unroll
+            for (int a = 0; a < M; a++) { /* (A^T M) A: the rows */
+                float r[M];
+                mm_wino<M>::at(s[a], r);
+#pragma unroll
+                for (int q = 0; q < M; q++) out[a][q][v] = r[q];
+            }
+        }
+#pragma unroll
+        for (int a = 0; a < M; a++)
+#pragma unroll
+            for (int q = 0; q < M; q++) {
+                int oy = M * ty + a, ox = M * tx + q;
+                if (oy >= oh || ox >= ow) continue;
+                int64_t o = ((b * oh + oy) * ow + ox) * k + k0;
+                if (accumulate) {
+                    float was[V];
+                    mm_ldv<V>(y, o, was);
+#pragma unroll
+                    for (int v = 0; v < V; v++) out[a][q][v] += was[v];
+                }
+                mm_stv<V>(y, o, out[a][q]);
+            }
+    }
+}
+
+/* Launches kernel<M, 4> over items / 4 threads where vec4, else kernel<M, 1> over items. The
+ * 4-wide form is F(2x2, 3x3)'s only: F(4x4, 3x3)'s 36 values a channel would need four times the
+ * registers. */
+#define MM_WINO_LAUNCH(kernel, m, vec4, items, st, ...)                                     \
+    do {                                                                                   \
+        if ((m) == 2 && (vec4))                                                            \
+            kernel<2, 4><<<mm_blocks_for((items) / 4), MM_THREADS, 0, st>>>(__VA_ARGS__);  \
+        else if ((m) == 2)                                                                 \
+            kernel<2, 1><<<mm_blocks_for(items), MM_THREADS, 0, st>>>(__VA_ARGS__);        \
+        else                                                                               \
+            kernel<4, 1><<<mm_blocks_for(items), MM_THREADS, 0, st>>>(__VA_ARGS__);        \
+        MM_CUDA_CHECK_LAUNCH();                                                            \
+    } while (0)
+
+void mm_cuda_wino_filter(float *f, const float *w, int m, int k, int c, cudaStream_t st)
+{
+    MM_CU_ASSERT(m == 2 || m == 4);
+    if (k <= 0 || c <= 0) return;
+    MM_WINO_LAUNCH(mm_wino_filter_kernel, m, mm_chan4(c, {f, w}), (int64_t)k * c, st, f, w, k, c);
+}
+
+void mm_cuda_wino_input(float *u, const float *x, int m, const mm_conv_dims *d, int64_t t0,
+                        int tc, cudaStream_t st)
+{
+    MM_CU_ASSERT(m == 2 || m == 4);
+    if (tc <= 0) return;
+    int th = (d->oh + m - 1) / m, tw = (d->ow + m - 1) / m;
+    MM_WINO_LAUNCH(mm_wino_input_kernel, m, mm_chan4(d->c, {u, x}), (int64_t)tc * d->c, st, u, x,
+                   d->h, d->w, d->c, d->pad_h, d->pad_w, th, tw, t0, tc);
+}
+
+void mm_cuda_wino_output(float *y, const float *mt, int m, const mm_conv_dims *d, int64_t t0,
+                         int tc, int accumulate, cudaStream_t st)
+{
+    MM_CU_ASSERT(m == 2 || m == 4);
+    if (tc <= 0) return;
+    int th = (d->oh + m - 1) / m, tw = (d->ow + m - 1) / m;
+    MM_WINO_LAUNCH(mm_wino_output_kernel, m, mm_chan4(d->k, {y, mt}), (int64_t)tc * d->k, st, y,
+                   mt, d->oh, d->ow, d->k, th, tw, t0, tc, accumulate);
+}
