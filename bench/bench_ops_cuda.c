@@ -14,8 +14,8 @@
  * conv_bwd_filter_add), to show what blending costs beside writing, and stride-1 data gradients
  * both ways (conv_bwd_data_plain on cuDNN's backward-data algorithms, conv_bwd_data_as_fwd as
  * a forward convolution of dy; conv_bwd_data is the step's choice), and 3x3 stride-1 forward
- * convolutions of fp32 data both ways (conv_fwd_cudnn on cuDNN, conv_fwd_wino as our Winograd
- * F(2x2, 3x3); conv_fwd is the step's choice).
+ * convolutions and filter gradients of fp32 data both ways (conv_fwd_on_cudnn on cuDNN,
+ * conv_fwd_on_wino as our Winograd; conv_bwd_filter_on_*; FILTER _on_ runs only these).
  * Without a GPU it says so and exits 0 (it is not a test). The convolution paths can be compared
  * shape by shape by forcing them (conv_search.c): MM_CONV_NCHW=0/1 (NCHW copies), MM_CUDNN_GRAPH,
  * MM_CONV_GEMM; MM_CUDNN_VERBOSE=1 prints every candidate of every search. */
@@ -189,24 +189,26 @@ static void conv_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c, i
      * filter gradient added to rather than written (d.overwrite 0: what its first writer did
      * before 2026-11-26's tenth session); a stride-1 data gradient also on cuDNN's backward-data
      * algorithms and as a forward convolution of dy (MM_CONV_DGRAD_FWD=0 / 1; the step takes
-     * the faster); a 3x3 stride-1 forward convolution of fp32 data also on cuDNN alone and as
-     * Winograd (MM_CONV_WINOGRAD=0 / 1) */
+     * the faster); a 3x3 stride-1 forward convolution and filter gradient of fp32 data also on
+     * cuDNN alone and as our Winograd (MM_CONV_WINOGRAD=0 / 1) */
     bool wino = r == 3 && stride == 1 && act == MM_F32;
     const struct {
         mm_op op;
         const char *name;
         int accumulate, overwrite;
         const char *env, *mode; /* a variable set for the run (NULL: the default), its value */
-    } vs[9] = {{MM_OP_CONV2D, "conv_fwd", 0, 0, NULL, NULL},
-               {MM_OP_CONV2D, "conv_fwd_cudnn", 0, 0, "MM_CONV_WINOGRAD", "0"},
-               {MM_OP_CONV2D, "conv_fwd_wino", 0, 0, "MM_CONV_WINOGRAD", "1"},
+    } vs[11] = {{MM_OP_CONV2D, "conv_fwd", 0, 0, NULL, NULL},
+               {MM_OP_CONV2D, "conv_fwd_on_cudnn", 0, 0, "MM_CONV_WINOGRAD", "0"},
+               {MM_OP_CONV2D, "conv_fwd_on_wino", 0, 0, "MM_CONV_WINOGRAD", "1"},
                {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data", 0, 0, NULL, NULL},
                {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_plain", 0, 0, "MM_CONV_DGRAD_FWD", "0"},
                {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_as_fwd", 0, 0, "MM_CONV_DGRAD_FWD", "1"},
                {MM_OP_CONV2D_BWD_DATA, "conv_bwd_data_acc", 1, 0, NULL, NULL},
                {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter", 0, 1, NULL, NULL},
-               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0, NULL, NULL}};
-    for (int i = 0; i < 9; i++) {
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_add", 0, 0, NULL, NULL},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_on_cudnn", 0, 1, "MM_CONV_WINOGRAD", "0"},
+               {MM_OP_CONV2D_BWD_FILTER, "conv_bwd_filter_on_wino", 0, 1, "MM_CONV_WINOGRAD", "1"}};
+    for (int i = 0; i < 11; i++) {
         bool turn = vs[i].env && strcmp(vs[i].env, "MM_CONV_DGRAD_FWD") == 0;
         if (turn && (stride != 1 || r == 1)) continue; /* only the backward-data way */
         if (vs[i].env && !turn && !wino) continue;

@@ -26,8 +26,9 @@
 #                                     left, fp32 and tf32 without Winograd
 #                                     (MM_CONV_WINOGRAD=0; fp32-no-winograd.txt,
 #                                     tf32-no-winograd.txt), bench_ops_cuda's 3x3 forward
-#                                     convolutions on cuDNN and as Winograd in fp32
-#                                     (ops-fp32-conv-fwd.txt), ResNet50 tf32 profiles of both
+#                                     convolutions and filter gradients on cuDNN and as
+#                                     Winograd in fp32
+#                                     (ops-fp32-wino.txt), ResNet50 tf32 profiles of both
 #                                     (profile-*.txt),
 #                                     tf32 with filter gradients added (MM_CONV_DW_OVERWRITE=0),
 #                                     fp32 and tf32 without data gradients as forward
@@ -99,14 +100,14 @@ mammo_only() {
     done
 }
 # The runs after the comparisons, while time is left: fp32 and tf32 without our Winograd
-# (MM_CONV_WINOGRAD=0), and bench_ops_cuda's 3x3 forward convolutions both ways in fp32
-# (ops-fp32-conv-fwd.txt); where ResNet50's tf32 time goes (the
-# furthest from its target), op by op and kernel by kernel on both sides; tf32 with filter
-# gradients added into the zeroed gradient (MM_CONV_DW_OVERWRITE=0, beta 1, as before their
-# first writers wrote them with beta 0); fp32 and tf32 with every data gradient on cuDNN's
-# backward-data algorithms (MM_CONV_DGRAD_FWD=0, not as forward convolutions); tf32 with every
-# biased convolution and its ReLU apart (MM_CONV_FUSED=0, not cuDNN's fused call); tf32 with the recomputation of H200 run 2 (the stem
-# recomputed, no slack: --recompute-conv 147 --recompute-slack 0), so what the defaults of
+# (MM_CONV_WINOGRAD=0), and bench_ops_cuda's 3x3 forward convolutions and filter gradients
+# both ways in fp32 (ops-fp32-wino.txt); where ResNet50's tf32 time goes (the furthest from its
+# target), op by op and kernel by kernel on both sides; tf32 with filter gradients added into
+# the zeroed gradient (MM_CONV_DW_OVERWRITE=0, beta 1, as before their first writers wrote them
+# with beta 0); fp32 and tf32 with every data gradient on cuDNN's backward-data algorithms
+# (MM_CONV_DGRAD_FWD=0, not as forward convolutions); tf32 with every biased convolution and its
+# ReLU apart (MM_CONV_FUSED=0, not cuDNN's fused call); tf32 with the recomputation of H200 run 2
+# (the stem recomputed, no slack: --recompute-conv 147 --recompute-slack 0), so what the defaults of
 # 2026-11-26's later sessions buy (the stem kept, residual-chain links kept within 20% more
 # activation memory) is measured on the same card; tf32 deterministic; what recomputing fewer
 # convolutions buys in tf32 (--recompute-conv 64: the 128-channel 1x1s kept too); what feeding
@@ -118,14 +119,15 @@ mammo_only() {
 # search settings differ).
 extras() {
     # fp32 and tf32 with no convolution as our Winograd (what it buys), and each 3x3 stride-1
-    # forward convolution of a ResNet50 step both ways in fp32 (conv_fwd_cudnn, conv_fwd_wino)
+    # forward convolution and filter gradient of a ResNet50 step both ways in fp32 (conv_*_on_cudnn,
+    # conv_*_on_wino)
     (
         export MM_CONV_WINOGRAD=0
         mammo_only fp32-no-winograd.txt --precision fp32
         mammo_only tf32-no-winograd.txt --precision tf32
     )
-    [ "$(left)" -gt 90 ] && timeout "$(left)" build/bench_ops_cuda fp32 1152 896 2 conv_fwd \
-        >"$out/ops-fp32-conv-fwd.txt" 2>&1
+    [ "$(left)" -gt 90 ] && timeout "$(left)" build/bench_ops_cuda fp32 1152 896 2 _on_ \
+        >"$out/ops-fp32-wino.txt" 2>&1
     if [ "$(left)" -gt 120 ]; then
         timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" \
             --input 1152x896 --batch 2 --device cuda --precision tf32 --steps 3 \

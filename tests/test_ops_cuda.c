@@ -299,14 +299,15 @@ MM_TEST(cuda_conv2d_graph_api)
 #endif
 }
 
-/* Forward convolutions forced onto Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_wino.h,
- * MM_CONV_WINOGRAD=2 / 4): paddings 0 to 2, output sizes that the tiles divide and that they do
- * not (pixels of the last tiles past the edge must not be written, and every output pixel must:
- * outputs start as NaN), channel counts that take F(2x2, 3x3)'s 4-wide kernels and that do not,
- * a bias, batch 1 and 2; once with every tile in one chunk and once in chunks of 7 tiles
- * (MM_CONV_WINO_TILES, the last chunk short). F(4x4, 3x3) runs in fp32 only (tf32 takes
- * F(2x2, 3x3)), bf16 has none: its cases run on cuDNN. (The data gradients run as Winograd
- * forward convolutions in cuda_conv2d_backward_data_as_forward.) */
+/* Forward convolutions and filter gradients forced onto Winograd F(2x2, 3x3) and F(4x4, 3x3)
+ * (conv_wino.h, MM_CONV_WINOGRAD=2 / 4): paddings 0 to 2, output sizes that the tiles divide and
+ * that they do not (pixels of the last tiles past the edge must not be written, and every output
+ * pixel must: outputs start as NaN), channel counts that take F(2x2, 3x3)'s 4-wide kernels and
+ * that do not, a bias, batch 1 and 2; the filter gradient added to a non-zero buffer and written
+ * over it (its first writer); once with every tile in one chunk and once in chunks of 7 tiles
+ * (MM_CONV_WINO_TILES, the last chunk short: the filter gradient sums the chunks). F(4x4, 3x3)
+ * runs in fp32 only (tf32 takes F(2x2, 3x3)), bf16 has none: its cases run on cuDNN. (The data
+ * gradients run as Winograd forward convolutions in cuda_conv2d_backward_data_as_forward.) */
 static const conv_cfg wino_cfgs[] = {
     {2, 9, 7, 5, 6, 3, 1, 0, 1},     /* no padding: output 7x5; 5 channels in, 6 out */
     {1, 8, 10, 8, 12, 3, 1, 1, 0},   /* "same" padding, even output, 4-wide */
@@ -332,18 +333,26 @@ MM_TEST(cuda_conv2d_winograd)
                 char name[64];
                 snprintf(name, sizeof name, "winograd %dx%d%s conv fwd cfg %zu", m, m,
                          chunked ? " chunked" : "", i);
-                conv_forward_case(&d, cfg.bias, 900 + 10 * (uint64_t)(m + chunked) + i, name);
+                uint64_t seed = 900 + 10 * (uint64_t)(m + chunked) + i;
+                conv_forward_case(&d, cfg.bias, seed, name);
+                for (int first = 0; first < 2; first++) {
+                    d.overwrite = first;
+                    snprintf(name, sizeof name, "winograd %dx%d%s conv bwd filter%s cfg %zu", m,
+                             m, chunked ? " chunked" : "", first ? " (first writer)" : "", i);
+                    conv_bwd_filter_case(&d, seed + 100 + 50 * (uint64_t)first, name);
+                }
             }
             unsetenv("MM_CONV_WINO_TILES");
             unsetenv("MM_CONV_WINOGRAD");
         }
 #ifdef MM_HAVE_CUDA
-    /* every shape above ran so: in fp32 half of them as F(4x4, 3x3), in tf32 none */
+    /* every case above ran so (16 forward shapes, 32 filter gradients): in fp32 half of them as
+     * F(4x4, 3x3), in tf32 none */
     for (int pi = 0; pi < 2; pi++) {
         mm_conv_counts now = counts_of(precisions[pi]);
         int n = now.wino - before[pi].wino, n4 = now.wino4 - before[pi].wino4;
-        CHECK_MSG(n == 16 && n4 == (pi == 0 ? 8 : 0),
-                  "%s: %d of 16 shapes ran as Winograd, %d as F(4x4, 3x3)",
+        CHECK_MSG(n == 48 && n4 == (pi == 0 ? 24 : 0),
+                  "%s: %d of 48 shapes ran as Winograd, %d as F(4x4, 3x3)",
                   mm_precision_name(precisions[pi]), n, n4);
     }
 #endif

@@ -448,9 +448,12 @@ void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d
         if (dir == MM_CONV_FWD) mm_conv_gemm_forward(ctx, (void *)y, x, w, t, d);
         else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, (void *)x, y, w, t, d);
         else mm_conv_gemm_bwd_filter(ctx, (float *)w, y, x, t, d);
-    } else if (e->wino_tiles) {
-        MM_ASSERT(dir == MM_CONV_FWD);
+    } else if (e->wino_tiles && dir == MM_CONV_FWD) {
         mm_conv_wino_forward(ctx, d, e->wino_m, e->wino_tiles, x, w, (float *)y, scratch, beta);
+    } else if (e->wino_tiles) {
+        MM_ASSERT(dir == MM_CONV_BWD_FILTER);
+        mm_conv_wino_bwd_filter(ctx, d, e->wino_m, e->wino_tiles, x, y, (float *)w, scratch,
+                                beta);
     } else if (e->use_graph) {
         MM_CUDNN_CHECK(mm_conv_plan_run(ctx->cudnn, &e->gplan, x, w, y, scratch));
     } else {

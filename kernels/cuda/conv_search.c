@@ -21,8 +21,9 @@
  * of the operands, the transposes included (conv_nchw.h: NCHW has fp32 Winograd and FFT-tiling
  * algorithms that NHWC lacks), and keeps them where the whole is faster (MM_CONV_NCHW=0 / 1:
  * never / always where it applies). 3x3 stride-1 forward convolutions of fp32 data (and so the
- * data gradients conv_cudnn.c runs as such) also time our Winograd F(2x2, 3x3) (conv_wino.h) at a
- * few chunk sizes, kept where faster (MM_CONV_WINOGRAD=0 / 1).
+ * data gradients conv_cudnn.c runs as such) and their filter gradients also time our Winograd
+ * F(2x2, 3x3) and F(4x4, 3x3) (conv_wino.h) at a few chunk sizes, kept where faster
+ * (MM_CONV_WINOGRAD).
  *
  * With the backend deterministic (backend.h) nothing is timed, so the choice does not move with
  * timing noise between runs: the first graph plan in cuDNN's order (heuristics mode A, then the
@@ -649,8 +650,8 @@ static int mm_wino_ways(const mm_conv_dims *d, mm_dtype t, mm_precision p, int m
     return n;
 }
 
-/* Times Winograd (conv_wino.h) for forward entry e in each way that fits under `limit` and the
- * probe, against e's choice so far (ok: there is one; *timed: its time on mm_conv_time's timer,
+/* Times Winograd (conv_wino.h) for forward or filter-gradient entry e in each way that fits
+ * under `limit` and the probe, against e's choice so far (ok: there is one; *timed: its time on mm_conv_time's timer,
  * -1 if not timed yet), and takes the fastest where it beats that choice (always, in the modes
  * that force it), with the workspace slack of mm_conv_take. Deterministic backends time nothing
  * and keep cuDNN's choice. Returns whether e has a choice now; *timed follows the choice. */
@@ -660,7 +661,8 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
 {
     int mode = e->key.wino;
     bool forced = mode > 0;
-    if (mode == 0 || e->key.dir != MM_CONV_FWD || mm_conv_deterministic(ctx) ||
+    if (mode == 0 || (e->key.dir != MM_CONV_FWD && e->key.dir != MM_CONV_BWD_FILTER) ||
+        mm_conv_deterministic(ctx) ||
         (!forced && (!p || d->c < MM_WINO_MIN_CHANNELS || d->k < MM_WINO_MIN_CHANNELS)))
         return ok;
     mm_wino_way ways[2 * MM_WINO_BUDGETS];
@@ -671,10 +673,11 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
     mm_conv_entry trial = *e; /* runs only its Winograd: nothing of e's choice is used */
     trial.gemm = trial.use_graph = trial.nchw = 0;
     int pick = -1;
-    float best = -1;
-    size_t best_ws = 0;
+    float best = -1, ms_of[2 * MM_WINO_BUDGETS];
+    size_t best_ws = 0, ws_of[2 * MM_WINO_BUDGETS];
     for (int i = 0; i < n; i++) {
-        size_t ws = mm_conv_wino_scratch(d, ways[i].m, ways[i].tiles);
+        size_t ws = ws_of[i] = mm_conv_wino_scratch(d, ways[i].m, ways[i].tiles);
+        ms_of[i] = -1;
         if (ws > limit || (p && ws > p->ws_bytes)) continue;
         trial.wino_m = ways[i].m;
         trial.wino_tiles = ways[i].tiles;
@@ -682,7 +685,7 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
         /* one timed run first: a way far slower than the best so far is not timed further */
         float ms = p ? mm_conv_time_runs(ctx, &trial, d, t, p, 1) : -1;
         if (p && !(best >= 0 && ms > 1.5f * best)) ms = mm_conv_time(ctx, &trial, d, t, p);
-        mm_conv_note(e, ms, ws);
+        mm_conv_note(e, ms_of[i] = ms, ws);
         if (verbose)
             fprintf(stderr,
                     "mammo: conv %s: winograd F(%dx%d,3x3), chunks of %d tiles %9.3f ms ws "
@@ -691,6 +694,11 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
         if (pick < 0 || (ms >= 0 && ms < best)) pick = i, best = ms, best_ws = ws;
     }
     if (pick < 0) return ok;
+    /* a big scratch gives way to a smaller one nearly as fast, as in mm_conv_take */
+    for (int i = 0; best >= 0 && best_ws > MM_CONV_WS_BIG && i < n; i++)
+        if (ms_of[i] >= 0 && ms_of[i] <= best * (1.0f + MM_CONV_WS_SLACK) && ws_of[i] < best_ws)
+            pick = i, best_ws = ws_of[i];
+    best = pick >= 0 && ms_of[pick] >= 0 ? ms_of[pick] : best;
     size_t have = ok ? mm_conv_scratch(e, d) : 0;
     float t_cur = *timed;
     if (ok && t_cur < 0 && !forced && have <= p->ws_bytes) t_cur = mm_conv_time(ctx, e, d, t, p);
@@ -840,7 +848,7 @@ void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
  * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
  * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 3x3 stride-1
- * forward shapes (fp32 data) Winograd when it is faster, then for 1x1 stride-1 shapes the GEMM
+ * forward and filter-gradient shapes (fp32 data) Winograd when it is faster, then for 1x1 stride-1 shapes the GEMM
  * when it is faster, all measured the same way on the same operands. */
 bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                   size_t limit)

@@ -80,3 +80,31 @@ void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int ti
         mm_cuda_wino_output(y, mt, m, d, t0, tc, accumulate, ctx->stream);
     }
 }
+
+void mm_conv_wino_bwd_filter(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int tiles,
+                             const float *x, const float *dy, float *dw, void *scratch,
+                             bool accumulate)
+{
+    static const float one = 1.0f, zero = 0.0f;
+    MM_ASSERT(tiles > 0 && (m == 2 || m == 4));
+    mm_wino_parts p = mm_wino_layout(d, m, tiles);
+    float *wt = scratch, *u = (float *)((char *)scratch + p.u_at),
+          *v = (float *)((char *)scratch + p.m_at);
+    cublasComputeType_t compute = ctx->precision == MM_PRECISION_TF32
+                                      ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                      : CUBLAS_COMPUTE_32F;
+    int64_t all = mm_conv_wino_tiles(d, m);
+    for (int64_t t0 = 0; t0 < all; t0 += tiles) {
+        int tc = all - t0 < tiles ? (int)(all - t0) : tiles;
+        mm_cuda_wino_input(u, x, m, d, t0, tc, ctx->stream);
+        mm_cuda_wino_dy(v, dy, m, d, t0, tc, ctx->stream);
+        /* W[e] (k x c, row-major) (+)= V[e]^T U[e] (V[e]: tc x k, U[e]: tc x c) for every e,
+         * summed over the chunks: cuBLAS, column-major, computes W[e]^T = U[e]^T V[e] */
+        MM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+            ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->c, d->k, tc, &one, u, CUDA_R_32F, d->c,
+            (long long)tc * d->c, v, CUDA_R_32F, d->k, (long long)tc * d->k, t0 ? &one : &zero,
+            wt, CUDA_R_32F, d->c, (long long)d->k * d->c, mm_wino_e(m), compute,
+            CUBLAS_GEMM_DEFAULT));
+    }
+    mm_cuda_wino_dw(dw, wt, m, d->k, d->c, accumulate, ctx->stream);
+}

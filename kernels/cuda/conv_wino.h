@@ -1,6 +1,7 @@
 /* 3x3 stride-1 convolutions as Winograd F(m x m, 3x3), m = 2 or 4 (winograd.cu has the
- * transforms and their arithmetic): the forward convolution, and through it the data gradient
- * that conv_cudnn.c runs as a forward convolution of dy over the turned filter.
+ * transforms and their arithmetic): the forward convolution (and through it the data gradient
+ * that conv_cudnn.c runs as a forward convolution of dy over the turned filter) and the filter
+ * gradient.
  *
  * Why: in fp32 (no tensor cores) cuDNN runs these as implicit GEMMs in NHWC at about 60% of an
  * H200's fp32 peak (VGG16 at 1152x896, H200 run 2: 3.9 ms for a 576x448, 128-to-128 layer), and
@@ -11,6 +12,7 @@
  *
  *   scratch: [ F: a*a x k x c | U: a*a x tiles x c | M: a*a x tiles x k ]  (floats, 256-aligned)
  *
+ * (the filter gradient: [ W: a*a x k x c | U | V: a*a x tiles x k ], the same sizes).
  * conv_search.c times them at a few chunk sizes against cuDNN's choice and keeps the fastest
  * where it is faster (MM_CONV_WINOGRAD). fp32 data only: fp32 GEMMs in the fp32 precision, TF32
  * ones in tf32, where only F(2x2, 3x3) runs (F(4x4, 3x3)'s larger coefficients would multiply
@@ -43,5 +45,11 @@ int mm_conv_wino_chunk_for(const mm_conv_dims *d, int m, size_t bytes);
 void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int tiles,
                           const float *x, const float *w, float *y, void *scratch,
                           bool accumulate);
+
+/* dw = the filter gradient of x and dy (+= with accumulate) as F(m x m, 3x3) in chunks of
+ * `tiles` tiles, in scratch of mm_conv_wino_scratch(d, m, tiles) bytes, on ctx's stream. */
+void mm_conv_wino_bwd_filter(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int tiles,
+                             const float *x, const float *dy, float *dw, void *scratch,
+                             bool accumulate);
 
 #endif

@@ -158,7 +158,9 @@ void mm_cuda_filter_turn(void *wf, const void *w, mm_dtype t, int k, int r, int 
  * For a 3x3 stride-1 convolution d, with a = m + 2: F[e][k][c] (e < a*a) from the OHWI filter
  * w[k][3][3][c]; U[e][t - t0][c] of tiles t0 .. t0 + tc - 1 (m x m output blocks, numbered over
  * sample, tile row, tile column) from x[n][h][w][c]; and y[n][oh][ow][k] from M[e][t - t0][k]
- * (the GEMMs' output), written or, with accumulate, added to. Outputs must not alias inputs. */
+ * (the GEMMs' output), written or, with accumulate, added to. The filter gradient's:
+ * V[e][t - t0][k] of the same tiles from dy[n][oh][ow][k], and dw[k][3][3][c] from W[e][k][c]
+ * (the GEMMs' sums over tiles), written or added to. Outputs must not alias inputs. */
 void mm_cuda_wino_filter(float *f /* [a*a,k,c] */, const float *w /* [k,3,3,c] */, int m, int k,
                          int c, cudaStream_t st);
 void mm_cuda_wino_input(float *u /* [a*a,tc,c] */, const float *x, int m, const mm_conv_dims *d,
@@ -166,6 +168,10 @@ void mm_cuda_wino_input(float *u /* [a*a,tc,c] */, const float *x, int m, const 
 void mm_cuda_wino_output(float *y, const float *mt /* [a*a,tc,k] */, int m,
                          const mm_conv_dims *d, int64_t t0, int tc, int accumulate,
                          cudaStream_t st);
+void mm_cuda_wino_dy(float *v /* [a*a,tc,k] */, const float *dy, int m, const mm_conv_dims *d,
+                     int64_t t0, int tc, cudaStream_t st);
+void mm_cuda_wino_dw(float *dw /* [k,3,3,c] */, const float *wt /* [a*a,k,c] */, int m, int k,
+                     int c, int accumulate, cudaStream_t st);
 
 /* ---- layout (layout.cu): y[b][j][i] = x[b][i][j], or += with accumulate; fp32; y must not
  * alias x. NHWC -> NCHW is (batch n, rows h*w, cols c), OHWI -> OIHW (batch k, rows r*s, cols c),

@@ -15,11 +15,19 @@
  *   F[e][k][c] = (G g G^T)[e]  for filter k, channel c    (mm_cuda_wino_filter)
  *   M[e][t][k] = sum_c U[e][t][c] F[e][k][c]              (the GEMMs)
  *   y tile     = A^T M[.][t][k] A                          (mm_cuda_wino_output)
- * where e = a i + j indexes the a x a transformed tile. F(2x2, 3x3) does 2.25 times fewer
- * products than a direct convolution and its transforms only add, subtract and halve, so it
- * rounds about as a direct convolution does; F(4x4, 3x3) does 4 times fewer, and its transforms'
- * larger coefficients (up to 8) make its fp32 result about ten times less exact (relative L2
- * error ~2e-6 against ~2e-7 for one 256-channel layer), as cuDNN's own non-fused Winograd.
+ * where e = a i + j indexes the a x a transformed tile. The filter gradient is the same
+ * algorithm turned around (differentiating y = A^T [(G g) . (B^T d)] by g):
+ *   U[e][t][c]  = (B^T d B)[e]  as above                  (mm_cuda_wino_input)
+ *   V[e][t][k]  = (A dy A^T)[e] for tile t of dy           (mm_cuda_wino_dy)
+ *   W[e][k][c]  = sum_t V[e][t][k] U[e][t][c]              (the GEMMs, summing over tiles)
+ *   dw[k][.][.][c] = G^T W[.][k][c] G                      (mm_cuda_wino_dw)
+ * (F(2, 3) is then F(3, 2): three outputs from two values of dy and four of x.)
+ *
+ * F(2x2, 3x3) does 2.25 times fewer products than a direct convolution and its transforms only
+ * add, subtract and halve, so it rounds about as a direct convolution does; F(4x4, 3x3) does 4
+ * times fewer, and its transforms' larger coefficients (up to 8) make its fp32 result about ten
+ * times less exact (relative L2 error ~2e-6 against ~2e-7 for one 256-channel layer), as cuDNN's
+ * own non-fused Winograd.
  *
  * Tiles are numbered over (sample, tile row, tile column) of the output, tile row ty covering
  * output rows m ty .. m ty + m - 1 and input rows m ty - pad .. m ty - pad + a - 1 (zeros outside
@@ -53,6 +61,20 @@ template <> struct mm_wino<2> {
         y[0] = m[0] + m[1] + m[2];
         y[1] = m[1] - m[2] - m[3];
     }
+    /* A v over two values, and G^T u over four: the filter gradient's */
+    __device__ static __forceinline__ void a(const float *v, float *e)
+    {
+        e[0] = v[0];
+        e[1] = v[0] + v[1];
+        e[2] = v[0] - v[1];
+        e[3] = -v[1];
+    }
+    __device__ static __forceinline__ void gt(const float *u, float *g)
+    {
+        g[0] = u[0] + 0.5f * (u[1] + u[2]);
+        g[1] = 0.5f * (u[1] - u[2]);
+        g[2] = 0.5f * (u[1] + u[2]) + u[3];
+    }
 };
 
 /* F(4, 3) at the points 0, 1, -1, 2, -2 and infinity. */
@@ -83,6 +105,24 @@ template <> struct mm_wino<4> {
         y[1] = n1 + 2.0f * n2;
         y[2] = p1 + 4.0f * p2;
         y[3] = n1 + 8.0f * n2 + m[5];
+    }
+    __device__ static __forceinline__ void a(const float *v, float *e)
+    {
+        float p = v[0] + v[2], n = v[1] + v[3], p4 = v[0] + 4.0f * v[2],
+              n4 = 2.0f * v[1] + 8.0f * v[3];
+        e[0] = v[0];
+        e[1] = p + n;
+        e[2] = p - n;
+        e[3] = p4 + n4;
+        e[4] = p4 - n4;
+        e[5] = v[3];
+    }
+    __device__ static __forceinline__ void gt(const float *u, float *g)
+    {
+        float p1 = u[1] + u[2], p2 = u[3] + u[4];
+        g[0] = 0.25f * u[0] - p1 / 6.0f + p2 / 24.0f;
+        g[1] = (u[2] - u[1]) / 6.0f + (u[3] - u[4]) / 12.0f;
+        g[2] = (p2 - p1) / 6.0f + u[5];
     }
 };
 
@@ -247,6 +287,117 @@ __global__ void mm_wino_output_kernel(float *y, const float *m, int oh, int ow, 
     }
 }
 
+/* V[e][t - t0][k] for tiles t0 .. t0 + tc - 1 of dy[n][oh][ow][k] (zeros past the edge). */
+template <int M, int V>
+__global__ void mm_wino_dy_kernel(float *v, const float *dy, int oh, int ow, int k, int th,
+                                  int tw, int64_t t0, int tc)
+{
+    constexpr int A = mm_wino<M>::A;
+    int kv = k / V;
+    int64_t total = (int64_t)tc * kv, plane = (int64_t)tc * k;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int lt = (int)(i / kv), k0 = (int)(i % kv) * V;
+        int64_t t = t0 + lt;
+        int tx = (int)(t % tw);
+        t /= tw;
+        int ty = (int)(t % th);
+        int64_t b = t / th;
+        float g[M][M][V];
+#pragma unroll
+        for (int a = 0; a < M; a++)
+#pragma unroll
+            for (int q = 0; q < M; q++) {
+                int oy = M * ty + a, ox = M * tx + q;
+                if (oy < oh && ox < ow) {
+                    mm_ldv<V>(dy, ((b * oh + oy) * ow + ox) * k + k0, g[a][q]);
+                } else {
+#pragma unroll
+                    for (int u = 0; u < V; u++) g[a][q][u] = 0.0f;
+                }
+            }
+        float out[A][A][V];
+#pragma unroll
+        for (int u = 0; u < V; u++) {
+            float s[A][M]; /* A dy: the columns */
+#pragma unroll
+            for (int q = 0; q < M; q++) {
+                float col[M], r[A];
+#pragma unroll
+                for (int a = 0; a < M; a++) col[a] = g[a][q][u];
+                mm_wino<M>::a(col, r);
+#pragma unroll
+                for (int a = 0; a < A; a++) s[a][q] = r[a];
+            }
+#pragma unroll
+            for (int a = 0; a < A; a++) { /* (A dy) A^T: the rows */
+                float r[A];
+                mm_wino<M>::a(s[a], r);
+#pragma unroll
+                for (int q = 0; q < A; q++) out[a][q][u] = r[q];
+            }
+        }
+        int64_t at = (int64_t)lt * k + k0;
+#pragma unroll
+        for (int a = 0; a < A; a++)
+#pragma unroll
+            for (int q = 0; q < A; q++) mm_stv<V>(v, (A * a + q) * plane + at, out[a][q]);
+    }
+}
+
+/* dw[k][3][3][c] (=, or += with accumulate) from W[e][k][c]. */
+template <int M, int V>
+__global__ void mm_wino_dw_kernel(float *dw, const float *wt, int k, int c, int accumulate)
+{
+    constexpr int A = mm_wino<M>::A;
+    int cv = c / V;
+    int64_t total = (int64_t)k * cv, plane = (int64_t)k * c;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int kk = (int)(i / cv), c0 = (int)(i % cv) * V;
+        int64_t at = (int64_t)kk * c + c0;
+        float mv[A][A][V];
+#pragma unroll
+        for (int a = 0; a < A; a++)
+#pragma unroll
+            for (int q = 0; q < A; q++) mm_ldv<V>(wt, (A * a + q) * plane + at, mv[a][q]);
+        float out[3][3][V];
+#pragma unroll
+        for (int u = 0; u < V; u++) {
+            float s[3][A]; /* G^T W: the columns */
+#pragma unroll
+            for (int q = 0; q < A; q++) {
+                float col[A], r[3];
+#pragma unroll
+                for (int a = 0; a < A; a++) col[a] = mv[a][q][u];
+                mm_wino<M>::gt(col, r);
+#pragma unroll
+                for (int a = 0; a < 3; a++) s[a][q] = r[a];
+            }
+#pragma unroll
+            for (int a = 0; a < 3; a++) { /* (G^T W) G: the rows */
+                float r[3];
+                mm_wino<M>::gt(s[a], r);
+#pragma unroll
+                for (int q = 0; q < 3; q++) out[a][q][u] = r[q];
+            }
+        }
+#pragma unroll
+        for (int a = 0; a < 3; a++)
+#pragma unroll
+            for (int q = 0; q < 3; q++) {
+                int64_t o = (((int64_t)kk * 3 + a) * 3 + q) * c + c0;
+                if (accumulate) {
+                    float was[V];
+                    mm_ldv<V>(dw, o, was);
+#pragma unroll
+                    for (int u = 0; u < V; u++) out[a][q][u] += was[u];
+                }
+                mm_stv<V>(dw, o, out[a][q]);
+            }
+    }
+}
+
 /* Launches kernel<M, 4> over items / 4 threads where vec4, else kernel<M, 1> over items. The
  * 4-wide form is F(2x2, 3x3)'s only: F(4x4, 3x3)'s 36 values a channel would need four times the
  * registers. */
@@ -286,4 +437,23 @@ void mm_cuda_wino_output(float *y, const float *mt, int m, const mm_conv_dims *d
     int th = (d->oh + m - 1) / m, tw = (d->ow + m - 1) / m;
     MM_WINO_LAUNCH(mm_wino_output_kernel, m, mm_chan4(d->k, {y, mt}), (int64_t)tc * d->k, st, y,
                    mt, d->oh, d->ow, d->k, th, tw, t0, tc, accumulate);
+}
+
+void mm_cuda_wino_dy(float *v, const float *dy, int m, const mm_conv_dims *d, int64_t t0, int tc,
+                     cudaStream_t st)
+{
+    MM_CU_ASSERT(m == 2 || m == 4);
+    if (tc <= 0) return;
+    int th = (d->oh + m - 1) / m, tw = (d->ow + m - 1) / m;
+    MM_WINO_LAUNCH(mm_wino_dy_kernel, m, mm_chan4(d->k, {v, dy}), (int64_t)tc * d->k, st, v, dy,
+                   d->oh, d->ow, d->k, th, tw, t0, tc);
+}
+
+void mm_cuda_wino_dw(float *dw, const float *wt, int m, int k, int c, int accumulate,
+                     cudaStream_t st)
+{
+    MM_CU_ASSERT(m == 2 || m == 4);
+    if (k <= 0 || c <= 0) return;
+    MM_WINO_LAUNCH(mm_wino_dw_kernel, m, mm_chan4(c, {dw, wt}), (int64_t)k * c, st, dw, wt, k, c,
+                   accumulate);
 }
