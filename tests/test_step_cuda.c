@@ -841,16 +841,20 @@ static void load_batch(mm_session *s, const net *m, int b)
  * a new batch written into the same buffers after the capture (a replay reads its inputs again;
  * nothing the host decided while capturing is missing from the replays). In fp32 the replays
  * also match the CPU's step. (Eager and replayed runs use the same algorithms; only cuDNN's
- * non-deterministic ones could make them differ, by rounding.) */
+ * non-deterministic ones could make them differ, by rounding.) fp32 runs twice: as searched, and
+ * with its 3x3 stride-1 convolutions as Winograd (MM_CONV_WINOGRAD=4: chunks of cuBLAS GEMMs
+ * between our transforms inside the capture). */
 MM_TEST(cuda_step_captured_as_graph)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     mm_backend *cpu = NULL;
     CHECK_EQ_INT(mm_backend_cpu_create(&cpu), MM_OK);
-    const int pis[2] = {0, 2}; /* fp32, bf16 */
+    const int pis[3] = {0, 0, 2}; /* fp32, fp32 with Winograd, bf16 */
     const double tol[3] = {1e-5, 0, 1e-3};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         int pi = pis[k];
+        if (k == 1) setenv("MM_CONV_WINOGRAD", "4", 1);
+        else unsetenv("MM_CONV_WINOGRAD");
         mm_backend *gpu = NULL;
         mm_status st = mm_backend_cuda_create_ex(&gpu, precs[pi], 0);
         CHECK_MSG(st == MM_OK, "cuda backend: %s", mm_last_error());
@@ -899,5 +903,6 @@ MM_TEST(cuda_step_captured_as_graph)
         mm_graph_free(gm.g);
         mm_backend_destroy(gpu);
     }
+    unsetenv("MM_CONV_WINOGRAD");
     mm_backend_destroy(cpu);
 }
