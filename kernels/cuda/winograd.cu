@@ -126,44 +126,147 @@ template <> struct mm_wino<4> {
     }
 };
 
+/* The five 1-D transforms, by kind, with their sizes in and out (a = m + 2). */
+enum { MM_WINO_BT, MM_WINO_G, MM_WINO_AT, MM_WINO_A, MM_WINO_GT };
+
+template <int M, int KIND> struct mm_wino_1d {
+    static constexpr int A = mm_wino<M>::A;
+    static constexpr int IN = KIND == MM_WINO_G ? 3 : KIND == MM_WINO_A ? M : A;
+    static constexpr int OUT = KIND == MM_WINO_AT ? M : KIND == MM_WINO_GT ? 3 : A;
+    __device__ static __forceinline__ void run(const float *in, float *out)
+    {
+        if constexpr (KIND == MM_WINO_BT) mm_wino<M>::bt(in, out);
+        else if constexpr (KIND == MM_WINO_G) mm_wino<M>::g(in, out);
+        else if constexpr (KIND == MM_WINO_AT) mm_wino<M>::at(in, out);
+        else if constexpr (KIND == MM_WINO_A) mm_wino<M>::a(in, out);
+        else mm_wino<M>::gt(in, out);
+    }
+};
+
+/* out = T in T^T for the 1-D transform T of KIND, on lane v of in and out: T applied to the
+ * columns, then to the rows. in and out may be the same array when they have the same size
+ * (every value of the lane is read before any is written). */
+template <int M, int KIND, int V>
+__device__ __forceinline__ void mm_wino_2d(
+    const float (&in)[mm_wino_1d<M, KIND>::IN][mm_wino_1d<M, KIND>::IN][V],
+    float (&out)[mm_wino_1d<M, KIND>::OUT][mm_wino_1d<M, KIND>::OUT][V], int v)
+{
+    typedef mm_wino_1d<M, KIND> T;
+    float s[T::OUT][T::IN];
+#pragma unroll
+    for (int q = 0; q < T::IN; q++) {
+        float col[T::IN], r[T::OUT];
+#pragma unroll
+        for (int a = 0; a < T::IN; a++) col[a] = in[a][q][v];
+        T::run(col, r);
+#pragma unroll
+        for (int a = 0; a < T::OUT; a++) s[a][q] = r[a];
+    }
+#pragma unroll
+    for (int a = 0; a < T::OUT; a++) {
+        float r[T::OUT];
+        T::run(s[a], r);
+#pragma unroll
+        for (int q = 0; q < T::OUT; q++) out[a][q][v] = r[q];
+    }
+}
+
+/* Tile t's sample, and its row and column among th x tw tiles. */
+__device__ __forceinline__ int64_t mm_wino_tile(int64_t t, int th, int tw, int *ty, int *tx)
+{
+    *tx = (int)(t % tw);
+    t /= tw;
+    *ty = (int)(t % th);
+    return t / th;
+}
+
+/* Stores the n x n values of a transformed tile, lanes of V channels, to plane e = n i + j of
+ * p: p[e * plane + at]. */
+template <int N, int V>
+__device__ __forceinline__ void mm_wino_store_planes(float *p, int64_t plane, int64_t at,
+                                                     const float (&v)[N][N][V])
+{
+#pragma unroll
+    for (int a = 0; a < N; a++)
+#pragma unroll
+        for (int q = 0; q < N; q++) mm_stv<V>(p, (N * a + q) * plane + at, v[a][q]);
+}
+
+/* Loads them back: v[i][j] = p[(n i + j) * plane + at]. */
+template <int N, int V>
+__device__ __forceinline__ void mm_wino_load_planes(const float *p, int64_t plane, int64_t at,
+                                                    float (&v)[N][N][V])
+{
+#pragma unroll
+    for (int a = 0; a < N; a++)
+#pragma unroll
+        for (int q = 0; q < N; q++) mm_ldv<V>(p, (N * a + q) * plane + at, v[a][q]);
+}
+
+/* Loads an n x n block of an NHWC tensor [.][h][w][c] of sample b, rows y0.. and columns x0..
+ * (zeros outside the image), lanes of V channels from c0. */
+template <int N, int V>
+__device__ __forceinline__ void mm_wino_load_block(const float *x, int64_t b, int h, int w, int c,
+                                                   int y0, int x0, int c0, float (&v)[N][N][V])
+{
+#pragma unroll
+    for (int a = 0; a < N; a++)
+#pragma unroll
+        for (int q = 0; q < N; q++) {
+            int yy = y0 + a, xx = x0 + q;
+            if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
+                mm_ldv<V>(x, ((b * h + yy) * w + xx) * c + c0, v[a][q]);
+            } else {
+#pragma unroll
+                for (int u = 0; u < V; u++) v[a][q][u] = 0.0f;
+            }
+        }
+}
+
+/* Writes (or with accumulate adds) an n x n block to an NHWC tensor [.][h][w][c] of sample b,
+ * rows y0.. and columns x0.. (what falls outside is not written), lanes of V channels from c0.
+ * The block's values are changed. */
+template <int N, int V>
+__device__ __forceinline__ void mm_wino_store_block(float *y, int64_t b, int h, int w, int c,
+                                                    int y0, int x0, int c0, bool accumulate,
+                                                    float (&v)[N][N][V])
+{
+#pragma unroll
+    for (int a = 0; a < N; a++)
+#pragma unroll
+        for (int q = 0; q < N; q++) {
+            int yy = y0 + a, xx = x0 + q;
+            if (yy >= h || xx >= w) continue;
+            int64_t o = ((b * h + yy) * w + xx) * c + c0;
+            if (accumulate) {
+                float was[V];
+                mm_ldv<V>(y, o, was);
+#pragma unroll
+                for (int u = 0; u < V; u++) v[a][q][u] += was[u];
+            }
+            mm_stv<V>(y, o, v[a][q]);
+        }
+}
+
+/* The kernels: one thread per (tile or filter, lane of V channels), grid-striding over them. */
+#define MM_WINO_FOR_EACH(i, total)                                                         \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (total);          \
+         i += (int64_t)gridDim.x * blockDim.x)
+
 /* F[e][k][c] from the OHWI filter w[k][3][3][c]. */
 template <int M, int V>
 __global__ void mm_wino_filter_kernel(float *f, const float *w, int k, int c)
 {
     constexpr int A = mm_wino<M>::A;
     int cv = c / V;
-    int64_t total = (int64_t)k * cv, plane = (int64_t)k * c;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
+    MM_WINO_FOR_EACH(i, (int64_t)k * cv)
+    {
         int kk = (int)(i / cv), c0 = (int)(i % cv) * V;
-        float g[3][3][V];
+        float g[3][3][V], out[A][A][V];
+        mm_wino_load_block<3, V>(w, kk, 3, 3, c, 0, 0, c0, g);
 #pragma unroll
-        for (int a = 0; a < 3; a++)
-#pragma unroll
-            for (int b = 0; b < 3; b++)
-                mm_ldv<V>(w, (((int64_t)kk * 3 + a) * 3 + b) * c + c0, g[a][b]);
-        float out[A * A][V];
-#pragma unroll
-        for (int v = 0; v < V; v++) {
-            float t[A][3]; /* G g: the columns */
-#pragma unroll
-            for (int b = 0; b < 3; b++) {
-                float col[3] = {g[0][b][v], g[1][b][v], g[2][b][v]}, u[A];
-                mm_wino<M>::g(col, u);
-#pragma unroll
-                for (int a = 0; a < A; a++) t[a][b] = u[a];
-            }
-#pragma unroll
-            for (int a = 0; a < A; a++) { /* (G g) G^T: the rows */
-                float u[A];
-                mm_wino<M>::g(t[a], u);
-#pragma unroll
-                for (int b = 0; b < A; b++) out[A * a + b][v] = u[b];
-            }
-        }
-        int64_t at = (int64_t)kk * c + c0;
-#pragma unroll
-        for (int e = 0; e < A * A; e++) mm_stv<V>(f, e * plane + at, out[e]);
+        for (int v = 0; v < V; v++) mm_wino_2d<M, MM_WINO_G, V>(g, out, v);
+        mm_wino_store_planes<A, V>(f, (int64_t)k * c, (int64_t)kk * c + c0, out);
     }
 }
 
@@ -174,54 +277,15 @@ __global__ void mm_wino_input_kernel(float *u, const float *x, int h, int w, int
 {
     constexpr int A = mm_wino<M>::A;
     int cv = c / V;
-    int64_t total = (int64_t)tc * cv, plane = (int64_t)tc * c;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int lt = (int)(i / cv), c0 = (int)(i % cv) * V;
-        int64_t t = t0 + lt;
-        int tx = (int)(t % tw);
-        t /= tw;
-        int ty = (int)(t % th);
-        int64_t b = t / th;
-        int y0 = M * ty - pad_h, x0 = M * tx - pad_w;
+    MM_WINO_FOR_EACH(i, (int64_t)tc * cv)
+    {
+        int lt = (int)(i / cv), c0 = (int)(i % cv) * V, ty, tx;
+        int64_t b = mm_wino_tile(t0 + lt, th, tw, &ty, &tx);
         float d[A][A][V];
+        mm_wino_load_block<A, V>(x, b, h, w, c, M * ty - pad_h, M * tx - pad_w, c0, d);
 #pragma unroll
-        for (int a = 0; a < A; a++)
-#pragma unroll
-            for (int q = 0; q < A; q++) {
-                int yy = y0 + a, xx = x0 + q;
-                if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
-                    mm_ldv<V>(x, ((b * h + yy) * w + xx) * c + c0, d[a][q]);
-                } else {
-#pragma unroll
-                    for (int v = 0; v < V; v++) d[a][q][v] = 0.0f;
-                }
-            }
-        int64_t at = (int64_t)lt * c + c0;
-#pragma unroll
-        for (int v = 0; v < V; v++) {
-            float s[A][A]; /* B^T d: the columns */
-#pragma unroll
-            for (int q = 0; q < A; q++) {
-                float col[A], r[A];
-#pragma unroll
-                for (int a = 0; a < A; a++) col[a] = d[a][q][v];
-                mm_wino<M>::bt(col, r);
-#pragma unroll
-                for (int a = 0; a < A; a++) s[a][q] = r[a];
-            }
-#pragma unroll
-            for (int a = 0; a < A; a++) { /* (B^T d) B: the rows */
-                float r[A];
-                mm_wino<M>::bt(s[a], r);
-#pragma unroll
-                for (int q = 0; q < A; q++) d[a][q][v] = r[q];
-            }
-        }
-#pragma unroll
-        for (int a = 0; a < A; a++)
-#pragma unroll
-            for (int q = 0; q < A; q++) mm_stv<V>(u, (A * a + q) * plane + at, d[a][q]);
+        for (int v = 0; v < V; v++) mm_wino_2d<M, MM_WINO_BT, V>(d, d, v);
+        mm_wino_store_planes<A, V>(u, (int64_t)tc * c, (int64_t)lt * c + c0, d);
     }
 }
 
@@ -233,57 +297,15 @@ __global__ void mm_wino_output_kernel(float *y, const float *m, int oh, int ow, 
 {
     constexpr int A = mm_wino<M>::A;
     int kv = k / V;
-    int64_t total = (int64_t)tc * kv, plane = (int64_t)tc * k;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int lt = (int)(i / kv), k0 = (int)(i % kv) * V;
-        int64_t t = t0 + lt;
-        int tx = (int)(t % tw);
-        t /= tw;
-        int ty = (int)(t % th);
-        int64_t b = t / th;
-        float mv[A][A][V];
-        int64_t at = (int64_t)lt * k + k0;
+    MM_WINO_FOR_EACH(i, (int64_t)tc * kv)
+    {
+        int lt = (int)(i / kv), k0 = (int)(i % kv) * V, ty, tx;
+        int64_t b = mm_wino_tile(t0 + lt, th, tw, &ty, &tx);
+        float mv[A][A][V], out[M][M][V];
+        mm_wino_load_planes<A, V>(m, (int64_t)tc * k, (int64_t)lt * k + k0, mv);
 #pragma unroll
-        for (int a = 0; a < A; a++)
-#pragma unroll
-            for (int q = 0; q < A; q++) mm_ldv<V>(m, (A * a + q) * plane + at, mv[a][q]);
-        float out[M][M][V];
-#pragma unroll
-        for (int v = 0; v < V; v++) {
-            float s[M][A]; /* A^T M: the columns */
-#pragma unroll
-            for (int q = 0; q < A; q++) {
-                float col[A], r[M];
-#pragma unroll
-                for (int a = 0; a < A; a++) col[a] = mv[a][q][v];
-                mm_wino<M>::at(col, r);
-#pragma unroll
-                for (int a = 0; a < M; a++) s[a][q] = r[a];
-            }
-#pragma unroll
-            for (int a = 0; a < M; a++) { /* (A^T M) A: the rows */
-                float r[M];
-                mm_wino<M>::at(s[a], r);
-#pragma unroll
-                for (int q = 0; q < M; q++) out[a][q][v] = r[q];
-            }
-        }
-#pragma unroll
-        for (int a = 0; a < M; a++)
-#pragma unroll
-            for (int q = 0; q < M; q++) {
-                int oy = M * ty + a, ox = M * tx + q;
-                if (oy >= oh || ox >= ow) continue;
-                int64_t o = ((b * oh + oy) * ow + ox) * k + k0;
-                if (accumulate) {
-                    float was[V];
-                    mm_ldv<V>(y, o, was);
-#pragma unroll
-                    for (int v = 0; v < V; v++) out[a][q][v] += was[v];
-                }
-                mm_stv<V>(y, o, out[a][q]);
-            }
+        for (int v = 0; v < V; v++) mm_wino_2d<M, MM_WINO_AT, V>(mv, out, v);
+        mm_wino_store_block<M, V>(y, b, oh, ow, k, M * ty, M * tx, k0, accumulate, out);
     }
 }
 
@@ -294,54 +316,15 @@ __global__ void mm_wino_dy_kernel(float *v, const float *dy, int oh, int ow, int
 {
     constexpr int A = mm_wino<M>::A;
     int kv = k / V;
-    int64_t total = (int64_t)tc * kv, plane = (int64_t)tc * k;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int lt = (int)(i / kv), k0 = (int)(i % kv) * V;
-        int64_t t = t0 + lt;
-        int tx = (int)(t % tw);
-        t /= tw;
-        int ty = (int)(t % th);
-        int64_t b = t / th;
-        float g[M][M][V];
+    MM_WINO_FOR_EACH(i, (int64_t)tc * kv)
+    {
+        int lt = (int)(i / kv), k0 = (int)(i % kv) * V, ty, tx;
+        int64_t b = mm_wino_tile(t0 + lt, th, tw, &ty, &tx);
+        float g[M][M][V], out[A][A][V];
+        mm_wino_load_block<M, V>(dy, b, oh, ow, k, M * ty, M * tx, k0, g);
 #pragma unroll
-        for (int a = 0; a < M; a++)
-#pragma unroll
-            for (int q = 0; q < M; q++) {
-                int oy = M * ty + a, ox = M * tx + q;
-                if (oy < oh && ox < ow) {
-                    mm_ldv<V>(dy, ((b * oh + oy) * ow + ox) * k + k0, g[a][q]);
-                } else {
-#pragma unroll
-                    for (int u = 0; u < V; u++) g[a][q][u] = 0.0f;
-                }
-            }
-        float out[A][A][V];
-#pragma unroll
-        for (int u = 0; u < V; u++) {
-            float s[A][M]; /* A dy: the columns */
-#pragma unroll
-            for (int q = 0; q < M; q++) {
-                float col[M], r[A];
-#pragma unroll
-                for (int a = 0; a < M; a++) col[a] = g[a][q][u];
-                mm_wino<M>::a(col, r);
-#pragma unroll
-                for (int a = 0; a < A; a++) s[a][q] = r[a];
-            }
-#pragma unroll
-            for (int a = 0; a < A; a++) { /* (A dy) A^T: the rows */
-                float r[A];
-                mm_wino<M>::a(s[a], r);
-#pragma unroll
-                for (int q = 0; q < A; q++) out[a][q][u] = r[q];
-            }
-        }
-        int64_t at = (int64_t)lt * k + k0;
-#pragma unroll
-        for (int a = 0; a < A; a++)
-#pragma unroll
-            for (int q = 0; q < A; q++) mm_stv<V>(v, (A * a + q) * plane + at, out[a][q]);
+        for (int u = 0; u < V; u++) mm_wino_2d<M, MM_WINO_A, V>(g, out, u);
+        mm_wino_store_planes<A, V>(v, (int64_t)tc * k, (int64_t)lt * k + k0, out);
     }
 }
 
@@ -351,50 +334,14 @@ __global__ void mm_wino_dw_kernel(float *dw, const float *wt, int k, int c, int 
 {
     constexpr int A = mm_wino<M>::A;
     int cv = c / V;
-    int64_t total = (int64_t)k * cv, plane = (int64_t)k * c;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
+    MM_WINO_FOR_EACH(i, (int64_t)k * cv)
+    {
         int kk = (int)(i / cv), c0 = (int)(i % cv) * V;
-        int64_t at = (int64_t)kk * c + c0;
-        float mv[A][A][V];
+        float mv[A][A][V], out[3][3][V];
+        mm_wino_load_planes<A, V>(wt, (int64_t)k * c, (int64_t)kk * c + c0, mv);
 #pragma unroll
-        for (int a = 0; a < A; a++)
-#pragma unroll
-            for (int q = 0; q < A; q++) mm_ldv<V>(wt, (A * a + q) * plane + at, mv[a][q]);
-        float out[3][3][V];
-#pragma unroll
-        for (int u = 0; u < V; u++) {
-            float s[3][A]; /* G^T W: the columns */
-#pragma unroll
-            for (int q = 0; q < A; q++) {
-                float col[A], r[3];
-#pragma unroll
-                for (int a = 0; a < A; a++) col[a] = mv[a][q][u];
-                mm_wino<M>::gt(col, r);
-#pragma unroll
-                for (int a = 0; a < 3; a++) s[a][q] = r[a];
-            }
-#pragma unroll
-            for (int a = 0; a < 3; a++) { /* (G^T W) G: the rows */
-                float r[3];
-                mm_wino<M>::gt(s[a], r);
-#pragma unroll
-                for (int q = 0; q < 3; q++) out[a][q][u] = r[q];
-            }
-        }
-#pragma unroll
-        for (int a = 0; a < 3; a++)
-#pragma unroll
-            for (int q = 0; q < 3; q++) {
-                int64_t o = (((int64_t)kk * 3 + a) * 3 + q) * c + c0;
-                if (accumulate) {
-                    float was[V];
-                    mm_ldv<V>(dw, o, was);
-#pragma unroll
-                    for (int u = 0; u < V; u++) out[a][q][u] += was[u];
-                }
-                mm_stv<V>(dw, o, out[a][q]);
-            }
+        for (int u = 0; u < V; u++) mm_wino_2d<M, MM_WINO_GT, V>(mv, out, u);
+        mm_wino_store_block<3, V>(dw, kk, 3, 3, c, 0, 0, c0, accumulate, out);
     }
 }
 
