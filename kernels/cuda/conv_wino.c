@@ -19,6 +19,13 @@ int64_t mm_conv_wino_tiles(const mm_conv_dims *d, int m)
     return (int64_t)d->n * ((d->oh + m - 1) / m) * ((d->ow + m - 1) / m);
 }
 
+/* The GEMMs' arithmetic: fp32 with FMA (the handle's math mode keeps TF32 out), or TF32 in the
+ * tf32 precision. */
+static cublasComputeType_t mm_wino_compute(const mm_cuda_ctx *ctx)
+{
+    return ctx->precision == MM_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
 static size_t mm_round256(size_t b) { return (b + 255) & ~(size_t)255; }
 
 /* Where U and M start in the scratch, and its end, in bytes (conv_wino.h). */
@@ -62,9 +69,7 @@ void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int ti
     mm_wino_parts p = mm_wino_layout(d, m, tiles);
     float *f = scratch, *u = (float *)((char *)scratch + p.u_at),
           *mt = (float *)((char *)scratch + p.m_at);
-    cublasComputeType_t compute = ctx->precision == MM_PRECISION_TF32
-                                      ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                      : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t compute = mm_wino_compute(ctx);
     mm_cuda_wino_filter(f, w, m, d->k, d->c, ctx->stream);
     int64_t all = mm_conv_wino_tiles(d, m);
     for (int64_t t0 = 0; t0 < all; t0 += tiles) {
@@ -90,9 +95,7 @@ void mm_conv_wino_bwd_filter(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int
     mm_wino_parts p = mm_wino_layout(d, m, tiles);
     float *wt = scratch, *u = (float *)((char *)scratch + p.u_at),
           *v = (float *)((char *)scratch + p.m_at);
-    cublasComputeType_t compute = ctx->precision == MM_PRECISION_TF32
-                                      ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                      : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t compute = mm_wino_compute(ctx);
     int64_t all = mm_conv_wino_tiles(d, m);
     for (int64_t t0 = 0; t0 < all; t0 += tiles) {
         int tc = all - t0 < tiles ? (int)(all - t0) : tiles;
