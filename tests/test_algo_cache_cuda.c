@@ -176,18 +176,23 @@ static const char *word(const char *line, int i)
     return p;
 }
 
-/* Replaces the engine of every graph plan in the file by one cuDNN has not got; returns how
- * many records it changed. A record is the key (18 numbers), the setup (6), then ok, kind (2:
- * a graph plan), algo, math, engine. */
-static int forget_engines(const char *path)
+/* The words of a record (from 0): the key (18 numbers), the setup (6), then ok, kind, algo,
+ * math, engine, knobs, ws_bytes, ms, pass_ms, wino_m, wino_tiles. Kinds: 2 a graph plan, 4
+ * Winograd. */
+enum { W_KIND = 25, W_ENGINE = 28, W_WINO_TILES = 34 };
+
+/* Replaces word `at` of every record of kind `kind` in the file by `text`; returns how many
+ * records it changed. */
+static int replace_word(const char *path, int kind, int at, const char *text)
 {
-    char *text = read_all(path), *mended = calloc(1, strlen(text) + (1 << 16)), *save = NULL;
+    char *all = read_all(path), *mended = calloc(1, strlen(all) + (1 << 16)), *save = NULL;
     int changed = 0;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        const char *kind = word(line, 25), *engine = word(line, 28), *rest = word(line, 29);
-        if (line[0] != '#' && rest && strncmp(kind, "2 ", 2) == 0) {
-            strncat(mended, line, (size_t)(engine - line));
-            strcat(mended, "987654 ");
+    for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        const char *k = word(line, W_KIND), *w = word(line, at), *rest = word(line, at + 1);
+        if (line[0] != '#' && rest && atoi(k) == kind) {
+            strncat(mended, line, (size_t)(w - line));
+            strcat(mended, text);
+            strcat(mended, " ");
             strcat(mended, rest);
             changed++;
         } else {
@@ -196,7 +201,7 @@ static int forget_engines(const char *path)
         strcat(mended, "\n");
     }
     write_all(path, mended);
-    free(text);
+    free(all);
     free(mended);
     return changed;
 }
@@ -242,7 +247,7 @@ MM_TEST(algo_cache_mends_what_it_cannot_use)
     free(now);
 
     /* graph plans of an engine cuDNN does not offer: those shapes are searched again */
-    int forgotten = forget_engines(file);
+    int forgotten = replace_word(file, 2, W_ENGINE, "987654");
     CHECK_MSG(forgotten > 0, "no graph plan among the kept choices");
     run_result e = bench_kept("");
     CHECK_EQ_INT(e.status, 0);
@@ -252,6 +257,40 @@ MM_TEST(algo_cache_mends_what_it_cannot_use)
     free(good);
     free(bad);
     free(other);
+}
+
+/* The Winograd count of a convs= word; -1 when it has none. */
+static int wino_of(const char *convs)
+{
+    const char *p = strstr(convs, ",wino:");
+    return p ? atoi(p + 6) : -1;
+}
+
+/* Winograd choices (MM_CONV_WINOGRAD=1: every 3x3 stride-1 forward convolution and filter
+ * gradient in fp32) are kept and taken again with their chunk tiles; a record whose tiles do not
+ * give its scratch (a file edited, or damaged) is searched again, not run in a scratch its chunks
+ * would overflow. */
+MM_TEST(algo_cache_keeps_winograd)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    setenv("MM_CONV_WINOGRAD", "1", 1);
+    run_result a = bench_kept_in("fp32", "");
+    run_result b = bench_kept_in("fp32", "");
+    CHECK_EQ_INT(a.status, 0);
+    CHECK_MSG(wino_of(a.convs) > 0, "%s", a.convs);
+    CHECK_EQ_INT(b.hits, a.searched);
+    CHECK_EQ_INT(b.searched, 0);
+    CHECK_MSG(strcmp(a.convs, b.convs) == 0, "%s, then %s", a.convs, b.convs);
+    check_same_loss(a.loss, b.loss);
+    int mistiled = replace_word(cache_file(), 4, W_WINO_TILES, "999999");
+    run_result c = bench_kept_in("fp32", "");
+    unsetenv("MM_CONV_WINOGRAD");
+    CHECK_EQ_INT(mistiled, wino_of(a.convs));
+    CHECK_EQ_INT(c.status, 0);
+    CHECK_EQ_INT(c.searched, mistiled);
+    CHECK_EQ_INT(c.hits, a.searched - mistiled);
+    CHECK_MSG(strcmp(a.convs, c.convs) == 0, "%s, then %s", a.convs, c.convs);
+    check_same_loss(a.loss, c.loss);
 }
 
 MM_TEST(algo_cache_flags)

@@ -389,7 +389,14 @@ bool mm_conv_disk_restore(mm_conv_disk *dk, mm_cuda_ctx *ctx, mm_conv_entry *e,
     mm_conv_search_setup(ctx, setup);
     const mm_conv_record *r = mm_conv_disk_find(dk, &e->key, setup);
     if (!r) return false;
-    if (r->ok && r->kind == MM_KIND_GRAPH) {
+    if (r->ok && r->kind == MM_KIND_WINO) {
+        /* the scratch the step will give it must be what its chunks write */
+        bool dir_ok = e->key.dir == MM_CONV_FWD || e->key.dir == MM_CONV_BWD_FILTER;
+        if (!dir_ok || !mm_conv_wino_applies(d, t, ctx->precision, r->wino_m) ||
+            r->ws_bytes != mm_conv_wino_scratch(d, r->wino_m, r->wino_tiles) ||
+            r->ws_bytes > limit)
+            return false;
+    } else if (r->ok && r->kind == MM_KIND_GRAPH) {
         if (!mm_conv_disk_plan(ctx, e, d, t, limit, r)) return false;
     } else if (r->ok && r->kind == MM_KIND_NCHW) {
         mm_conv_descs nchw;

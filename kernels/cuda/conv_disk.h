@@ -27,8 +27,9 @@ void mm_conv_disk_close(mm_conv_disk *dk);
 
 /* Fills new entry e (key set, descriptors made for NHWC, as mm_conv_pick takes it) from the
  * record of its key under the current search setup, with at most `limit` bytes of scratch.
- * False when there is none or it cannot be restored (a graph plan cuDNN no longer offers): e is
- * then as it was, to be searched. */
+ * False when there is none or it cannot be restored (a graph plan cuDNN no longer offers, a
+ * Winograd choice whose scratch is not what its chunks need): e is then as it was, to be
+ * searched. */
 bool mm_conv_disk_restore(mm_conv_disk *dk, mm_cuda_ctx *ctx, mm_conv_entry *e,
                           const mm_conv_dims *d, mm_dtype t, size_t limit);
 /* Records the choice of e, just searched. */

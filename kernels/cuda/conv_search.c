@@ -628,7 +628,7 @@ typedef struct mm_wino_way {
     int m, tiles;
 } mm_wino_way;
 
-/* The ways to time for forward convolution d under Winograd mode `mode` (mm_conv_wino_mode):
+/* The ways to time for convolution d under Winograd mode `mode` (mm_conv_wino_mode):
  * each m it allows at each chunk size (MM_CONV_WINO_TILES: that one), sizes that give the same
  * chunks once. Returns how many. */
 static int mm_wino_ways(const mm_conv_dims *d, mm_dtype t, mm_precision p, int mode,
@@ -651,10 +651,11 @@ static int mm_wino_ways(const mm_conv_dims *d, mm_dtype t, mm_precision p, int m
 }
 
 /* Times Winograd (conv_wino.h) for forward or filter-gradient entry e in each way that fits
- * under `limit` and the probe, against e's choice so far (ok: there is one; *timed: its time on mm_conv_time's timer,
- * -1 if not timed yet), and takes the fastest where it beats that choice (always, in the modes
- * that force it), with the workspace slack of mm_conv_take. Deterministic backends time nothing
- * and keep cuDNN's choice. Returns whether e has a choice now; *timed follows the choice. */
+ * under `limit` and the probe, against e's choice so far (ok: there is one; *timed: its time on
+ * mm_conv_time's timer, -1 if not timed yet), and takes the fastest where it beats that choice
+ * (always, in the modes that force it), with the workspace slack of mm_conv_take. Deterministic
+ * backends time nothing and keep cuDNN's choice. Returns whether e has a choice now; *timed
+ * follows the choice. */
 static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d,
                              mm_dtype t, const mm_conv_probe *p, size_t limit, bool ok,
                              float *timed)
@@ -848,8 +849,8 @@ void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
 /* The algorithm of a new entry: cuDNN's fastest (FindEx over a probe when the probe's buffers
  * can be had, else Find, else the heuristics), then the graph API's plans when one is faster,
  * then a legacy algorithm on NCHW copies (fp32 data) when that is faster, then for 3x3 stride-1
- * forward and filter-gradient shapes (fp32 data) Winograd when it is faster, then for 1x1 stride-1 shapes the GEMM
- * when it is faster, all measured the same way on the same operands. */
+ * forward and filter-gradient shapes (fp32 data) Winograd when it is faster, then for 1x1
+ * stride-1 shapes the GEMM when it is faster, all measured the same way on the same operands. */
 bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_dtype t,
                   size_t limit)
 {
