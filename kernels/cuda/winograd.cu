@@ -1,5 +1,5 @@
-/* The three transforms of a Winograd F(m x m, 3x3) convolution, m = 2 or 4 (conv_wino.c), fp32
- * NHWC.
+/* The transforms of Winograd F(m x m, 3x3) convolutions and their filter gradients, m = 2 or 4
+ * (conv_wino.c runs them between cuBLAS's GEMMs), fp32 NHWC.
  *
  * A 3x3 stride-1 convolution gives each m x m block of output pixels (a tile) from the a x a
  * block of input pixels under it (a = m + 2). In one dimension (Lavin & Gray, "Fast Algorithms
