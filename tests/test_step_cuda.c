@@ -786,9 +786,11 @@ MM_TEST(cuda_step_with_fused_bias_relu)
 
 /* The step with every 3x3 stride-1 forward convolution and filter gradient as our Winograd
  * (conv_wino.h, MM_CONV_WINOGRAD=4: F(4x4, 3x3) in fp32, F(2x2, 3x3) in tf32) and every stride-1
- * data gradient as a forward convolution (MM_CONV_DGRAD_FWD=1), so the 3x3 ones as Winograd too:
- * the planner sizes their scratch and the step still matches the CPU's with the tolerances of
- * the precision. */
+ * data gradient as a forward convolution (MM_CONV_DGRAD_FWD=1), so the 3x3 ones as Winograd too,
+ * and the trunk layer's bias and ReLU added by Winograd's output transform (MM_CONV_FUSED=0: not
+ * cuDNN's fused call instead; MM_NO_WS_LIMIT=1: no node's scratch capped below Winograd's): the
+ * planner sizes their scratch and the step still matches the CPU's with the tolerances of the
+ * precision. */
 MM_TEST(cuda_step_with_winograd)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
@@ -796,7 +798,8 @@ MM_TEST(cuda_step_with_winograd)
      * trunk layer's 16 to 16): forward, filter gradient, and the twin of the VGG block's data
      * gradient (16 to 32; the twins of the others are their forward shapes) */
 #ifdef MM_HAVE_CUDA
-    static const char *const env[] = {"MM_CONV_WINOGRAD=4", "MM_CONV_DGRAD_FWD=1", NULL};
+    static const char *const env[] = {"MM_CONV_WINOGRAD=4", "MM_CONV_DGRAD_FWD=1",
+                                       "MM_CONV_FUSED=0", "MM_NO_WS_LIMIT=1", NULL};
     step_fp32_tf32("Winograd", env, count_wino, 7, "convolutions as Winograd");
 #endif
 }

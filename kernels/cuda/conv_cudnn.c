@@ -449,7 +449,8 @@ void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d
         else if (dir == MM_CONV_BWD_DATA) mm_conv_gemm_bwd_data(ctx, (void *)x, y, w, t, d);
         else mm_conv_gemm_bwd_filter(ctx, (float *)w, y, x, t, d);
     } else if (e->wino_tiles && dir == MM_CONV_FWD) {
-        mm_conv_wino_forward(ctx, d, e->wino_m, e->wino_tiles, x, w, (float *)y, scratch, beta);
+        mm_conv_wino_forward(ctx, d, e->wino_m, e->wino_tiles, x, w, (float *)y, scratch, beta,
+                             NULL, false);
     } else if (e->wino_tiles) {
         MM_ASSERT(dir == MM_CONV_BWD_FILTER);
         mm_conv_wino_bwd_filter(ctx, d, e->wino_m, e->wino_tiles, x, y, (float *)w, scratch,
@@ -467,6 +468,12 @@ void mm_conv_run(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d
 static size_t mm_sample_offset(int n0, int h, int w, int c, mm_dtype t)
 {
     return (size_t)n0 * h * w * c * mm_dtype_size(t);
+}
+
+/* Whether every chunk of c runs as Winograd (which can add a bias and a ReLU as it writes). */
+static bool mm_conv_chunks_wino(const mm_conv_chunks *c)
+{
+    return c->e_full->wino_tiles && (!c->e_last || c->e_last->wino_tiles);
 }
 
 /* A forward convolution with its bias and the ReLU after it runs as cuDNN's one call
@@ -492,10 +499,12 @@ static mm_conv_entry *mm_conv_fused_entry(mm_cuda_ctx *ctx, const mm_node *node,
     /* faster, in no more scratch than the plain choice's (which the planner weighed) or the
      * cap (the room the planner gave the node) */
     size_t room = cap != SIZE_MAX && cap > ch->scratch ? cap : ch->scratch;
+    /* Winograd adds the bias and the ReLU as it writes: no pass to save */
+    float pass = mm_conv_chunks_wino(ch) ? 0.0f : fe->pass_ms;
     bool take = fe->ok && (mode == 1 || (ch->e_full->time_ms >= 0 && fe->pass_ms >= 0 &&
                                          fe->ws_bytes <= room &&
                                          fe->time_ms * (1.0f + MM_CONV_FUSED_GAIN) <
-                                             ch->e_full->time_ms + fe->pass_ms));
+                                             ch->e_full->time_ms + pass));
     fe->taken = take;
     return take ? fe : NULL;
 }
@@ -522,16 +531,23 @@ void mm_cuda_op_conv2d(mm_cuda_ctx *ctx, const mm_node *node, const mm_tensor *i
         mm_cuda_finish_output(ctx, &outs[0], y, t);
         return;
     }
+    /* Winograd adds the bias (and the ReLU) as it writes the output; others run a pass after */
+    const float *bias = node->n_in > 2 ? (const float *)ins[2].data : NULL;
+    bool epilogue = bias && mm_conv_chunks_wino(&ch);
     for (int k = 0; k < mm_conv_n_chunks(&ch); k++) {
         const mm_conv_entry *e;
         int n0;
         const mm_conv_dims *dc = mm_conv_chunk(&ch, k, &e, &n0);
-        mm_conv_run(ctx, e, dc, t, x + mm_sample_offset(n0, d->h, d->w, d->c, t), w,
-                    y + mm_sample_offset(n0, d->oh, d->ow, d->k, t), cws, false);
+        const char *xc = x + mm_sample_offset(n0, d->h, d->w, d->c, t);
+        char *yc = y + mm_sample_offset(n0, d->oh, d->ow, d->k, t);
+        if (epilogue)
+            mm_conv_wino_forward(ctx, dc, e->wino_m, e->wino_tiles, (const float *)xc, w,
+                                 (float *)yc, cws, false, bias, relu);
+        else
+            mm_conv_run(ctx, e, dc, t, xc, w, yc, cws, false);
     }
-    if (node->n_in > 2 && ins[2].data)
-        mm_cuda_bias_add(y, t, (const float *)ins[2].data, (int64_t)d->n * d->oh * d->ow, d->k,
-                         relu, ctx->stream);
+    if (bias && !epilogue)
+        mm_cuda_bias_add(y, t, bias, (int64_t)d->n * d->oh * d->ow, d->k, relu, ctx->stream);
     mm_cuda_finish_output(ctx, &outs[0], y, t);
 }
 

@@ -62,7 +62,7 @@ int mm_conv_wino_chunk_for(const mm_conv_dims *d, int m, size_t bytes)
 
 void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int tiles,
                           const float *x, const float *w, float *y, void *scratch,
-                          bool accumulate)
+                          bool accumulate, const float *bias, bool relu)
 {
     static const float one = 1.0f, zero = 0.0f;
     MM_ASSERT(tiles > 0 && (m == 2 || m == 4));
@@ -82,7 +82,7 @@ void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int ti
             (long long)d->k * d->c, u, CUDA_R_32F, d->c, (long long)tc * d->c, &zero, mt,
             CUDA_R_32F, d->k, (long long)tc * d->k, mm_wino_e(m), compute,
             CUBLAS_GEMM_DEFAULT));
-        mm_cuda_wino_output(y, mt, m, d, t0, tc, accumulate, ctx->stream);
+        mm_cuda_wino_output(y, mt, m, d, t0, tc, accumulate, bias, relu, ctx->stream);
     }
 }
 

@@ -41,10 +41,11 @@ size_t mm_conv_wino_scratch(const mm_conv_dims *d, int m, int tiles);
 int mm_conv_wino_chunk_for(const mm_conv_dims *d, int m, size_t bytes);
 
 /* y = conv(x, w) (+= with accumulate) as F(m x m, 3x3) in chunks of `tiles` tiles, in scratch of
- * mm_conv_wino_scratch(d, m, tiles) bytes (256-byte aligned), on ctx's stream. */
+ * mm_conv_wino_scratch(d, m, tiles) bytes (256-byte aligned), on ctx's stream; then + bias[k]
+ * (NULL: none) and with relu max(., 0), in the same pass (the op's bias pass is then not run). */
 void mm_conv_wino_forward(mm_cuda_ctx *ctx, const mm_conv_dims *d, int m, int tiles,
                           const float *x, const float *w, float *y, void *scratch,
-                          bool accumulate);
+                          bool accumulate, const float *bias, bool relu);
 
 /* dw = the filter gradient of x and dy (+= with accumulate) as F(m x m, 3x3) in chunks of
  * `tiles` tiles, in scratch of mm_conv_wino_scratch(d, m, tiles) bytes, on ctx's stream. */

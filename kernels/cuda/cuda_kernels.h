@@ -158,7 +158,8 @@ void mm_cuda_filter_turn(void *wf, const void *w, mm_dtype t, int k, int r, int 
  * For a 3x3 stride-1 convolution d, with a = m + 2: F[e][k][c] (e < a*a) from the OHWI filter
  * w[k][3][3][c]; U[e][t - t0][c] of tiles t0 .. t0 + tc - 1 (m x m output blocks, numbered over
  * sample, tile row, tile column) from x[n][h][w][c]; and y[n][oh][ow][k] from M[e][t - t0][k]
- * (the GEMMs' output), written or, with accumulate, added to. The filter gradient's:
+ * (the GEMMs' output), written or, with accumulate, added to, then given the bias and with relu
+ * the ReLU as mm_cuda_bias_add would (a fused pair, fuse.c). The filter gradient's:
  * V[e][t - t0][k] of the same tiles from dy[n][oh][ow][k], and dw[k][3][3][c] from W[e][k][c]
  * (the GEMMs' sums over tiles), written or added to. Outputs must not alias inputs. */
 void mm_cuda_wino_filter(float *f /* [a*a,k,c] */, const float *w /* [k,3,3,c] */, int m, int k,
@@ -167,7 +168,7 @@ void mm_cuda_wino_input(float *u /* [a*a,tc,c] */, const float *x, int m, const 
                         int64_t t0, int tc, cudaStream_t st);
 void mm_cuda_wino_output(float *y, const float *mt /* [a*a,tc,k] */, int m,
                          const mm_conv_dims *d, int64_t t0, int tc, int accumulate,
-                         cudaStream_t st);
+                         const float *bias /* [k] or NULL */, int relu, cudaStream_t st);
 void mm_cuda_wino_dy(float *v /* [a*a,tc,k] */, const float *dy, int m, const mm_conv_dims *d,
                      int64_t t0, int tc, cudaStream_t st);
 void mm_cuda_wino_dw(float *dw /* [k,3,3,c] */, const float *wt /* [a*a,k,c] */, int m, int k,

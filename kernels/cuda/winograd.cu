@@ -224,13 +224,18 @@ __device__ __forceinline__ void mm_wino_load_block(const float *x, int64_t b, in
 }
 
 /* Writes (or with accumulate adds) an n x n block to an NHWC tensor [.][h][w][c] of sample b,
- * rows y0.. and columns x0.. (what falls outside is not written), lanes of V channels from c0.
+ * rows y0.. and columns x0.. (what falls outside is not written), lanes of V channels from c0;
+ * then adds bias[c0..] (NULL: none) and, with relu, takes max(., 0), as mm_cuda_bias_add does.
  * The block's values are changed. */
 template <int N, int V>
 __device__ __forceinline__ void mm_wino_store_block(float *y, int64_t b, int h, int w, int c,
                                                     int y0, int x0, int c0, bool accumulate,
+                                                    const float *bias, bool relu,
                                                     float (&v)[N][N][V])
 {
+    float bv[V];
+#pragma unroll
+    for (int u = 0; u < V; u++) bv[u] = bias ? bias[c0 + u] : 0.0f;
 #pragma unroll
     for (int a = 0; a < N; a++)
 #pragma unroll
@@ -243,6 +248,11 @@ __device__ __forceinline__ void mm_wino_store_block(float *y, int64_t b, int h, 
                 mm_ldv<V>(y, o, was);
 #pragma unroll
                 for (int u = 0; u < V; u++) v[a][q][u] += was[u];
+            }
+#pragma unroll
+            for (int u = 0; u < V; u++) {
+                float r = v[a][q][u] + bv[u];
+                v[a][q][u] = relu ? (r > 0.0f ? r : 0.0f) : r;
             }
             mm_stv<V>(y, o, v[a][q]);
         }
@@ -289,11 +299,13 @@ __global__ void mm_wino_input_kernel(float *u, const float *x, int h, int w, int
     }
 }
 
-/* y[n][oh][ow][k] (=, or += with accumulate) from M[e][t - t0][k] for tiles t0 .. t0 + tc - 1;
- * output pixels past the edge (oh or ow not divisible by m) are not written. */
+/* y[n][oh][ow][k] (=, or += with accumulate) from M[e][t - t0][k] for tiles t0 .. t0 + tc - 1,
+ * then the bias (NULL: none) and the ReLU with relu; output pixels past the edge (oh or ow not
+ * divisible by m) are not written. */
 template <int M, int V>
 __global__ void mm_wino_output_kernel(float *y, const float *m, int oh, int ow, int k, int th,
-                                      int tw, int64_t t0, int tc, int accumulate)
+                                      int tw, int64_t t0, int tc, int accumulate,
+                                      const float *bias, int relu)
 {
     constexpr int A = mm_wino<M>::A;
     int kv = k / V;
@@ -305,7 +317,8 @@ __global__ void mm_wino_output_kernel(float *y, const float *m, int oh, int ow, 
         mm_wino_load_planes<A, V>(m, (int64_t)tc * k, (int64_t)lt * k + k0, mv);
 #pragma unroll
         for (int v = 0; v < V; v++) mm_wino_2d<M, MM_WINO_AT, V>(mv, out, v);
-        mm_wino_store_block<M, V>(y, b, oh, ow, k, M * ty, M * tx, k0, accumulate, out);
+        mm_wino_store_block<M, V>(y, b, oh, ow, k, M * ty, M * tx, k0, accumulate, bias, relu,
+                                  out);
     }
 }
 
@@ -341,7 +354,7 @@ __global__ void mm_wino_dw_kernel(float *dw, const float *wt, int k, int c, int 
         mm_wino_load_planes<A, V>(wt, (int64_t)k * c, (int64_t)kk * c + c0, mv);
 #pragma unroll
         for (int u = 0; u < V; u++) mm_wino_2d<M, MM_WINO_GT, V>(mv, out, u);
-        mm_wino_store_block<3, V>(dw, kk, 3, 3, c, 0, 0, c0, accumulate, out);
+        mm_wino_store_block<3, V>(dw, kk, 3, 3, c, 0, 0, c0, accumulate, NULL, false, out);
     }
 }
 
@@ -377,13 +390,13 @@ void mm_cuda_wino_input(float *u, const float *x, int m, const mm_conv_dims *d, 
 }
 
 void mm_cuda_wino_output(float *y, const float *mt, int m, const mm_conv_dims *d, int64_t t0,
-                         int tc, int accumulate, cudaStream_t st)
+                         int tc, int accumulate, const float *bias, int relu, cudaStream_t st)
 {
     MM_CU_ASSERT(m == 2 || m == 4);
     if (tc <= 0) return;
     int th = (d->oh + m - 1) / m, tw = (d->ow + m - 1) / m;
     MM_WINO_LAUNCH(mm_wino_output_kernel, m, mm_chan4(d->k, {y, mt}), (int64_t)tc * d->k, st, y,
-                   mt, d->oh, d->ow, d->k, th, tw, t0, tc, accumulate);
+                   mt, d->oh, d->ow, d->k, th, tw, t0, tc, accumulate, bias, relu);
 }
 
 void mm_cuda_wino_dy(float *v, const float *dy, int m, const mm_conv_dims *d, int64_t t0, int tc,
