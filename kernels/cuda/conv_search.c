@@ -615,9 +615,10 @@ static int mm_conv_wino_forced_tiles(void)
     return n > 0 && n < INT_MAX ? (int)n : 0;
 }
 
-/* The chunk sizes timed, as MiB of transformed tiles (U and M): the smallest stays in an H100's
- * or H200's 50 MB L2 cache from one kernel to the next; larger ones launch fewer, larger GEMMs. */
-static const int mm_wino_budget_mib[] = {24, 96, 384};
+/* The chunk sizes timed, as MiB of transformed tiles (U and M): 24 MiB stays in an H100's or
+ * H200's 50 MB L2 cache from one kernel to the next, larger ones launch fewer, larger GEMMs, and
+ * the smallest fits where the planner caps a node's scratch tightly (conv_caps.c). */
+static const int mm_wino_budget_mib[] = {6, 24, 96, 384};
 #define MM_WINO_BUDGETS ((int)(sizeof mm_wino_budget_mib / sizeof mm_wino_budget_mib[0]))
 
 /* Below these channel counts the transforms' traffic outweighs the products saved: not timed. */
