@@ -54,12 +54,10 @@ mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx)
 }
 
 /* ---- workspace cursor and dtype staging ---- */
-static size_t mm_round256(size_t b) { return (b + 255) & ~(size_t)255; }
-
 void *mm_cuda_ws_take(mm_cuda_ws *ws, size_t bytes)
 {
     if (bytes == 0) return NULL;
-    size_t b = mm_round256(bytes);
+    size_t b = mm_cuda_round256(bytes);
     if (ws->measure) {
         ws->used += b;
         return MM_CUDA_MEASURE_PTR;

@@ -22,13 +22,12 @@
 
 /* Workspace: partial sums [G][c] float2, then per-channel arrays mean, scale (and save_mean,
  * save_invstd when the caller passes none), each c floats, 256-byte aligned. */
-static size_t mm_align256(size_t b) { return (b + 255) & ~(size_t)255; }
 
 size_t mm_cuda_bn_workspace(int64_t m, int c)
 {
     mm_col_split sp = mm_cuda_col_split(m, c);
-    return mm_align256((size_t)sp.slices * (size_t)c * 2 * sizeof(float)) +
-           4 * mm_align256((size_t)c * sizeof(float));
+    return mm_cuda_round256((size_t)sp.slices * (size_t)c * 2 * sizeof(float)) +
+           4 * mm_cuda_round256((size_t)c * sizeof(float));
 }
 
 typedef struct mm_bn_ws {
@@ -41,9 +40,9 @@ static mm_bn_ws mm_bn_ws_split(void *ws, int64_t m, int c)
     mm_col_split sp = mm_cuda_col_split(m, c);
     char *p = (char *)ws;
     mm_bn_ws w;
-    size_t cb = mm_align256((size_t)c * sizeof(float));
+    size_t cb = mm_cuda_round256((size_t)c * sizeof(float));
     w.partial = (float2 *)p;
-    p += mm_align256((size_t)sp.slices * (size_t)c * 2 * sizeof(float));
+    p += mm_cuda_round256((size_t)sp.slices * (size_t)c * 2 * sizeof(float));
     w.mean = (float *)p;
     w.scale = (float *)(p + cb);
     w.save_mean = (float *)(p + 2 * cb);

@@ -316,7 +316,7 @@ static void mm_conv_chunks_turn(mm_conv_chunks *c, mm_cuda_ctx *ctx, size_t cap,
     mm_conv_entry *dgrad = c->e_full;
     dgrad->turned = 0;
     size_t wb = (size_t)c->full.k * c->full.r * c->full.s * c->full.c * mm_dtype_size(c->t);
-    size_t turn_bytes = (wb + 255) & ~(size_t)255;
+    size_t turn_bytes = mm_cuda_round256(wb);
     /* under the cap less the turned filter and the alignment before it */
     if (c->e_full->key.ws_cap_kib >= 0 && cap < turn_bytes + 256) return;
     size_t fcap = c->e_full->key.ws_cap_kib < 0 ? SIZE_MAX : cap - turn_bytes - 256;
@@ -347,7 +347,7 @@ static void mm_conv_chunks_turn(mm_conv_chunks *c, mm_cuda_ctx *ctx, size_t cap,
     c->full = ff, c->e_full = f_full;
     if (f_last) c->last = fl, c->e_last = f_last;
     size_t at = mm_conv_scratch(f_full, &ff), at_last = f_last ? mm_conv_scratch(f_last, &fl) : 0;
-    c->turn_at = ((at > at_last ? at : at_last) + 255) & ~(size_t)255;
+    c->turn_at = mm_cuda_round256(at > at_last ? at : at_last);
     c->turn_bytes = turn_bytes;
     c->scratch = c->turn_at + turn_bytes;
 }

@@ -6,8 +6,6 @@
 
 #include "cuda_kernels.h"
 
-static size_t mm_align256(size_t b) { return (b + 255) & ~(size_t)255; }
-
 static size_t mm_x_bytes(const mm_conv_dims *d)
 {
     return (size_t)d->n * d->h * d->w * d->c * sizeof(float);
@@ -25,18 +23,18 @@ bool mm_conv_nchw_applies(const mm_conv_dims *d) { return !(d->r == 1 && d->s ==
 
 size_t mm_conv_nchw_scratch(size_t ws_bytes, const mm_conv_dims *d)
 {
-    return mm_align256(ws_bytes) + mm_align256(mm_x_bytes(d)) + mm_align256(mm_w_bytes(d)) +
-           mm_align256(mm_y_bytes(d));
+    return mm_cuda_round256(ws_bytes) + mm_cuda_round256(mm_x_bytes(d)) +
+           mm_cuda_round256(mm_w_bytes(d)) + mm_cuda_round256(mm_y_bytes(d));
 }
 
 mm_conv_nchw_bufs mm_conv_nchw_carve(void *scratch, size_t ws_bytes, const mm_conv_dims *d)
 {
-    char *p = (char *)scratch + mm_align256(ws_bytes);
+    char *p = (char *)scratch + mm_cuda_round256(ws_bytes);
     mm_conv_nchw_bufs b;
     b.x = (float *)p;
-    p += mm_align256(mm_x_bytes(d));
+    p += mm_cuda_round256(mm_x_bytes(d));
     b.w = (float *)p;
-    p += mm_align256(mm_w_bytes(d));
+    p += mm_cuda_round256(mm_w_bytes(d));
     b.y = (float *)p;
     return b;
 }

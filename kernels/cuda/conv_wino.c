@@ -26,8 +26,6 @@ static cublasComputeType_t mm_wino_compute(const mm_cuda_ctx *ctx)
     return ctx->precision == MM_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
-static size_t mm_round256(size_t b) { return (b + 255) & ~(size_t)255; }
-
 /* Where U and M start in the scratch, and its end, in bytes (conv_wino.h). */
 typedef struct mm_wino_parts {
     size_t u_at, m_at, end;
@@ -38,9 +36,9 @@ static mm_wino_parts mm_wino_layout(const mm_conv_dims *d, int m, int tiles)
     size_t e = (size_t)mm_wino_e(m), f = e * d->k * d->c * sizeof(float);
     size_t u = e * tiles * d->c * sizeof(float), mt = e * tiles * d->k * sizeof(float);
     mm_wino_parts p;
-    p.u_at = mm_round256(f);
-    p.m_at = p.u_at + mm_round256(u);
-    p.end = p.m_at + mm_round256(mt);
+    p.u_at = mm_cuda_round256(f);
+    p.m_at = p.u_at + mm_cuda_round256(u);
+    p.end = p.m_at + mm_cuda_round256(mt);
     return p;
 }
 

@@ -24,6 +24,9 @@ extern "C" {
 #include "../../runtime/tensor.h"
 #include "../dims.h"
 
+/* Scratch sizes and offsets round up to 256 bytes, the workspace cursor's alignment. */
+static inline size_t mm_cuda_round256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
 /* ---- element-wise (elementwise.cu) ---- */
 void mm_cuda_cast(void *y, mm_dtype ty, const void *x, mm_dtype tx, int64_t n, cudaStream_t st);
 /* y += x (parameter gradients computed in bf16 accumulate into the fp32 buffer). */
