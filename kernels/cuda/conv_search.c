@@ -399,6 +399,24 @@ static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_con
     return mm_conv_time_runs(ctx, e, d, t, p, 5);
 }
 
+/* mm_conv_time of a candidate among others, best the fastest time so far (-1: none): one timed
+ * run first, and a candidate far slower than the best (1.5 times) is not timed further. */
+static float mm_conv_time_against(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
+                                  mm_dtype t, const mm_conv_probe *p, float best)
+{
+    float once = mm_conv_time_runs(ctx, e, d, t, p, 1);
+    return best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, e, d, t, p);
+}
+
+/* Frees e's graph plan, if it has one (a later search took another way). */
+static void mm_conv_drop_graph(mm_conv_entry *e)
+{
+    if (!e->use_graph) return;
+    mm_conv_plan_free(&e->gplan);
+    mm_conv_graph_free(&e->graph);
+    e->use_graph = 0;
+}
+
 /* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
  * the tests use it), anything else or unset times both and keeps the faster. */
 static int mm_conv_gemm_mode(void) { return mm_cuda_env_mode("MM_CONV_GEMM"); }
@@ -481,9 +499,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
             times[1 + i] = 0;
             break;
         }
-        /* one timed run first: a plan far slower than the best so far is not timed further */
-        float once = mm_conv_time_runs(ctx, &trial, d, t, p, 1);
-        times[1 + i] = best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, &trial, d, t, p);
+        times[1 + i] = mm_conv_time_against(ctx, &trial, d, t, p, best);
         mm_conv_note(e, times[1 + i], wss[1 + i]);
         if (best < 0 || times[1 + i] < best) best = times[1 + i];
     }
@@ -584,11 +600,7 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
         mm_conv_descs_free(&trial.d);
         return ok;
     }
-    if (e->use_graph) {
-        mm_conv_plan_free(&e->gplan);
-        mm_conv_graph_free(&e->graph);
-        e->use_graph = 0;
-    }
+    mm_conv_drop_graph(e);
     mm_conv_descs_free(&e->d);
     e->d = trial.d;
     e->nchw = 1;
@@ -684,9 +696,7 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
         trial.wino_m = ways[i].m;
         trial.wino_tiles = ways[i].tiles;
         trial.ws_bytes = ws;
-        /* one timed run first: a way far slower than the best so far is not timed further */
-        float ms = p ? mm_conv_time_runs(ctx, &trial, d, t, p, 1) : -1;
-        if (p && !(best >= 0 && ms > 1.5f * best)) ms = mm_conv_time(ctx, &trial, d, t, p);
+        float ms = p ? mm_conv_time_against(ctx, &trial, d, t, p, best) : -1;
         mm_conv_note(e, ms_of[i] = ms, ws);
         if (verbose)
             fprintf(stderr,
@@ -715,11 +725,7 @@ static bool mm_conv_try_wino(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
                 what, (double)best, best_ws / 1048576.0, (double)t_cur, have / 1048576.0,
                 take ? "  <- taken" : "");
     if (!take) return ok;
-    if (e->use_graph) {
-        mm_conv_plan_free(&e->gplan);
-        mm_conv_graph_free(&e->graph);
-        e->use_graph = 0;
-    }
+    mm_conv_drop_graph(e);
     if (e->nchw) { /* e->d described the NCHW copies: back to the operands' own */
         mm_conv_descs_free(&e->d);
         MM_CUDNN_CHECK(mm_conv_descs_init(&e->d, d, t, ctx->precision, false));
