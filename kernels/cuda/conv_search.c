@@ -399,13 +399,21 @@ static float mm_conv_time(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_con
     return mm_conv_time_runs(ctx, e, d, t, p, 5);
 }
 
-/* mm_conv_time of a candidate among others, best the fastest time so far (-1: none): one timed
- * run first, and a candidate far slower than the best (1.5 times) is not timed further. */
+/* The time of a candidate among others (mm_stream_time of 5 runs), best the fastest time so far
+ * (-1: none): one timed run first, and a candidate far slower than the best (1.5 times) is not
+ * timed further. */
+static float mm_stream_time_against(mm_cuda_ctx *ctx, void (*run)(void *), void *arg, float best)
+{
+    float once = mm_stream_time(ctx, run, arg, 1);
+    return best >= 0 && once > 1.5f * best ? once : mm_stream_time(ctx, run, arg, 5);
+}
+
+/* mm_stream_time_against for entry e on the probe (mm_conv_time's runs). */
 static float mm_conv_time_against(mm_cuda_ctx *ctx, const mm_conv_entry *e, const mm_conv_dims *d,
                                   mm_dtype t, const mm_conv_probe *p, float best)
 {
-    float once = mm_conv_time_runs(ctx, e, d, t, p, 1);
-    return best >= 0 && once > 1.5f * best ? once : mm_conv_time(ctx, e, d, t, p);
+    mm_probe_run r = {ctx, e, d, t, p};
+    return mm_stream_time_against(ctx, mm_probe_once, &r, best);
 }
 
 /* Frees e's graph plan, if it has one (a later search took another way). */
@@ -817,10 +825,7 @@ static bool mm_conv_pick_fused(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv
                         mm_conv_algo_name(MM_CONV_FWD, algo), cudnnGetErrorString(r.st));
             continue;
         }
-        /* one timed run first: an algorithm far slower than the best so far is not timed
-         * further */
-        float ms = mm_stream_time(ctx, mm_fused_once, &r, 1);
-        if (!ok || ms <= 1.5f * e->time_ms) ms = mm_stream_time(ctx, mm_fused_once, &r, 5);
+        float ms = mm_stream_time_against(ctx, mm_fused_once, &r, ok ? e->time_ms : -1);
         if (r.st != CUDNN_STATUS_SUCCESS) continue;
         mm_conv_note(e, ms, ws);
         if (verbose)
