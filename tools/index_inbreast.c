@@ -221,6 +221,7 @@ mm_status mm_index_inbreast(mm_index *idx, int *n_unknown_names, int *n_birads3,
                 break;
             }
     if (st == MM_OK) st = mm_fs_mkdirs(stage);
+    mm_inbreast_xml_init(); /* before the mask jobs parse XML from several threads */
     if (st == MM_OK)
         st = mm_parallel_for(c.n_rows, o->threads, mask_job, &c, o->quiet ? NULL : "index: masks");
     for (int i = 0; st == MM_OK && i < c.n_rows; i++) {

@@ -168,6 +168,8 @@ static mm_status walk_doc(mm_xml_rois *out, const xmlDoc *doc, const char *name)
     return MM_OK;
 }
 
+void mm_inbreast_xml_init(void) { xmlInitParser(); }
+
 mm_status mm_inbreast_xml_parse(mm_xml_rois *out, const char *data, size_t len, const char *name)
 {
     memset(out, 0, sizeof *out);
@@ -195,6 +197,8 @@ mm_status mm_inbreast_xml_parse(mm_xml_rois *out, const char *data, size_t len, 
 }
 
 #else
+
+void mm_inbreast_xml_init(void) {}
 
 mm_status mm_inbreast_xml_parse(mm_xml_rois *out, const char *data, size_t len, const char *name)
 {
