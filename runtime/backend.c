@@ -6,7 +6,7 @@
 
 /* "cuda" is GPU 0, "cuda:N" GPU N (PyTorch's spelling). Returns -1 for another name, -2 (with
  * the error set) for a "cuda:" without a GPU index. */
-static int cuda_index(const char *name)
+int mm_backend_gpu_index(const char *name)
 {
     if (!strcmp(name, "cuda")) return 0;
     if (strncmp(name, "cuda:", 5) != 0) return -1;
@@ -47,7 +47,7 @@ const char *mm_precision_name(mm_precision p)
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out)
 {
     *out = NULL;
-    int gpu = cuda_index(name);
+    int gpu = mm_backend_gpu_index(name);
     if (gpu == -2) return MM_ERR_ARG;
     if (gpu >= 0) return mm_backend_cuda_create_ex(out, precision, gpu);
     if (strcmp(name, "cpu") && strcmp(name, "meta"))
@@ -75,6 +75,11 @@ void mm_host_free(mm_backend *be, void *p)
 size_t mm_backend_memory_in_use(mm_backend *be)
 {
     return be && be->memory_in_use ? be->memory_in_use(be) : 0;
+}
+
+void mm_backend_bind(mm_backend *be)
+{
+    if (be->bind) be->bind(be);
 }
 
 void mm_backend_destroy(mm_backend *be)

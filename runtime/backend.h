@@ -110,7 +110,15 @@ struct mm_backend {
     mm_status (*begin_capture)(mm_backend *be);
     mm_status (*end_capture)(mm_backend *be);
     void (*replay)(mm_backend *be);
+    /* Optional (CUDA: cudaSetDevice): makes this backend's device the calling thread's current
+     * one. A backend runs its work on the current device: call it (mm_backend_bind) before using
+     * a backend from another thread than the one that created it, or after using a backend of
+     * another GPU on this thread (runtime/dist.h does so for its replicas). */
+    void (*bind)(mm_backend *be);
 };
+
+/* be->bind where it has one. */
+void mm_backend_bind(mm_backend *be);
 
 /* Scratch bytes the cpu backend's kernel of this node needs (the meta backend plans with it too). */
 size_t mm_cpu_node_workspace(const mm_node *nd);
@@ -125,6 +133,9 @@ mm_status mm_backend_cuda_create(mm_backend **out); /* "no GPU" where there is n
 /* The CUDA backend on device `device` (0 = the first visible GPU) with the given precision.
  * mm_backend_cuda_create(out) is mm_backend_cuda_create_ex(out, MM_PRECISION_FP32, 0). */
 mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, int device);
+/* The GPU a device name names: "cuda" 0, "cuda:N" N; -1 for any other name; -2 (a tier-1 error
+ * naming --device) for a malformed "cuda:..." */
+int mm_backend_gpu_index(const char *name);
 /* By name ("cpu", "meta", "cuda" = "cuda:0", "cuda:N" for GPU N) with a precision: cpu and meta
  * run fp32 only (tf32 and bf16 there are a tier-1 error naming --precision). */
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "dist.h"
 
 bool mm_cuda_compiled(void) { return false; }
 bool mm_cuda_emulated(void) { return false; }
@@ -27,3 +28,24 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
                    "--device cuda: this build has no CUDA backend; rebuild where nvcc is installed "
                    "(cmake -DMM_CUDA=ON) or use --device cpu");
 }
+
+bool mm_nccl_compiled(void) { return false; }
+
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+{
+    (void)bes;
+    (void)n;
+    *out = NULL;
+    return mm_fail(MM_ERR_DEVICE, "--replicas: this build has no CUDA backend; rebuild where nvcc "
+                   "and NCCL are installed");
+}
+
+void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
+{
+    (void)c;
+    (void)bufs;
+    (void)count;
+    MM_ASSERT(!"mm_nccl_average without CUDA");
+}
+
+void mm_nccl_destroy(mm_nccl *c) { (void)c; }

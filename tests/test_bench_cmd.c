@@ -162,6 +162,36 @@ MM_TEST(plan_lists_what_is_live_at_the_peak)
     free(out);
 }
 
+/* Data-parallel replicas on the cpu (runtime/dist.h): every replica takes the same batch in
+ * mammo bench, so the mean of two replicas' gradients, (g + g) / 2, is exactly each one's and
+ * the run's losses must be the single replica's, bit for bit (with three, 3g / 3 may be an ulp
+ * off, and four fast Adam steps of this small net turn that into a 1% change of the loss);
+ * images/s counts every replica's images. */
+MM_TEST(bench_replicas_average_to_the_single_run)
+{
+    const char *cmd = "bench --net resnet50 --width-div 8 --input 64x64 --batch 2 --device cpu "
+                      "--steps 3 --warmup 1 --lr 1e-3";
+    char with[512];
+    snprintf(with, sizeof with, "%s --replicas 2", cmd);
+    int st1, st2;
+    char *one = mammo(cmd, &st1), *two = mammo(with, &st2);
+    CHECK_MSG(st1 == 0 && st2 == 0, "exit %d / %d: %s %s", st1, st2, one, two);
+    const char *l1 = strstr(one, "mammo net="), *l2 = strstr(two, "mammo net=");
+    CHECK(l1 && l2);
+    if (l1 && l2) {
+        CHECK_EQ_INT((int64_t)mm_test_field(l1, "replicas"), 1);
+        CHECK_EQ_INT((int64_t)mm_test_field(l2, "replicas"), 2);
+        CHECK_MSG(mm_test_field(l1, "loss") == mm_test_field(l2, "loss"), "loss %.9g vs %.9g",
+                  mm_test_field(l1, "loss"), mm_test_field(l2, "loss"));
+        CHECK_CLOSE(mm_test_field(l2, "images_per_s"), 4e3 / mm_test_field(l2, "step_ms"), 0,
+                    1e-2);
+        CHECK_EQ_INT((int64_t)mm_test_field(l2, "peak_mem_bytes"),
+                     (int64_t)mm_test_field(l1, "peak_mem_bytes")); /* each replica's */
+    }
+    free(one);
+    free(two);
+}
+
 /* Bad flags: one line naming the flag, exit status 1, nothing else printed. */
 MM_TEST(bench_and_plan_refuse_bad_flags)
 {
@@ -187,6 +217,9 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --lr x", "--lr"},
         {"bench --profile -1", "--profile not negative"},
         {"bench --profile x", "--profile x: not an integer"},
+        {"bench --replicas 0", "--replicas 1 to 64"},
+        {"bench --replicas two", "--replicas two"},
+        {"bench --device meta --replicas 2", "--device meta"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st;

@@ -347,6 +347,60 @@ static int log_lines(char *last, size_t n)
     return count;
 }
 
+/* mammo bench's last result line in run.log into line[n]. */
+static void last_result(char *line, size_t n)
+{
+    char buf[2048];
+    line[0] = '\0';
+    FILE *f = fopen(path("run.log"), "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (!strncmp(buf, "mammo net=", 10)) snprintf(line, n, "%s", buf);
+    if (f) fclose(f);
+}
+
+/* Data-parallel replicas on two GPUs (emulated: CUEMU_DEVICES=2): every replica takes the same
+ * batch in mammo bench, so the NCCL-averaged steps must give the single GPU's loss; each
+ * captured as its own CUDA graph, fed every step; more replicas than GPUs is refused in one line
+ * naming --replicas. */
+MM_TEST(cli_bench_replicas_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
+    mm_backend *second = NULL;
+    if (mm_backend_open("cuda:1", MM_PRECISION_FP32, &second) != MM_OK) MM_SKIP("needs 2 GPUs");
+    mm_backend_destroy(second);
+    const char *cmd = "bench --net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
+                      "--batch 2 --device cuda --steps 3 --warmup 1 --lr 1e-3 --cuda-graph --feed";
+    double loss[2];
+    for (int n = 1; n <= 2; n++) {
+        CHECK_EQ_INT(mammo("%s --replicas %d", cmd, n), 0);
+        char line[2048];
+        last_result(line, sizeof line);
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "replicas"), n);
+        loss[n - 1] = mm_test_field(line, "loss");
+        CHECK(isfinite(loss[n - 1]) && loss[n - 1] > 0);
+    }
+    /* emulated, both GPUs choose the same algorithms; on cards each times its own */
+    double tol = mm_cuda_emulated() ? 1e-6 : 2e-2;
+    CHECK_MSG(fabs(loss[1] - loss[0]) <= tol * loss[0], "loss on 2 GPUs %.7g, on 1 %.7g", loss[1],
+              loss[0]);
+    int gpus = 2;
+    while (gpus < 64) {
+        char name[16];
+        snprintf(name, sizeof name, "cuda:%d", gpus);
+        if (mm_backend_open(name, MM_PRECISION_FP32, &second) != MM_OK) break;
+        mm_backend_destroy(second);
+        gpus++;
+    }
+    CHECK_EQ_INT(mammo("%s --replicas %d", cmd, gpus + 1), 1);
+    char last[1024];
+    log_lines(last, sizeof last);
+    char want[64];
+    snprintf(want, sizeof want, "mammo: --replicas %d: replica %d:", gpus + 1, gpus);
+    CHECK_MSG(strstr(last, want) != NULL, "%s", last);
+    if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
+}
+
 /* What the GPU cannot take ends in one line that names it, exit status 1: an image whose
  * activation is over cuDNN's limit of 2^31 - 1 elements (VGG16's first at 8192x4096: bigger
  * batches are split, one image cannot be), refused before any algorithm search or allocation; a GPU that is not there (cuda:64); and, on the emulated

@@ -9,6 +9,7 @@
 #include "../kernels/philox.h"
 #include "../nets/nets.h"
 #include "../runtime/backend.h"
+#include "../runtime/dist.h"
 #include "args.h"
 #include "commands.h"
 #include "model_flags.h"
@@ -69,6 +70,105 @@ static mm_status write_batch(mm_session *s, const mm_model *m, const float *x, s
     return st;
 }
 
+/* One data-parallel replica (runtime/dist.h): its device, model, session and batch. */
+typedef struct {
+    mm_backend *be;
+    mm_model m;
+    mm_session s;
+    bool built, live;
+    float *images;
+    size_t img_bytes;
+    float loss;
+} replica;
+
+/* What each replica's work (mm_replicas_each) reads. */
+typedef struct {
+    replica *rep;
+    const mm_model_config *cfg;
+    bool graph, feed; /* graph: replay the captured step */
+    mm_adam_params adam;
+} bench_job;
+
+static mm_status setup_rank(int rank, void *arg)
+{
+    bench_job *j = arg;
+    replica *r = &j->rep[rank];
+    MM_TRY(mm_model_build(&r->m, j->cfg));
+    r->built = true;
+    MM_TRY(mm_session_init(&r->s, r->m.g, r->be, 2));
+    r->live = true;
+    mm_model_init(&r->m, &r->s, 42);
+    r->images = random_images(r->be, &r->m, &r->img_bytes);
+    return write_batch(&r->s, &r->m, r->images, r->img_bytes);
+}
+
+/* One step's forward and backward pass (eager, or the replay of its capture), and with --feed
+ * the next batch and this step's loss, as training does. */
+static mm_status step_rank(int rank, void *arg)
+{
+    bench_job *j = arg;
+    replica *r = &j->rep[rank];
+    if (j->graph) mm_session_replay(&r->s);
+    else mm_session_run(&r->s);
+    if (!j->feed) return MM_OK;
+    MM_TRY(write_batch(&r->s, &r->m, r->images, r->img_bytes));
+    return mm_session_read(&r->s, r->m.loss, &r->loss, sizeof r->loss);
+}
+
+static mm_status capture_rank(int rank, void *arg)
+{
+    return mm_session_capture(&((bench_job *)arg)->rep[rank].s);
+}
+
+static mm_status adam_rank(int rank, void *arg)
+{
+    bench_job *j = arg;
+    mm_session_adam(&j->rep[rank].s, &j->adam);
+    return MM_OK;
+}
+
+static mm_status sync_rank(int rank, void *arg)
+{
+    replica *r = &((bench_job *)arg)->rep[rank];
+    r->be->sync(r->be);
+    return MM_OK;
+}
+
+static mm_status free_rank(int rank, void *arg)
+{
+    replica *r = &((bench_job *)arg)->rep[rank];
+    mm_host_free(r->be, r->images);
+    if (r->live) mm_session_free(&r->s);
+    if (r->built) mm_model_free(&r->m);
+    return MM_OK;
+}
+
+/* Warm-up and timed steps on every replica; the seconds of the timed ones in *secs. */
+static mm_status run_steps(bench_job *j, mm_backend *const *bes, int n, mm_comm *comm,
+                           int64_t warmup, int64_t steps, bool graph, double *secs)
+{
+    double t0 = 0;
+    for (int64_t i = 0; i < warmup + steps; i++) {
+        if (i == warmup) {
+            MM_TRY(mm_replicas_each(bes, n, sync_rank, j));
+            t0 = now_s();
+        }
+        if (graph && i == warmup) { /* capture once, after the eager warm-up steps */
+            MM_TRY(mm_replicas_each(bes, n, capture_rank, j));
+            MM_TRY(mm_replicas_each(bes, n, sync_rank, j));
+            t0 = now_s(); /* the capture is set-up, not a step */
+        }
+        j->graph = graph && i >= warmup;
+        MM_TRY(mm_replicas_each(bes, n, step_rank, j));
+        if (comm) mm_comm_average_grads(comm);
+        j->adam.step = i + 1;
+        MM_TRY(mm_replicas_each(bes, n, adam_rank, j));
+    }
+    MM_TRY(mm_replicas_each(bes, n, sync_rank, j));
+    *secs = now_s() - t0;
+    return MM_OK;
+}
+
 int mm_cmd_bench(int argc, char **argv)
 {
     mm_args a;
@@ -82,6 +182,10 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_int(&a, "batch", "2", "images per step");
     mm_width_div_flag_add(&a);
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
+    mm_args_int(&a, "replicas", "1",
+                "data parallel: this many replicas of the step, each on its own GPU from "
+                "--device's on (NCCL averages their gradients) and --batch images each; "
+                "images_per_s counts them all");
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
@@ -114,7 +218,7 @@ int mm_cmd_bench(int argc, char **argv)
     }
 
     int h, w;
-    int64_t batch, steps, warmup, profile, recompute_conv;
+    int64_t batch, steps, warmup, profile, recompute_conv, n_rep;
     double lr, recompute_slack;
     mm_trunk trunk;
     int width_div = 1;
@@ -127,15 +231,16 @@ int mm_cmd_bench(int argc, char **argv)
         mm_args_get_int(&a, "steps", &steps) != MM_OK ||
         mm_args_get_int(&a, "warmup", &warmup) != MM_OK ||
         mm_args_get_int(&a, "profile", &profile) != MM_OK ||
+        mm_args_get_int(&a, "replicas", &n_rep) != MM_OK ||
         mm_args_get_float(&a, "lr", &lr) != MM_OK ||
         mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
         mm_recompute_slack_flag_get(&a, &recompute_slack) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();
     if (batch < 1 || batch > 4096 || steps < 1 || warmup < 0 || profile < 0 ||
-        !(lr >= 0 && lr < 1e3)) {
+        !(lr >= 0 && lr < 1e3) || n_rep < 1 || n_rep > MM_MAX_REPLICAS) {
         mm_fail(MM_ERR_ARG, "mammo bench: --batch and --steps must be positive, --warmup and "
-                "--profile not negative, --lr in [0, 1000)");
+                "--profile not negative, --lr in [0, 1000), --replicas 1 to %d", MM_MAX_REPLICAS);
         return mm_cli_error();
     }
     mm_precision precision;
@@ -153,109 +258,92 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.scratch_strict = scratch_strict;
     cfg.training = true;
 
-    mm_backend *be = NULL;
-    mm_model m;
-    mm_session s;
-    memset(&s, 0, sizeof s);
     if (!strcmp(mm_args_get(&a, "device"), "meta")) {
         mm_fail(MM_ERR_ARG, "--device meta: has no arithmetic to time; use cpu or cuda (or "
                 "'mammo plan' for the memory of a step)");
         return mm_cli_error();
     }
-    if (mm_backend_open(mm_args_get(&a, "device"), precision, &be) != MM_OK) return mm_cli_error();
-    mm_deterministic_flag_set(&a, be);
-    if (mm_algo_cache_flag_apply(&a, mm_args_get(&a, "device"), be) != MM_OK) {
-        mm_backend_destroy(be);
+    bool graph = mm_args_get_bool(&a, "cuda-graph"), feed = mm_args_get_bool(&a, "feed");
+    mm_backend *bes[MM_MAX_REPLICAS];
+    if (mm_replicas_open(mm_args_get(&a, "device"), precision, (int)n_rep, bes) != MM_OK)
         return mm_cli_error();
+    int n = (int)n_rep;
+    mm_backend *be = bes[0];
+    mm_status st = MM_OK;
+    for (int r = 0; r < n && st == MM_OK; r++) {
+        mm_deterministic_flag_set(&a, bes[r]);
+        st = mm_algo_cache_flag_apply(&a, mm_args_get(&a, "device"), bes[r]);
     }
+    if (st == MM_OK && graph && !be->begin_capture)
+        st = mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture", be->name);
+    else if (st == MM_OK && graph && warmup < 1)
+        st = mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once "
+                     "before it is captured (cuDNN and cuBLAS finish their set-up then)");
     mm_model_config_for_backend(&cfg, be);
     if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
     if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
     if (recompute_conv >= 0) cfg.recompute_conv_macs = recompute_conv;
     if (recompute_slack >= 0) cfg.recompute_slack = recompute_slack;
-    double setup0 = now_s(); /* building and planning the step, cuDNN's searches included */
-    if (mm_model_build(&m, &cfg) != MM_OK) {
-        mm_backend_destroy(be);
-        return mm_cli_error();
-    }
-    mm_status st = mm_session_init(&s, m.g, be, 2);
+
+    replica rep[MM_MAX_REPLICAS];
+    memset(rep, 0, sizeof rep);
+    for (int r = 0; r < n; r++) rep[r].be = bes[r];
+    bench_job job = {rep, &cfg, false, feed,
+                     {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f}};
+    /* building and planning the step, cuDNN's searches included (side by side on GPUs) */
+    double setup0 = now_s();
+    if (st == MM_OK) st = mm_replicas_each(bes, n, setup_rank, &job);
     double setup_s = now_s() - setup0;
-    size_t img_bytes = 0;
-    float *images = NULL;
-    if (st == MM_OK) {
-        mm_model_init(&m, &s, 42);
-        images = random_images(be, &m, &img_bytes);
-        st = write_batch(&s, &m, images, img_bytes);
+    mm_comm *comm = NULL;
+    if (st == MM_OK && n > 1) {
+        mm_session *ss[MM_MAX_REPLICAS];
+        for (int r = 0; r < n; r++) ss[r] = &rep[r].s;
+        st = mm_comm_create(ss, n, &comm);
+        if (st == MM_OK) mm_comm_copy_weights(comm);
     }
-    mm_adam_params adam = {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
-    double t0 = 0;
-    float loss = 0;
-    bool graph = mm_args_get_bool(&a, "cuda-graph"), feed = mm_args_get_bool(&a, "feed");
-    if (st == MM_OK && graph && !be->begin_capture) {
-        mm_fail(MM_ERR_ARG, "--cuda-graph: the %s device has no graph capture", be->name);
-        st = MM_ERR_ARG;
-    } else if (st == MM_OK && graph && warmup < 1) {
-        mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once before "
-                "it is captured (cuDNN and cuBLAS finish their set-up then)");
-        st = MM_ERR_ARG;
-    }
-    for (int64_t i = 0; i < warmup + steps && st == MM_OK; i++) {
-        if (i == warmup) {
-            be->sync(be);
-            t0 = now_s();
-        }
-        if (graph && i == warmup) { /* capture once, after the eager warm-up steps */
-            st = mm_session_capture(&s);
-            if (st != MM_OK) break;
-            be->sync(be);
-            t0 = now_s(); /* the capture is set-up, not a step */
-        }
-        if (graph && i >= warmup) mm_session_replay(&s);
-        else mm_session_run(&s);
-        if (feed) { /* the next batch while this step runs, then its loss, as training does */
-            st = write_batch(&s, &m, images, img_bytes);
-            if (st == MM_OK) st = mm_session_read(&s, m.loss, &loss, sizeof loss);
-        }
-        adam.step = i + 1;
-        mm_session_adam(&s, &adam);
-    }
-    mm_host_free(be, images);
+    double secs = 0;
+    if (st == MM_OK) st = run_steps(&job, bes, n, comm, warmup, steps, graph, &secs);
     if (st != MM_OK) {
-        mm_session_free(&s);
-        mm_model_free(&m);
-        mm_backend_destroy(be);
+        mm_comm_destroy(comm);
+        mm_replicas_each(bes, n, free_rank, &job);
+        for (int r = 0; r < n; r++) mm_backend_destroy(bes[r]);
         return mm_cli_error();
     }
-    be->sync(be);
-    double secs = now_s() - t0;
-    mm_session_read(&s, m.loss, &loss, sizeof loss);
-    size_t device_bytes = mm_backend_memory_in_use(be);
+    mm_session *s = &rep[0].s;
+    float loss = 0;
+    mm_session_read(s, rep[0].m.loss, &loss, sizeof loss);
+    size_t device_bytes = 0; /* the largest replica's */
+    for (int r = 0; r < n; r++) {
+        size_t b = mm_backend_memory_in_use(bes[r]);
+        if (b > device_bytes) device_bytes = b;
+    }
     char choices[256] = "";
     if (be->describe) be->describe(be, choices, sizeof choices);
     if (be->chosen_ms) {
         size_t used = strlen(choices);
         snprintf(choices + used, sizeof choices - used, " conv_searched_ms=%.3f",
-                 searched_conv_ms(be, m.g));
+                 searched_conv_ms(be, rep[0].m.g));
     }
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
-           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d%s%s\n",
+           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d replicas=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
-           mm_precision_name(precision), (long long)steps, (double)(batch * steps) / secs,
-           1e3 * secs / (double)steps, mm_plan_peak_bytes(&s.plan),
-           device_bytes ? device_bytes : mm_plan_peak_bytes(&s.plan), loss, !cfg.no_recompute,
-           cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
-           cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s.plan.workspace_bytes,
-           s.plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic,
+           mm_precision_name(precision), (long long)steps,
+           (double)(n * batch * steps) / secs, 1e3 * secs / (double)steps,
+           mm_plan_peak_bytes(&s->plan), device_bytes ? device_bytes : mm_plan_peak_bytes(&s->plan),
+           loss, !cfg.no_recompute, cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
+           cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s->plan.workspace_bytes,
+           s->plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic, n,
            choices[0] ? " " : "", choices);
-    if (profile > 0) {
-        mm_session_profile(&s);
-        for (int64_t i = 0; i < profile; i++) mm_session_run(&s);
-        mm_session_profile_print(&s, (int)profile, 25, stdout);
+    if (profile > 0) { /* replica 0's nodes */
+        mm_backend_bind(be);
+        mm_session_profile(s);
+        for (int64_t i = 0; i < profile; i++) mm_session_run(s);
+        mm_session_profile_print(s, (int)profile, 25, stdout);
     }
-    mm_session_free(&s);
-    mm_model_free(&m);
-    mm_backend_destroy(be);
+    mm_comm_destroy(comm);
+    mm_replicas_each(bes, n, free_rank, &job);
+    for (int r = 0; r < n; r++) mm_backend_destroy(bes[r]);
     return 0;
 }

@@ -362,6 +362,7 @@ static void mm_cuda_free(mm_backend *be, void *ptr)
 {
     mm_cuda_ctx *ctx = mm_ctx(be);
     if (!ptr) return;
+    MM_CUDA_CHECK(cudaSetDevice(ctx->device)); /* a replica's buffers freed from another thread */
     for (int i = 0; i < ctx->n_allocs; i++)
         if (ctx->allocs[i].ptr == ptr) {
             ctx->held_bytes -= ctx->allocs[i].bytes;
@@ -393,6 +394,8 @@ static void mm_cuda_copy_to_device(mm_backend *be, void *dst, const void *src, s
 }
 
 /* Page-locked host memory: copies from it run at the bus's full speed. */
+static void mm_cuda_bind(mm_backend *be) { MM_CUDA_CHECK(cudaSetDevice(mm_ctx(be)->device)); }
+
 static void *mm_cuda_host_alloc(mm_backend *be, size_t bytes)
 {
     (void)be;
@@ -624,6 +627,7 @@ static void mm_cuda_destroy(mm_backend *be)
 {
     mm_cuda_ctx *ctx = mm_ctx(be);
     if (ctx) {
+        cudaSetDevice(ctx->device); /* its handles and stream belong to its GPU */
         if (ctx->stream) cudaStreamSynchronize(ctx->stream);
         mm_cuda_drop_graph(ctx);
         mm_conv_disk_close(ctx->disk);
@@ -722,6 +726,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->host_alloc = mm_cuda_host_alloc;
     be->host_free = mm_cuda_host_free;
     be->check_graph = mm_cuda_check_graph;
+    be->bind = mm_cuda_bind;
     *out = be;
     return MM_OK;
 }

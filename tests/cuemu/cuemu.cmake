@@ -29,6 +29,9 @@ set_source_files_properties(${MM_CUEMU_CC} PROPERTIES
 # made the emulated tests many times slower. Device allocations keep their redzones (the
 # sanitizer's allocator serves the whole process).
 file(GLOB MM_CUEMU_OWN CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuemu/*.cc)
+if(NOT NCCL_INCLUDE_DIR) # NCCL emulated where its header is, as the real build links it
+    list(REMOVE_ITEM MM_CUEMU_OWN ${CMAKE_SOURCE_DIR}/tests/cuemu/cuemu_nccl.cc)
+endif()
 set_source_files_properties(${MM_CUEMU_OWN} PROPERTIES COMPILE_OPTIONS "-fno-sanitize=all")
 
 include(CheckCXXSourceCompiles)
@@ -52,6 +55,10 @@ add_library(mammo_cuemu STATIC ${MM_CUEMU_GENERATED} ${MM_CUEMU_OWN} ${MM_CUEMU_
 target_link_libraries(mammo_cuemu PUBLIC mm_base)
 target_include_directories(mammo_cuemu PRIVATE ${CMAKE_SOURCE_DIR}/kernels/cuda)
 target_compile_definitions(mammo_cuemu PRIVATE MM_CUEMU=1)
+if(NCCL_INCLUDE_DIR)
+    target_include_directories(mammo_cuemu PRIVATE ${NCCL_INCLUDE_DIR})
+    target_compile_definitions(mammo_cuemu PRIVATE MM_HAVE_NCCL=1)
+endif()
 target_compile_options(mammo_cuemu PRIVATE ${MM_CUEMU_SANITIZE_COMPILE})
 target_link_options(mammo_cuemu INTERFACE ${MM_CUEMU_SANITIZE})
 

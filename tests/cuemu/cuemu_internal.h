@@ -27,6 +27,10 @@ double clock_scale();
  * emulated device's clock (what events measure) by cost_ms times clock_scale(). */
 cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()> op);
 
+/* The device current when stream st was made (0 for the default stream), and the current one. */
+int stream_device(cudaStream_t st);
+int current_device();
+
 /* Whether [p, p + n) lies inside one device allocation. */
 bool device_range(const void *p, size_t n);
 

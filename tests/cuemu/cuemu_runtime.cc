@@ -1,9 +1,11 @@
-/* The CUDA runtime and cuBLAS calls the backend makes, for the emulator (cuemu.h): one device,
- * "device memory" is host memory (exact-size heap blocks, so AddressSanitizer sees overruns; 80
- * GiB of it, or CUEMU_DEVICE_MB, beyond which cudaMalloc fails as the device's would),
- * everything a stream is given runs at once, except while the stream is captured into a CUDA
- * graph: then launches, copies and fills are recorded and run at each cudaGraphLaunch, as a real
- * graph replays them (so host-side work done during capture is not replayed, as on the device).
+/* The CUDA runtime and cuBLAS calls the backend makes, for the emulator (cuemu.h): one device
+ * (or CUEMU_DEVICES of them, which share memory and clock; a launch or GEMM into a stream of
+ * another device than the current one is refused, as on GPUs); "device memory" is host memory
+ * (exact-size heap blocks, so AddressSanitizer sees overruns; 80 GiB of it, or CUEMU_DEVICE_MB,
+ * beyond which cudaMalloc fails as the device's would); everything a stream is given runs at
+ * once, except while the stream is captured into a CUDA graph: then launches, copies and fills
+ * are recorded and run at each cudaGraphLaunch, as a real graph replays them (so host-side work
+ * done during capture is not replayed, as on the device).
  *
  * Errors follow the device's rules where the backend depends on them: a trap in a kernel is a
  * sticky cudaErrorLaunchFailure that every later call returns; a bad launch configuration or copy
@@ -33,6 +35,7 @@ struct CUgraphExec_st {
 };
 struct CUstream_st {
     CUgraph_st *capture = nullptr; /* recording into this graph */
+    int device = 0;                /* the device current when it was made */
 };
 struct cublasContext {
     cudaStream_t stream;
@@ -50,6 +53,7 @@ cudaError_t g_sticky = cudaSuccess;     /* a kernel trapped: the context is lost
 cudaError_t g_last = cudaSuccess;       /* the last ordinary error */
 int g_capturing;                        /* streams being captured */
 double g_clock_ms;                      /* the emulated device's clock (what events read) */
+int g_device;                           /* cudaSetDevice's */
 
 cudaError_t fail(cudaError_t e)
 {
@@ -60,6 +64,9 @@ cudaError_t fail(cudaError_t e)
 } // namespace
 
 namespace cuemu {
+
+int stream_device(cudaStream_t st) { return st ? st->device : g_device; }
+int current_device() { return g_device; }
 
 bool device_range(const void *p, size_t n)
 {
@@ -97,6 +104,11 @@ cudaError_t submit(cudaStream_t st, double cost_ms, std::function<cudaError_t()>
 void launch(const cfg &c, body_fn body, void *state, void (*free_state)(void *))
 {
     std::shared_ptr<void> owned(state, free_state);
+    /* as on the device: a launch into another device's stream is refused */
+    if (c.stream && c.stream->device != g_device) {
+        fail(cudaErrorInvalidResourceHandle);
+        return;
+    }
     cfg cc = c;
     /* a nanosecond per thread: kernels cost something on the emulated clock */
     double threads = (double)c.grid.x * c.grid.y * c.grid.z * c.block.x * c.block.y * c.block.z;
@@ -112,21 +124,38 @@ using cuemu::submit;
 extern "C" {
 
 /* ---- device and errors ---- */
+/* One emulated GPU, or CUEMU_DEVICES of them (1 to 8; data-parallel replicas' tests). They
+ * share the one memory and clock: a device only says which one is current. */
+static int device_count()
+{
+    const char *n = getenv("CUEMU_DEVICES");
+    int v = n ? atoi(n) : 1;
+    return v >= 1 && v <= 8 ? v : 1;
+}
+
 cudaError_t cudaGetDeviceCount(int *count)
 {
-    *count = 1;
+    *count = device_count();
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int device)
 {
-    return fail(device == 0 ? cudaSuccess : cudaErrorInvalidDevice);
+    if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice);
+    g_device = device;
+    return cudaSuccess;
 }
 
-/* The one emulated card: what the convolution choices kept on disk are filed under. */
+cudaError_t cudaGetDevice(int *device)
+{
+    *device = g_device;
+    return cudaSuccess;
+}
+
+/* The emulated cards: what the convolution choices kept on disk are filed under. */
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
 {
-    if (device != 0) return fail(cudaErrorInvalidDevice);
+    if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "cuemu emulated GPU");
     prop->major = 9;
@@ -160,6 +189,7 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     default: return "cudaError (emulated)";
     }
@@ -174,6 +204,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorLaunchFailure: return "unspecified launch failure (a kernel trapped)";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorStreamCaptureUnsupported:
         return "operation not permitted when stream is capturing";
     default: return "error (emulated)";
@@ -294,6 +325,7 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t st)
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *st, unsigned int)
 {
     *st = new CUstream_st();
+    (*st)->device = g_device;
     return cudaSuccess;
 }
 
@@ -400,6 +432,7 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t opa, cublasOperat
                            cudaDataType tc, int ldc, bool tf32)
 {
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (h->stream && h->stream->device != g_device) return CUBLAS_STATUS_EXECUTION_FAILED;
     for (cudaDataType t : {ta, tb, tc})
         if (t != CUDA_R_32F && t != CUDA_R_16BF) return CUBLAS_STATUS_NOT_SUPPORTED;
     bool at = opa != CUBLAS_OP_N, bt = opb != CUBLAS_OP_N;

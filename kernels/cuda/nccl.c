@@ -1,0 +1,105 @@
+/* NCCL between the CUDA backends of data-parallel replicas (runtime/dist.h): one communicator per
+ * GPU from ncclCommInitAll, and the gradients' all-reduce as one group call from one thread,
+ * each replica's on its backend's stream (so after its step, before its optimizer update).
+ * Builds without NCCL (MM_HAVE_NCCL unset) say so when asked for more than one GPU. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../../runtime/dist.h"
+#include "cuda_backend.h"
+
+#ifdef MM_HAVE_NCCL
+#include <nccl.h>
+
+struct mm_nccl {
+    int n;
+    ncclComm_t comms[MM_MAX_REPLICAS];
+    cudaStream_t streams[MM_MAX_REPLICAS];
+};
+
+static void nccl_die(const char *file, int line, const char *call, ncclResult_t r)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s returned %d (%s)", call, (int)r, ncclGetErrorString(r));
+    mm_die_at(file, line, "NCCL call failed", detail,
+              r == ncclSystemError || r == ncclRemoteError
+                  ? "a GPU or the link between GPUs failed; NCCL_DEBUG=WARN tells which"
+                  : "NCCL_DEBUG=INFO shows what NCCL tried");
+}
+
+#define MM_NCCL_CHECK(call)                                                                \
+    do {                                                                                   \
+        ncclResult_t mm_nr_ = (call);                                                      \
+        if (mm_nr_ != ncclSuccess) nccl_die(__FILE__, __LINE__, #call, mm_nr_);            \
+    } while (0)
+
+bool mm_nccl_compiled(void) { return true; }
+
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+{
+    *out = NULL;
+    MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
+    int devices[MM_MAX_REPLICAS];
+    mm_nccl *c = mm_xcalloc(1, sizeof *c);
+    c->n = n;
+    for (int r = 0; r < n; r++) {
+        const mm_cuda_ctx *ctx = bes[r]->ctx;
+        devices[r] = ctx->device;
+        c->streams[r] = ctx->stream;
+        for (int q = 0; q < r; q++)
+            if (devices[q] == devices[r]) {
+                free(c);
+                return mm_fail(MM_ERR_ARG, "--replicas: replicas %d and %d are both on GPU %d; "
+                               "NCCL needs one replica per GPU", q, r, devices[r]);
+            }
+    }
+    ncclResult_t res = ncclCommInitAll(c->comms, n, devices);
+    if (res != ncclSuccess) {
+        free(c);
+        return mm_fail(MM_ERR_DEVICE, "--replicas %d: NCCL cannot connect the GPUs: %s "
+                       "(NCCL_DEBUG=WARN says why)", n, ncclGetErrorString(res));
+    }
+    *out = c;
+    return MM_OK;
+}
+
+void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
+{
+    MM_NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < c->n; r++)
+        MM_NCCL_CHECK(ncclAllReduce(bufs[r], bufs[r], count, ncclFloat32, ncclAvg, c->comms[r],
+                                    c->streams[r]));
+    MM_NCCL_CHECK(ncclGroupEnd());
+}
+
+void mm_nccl_destroy(mm_nccl *c)
+{
+    if (!c) return;
+    for (int r = 0; r < c->n; r++) ncclCommDestroy(c->comms[r]);
+    free(c);
+}
+
+#else /* no NCCL in this build */
+
+bool mm_nccl_compiled(void) { return false; }
+
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+{
+    (void)bes;
+    *out = NULL;
+    return mm_fail(MM_ERR_DEVICE, "--replicas %d: this build has no NCCL (nccl.h and libnccl were "
+                   "not found next to the CUDA toolkit); install NCCL and rebuild, or use one "
+                   "GPU", n);
+}
+
+void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
+{
+    (void)c;
+    (void)bufs;
+    (void)count;
+    MM_ASSERT(!"mm_nccl_average without NCCL");
+}
+
+void mm_nccl_destroy(mm_nccl *c) { (void)c; }
+
+#endif

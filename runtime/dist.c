@@ -1,0 +1,178 @@
+/* Data-parallel replicas: see dist.h. */
+#include "dist.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm_backend **bes)
+{
+    if (n < 1 || n > MM_MAX_REPLICAS)
+        return mm_fail(MM_ERR_ARG, "--replicas %d: use 1 to %d", n, MM_MAX_REPLICAS);
+    if (!strcmp(device, "meta"))
+        return mm_fail(MM_ERR_ARG, "--replicas: the meta device runs no steps; use cpu or cuda");
+    int gpu = mm_backend_gpu_index(device);
+    if (gpu == -2) return MM_ERR_ARG;
+    if (gpu >= 0 && n > 1 && !mm_nccl_compiled())
+        return mm_nccl_create(NULL, n, NULL); /* says why */
+    for (int r = 0; r < n; r++) {
+        char name[32];
+        snprintf(name, sizeof name, "cuda:%d", gpu + r);
+        mm_status st = mm_backend_open(gpu >= 0 ? name : device, precision, &bes[r]);
+        if (st != MM_OK) {
+            if (r > 0) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", mm_last_error());
+                st = mm_fail(st, "--replicas %d: replica %d: %s", n, r, why);
+            }
+            while (r-- > 0) mm_backend_destroy(bes[r]);
+            return st;
+        }
+    }
+    return MM_OK;
+}
+
+typedef struct {
+    mm_backend *be;
+    mm_status (*fn)(int rank, void *arg);
+    void *arg;
+    int rank;
+    mm_status st;
+    char why[1024]; /* the failure's message: mm_fail's is per thread */
+} each_job;
+
+static void *each_run(void *p)
+{
+    each_job *j = p;
+    mm_backend_bind(j->be);
+    j->st = j->fn(j->rank, j->arg);
+    if (j->st != MM_OK) snprintf(j->why, sizeof j->why, "%s", mm_last_error());
+    return NULL;
+}
+
+mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int rank, void *arg),
+                           void *arg)
+{
+    MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
+    /* Threads where replicas really run side by side: on GPUs each thread queues its replica's
+     * work while the others queue theirs. The cpu's replicas share its cores, and the emulated
+     * GPU is one host process state. */
+    bool threads = n > 1 && bes[0]->device == MM_DEVICE_CUDA && !mm_cuda_emulated();
+    each_job jobs[MM_MAX_REPLICAS];
+    pthread_t tids[MM_MAX_REPLICAS];
+    bool started[MM_MAX_REPLICAS] = {false};
+    for (int r = 0; r < n; r++) jobs[r] = (each_job){bes[r], fn, arg, r, MM_OK, ""};
+    for (int r = 1; r < n && threads; r++)
+        started[r] = pthread_create(&tids[r], NULL, each_run, &jobs[r]) == 0;
+    each_run(&jobs[0]);
+    for (int r = 1; r < n; r++) {
+        if (started[r]) pthread_join(tids[r], NULL);
+        else each_run(&jobs[r]); /* in turn (or no thread was to be had) */
+    }
+    if (n > 1) mm_backend_bind(bes[0]);
+    for (int r = 0; r < n; r++)
+        if (jobs[r].st != MM_OK) return mm_fail(jobs[r].st, "%s", jobs[r].why);
+    return MM_OK;
+}
+
+struct mm_comm {
+    int n;
+    mm_session *s[MM_MAX_REPLICAS];
+    mm_nccl *nccl; /* cuda */
+};
+
+mm_status mm_comm_create(mm_session *const *ss, int n, mm_comm **out)
+{
+    *out = NULL;
+    MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
+    const mm_backend *be0 = ss[0]->be;
+    const mm_plan *p0 = &ss[0]->plan;
+    if (be0->device != MM_DEVICE_CPU && be0->device != MM_DEVICE_CUDA)
+        return mm_fail(MM_ERR_ARG, "--replicas: the %s device has no gradients to average; use "
+                       "cpu or cuda", be0->name);
+    for (int r = 1; r < n; r++) {
+        const mm_plan *p = &ss[r]->plan;
+        if (ss[r]->be->device != be0->device || ss[r]->be->precision != be0->precision)
+            return mm_fail(MM_ERR_ARG, "--replicas: replica %d runs on %s in %s, replica 0 on %s "
+                           "in %s; they must match", r, ss[r]->be->name,
+                           mm_precision_name(ss[r]->be->precision), be0->name,
+                           mm_precision_name(be0->precision));
+        if (p->param_bytes != p0->param_bytes || p->trainable_bytes != p0->trainable_bytes ||
+            p->state_bytes != p0->state_bytes || p->opt_bytes != p0->opt_bytes)
+            return mm_fail(MM_ERR_ARG, "--replicas: replica %d's model differs from replica 0's "
+                           "(%zu parameter bytes, %zu trainable, against %zu, %zu)", r,
+                           p->param_bytes, p->trainable_bytes, p0->param_bytes,
+                           p0->trainable_bytes);
+    }
+    mm_comm *c = mm_xcalloc(1, sizeof *c);
+    c->n = n;
+    for (int r = 0; r < n; r++) c->s[r] = ss[r];
+    if (be0->device == MM_DEVICE_CUDA) {
+        mm_backend *bes[MM_MAX_REPLICAS];
+        for (int r = 0; r < n; r++) bes[r] = ss[r]->be;
+        mm_status st = mm_nccl_create(bes, n, &c->nccl);
+        if (st != MM_OK) {
+            free(c);
+            return st;
+        }
+    }
+    *out = c;
+    return MM_OK;
+}
+
+void mm_comm_destroy(mm_comm *c)
+{
+    if (!c) return;
+    mm_nccl_destroy(c->nccl);
+    free(c);
+}
+
+void mm_comm_average_grads(mm_comm *c)
+{
+    size_t count = c->s[0]->plan.trainable_bytes / sizeof(float);
+    if (count == 0) return;
+    float *g[MM_MAX_REPLICAS];
+    for (int r = 0; r < c->n; r++) g[r] = c->s[r]->grads;
+    if (c->nccl) {
+        mm_nccl_average(c->nccl, g, count);
+        return;
+    }
+    /* cpu: the sum in rank order, then the mean, written to every replica */
+    for (size_t i = 0; i < count; i++) {
+        float sum = g[0][i];
+        for (int r = 1; r < c->n; r++) sum += g[r][i];
+        float mean = sum / (float)c->n;
+        for (int r = 0; r < c->n; r++) g[r][i] = mean;
+    }
+}
+
+/* Rank 0's buffer of `bytes` (its params, opt or state: *field(s)) copied to every replica. */
+static void copy_region(mm_comm *c, void *(*field)(mm_session *s), size_t bytes)
+{
+    if (bytes == 0 || c->n < 2) return;
+    void *host = mm_xmalloc(bytes);
+    mm_session *s0 = c->s[0];
+    mm_backend_bind(s0->be);
+    s0->be->copy_to_host(s0->be, host, field(s0), bytes);
+    for (int r = 1; r < c->n; r++) {
+        mm_session *s = c->s[r];
+        mm_backend_bind(s->be);
+        s->be->copy_to_device(s->be, field(s), host, bytes);
+        s->be->sync(s->be);
+    }
+    mm_backend_bind(s0->be);
+    free(host);
+}
+
+static void *params_of(mm_session *s) { return s->params; }
+static void *opt_of(mm_session *s) { return s->opt; }
+static void *state_of(mm_session *s) { return s->state; }
+
+void mm_comm_copy_weights(mm_comm *c)
+{
+    const mm_plan *p = &c->s[0]->plan;
+    copy_region(c, params_of, p->param_bytes);
+    copy_region(c, opt_of, p->opt_bytes);
+    copy_region(c, state_of, p->state_bytes);
+}

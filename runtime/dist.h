@@ -1,0 +1,64 @@
+/* Data parallelism on one machine: replicas of one planned training step, one per device, each
+ * fed its own images. After every backward pass the replicas' gradients are averaged across the
+ * group (one all-reduce over the flat gradient buffer: NCCL between GPUs; between cpu replicas a
+ * sum in rank order, the reference) and each replica applies the same optimizer update to the
+ * same weights, so the replicas stay identical without sending weights. Batch-norm statistics
+ * are each replica's own (rank 0's are the ones checkpoints keep), as PyTorch's
+ * DistributedDataParallel without SyncBatchNorm.
+ *
+ *   mm_backend *bes[N];                     // mm_replicas_open("cuda", fp32, N, bes)
+ *   ... build a model and mm_session_init each replica, inside mm_replicas_each
+ *   mm_comm *c;  MM_TRY(mm_comm_create(sessions, N, &c));
+ *   mm_comm_copy_weights(c);                // rank 0's weights and statistics to every replica
+ *   per step: mm_replicas_each(run the step), mm_comm_average_grads(c), mm_replicas_each(adam)
+ *
+ * A replica's backend serves one thread at a time; mm_replicas_each makes its device current
+ * (mm_backend_bind) before handing it to the work of that rank. */
+#ifndef MM_DIST_H
+#define MM_DIST_H
+
+#include "backend.h"
+#include "session.h"
+
+#define MM_MAX_REPLICAS 64
+
+/* n backends for data parallelism on `device`: "cuda" or "cuda:K" takes GPUs K .. K+n-1 (one
+ * replica each); "cpu" n cpu backends (for checking: the replicas take turns on the one CPU).
+ * Tier 1 naming --replicas when the GPUs are not there or the build has no NCCL. Destroy each
+ * with mm_backend_destroy. */
+mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm_backend **bes);
+
+/* Runs fn(rank, arg) for every rank with bes[rank]'s device current: on GPUs each from its own
+ * thread (returning when every one has returned; the device work they queued may still run), on
+ * the cpu and the emulated GPU one after another. Returns the first failure by rank, its message
+ * carried over to this thread. */
+mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int rank, void *arg),
+                           void *arg);
+
+typedef struct mm_comm mm_comm;
+
+/* A group of n sessions of the same planned step (the same net, batch and trainable
+ * parameters) on n backends of one kind: cpu, or cuda on distinct GPUs (NCCL). Tier 1 when
+ * they differ or NCCL cannot start. */
+mm_status mm_comm_create(mm_session *const *ss, int n, mm_comm **out);
+void mm_comm_destroy(mm_comm *c);
+
+/* Replaces every session's gradients (the trainable prefix) with their mean over the group; the
+ * same values on every replica afterwards. Call from one thread after every replica's step was
+ * queued (on CUDA the all-reduce is ordered after it on each replica's stream). */
+void mm_comm_average_grads(mm_comm *c);
+
+/* Copies rank 0's weights, optimizer moments and batch-norm statistics to every other replica
+ * (at the start of training, after loading a checkpoint into rank 0). */
+void mm_comm_copy_weights(mm_comm *c);
+
+/* Backend side (kernels/cuda; absent builds say why): NCCL communicators over CUDA backends on
+ * distinct GPUs, and their all-reduce of n float buffers (bufs[rank] on bes[rank]), as one
+ * group call from one thread. */
+typedef struct mm_nccl mm_nccl;
+bool mm_nccl_compiled(void);
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out);
+void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count);
+void mm_nccl_destroy(mm_nccl *c);
+
+#endif
