@@ -30,6 +30,7 @@ mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm
             return st;
         }
     }
+    mm_backend_bind(bes[0]); /* opening each made its GPU current */
     return MM_OK;
 }
 

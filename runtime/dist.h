@@ -24,8 +24,8 @@
 
 /* n backends for data parallelism on `device`: "cuda" or "cuda:K" takes GPUs K .. K+n-1 (one
  * replica each); "cpu" n cpu backends (for checking: the replicas take turns on the one CPU).
- * Tier 1 naming --replicas when the GPUs are not there or the build has no NCCL. Destroy each
- * with mm_backend_destroy. */
+ * Tier 1 naming --replicas when the GPUs are not there or the build has no NCCL. Leaves bes[0]'s
+ * device current. Destroy each with mm_backend_destroy. */
 mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm_backend **bes);
 
 /* Runs fn(rank, arg) for every rank with bes[rank]'s device current: on GPUs each from its own

@@ -347,6 +347,40 @@ static int log_lines(char *last, size_t n)
     return count;
 }
 
+/* train-patch on two GPUs (emulated: CUEMU_DEVICES=2), data parallel with 8 images each, each
+ * step after the first replayed as a CUDA graph, against the cpu with one batch of 16: VGG16 has
+ * no batch norm and --no-balance makes every sample weigh 1, so the mean of the replicas'
+ * averaged gradients is the batch of 16's, and each step's loss must agree. */
+MM_TEST(cli_trains_with_replicas_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
+    mm_backend *second = NULL;
+    if (mm_backend_open("cuda:1", MM_PRECISION_FP32, &second) != MM_OK) MM_SKIP("needs 2 GPUs");
+    mm_backend_destroy(second);
+    mm_status st = png_dataset_write(path("dl"), 40, 192, 128, 1);
+    CHECK_MSG(st == MM_OK, "dataset: %s", mm_last_error());
+    CHECK_EQ_INT(mammo("prep --index dl/index.csv --out prep --height 96 --width 64 --quiet"), 0);
+    CHECK_EQ_INT(mammo("patches --index prep/index.csv --out patches --size 32 --seed 1 --quiet"),
+                 0);
+    cut_patch_set(32);
+    const char *flags = "--patches patches/few.csv --net vgg16 --width-div 16 --input 32x32 "
+                        "--no-balance --epochs 0,0,1 --lr 1e-3,1e-3,1e-3 --seed 1";
+    CHECK_EQ_INT(mammo("train-patch %s --run one --batch 16 --device cpu", flags), 0);
+    CHECK_EQ_INT(mammo("train-patch %s --run two --batch 8 --device cuda --replicas 2 "
+                       "--cuda-graph", flags),
+                 0);
+    double one[8], two[8];
+    int n1 = step_losses("one", one, 8), n2 = step_losses("two", two, 8);
+    CHECK_EQ_INT(n1, 2);
+    CHECK_EQ_INT(n2, n1);
+    for (int i = 0; i < n1 && i < n2; i++)
+        CHECK_MSG(fabs(two[i] - one[i]) <= 1e-4 * fabs(one[i]),
+                  "step %d: 2 GPUs x 8 %.8g, cpu x 16 %.8g", i + 1, two[i], one[i]);
+    CHECK(exists("two/best.safetensors"));
+    if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
+}
+
 /* mammo bench's last result line in run.log into line[n]. */
 static void last_result(char *line, size_t n)
 {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/dist.h"
 #include "../train/checkpoint.h"
 #include "../train/trainer.h"
 #include "args.h"
@@ -55,6 +56,9 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_str(a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
     mm_args_bool(a, "cuda-graph", "replay each training step as one CUDA graph (cuda, no dropout)");
+    mm_args_int(a, "replicas", "1",
+                "data parallel: train on this many GPUs from --device's on, --batch images each "
+                "a step, their gradients averaged (NCCL)");
     mm_deterministic_flag_add(a);
     mm_algo_cache_flag_add(a);
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
@@ -63,7 +67,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
 /* Fills the parts of the config both commands share; errors name the flag. */
 static mm_status common_config(mm_train_config *c, const mm_args *a, int default_stages)
 {
-    int64_t batch, eval_batch, patience, seed, threads;
+    int64_t batch, eval_batch, patience, seed, threads, replicas;
     double wd, dropout, epochs[MM_MAX_STAGES], lrs[MM_MAX_STAGES];
     MM_TRY(mm_trunk_parse(&c->trunk, mm_args_get(a, "net"), "--net"));
     c->run_dir = mm_args_get(a, "run");
@@ -76,6 +80,10 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     MM_TRY(mm_args_get_int(a, "patience", &patience));
     MM_TRY(mm_args_get_int(a, "seed", &seed));
     MM_TRY(mm_args_get_int(a, "threads", &threads));
+    MM_TRY(mm_args_get_int(a, "replicas", &replicas));
+    if (replicas < 1 || replicas > MM_MAX_REPLICAS)
+        return mm_fail(MM_ERR_ARG, "--replicas %lld: use 1 to %d (one per GPU)",
+                       (long long)replicas, MM_MAX_REPLICAS);
     MM_TRY(mm_args_get_float(a, "weight-decay", &wd));
     MM_TRY(mm_args_get_float(a, "dropout", &dropout));
     if (batch < 1 || batch > 4096) return mm_fail(MM_ERR_ARG, "--batch %lld: must be 1..4096", (long long)batch);
@@ -112,6 +120,7 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     c->device = mm_args_get(a, "device");
     c->precision = mm_args_get(a, "precision");
     c->cuda_graph = mm_args_get_bool(a, "cuda-graph");
+    c->replicas = (int)replicas;
     c->deterministic = mm_args_get_bool(a, "deterministic");
     MM_TRY(mm_algo_cache_flag_get(a, c->device, c->algo_cache_dir, sizeof c->algo_cache_dir));
     c->resume = mm_args_get_bool(a, "resume");

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../runtime/dist.h"
 #include "../runtime/jsonl.h"
 #include "../runtime/progress.h"
 #include "../runtime/strbuf.h"
@@ -50,8 +51,9 @@ static void unbind(bound_model *b)
     b->live = false;
 }
 
+/* rank: the data-parallel replica (runtime/dist.h), whose dropout masks are its own */
 static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, bool training,
-                      const char *trainable)
+                      const char *trainable, int rank)
 {
     memset(b, 0, sizeof *b);
     mm_model_config mc = mm_model_config_default(c->kind, c->trunk);
@@ -66,7 +68,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.dropout = c->dropout;
     mc.training = training;
     mc.trainable = trainable;
-    mc.dropout_seed = c->seed ^ 0x64726f706f7574ULL;
+    mc.dropout_seed = (c->seed ^ 0x64726f706f7574ULL) + 0x9E3779B97F4A7C15ULL * (uint64_t)rank;
     mm_model_config_for_backend(&mc, be);
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
@@ -118,9 +120,14 @@ static mm_status validate(double *metric, double *acc, bound_model *ev, const bo
 
 typedef struct {
     const mm_train_config *c;
-    mm_backend *be;
+    int n;                            /* data-parallel replicas (runtime/dist.h), 1: one device */
+    mm_backend *bes[MM_MAX_REPLICAS]; /* one per replica */
+    mm_backend *be;                   /* bes[0]: replica 0's, the evaluation model's too */
     mm_train_state ts;
-    bound_model tr, ev;
+    bound_model tr[MM_MAX_REPLICAS], ev; /* tr[0] is checkpointed and validated */
+    mm_comm *comm;                    /* n > 1: the replicas of this stage */
+    const char *trainable;            /* this stage's (for binding the replicas) */
+    mm_adam_params adam;              /* this step's (for the replicas' updates) */
     mm_jsonl log;
     mm_progress prog;
     char last[4096], best[4096];
@@ -131,8 +138,9 @@ typedef struct {
 
 static mm_status save_checkpoints(run *r, bool is_best)
 {
-    if (is_best) MM_TRY(mm_checkpoint_save(r->best, &r->tr.m, &r->tr.s, &r->ts, r->c->config_json));
-    return mm_checkpoint_save(r->last, &r->tr.m, &r->tr.s, &r->ts, r->c->config_json);
+    bound_model *b = &r->tr[0];
+    if (is_best) MM_TRY(mm_checkpoint_save(r->best, &b->m, &b->s, &r->ts, r->c->config_json));
+    return mm_checkpoint_save(r->last, &b->m, &b->s, &r->ts, r->c->config_json);
 }
 
 static int first_epoch_of(const mm_train_config *c, int stage)
@@ -145,9 +153,10 @@ static int first_epoch_of(const mm_train_config *c, int stage)
 /* One training step on the bound inputs: eager, or with --cuda-graph a replay of the step
  * recorded as one CUDA graph. A session's first step runs eagerly (cuDNN and cuBLAS finish
  * their set-up in it); the second is recorded, and it and every later one replay it. */
-static mm_status train_step(run *r)
+static mm_status train_step(int rank, void *arg)
 {
-    bound_model *b = &r->tr;
+    run *r = arg;
+    bound_model *b = &r->tr[rank];
     if (!r->c->cuda_graph || b->steps == 0) {
         mm_session_run(&b->s);
     } else {
@@ -159,52 +168,95 @@ static mm_status train_step(run *r)
     return MM_OK;
 }
 
-/* The next batch of the loader, with its sample weights, written to the session's inputs;
+static mm_status adam_step(int rank, void *arg)
+{
+    run *r = arg;
+    mm_session_adam(&r->tr[rank].s, &r->adam);
+    return MM_OK;
+}
+
+/* The next batch of the loader, with its sample weights, written to replica `rank`'s inputs;
  * *count is 0 at the end of the epoch (nothing written then). */
-static mm_status next_batch(run *r, mm_loader *L, mm_batch *batch, float *w, size_t img,
-                            int *count)
+static mm_status next_batch(run *r, int rank, mm_loader *L, mm_batch *batch, float *w,
+                            size_t img, int *count)
 {
     const mm_train_config *c = r->c;
-    mm_model *m = &r->tr.m;
-    mm_session *s = &r->tr.s;
+    mm_model *m = &r->tr[rank].m;
+    mm_session *s = &r->tr[rank].s;
     *count = 0;
     MM_TRY(mm_loader_next(L, batch, count));
     if (*count == 0) return MM_OK;
     if (c->class_balanced) mm_class_balanced_weights(w, batch->labels, *count, c->classes);
     else
         for (int i = 0; i < *count; i++) w[i] = 1.0f;
+    mm_backend_bind(r->bes[rank]);
     MM_TRY(mm_session_write(s, m->image, batch->images, img * sizeof(float)));
     MM_TRY(mm_session_write(s, m->labels, batch->labels, (size_t)*count * sizeof(int32_t)));
     return mm_session_write(s, m->weights, w, (size_t)*count * sizeof(float));
+}
+
+/* The next batch of every replica; *count: the images of them all, 0 at the end of the epoch,
+ * where the last batches that cannot give every replica one are left out (as the loader leaves
+ * out an incomplete batch). */
+static mm_status next_group(run *r, mm_loader *L, mm_batch *batch, float *const *w, size_t img,
+                            int *count)
+{
+    *count = 0;
+    for (int k = 0; k < r->n; k++) {
+        int got = 0;
+        MM_TRY(next_batch(r, k, L, &batch[k], w[k], img, &got));
+        if (got == 0) {
+            *count = 0;
+            return MM_OK;
+        }
+        *count += got;
+    }
+    return MM_OK;
+}
+
+/* The step's loss: the replicas' mean (replica 0's alone without replicas). */
+static mm_status group_loss(run *r, float *loss)
+{
+    double sum = 0;
+    for (int k = 0; k < r->n; k++) {
+        float l;
+        mm_backend_bind(r->bes[k]);
+        MM_TRY(mm_session_read(&r->tr[k].s, r->tr[k].m.loss, &l, sizeof l));
+        sum += l;
+    }
+    *loss = (float)(sum / r->n);
+    return MM_OK;
 }
 
 /* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite.
  * The next batch is taken from the loader and written while the device runs the current step
  * (on CUDA the copy is ordered after the step on the same stream; on the CPU the step has
  * finished when train_step returns), so the host's part of feeding the device (handing the
- * batch over, staging the copy) overlaps the step instead of following it. */
+ * batch over, staging the copy) overlaps the step instead of following it. With replicas, each
+ * takes its own batch, their gradients are averaged (runtime/dist.h), and each updates. */
 static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double *mean_loss)
 {
     const mm_train_config *c = r->c;
-    mm_model *m = &r->tr.m;
-    mm_session *s = &r->tr.s;
     size_t img = (size_t)c->batch * c->height * c->width * 3;
-    /* page-locked on CUDA: the batch is copied to the device every step */
-    float *images = mm_host_alloc(r->be, img * sizeof(float));
-    float *w = mm_xmalloc((size_t)c->batch * sizeof(float));
-    int32_t *labels = mm_xmalloc((size_t)c->batch * sizeof(int32_t));
-    mm_batch batch = {images, labels, NULL, NULL};
+    mm_batch batch[MM_MAX_REPLICAS];
+    float *w[MM_MAX_REPLICAS];
+    for (int k = 0; k < r->n; k++) {
+        /* page-locked on CUDA: the batch is copied to the device every step */
+        batch[k] = (mm_batch){mm_host_alloc(r->bes[k], img * sizeof(float)),
+                              mm_xmalloc((size_t)c->batch * sizeof(int32_t)), NULL, NULL};
+        w[k] = mm_xmalloc((size_t)c->batch * sizeof(float));
+    }
     double sum = 0;
     int64_t steps = 0;
     int epoch = first_epoch_of(c, r->ts.stage) + r->ts.epoch + 1; /* 1-based, over the run */
     int count = 0, next = 0;
-    mm_status st = next_batch(r, L, &batch, w, img, &count);
+    mm_status st = next_group(r, L, batch, w, img, &count);
     while (st == MM_OK && count > 0) {
-        st = train_step(r);
-        if (st == MM_OK) st = next_batch(r, L, &batch, w, img, &next);
+        st = mm_replicas_each(r->bes, r->n, train_step, r);
+        if (st == MM_OK) st = next_group(r, L, batch, w, img, &next);
         if (st != MM_OK) break;
         float loss;
-        st = mm_session_read(s, m->loss, &loss, sizeof loss);
+        st = group_loss(r, &loss);
         if (st != MM_OK) break;
         if (!isfinite(loss)) {
             st = mm_fail(MM_ERR_NUMERIC,
@@ -214,12 +266,14 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
                          (long long)r->ts.global_step + 1, r->last);
             break;
         }
+        if (r->comm) mm_comm_average_grads(r->comm);
         r->ts.adam_step++;
         r->ts.global_step++;
-        mm_adam_params a = {.lr = stage->lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
-                            .weight_decay = c->weight_decay, .decoupled = c->decoupled_wd,
-                            .step = r->ts.adam_step};
-        mm_session_adam(s, &a);
+        r->adam = (mm_adam_params){.lr = stage->lr, .beta1 = c->beta1, .beta2 = c->beta2,
+                                   .eps = c->eps, .weight_decay = c->weight_decay,
+                                   .decoupled = c->decoupled_wd, .step = r->ts.adam_step};
+        st = mm_replicas_each(r->bes, r->n, adam_step, r);
+        if (st != MM_OK) break;
         sum += loss;
         steps++;
         mm_progress_step(&r->prog, loss, count);
@@ -229,10 +283,19 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         count = next;
     }
     *mean_loss = steps ? sum / (double)steps : NAN;
-    mm_host_free(r->be, images);
-    free(w);
-    free(labels);
+    for (int k = 0; k < r->n; k++) {
+        mm_host_free(r->bes[k], batch[k].images);
+        free(batch[k].labels);
+        free(w[k]);
+    }
+    mm_backend_bind(r->be);
     return st;
+}
+
+static mm_status bind_replica(int rank, void *arg)
+{
+    run *r = arg;
+    return bind(&r->tr[rank], r->c, r->bes[rank], true, r->trainable, rank);
 }
 
 static mm_status run_stage(run *r, bool resumed_here, bool *stop)
@@ -240,27 +303,41 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     const mm_train_config *c = r->c;
     mm_train_state *ts = &r->ts;
     const mm_stage *stage = &c->stages[ts->stage - 1];
-    bound_model prev = r->tr;
-    r->tr.live = false;
-    mm_status st = bind(&r->tr, c, r->be, true, stage->trainable);
+    /* this stage's replicas (their searches side by side on GPUs); replica 0 takes the weights
+     * over from the last stage's, a checkpoint or the initialisation, then gives them to all */
+    bound_model prev = r->tr[0];
+    r->tr[0].live = false;
+    mm_comm_destroy(r->comm);
+    r->comm = NULL;
+    for (int k = 1; k < r->n; k++) unbind(&r->tr[k]);
+    r->trainable = stage->trainable;
+    mm_status st = mm_replicas_each(r->bes, r->n, bind_replica, r);
     if (st != MM_OK) {
         unbind(&prev);
         return st;
     }
+    bound_model *b = &r->tr[0];
     if (resumed_here) {
         unbind(&prev);
-        st = mm_checkpoint_load_from(r->resume_from, &r->tr.m, &r->tr.s, ts->epoch > 0);
+        st = mm_checkpoint_load_from(r->resume_from, &b->m, &b->s, ts->epoch > 0);
         mm_safetensors_close(r->resume_from);
         r->resume_from = NULL;
     } else if (prev.live) {
-        st = mm_model_copy_weights(&r->tr.m, &r->tr.s, &prev.m, &prev.s, NULL);
+        st = mm_model_copy_weights(&b->m, &b->s, &prev.m, &prev.s, NULL);
         unbind(&prev);
     } else {
-        mm_model_init(&r->tr.m, &r->tr.s, c->seed);
-        if (c->init) st = mm_model_load(&r->tr.m, &r->tr.s, c->init, c->init_mode);
+        mm_model_init(&b->m, &b->s, c->seed);
+        if (c->init) st = mm_model_load(&b->m, &b->s, c->init, c->init_mode);
+    }
+    if (st == MM_OK && r->n > 1) {
+        mm_session *ss[MM_MAX_REPLICAS];
+        for (int k = 0; k < r->n; k++) ss[k] = &r->tr[k].s;
+        st = mm_comm_create(ss, r->n, &r->comm);
+        if (st == MM_OK) mm_comm_copy_weights(r->comm);
     }
     if (st != MM_OK) return st;
-    r->tr.s.step = ts->global_step; /* dropout masks are functions of the global step */
+    for (int k = 0; k < r->n; k++)
+        r->tr[k].s.step = ts->global_step; /* dropout masks are functions of the global step */
 
     int first = first_epoch_of(c, ts->stage);
     mm_loader_opts lo;
@@ -283,14 +360,14 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     MM_TRY(mm_loader_create(&L, c->train->items, c->train->n, &lo));
     MM_TRY(mm_jsonl_stage(&r->log, ts->stage, stage->trainable ? stage->trainable : "all",
                           first + 1, stage->epochs, ts->global_step, stage->lr));
-    int64_t steps = mm_loader_batches_per_epoch(L);
+    int64_t steps = mm_loader_batches_per_epoch(L) / r->n;
     while (ts->epoch < stage->epochs && st == MM_OK && !*stop) {
         int epoch = first + ts->epoch + 1;
         double t0 = mm_monotonic_s(), loss, metric = NAN, acc = NAN;
         mm_progress_set_label(&r->prog, "stage %d/%d", ts->stage, c->n_stages);
         mm_progress_begin_epoch(&r->prog, epoch, first_epoch_of(c, c->n_stages + 1), steps);
         st = train_epoch(r, L, stage, &loss);
-        if (st == MM_OK) st = validate(&metric, &acc, &r->ev, &r->tr, c, ts);
+        if (st == MM_OK) st = validate(&metric, &acc, &r->ev, &r->tr[0], c, ts);
         if (st != MM_OK) break;
         ts->epoch++;
         bool is_best = metric > ts->best_metric;
@@ -347,18 +424,23 @@ static mm_status start(run *r, const mm_train_config *c)
     mm_train_state_init(&r->ts);
     if (c->n_stages < 1 || c->n_stages > MM_MAX_STAGES)
         return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
-    if (c->train->n < c->batch)
-        return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d",
-                       c->command, c->train->n, c->batch);
+    r->n = c->replicas > 0 ? c->replicas : 1;
+    if (c->train->n < c->batch * r->n)
+        return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d%s",
+                       c->command, c->train->n, c->batch * r->n,
+                       r->n > 1 ? " times --replicas" : "");
     if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
     MM_TRY(make_run_dir(c->run_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
     path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
     mm_precision precision;
     MM_TRY(mm_precision_parse(c->precision, &precision));
-    MM_TRY(mm_backend_open(c->device, precision, &r->be));
-    r->be->deterministic = c->deterministic;
-    mm_backend_set_algo_cache(r->be, c->algo_cache_dir);
+    MM_TRY(mm_replicas_open(c->device, precision, r->n, r->bes));
+    r->be = r->bes[0];
+    for (int k = 0; k < r->n; k++) {
+        r->bes[k]->deterministic = c->deterministic;
+        mm_backend_set_algo_cache(r->bes[k], c->algo_cache_dir);
+    }
     if (c->cuda_graph && !r->be->begin_capture)
         return mm_fail(MM_ERR_ARG, "%s: --cuda-graph: the %s device has no graph capture; use "
                        "--device cuda", c->command, r->be->name);
@@ -370,7 +452,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     run r;
     mm_status st = start(&r, c);
     if (st != MM_OK) {
-        mm_backend_destroy(r.be);
+        for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);
         return st;
     }
     mm_train_state *ts = &r.ts;
@@ -396,7 +478,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
                            c->threads);
         ts->pixel_mean = (float)mean;
     }
-    if (st == MM_OK) st = bind(&r.ev, c, r.be, false, NULL);
+    if (st == MM_OK) st = bind(&r.ev, c, r.be, false, NULL, 0);
     if (st == MM_OK && resumed) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
     if (st == MM_OK) {
         char cfg[4096];
@@ -439,8 +521,9 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     }
     if (best) *best = ts->best_metric;
     if (r.resume_from) mm_safetensors_close(r.resume_from);
-    unbind(&r.tr);
+    mm_comm_destroy(r.comm);
+    for (int k = 0; k < r.n; k++) unbind(&r.tr[k]);
     unbind(&r.ev);
-    mm_backend_destroy(r.be);
+    for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);
     return st;
 }

@@ -60,6 +60,9 @@ typedef struct mm_train_config {
     bool deterministic;      /* the same bits every run (backend.h; --deterministic) */
     char algo_cache_dir[1024]; /* where cuda keeps its convolution choices ("": nowhere) */
     bool cuda_graph;         /* replay each training step as one CUDA graph (--cuda-graph) */
+    int replicas;            /* data parallel (--replicas, runtime/dist.h): this many replicas,
+                                each on its own GPU from `device` on with `batch` images a step,
+                                gradients averaged; 0 or 1: one device */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */
     const char *run_dir;
