@@ -16,67 +16,38 @@ bf16) are torch_ref.py's.
 """
 import argparse
 import os
-import re
 import sys
 import time
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_ref import DEFAULT_TOP, WholeImageNet  # noqa: E402
+from torch_ref import (DEFAULT_TOP, WholeImageNet, add_workload_args, input_hw,  # noqa: E402
+                       pin_math, workload)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--net", default="resnet50", choices=["resnet50", "vgg16"])
-    ap.add_argument("--top", default=None, help="top blocks (default: the paper's best per net)")
-    ap.add_argument("--input", default="1152x896", help="HxW")
-    ap.add_argument("--batch", type=int, default=2, help="images per GPU and step")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    add_workload_args(ap)  # --batch: images per GPU and step
     args = ap.parse_args()
 
     if "LOCAL_RANK" not in os.environ:
         sys.exit("torch_ddp_ref.py: start it with torchrun --nproc_per_node N")
-    m = re.fullmatch(r"(\d+)x(\d+)", args.input)
-    if not m:
-        sys.exit(f"torch_ddp_ref.py: --input {args.input}: use HxW, e.g. 1152x896")
-    h, w = int(m.group(1)), int(m.group(2))
+    h, w = input_hw(args, "torch_ddp_ref.py")
     top = args.top if args.top is not None else DEFAULT_TOP[args.net]
     local = int(os.environ["LOCAL_RANK"])
     torch.cuda.set_device(local)
     dist.init_process_group("nccl")
     rank, world = dist.get_rank(), dist.get_world_size()
-
-    tf32 = args.precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = True
+    pin_math(args.precision)
     torch.manual_seed(0)  # the same weights everywhere (DDP also sends rank 0's)
     dev = torch.device("cuda", local)
     model = WholeImageNet(args.net, top).to(dev).to(memory_format=torch.channels_last).train()
     model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local])
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     torch.manual_seed(1 + rank)  # each rank its own batch
-    x = torch.randn(args.batch, 3, h, w, device=dev).to(memory_format=torch.channels_last)
-    labels = torch.randint(0, 2, (args.batch,), device=dev)
-    weights = torch.rand(args.batch, device=dev) + 0.5
-    use_autocast = args.precision == "bf16"
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-            logits = model(x)
-        nll = F.cross_entropy(logits.float(), labels, reduction="none")
-        loss = (weights * nll).sum() / weights.sum()
-        loss.backward()
-        opt.step()
-        return loss
+    step = workload(model, args, h, w, dev)
 
     for _ in range(args.warmup):
         step()

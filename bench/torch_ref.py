@@ -106,9 +106,8 @@ class WholeImageNet(nn.Module):
 DEFAULT_TOP = {"resnet50": "[512-512-1024]x2,[512-512-1024]x2", "vgg16": "512x1,512x1"}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_workload_args(ap):
+    """The flags of the workload (shared with torch_ddp_ref.py)."""
     ap.add_argument("--net", default="resnet50", choices=["resnet50", "vgg16"])
     ap.add_argument("--top", default=None, help="top blocks (default: the paper's best per net)")
     ap.add_argument("--input", default="1152x896", help="HxW")
@@ -117,26 +116,25 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--profile", type=int, default=0,
-                    help="then N more steps under torch.profiler: the costliest CUDA kernels")
-    args = ap.parse_args()
 
-    if not torch.cuda.is_available():
-        sys.exit("torch_ref.py: no CUDA device visible to PyTorch")
+
+def input_hw(args, prog):
     m = re.fullmatch(r"(\d+)x(\d+)", args.input)
     if not m:
-        sys.exit(f"torch_ref.py: --input {args.input}: use HxW, e.g. 1152x896")
-    h, w = int(m.group(1)), int(m.group(2))
-    top = args.top if args.top is not None else DEFAULT_TOP[args.net]
+        sys.exit(f"{prog}: --input {args.input}: use HxW, e.g. 1152x896")
+    return int(m.group(1)), int(m.group(2))
 
-    tf32 = args.precision == "tf32"
+
+def pin_math(precision):
+    """TF32 set explicitly both ways, cuDNN's benchmark mode on."""
+    tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
-    dev = torch.device("cuda")
 
-    model = WholeImageNet(args.net, top).to(dev).to(memory_format=torch.channels_last).train()
+
+def workload(model, args, h, w, dev):
+    """Adam on `model` and a random batch on dev; returns step(), one training step."""
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     x = torch.randn(args.batch, 3, h, w, device=dev).to(memory_format=torch.channels_last)
     labels = torch.randint(0, 2, (args.batch,), device=dev)
@@ -152,6 +150,27 @@ def main():
         loss.backward()
         opt.step()
         return loss
+
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_workload_args(ap)
+    ap.add_argument("--profile", type=int, default=0,
+                    help="then N more steps under torch.profiler: the costliest CUDA kernels")
+    args = ap.parse_args()
+
+    if not torch.cuda.is_available():
+        sys.exit("torch_ref.py: no CUDA device visible to PyTorch")
+    h, w = input_hw(args, "torch_ref.py")
+    top = args.top if args.top is not None else DEFAULT_TOP[args.net]
+    pin_math(args.precision)
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    model = WholeImageNet(args.net, top).to(dev).to(memory_format=torch.channels_last).train()
+    step = workload(model, args, h, w, dev)
 
     for _ in range(args.warmup):
         step()

@@ -149,17 +149,38 @@ static bool exists(const char *name)
     return stat(path(name), &st) == 0;
 }
 
-MM_TEST(cli_trains_and_predicts_on_cuda)
+/* PNG mammograms (GPU machines build without DICOM, so no `mammo synth` there), prepared at
+ * 96x64, and their 32-pixel patch set cut to `keep` training rows (patches/few.csv). */
+static void patch_set(int keep)
 {
-    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    const char *trunk = "--net resnet50 --width-div 16 --seed 1";
-    /* PNG mammograms: GPU machines build without DICOM, so no `mammo synth` there */
     mm_status st = png_dataset_write(path("dl"), 40, 192, 128, 1);
     CHECK_MSG(st == MM_OK, "dataset: %s", mm_last_error());
     CHECK_EQ_INT(mammo("prep --index dl/index.csv --out prep --height 96 --width 64 --quiet"), 0);
     CHECK_EQ_INT(mammo("patches --index prep/index.csv --out patches --size 32 --seed 1 --quiet"),
                  0);
-    cut_patch_set(32);
+    cut_patch_set(keep);
+}
+
+/* The GPUs this machine has (2 emulated ones on the emulator: CUEMU_DEVICES, which mammo's
+ * runs inherit). */
+static int visible_gpus(void)
+{
+    if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
+    int n = 0;
+    for (mm_backend *be = NULL; n < 64; n++) {
+        char name[16];
+        snprintf(name, sizeof name, "cuda:%d", n);
+        if (mm_backend_open(name, MM_PRECISION_FP32, &be) != MM_OK) break;
+        mm_backend_destroy(be);
+    }
+    return n;
+}
+
+MM_TEST(cli_trains_and_predicts_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    const char *trunk = "--net resnet50 --width-div 16 --seed 1";
+    patch_set(32);
 
     /* the patch classifier: one stage of two steps on each device */
     const char *devs[2] = {"cpu", "cuda"};
@@ -354,16 +375,8 @@ static int log_lines(char *last, size_t n)
 MM_TEST(cli_trains_with_replicas_on_cuda)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
-    mm_backend *second = NULL;
-    if (mm_backend_open("cuda:1", MM_PRECISION_FP32, &second) != MM_OK) MM_SKIP("needs 2 GPUs");
-    mm_backend_destroy(second);
-    mm_status st = png_dataset_write(path("dl"), 40, 192, 128, 1);
-    CHECK_MSG(st == MM_OK, "dataset: %s", mm_last_error());
-    CHECK_EQ_INT(mammo("prep --index dl/index.csv --out prep --height 96 --width 64 --quiet"), 0);
-    CHECK_EQ_INT(mammo("patches --index prep/index.csv --out patches --size 32 --seed 1 --quiet"),
-                 0);
-    cut_patch_set(32);
+    if (visible_gpus() < 2) MM_SKIP("needs 2 GPUs");
+    patch_set(32);
     const char *flags = "--patches patches/few.csv --net vgg16 --width-div 16 --input 32x32 "
                         "--no-balance --epochs 0,0,1 --lr 1e-3,1e-3,1e-3 --seed 1";
     CHECK_EQ_INT(mammo("train-patch %s --run one --batch 16 --device cpu", flags), 0);
@@ -399,10 +412,8 @@ static void last_result(char *line, size_t n)
 MM_TEST(cli_bench_replicas_on_cuda)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
-    mm_backend *second = NULL;
-    if (mm_backend_open("cuda:1", MM_PRECISION_FP32, &second) != MM_OK) MM_SKIP("needs 2 GPUs");
-    mm_backend_destroy(second);
+    int gpus = visible_gpus();
+    if (gpus < 2) MM_SKIP("needs 2 GPUs");
     const char *cmd = "bench --net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
                       "--batch 2 --device cuda --steps 3 --warmup 1 --lr 1e-3 --cuda-graph --feed";
     double loss[2];
@@ -418,14 +429,6 @@ MM_TEST(cli_bench_replicas_on_cuda)
     double tol = mm_cuda_emulated() ? 1e-6 : 2e-2;
     CHECK_MSG(fabs(loss[1] - loss[0]) <= tol * loss[0], "loss on 2 GPUs %.7g, on 1 %.7g", loss[1],
               loss[0]);
-    int gpus = 2;
-    while (gpus < 64) {
-        char name[16];
-        snprintf(name, sizeof name, "cuda:%d", gpus);
-        if (mm_backend_open(name, MM_PRECISION_FP32, &second) != MM_OK) break;
-        mm_backend_destroy(second);
-        gpus++;
-    }
     CHECK_EQ_INT(mammo("%s --replicas %d", cmd, gpus + 1), 1);
     char last[1024];
     log_lines(last, sizeof last);
