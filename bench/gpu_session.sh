@@ -68,7 +68,7 @@ cp bench/algo-cache/*.txt "$MM_ALGO_CACHE/" 2>/dev/null
 
 resnet_top="[512-512-1024]x2,[512-512-1024]x2"
 tests=${TESTS:-"test_step_cuda test_ops_cuda_misc test_ops_cuda test_nets_parity test_passes_cuda \
-test_cli_cuda test_infer test_deterministic_cuda"}
+test_cli_cuda test_infer test_deterministic_cuda test_dist_cuda"}
 status=0
 start=$(date +%s)
 # Packs every log, verbose search and extra run of $out into logs.tgz (the comparison's results,
@@ -184,7 +184,7 @@ for stage in "$@"; do
     tests)
         for t in test_ops_cuda test_ops_cuda_misc test_step_cuda test_nets_parity \
             test_passes_cuda test_cli_cuda test_infer test_cuda_fuse test_cudnn_desc \
-            test_bench_cmd test_deterministic_cuda test_algo_cache_cuda; do
+            test_bench_cmd test_deterministic_cuda test_algo_cache_cuda test_dist_cuda; do
             (cd build && MM_TEST_TMP=/tmp/mm-test timeout 240 "./$t") >"$out/$t.log" 2>&1
             echo "$t: $(tail -n 1 "$out/$t.log")"
             grep -q ' 0 failed' "$out/$t.log" || status=1
