@@ -168,7 +168,7 @@ static int visible_gpus(void)
     if (mm_cuda_emulated()) setenv("CUEMU_DEVICES", "2", 1);
     int n = 0;
     for (mm_backend *be = NULL; n < 64; n++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "cuda:%d", n);
         if (mm_backend_open(name, MM_PRECISION_FP32, &be) != MM_OK) break;
         mm_backend_destroy(be);
