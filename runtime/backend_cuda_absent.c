@@ -29,15 +29,20 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
                    "(cmake -DMM_CUDA=ON) or use --device cpu");
 }
 
-bool mm_nccl_compiled(void) { return false; }
+static const char no_cuda[] = "this build has no CUDA backend; rebuild where nvcc and NCCL are "
+                              "installed, or use --device cpu";
+
+bool mm_nccl_compiled(char *why, size_t n)
+{
+    if (why) snprintf(why, n, "%s", no_cuda);
+    return false;
+}
 
 mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
 {
     (void)bes;
-    (void)n;
     *out = NULL;
-    return mm_fail(MM_ERR_DEVICE, "--replicas: this build has no CUDA backend; rebuild where nvcc "
-                   "and NCCL are installed");
+    return mm_fail(MM_ERR_DEVICE, "--replicas %d: %s", n, no_cuda);
 }
 
 void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)

@@ -14,8 +14,9 @@ mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm
         return mm_fail(MM_ERR_ARG, "--replicas: the meta device runs no steps; use cpu or cuda");
     int gpu = mm_backend_gpu_index(device);
     if (gpu == -2) return MM_ERR_ARG;
-    if (gpu >= 0 && n > 1 && !mm_nccl_compiled())
-        return mm_nccl_create(NULL, n, NULL); /* says why */
+    char why[256];
+    if (gpu >= 0 && n > 1 && !mm_nccl_compiled(why, sizeof why))
+        return mm_fail(MM_ERR_DEVICE, "--replicas %d: %s", n, why);
     for (int r = 0; r < n; r++) {
         char name[32];
         snprintf(name, sizeof name, "cuda:%d", gpu + r);

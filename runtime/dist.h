@@ -56,7 +56,8 @@ void mm_comm_copy_weights(mm_comm *c);
  * distinct GPUs, and their all-reduce of n float buffers (bufs[rank] on bes[rank]), as one
  * group call from one thread. */
 typedef struct mm_nccl mm_nccl;
-bool mm_nccl_compiled(void);
+/* Whether this build has NCCL; when not, why (for the one-line error), in why[n]. */
+bool mm_nccl_compiled(char *why, size_t n);
 mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out);
 void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count);
 void mm_nccl_destroy(mm_nccl *c);

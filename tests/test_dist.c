@@ -66,6 +66,16 @@ MM_TEST(dist_each_runs_every_rank_and_returns_the_failure)
     for (int r = 0; r < 3; r++) mm_backend_destroy(bes[r]);
 }
 
+/* Where there are no GPUs (or no CUDA or NCCL in the build), asking for two is one line. */
+MM_TEST(dist_replicas_without_gpus_say_so)
+{
+    if (mm_cuda_available(NULL, 0)) MM_SKIP("a GPU is here");
+    mm_backend *bes[2];
+    CHECK(mm_replicas_open("cuda", MM_PRECISION_FP32, 2, bes) == MM_ERR_DEVICE);
+    CHECK_MSG(strstr(mm_last_error(), "--replicas 2: ") || strstr(mm_last_error(), "--device cuda"),
+              "%s", mm_last_error());
+}
+
 MM_TEST(dist_replicas_open_errors_name_the_flag)
 {
     mm_backend *bes[MM_MAX_REPLICAS];

@@ -32,14 +32,14 @@ static bool have_gpus(int n)
 MM_TEST(dist_cuda_one_gpu_group)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    if (!mm_nccl_compiled()) MM_SKIP("built without NCCL");
+    if (!mm_nccl_compiled(NULL, 0)) MM_SKIP("built without NCCL");
     dist_check_against_one_session("cuda", MM_PRECISION_FP32, 1, 1e-4);
 }
 
 MM_TEST(dist_cuda_two_gpus_match_one_session)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    if (!mm_nccl_compiled()) MM_SKIP("built without NCCL");
+    if (!mm_nccl_compiled(NULL, 0)) MM_SKIP("built without NCCL");
     if (!have_gpus(2)) MM_SKIP("needs 2 GPUs");
     dist_check_against_one_session("cuda", MM_PRECISION_FP32, 2, 1e-4);
     /* bf16: the one session may pick other convolution algorithms than the replicas on a GPU */
@@ -49,7 +49,7 @@ MM_TEST(dist_cuda_two_gpus_match_one_session)
 MM_TEST(dist_cuda_two_replicas_on_one_gpu_refused)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
-    if (!mm_nccl_compiled()) MM_SKIP("built without NCCL");
+    if (!mm_nccl_compiled(NULL, 0)) MM_SKIP("built without NCCL");
     mm_backend *bes[2];
     mm_model m[2];
     mm_session s[2];

@@ -33,7 +33,12 @@ static void nccl_die(const char *file, int line, const char *call, ncclResult_t 
         if (mm_nr_ != ncclSuccess) nccl_die(__FILE__, __LINE__, #call, mm_nr_);            \
     } while (0)
 
-bool mm_nccl_compiled(void) { return true; }
+bool mm_nccl_compiled(char *why, size_t n)
+{
+    (void)why;
+    (void)n;
+    return true;
+}
 
 mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
 {
@@ -81,15 +86,20 @@ void mm_nccl_destroy(mm_nccl *c)
 
 #else /* no NCCL in this build */
 
-bool mm_nccl_compiled(void) { return false; }
+static const char no_nccl[] = "this build has no NCCL (nccl.h and libnccl were not found next "
+                              "to the CUDA toolkit); install NCCL and rebuild, or use one GPU";
+
+bool mm_nccl_compiled(char *why, size_t n)
+{
+    if (why) snprintf(why, n, "%s", no_nccl);
+    return false;
+}
 
 mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
 {
     (void)bes;
     *out = NULL;
-    return mm_fail(MM_ERR_DEVICE, "--replicas %d: this build has no NCCL (nccl.h and libnccl were "
-                   "not found next to the CUDA toolkit); install NCCL and rebuild, or use one "
-                   "GPU", n);
+    return mm_fail(MM_ERR_DEVICE, "--replicas %d: %s", n, no_nccl);
 }
 
 void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
