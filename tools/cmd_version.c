@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "../runtime/backend.h"
+#include "../runtime/dist.h"
 #include "args.h"
 #include "commands.h"
 
@@ -10,7 +11,7 @@
 int mm_cmd_version(int argc, char **argv)
 {
     mm_args a;
-    mm_args_init(&a, "mammo version", "", "Prints the version and the backends compiled in.");
+    mm_args_init(&a, "mammo version", "", "Prints the version and the backends and libraries compiled in.");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
 #ifdef MM_HAVE_DICOM
@@ -18,8 +19,9 @@ int mm_cmd_version(int argc, char **argv)
 #else
     const char *dicom = "none";
 #endif
-    printf("mammo %s (backends: cpu, meta%s; DICOM: %s)\n", MM_VERSION,
-           mm_cuda_compiled() ? ", cuda" : "", dicom);
+    printf("mammo %s (backends: cpu, meta%s; NCCL: %s; DICOM: %s)\n", MM_VERSION,
+           mm_cuda_compiled() ? ", cuda" : "", mm_nccl_compiled(NULL, 0) ? "yes" : "none",
+           dicom);
     return 0;
 }
 
