@@ -415,7 +415,8 @@ MM_TEST(cli_bench_replicas_on_cuda)
     int gpus = visible_gpus();
     if (gpus < 2) MM_SKIP("needs 2 GPUs");
     const char *cmd = "bench --net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
-                      "--batch 2 --device cuda --steps 3 --warmup 1 --lr 1e-3 --cuda-graph --feed";
+                      "--batch 2 --device cuda --steps 3 --warmup 1 --lr 1e-3 --cuda-graph "
+                      "--feed";
     double loss[2];
     for (int n = 1; n <= 2; n++) {
         CHECK_EQ_INT(mammo("%s --replicas %d", cmd, n), 0);

@@ -426,7 +426,8 @@ static mm_status start(run *r, const mm_train_config *c)
         return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
     r->n = c->replicas > 0 ? c->replicas : 1;
     if (c->train->n < c->batch * r->n)
-        return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d%s",
+        return mm_fail(MM_ERR_ARG,
+                       "%s: the training split has %d images, fewer than --batch %d%s",
                        c->command, c->train->n, c->batch * r->n,
                        r->n > 1 ? " times --replicas" : "");
     if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
