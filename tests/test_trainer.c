@@ -310,6 +310,11 @@ MM_TEST(bad_input_is_one_clear_line)
         {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 8 "
          "--epochs 0,0,1 --lr 1e-3,1e-3,1e-3 --cuda-graph", "--cuda-graph: the cpu device"},
         {"train-patch --patches pa/patches.csv --run g --cuda-graph --dropout 0.5", "--dropout 0"},
+        {"train-patch --patches pa/patches.csv --run g --replicas 0", "--replicas 0: use 1 to 64"},
+        {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 200 "
+         "--replicas 2 --epochs 0,0,1 --lr 1,1,1", "fewer than --batch 200 x --replicas 2"},
+        {"train-image --index p/index.csv --patch-model r/best.safetensors --run y --device meta "
+         "--replicas 2", "meta"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = sh("cd '%s' && '%s' %s >/dev/null 2>err.txt", d, MM_MAMMO_EXE, cases[i].args);

@@ -425,11 +425,12 @@ static mm_status start(run *r, const mm_train_config *c)
     if (c->n_stages < 1 || c->n_stages > MM_MAX_STAGES)
         return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
     r->n = c->replicas > 0 ? c->replicas : 1;
-    if (c->train->n < c->batch * r->n)
-        return mm_fail(MM_ERR_ARG,
-                       "%s: the training split has %d images, fewer than --batch %d%s",
-                       c->command, c->train->n, c->batch * r->n,
-                       r->n > 1 ? " times --replicas" : "");
+    if (c->train->n < c->batch * r->n) {
+        char need[64] = "";
+        if (r->n > 1) snprintf(need, sizeof need, " x --replicas %d (one step)", r->n);
+        return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d%s",
+                       c->command, c->train->n, c->batch, need);
+    }
     if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
     MM_TRY(make_run_dir(c->run_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
