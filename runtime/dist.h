@@ -30,8 +30,9 @@ mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm
 
 /* Runs fn(rank, arg) for every rank with bes[rank]'s device current: on GPUs each from its own
  * thread (returning when every one has returned; the device work they queued may still run), on
- * the cpu and the emulated GPU one after another. Returns the first failure by rank, its message
- * carried over to this thread. */
+ * the cpu and the emulated GPU one after another (MM_REPLICA_THREADS=1: the cpu's in threads
+ * too; =0: GPUs' in turn). Returns the first failure by rank, its message carried over to this
+ * thread. */
 mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int rank, void *arg),
                            void *arg);
 

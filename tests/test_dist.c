@@ -1,6 +1,8 @@
 /* Data parallelism between cpu replicas (runtime/dist.h), the reference of the GPUs' NCCL path
  * (test_dist_cuda.c): the averaged step against one session taking the batches in turn, and the
  * clear errors of what cannot be a group. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nets/nets.h"
@@ -8,10 +10,50 @@
 #include "tests/dist_case.h"
 #include "tests/harness.h"
 
+static mm_status fail_on_rank_1(int rank, void *arg);
+
+/* Which thread ran each rank. */
+static mm_status note_thread(int rank, void *arg)
+{
+    ((pthread_t *)arg)[rank] = pthread_self();
+    return MM_OK;
+}
+
+/* Whether mm_replicas_each ran ranks 1.. of bes[3] on threads of their own (else all here). */
+static bool ran_in_threads(mm_backend **bes)
+{
+    pthread_t t[3];
+    CHECK(mm_replicas_each(bes, 3, note_thread, t) == MM_OK);
+    CHECK(pthread_equal(t[0], pthread_self()));
+    bool apart = !pthread_equal(t[1], t[0]) && !pthread_equal(t[2], t[0]) &&
+                 !pthread_equal(t[1], t[2]);
+    CHECK(apart || (pthread_equal(t[1], t[0]) && pthread_equal(t[2], t[0])));
+    return apart;
+}
+
 MM_TEST(dist_cpu_replicas_match_one_session)
 {
     dist_check_against_one_session("cpu", MM_PRECISION_FP32, 2, 1e-6);
     dist_check_against_one_session("cpu", MM_PRECISION_FP32, 3, 1e-6);
+}
+
+/* The same with each replica's work from its own thread, as on GPUs (which this machine may
+ * not have): sessions and backends side by side, failures carried back across threads. */
+MM_TEST(dist_cpu_replicas_in_threads)
+{
+    setenv("MM_REPLICA_THREADS", "1", 1);
+    dist_check_against_one_session("cpu", MM_PRECISION_FP32, 3, 1e-6);
+    mm_backend *bes[3];
+    CHECK(mm_replicas_open("cpu", MM_PRECISION_FP32, 3, bes) == MM_OK);
+    CHECK(ran_in_threads(bes));
+    int ran[3] = {0, 0, 0};
+    CHECK(mm_replicas_each(bes, 3, fail_on_rank_1, ran) == MM_ERR_IO);
+    CHECK(ran[0] && ran[1] && ran[2]);
+    CHECK_MSG(!strcmp(mm_last_error(), "rank 1 could not read its batch"), "%s",
+              mm_last_error());
+    unsetenv("MM_REPLICA_THREADS");
+    CHECK(!ran_in_threads(bes)); /* the cpu's default: in turn */
+    for (int r = 0; r < 3; r++) mm_backend_destroy(bes[r]);
 }
 
 static mm_status build(mm_backend *be, const char *trainable, mm_model *m, mm_session *s)
