@@ -87,6 +87,58 @@ static mm_status free_rank(int rank, void *arg)
     return MM_OK;
 }
 
+/* The patch classifier of the checks, for the backend of replica 0. */
+static mm_model_config small_net(const mm_backend *be)
+{
+    mm_model_config cfg = mm_model_config_default(MM_MODEL_PATCH, MM_TRUNK_RESNET50);
+    cfg.width_div = 16;
+    cfg.height = cfg.width = 64;
+    cfg.batch = 2;
+    cfg.training = true;
+    mm_model_config_for_backend(&cfg, be);
+    return cfg;
+}
+
+void dist_check_side_by_side(const char *device, mm_precision precision, int n, double rtol)
+{
+    mm_backend *bes[MM_MAX_REPLICAS + 1] = {NULL};
+    for (int r = 0; r <= n; r++)
+        if (mm_backend_open(device, precision, &bes[r]) != MM_OK) {
+            mm_test_fail_at(__FILE__, __LINE__, "%s: %s", device, mm_last_error());
+            while (r-- > 0) mm_backend_destroy(bes[r]);
+            return;
+        }
+    mm_model_config cfg = small_net(bes[0]);
+    net nets[MM_MAX_REPLICAS + 1];
+    memset(nets, 0, sizeof nets);
+    setup_job sj = {nets, &cfg};
+    for (int r = 0; r <= n; r++) nets[r].s.be = bes[r];
+    CHECK(mm_replicas_each(bes, n + 1, build_rank, &sj) == MM_OK); /* searches side by side */
+    step_job j = {nets, 0, {.lr = 0}};
+    CHECK(mm_replicas_each(bes, n, step_rank, &j) == MM_OK);
+    net *one = &nets[n];
+    size_t gbytes = one->s.plan.trainable_bytes, count = gbytes / sizeof(float);
+    for (int r = 0; r < n && !mm_test_failed_now(); r++) {
+        mm_backend_bind(one->s.be);
+        feed(one, r);
+        mm_session_run(&one->s);
+        float *want = read_buf(one, one->s.grads, gbytes);
+        float *got = read_buf(&nets[r], nets[r].s.grads, gbytes);
+        double scale = 0, err = 0;
+        for (size_t i = 0; i < count; i++) {
+            scale = fmax(scale, fabs(want[i]));
+            err = fmax(err, fabs(got[i] - want[i]));
+        }
+        CHECK_MSG(scale > 0 && err <= rtol * scale,
+                  "replica %d's gradients %.3g from its batch's alone (largest %.3g)", r, err,
+                  scale);
+        free(want);
+        free(got);
+    }
+    mm_replicas_each(bes, n + 1, free_rank, &sj);
+    for (int r = 0; r <= n; r++) mm_backend_destroy(bes[r]);
+}
+
 void dist_check_against_one_session(const char *device, mm_precision precision, int n,
                                     double rtol)
 {
@@ -97,12 +149,7 @@ void dist_check_against_one_session(const char *device, mm_precision precision, 
     }
     /* the one session: on the device of replica 0 (its own backend) */
     CHECK(mm_backend_open(device, precision, &bes[n]) == MM_OK);
-    mm_model_config cfg = mm_model_config_default(MM_MODEL_PATCH, MM_TRUNK_RESNET50);
-    cfg.width_div = 16;
-    cfg.height = cfg.width = 64;
-    cfg.batch = 2;
-    cfg.training = true;
-    mm_model_config_for_backend(&cfg, bes[0]);
+    mm_model_config cfg = small_net(bes[0]);
     net nets[MM_MAX_REPLICAS + 1];
     memset(nets, 0, sizeof nets);
     setup_job sj = {nets, &cfg};

@@ -15,4 +15,11 @@
 void dist_check_against_one_session(const char *device, mm_precision precision, int n,
                                     double rtol);
 
+/* n sessions on backends of the same `device` (one GPU: no group, no NCCL), built and stepped
+ * through mm_replicas_each (so from threads of their own on GPUs, or with MM_REPLICA_THREADS=1),
+ * each on its own batch: each one's gradients must be one more session's on that batch, taken
+ * in turn afterwards, within rtol of their largest magnitude. What it checks is that backends
+ * run side by side (their algorithm searches and steps at once) keep to themselves. */
+void dist_check_side_by_side(const char *device, mm_precision precision, int n, double rtol);
+
 #endif

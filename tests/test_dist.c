@@ -43,6 +43,7 @@ MM_TEST(dist_cpu_replicas_in_threads)
 {
     setenv("MM_REPLICA_THREADS", "1", 1);
     dist_check_against_one_session("cpu", MM_PRECISION_FP32, 3, 1e-6);
+    dist_check_side_by_side("cpu", MM_PRECISION_FP32, 3, 0); /* the cpu's are bitwise */
     mm_backend *bes[3];
     CHECK(mm_replicas_open("cpu", MM_PRECISION_FP32, 3, bes) == MM_OK);
     CHECK(ran_in_threads(bes));

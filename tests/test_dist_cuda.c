@@ -1,6 +1,7 @@
 /* Data parallelism between GPUs (runtime/dist.h, kernels/cuda/nccl.c): replicas' NCCL-averaged
  * steps against one session that takes their batches in turn (tests/dist_case.h), in fp32 and
- * bf16; a group of one GPU (NCCL's all-reduce of one); two replicas on one GPU refused.
+ * bf16; a group of one GPU (NCCL's all-reduce of one); backends of one GPU stepped from threads
+ * at once against each alone; two replicas on one GPU refused.
  *
  * Without a GPU every test prints SKIPPED (no GPU); on one GPU the two-GPU test prints SKIPPED
  * (needs 2 GPUs). test_dist_cuda_emu runs them on two emulated GPUs (tests/cuemu, whose NCCL
@@ -44,6 +45,17 @@ MM_TEST(dist_cuda_two_gpus_match_one_session)
     dist_check_against_one_session("cuda", MM_PRECISION_FP32, 2, 1e-4);
     /* bf16: the one session may pick other convolution algorithms than the replicas on a GPU */
     dist_check_against_one_session("cuda", MM_PRECISION_BF16, 2, 3e-2);
+}
+
+/* Backends of one GPU used from threads at once (as replicas on several GPUs are; the emulator
+ * runs them in turn): their searches and steps keep to themselves. */
+MM_TEST(dist_cuda_backends_side_by_side)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    setenv("MM_REPLICA_THREADS", "1", 1);
+    /* each backend times its own searches, so they may choose other algorithms */
+    dist_check_side_by_side("cuda", MM_PRECISION_FP32, 3, 1e-4);
+    unsetenv("MM_REPLICA_THREADS");
 }
 
 MM_TEST(dist_cuda_two_replicas_on_one_gpu_refused)
