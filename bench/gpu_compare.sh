@@ -25,34 +25,16 @@ warmup=${WARMUP:-5}
 python=${PYTHON:-python3}
 mammo_flags=${MAMMO_FLAGS-"--cuda-graph"}
 here=$(cd "$(dirname "$0")" && pwd)
-mammo="$build/mammo"
-
-if [ ! -x "$mammo" ]; then
-    echo "gpu_compare.sh: $mammo not found: build it first (cmake --build $build --target mammo)" >&2
-    exit 1
-fi
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-if [ -z "$card" ]; then
-    echo "gpu_compare.sh: no GPU (nvidia-smi lists none)" >&2
-    exit 1
-fi
-mkdir -p "$here/results"
-out="$here/results/$(date +%Y-%m-%d)-$(echo "$card" | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//').txt"
+me=gpu_compare.sh
+. "$here/gpu_common.sh"
+out="$results.txt"
 [ "${APPEND:-0}" = 1 ] || : >"$out"
-say() { echo "$1"; echo "$1" >>"$out"; }
 say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" input=$input batch=$batch steps=$steps warmup=$warmup"
 say "# mammo $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-# The value of key=... in a line.
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
-
 status=0
 for net in $nets; do
-    case $net in
-    resnet50) top="[512-512-1024]x2,[512-512-1024]x2" ;;
-    vgg16) top="512x1,512x1" ;;
-    *) echo "gpu_compare.sh: unknown net $net" >&2; exit 1 ;;
-    esac
+    top=$(top_of "$net") || exit 1
     for p in $precisions; do
         log=/dev/null
         [ -n "${LOGDIR:-}" ] && log="$LOGDIR/mammo-$net-$p.log"

@@ -23,36 +23,19 @@ warmup=${WARMUP:-5}
 python=${PYTHON:-python3}
 mammo_flags=${MAMMO_FLAGS-"--cuda-graph"}
 here=$(cd "$(dirname "$0")" && pwd)
-mammo="$build/mammo"
-
-if [ ! -x "$mammo" ]; then
-    echo "gpu_scaling.sh: $mammo not found: build it first (cmake --build $build --target mammo)" >&2
-    exit 1
-fi
+me=gpu_scaling.sh
+. "$here/gpu_common.sh"
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-if [ "$gpus" -lt 1 ]; then
-    echo "gpu_scaling.sh: no GPU (nvidia-smi lists none)" >&2
-    exit 1
-fi
 [ -n "${CUDA_VISIBLE_DEVICES:-}" ] &&
     gpus=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
-mkdir -p "$here/results"
-out="$here/results/$(date +%Y-%m-%d)-$(echo "$card" | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//')-x$gpus-scaling.txt"
+out="$results-x$gpus-scaling.txt"
 : >"$out"
-say() { echo "$1"; echo "$1" >>"$out"; }
 say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" gpus=$gpus input=$input batch=$batch steps=$steps warmup=$warmup"
 say "# mammo $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
-
 status=0
 for net in $nets; do
-    case $net in
-    resnet50) top="[512-512-1024]x2,[512-512-1024]x2" ;;
-    vgg16) top="512x1,512x1" ;;
-    *) echo "gpu_scaling.sh: unknown net $net" >&2; exit 1 ;;
-    esac
+    top=$(top_of "$net") || exit 1
     for p in $precisions; do
         m1=""; t1=""
         n=1
