@@ -10,7 +10,24 @@
 #include "tests/dist_case.h"
 #include "tests/harness.h"
 
-static mm_status fail_on_rank_1(int rank, void *arg);
+static mm_status fail_on_rank_1(int rank, void *arg)
+{
+    int *ran = arg;
+    ran[rank] = 1;
+    if (rank == 1) return mm_fail(MM_ERR_IO, "rank %d could not read its batch", rank);
+    return MM_OK;
+}
+
+/* Every rank of bes[3] runs though rank 1 fails, and its failure comes back with its message. */
+static void check_failure_comes_back(mm_backend **bes)
+{
+    int ran[3] = {0, 0, 0};
+    mm_clear_error();
+    CHECK(mm_replicas_each(bes, 3, fail_on_rank_1, ran) == MM_ERR_IO);
+    CHECK(ran[0] && ran[1] && ran[2]);
+    CHECK_MSG(!strcmp(mm_last_error(), "rank 1 could not read its batch"), "%s",
+              mm_last_error());
+}
 
 /* Which thread ran each rank. */
 static mm_status note_thread(int rank, void *arg)
@@ -47,11 +64,7 @@ MM_TEST(dist_cpu_replicas_in_threads)
     mm_backend *bes[3];
     CHECK(mm_replicas_open("cpu", MM_PRECISION_FP32, 3, bes) == MM_OK);
     CHECK(ran_in_threads(bes));
-    int ran[3] = {0, 0, 0};
-    CHECK(mm_replicas_each(bes, 3, fail_on_rank_1, ran) == MM_ERR_IO);
-    CHECK(ran[0] && ran[1] && ran[2]);
-    CHECK_MSG(!strcmp(mm_last_error(), "rank 1 could not read its batch"), "%s",
-              mm_last_error());
+    check_failure_comes_back(bes);
     unsetenv("MM_REPLICA_THREADS");
     CHECK(!ran_in_threads(bes)); /* the cpu's default: in turn */
     for (int r = 0; r < 3; r++) mm_backend_destroy(bes[r]);
@@ -88,24 +101,11 @@ MM_TEST(dist_comm_refuses_different_models)
     }
 }
 
-static mm_status fail_on_rank_1(int rank, void *arg)
-{
-    int *ran = arg;
-    ran[rank] = 1;
-    if (rank == 1) return mm_fail(MM_ERR_IO, "rank %d could not read its batch", rank);
-    return MM_OK;
-}
-
 MM_TEST(dist_each_runs_every_rank_and_returns_the_failure)
 {
     mm_backend *bes[3];
     CHECK(mm_replicas_open("cpu", MM_PRECISION_FP32, 3, bes) == MM_OK);
-    int ran[3] = {0, 0, 0};
-    mm_clear_error();
-    CHECK(mm_replicas_each(bes, 3, fail_on_rank_1, ran) == MM_ERR_IO);
-    CHECK(ran[0] && ran[1] && ran[2]);
-    CHECK_MSG(!strcmp(mm_last_error(), "rank 1 could not read its batch"), "%s",
-              mm_last_error());
+    check_failure_comes_back(bes);
     for (int r = 0; r < 3; r++) mm_backend_destroy(bes[r]);
 }
 
