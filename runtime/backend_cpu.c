@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/cpu/blas.h"
 #include "backend.h"
 
 #define F(t) ((float *)(t).data)
@@ -209,6 +210,8 @@ static void cpu_destroy(mm_backend *be) { free(be); }
 
 mm_status mm_backend_cpu_create(mm_backend **out)
 {
+    char why[512];
+    if (mm_blas_load(why, sizeof why)) return mm_fail(MM_ERR_DEVICE, "cpu backend: %s", why);
     mm_backend *be = mm_xcalloc(1, sizeof *be);
     be->name = "cpu";
     be->device = MM_DEVICE_CPU;

@@ -1,6 +1,7 @@
 /* `mammo version` and `mammo devices`. */
 #include <stdio.h>
 
+#include "../kernels/cpu/blas.h"
 #include "../runtime/backend.h"
 #include "../runtime/dist.h"
 #include "args.h"
@@ -22,6 +23,12 @@ int mm_cmd_version(int argc, char **argv)
     printf("mammo %s (backends: cpu, meta%s; NCCL: %s; DICOM: %s)\n", MM_VERSION,
            mm_cuda_compiled() ? ", cuda" : "", mm_nccl_compiled(NULL, 0) ? "yes" : "none",
            dicom);
+    char why[512];
+    if (mm_blas_load(why, sizeof why)) {
+        fprintf(stderr, "mammo: %s\n", why);
+        return 1;
+    }
+    printf("CPU GEMM: %s\n", mm_blas_describe());
     return 0;
 }
 

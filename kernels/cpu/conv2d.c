@@ -146,7 +146,6 @@ void mm_cpu_conv2d_forward(float *y, const float *x, const float *w, const float
     const int64_t total = (int64_t)d->n * d->oh;
     const int64_t chunk = direct ? total : conv_chunk_rows(d);
     float *col = ws;
-    mm_cpu_blas_init();
     for (int64_t t0 = 0; t0 < total; t0 += chunk) {
         int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
         float *yc = y + t0 * d->ow * k;
@@ -172,7 +171,6 @@ void mm_cpu_conv2d_backward_data(float *dx, const float *dy, const float *w,
                                  const mm_conv_dims *d, void *ws)
 {
     const int k = d->k, rsc = d->r * d->s * d->c;
-    mm_cpu_blas_init();
     if (conv_is_direct(d)) {
         int64_t npix = (int64_t)d->n * d->h * d->w;
         mm_cpu_sgemm(CblasNoTrans, CblasNoTrans, (int)npix, rsc, k, 1.0f, dy, k, w, rsc, 0.0f, dx,
@@ -204,7 +202,6 @@ void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
     const int64_t total = (int64_t)d->n * d->oh;
     const int64_t chunk = direct ? total : conv_chunk_rows(d);
     float *col = ws;
-    mm_cpu_blas_init();
     for (int64_t t0 = 0; t0 < total; t0 += chunk) {
         int64_t t1 = t0 + chunk < total ? t0 + chunk : total, npix = (t1 - t0) * d->ow;
         const float *b = direct ? x : col;

@@ -7,8 +7,9 @@
  * (300000 PAUSE iterations by default) while OpenBLAS's threads want those cores, and OpenBLAS's
  * threads spin after each GEMM while our loops run. On 2 cores that made convolutions 2-4 times
  * slower, and the only setting that fixes it (OMP_WAIT_POLICY=passive) is read from the
- * environment before any code of ours runs. So OpenBLAS is made single-threaded and every GEMM is
- * split over the OpenMP threads by blocks of C: one pool, no contention, under any wait policy.
+ * environment before any code of ours runs. So OpenBLAS is loaded single-threaded (blas.c) and
+ * every GEMM is split over the OpenMP threads by blocks of C: one pool, no contention, under any
+ * wait policy.
  * It also lets a convolution thread build its im2col rows and multiply them while they are still
  * in its own cache. */
 #include <omp.h>
@@ -16,15 +17,6 @@
 
 #include "../../runtime/error.h"
 #include "cpu_internal.h"
-
-void mm_cpu_blas_init(void)
-{
-    static int done;
-    if (!done) {
-        openblas_set_num_threads(1);
-        done = 1;
-    }
-}
 
 /* Thread t's block of [0, count), its bounds multiples of 16 (a cache line of floats) where the
  * count allows. */
@@ -57,22 +49,20 @@ void mm_cpu_sgemm_part(int t, int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, in
         mm_cpu_gemm_block(m, t, nt, &lo, &hi);
         if (hi <= lo) return;
         const float *ap = ta == CblasNoTrans ? a + (int64_t)lo * lda : a + lo;
-        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, n, k, alpha, ap, lda, b, ldb, beta,
-                    c + (int64_t)lo * ldc, ldc);
+        mm_blas_sgemm(ta, tb, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + (int64_t)lo * ldc,
+                      ldc);
     } else {
         /* columns [lo, hi) of C: columns of op(B) */
         mm_cpu_gemm_block(n, t, nt, &lo, &hi);
         if (hi <= lo) return;
         const float *bp = tb == CblasNoTrans ? b + lo : b + (int64_t)lo * ldb;
-        cblas_sgemm(CblasRowMajor, ta, tb, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo,
-                    ldc);
+        mm_blas_sgemm(ta, tb, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc);
     }
 }
 
 void mm_cpu_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    mm_cpu_blas_init();
     /* Small products are not worth waking the threads for. */
     int serial = (double)m * n * k < 32768.0;
 #pragma omp parallel if (!serial)

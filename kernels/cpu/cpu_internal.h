@@ -5,17 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cblas.h>
+#include "blas.h"
 
 /* Bytes of im2col matrix per convolution chunk (conv2d.c; default 32 MB). Tests lower it to run
  * many chunk boundaries on small shapes; set it before asking for the workspace size. */
 extern size_t mm_cpu_conv_ws_budget;
 
 /* All CPU GEMMs run on the OpenMP threads, each thread calling a single-threaded OpenBLAS GEMM on
- * its block of C (see cpu_common.c for why). mm_cpu_blas_init() makes OpenBLAS single-threaded;
- * every kernel that calls OpenBLAS calls it first (cheap after the first time). */
-void mm_cpu_blas_init(void);
-
+ * its block of C (see cpu_common.c for why; blas.h loads OpenBLAS single-threaded). */
 /* C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), computed by all OpenMP threads:
  * C is cut into blocks of rows (or of columns when it has fewer rows than columns). */
 void mm_cpu_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
