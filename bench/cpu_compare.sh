@@ -20,10 +20,12 @@ m=$("$build/mammo" bench --net "$net" --input "$input" --batch "$batch" --device
     grep '^mammo ')
 t=$("$python" "$here/torch_cpu_ref.py" --net "$net" --input "$input" --batch "$batch" --steps "$steps" |
     grep '^torch ')
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+gemm=$("$build/mammo" version | sed -n 's/^CPU GEMM: //p') # OpenBLAS and the kernels it runs
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 ratio=$(awk -v a="$(field "$m" images_per_s)" -v b="$(field "$t" images_per_s)" 'BEGIN { printf "%.3f", a / b }')
 {
-    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $cpu, $gemm"
     echo "$m"
     echo "$t"
     echo "compare net=$net device=cpu speed_ratio=$ratio"
