@@ -128,7 +128,8 @@ int main(int argc, char **argv)
         float *y = mm_xmalloc(sizeof(float) * ny), *dx = mm_xmalloc(sizeof(float) * nx);
         float *dw = random_buffer(nw, 13);
         size_t wsb = mm_cpu_conv2d_workspace(&d);
-        void *ws = mm_xmalloc(wsb ? wsb : 1);
+        size_t wsb_dx = mm_cpu_conv2d_backward_data_workspace(&d);
+        void *ws = mm_xmalloc(wsb ? wsb : 1), *ws_dx = mm_xmalloc(wsb_dx ? wsb_dx : 1);
         double pass = 2.0 * d.n * d.oh * d.ow * (double)d.k * d.r * d.s * d.c;
         double best[3] = {1e30, 1e30, 1e30}, start = now();
         for (int rep = 0; rep <= MAX_REPS && (rep <= MIN_REPS || now() - start < MIN_SECONDS);
@@ -137,7 +138,7 @@ int main(int argc, char **argv)
             t[0] = now();
             mm_cpu_conv2d_forward(y, x, w, NULL, &d, ws);
             t[1] = now();
-            mm_cpu_conv2d_backward_data(dx, dy, w, &d, ws);
+            mm_cpu_conv2d_backward_data(dx, dy, w, &d, ws_dx);
             t[2] = now();
             mm_cpu_conv2d_backward_filter(dw, dy, x, &d, ws);
             t[3] = now();
@@ -154,7 +155,7 @@ int main(int argc, char **argv)
         /* "Large": at least 0.3 GFLOP per pass at 224x224, batch 2: conv1, every 3x3 and the
          * strided 1x1 downsamples (the other 1x1 layers are plain GEMMs, 0.2 GFLOP). */
         r->large = pass / ((double)H * W / (224.0 * 224.0)) / batch * 2 >= 0.3e9;
-        free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ws);
+        free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ws), free(ws_dx);
     }
     double peak2 = sgemm_gflops(2048, threads_blas);
     if (peak2 > peak) peak = peak2;

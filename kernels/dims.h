@@ -15,7 +15,7 @@ typedef struct mm_conv_dims {
     int oh, ow;
     /* backward data only: dx = the node's in[2] + the data gradient (a gradient summed into an
      * earlier one, graph.h mm_graph_fuse_grad_add); 0 elsewhere (but in the forward convolution
-     * the CUDA backend may run such a data gradient as: conv_cudnn.c mm_conv_turned) */
+     * the CUDA backend may run such a data gradient as: mm_conv_turned below) */
     int accumulate;
     /* backward filter only: the node is the first of the step to write its parameter's gradient,
      * so it writes dw (=) instead of adding to it (+=, the default: a weight used twice). The
@@ -23,6 +23,27 @@ typedef struct mm_conv_dims {
      * run with beta 0, as PyTorch's does, from every algorithm. 0 elsewhere. */
     int overwrite;
 } mm_conv_dims;
+
+/* A stride-1 data gradient is the forward convolution of dy over the filter turned around,
+ * wf[c][i][j][k] = w[k][r-1-i][s-1-j][c], with padding r-1-pad: where that padding is not
+ * negative (and the filter is not 1x1, which is one GEMM either way). */
+static inline int mm_conv_turn_applies(const mm_conv_dims *d)
+{
+    return d->stride_h == 1 && d->stride_w == 1 && (d->r > 1 || d->s > 1) && d->pad_h < d->r &&
+           d->pad_w < d->s;
+}
+
+/* That forward convolution's sizes: input dy [n,oh,ow,k], filter [c,r,s,k], output [n,h,w,c]
+ * (accumulate stays: it adds into dx as the data gradient would). */
+static inline mm_conv_dims mm_conv_turned(const mm_conv_dims *d)
+{
+    mm_conv_dims f = *d;
+    f.h = d->oh, f.w = d->ow, f.c = d->k, f.k = d->c;
+    f.pad_h = d->r - 1 - d->pad_h, f.pad_w = d->s - 1 - d->pad_w;
+    f.overwrite = 0;
+    f.oh = f.h + 2 * f.pad_h - f.r + 1, f.ow = f.w + 2 * f.pad_w - f.s + 1; /* = h, w */
+    return f;
+}
 
 /* Pooling: input [n,h,w,c], window kh x kw, output [n,oh,ow,c].
  * Max pooling treats padding as -inf; average pooling divides by the window size including padding

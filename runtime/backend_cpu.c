@@ -39,7 +39,7 @@ static void cpu_zero(mm_backend *be, void *dst, size_t bytes)
  * convolution's own, then adds: bitwise the add node it replaces. */
 static size_t grad_sum_offset(const mm_conv_dims *d)
 {
-    return (mm_cpu_conv2d_workspace(d) + 63) / 64 * 64;
+    return (mm_cpu_conv2d_backward_data_workspace(d) + 63) / 64 * 64;
 }
 
 size_t mm_cpu_node_workspace(const mm_node *nd)
@@ -49,7 +49,7 @@ size_t mm_cpu_node_workspace(const mm_node *nd)
     case MM_OP_CONV2D:
     case MM_OP_CONV2D_BWD_FILTER: return mm_cpu_conv2d_workspace(d);
     case MM_OP_CONV2D_BWD_DATA:
-        if (!d->accumulate) return mm_cpu_conv2d_workspace(d);
+        if (!d->accumulate) return mm_cpu_conv2d_backward_data_workspace(d);
         return grad_sum_offset(d) + (size_t)d->n * d->h * d->w * d->c * sizeof(float);
     default: return 0;
     }

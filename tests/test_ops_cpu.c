@@ -14,8 +14,11 @@
 
 /* ======================= convolution ======================= */
 
-/* The default of mm_cpu_conv_ws_budget, restored after tests that lower it. */
+/* The defaults of mm_cpu_conv_ws_budget, mm_cpu_conv_turn_min_pixels and
+ * mm_cpu_winograd_min_pixels, restored after tests that change them. */
 #define MM_DEFAULT_WS_BUDGET ((size_t)32 << 20)
+#define MM_DEFAULT_TURN_MIN 256
+#define MM_DEFAULT_WINOGRAD_MIN 1024
 
 /* The direct 7-loop definition, summed in double. */
 static void naive_conv(float *y, const float *x, const float *w, const float *b,
@@ -60,6 +63,11 @@ static const conv_case conv_cases[] = {
     {1, 4, 4, 2, 3, 3, 3, 1, 1, 0, 0, 1, 0},  /* no padding */
     {2, 5, 4, 8, 40, 1, 1, 1, 1, 0, 0, 1, 0}, /* more filters than weights per filter: */
     {1, 6, 5, 2, 40, 3, 3, 1, 1, 1, 1, 0, 0}, /* GEMMs split by rows of dw */
+    /* stride 1: the data gradient as a forward convolution of dy, padding r-1-pad */
+    {2, 6, 7, 3, 4, 3, 5, 1, 1, 1, 2, 0, 0},  /* rectangular, paddings 1 and 2 */
+    {1, 5, 6, 3, 2, 3, 3, 1, 1, 2, 2, 1, 0},  /* padding r-1: the turned one has none */
+    {2, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1, 0, 2},  /* in chunks of rows */
+    {1, 4, 5, 2, 3, 3, 3, 1, 1, 3, 3, 0, 0},  /* padding r: col2im as for other strides */
 };
 #define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -72,12 +80,17 @@ static mm_conv_dims conv_dims_of(const conv_case *cc)
     return d;
 }
 
-/* Sets the workspace budget for the case and returns a workspace of the size the kernel asks. */
+/* Sets the workspace budget for the case and returns a workspace of the size the passes ask
+ * (the most of the three). Stride-1 data gradients run as forward convolutions of dy over the
+ * turned filter at every size (the cases are smaller than the default threshold); with
+ * chunk_rows, in chunks of about as many rows. */
 static void *conv_setup_ws(const conv_case *cc, const mm_conv_dims *d)
 {
+    mm_cpu_conv_turn_min_pixels = 0;
     size_t row = (size_t)d->ow * d->r * d->s * d->c * sizeof(float);
     mm_cpu_conv_ws_budget = cc->chunk_rows ? row * cc->chunk_rows : MM_DEFAULT_WS_BUDGET;
-    size_t bytes = mm_cpu_conv2d_workspace(d);
+    size_t bytes = mm_cpu_conv2d_workspace(d), dx_bytes = mm_cpu_conv2d_backward_data_workspace(d);
+    if (dx_bytes > bytes) bytes = dx_bytes;
     return mm_xmalloc(bytes ? bytes : 1);
 }
 
@@ -101,6 +114,7 @@ MM_TEST(conv_forward_matches_naive)
         free(x), free(w), free(b), free(y), free(want), free(ws);
     }
     mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
 }
 
 MM_TEST(conv_workspace)
@@ -184,6 +198,7 @@ MM_TEST(conv_backward_matches_finite_differences)
         free(dx), free(w0), free(dw), free(b0), free(db);
     }
     mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
 }
 
 /* A chunked run must equal the unchunked one (the same GEMMs on fewer rows). */
@@ -211,7 +226,82 @@ MM_TEST(conv_chunking_does_not_change_results)
     CHECK_ARRAYS("dw", dw[1], dw[0], nw, 1e-5, 1e-5);
     for (int v = 0; v < 2; v++) free(y[v]), free(dx[v]), free(dw[v]);
     free(x), free(w), free(b), free(g);
+
+    /* A stride-1 data gradient turned into a forward convolution, or not: the same values. */
+    conv_case c1 = {2, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1, 0, 0};
+    d = conv_dims_of(&c1);
+    nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+    ny = (int64_t)d.n * d.oh * d.ow * d.k;
+    w = trand(nw, 5, -1, 1), g = trand(ny, 6, -1, 1);
     mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    for (int v = 0; v < 2; v++) {
+        mm_cpu_conv_turn_min_pixels = v ? d.n * d.oh * d.ow + 1 : 0;
+        void *ws = mm_xmalloc(mm_cpu_conv2d_backward_data_workspace(&d));
+        dx[v] = tbuf(nx);
+        mm_cpu_conv2d_backward_data(dx[v], g, w, &d, ws);
+        free(ws);
+    }
+    CHECK_ARRAYS("dx turned", dx[0], dx[1], nx, 1e-6, 1e-5);
+    CHECK(mm_cpu_conv2d_backward_data_workspace(&d) == mm_cpu_conv2d_workspace(&d));
+    mm_cpu_conv_turn_min_pixels = 0;
+    CHECK(mm_cpu_conv2d_backward_data_workspace(&d) > mm_cpu_conv2d_workspace(&d));
+    free(dx[0]), free(dx[1]), free(w), free(g);
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
+}
+
+/* Winograd F(2x2, 3x3) (winograd.c) on shapes with 16+ channels: the forward against the naive
+ * loops, with and without bias, partial tiles at odd sizes, paddings 0 to 2, in one chunk and in
+ * chunks of 16 tiles, on 1 and 3 threads; the stride-1 data gradient (a forward convolution of dy,
+ * so Winograd too) against the im2col path. */
+MM_TEST(conv_winograd_matches_naive)
+{
+    static const conv_case cases[] = {
+        /* n  h  w   c   k  r  s sh sw ph pw bias chunk */
+        {2, 9, 7, 16, 20, 3, 3, 1, 1, 1, 1, 1, 0},
+        {1, 8, 10, 17, 16, 3, 3, 1, 1, 0, 0, 0, 0},
+        {2, 5, 6, 16, 18, 3, 3, 1, 1, 2, 2, 1, 0},
+        {1, 7, 7, 24, 33, 3, 3, 1, 1, 1, 0, 0, 0},
+        {2, 11, 9, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1},
+    };
+    int saved_threads = omp_get_max_threads();
+    for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            const conv_case *cc = &cases[ci];
+            mm_conv_dims d = conv_dims_of(cc);
+            int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+            int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+            float *x = trand(nx, 800 + ci, -1, 1), *w = trand(nw, 810 + ci, -1, 1);
+            float *b = cc->bias ? trand(d.k, 820 + ci, -1, 1) : NULL;
+            float *g = trand(ny, 830 + ci, -1, 1), *y = tbuf(ny), *want = tbuf(ny);
+            float *dx = tbuf(nx), *dx_col = tbuf(nx);
+            omp_set_num_threads(threads);
+            /* chunk_rows: V and M of 16 tiles a chunk */
+            mm_cpu_conv_ws_budget = cc->chunk_rows ? (size_t)16 * 16 * (d.c + d.k) * 4
+                                                   : MM_DEFAULT_WS_BUDGET;
+            mm_cpu_winograd_min_pixels = 0, mm_cpu_conv_turn_min_pixels = 0;
+            CHECK(mm_cpu_winograd_applies(&d));
+            void *ws = mm_xmalloc(mm_cpu_conv2d_backward_data_workspace(&d) +
+                                  mm_cpu_conv2d_workspace(&d));
+            tfill(y, ny, NAN);
+            mm_cpu_conv2d_forward(y, x, w, b, &d, ws);
+            naive_conv(want, x, w, b, &d);
+            char what[64];
+            snprintf(what, sizeof what, "winograd case %d (%d threads) y", ci, threads);
+            CHECK_ARRAYS(what, y, want, ny, 1e-5, 1e-5);
+            mm_cpu_conv2d_backward_data(dx, g, w, &d, ws);
+            mm_cpu_winograd_min_pixels = INT64_MAX;
+            CHECK(!mm_cpu_winograd_applies(&d));
+            mm_cpu_conv2d_backward_data(dx_col, g, w, &d, ws);
+            snprintf(what, sizeof what, "winograd case %d (%d threads) dx", ci, threads);
+            CHECK_ARRAYS(what, dx, dx_col, nx, 1e-5, 1e-5);
+            free(x), free(w), free(b), free(g), free(y), free(want), free(dx), free(dx_col);
+            free(ws);
+        }
+    omp_set_num_threads(saved_threads);
+    mm_cpu_winograd_min_pixels = MM_DEFAULT_WINOGRAD_MIN;
+    mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
 }
 
 /* ======================= batch norm ======================= */
@@ -591,4 +681,5 @@ MM_TEST(conv_with_three_threads)
     }
     omp_set_num_threads(saved);
     mm_cpu_conv_ws_budget = MM_DEFAULT_WS_BUDGET;
+    mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
 }

@@ -105,17 +105,18 @@ MM_TEST(torch_conv3x3_stride2_pad1)
     float *x = fx_get(&fx, "x", &nx), *w = fx_get(&fx, "w", &nw), *b = fx_get(&fx, "b", NULL);
     float *want_y = fx_get(&fx, "y", &ny), *dy = fx_get(&fx, "dy", NULL);
     void *ws = mm_xmalloc(mm_cpu_conv2d_workspace(&d) + 1);
+    void *ws_dx = mm_xmalloc(mm_cpu_conv2d_backward_data_workspace(&d) + 1);
     float *y = tbuf(ny), *dx = tbuf(nx), *dw = tbuf(nw), *db = tbuf(d.k);
     tfill(dw, nw, 0), tfill(db, d.k, 0);
     mm_cpu_conv2d_forward(y, x, w, b, &d, ws);
-    mm_cpu_conv2d_backward_data(dx, dy, w, &d, ws);
+    mm_cpu_conv2d_backward_data(dx, dy, w, &d, ws_dx);
     mm_cpu_conv2d_backward_filter(dw, dy, x, &d, ws);
     mm_cpu_conv2d_backward_bias(db, dy, &d);
     CHECK_ARRAYS("y", y, want_y, ny, 1e-5, 1e-5);
     CHECK_ARRAYS("dx", dx, fx_get(&fx, "dx", NULL), nx, 1e-5, 1e-5);
     CHECK_ARRAYS("dw", dw, fx_get(&fx, "dw", NULL), nw, 1e-4, 1e-5);
     CHECK_ARRAYS("db", db, fx_get(&fx, "db", NULL), d.k, 1e-4, 1e-5);
-    free(ws), free(y), free(dx), free(dw), free(db);
+    free(ws), free(ws_dx), free(y), free(dx), free(dw), free(db);
     fixture_free(&fx);
 }
 

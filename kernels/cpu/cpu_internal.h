@@ -5,11 +5,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../dims.h"
 #include "blas.h"
 
 /* Bytes of im2col matrix per convolution chunk (conv2d.c; default 32 MB). Tests lower it to run
  * many chunk boundaries on small shapes; set it before asking for the workspace size. */
 extern size_t mm_cpu_conv_ws_budget;
+
+/* Output pixels (n*oh*ow) from which a stride-1 data gradient runs as the forward convolution of
+ * dy over the turned filter (conv2d.c; default 256). Tests set it to 0 or above their shapes to
+ * run either way. */
+extern int64_t mm_cpu_conv_turn_min_pixels;
+
+/* 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (winograd.c): from this many output pixels
+ * (n*oh*ow; default 1024) with at least 16 input and 16 output channels. Tests set it to 0. */
+extern int64_t mm_cpu_winograd_min_pixels;
+int mm_cpu_winograd_applies(const mm_conv_dims *d);
+size_t mm_cpu_winograd_workspace(const mm_conv_dims *d);
+void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const float *b,
+                             const mm_conv_dims *d, void *ws);
 
 /* All CPU GEMMs run on the OpenMP threads, each thread calling a single-threaded OpenBLAS GEMM on
  * its block of C (see cpu_common.c for why; blas.h loads OpenBLAS single-threaded). */

@@ -18,7 +18,9 @@
 #include "../dims.h"
 
 /* ---- convolution (stride, zero padding, any kernel size; 1x1 stride 1 runs as one GEMM) ---- */
+/* Workspace bytes of the forward and filter-gradient passes, and of the data gradient. */
 size_t mm_cpu_conv2d_workspace(const mm_conv_dims *d);
+size_t mm_cpu_conv2d_backward_data_workspace(const mm_conv_dims *d);
 void mm_cpu_conv2d_forward(float *y,       /* [n,oh,ow,k] */
                            const float *x, /* [n,h,w,c] */
                            const float *w, /* [k,r,s,c] */

@@ -284,29 +284,11 @@ static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1)
  * applies (the tests); else (-1) where the search times it faster. */
 static int mm_conv_turn_mode(void) { return mm_cuda_env_mode("MM_CONV_DGRAD_FWD"); }
 
-/* The data gradient of a stride-1 convolution is a forward convolution of dy: over the filter
- * turned around (wf[c][i][j][k] = w[k][r-1-i][s-1-j][c], flip.cu) with padding r-1-pad, it gives
- * an output of x's size. (1x1 stride-1 shapes have the GEMM.) */
-static bool mm_conv_turn_applies(const mm_conv_dims *d)
-{
-    return d->stride_h == 1 && d->stride_w == 1 && (d->r > 1 || d->s > 1) && d->pad_h < d->r &&
-           d->pad_w < d->s;
-}
-
-static mm_conv_dims mm_conv_turned(const mm_conv_dims *d)
-{
-    mm_conv_dims f = *d;
-    f.h = d->oh, f.w = d->ow, f.c = d->k, f.k = d->c;
-    f.pad_h = d->r - 1 - d->pad_h, f.pad_w = d->s - 1 - d->pad_w;
-    f.overwrite = 0; /* accumulate stays: the forward convolution adds into dx as well */
-    MM_ASSERT(mm_conv_dims_finish(&f) && f.oh == d->h && f.ow == d->w);
-    return f;
-}
-
 /* Turns the data-gradient chunk set c (chosen under `cap`, chunks at multiples of `step`
- * elements) into forward convolutions where cuDNN's forward algorithms, searched for the turned
- * shapes under the same cap less the turned filter, are faster: on the H200 in fp32 VGG16's
- * 1152x896 64-channel layer took 4.2 ms forward and 6.9 ms backward data, the same work.
+ * elements) into forward convolutions (dims.h mm_conv_turned; the filter turned by flip.cu)
+ * where cuDNN's forward algorithms, searched for the turned shapes under the same cap less the
+ * turned filter, are faster: on the H200 in fp32 VGG16's 1152x896 64-channel layer took 4.2 ms
+ * forward and 6.9 ms backward data, the same work.
  * Deterministic backends time nothing and keep the data gradient. */
 static void mm_conv_chunks_turn(mm_conv_chunks *c, mm_cuda_ctx *ctx, size_t cap, int64_t step)
 {
