@@ -253,7 +253,8 @@ MM_TEST(conv_chunking_does_not_change_results)
 /* Winograd F(2x2, 3x3) (winograd.c) on shapes with 16+ channels: the forward against the naive
  * loops, with and without bias, partial tiles at odd sizes, paddings 0 to 2, in one chunk and in
  * chunks of 16 tiles, on 1 and 3 threads; the stride-1 data gradient (a forward convolution of dy,
- * so Winograd too) against the im2col path. */
+ * so Winograd too) and the filter gradient (written, and added to what is there) against the
+ * im2col path. */
 MM_TEST(conv_winograd_matches_naive)
 {
     static const conv_case cases[] = {
@@ -274,7 +275,8 @@ MM_TEST(conv_winograd_matches_naive)
             float *x = trand(nx, 800 + ci, -1, 1), *w = trand(nw, 810 + ci, -1, 1);
             float *b = cc->bias ? trand(d.k, 820 + ci, -1, 1) : NULL;
             float *g = trand(ny, 830 + ci, -1, 1), *y = tbuf(ny), *want = tbuf(ny);
-            float *dx = tbuf(nx), *dx_col = tbuf(nx);
+            float *dx = tbuf(nx), *dx_col = tbuf(nx), *w0 = trand(nw, 840 + ci, -1, 1);
+            float *dw[2][2]; /* [im2col, winograd][written, added] */
             omp_set_num_threads(threads);
             /* chunk_rows: V and M of 16 tiles a chunk */
             mm_cpu_conv_ws_budget = cc->chunk_rows ? (size_t)16 * 16 * (d.c + d.k) * 4
@@ -290,13 +292,26 @@ MM_TEST(conv_winograd_matches_naive)
             snprintf(what, sizeof what, "winograd case %d (%d threads) y", ci, threads);
             CHECK_ARRAYS(what, y, want, ny, 1e-5, 1e-5);
             mm_cpu_conv2d_backward_data(dx, g, w, &d, ws);
-            mm_cpu_winograd_min_pixels = INT64_MAX;
-            CHECK(!mm_cpu_winograd_applies(&d));
+            for (int v = 1; v >= 0; v--) { /* winograd, then without */
+                mm_cpu_winograd_min_pixels = v ? 0 : INT64_MAX;
+                CHECK(mm_cpu_winograd_applies(&d) == v);
+                for (int add = 0; add < 2; add++) {
+                    dw[v][add] = add ? tcopy(w0, nw) : tbuf(nw);
+                    if (!add) tfill(dw[v][add], nw, NAN); /* written, never read */
+                    d.overwrite = !add;
+                    mm_cpu_conv2d_backward_filter(dw[v][add], g, x, &d, ws);
+                    d.overwrite = 0;
+                }
+            }
             mm_cpu_conv2d_backward_data(dx_col, g, w, &d, ws);
             snprintf(what, sizeof what, "winograd case %d (%d threads) dx", ci, threads);
             CHECK_ARRAYS(what, dx, dx_col, nx, 1e-5, 1e-5);
+            snprintf(what, sizeof what, "winograd case %d (%d threads) dw", ci, threads);
+            CHECK_ARRAYS(what, dw[1][0], dw[0][0], nw, 1e-4, 1e-5);
+            CHECK_ARRAYS(what, dw[1][1], dw[0][1], nw, 1e-4, 1e-5);
             free(x), free(w), free(b), free(g), free(y), free(want), free(dx), free(dx_col);
-            free(ws);
+            free(w0), free(ws);
+            for (int v = 0; v < 2; v++) free(dw[v][0]), free(dw[v][1]);
         }
     omp_set_num_threads(saved_threads);
     mm_cpu_winograd_min_pixels = MM_DEFAULT_WINOGRAD_MIN;

@@ -58,7 +58,7 @@ size_t mm_cpu_conv2d_workspace(const mm_conv_dims *d)
     size_t col = (size_t)conv_chunk_rows(d) * (size_t)d->ow * (size_t)d->r * (size_t)d->s *
                  (size_t)d->c * sizeof(float);
     if (!mm_cpu_winograd_applies(d)) return col;
-    size_t wino = mm_cpu_winograd_workspace(d); /* forward; the filter gradient takes col */
+    size_t wino = mm_cpu_winograd_workspace(d);
     return wino > col ? wino : col;
 }
 
@@ -261,6 +261,10 @@ void mm_cpu_conv2d_backward_data(float *dx, const float *dy, const float *w,
 void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
                                    const mm_conv_dims *d, void *ws)
 {
+    if (mm_cpu_winograd_applies(d)) {
+        mm_cpu_winograd_backward_filter(dw, dy, x, d, ws);
+        return;
+    }
     const int k = d->k, rsc = d->r * d->s * d->c, direct = conv_is_direct(d);
     const int64_t total = (int64_t)d->n * d->oh;
     const int64_t chunk = direct ? total : conv_chunk_rows(d);

@@ -24,6 +24,8 @@ int mm_cpu_winograd_applies(const mm_conv_dims *d);
 size_t mm_cpu_winograd_workspace(const mm_conv_dims *d);
 void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const float *b,
                              const mm_conv_dims *d, void *ws);
+void mm_cpu_winograd_backward_filter(float *dw, const float *dy, const float *x,
+                                     const mm_conv_dims *d, void *ws);
 
 /* All CPU GEMMs run on the OpenMP threads, each thread calling a single-threaded OpenBLAS GEMM on
  * its block of C (see cpu_common.c for why; blas.h loads OpenBLAS single-threaded). */
