@@ -222,21 +222,30 @@ static void transform_inputs(float *v, int64_t rows, const float *x, const float
     }
 }
 
+/* The offsets in y (or dy) of tile t's 2x2 output pixels; -1 past the output's edge. */
+static void tile_outputs(const mm_conv_dims *d, int64_t t, int64_t off[4])
+{
+    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2;
+    int img = (int)(t / ((int64_t)th * tw)), rem = (int)(t % ((int64_t)th * tw));
+    int oy0 = 2 * (rem / tw), ox0 = 2 * (rem % tw);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            int oy = oy0 + i, ox = ox0 + j;
+            off[2 * i + j] = oy < d->oh && ox < d->ow
+                                 ? (((int64_t)img * d->oh + oy) * d->ow + ox) * d->k
+                                 : -1;
+        }
+}
+
 static void transform_outputs(float *y, const float *m, int64_t rows, const float *bias,
                               const mm_conv_dims *d, int64_t t0, int64_t t1, int64_t base)
 {
-    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2, k = d->k;
+    const int k = d->k;
     for (int64_t t = t0; t < t1; t++) {
-        int img = (int)(t / ((int64_t)th * tw)), rem = (int)(t % ((int64_t)th * tw));
-        int oy0 = 2 * (rem / tw), ox0 = 2 * (rem % tw);
+        int64_t off[4];
         float *out[4];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) {
-                int oy = oy0 + i, ox = ox0 + j;
-                out[2 * i + j] = oy < d->oh && ox < d->ow
-                                     ? y + (((int64_t)img * d->oh + oy) * d->ow + ox) * k
-                                     : NULL;
-            }
+        tile_outputs(d, t, off);
+        for (int p = 0; p < 4; p++) out[p] = off[p] < 0 ? NULL : y + off[p];
         for (int k0 = 0; k0 < k; k0 += LANES)
             output_lanes(out, m + (t - base) * k, rows * k, bias, k0,
                          k - k0 < LANES ? k - k0 : LANES);
@@ -246,18 +255,12 @@ static void transform_outputs(float *y, const float *m, int64_t rows, const floa
 static void transform_grads(float *z, int64_t rows, const float *dy, const float *zeros,
                             const mm_conv_dims *d, int64_t t0, int64_t t1, int64_t base)
 {
-    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2, k = d->k;
+    const int k = d->k;
     for (int64_t t = t0; t < t1; t++) {
-        int img = (int)(t / ((int64_t)th * tw)), rem = (int)(t % ((int64_t)th * tw));
-        int oy0 = 2 * (rem / tw), ox0 = 2 * (rem % tw);
+        int64_t off[4];
         const float *in[4];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) {
-                int oy = oy0 + i, ox = ox0 + j;
-                in[2 * i + j] = oy < d->oh && ox < d->ow
-                                    ? dy + (((int64_t)img * d->oh + oy) * d->ow + ox) * k
-                                    : zeros;
-            }
+        tile_outputs(d, t, off);
+        for (int p = 0; p < 4; p++) in[p] = off[p] < 0 ? zeros : dy + off[p];
         for (int k0 = 0; k0 < k; k0 += LANES)
             grad_lanes(z + (t - base) * k, rows * k, in, k0, k - k0 < LANES ? k - k0 : LANES);
     }
