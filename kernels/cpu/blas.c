@@ -77,10 +77,10 @@ static int resolve(void *lib, const char *name, void *fn_pointer)
 /* Opens the library (the one CMake found, else by its soname) and finds its functions. */
 static int open_openblas(void)
 {
-    const char *names[] = {MM_OPENBLAS_LIBRARY, "libopenblas.so.0"};
-    const char *err = "";
+    const char *names[] = {MM_OPENBLAS_LIBRARY, "libopenblas.so.0"}, *err = "", *name = "";
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !blas.lib; i++) {
-        blas.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        name = names[i];
+        blas.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
         if (!blas.lib) err = dlerror();
     }
     if (!blas.lib) {
@@ -94,7 +94,7 @@ static int open_openblas(void)
         !resolve(blas.lib, "openblas_get_config", &blas.config)) {
         snprintf(blas.message, sizeof blas.message,
                  "%s is not OpenBLAS (it lacks cblas_sgemm or openblas_get_corename): install "
-                 "libopenblas0 (make deps)", MM_OPENBLAS_LIBRARY);
+                 "libopenblas0 (make deps)", name);
         dlclose(blas.lib);
         blas.lib = NULL;
         return -1;
