@@ -279,7 +279,7 @@ MM_TEST(conv_winograd_matches_naive)
             float *dw[2][2]; /* [im2col, winograd][written, added] */
             omp_set_num_threads(threads);
             /* chunk_rows: V and M of 16 tiles a chunk */
-            mm_cpu_conv_ws_budget = cc->chunk_rows ? (size_t)16 * 16 * (d.c + d.k) * 4
+            mm_cpu_conv_ws_budget = cc->chunk_rows ? (size_t)2 * 16 * 16 * (d.c + d.k) * 4
                                                    : MM_DEFAULT_WS_BUDGET;
             mm_cpu_winograd_min_pixels = 0, mm_cpu_conv_turn_min_pixels = 0;
             CHECK(mm_cpu_winograd_applies(&d));
