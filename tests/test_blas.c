@@ -1,5 +1,6 @@
-/* OpenBLAS opened at run time (kernels/cpu/blas.c): the kernels chosen for this CPU, and its
- * SGEMM against a naive product through the functions we resolved. */
+/* OpenBLAS opened at run time (kernels/cpu/blas.c): the kernels chosen for this CPU, its SGEMM
+ * against a naive product through the functions we resolved, and MM_OPENBLAS naming a library
+ * that cannot serve (the built mammo, through a shell). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,4 +91,43 @@ MM_TEST(sgemm_of_the_loaded_library_matches_the_definition)
             free(c), free(c0);
         }
     free(a), free(b), free(want);
+}
+
+/* `MM_OPENBLAS=PATH mammo ARGS 2>&1`: exit status and output (malloc'ed). */
+static char *mammo_with(const char *library, const char *args, int *status)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "MM_OPENBLAS='%s' '%s' %s 2>&1", library, MM_MAMMO_EXE, args);
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 14, len = 0, k;
+    char *buf = malloc(cap);
+    while (p && len < cap - 1 && (k = fread(buf + len, 1, cap - 1 - len, p)) > 0) len += k;
+    buf[len] = '\0';
+    int rc = p ? pclose(p) : -1;
+    *status = rc == -1 ? -1 : WEXITSTATUS(rc);
+    return buf;
+}
+
+/* A library that cannot be opened, or is not OpenBLAS: one line naming it, exit status 1. */
+MM_TEST(unusable_library_is_one_line_naming_it)
+{
+    const char *cases[][3] = {
+        {"/nonexistent/libopenblas.so", "bench --net vgg16 --device cpu --input 64x64 --steps 1",
+         "cannot load OpenBLAS from MM_OPENBLAS=/nonexistent/libopenblas.so"},
+        {"/nonexistent/libopenblas.so", "version", "MM_OPENBLAS=/nonexistent/libopenblas.so"},
+        {"libz.so.1", "bench --net vgg16 --device cpu --input 64x64 --steps 1",
+         "libz.so.1 is not OpenBLAS"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st;
+        char *out = mammo_with(cases[i][0], cases[i][1], &st);
+        CHECK_MSG(st == 1, "'%s' exited %d: %s", cases[i][1], st, out);
+        /* the error's one line (version prints its first line before it) */
+        char line[1024] = "";
+        const char *at = strstr(out, "mammo: ");
+        if (at) snprintf(line, sizeof line, "%.*s", (int)strcspn(at, "\n"), at);
+        CHECK_MSG(strstr(line, cases[i][2]) != NULL, "'%s' with MM_OPENBLAS=%s printed: %s",
+                  cases[i][1], cases[i][0], out);
+        free(out);
+    }
 }

@@ -11,7 +11,8 @@
  * FMA, it is closed and opened again with OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell.
  * What the user set in OPENBLAS_CORETYPE is kept, and so is any core with AVX2 kernels that
  * OpenBLAS chose (Haswell, Zen, SkylakeX, Excavator, ...: it knew the CPU). OPENBLAS_CORETYPE
- * stays set, so the programs we start load the right kernels at once. */
+ * stays set, so the programs we start load the right kernels at once. MM_OPENBLAS names another
+ * OpenBLAS to open (a newer build that knows the CPU, say). */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -74,27 +75,34 @@ static int resolve(void *lib, const char *name, void *fn_pointer)
     return sym != NULL;
 }
 
-/* Opens the library (the one CMake found, else by its soname) and finds its functions. */
+/* Opens the library (MM_OPENBLAS where set; else the one CMake found, else by its soname) and
+ * finds its functions. */
 static int open_openblas(void)
 {
-    const char *names[] = {MM_OPENBLAS_LIBRARY, "libopenblas.so.0"}, *err = "", *name = "";
+    const char *user = getenv("MM_OPENBLAS"), *err = "", *name = "";
+    const char *names[] = {MM_OPENBLAS_LIBRARY, "libopenblas.so.0"};
+    if (user && *user) names[0] = names[1] = user;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !blas.lib; i++) {
         name = names[i];
         blas.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
         if (!blas.lib) err = dlerror();
     }
-    if (!blas.lib) {
+    if (!blas.lib && user && *user)
+        snprintf(blas.message, sizeof blas.message,
+                 "cannot load OpenBLAS from MM_OPENBLAS=%s (%s): point it at libopenblas.so or "
+                 "unset it", user, err);
+    else if (!blas.lib)
         snprintf(blas.message, sizeof blas.message,
                  "cannot load OpenBLAS (%s): install libopenblas0 (make deps)", err);
-        return -1;
-    }
+    if (!blas.lib) return -1;
     if (!resolve(blas.lib, "cblas_sgemm", &blas.sgemm) ||
         !resolve(blas.lib, "openblas_set_num_threads", &blas.set_threads) ||
         !resolve(blas.lib, "openblas_get_corename", &blas.corename) ||
         !resolve(blas.lib, "openblas_get_config", &blas.config)) {
         snprintf(blas.message, sizeof blas.message,
-                 "%s is not OpenBLAS (it lacks cblas_sgemm or openblas_get_corename): install "
-                 "libopenblas0 (make deps)", name);
+                 "%s is not OpenBLAS (it lacks cblas_sgemm or openblas_get_corename): %s", name,
+                 user && *user ? "point MM_OPENBLAS at libopenblas.so or unset it"
+                               : "install libopenblas0 (make deps)");
         dlclose(blas.lib);
         blas.lib = NULL;
         return -1;
