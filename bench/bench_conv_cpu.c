@@ -1,8 +1,11 @@
 /* CPU convolution benchmark: GFLOP/s of forward, backward-data and backward-filter at ResNet50's
  * layer shapes, next to this machine's own OpenBLAS SGEMM rate on a large square product.
  *
- * Usage: bench_conv_cpu [H W [BATCH]]   (default 224 224 2; e.g. 1152 896 2 for whole images)
- * MM_CONV_WS_MB=N sets the im2col chunk budget (mm_cpu_conv_ws_budget) to N MB, for tuning.
+ * Usage: bench_conv_cpu [H W [BATCH [NET]]]   (default 224 224 2 resnet50; e.g. 1152 896 2 for
+ * whole images; NET vgg16 for VGG16's layers)
+ * MM_CONV_WS_MB=N sets the im2col chunk budget (mm_cpu_conv_ws_budget) to N MB, for tuning;
+ * MM_CONV_WINOGRAD_MIN=N runs 3x3 stride-1 layers as Winograd from N output pixels (default 1024;
+ * a huge N: never), MM_CONV_TURN_MIN=N stride-1 data gradients turned from N (default 256).
  * Threads: OMP_NUM_THREADS (the kernels run everything, GEMMs included, on the OpenMP threads).
  *
  * A pass of a convolution costs 2 * (n*oh*ow) * k * (r*s*c) floating-point operations; forward,
@@ -14,6 +17,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "kernels/cpu/blas.h"
@@ -53,6 +57,16 @@ static const layer layers[] = {
     {"layer4 1x1 expand", 7, 7, 512, 2048, 1, 1, 0},
 };
 #define N_LAYERS ((int)(sizeof layers / sizeof layers[0]))
+
+/* torchvision's VGG16: every convolution 3x3, stride 1, padding 1. */
+static const layer vgg16_layers[] = {
+    {"conv1_1", 224, 224, 3, 64, 3, 1, 1},     {"conv1_2", 224, 224, 64, 64, 3, 1, 1},
+    {"conv2_1", 112, 112, 64, 128, 3, 1, 1},   {"conv2_2", 112, 112, 128, 128, 3, 1, 1},
+    {"conv3_1", 56, 56, 128, 256, 3, 1, 1},    {"conv3_2/3", 56, 56, 256, 256, 3, 1, 1},
+    {"conv4_1", 28, 28, 256, 512, 3, 1, 1},    {"conv4_2/3", 28, 28, 512, 512, 3, 1, 1},
+    {"conv5_1/2/3", 14, 14, 512, 512, 3, 1, 1},
+};
+#define N_VGG16_LAYERS ((int)(sizeof vgg16_layers / sizeof vgg16_layers[0]))
 
 static double now(void)
 {
@@ -105,19 +119,26 @@ int main(int argc, char **argv)
 {
     int H = argc > 2 ? atoi(argv[1]) : 224, W = argc > 2 ? atoi(argv[2]) : 224;
     int batch = argc > 3 ? atoi(argv[3]) : 2;
-    if (H < 32 || W < 32 || batch < 1) {
-        fprintf(stderr, "usage: bench_conv_cpu [H W [BATCH]]  (H, W >= 32)\n");
+    const char *net = argc > 4 ? argv[4] : "resnet50";
+    int vgg = !strcmp(net, "vgg16");
+    if (H < 32 || W < 32 || batch < 1 || (!vgg && strcmp(net, "resnet50"))) {
+        fprintf(stderr, "usage: bench_conv_cpu [H W [BATCH [resnet50|vgg16]]]  (H, W >= 32)\n");
         return 1;
     }
+    const layer *table = vgg ? vgg16_layers : layers;
+    int n_layers = vgg ? N_VGG16_LAYERS : N_LAYERS;
     const char *ws_mb = getenv("MM_CONV_WS_MB");
     if (ws_mb && atoi(ws_mb) > 0) mm_cpu_conv_ws_budget = (size_t)atoi(ws_mb) << 20;
+    const char *wino = getenv("MM_CONV_WINOGRAD_MIN"), *turn = getenv("MM_CONV_TURN_MIN");
+    if (wino) mm_cpu_winograd_min_pixels = atoll(wino);
+    if (turn) mm_cpu_conv_turn_min_pixels = atoll(turn);
     int threads_omp = omp_get_max_threads(), threads_blas = threads_omp;
     double peak = sgemm_gflops(2048, threads_blas), ours = sgemm_gflops(2048, 0);
 
-    result res[N_LAYERS];
+    result res[N_LAYERS > N_VGG16_LAYERS ? N_LAYERS : N_VGG16_LAYERS];
     int nres = 0;
-    for (int li = 0; li < N_LAYERS; li++) {
-        const layer *L = &layers[li];
+    for (int li = 0; li < n_layers; li++) {
+        const layer *L = &table[li];
         mm_conv_dims d = {.n = batch, .h = L->h * H / 224, .w = L->w * W / 224, .c = L->c,
                           .k = L->k, .r = L->r, .s = L->r, .stride_h = L->stride,
                           .stride_w = L->stride, .pad_h = L->pad, .pad_w = L->pad};
@@ -161,10 +182,13 @@ int main(int argc, char **argv)
     if (peak2 > peak) peak = peak2;
 
     const char *policy = getenv("OMP_WAIT_POLICY");
-    printf("bench_conv_cpu: ResNet50 convolutions, batch %d, %dx%d input, %d OpenMP threads, "
+    printf("bench_conv_cpu: %s convolutions, batch %d, %dx%d input, %d OpenMP threads, "
            "OMP_WAIT_POLICY=%s, im2col chunks of at most %zu MB\n",
-           batch, H, W, threads_omp, policy ? policy : "(unset)", mm_cpu_conv_ws_budget >> 20);
-    printf("%s\n", mm_blas_describe());
+           vgg ? "VGG16" : "ResNet50", batch, H, W, threads_omp, policy ? policy : "(unset)",
+           mm_cpu_conv_ws_budget >> 20);
+    printf("%s; Winograd from %lld output pixels, turned data gradients from %lld\n",
+           mm_blas_describe(), (long long)mm_cpu_winograd_min_pixels,
+           (long long)mm_cpu_conv_turn_min_pixels);
     printf("OpenBLAS SGEMM 2048x2048x2048: %.1f GFLOP/s (its own %d threads); split over the "
            "OpenMP threads as the kernels run it: %.1f GFLOP/s\n\n",
            peak, threads_blas, ours);

@@ -14,10 +14,10 @@
  * V is 16 floats per tile and channel where im2col's matrix is 36. Rounding stays close to a
  * direct sum's (the transforms' entries are 0, +-1 and +-1/2).
  *
- * Tiles run in chunks whose V and M fit half of mm_cpu_conv_ws_budget; each thread transforms the tiles
- * of its block of GEMM rows, multiplies them and transforms them back, so its tiles stay in its
- * cache and no thread waits for another. U is transformed once per call (a pass over the
- * filter), which small images do not repay: from mm_cpu_winograd_min_pixels output pixels on.
+ * Tiles run in chunks whose V and M fit half of mm_cpu_conv_ws_budget; each thread transforms
+ * the tiles of its block of GEMM rows, multiplies them and transforms them back, so its tiles
+ * stay in its cache and no thread waits for another. U is transformed once per call (a pass over
+ * the filter), which small images do not repay: from mm_cpu_winograd_min_pixels output pixels on.
  * The filter gradient is that computation's own gradient: with V as above and Z_t = A dy_t A^T
  * (dy's 2x2 tile, zeros past the output's edge),
  *   dw[k, :, :, c] = G^T X G,   X_e[k, c] = sum_t Z_e[t, k] V_e[t, c],
@@ -40,6 +40,18 @@ int mm_cpu_winograd_applies(const mm_conv_dims *d)
     return d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h <= 2 &&
            d->pad_w <= 2 && d->c >= MIN_CHANNELS && d->k >= MIN_CHANNELS &&
            (int64_t)d->n * d->oh * d->ow >= mm_cpu_winograd_min_pixels;
+}
+
+/* The filter gradient's GEMMs are [k x tiles] by [tiles x c]: with fewer than 128 channels on
+ * either side they run slower than im2col's [k x pixels] by [pixels x 9c] unless there are many
+ * tiles (2 cores, best of 2-3 runs: ResNet50's 56x56x64 layer, 6272 pixels, 123 GFLOP/s against
+ * 160; VGG16's 224x224x64, 100352 pixels, 126 against 103; VGG16's 28x28x512, 1568 pixels, 278
+ * against 211). So narrow layers take it from 16 times the forward's pixel threshold. */
+int mm_cpu_winograd_filter_applies(const mm_conv_dims *d)
+{
+    int narrow = d->c < 128 || d->k < 128;
+    return mm_cpu_winograd_applies(d) &&
+           (!narrow || (int64_t)d->n * d->oh * d->ow / 16 >= mm_cpu_winograd_min_pixels);
 }
 
 static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
