@@ -129,9 +129,7 @@ int main(int argc, char **argv)
     int n_layers = vgg ? N_VGG16_LAYERS : N_LAYERS;
     const char *ws_mb = getenv("MM_CONV_WS_MB");
     if (ws_mb && atoi(ws_mb) > 0) mm_cpu_conv_ws_budget = (size_t)atoi(ws_mb) << 20;
-    const char *wino = getenv("MM_CONV_WINOGRAD_MIN"), *turn = getenv("MM_CONV_TURN_MIN");
-    if (wino) mm_cpu_winograd_min_pixels = atoll(wino);
-    if (turn) mm_cpu_conv_turn_min_pixels = atoll(turn);
+    mm_cpu_conv_read_env();
     int threads_omp = omp_get_max_threads(), threads_blas = threads_omp;
     double peak = sgemm_gflops(2048, threads_blas), ours = sgemm_gflops(2048, 0);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../kernels/cpu/blas.h"
+#include "../kernels/cpu/cpu_internal.h"
 #include "backend.h"
 
 #define F(t) ((float *)(t).data)
@@ -212,6 +213,7 @@ mm_status mm_backend_cpu_create(mm_backend **out)
 {
     char why[512];
     if (mm_blas_load(why, sizeof why)) return mm_fail(MM_ERR_DEVICE, "cpu backend: %s", why);
+    mm_cpu_conv_read_env();
     mm_backend *be = mm_xcalloc(1, sizeof *be);
     be->name = "cpu";
     be->device = MM_DEVICE_CPU;

@@ -27,6 +27,8 @@
  * pixels whose GEMM rows it will compute (mm_cpu_gemm_block's partition), so they are still in its
  * cache when it multiplies them (see cpu_common.c for why GEMMs run on the OpenMP threads). */
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -34,6 +36,25 @@
 
 size_t mm_cpu_conv_ws_budget = (size_t)32 << 20;
 int64_t mm_cpu_conv_turn_min_pixels = 256;
+
+/* A non-negative integer from the environment into *v; anything else is said and ignored. */
+static void env_count(const char *name, int64_t *v)
+{
+    const char *s = getenv(name);
+    if (!s) return;
+    char *end;
+    long long n = strtoll(s, &end, 10);
+    if (end == s || *end || n < 0)
+        fprintf(stderr, "mammo: warning: %s=%s is not a count of pixels; ignored\n", name, s);
+    else
+        *v = n;
+}
+
+void mm_cpu_conv_read_env(void)
+{
+    env_count("MM_CONV_WINOGRAD_MIN", &mm_cpu_winograd_min_pixels);
+    env_count("MM_CONV_TURN_MIN", &mm_cpu_conv_turn_min_pixels);
+}
 
 /* 1x1, stride 1, no padding: col is x itself. */
 static int conv_is_direct(const mm_conv_dims *d)

@@ -17,6 +17,10 @@ extern size_t mm_cpu_conv_ws_budget;
  * run either way. */
 extern int64_t mm_cpu_conv_turn_min_pixels;
 
+/* Both thresholds from the environment where set: MM_CONV_WINOGRAD_MIN (winograd.c) and
+ * MM_CONV_TURN_MIN, in output pixels (a huge number: never). The CPU backend reads them. */
+void mm_cpu_conv_read_env(void);
+
 /* 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (winograd.c): from this many output pixels
  * (n*oh*ow; default 1024) with at least 16 input and 16 output channels; the filter gradient of
  * a layer with fewer than 128 channels on either side from 16 times as many. Tests set it to 0. */
