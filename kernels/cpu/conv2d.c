@@ -282,7 +282,7 @@ void mm_cpu_conv2d_backward_data(float *dx, const float *dy, const float *w,
 void mm_cpu_conv2d_backward_filter(float *dw, const float *dy, const float *x,
                                    const mm_conv_dims *d, void *ws)
 {
-    if (mm_cpu_winograd_filter_applies(d)) {
+    if (mm_cpu_winograd_applies(d)) {
         mm_cpu_winograd_backward_filter(dw, dy, x, d, ws);
         return;
     }

@@ -21,12 +21,11 @@ extern int64_t mm_cpu_conv_turn_min_pixels;
  * MM_CONV_TURN_MIN, in output pixels (a huge number: never). The CPU backend reads them. */
 void mm_cpu_conv_read_env(void);
 
-/* 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (winograd.c): from this many output pixels
- * (n*oh*ow; default 1024) with at least 16 input and 16 output channels; the filter gradient of
- * a layer with fewer than 128 channels on either side from 16 times as many. Tests set it to 0. */
+/* 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (winograd.c), all three passes: from this
+ * many output pixels (n*oh*ow; default 1024) with at least 16 input and 16 output channels.
+ * Tests set it to 0. */
 extern int64_t mm_cpu_winograd_min_pixels;
 int mm_cpu_winograd_applies(const mm_conv_dims *d);
-int mm_cpu_winograd_filter_applies(const mm_conv_dims *d);
 size_t mm_cpu_winograd_workspace(const mm_conv_dims *d);
 void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const float *b,
                              const mm_conv_dims *d, void *ws);

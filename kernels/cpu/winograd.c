@@ -42,18 +42,6 @@ int mm_cpu_winograd_applies(const mm_conv_dims *d)
            (int64_t)d->n * d->oh * d->ow >= mm_cpu_winograd_min_pixels;
 }
 
-/* The filter gradient's GEMMs are [k x tiles] by [tiles x c]: with fewer than 128 channels on
- * either side they run slower than im2col's [k x pixels] by [pixels x 9c] unless there are many
- * tiles (2 cores, best of 2-3 runs: ResNet50's 56x56x64 layer, 6272 pixels, 123 GFLOP/s against
- * 160; VGG16's 224x224x64, 100352 pixels, 126 against 103; VGG16's 28x28x512, 1568 pixels, 278
- * against 211). So narrow layers take it from 16 times the forward's pixel threshold. */
-int mm_cpu_winograd_filter_applies(const mm_conv_dims *d)
-{
-    int narrow = d->c < 128 || d->k < 128;
-    return mm_cpu_winograd_applies(d) &&
-           (!narrow || (int64_t)d->n * d->oh * d->ow / 16 >= mm_cpu_winograd_min_pixels);
-}
-
 static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 static int64_t tiles_of(const mm_conv_dims *d)
