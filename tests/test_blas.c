@@ -7,6 +7,7 @@
 #include "kernels/cpu/blas.h"
 #include "tests/grad_check.h"
 #include "tests/harness.h"
+#include "tests/run_mammo.h"
 
 /* OPENBLAS_CORETYPE as the test started, before anything loaded OpenBLAS and set it. */
 static int user_set_coretype;
@@ -93,21 +94,6 @@ MM_TEST(sgemm_of_the_loaded_library_matches_the_definition)
     free(a), free(b), free(want);
 }
 
-/* `MM_OPENBLAS=PATH mammo ARGS 2>&1`: exit status and output (malloc'ed). */
-static char *mammo_with(const char *library, const char *args, int *status)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "MM_OPENBLAS='%s' '%s' %s 2>&1", library, MM_MAMMO_EXE, args);
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 14, len = 0, k;
-    char *buf = malloc(cap);
-    while (p && len < cap - 1 && (k = fread(buf + len, 1, cap - 1 - len, p)) > 0) len += k;
-    buf[len] = '\0';
-    int rc = p ? pclose(p) : -1;
-    *status = rc == -1 ? -1 : WEXITSTATUS(rc);
-    return buf;
-}
-
 /* A library that cannot be opened, or is not OpenBLAS: one line naming it, exit status 1. */
 MM_TEST(unusable_library_is_one_line_naming_it)
 {
@@ -119,8 +105,10 @@ MM_TEST(unusable_library_is_one_line_naming_it)
          "libz.so.1 is not OpenBLAS"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int st;
-        char *out = mammo_with(cases[i][0], cases[i][1], &st);
+        char out[8192];
+        setenv("MM_OPENBLAS", cases[i][0], 1); /* for mammo: this process has its library */
+        int st = run_mammo(out, sizeof out, cases[i][1]);
+        unsetenv("MM_OPENBLAS");
         CHECK_MSG(st == 1, "'%s' exited %d: %s", cases[i][1], st, out);
         /* the error's one line (version prints its first line before it) */
         char line[1024] = "";
@@ -128,6 +116,5 @@ MM_TEST(unusable_library_is_one_line_naming_it)
         if (at) snprintf(line, sizeof line, "%.*s", (int)strcspn(at, "\n"), at);
         CHECK_MSG(strstr(line, cases[i][2]) != NULL, "'%s' with MM_OPENBLAS=%s printed: %s",
                   cases[i][1], cases[i][0], out);
-        free(out);
     }
 }
