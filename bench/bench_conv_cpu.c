@@ -130,8 +130,8 @@ int main(int argc, char **argv)
     const char *ws_mb = getenv("MM_CONV_WS_MB");
     if (ws_mb && atoi(ws_mb) > 0) mm_cpu_conv_ws_budget = (size_t)atoi(ws_mb) << 20;
     mm_cpu_conv_read_env();
-    int threads_omp = omp_get_max_threads(), threads_blas = threads_omp;
-    double peak = sgemm_gflops(2048, threads_blas), ours = sgemm_gflops(2048, 0);
+    int threads_omp = omp_get_max_threads();
+    double peak = sgemm_gflops(2048, threads_omp), ours = sgemm_gflops(2048, 0);
 
     result res[N_LAYERS > N_VGG16_LAYERS ? N_LAYERS : N_VGG16_LAYERS];
     int nres = 0;
@@ -176,7 +176,7 @@ int main(int argc, char **argv)
         r->large = pass / ((double)H * W / (224.0 * 224.0)) / batch * 2 >= 0.3e9;
         free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ws), free(ws_dx);
     }
-    double peak2 = sgemm_gflops(2048, threads_blas);
+    double peak2 = sgemm_gflops(2048, threads_omp);
     if (peak2 > peak) peak = peak2;
 
     const char *policy = getenv("OMP_WAIT_POLICY");
@@ -189,7 +189,7 @@ int main(int argc, char **argv)
            (long long)mm_cpu_conv_turn_min_pixels);
     printf("OpenBLAS SGEMM 2048x2048x2048: %.1f GFLOP/s (its own %d threads); split over the "
            "OpenMP threads as the kernels run it: %.1f GFLOP/s\n\n",
-           peak, threads_blas, ours);
+           peak, threads_omp, ours);
     printf("%-24s %16s %9s %7s %7s %7s %7s %6s\n", "layer (GFLOP/s)", "n,h,w,c->k", "GFLOP",
            "fwd", "bwd-d", "bwd-f", "all", "ratio");
     double big_flops = 0, big_time = 0, all_flops = 0, all_time = 0;

@@ -32,10 +32,9 @@ void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const flo
 void mm_cpu_winograd_backward_filter(float *dw, const float *dy, const float *x,
                                      const mm_conv_dims *d, void *ws);
 
-/* All CPU GEMMs run on the OpenMP threads, each thread calling a single-threaded OpenBLAS GEMM on
- * its block of C (see cpu_common.c for why; blas.h loads OpenBLAS single-threaded). */
-/* C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), computed by all OpenMP threads:
- * C is cut into blocks of rows (or of columns when it has fewer rows than columns). */
+/* C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), computed by all OpenMP threads,
+ * each calling a single-threaded OpenBLAS GEMM (blas.h) on its block of C (see cpu_common.c for
+ * why): C is cut into blocks of rows (or of columns when it has fewer rows than columns). */
 void mm_cpu_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

@@ -59,14 +59,28 @@ static int64_t chunk_tiles(const mm_conv_dims *d)
     return t < total ? t : total;
 }
 
-/* U [16][k][c] (the filter gradient's X), a row of zeros (the pixels outside the image or the
- * output), then a chunk's V [16][t][c] and M [16][t][k] (the filter gradient's Z). */
+/* The workspace, in byte offsets: U [16][k][c] (the filter gradient's X), a row of zeros (the
+ * pixels outside the image or the output), then a chunk's V [16][chunk][c] and M [16][chunk][k]
+ * (the filter gradient's Z); end is its size. */
+typedef struct {
+    size_t zeros, v, m, end;
+    int zeros_n;
+} wino_layout;
+
+static wino_layout layout_of(const mm_conv_dims *d, int64_t chunk)
+{
+    wino_layout l;
+    l.zeros_n = d->c > d->k ? d->c : d->k;
+    l.zeros = round64((size_t)16 * d->k * d->c * sizeof(float));
+    l.v = l.zeros + round64((size_t)l.zeros_n * sizeof(float));
+    l.m = l.v + round64((size_t)16 * chunk * d->c * sizeof(float));
+    l.end = l.m + (size_t)16 * chunk * d->k * sizeof(float);
+    return l;
+}
+
 size_t mm_cpu_winograd_workspace(const mm_conv_dims *d)
 {
-    int64_t t = chunk_tiles(d);
-    size_t zeros_n = (size_t)(d->c > d->k ? d->c : d->k);
-    return round64((size_t)16 * d->k * d->c * sizeof(float)) + round64(zeros_n * sizeof(float)) +
-           round64((size_t)16 * t * d->c * sizeof(float)) + (size_t)16 * t * d->k * sizeof(float);
+    return layout_of(d, chunk_tiles(d)).end;
 }
 
 /* U_e[k, c] = (G g G^T)_e for g = w[k, :, :, c]: lanes of channels [c0, c0 + n). */
@@ -202,14 +216,24 @@ MM_CPU_VECTOR static void filter_grad_lanes(float *dw, const float *x, int64_t e
     }
 }
 
-/* The tiles [t0, t1) of the batch (tile index t0 at row 0 of V and M). */
+/* Tile t's image and the output pixel at its top left. */
+static void tile_origin(const mm_conv_dims *d, int64_t t, int *img, int *oy0, int *ox0)
+{
+    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2;
+    int rem = (int)(t % ((int64_t)th * tw));
+    *img = (int)(t / ((int64_t)th * tw));
+    *oy0 = 2 * (rem / tw), *ox0 = 2 * (rem % tw);
+}
+
+/* The tiles [t0, t1) of the batch (tile index base at row 0 of V and M). */
 static void transform_inputs(float *v, int64_t rows, const float *x, const float *zeros,
                              const mm_conv_dims *d, int64_t t0, int64_t t1, int64_t base)
 {
-    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2, c = d->c;
+    const int c = d->c;
     for (int64_t t = t0; t < t1; t++) {
-        int img = (int)(t / ((int64_t)th * tw)), rem = (int)(t % ((int64_t)th * tw));
-        int iy0 = 2 * (rem / tw) - d->pad_h, ix0 = 2 * (rem % tw) - d->pad_w;
+        int img, oy0, ox0;
+        tile_origin(d, t, &img, &oy0, &ox0);
+        int iy0 = oy0 - d->pad_h, ix0 = ox0 - d->pad_w;
         const float *in[16];
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) {
@@ -226,9 +250,8 @@ static void transform_inputs(float *v, int64_t rows, const float *x, const float
 /* The offsets in y (or dy) of tile t's 2x2 output pixels; -1 past the output's edge. */
 static void tile_outputs(const mm_conv_dims *d, int64_t t, int64_t off[4])
 {
-    const int tw = (d->ow + 1) / 2, th = (d->oh + 1) / 2;
-    int img = (int)(t / ((int64_t)th * tw)), rem = (int)(t % ((int64_t)th * tw));
-    int oy0 = 2 * (rem / tw), ox0 = 2 * (rem % tw);
+    int img, oy0, ox0;
+    tile_origin(d, t, &img, &oy0, &ox0);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++) {
             int oy = oy0 + i, ox = ox0 + j;
@@ -267,16 +290,16 @@ static void transform_grads(float *z, int64_t rows, const float *dy, const float
     }
 }
 
-/* The workspace's parts: U (or X) [16][k][c], a row of zeros, V [16][chunk][c], M (or Z). */
+/* The workspace's parts (layout_of), the row of zeros cleared. */
 static void carve(void *ws, const mm_conv_dims *d, int64_t chunk, float **u, float **zeros,
                   float **v, float **m)
 {
-    int zeros_n = d->c > d->k ? d->c : d->k;
+    wino_layout l = layout_of(d, chunk);
     *u = ws;
-    *zeros = (float *)((char *)ws + round64((size_t)16 * d->k * d->c * sizeof(float)));
-    *v = (float *)((char *)*zeros + round64((size_t)zeros_n * sizeof(float)));
-    *m = (float *)((char *)*v + round64((size_t)16 * chunk * d->c * sizeof(float)));
-    memset(*zeros, 0, sizeof(float) * (size_t)zeros_n);
+    *zeros = (float *)((char *)ws + l.zeros);
+    *v = (float *)((char *)ws + l.v);
+    *m = (float *)((char *)ws + l.m);
+    memset(*zeros, 0, sizeof(float) * (size_t)l.zeros_n);
 }
 
 void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const float *b,
