@@ -323,6 +323,39 @@ MM_TEST(conv_winograd_matches_naive)
     mm_cpu_conv_turn_min_pixels = MM_DEFAULT_TURN_MIN;
 }
 
+/* Threads share a chunk's tiles out by blocks of 16, and a partial last chunk differently from
+ * the full ones: none may start on it while another still uses those rows of the workspace.
+ * 2x64x64, 64 -> 128 channels takes chunks of 1365 and 683 tiles; run on 2 threads over a
+ * workspace refilled with NaN each time, every run must give the same bits, and the im2col
+ * path's values. (Without the barrier between chunks every run differed.) */
+MM_TEST(conv_winograd_threads_share_chunks_safely)
+{
+    conv_case cc = {2, 64, 64, 64, 128, 3, 3, 1, 1, 1, 1, 0, 0};
+    mm_conv_dims d = conv_dims_of(&cc);
+    int64_t nx = (int64_t)d.n * d.h * d.w * d.c, nw = (int64_t)d.k * d.r * d.s * d.c;
+    int64_t ny = (int64_t)d.n * d.oh * d.ow * d.k;
+    float *x = trand(nx, 900, -1, 1), *w = trand(nw, 901, -1, 1);
+    float *want = tbuf(ny), *first = tbuf(ny), *y = tbuf(ny);
+    int saved_threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    size_t bytes = mm_cpu_conv2d_workspace(&d);
+    float *ws = mm_xmalloc(bytes);
+    mm_cpu_winograd_min_pixels = INT64_MAX;
+    mm_cpu_conv2d_forward(want, x, w, NULL, &d, ws);
+    mm_cpu_winograd_min_pixels = MM_DEFAULT_WINOGRAD_MIN;
+    CHECK(mm_cpu_winograd_applies(&d));
+    int64_t differ = 0;
+    for (int run = 0; run < 20; run++) {
+        tfill(ws, (int64_t)(bytes / sizeof(float)), NAN);
+        mm_cpu_conv2d_forward(run ? y : first, x, w, NULL, &d, ws);
+        if (run) differ += memcmp(y, first, (size_t)ny * sizeof *y) != 0;
+    }
+    CHECK_MSG(differ == 0, "%lld of 19 runs differ from the first", (long long)differ);
+    CHECK_ARRAYS("winograd on 2 threads", first, want, ny, 1e-4, 1e-4);
+    omp_set_num_threads(saved_threads);
+    free(x), free(w), free(want), free(first), free(y), free(ws);
+}
+
 /* ======================= batch norm ======================= */
 
 /* Batch mean and biased variance per channel, in double, the textbook way. */

@@ -322,13 +322,17 @@ void mm_cpu_winograd_forward(float *y, const float *x, const float *w, const flo
             int64_t rows = t0 + chunk < total ? chunk : total - t0;
             int lo, hi;
             mm_cpu_gemm_block((int)rows, t, nt, &lo, &hi);
-            if (hi <= lo) continue;
-            transform_inputs(v, chunk, x, zeros, d, t0 + lo, t0 + hi, t0);
-            for (int e = 0; e < 16; e++)
-                mm_blas_sgemm(CblasNoTrans, CblasTrans, hi - lo, k, c, 1.0f,
-                              v + (e * chunk + lo) * c, c, u + (int64_t)e * k * c, c, 0.0f,
-                              m + (e * chunk + lo) * k, k);
-            transform_outputs(y, m, chunk, b, d, t0 + lo, t0 + hi, t0);
+            if (hi > lo) {
+                transform_inputs(v, chunk, x, zeros, d, t0 + lo, t0 + hi, t0);
+                for (int e = 0; e < 16; e++)
+                    mm_blas_sgemm(CblasNoTrans, CblasTrans, hi - lo, k, c, 1.0f,
+                                  v + (e * chunk + lo) * c, c, u + (int64_t)e * k * c, c, 0.0f,
+                                  m + (e * chunk + lo) * k, k);
+                transform_outputs(y, m, chunk, b, d, t0 + lo, t0 + hi, t0);
+            }
+            /* the last chunk's rows are shared out differently: no thread may start on it
+             * while another still uses those rows of V and M */
+#pragma omp barrier
         }
     }
 }
