@@ -1,7 +1,8 @@
 #!/bin/sh
 # `mammo bench --device cpu` and the same step in Debian's PyTorch (bench/torch_cpu_ref.py) side by
-# side on this machine, in one run: prints both lines and the ratio (target: >= 1.0), and writes
-# them to bench/results/<date>-cpu-<cores>cores.txt (appended: one file holds the day's runs).
+# side on this machine, in one run: prints both lines and the ratios (speed: target >= 1.0; host
+# memory, what each held resident over what it held before building its model), and writes them to
+# bench/results/<date>-cpu-<cores>cores.txt (appended: one file holds the day's runs).
 # Usage: sh bench/cpu_compare.sh [build-dir] [steps]   env: NET=resnet50 INPUT=224x224 BATCH=2
 set -u
 build=${1:-build}
@@ -23,10 +24,12 @@ t=$("$python" "$here/torch_cpu_ref.py" --net "$net" --input "$input" --batch "$b
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 gemm=$("$build/mammo" version | sed -n 's/^CPU GEMM: //p') # OpenBLAS and the kernels it runs
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
-ratio=$(awk -v a="$(field "$m" images_per_s)" -v b="$(field "$t" images_per_s)" 'BEGIN { printf "%.3f", a / b }')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "?" }'; }
+speed=$(ratio "$(field "$m" images_per_s)" "$(field "$t" images_per_s)")
+mem=$(ratio "$(field "$m" host_peak_bytes)" "$(field "$t" host_peak_bytes)")
 {
     echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $cpu, $gemm"
     echo "$m"
     echo "$t"
-    echo "compare net=$net device=cpu speed_ratio=$ratio"
+    echo "compare net=$net device=cpu speed_ratio=$speed mem_ratio=$mem"
 } | tee -a "$out"

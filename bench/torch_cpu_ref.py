@@ -2,13 +2,15 @@
 """The CPU anchor for `mammo bench --device cpu`: the same training step in PyTorch on the CPU,
 printed as one machine-readable line:
 
-  torch net=resnet50 device=cpu input=224x224 batch=2 images_per_s=1.23 threads=2
+  torch net=resnet50 device=cpu input=224x224 batch=2 images_per_s=1.23 host_peak_bytes=... threads=2
 
 Workload (what `mammo bench` times without --top): the paper's patch classifier, torchvision's
 resnet50 (or vgg16 features + global average pooling) with a 5-class dense layer, weighted softmax
 cross-entropy (the class-balancing sample weights), Adam; random weights and data. Runs with
 Debian's python3-torch (CPU), on as many threads as mammo uses (OpenMP: every online CPU) unless
---threads says otherwise.
+--threads says otherwise. host_peak_bytes is what the process held resident at its fullest over
+what it held before the model was built (Linux's VmHWM over VmRSS, the mark reset there), as
+`mammo bench` counts its own: weights, gradients, Adam's moments, activations, scratch.
 """
 import argparse
 import os
@@ -27,6 +29,22 @@ def model(net):
     return nn.Sequential(vgg.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 5))
 
 
+def status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="resnet50", choices=["resnet50", "vgg16"])
@@ -39,6 +57,8 @@ def main():
     h, w = (int(v) for v in a.input.split("x"))
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    reset_peak()
+    base = status_bytes("VmRSS")
     m = model(a.net).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     x = torch.rand(a.batch, 3, h, w) * 2 - 1
@@ -54,7 +74,9 @@ def main():
         opt.step()
     secs = time.perf_counter() - t0
     print(f"torch net={a.net} device=cpu input={a.input} batch={a.batch} "
-          f"images_per_s={a.batch * a.steps / secs:.3f} threads={torch.get_num_threads()} "
+          f"images_per_s={a.batch * a.steps / secs:.3f} "
+          f"host_peak_bytes={max(status_bytes('VmHWM') - base, 0)} "
+          f"threads={torch.get_num_threads()} "
           f"torch={torch.__version__}")
 
 

@@ -175,7 +175,8 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
 {
     bool cpu = be->device == MM_DEVICE_CPU;
     c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-    c->no_recompute = cpu;
+    c->no_recompute = false;
+    c->no_relu_mask = cpu;
     c->recompute_conv_macs = cpu ? 0 : mm_recompute_conv_cuda(be->precision);
     c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(be->precision);
 }
@@ -211,7 +212,7 @@ mm_status mm_model_build(mm_model *m, const mm_model_config *cfg)
     m->g->seed = cfg->dropout_seed;
     m->g->act_dtype = cfg->act_dtype;
     m->g->recompute = !cfg->no_recompute;
-    m->g->relu_mask_bits = !cfg->no_recompute;
+    m->g->relu_mask_bits = !cfg->no_recompute && !cfg->no_relu_mask;
     m->g->recompute_conv_macs = cfg->recompute_conv_macs;
     m->g->recompute_slack = cfg->recompute_slack;
     m->g->fuse_relu_bwd = cfg->fuse_relu_bwd;

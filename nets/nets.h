@@ -173,6 +173,10 @@ typedef struct mm_model_config {
      * keeping ReLU masks as bits (graph.h recompute, relu_mask_bits; false, the default, saves
      * that memory). Same gradients either way. */
     bool no_recompute;
+    /* With recomputation, keep the ReLU outputs its backward reads rather than their signs as bits
+     * (graph.h relu_mask_bits; the cpu's choice: its ReLU backward reading bits took VGG16's step
+     * 5-20% longer to save 1% of its memory, 3 of 363 MB at 224x224). */
+    bool no_relu_mask;
     /* With recomputation, also recompute the outputs of convolutions costing at most this many
      * multiply-adds per output element (graph.h recompute_conv_macs; 0, the default: none;
      * mm_recompute_conv_cuda on the cuda backend). */
@@ -224,10 +228,10 @@ int64_t mm_recompute_conv_cuda(mm_precision precision);
 double mm_recompute_slack_cuda(mm_precision precision);
 
 /* The choices that follow from the device a model runs on: activations stored in bf16 for the
- * bf16 precision; on the cpu no recomputation and no ReLU bit masks (they trade time for device
- * memory) and the ReLU backward fused into the batch-norm backward (the cuda backend does not
- * take that node yet); on cuda recomputation, cheap convolutions included
- * (mm_recompute_conv_cuda), and bit masks. */
+ * bf16 precision; recomputation everywhere; on the cpu of no convolution and without ReLU bit
+ * masks (recomputing ResNet50's batch-norm outputs took its 224x224 batch-2 step from 546 to
+ * 476 MB at the same speed, and bits cost the cpu time), on cuda of cheap convolutions too
+ * (mm_recompute_conv_cuda), with bit masks. */
 void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),

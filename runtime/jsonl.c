@@ -85,7 +85,7 @@ mm_status mm_jsonl_run(mm_jsonl *j, const char *command, bool resumed, int epoch
 }
 
 mm_status mm_jsonl_stage(mm_jsonl *j, int stage, const char *name, int first_epoch, int epochs,
-                         int64_t step, double lr)
+                         int64_t step, double lr, size_t peak_bytes)
 {
     json_t *o = event("stage");
     json_object_set_new(o, "stage", json_integer(stage));
@@ -94,6 +94,7 @@ mm_status mm_jsonl_stage(mm_jsonl *j, int stage, const char *name, int first_epo
     if (epochs >= 0) json_object_set_new(o, "epochs", json_integer(epochs));
     json_object_set_new(o, "step", json_integer(step));
     set_num(o, "lr", lr);
+    if (peak_bytes) json_object_set_new(o, "peak_bytes", json_integer((json_int_t)peak_bytes));
     return emit(j, o);
 }
 

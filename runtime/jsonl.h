@@ -14,9 +14,11 @@
  *       earlier step event with a larger step and epoch event with a larger epoch (the
  *       resumed run redoes them), and any earlier "end".
  *   {"event":"stage", "stage":2, "name":"top layers", "epoch":4, "epochs":10, "step":1200,
- *    "lr":1e-4}
+ *    "lr":1e-4, "peak_bytes":1744360192}
  *       A stage of the schedule begins: its 1-based number, a name (opt), its first epoch, its
- *       number of epochs (opt), the steps done before it, its learning rate (opt).
+ *       number of epochs (opt), the steps done before it, its learning rate (opt), the planned
+ *       peak memory of its training step on one device (opt; weights, gradients, optimizer
+ *       state, activations and scratch).
  *   {"event":"step", "epoch":1, "step":10, "loss":0.52, "lr":1e-4, "images_per_s":31.2,
  *    "steps":10}
  *       Training loss: "loss" is the mean of the training losses of the last "steps" (opt,
@@ -63,9 +65,11 @@ mm_status mm_jsonl_write(mm_jsonl *j, json_t *obj);
 
 mm_status mm_jsonl_run(mm_jsonl *j, const char *command, bool resumed, int epoch, int64_t step);
 
-/* name may be NULL; epochs -1 and lr NaN when absent. */
+/* name may be NULL; epochs -1, lr NaN and peak_bytes 0 when absent. peak_bytes: the planned
+ * peak memory of the stage's training step ("peak_bytes", as `mammo bench`'s
+ * planned_peak_bytes). */
 mm_status mm_jsonl_stage(mm_jsonl *j, int stage, const char *name, int first_epoch, int epochs,
-                         int64_t step, double lr);
+                         int64_t step, double lr, size_t peak_bytes);
 
 typedef struct mm_log_step {
     int epoch;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "tests/harness.h"
+#include "tools/proc_mem.h"
 
 /* Runs `mammo ARGS 2>&1`; returns its output (malloc'ed) and exit status. */
 static char *mammo(const char *args, int *status)
@@ -45,23 +46,45 @@ MM_TEST(bench_prints_one_line_with_every_field)
         /* on the cpu the peak is the plan's */
         CHECK_EQ_INT((int64_t)mm_test_field(line, "peak_mem_bytes"), (int64_t)planned);
         CHECK(isfinite(mm_test_field(line, "loss")) && mm_test_field(line, "loss") > 0);
-        CHECK_EQ_INT((int64_t)mm_test_field(line, "recompute"), 0); /* the cpu default */
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "recompute"), 1); /* the default */
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "recompute_conv"), 0); /* the cpu's */
         CHECK_EQ_INT((int64_t)mm_test_field(line, "deterministic"), 0);
         /* the scratch of the largest node (im2col buffers on the cpu), part of the peak */
         double ws = mm_test_field(line, "workspace_bytes");
         CHECK(ws > 0 && ws < planned);
         CHECK(mm_test_field(line, "setup_s") >= 0); /* building and planning */
+        /* the process's resident memory over what it held before the step: the plan's arena
+         * (touched as the step runs), a little more (OpenBLAS's buffers, the batch) */
+        double host = mm_test_field(line, "host_peak_bytes");
+        CHECK_MSG(host > 0.9 * planned && host < planned + 256e6, "host %.0f planned %.0f", host,
+                  planned);
     }
     free(out);
+}
+
+MM_TEST(proc_mem_counts_touched_memory_once_freed)
+{
+    mm_proc_reset_peak();
+    size_t base = mm_proc_rss_bytes(), bytes = 64u << 20;
+    CHECK(base > 0);
+    CHECK(mm_proc_peak_over(base) < bytes / 4);
+    char *p = malloc(bytes);
+    for (size_t i = 0; i < bytes; i += 4096) p[i] = (char)i; /* resident page by page */
+    CHECK(mm_proc_rss_bytes() >= base + bytes - (1u << 20));
+    free(p); /* an mmap'ed block: back to the kernel, the high-water mark stays */
+    size_t peak = mm_proc_peak_over(base);
+    CHECK_MSG(peak >= bytes - (1u << 20) && peak < 2 * bytes, "peak %zu", peak);
+    mm_proc_reset_peak(); /* a new mark from what is resident now */
+    CHECK(mm_proc_peak_over(mm_proc_rss_bytes()) < bytes / 4);
 }
 
 MM_TEST(bench_recompute_switches_shrink_the_plan)
 {
     int st;
-    char *keep = mammo("bench --net vgg16 --top 64x1 --input 64x64 --batch 2 --device cpu "
-                       "--steps 1 --warmup 0", &st);
+    char *keep = mammo("bench --net vgg16 --top 64x1 --input 128x128 --batch 2 --device cpu "
+                       "--steps 1 --warmup 0 --no-recompute", &st);
     CHECK_MSG(st == 0, "%s", keep);
-    char *rec = mammo("bench --net vgg16 --top 64x1 --input 64x64 --batch 2 --device cpu "
+    char *rec = mammo("bench --net vgg16 --top 64x1 --input 128x128 --batch 2 --device cpu "
                       "--steps 1 --warmup 0 --recompute --recompute-conv 27 --deterministic",
                       &st);
     CHECK_MSG(st == 0, "%s", rec);

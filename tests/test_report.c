@@ -92,7 +92,7 @@ MM_TEST(jsonl_lines_are_objects_with_event_and_time)
     mm_jsonl j;
     CHECK(mm_jsonl_open(&j, path, false) == MM_OK);
     CHECK(mm_jsonl_run(&j, "train-image", false, 0, 0) == MM_OK);
-    CHECK(mm_jsonl_stage(&j, 1, "top layers", 1, 2, 0, 1e-4) == MM_OK);
+    CHECK(mm_jsonl_stage(&j, 1, "top layers", 1, 2, 0, 1e-4, 0) == MM_OK);
     log_epochs(&j, 0, 2, 5, 1);
     mm_log_step nan_step = {3, 11, NAN, NAN, NAN, 0};
     CHECK(mm_jsonl_step(&j, &nan_step) == MM_OK);
@@ -395,9 +395,10 @@ static int64_t make_run(const char *dir, int steps_per_epoch, int epochs, int va
     mm_jsonl j;
     CHECK(mm_jsonl_open(&j, path, false) == MM_OK);
     CHECK(mm_jsonl_run(&j, "train-image", false, 0, 0) == MM_OK);
-    CHECK(mm_jsonl_stage(&j, 1, "top", 1, 2, 0, 1e-4) == MM_OK);
+    CHECK(mm_jsonl_stage(&j, 1, "top", 1, 2, 0, 1e-4, 0) == MM_OK);
     log_epochs(&j, 0, 2, steps_per_epoch, val_auc);
-    CHECK(mm_jsonl_stage(&j, 2, "all", 3, epochs - 2, 2 * (int64_t)steps_per_epoch, 1e-5) == MM_OK);
+    CHECK(mm_jsonl_stage(&j, 2, "all", 3, epochs - 2, 2 * (int64_t)steps_per_epoch, 1e-5, 0) ==
+          MM_OK);
     log_epochs(&j, 2, epochs - 2, steps_per_epoch, val_auc);
     CHECK(mm_jsonl_end(&j, "finished", epochs, (int64_t)epochs * steps_per_epoch, epochs - 1,
                        val_auc ? "val_auc" : "val_acc", 0.8) == MM_OK);

@@ -13,6 +13,7 @@
 #include "args.h"
 #include "commands.h"
 #include "model_flags.h"
+#include "proc_mem.h"
 
 static double now_s(void)
 {
@@ -199,9 +200,8 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_bool(&a, "feed",
                  "copy the batch from the host and read the loss every step, as training does "
                  "(default: one batch stays on the device)");
-    mm_args_bool(&a, "no-recompute",
-                 "keep every activation backward reads (no recomputation; the cpu default)");
-    mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the cuda default)");
+    mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation)");
+    mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the default)");
     mm_args_int(&a, "recompute-conv", "-1",
                 "with recomputation, also recompute convolutions of at most this many "
                 "multiply-adds per output (0: none; -1: the device's default, on cuda 128 in "
@@ -290,6 +290,9 @@ int mm_cmd_bench(int argc, char **argv)
     for (int r = 0; r < n; r++) rep[r].be = bes[r];
     bench_job job = {rep, &cfg, false, feed,
                      {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f}};
+    /* host memory from here on: the step's (on the cpu device all of it), not the libraries' */
+    mm_proc_reset_peak();
+    size_t host_base = mm_proc_rss_bytes();
     /* building and planning the step, cuDNN's searches included (side by side on GPUs) */
     double setup0 = now_s();
     if (st == MM_OK) st = mm_replicas_each(bes, n, setup_rank, &job);
@@ -325,7 +328,8 @@ int mm_cmd_bench(int argc, char **argv)
                  searched_conv_ms(be, rep[0].m.g));
     }
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
-           "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu loss=%.6f "
+           "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu "
+           "host_peak_bytes=%zu loss=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
            "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d replicas=%d%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
@@ -333,7 +337,8 @@ int mm_cmd_bench(int argc, char **argv)
            (double)(n * batch * steps) / secs, 1e3 * secs / (double)steps,
            mm_plan_peak_bytes(&s->plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s->plan),
-           loss, !cfg.no_recompute, cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
+           mm_proc_peak_over(host_base), loss, !cfg.no_recompute,
+           cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
            cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s->plan.workspace_bytes,
            s->plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic, n,
            choices[0] ? " " : "", choices);

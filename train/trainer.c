@@ -70,6 +70,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.trainable = trainable;
     mc.dropout_seed = (c->seed ^ 0x64726f706f7574ULL) + 0x9E3779B97F4A7C15ULL * (uint64_t)rank;
     mm_model_config_for_backend(&mc, be);
+    if (c->no_recompute) mc.no_recompute = true;
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
     if (st != MM_OK) {
@@ -359,7 +360,8 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     mm_loader *L;
     MM_TRY(mm_loader_create(&L, c->train->items, c->train->n, &lo));
     MM_TRY(mm_jsonl_stage(&r->log, ts->stage, stage->trainable ? stage->trainable : "all",
-                          first + 1, stage->epochs, ts->global_step, stage->lr));
+                          first + 1, stage->epochs, ts->global_step, stage->lr,
+                          mm_plan_peak_bytes(&r->tr[0].s.plan)));
     int64_t steps = mm_loader_batches_per_epoch(L) / r->n;
     while (ts->epoch < stage->epochs && st == MM_OK && !*stop) {
         int epoch = first + ts->epoch + 1;

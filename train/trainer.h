@@ -65,6 +65,7 @@ typedef struct mm_train_config {
                                 gradients averaged; 0 or 1: one device */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */
+    bool no_recompute;       /* keep every activation backward reads (--no-recompute; nets.h) */
     const char *run_dir;
     const char *init;        /* weights to start from (or NULL) */
     mm_load_mode init_mode;  /* MM_LOAD_TRUNK: patch-to-whole conversion / ImageNet trunk;
