@@ -92,7 +92,7 @@ MM_TEST(jsonl_lines_are_objects_with_event_and_time)
     mm_jsonl j;
     CHECK(mm_jsonl_open(&j, path, false) == MM_OK);
     CHECK(mm_jsonl_run(&j, "train-image", false, 0, 0) == MM_OK);
-    CHECK(mm_jsonl_stage(&j, 1, "top layers", 1, 2, 0, 1e-4, 0) == MM_OK);
+    CHECK(mm_jsonl_stage(&j, 1, "top layers", 1, 2, 0, 1e-4, 5000000000) == MM_OK);
     log_epochs(&j, 0, 2, 5, 1);
     mm_log_step nan_step = {3, 11, NAN, NAN, NAN, 0};
     CHECK(mm_jsonl_step(&j, &nan_step) == MM_OK);
@@ -140,6 +140,7 @@ MM_TEST(jsonl_lines_are_objects_with_event_and_time)
     CHECK(isnan(log.steps[10].loss));
     CHECK(log.command && !strcmp(log.command, "train-image"));
     CHECK(log.stages[0].name && !strcmp(log.stages[0].name, "top layers"));
+    CHECK_EQ_INT(log.stages[0].peak_bytes, 5000000000); /* over 2^32: a 64-bit integer */
     CHECK_EQ_INT(log.bad_lines, 0);
     mm_run_log_free(&log);
     free(path);
@@ -395,10 +396,11 @@ static int64_t make_run(const char *dir, int steps_per_epoch, int epochs, int va
     mm_jsonl j;
     CHECK(mm_jsonl_open(&j, path, false) == MM_OK);
     CHECK(mm_jsonl_run(&j, "train-image", false, 0, 0) == MM_OK);
-    CHECK(mm_jsonl_stage(&j, 1, "top", 1, 2, 0, 1e-4, 0) == MM_OK);
+    /* the first stage trains the top only: fewer gradients and moments */
+    CHECK(mm_jsonl_stage(&j, 1, "top", 1, 2, 0, 1e-4, 1234500000) == MM_OK);
     log_epochs(&j, 0, 2, steps_per_epoch, val_auc);
-    CHECK(mm_jsonl_stage(&j, 2, "all", 3, epochs - 2, 2 * (int64_t)steps_per_epoch, 1e-5, 0) ==
-          MM_OK);
+    CHECK(mm_jsonl_stage(&j, 2, "all", 3, epochs - 2, 2 * (int64_t)steps_per_epoch, 1e-5,
+                         1744360192) == MM_OK);
     log_epochs(&j, 2, epochs - 2, steps_per_epoch, val_auc);
     CHECK(mm_jsonl_end(&j, "finished", epochs, (int64_t)epochs * steps_per_epoch, epochs - 1,
                        val_auc ? "val_auc" : "val_acc", 0.8) == MM_OK);
@@ -504,6 +506,9 @@ MM_TEST(report_writes_svg_charts_with_roc_points)
     /* The configuration, flattened and escaped. */
     CHECK(strstr(html, "<th>top.spec</th><td>512-512-1024x2</td>") != NULL);
     CHECK(strstr(html, "<th>stages[0].lr</th>") != NULL);
+    /* the largest stage's planned step, and each stage's as they differ */
+    CHECK(strstr(html, "Step memory</div><div class=\"card-value\">1744.4 MB</div>") != NULL);
+    CHECK(strstr(html, "stage 1: 1234.5 MB &middot; stage 2: 1744.4 MB") != NULL);
     CHECK(strstr(html, "&lt;b&gt;x&lt;/b&gt;") != NULL);
     check_no_nan(html);
     free(html);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -172,6 +173,28 @@ static void card(mm_strbuf *b, const char *title, const char *value, const char 
                         "</div></div>\n", value, detail);
 }
 
+/* The largest planned step of the stages (their "peak_bytes"), and each stage's when they
+ * differ (a stage training fewer layers keeps fewer gradients and moments). */
+static void section_memory_card(mm_strbuf *b, const mm_run_log *log)
+{
+    int64_t most = 0, least = INT64_MAX;
+    for (int i = 0; i < log->n_stages; i++) {
+        int64_t p = log->stages[i].peak_bytes;
+        if (p <= 0) continue;
+        if (p > most) most = p;
+        if (p < least) least = p;
+    }
+    if (!most) return;
+    char v[64], d[512] = "planned peak of a training step";
+    snprintf(v, sizeof v, "%.1f MB", (double)most / 1e6);
+    size_t n = strlen(d);
+    for (int i = 0; least < most && i < log->n_stages && n < sizeof d - 64; i++)
+        if (log->stages[i].peak_bytes > 0)
+            n += (size_t)snprintf(d + n, sizeof d - n, " &middot; stage %d: %.1f MB",
+                                  log->stages[i].stage, (double)log->stages[i].peak_bytes / 1e6);
+    card(b, "Step memory", v, d);
+}
+
 static void section_summary(mm_strbuf *b, const mm_report_inputs *r)
 {
     const mm_run_log *log = &r->log;
@@ -239,6 +262,7 @@ static void section_summary(mm_strbuf *b, const mm_report_inputs *r)
         if (isfinite(rate)) snprintf(d + n, sizeof d - (size_t)n, " &middot; %.1f img/s", rate);
         card(b, "Training time", v, d);
     }
+    section_memory_card(b, log);
     mm_strbuf_puts(b, "</div>\n");
 }
 

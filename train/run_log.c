@@ -104,6 +104,7 @@ static int apply(mm_run_log *log, caps *cap, json_t *o)
         s.epochs = (int)get_int(o, "epochs", -1);
         s.step = get_int(o, "step", 0);
         s.lr = get_num(o, "lr");
+        s.peak_bytes = get_int(o, "peak_bytes", 0);
         int keep = log->n_stages;
         while (keep && log->stages[keep - 1].stage >= s.stage) keep--;
         drop_stages_from(log, keep);

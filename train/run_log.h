@@ -28,6 +28,7 @@ typedef struct mm_run_stage {
     int stage, first_epoch, epochs; /* epochs -1 when absent */
     int64_t step;
     double lr;
+    int64_t peak_bytes; /* the planned peak of its training step; 0 when absent */
     char *name; /* NULL when absent */
 } mm_run_stage;
 
