@@ -125,6 +125,13 @@ MM_TEST(resume_across_stages_is_bitwise)
     free(lb);
 }
 
+/* train-patch on dir's patches into run folder dir/run; its exit status. */
+static int train_patch(const char *dir, const char *run, const char *flags)
+{
+    return sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run %s %s >/dev/null", dir,
+              MM_MAMMO_EXE, run, flags);
+}
+
 /* The "peak_bytes" of a run's first stage event in metrics.jsonl (0: none). */
 static double first_stage_peak(const char *run)
 {
@@ -145,12 +152,11 @@ MM_TEST(no_recompute_trains_the_same_bits_in_more_memory)
 {
     const char *d = mm_test_tmpdir();
     CHECK_EQ_INT(make_data(d), 0);
-    const char *flags = "--width-div 8 --input 32x32 --batch 8 --threads 1 --dropout 0.2 "
-                        "--epochs 0,0,1 --lr 1e-3,1e-3,1e-3";
-    CHECK_EQ_INT(sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run a %s >/dev/null",
-                    d, MM_MAMMO_EXE, flags), 0);
-    CHECK_EQ_INT(sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run b %s "
-                    "--no-recompute >/dev/null", d, MM_MAMMO_EXE, flags), 0);
+#define FLAGS "--width-div 8 --input 32x32 --batch 8 --threads 1 --dropout 0.2 " \
+              "--epochs 0,0,1 --lr 1e-3,1e-3,1e-3"
+    CHECK_EQ_INT(train_patch(d, "a", FLAGS), 0);
+    CHECK_EQ_INT(train_patch(d, "b", FLAGS " --no-recompute"), 0);
+#undef FLAGS
     char a[1024], b[1024];
     snprintf(a, sizeof a, "%s/a", d);
     snprintf(b, sizeof b, "%s/b", d);
@@ -186,12 +192,11 @@ MM_TEST(replicas_train_as_one_batch_of_their_images)
 {
     const char *d = mm_test_tmpdir();
     CHECK_EQ_INT(make_data(d), 0);
-    const char *flags = "--net vgg16 --width-div 16 --input 32x32 --threads 1 --no-balance "
-                        "--epochs 0,0,2 --lr 1e-4,1e-4,1e-4";
-    CHECK_EQ_INT(sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run one %s --batch 8 "
-                    ">/dev/null", d, MM_MAMMO_EXE, flags), 0);
-    CHECK_EQ_INT(sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run two %s --batch 4 "
-                    "--replicas 2 >/dev/null", d, MM_MAMMO_EXE, flags), 0);
+#define FLAGS "--net vgg16 --width-div 16 --input 32x32 --threads 1 --no-balance " \
+              "--epochs 0,0,2 --lr 1e-4,1e-4,1e-4"
+    CHECK_EQ_INT(train_patch(d, "one", FLAGS " --batch 8"), 0);
+    CHECK_EQ_INT(train_patch(d, "two", FLAGS " --batch 4 --replicas 2"), 0);
+#undef FLAGS
     char one[1024], two[1024];
     snprintf(one, sizeof one, "%s/one", d);
     snprintf(two, sizeof two, "%s/two", d);
