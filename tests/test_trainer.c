@@ -21,6 +21,7 @@
 
 #include "runtime/safetensors.h"
 #include "tests/harness.h"
+#include "train/run_log.h"
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -125,23 +126,24 @@ MM_TEST(resume_across_stages_is_bitwise)
     free(lb);
 }
 
-/* train-patch on dir's patches into run folder dir/run; its exit status. */
-static int train_patch(const char *dir, const char *run, const char *flags)
+/* train-patch on dir's patches into the run folder dir/run, whose path goes to out; its exit
+ * status. */
+static int train_patch(char out[1024], const char *dir, const char *run, const char *flags)
 {
+    snprintf(out, 1024, "%s/%s", dir, run);
     return sh("cd '%s' && '%s' train-patch --patches pa/patches.csv --run %s %s >/dev/null", dir,
               MM_MAMMO_EXE, run, flags);
 }
 
-/* The "peak_bytes" of a run's first stage event in metrics.jsonl (0: none). */
-static double first_stage_peak(const char *run)
+/* The "peak_bytes" of a run's first stage event, as `mammo report` reads it (0: none). */
+static int64_t first_stage_peak(const char *run)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    char *text = slurp(path), *stage = text ? strstr(text, "\"event\":\"stage\"") : NULL;
-    char *nl = stage ? strchr(stage, '\n') : NULL;
-    char *p = stage ? strstr(stage, "\"peak_bytes\":") : NULL;
-    double v = p && (!nl || p < nl) ? atof(p + 13) : 0;
-    free(text);
+    mm_run_log log;
+    if (mm_run_log_read(&log, path) != MM_OK) return 0;
+    int64_t v = log.n_stages ? log.stages[0].peak_bytes : 0;
+    mm_run_log_free(&log);
     return v;
 }
 
@@ -154,18 +156,17 @@ MM_TEST(no_recompute_trains_the_same_bits_in_more_memory)
     CHECK_EQ_INT(make_data(d), 0);
 #define FLAGS "--width-div 8 --input 32x32 --batch 8 --threads 1 --dropout 0.2 " \
               "--epochs 0,0,1 --lr 1e-3,1e-3,1e-3"
-    CHECK_EQ_INT(train_patch(d, "a", FLAGS), 0);
-    CHECK_EQ_INT(train_patch(d, "b", FLAGS " --no-recompute"), 0);
-#undef FLAGS
     char a[1024], b[1024];
-    snprintf(a, sizeof a, "%s/a", d);
-    snprintf(b, sizeof b, "%s/b", d);
+    CHECK_EQ_INT(train_patch(a, d, "a", FLAGS), 0);
+    CHECK_EQ_INT(train_patch(b, d, "b", FLAGS " --no-recompute"), 0);
+#undef FLAGS
     char *la = losses_from(a, 1), *lb = losses_from(b, 1);
     CHECK(strlen(la) > 10);
     CHECK_MSG(!strcmp(la, lb), "losses differ:\n      recomputing %s\n      keeping     %s", la,
               lb);
-    double pa = first_stage_peak(a), pb = first_stage_peak(b);
-    CHECK_MSG(pa > 0 && pb > pa, "planned peaks: recomputing %.0f, keeping %.0f", pa, pb);
+    int64_t pa = first_stage_peak(a), pb = first_stage_peak(b);
+    CHECK_MSG(pa > 0 && pb > pa, "planned peaks: recomputing %lld, keeping %lld", (long long)pa,
+              (long long)pb);
     free(la);
     free(lb);
 }
@@ -194,12 +195,10 @@ MM_TEST(replicas_train_as_one_batch_of_their_images)
     CHECK_EQ_INT(make_data(d), 0);
 #define FLAGS "--net vgg16 --width-div 16 --input 32x32 --threads 1 --no-balance " \
               "--epochs 0,0,2 --lr 1e-4,1e-4,1e-4"
-    CHECK_EQ_INT(train_patch(d, "one", FLAGS " --batch 8"), 0);
-    CHECK_EQ_INT(train_patch(d, "two", FLAGS " --batch 4 --replicas 2"), 0);
-#undef FLAGS
     char one[1024], two[1024];
-    snprintf(one, sizeof one, "%s/one", d);
-    snprintf(two, sizeof two, "%s/two", d);
+    CHECK_EQ_INT(train_patch(one, d, "one", FLAGS " --batch 8"), 0);
+    CHECK_EQ_INT(train_patch(two, d, "two", FLAGS " --batch 4 --replicas 2"), 0);
+#undef FLAGS
     double l1[256], l2[256];
     int n1 = loss_values(one, l1, 256), n2 = loss_values(two, l2, 256);
     CHECK(n1 > 20);
