@@ -173,12 +173,18 @@ static int build_head(mm_model *m, int feat)
 
 void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be)
 {
-    bool cpu = be->device == MM_DEVICE_CPU;
-    c->act_dtype = be->precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
+    mm_model_config_for_device(c, be->device, be->precision);
+}
+
+void mm_model_config_for_device(mm_model_config *c, mm_device_kind device,
+                                mm_precision precision)
+{
+    bool cpu = device == MM_DEVICE_CPU;
+    c->act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
     c->no_recompute = false;
     c->no_relu_mask = cpu;
-    c->recompute_conv_macs = cpu ? 0 : mm_recompute_conv_cuda(be->precision);
-    c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(be->precision);
+    c->recompute_conv_macs = cpu ? 0 : mm_recompute_conv_cuda(precision);
+    c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(precision);
 }
 
 int64_t mm_recompute_conv_cuda(mm_precision precision)

@@ -233,6 +233,9 @@ double mm_recompute_slack_cuda(mm_precision precision);
  * 476 MB at the same speed, and bits cost the cpu time), on cuda of cheap convolutions too
  * (mm_recompute_conv_cuda), with bit masks. */
 void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
+/* The same for a device and precision without a backend (`mammo plan --device`). */
+void mm_model_config_for_device(mm_model_config *c, mm_device_kind device,
+                                mm_precision precision);
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),
  * dropout 0, evaluation, all trainable, top "[512-512-1024]x2,[512-512-1024]x2" for whole. */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
+
 mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm_backend **bes)
 {
     if (n < 1 || n > MM_MAX_REPLICAS)
@@ -61,9 +63,9 @@ mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int ra
      * work while the others queue theirs. The cpu's replicas share its cores, and the emulated
      * GPU is one host process state. MM_REPLICA_THREADS=0 / 1 says otherwise (the tests run
      * the cpu's replicas in threads so, the path GPUs take). */
-    const char *env = getenv("MM_REPLICA_THREADS");
-    bool threads = env && *env ? *env == '1'
-                               : bes[0]->device == MM_DEVICE_CUDA && !mm_cuda_emulated();
+    int asked = mm_env_switch("MM_REPLICA_THREADS");
+    bool threads = asked >= 0 ? asked == 1
+                              : bes[0]->device == MM_DEVICE_CUDA && !mm_cuda_emulated();
     threads = threads && n > 1 && !(bes[0]->device == MM_DEVICE_CUDA && mm_cuda_emulated());
     each_job jobs[MM_MAX_REPLICAS];
     pthread_t tids[MM_MAX_REPLICAS];

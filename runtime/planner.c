@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
+
 static size_t align_up(size_t x) { return (x + MM_PLAN_ALIGN - 1) / MM_PLAN_ALIGN * MM_PLAN_ALIGN; }
 
 /* ---- a best-fit allocator over one arena, in offsets only ---- */
@@ -76,7 +78,7 @@ static void arena_release(arena_sim *a, size_t off, size_t size)
  * (cpu_kernels.h "may alias"); -1 if none. */
 static int inplace_candidates(const mm_node *nd, int *cand)
 {
-    if (getenv("MM_NO_INPLACE")) return 0;
+    if (mm_env_flag("MM_NO_INPLACE")) return 0;
     switch (nd->op) {
     case MM_OP_RELU:
     case MM_OP_DROPOUT:
@@ -310,8 +312,8 @@ mm_status mm_plan_make(mm_plan *plan, const mm_graph *g, mm_backend *be, int opt
     memset(plan, 0, sizeof *plan);
     if (be && be->check_graph && g->status == MM_OK) MM_TRY(be->check_graph(be, g));
     mm_status st = plan_once(plan, g, be, opt_slots);
-    if (st == MM_OK && be && be->limit_workspace &&
-        plan->arena_bytes > plan->act_arena_bytes + g->scratch_budget && !getenv("MM_NO_WS_LIMIT")) {
+    if (st == MM_OK && be && be->limit_workspace && !mm_env_flag("MM_NO_WS_LIMIT") &&
+        plan->arena_bytes > plan->act_arena_bytes + g->scratch_budget) {
         int limited = limit_scratch(plan, g, be);
         if (limited > 0) {
             mm_plan_free(plan);

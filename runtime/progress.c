@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
+
 double mm_monotonic_s(void)
 {
     struct timespec ts;
@@ -19,10 +21,11 @@ double mm_monotonic_s(void)
 static mm_progress_mode resolve_mode(FILE *out, mm_progress_mode mode)
 {
     if (mode != MM_PROGRESS_AUTO) return mode;
-    const char *env = getenv("MM_PROGRESS");
-    if (env && !strcmp(env, "bar")) return MM_PROGRESS_BAR;
-    if (env && !strcmp(env, "lines")) return MM_PROGRESS_LINES;
-    if (env && !strcmp(env, "quiet")) return MM_PROGRESS_QUIET;
+    static const char *const words[] = {"bar", "lines", "quiet"};
+    static const mm_progress_mode modes[] = {MM_PROGRESS_BAR, MM_PROGRESS_LINES,
+                                             MM_PROGRESS_QUIET};
+    int asked = mm_env_word("MM_PROGRESS", words, 3);
+    if (asked >= 0) return modes[asked];
     const char *term = getenv("TERM");
     if (isatty(fileno(out)) && !(term && !strcmp(term, "dumb"))) return MM_PROGRESS_BAR;
     return MM_PROGRESS_LINES;

@@ -185,6 +185,40 @@ MM_TEST(plan_lists_what_is_live_at_the_peak)
     free(out);
 }
 
+/* The N of plan's last line, peak_bytes=N, or -1. */
+static int64_t plan_peak(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "plan %s", args);
+    int st;
+    char *out = mammo(cmd, &st);
+    const char *last = strstr(out, "\npeak_bytes=");
+    int64_t peak = st == 0 && last ? strtoll(last + strlen("\npeak_bytes="), NULL, 10) : -1;
+    CHECK_MSG(peak > 0, "plan %s: exit %d: %s", args, st, out);
+    free(out);
+    return peak;
+}
+
+/* `mammo plan --device cpu --width-div N` is the step train-patch, train-image and bench run on
+ * the cpu (the reduced-width nets of the demo included), byte for byte; the default plans cuda's
+ * choices (cheap convolutions recomputed, ReLU sign bits), whose peak differs for this net. */
+MM_TEST(plan_device_and_width_match_the_bench_step)
+{
+    const char *model = "--net vgg16 --top 64x1 --width-div 8 --input 128x96 --batch 2";
+    char args[512];
+    snprintf(args, sizeof args, "%s --device cpu", model);
+    int64_t cpu = plan_peak(args), cuda = plan_peak(model);
+    snprintf(args, sizeof args, "bench %s --device cpu --steps 1 --warmup 0", model);
+    int st;
+    char *out = mammo(args, &st);
+    const char *line = strstr(out, "mammo net=");
+    CHECK_MSG(st == 0 && line, "%s", out);
+    if (line) CHECK_EQ_INT((int64_t)mm_test_field(line, "planned_peak_bytes"), cpu);
+    free(out);
+    CHECK_MSG(cpu != cuda, "cpu and cuda plans both %lld", (long long)cpu);
+    CHECK(plan_peak("--net vgg16 --top 64x1 --input 128x96 --batch 2 --device cpu") > 4 * cpu);
+}
+
 /* Data-parallel replicas on the cpu (runtime/dist.h): every replica takes the same batch in
  * mammo bench, so the mean of two replicas' gradients, (g + g) / 2, is exactly each one's and
  * the run's losses must be the single replica's, bit for bit (with three, 3g / 3 may be an ulp
@@ -231,6 +265,10 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"plan --recompute-conv -5", "--recompute-conv"},
         {"plan --live -3", "--live -3: must be >= 0"},
         {"plan --precision int8", "int8"},
+        {"plan --device cpu --precision bf16", "--precision bf16: the cpu device computes in fp32"},
+        {"plan --device gpu", "--device gpu: unknown device; use cpu or cuda"},
+        {"plan --width-div 5", "--width-div 5"},
+        {"summary --width-div 0", "--width-div 0"},
         {"bench --device cpu --cuda-graph --steps 1", "--cuda-graph"},
         {"bench --device cuda:x", "--device cuda:x"},
         {"bench --device gpu", "--device gpu"},

@@ -13,6 +13,10 @@
 static void add_flags(mm_args *a)
 {
     mm_model_flags_add(a, true);
+    mm_width_div_flag_add(a);
+    mm_args_str(a, "device", "cuda", "the device whose choices to plan: cuda (recomputing cheap "
+                "convolutions; ReLU sign bits) or cpu (what train-patch, train-image and bench "
+                "--device cpu run, byte for byte)");
     mm_args_bool(a, "eval", "plan an evaluation forward pass instead of a training step");
     mm_args_str(a, "trainable", NULL, "comma-separated name prefixes of the trainable parameters "
                 "(e.g. top.); default all");
@@ -23,21 +27,39 @@ static void add_flags(mm_args *a)
     mm_args_bool(a, "traffic", "mammo plan: also print the activation bytes the step's nodes "
                  "read and write, by op");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (bf16: activations stored in bf16, "
-                "as the cuda backend does)");
+                "as the cuda backend does; cpu: fp32 only)");
     mm_args_int(a, "recompute-conv", "-1",
                 "also recompute convolutions of at most this many multiply-adds per output "
-                "(0: none; -1: the cuda backend's for the precision, 128 in fp32 and tf32, 147 "
+                "(0: none; -1: the device's, none on the cpu, on cuda 128 in fp32 and tf32, 147 "
                 "in bf16)");
     mm_recompute_slack_flag_add(a);
+}
+
+/* --device: cpu, or cuda (cuda:N) planned as the cuda backend chooses; nothing is opened. */
+static mm_status plan_device(const char *name, mm_precision precision, mm_device_kind *device)
+{
+    int gpu = mm_backend_gpu_index(name);
+    if (gpu == -2) return MM_ERR_ARG;
+    if (gpu >= 0) {
+        *device = MM_DEVICE_CUDA;
+        return MM_OK;
+    }
+    if (strcmp(name, "cpu") != 0)
+        return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu or cuda", name);
+    if (precision != MM_PRECISION_FP32)
+        return mm_fail(MM_ERR_ARG, "--precision %s: the cpu device computes in fp32 only; use "
+                       "--precision fp32 or --device cuda", mm_precision_name(precision));
+    *device = MM_DEVICE_CPU;
+    return MM_OK;
 }
 
 static mm_status run(const mm_args *a, bool table)
 {
     mm_model_config c;
     MM_TRY(mm_model_flags_get(&c, a, true));
+    MM_TRY(mm_width_div_flag_get(a, &c.width_div));
     c.training = !mm_args_get_bool(a, "eval");
     c.trainable = mm_args_get(a, "trainable");
-    c.no_recompute = mm_args_get_bool(a, "no-recompute");
     int64_t recompute_conv, live;
     MM_TRY(mm_args_get_int(a, "live", &live));
     if (live < 0) return mm_fail(MM_ERR_ARG, "--live %lld: must be >= 0", (long long)live);
@@ -47,11 +69,14 @@ static mm_status run(const mm_args *a, bool table)
                        (long long)recompute_conv);
     mm_precision precision;
     MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
-    c.recompute_conv_macs =
-        recompute_conv >= 0 ? recompute_conv : mm_recompute_conv_cuda(precision);
-    c.act_dtype = precision == MM_PRECISION_BF16 ? MM_BF16 : MM_F32;
-    MM_TRY(mm_recompute_slack_flag_get(a, &c.recompute_slack));
-    if (c.recompute_slack < 0) c.recompute_slack = mm_recompute_slack_cuda(precision);
+    mm_device_kind device = MM_DEVICE_CUDA;
+    MM_TRY(plan_device(mm_args_get(a, "device"), precision, &device));
+    mm_model_config_for_device(&c, device, precision);
+    c.no_recompute = mm_args_get_bool(a, "no-recompute");
+    if (recompute_conv >= 0) c.recompute_conv_macs = recompute_conv;
+    double slack;
+    MM_TRY(mm_recompute_slack_flag_get(a, &slack));
+    if (slack >= 0) c.recompute_slack = slack;
     const char *opt = mm_args_get(a, "optimizer");
     int slots;
     if (!strcmp(opt, "adam"))

@@ -31,29 +31,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "cpu_internal.h"
 #include "cpu_kernels.h"
 
 size_t mm_cpu_conv_ws_budget = (size_t)32 << 20;
 int64_t mm_cpu_conv_turn_min_pixels = 256;
 
-/* A non-negative integer from the environment into *v; anything else is said and ignored. */
-static void env_count(const char *name, int64_t *v)
-{
-    const char *s = getenv(name);
-    if (!s) return;
-    char *end;
-    long long n = strtoll(s, &end, 10);
-    if (end == s || *end || n < 0)
-        fprintf(stderr, "mammo: warning: %s=%s is not a count of pixels; ignored\n", name, s);
-    else
-        *v = n;
-}
-
 void mm_cpu_conv_read_env(void)
 {
-    env_count("MM_CONV_WINOGRAD_MIN", &mm_cpu_winograd_min_pixels);
-    env_count("MM_CONV_TURN_MIN", &mm_cpu_conv_turn_min_pixels);
+    mm_env_int("MM_CONV_WINOGRAD_MIN", 0, INT64_MAX, &mm_cpu_winograd_min_pixels);
+    mm_env_int("MM_CONV_TURN_MIN", 0, INT64_MAX, &mm_cpu_conv_turn_min_pixels);
 }
 
 /* 1x1, stride 1, no padding: col is x itself. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "conv_cudnn.h"
 #include "conv_disk.h"
 #include "cuda_backend.h"
@@ -28,19 +29,9 @@
 
 static size_t mm_cuda_conv_ws_limit(void)
 {
-    const char *v = getenv("MM_CUDNN_WS_LIMIT_MB");
-    if (!v || !*v) return MM_CUDA_CONV_WS_LIMIT;
-    char *end = NULL;
-    long long mb = strtoll(v, &end, 10);
-    if (*end || mb < 0) return MM_CUDA_CONV_WS_LIMIT;
-    return (size_t)mb << 20;
-}
-int mm_cuda_env_mode(const char *name)
-{
-    const char *v = getenv(name);
-    if (v && strcmp(v, "0") == 0) return 0;
-    if (v && strcmp(v, "1") == 0) return 1;
-    return -1;
+    int64_t mib = (int64_t)(MM_CUDA_CONV_WS_LIMIT >> 20);
+    mm_env_int("MM_CUDNN_WS_LIMIT_MB", 0, (int64_t)1 << 24, &mib);
+    return (size_t)mib << 20;
 }
 
 /* cuBLAS's scratch (its documented recommendation for Hopper is 32 MiB). */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "cuda_backend.h"
 
 /* A convolution whose algorithm under its cap is this much slower than its fastest (a fraction,
@@ -83,7 +84,7 @@ static bool mm_cuda_cap_too_costly(float free_ms, float capped_ms, float factor)
 /* Half node's samples a chunk (rounded up), 0 where chunks are off or it has one. */
 static int mm_cuda_half_chunk(const mm_node *node)
 {
-    if (mm_cuda_env_mode("MM_CONV_WS_CHUNKS") == 0) return 0;
+    if (mm_env_switch("MM_CONV_WS_CHUNKS") == 0) return 0;
     int nb = mm_conv_chunk_samples(&node->p.conv);
     return nb > 1 ? (nb + 1) / 2 : 0;
 }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "conv_disk.h"
 #include "conv_entry.h"
 #include "cuda_check.h"
@@ -234,9 +235,9 @@ static mm_conv_entry *mm_conv_choose(mm_cuda_ctx *ctx, size_t cap, const mm_conv
 
 int64_t mm_conv_max_elems(void)
 {
-    const char *v = getenv("MM_CONV_CHUNK_ELEMS");
-    long long n = v ? atoll(v) : 0;
-    return n > 0 && n < INT32_MAX ? (int64_t)n : INT32_MAX;
+    int64_t n = INT32_MAX;
+    mm_env_int("MM_CONV_CHUNK_ELEMS", 1, INT32_MAX, &n);
+    return n;
 }
 
 int mm_conv_chunk_samples(const mm_conv_dims *d)
@@ -253,7 +254,7 @@ int mm_conv_chunk_samples(const mm_conv_dims *d)
  * measure what beta 0 buys). */
 static bool mm_conv_dw_overwrite(void)
 {
-    return mm_cuda_env_mode("MM_CONV_DW_OVERWRITE") != 0;
+    return mm_env_switch("MM_CONV_DW_OVERWRITE") != 0;
 }
 
 /* cuDNN takes tensors of fewer than 2^31 elements, so a convolution whose input or output is
@@ -282,7 +283,7 @@ static int mm_conv_n_chunks(const mm_conv_chunks *c) { return (c->n + c->nb - 1)
 
 /* MM_CONV_DGRAD_FWD: 0 never turns a data gradient into a forward convolution, 1 wherever it
  * applies (the tests); else (-1) where the search times it faster. */
-static int mm_conv_turn_mode(void) { return mm_cuda_env_mode("MM_CONV_DGRAD_FWD"); }
+static int mm_conv_turn_mode(void) { return mm_env_switch("MM_CONV_DGRAD_FWD"); }
 
 /* Turns the data-gradient chunk set c (chosen under `cap`, chunks at multiples of `step`
  * elements) into forward convolutions (dims.h mm_conv_turned; the filter turned by flip.cu)
@@ -465,7 +466,7 @@ static bool mm_conv_chunks_wino(const mm_conv_chunks *c)
  * cuDNN runs it (the tests). */
 #define MM_CONV_FUSED_GAIN 0.01f
 
-static int mm_conv_fused_mode(void) { return mm_cuda_env_mode("MM_CONV_FUSED"); }
+static int mm_conv_fused_mode(void) { return mm_env_switch("MM_CONV_FUSED"); }
 
 /* The fused entry to run node (a biased convolution whose ReLU is applied with it) with, or
  * NULL: the chunk set ch. Under the cap ch's entry was chosen with; deterministic backends time

@@ -86,8 +86,8 @@ bool mm_conv_pick(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_dims *d, mm_
 /* MM_CONV_WINOGRAD: "0" never runs 3x3 stride-1 forward convolutions and filter gradients as
  * Winograd (conv_wino.h); "1" always does where it applies, the faster of F(2x2, 3x3) and
  * F(4x4, 3x3); "2" or "4" always F(m x m, 3x3) where it applies (F(2x2, 3x3) where only that
- * does); anything else or unset (-1) times them against the choice so far and keeps the
- * fastest. Read at each lookup into the key (conv_search.c). */
+ * does); unset (-1) times them against the choice so far and keeps the fastest. Read at each
+ * lookup into the key (conv_search.c). */
 int mm_conv_wino_mode(void);
 
 /* What besides its key decides a search's outcome: the workspace limit in KiB

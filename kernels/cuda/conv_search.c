@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "conv_entry.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
@@ -94,8 +95,7 @@ static const char *mm_math_name(cudnnMathType_t m)
  * shows what cuDNN offered for each shape and what it cost. */
 static bool mm_conv_verbose(void)
 {
-    const char *v = getenv("MM_CUDNN_VERBOSE");
-    return v && *v && strcmp(v, "0") != 0;
+    return mm_env_flag("MM_CUDNN_VERBOSE");
 }
 
 /* The backend's deterministic mode (backend.h): no timing, deterministic algorithms only. */
@@ -426,12 +426,12 @@ static void mm_conv_drop_graph(mm_conv_entry *e)
 }
 
 /* MM_CONV_GEMM: "0" never runs 1x1 convolutions as GEMMs, "1" always does (where they apply;
- * the tests use it), anything else or unset times both and keeps the faster. */
-static int mm_conv_gemm_mode(void) { return mm_cuda_env_mode("MM_CONV_GEMM"); }
+ * the tests use it), unset times both and keeps the faster. */
+static int mm_conv_gemm_mode(void) { return mm_env_switch("MM_CONV_GEMM"); }
 
 /* MM_CUDNN_GRAPH: "0" never uses the graph API's plans, "1" takes the fastest of them wherever
- * one runs (the tests use it), anything else or unset times them against the legacy choice. */
-static int mm_conv_graph_mode(void) { return mm_cuda_env_mode("MM_CUDNN_GRAPH"); }
+ * one runs (the tests use it), unset times them against the legacy choice. */
+static int mm_conv_graph_mode(void) { return mm_env_switch("MM_CUDNN_GRAPH"); }
 
 /* Graph plans timed per shape, at most: PyTorch's cudnn.benchmark_limit (H200 run 2, fp32: a
  * fourth to sixth plan was the fastest for 23 of 93 shapes, by up to 1.4x). A change to what
@@ -476,7 +476,7 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
      * plan time must not change the choice) */
     size_t ws_limit = det || limit < p->ws_bytes ? limit : p->ws_bytes;
     mm_conv_graph_want want = {.tensor_core = ctx->precision != MM_PRECISION_FP32,
-                               .rtc = mm_cuda_env_mode("MM_CUDNN_RTC") == 1,
+                               .rtc = mm_env_switch("MM_CUDNN_RTC") == 1,
                                .ws_limit = ws_limit,
                                .deterministic = det};
     int n = mm_conv_graph_plans(ctx->cudnn, &g, &want, plans, MM_CONV_GRAPH_PLANS);
@@ -548,9 +548,9 @@ static bool mm_conv_try_graph(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_
 }
 
 /* MM_CONV_NCHW: "0" never runs convolutions on NCHW copies, "1" always does where they apply
- * and an algorithm fits (the tests use it), anything else or unset times them against the
- * choice so far and keeps the faster. */
-static int mm_conv_nchw_mode(void) { return mm_cuda_env_mode("MM_CONV_NCHW"); }
+ * and an algorithm fits (the tests use it), unset times them against the choice so far and
+ * keeps the faster. */
+static int mm_conv_nchw_mode(void) { return mm_env_switch("MM_CONV_NCHW"); }
 
 /* Searches cuDNN's legacy algorithms on NCHW copies of e's operands (conv_nchw.h), times the
  * best with its transposes on the probe against e's choice so far (ok: there is one; *timed:
@@ -621,18 +621,19 @@ static bool mm_conv_try_nchw(mm_cuda_ctx *ctx, mm_conv_entry *e, const mm_conv_d
 
 int mm_conv_wino_mode(void)
 {
-    const char *v = getenv("MM_CONV_WINOGRAD");
-    if (v && (strcmp(v, "2") == 0 || strcmp(v, "4") == 0)) return atoi(v);
-    return mm_cuda_env_mode("MM_CONV_WINOGRAD");
+    static const char *const words[] = {"0", "1", "2", "4"};
+    static const int modes[] = {0, 1, 2, 4};
+    int asked = mm_env_word("MM_CONV_WINOGRAD", words, 4);
+    return asked >= 0 ? modes[asked] : -1;
 }
 
 /* MM_CONV_WINO_TILES=N: Winograd runs in chunks of N tiles (tests, measurements) instead of the
  * chunk sizes of mm_wino_budget_mib; 0 when unset. */
 static int mm_conv_wino_forced_tiles(void)
 {
-    const char *v = getenv("MM_CONV_WINO_TILES");
-    long long n = v ? atoll(v) : 0;
-    return n > 0 && n < INT_MAX ? (int)n : 0;
+    int64_t n = 0;
+    mm_env_int("MM_CONV_WINO_TILES", 1, INT_MAX, &n);
+    return (int)n;
 }
 
 /* The chunk sizes timed, as MiB of transformed tiles (U and M): 24 MiB stays in an H100's or
@@ -854,7 +855,7 @@ void mm_conv_search_setup(const mm_cuda_ctx *ctx, int out[MM_CONV_SETUP_N])
     out[MM_CONV_SETUP_GRAPH] = mm_conv_graph_mode();
     out[MM_CONV_SETUP_NCHW] = mm_conv_nchw_mode();
     out[MM_CONV_SETUP_GEMM] = mm_conv_gemm_mode();
-    out[MM_CONV_SETUP_RTC] = mm_cuda_env_mode("MM_CUDNN_RTC") == 1;
+    out[MM_CONV_SETUP_RTC] = mm_env_switch("MM_CUDNN_RTC") == 1;
     out[MM_CONV_SETUP_WINO_TILES] = mm_conv_wino_forced_tiles();
 }
 

@@ -114,10 +114,6 @@ void mm_cuda_finish_output(mm_cuda_ctx *ctx, const mm_tensor *t, const void *sta
 /* The storage dtype of convolutions in this precision: MM_BF16 for bf16, else MM_F32. */
 mm_dtype mm_cuda_conv_dtype(const mm_cuda_ctx *ctx);
 
-/* A switch of the backend read from the environment (MM_CONV_GEMM, MM_CUDNN_GRAPH, ...): 0 when
- * variable `name` is "0", 1 when it is "1", else (unset or anything else) -1, the default. */
-int mm_cuda_env_mode(const char *name);
-
 /* ---- workspace caps (conv_caps.c) ---- */
 /* The workspace cap of convolution node `node` (SIZE_MAX: none). A cap is matched by the node's
  * address, op and dimensions, so a node of another graph that reuses the address is capped only

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../runtime/env.h"
 #include "../../runtime/graph_internal.h"
 #include "cuda_backend.h"
 
@@ -39,7 +40,7 @@ void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g)
     f->code = mm_xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *f->code);
     f->partner = mm_xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *f->partner);
     f->applied = mm_xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *f->applied);
-    if (getenv("MM_NO_FUSE")) return;
+    if (mm_env_flag("MM_NO_FUSE")) return;
 
     mm_graph_uses u = mm_graph_uses_of(g); /* readers of every value, and the last of them */
     for (int n = 0; n < g->n_nodes; n++) {
