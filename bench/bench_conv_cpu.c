@@ -23,6 +23,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "runtime/env.h"
 #include "runtime/error.h"
 
 #define MIN_REPS 3
@@ -127,8 +128,9 @@ int main(int argc, char **argv)
     }
     const layer *table = vgg ? vgg16_layers : layers;
     int n_layers = vgg ? N_VGG16_LAYERS : N_LAYERS;
-    const char *ws_mb = getenv("MM_CONV_WS_MB");
-    if (ws_mb && atoi(ws_mb) > 0) mm_cpu_conv_ws_budget = (size_t)atoi(ws_mb) << 20;
+    int64_t ws_mb = (int64_t)(mm_cpu_conv_ws_budget >> 20);
+    mm_env_int("MM_CONV_WS_MB", 1, 1 << 20, &ws_mb);
+    mm_cpu_conv_ws_budget = (size_t)ws_mb << 20;
     mm_cpu_conv_read_env();
     int threads_omp = omp_get_max_threads();
     double peak = sgemm_gflops(2048, threads_omp), ours = sgemm_gflops(2048, 0);
