@@ -4,12 +4,14 @@
 # memory, what each held resident over what it held before building its model), and writes them to
 # bench/results/<date>-cpu-<cores>cores.txt (appended: one file holds the day's runs).
 # Usage: sh bench/cpu_compare.sh [build-dir] [steps]   env: NET=resnet50 INPUT=224x224 BATCH=2
+# TOP=SPEC (the whole-image classifier with those top blocks instead of the patch classifier)
 set -u
 build=${1:-build}
 steps=${2:-5}
 net=${NET:-resnet50}
 input=${INPUT:-224x224}
 batch=${BATCH:-2}
+top=${TOP:-}
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-/usr/bin/python3}
 if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
@@ -17,10 +19,10 @@ if ! "$python" -c "import torch, torchvision" 2>/dev/null; then
     exit 1
 fi
 out="$here/results/$(date +%Y-%m-%d)-cpu-$(nproc)cores.txt"
-m=$("$build/mammo" bench --net "$net" --input "$input" --batch "$batch" --device cpu --steps "$steps" |
-    grep '^mammo ')
-t=$("$python" "$here/torch_cpu_ref.py" --net "$net" --input "$input" --batch "$batch" --steps "$steps" |
-    grep '^torch ')
+m=$("$build/mammo" bench --net "$net" ${top:+--top "$top"} --input "$input" --batch "$batch" \
+    --device cpu --steps "$steps" | grep '^mammo ')
+t=$("$python" "$here/torch_cpu_ref.py" --net "$net" ${top:+--top "$top"} --input "$input" \
+    --batch "$batch" --steps "$steps" | grep '^torch ')
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 gemm=$("$build/mammo" version | sed -n 's/^CPU GEMM: //p') # OpenBLAS and the kernels it runs
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
@@ -31,5 +33,5 @@ mem=$(ratio "$(field "$m" host_peak_bytes)" "$(field "$t" host_peak_bytes)")
     echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $cpu, $gemm"
     echo "$m"
     echo "$t"
-    echo "compare net=$net device=cpu speed_ratio=$speed mem_ratio=$mem"
+    echo "compare net=$net top=${top:-none} device=cpu speed_ratio=$speed mem_ratio=$mem"
 } | tee -a "$out"

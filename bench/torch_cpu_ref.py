@@ -6,7 +6,9 @@ printed as one machine-readable line:
 
 Workload (what `mammo bench` times without --top): the paper's patch classifier, torchvision's
 resnet50 (or vgg16 features + global average pooling) with a 5-class dense layer, weighted softmax
-cross-entropy (the class-balancing sample weights), Adam; random weights and data. Runs with
+cross-entropy (the class-balancing sample weights), Adam; random weights and data. With --top
+SPEC, the whole-image classifier with those top blocks and 2 classes (torch_ref.py's model, as
+`mammo bench --top SPEC`). Runs with
 Debian's python3-torch (CPU), on as many threads as mammo uses (OpenMP: every online CPU) unless
 --threads says otherwise. host_peak_bytes is what the process held resident at its fullest over
 what it held before the model was built (Linux's VmHWM over VmRSS, the mark reset there), as
@@ -21,8 +23,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from torch_ref import WholeImageNet
 
-def model(net):
+
+def model(net, top):
+    if top:
+        return WholeImageNet(net, top)
     if net == "resnet50":
         return torchvision.models.resnet50(num_classes=5)
     vgg = torchvision.models.vgg16()
@@ -48,6 +54,8 @@ def reset_peak():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="resnet50", choices=["resnet50", "vgg16"])
+    ap.add_argument("--top", default=None, help="whole-image top blocks (default: the patch "
+                    "classifier)")
     ap.add_argument("--input", default="224x224")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
@@ -59,10 +67,11 @@ def main():
     torch.manual_seed(0)
     reset_peak()
     base = status_bytes("VmRSS")
-    m = model(a.net).train()
+    m = model(a.net, a.top).train()
+    classes = 2 if a.top else 5
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     x = torch.rand(a.batch, 3, h, w) * 2 - 1
-    y = torch.arange(a.batch) % 5
+    y = torch.arange(a.batch) % classes
     wt = torch.ones(a.batch)
     t0 = 0.0
     for i in range(a.warmup + a.steps):
@@ -73,7 +82,7 @@ def main():
         loss.backward()
         opt.step()
     secs = time.perf_counter() - t0
-    print(f"torch net={a.net} device=cpu input={a.input} batch={a.batch} "
+    print(f"torch net={a.net} top={a.top or 'none'} device=cpu input={a.input} batch={a.batch} "
           f"images_per_s={a.batch * a.steps / secs:.3f} "
           f"host_peak_bytes={max(status_bytes('VmHWM') - base, 0)} "
           f"threads={torch.get_num_threads()} "

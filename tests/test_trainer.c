@@ -371,6 +371,26 @@ MM_TEST(bad_input_is_one_clear_line)
                   cases[i].want);
         free(err);
     }
+    /* a truncated image is named when training reads it, and a run that failed before writing
+     * anything leaves no folder (the cases above made g and y before failing) */
+    CHECK_EQ_INT(sh("cd '%s' && f=$(ls p/images/*.png | head -n 1) && head -c 200 \"$f\" >t.png && "
+                    "mv t.png \"$f\" && '%s' train-image --index p/index.csv --patch-model "
+                    "r/best.safetensors --run w --input 128x96 --top 64x1 --batch 2 --epochs 1,0 "
+                    "--lr 1e-3,1e-3 >/dev/null 2>err.txt",
+                    d, MM_MAMMO_EXE),
+                 1);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/err.txt", d);
+    char *err = slurp(path);
+    CHECK_MSG(err && strstr(err, "mammo: p/images/") && strstr(err, "truncated PNG"), "%s",
+              err ? err : "");
+    free(err);
+    const char *gone[] = {"g", "w", "x", "y", "z"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", d, gone[i]);
+        struct stat sb;
+        CHECK_MSG(stat(path, &sb) != 0, "%s: left behind", path);
+    }
     /* the run folder of the first case is untouched: its checkpoint is still the resnet one */
     char last[1024];
     snprintf(last, sizeof last, "%s/r/last.safetensors", d);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../runtime/dist.h"
 #include "../runtime/jsonl.h"
@@ -132,6 +133,7 @@ typedef struct {
     mm_jsonl log;
     mm_progress prog;
     char last[4096], best[4096];
+    bool made_dir; /* this run created c->run_dir (removed again if it fails before writing) */
     /* On resume: last.safetensors, open from reading its state until its weights and moments are
      * loaded, so all three come from one file. */
     mm_safetensors *resume_from;
@@ -412,11 +414,19 @@ static int epochs_done(const mm_train_config *c, const mm_train_state *ts)
     return first_epoch_of(c, ts->stage) + ts->epoch;
 }
 
-static mm_status make_run_dir(const char *dir)
+static mm_status make_run_dir(const char *dir, bool *made)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    *made = mkdir(dir, 0755) == 0;
+    if (!*made && errno != EEXIST)
         return mm_fail(MM_ERR_IO, "%s: cannot create the run folder: %s", dir, strerror(errno));
     return MM_OK;
+}
+
+/* A run that fails before it wrote anything leaves no empty folder behind (rmdir removes only an
+ * empty one: a run that logged or saved something keeps it). */
+static void drop_unused_run_dir(const run *r)
+{
+    if (r->made_dir) rmdir(r->c->run_dir);
 }
 
 static mm_status start(run *r, const mm_train_config *c)
@@ -434,7 +444,7 @@ static mm_status start(run *r, const mm_train_config *c)
                        c->command, c->train->n, c->batch, need);
     }
     if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
-    MM_TRY(make_run_dir(c->run_dir));
+    MM_TRY(make_run_dir(c->run_dir, &r->made_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
     path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
     mm_precision precision;
@@ -457,6 +467,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     mm_status st = start(&r, c);
     if (st != MM_OK) {
         for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);
+        drop_unused_run_dir(&r);
         return st;
     }
     mm_train_state *ts = &r.ts;
@@ -529,5 +540,6 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     for (int k = 0; k < r.n; k++) unbind(&r.tr[k]);
     unbind(&r.ev);
     for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);
+    if (st != MM_OK) drop_unused_run_dir(&r);
     return st;
 }
