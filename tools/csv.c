@@ -270,6 +270,7 @@ void mm_csv_put(FILE *f, const char *field, char delim)
 {
     size_t n = strlen(field);
     int quote = n > 0 && (is_space(field[0]) || is_space(field[n - 1]));
+    quote = quote || !strncmp(field, "\xEF\xBB\xBF", 3); /* a BOM where the file may start */
     for (size_t i = 0; i < n && !quote; i++)
         quote = field[i] == delim || field[i] == '"' || field[i] == '\n' || field[i] == '\r';
     if (!quote) {

@@ -46,7 +46,8 @@ static inline const char *mm_csv_cell(const mm_csv *csv, int row, int col)
 }
 
 /* Writes one field, quoted when it holds the delimiter, a quote, CR, LF or leading/trailing
- * spaces (so the reader gives it back unchanged). */
+ * spaces, or starts with a UTF-8 byte order mark (which the reader drops at the start of a file),
+ * so the reader gives it back unchanged. */
 void mm_csv_put(FILE *f, const char *field, char delim);
 
 /* Removes leading and trailing whitespace (space, tab, CR, LF) in place; returns s. */
