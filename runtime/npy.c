@@ -244,13 +244,12 @@ mm_status mm_npy_parse_header(mm_npy_header *h, const void *buf, size_t size, ui
     scanner s = {(const char *)b + (h->version == 1 ? 10 : 12), (const char *)b + h->data_offset,
                  label};
     MM_TRY(parse_dict(h, &s));
-    uint64_t numel = 1, bytes;
-    for (int i = 0; i < h->ndim; i++)
-        if (__builtin_mul_overflow(numel, (uint64_t)h->shape[i], &numel))
-            return mm_fail(MM_ERR_FORMAT, "%s: shape is absurdly large" HINT, label);
-    if (numel > INT64_MAX || __builtin_mul_overflow(numel, mm_dtype_size(h->dtype), &bytes))
+    int64_t numel;
+    uint64_t bytes;
+    if (!mm_shape_numel_checked(h->ndim, h->shape, &numel) ||
+        __builtin_mul_overflow((uint64_t)numel, mm_dtype_size(h->dtype), &bytes))
         return mm_fail(MM_ERR_FORMAT, "%s: shape is absurdly large" HINT, label);
-    h->numel = (int64_t)numel;
+    h->numel = numel;
     h->bytes = (size_t)bytes;
     if (file_size && (file_size < h->data_offset || file_size - h->data_offset < bytes)) {
         char sh[160];

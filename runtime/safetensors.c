@@ -137,20 +137,20 @@ static mm_status parse_entry(mm_safetensors *f, mm_st_entry *e, const char *name
         return BAD("%s: tensor \"%s\": shape has %zu dimensions" HINT, f->path, name, rank);
     e->ndim = (int)rank;
     if (rank > MM_MAX_DIMS) e->supported = 0;
-    uint64_t numel = 1;
-    int overflow = 0;
+    int64_t dims[64], numel;
     for (size_t i = 0; i < rank; i++) {
         uint64_t d;
         char what[32];
         snprintf(what, sizeof what, "shape[%zu]", i);
         MM_TRY(get_uint(f, name, what, json_array_get(shape, i), &d));
-        if (i < MM_MAX_DIMS) e->shape[i] = (int64_t)d;
-        if (__builtin_mul_overflow(numel, d, &numel)) overflow = 1;
+        dims[i] = (int64_t)d; /* get_uint: at most INT64_MAX */
+        if (i < MM_MAX_DIMS) e->shape[i] = dims[i];
     }
     uint64_t bytes = 0;
-    if (overflow || numel > INT64_MAX || __builtin_mul_overflow(numel, (uint64_t)dt->size, &bytes))
+    if (!mm_shape_numel_checked((int)rank, dims, &numel) ||
+        __builtin_mul_overflow((uint64_t)numel, (uint64_t)dt->size, &bytes))
         return BAD("%s: tensor \"%s\": shape is absurdly large" HINT, f->path, name);
-    e->numel = (int64_t)numel;
+    e->numel = numel;
 
     if (!json_is_array(offsets) || json_array_size(offsets) != 2)
         return BAD("%s: tensor \"%s\": data_offsets is not an array [begin, end]" HINT, f->path,
@@ -490,15 +490,13 @@ static mm_status build_header(json_t **out, size_t *bytes, const char *path,
             goto fail;
         }
         json_t *shape = json_array();
-        uint64_t numel = 1, nbytes = 0;
-        int bad = 0;
-        for (int d = 0; d < t[i].ndim; d++) {
-            if (t[i].shape[d] < 0) bad = 1;
-            else if (__builtin_mul_overflow(numel, (uint64_t)t[i].shape[d], &numel)) bad = 1;
+        int64_t numel = 0;
+        uint64_t nbytes = 0;
+        bool bad = !mm_shape_numel_checked(t[i].ndim, t[i].shape, &numel);
+        for (int d = 0; d < t[i].ndim; d++)
             json_array_append_new(shape, json_integer(t[i].shape[d]));
-        }
-        if (bad || __builtin_mul_overflow(numel, (uint64_t)mm_dtype_size(t[i].dtype), &nbytes) ||
-            nbytes > (uint64_t)INT64_MAX - at) {
+        bad = bad || __builtin_mul_overflow((uint64_t)numel, mm_dtype_size(t[i].dtype), &nbytes);
+        if (bad || nbytes > (uint64_t)INT64_MAX - at) {
             json_decref(shape);
             s = mm_fail(MM_ERR_ARG, "%s: tensor \"%s\" has a negative or absurd shape", path, name);
             goto fail;

@@ -56,6 +56,19 @@ int64_t mm_shape_numel(int ndim, const int64_t *shape)
     return n;
 }
 
+bool mm_shape_numel_checked(int ndim, const int64_t *shape, int64_t *numel)
+{
+    int64_t span = 1;
+    bool empty = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return false;
+        if (shape[i] == 0) empty = true;
+        else if (__builtin_mul_overflow(span, shape[i], &span)) return false;
+    }
+    *numel = empty ? 0 : span;
+    return true;
+}
+
 int64_t mm_tensor_numel(const mm_tensor *t) { return mm_shape_numel(t->ndim, t->shape); }
 
 size_t mm_tensor_bytes(const mm_tensor *t)

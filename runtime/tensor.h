@@ -44,6 +44,10 @@ mm_tensor mm_tensor_view(void *data, mm_dtype dtype, int ndim, const int64_t *sh
 int64_t mm_tensor_numel(const mm_tensor *t);
 size_t mm_tensor_bytes(const mm_tensor *t);
 int64_t mm_shape_numel(int ndim, const int64_t *shape);
+/* For shapes read from files: true when every dimension is >= 0 and the product of the nonzero
+ * ones fits in int64, so that no product of some of them, in any order, overflows (an empty
+ * array's other dimensions included: (2^40, 2^40, 0) is refused); *numel is then the product. */
+bool mm_shape_numel_checked(int ndim, const int64_t *shape, int64_t *numel);
 bool mm_shape_equal(int ndim_a, const int64_t *a, int ndim_b, const int64_t *b);
 /* Writes "[2, 3, 4]" into buf. */
 const char *mm_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);

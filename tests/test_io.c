@@ -213,6 +213,12 @@ MM_TEST(npy_malformed_headers)
          "9999999999), }", 24, MM_ERR_FORMAT},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0,
          MM_ERR_FORMAT},
+        /* empty, but the other dimensions' product leaves int64 (found by fuzz_npy) */
+        {"{'descr': '|u1', 'fortran_order': False, 'shape': (2009594683, 4, 3, 111111122, 4, "
+         "0), }", 0, MM_ERR_FORMAT},
+        {"{'descr': '|u1', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }", 0,
+         MM_ERR_FORMAT},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4), }", 0, MM_OK},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1), }", 4,
          MM_ERR_UNSUPPORTED},
         {"{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 3), }", 24, MM_ERR_FORMAT},

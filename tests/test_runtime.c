@@ -48,6 +48,24 @@ MM_TEST(tensor_view_strides)
     CHECK(!strcmp(mm_shape_str(buf, sizeof buf, 4, shape), "[2, 3, 4, 5]"));
 }
 
+MM_TEST(shape_numel_checked_refuses_what_overflows_in_any_order)
+{
+    int64_t n = -1;
+    CHECK(mm_shape_numel_checked(2, (const int64_t[]){2, 3}, &n));
+    CHECK_EQ_INT(n, 6);
+    CHECK(mm_shape_numel_checked(0, NULL, &n));
+    CHECK_EQ_INT(n, 1);
+    const int64_t big = (int64_t)1 << 31;
+    CHECK(mm_shape_numel_checked(3, (const int64_t[]){big, big, 0}, &n)); /* 2^62 fits */
+    CHECK_EQ_INT(n, 0);
+    CHECK(mm_shape_numel_checked(2, (const int64_t[]){INT64_MAX, 1}, &n));
+    CHECK_EQ_INT(n, INT64_MAX);
+    CHECK(!mm_shape_numel_checked(3, (const int64_t[]){2 * big, 2 * big, 0}, &n));
+    CHECK(!mm_shape_numel_checked(3, (const int64_t[]){0, 2 * big, 2 * big}, &n));
+    CHECK(!mm_shape_numel_checked(2, (const int64_t[]){INT64_MAX, 2}, &n));
+    CHECK(!mm_shape_numel_checked(2, (const int64_t[]){3, -1}, &n));
+}
+
 MM_TEST(error_message_kept)
 {
     mm_status s = mm_fail(MM_ERR_IO, "%s: cannot open", "x.npy");

@@ -232,6 +232,9 @@ MM_TEST(safetensors_writer_rejects_bad_lists)
     CHECK_EQ_INT(mm_safetensors_write(path, utf, 1, NULL, 0), MM_ERR_ARG);
     mm_st_tensor neg[] = {{.name = "n", .dtype = MM_F32, .ndim = 1, .shape = {-4}, .data = x}};
     CHECK_EQ_INT(mm_safetensors_write(path, neg, 1, NULL, 0), MM_ERR_ARG);
+    mm_st_tensor huge[] = {{.name = "h", .dtype = MM_U8, .ndim = 3,
+                            .shape = {(int64_t)1 << 62, 3, 0}, .data = x}};
+    CHECK_EQ_INT(mm_safetensors_write(path, huge, 1, NULL, 0), MM_ERR_ARG);
     mm_st_tensor rank[] = {{.name = "r", .dtype = MM_F32, .ndim = 7, .data = x}};
     CHECK_EQ_INT(mm_safetensors_write(path, rank, 1, NULL, 0), MM_ERR_ARG);
     mm_st_meta meta_dup[] = {{"k", "1"}, {"k", "2"}};
@@ -290,6 +293,10 @@ MM_TEST(safetensors_malformed_headers)
          "not an integer"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
          8, MM_ERR_FORMAT, "absurdly large"},
+        {"{\"a\":{\"dtype\":\"U8\",\"shape\":[4611686018427387904,3,0],\"data_offsets\":[0,0]}}",
+         0, MM_ERR_FORMAT, "absurdly large"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,0],\"data_offsets\":[0,0]}}", 0,
+         MM_OK, ""},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}",
          8, MM_ERR_FORMAT, "not valid JSON"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8, MM_ERR_FORMAT,
