@@ -202,10 +202,7 @@ int mm_cmd_bench(int argc, char **argv)
                  "(default: one batch stays on the device)");
     mm_args_bool(&a, "no-recompute", "keep every activation backward reads (no recomputation)");
     mm_args_bool(&a, "recompute", "recompute cheap activations in backward (the default)");
-    mm_args_int(&a, "recompute-conv", "-1",
-                "with recomputation, also recompute convolutions of at most this many "
-                "multiply-adds per output (0: none; -1: the device's default, on cuda 128 in "
-                "fp32 and tf32, 147 in bf16)");
+    mm_recompute_conv_flag_add(&a);
     mm_recompute_slack_flag_add(&a);
     mm_scratch_flag_add(&a);
     mm_args_int(&a, "profile", "0",
@@ -233,7 +230,7 @@ int mm_cmd_bench(int argc, char **argv)
         mm_args_get_int(&a, "profile", &profile) != MM_OK ||
         mm_args_get_int(&a, "replicas", &n_rep) != MM_OK ||
         mm_args_get_float(&a, "lr", &lr) != MM_OK ||
-        mm_args_get_int(&a, "recompute-conv", &recompute_conv) != MM_OK ||
+        mm_recompute_conv_flag_get(&a, &recompute_conv) != MM_OK ||
         mm_recompute_slack_flag_get(&a, &recompute_slack) != MM_OK ||
         mm_trunk_parse(&trunk, mm_args_get(&a, "net"), "--net") != MM_OK)
         return mm_cli_error();

@@ -28,10 +28,7 @@ static void add_flags(mm_args *a)
                  "read and write, by op");
     mm_args_str(a, "precision", "fp32", "fp32, tf32 or bf16 (bf16: activations stored in bf16, "
                 "as the cuda backend does; cpu: fp32 only)");
-    mm_args_int(a, "recompute-conv", "-1",
-                "also recompute convolutions of at most this many multiply-adds per output "
-                "(0: none; -1: the device's, none on the cpu, on cuda 128 in fp32 and tf32, 147 "
-                "in bf16)");
+    mm_recompute_conv_flag_add(a);
     mm_recompute_slack_flag_add(a);
 }
 
@@ -63,10 +60,7 @@ static mm_status run(const mm_args *a, bool table)
     int64_t recompute_conv, live;
     MM_TRY(mm_args_get_int(a, "live", &live));
     if (live < 0) return mm_fail(MM_ERR_ARG, "--live %lld: must be >= 0", (long long)live);
-    MM_TRY(mm_args_get_int(a, "recompute-conv", &recompute_conv));
-    if (recompute_conv < -1)
-        return mm_fail(MM_ERR_ARG, "--recompute-conv: must be >= 0 (or -1), got %lld",
-                       (long long)recompute_conv);
+    MM_TRY(mm_recompute_conv_flag_get(a, &recompute_conv));
     mm_precision precision;
     MM_TRY(mm_precision_parse(mm_args_get(a, "precision"), &precision));
     mm_device_kind device = MM_DEVICE_CUDA;

@@ -42,6 +42,8 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_bool(a, "no-recompute",
                  "keep every activation the backward pass reads instead of recomputing the cheap "
                  "ones (more memory; on the CPU about 5% faster for narrow nets)");
+    mm_recompute_conv_flag_add(a);
+    mm_recompute_slack_flag_add(a);
     mm_args_str(a, "run", NULL, "run folder for checkpoints, logs and the report (required)");
     mm_args_str(a, "input", input, "image size HEIGHTxWIDTH");
     mm_args_int(a, "batch", batch, "images per step");
@@ -80,6 +82,8 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     MM_TRY(mm_width_div_flag_get(a, &c->width_div));
     MM_TRY(mm_scratch_flag_get(a, &c->scratch_budget, &c->scratch_strict));
     c->no_recompute = mm_args_get_bool(a, "no-recompute");
+    MM_TRY(mm_recompute_conv_flag_get(a, &c->recompute_conv));
+    MM_TRY(mm_recompute_slack_flag_get(a, &c->recompute_slack));
     MM_TRY(mm_args_get_int(a, "eval-batch", &eval_batch));
     MM_TRY(mm_args_get_int(a, "patience", &patience));
     MM_TRY(mm_args_get_int(a, "seed", &seed));

@@ -130,12 +130,29 @@ mm_status mm_algo_cache_flag_apply(const mm_args *a, const char *device, mm_back
     return MM_OK;
 }
 
+void mm_recompute_conv_flag_add(mm_args *a)
+{
+    mm_args_int(a, "recompute-conv", "-1",
+                "with recomputation, also recompute convolutions of at most this many "
+                "multiply-adds per output (0: none; -1: the device's, none on the cpu, on cuda "
+                "128 in fp32 and tf32, 147 in bf16)");
+}
+
+mm_status mm_recompute_conv_flag_get(const mm_args *a, int64_t *macs)
+{
+    MM_TRY(mm_args_get_int(a, "recompute-conv", macs));
+    if (*macs < -1)
+        return mm_fail(MM_ERR_ARG, "--recompute-conv %lld: must be >= 0 (or -1: the device's)",
+                       (long long)*macs);
+    return MM_OK;
+}
+
 void mm_recompute_slack_flag_add(mm_args *a)
 {
     mm_args_str(a, "recompute-slack", "auto",
                 "percent the activation memory may grow over its smallest to recompute less: "
-                "residual-chain links kept where each byte saves 8 of memory traffic (auto: 20 "
-                "in fp32 and tf32, 0 in bf16)");
+                "residual-chain links kept where each byte saves 8 of memory traffic (auto: on "
+                "cuda 20 in fp32 and tf32, 0 in bf16; 0 on the cpu)");
 }
 
 mm_status mm_recompute_slack_flag_get(const mm_args *a, double *slack)

@@ -33,6 +33,11 @@ void mm_deterministic_flag_set(const mm_args *a, mm_backend *be);
 void mm_algo_cache_flag_add(mm_args *a);
 mm_status mm_algo_cache_flag_get(const mm_args *a, const char *device, char *dir, size_t n);
 mm_status mm_algo_cache_flag_apply(const mm_args *a, const char *device, mm_backend *be);
+/* --recompute-conv N: with recomputation, also recompute convolutions of at most N multiply-adds
+ * per output (graph.h recompute_conv_macs); -1 (the default, *macs = -1) leaves the device's
+ * (none on the cpu; mm_recompute_conv_cuda on cuda). */
+void mm_recompute_conv_flag_add(mm_args *a);
+mm_status mm_recompute_conv_flag_get(const mm_args *a, int64_t *macs);
 /* --recompute-slack auto|PCT: how far (percent) recomputation may let the activation arena grow
  * over its smallest to recompute less (graph.h recompute_slack, as a fraction): auto (the
  * default, *slack = -1) leaves the device's (mm_recompute_slack_cuda on cuda). */

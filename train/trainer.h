@@ -66,6 +66,8 @@ typedef struct mm_train_config {
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */
     bool no_recompute;       /* keep every activation backward reads (--no-recompute; nets.h) */
+    int64_t recompute_conv;  /* --recompute-conv: nets.h recompute_conv_macs; -1: the device's */
+    double recompute_slack;  /* --recompute-slack as a fraction: nets.h; -1: the device's */
     const char *run_dir;
     const char *init;        /* weights to start from (or NULL) */
     mm_load_mode init_mode;  /* MM_LOAD_TRUNK: patch-to-whole conversion / ImageNet trunk;
@@ -76,7 +78,8 @@ typedef struct mm_train_config {
 } mm_train_config;
 
 /* Defaults shared by both commands: Adam (0.9, 0.999, 1e-8), no weight decay, class-balanced
- * weights, augmentation on with the paper's parameters, rescale 255/65535, seed 0, patience 0. */
+ * weights, augmentation on with the paper's parameters, rescale 255/65535, seed 0, patience 0,
+ * the device's recomputation. */
 void mm_train_config_defaults(mm_train_config *c);
 
 /* Trains; prints progress; returns the first error (tier 1) or MM_OK. The best validation metric
