@@ -220,10 +220,10 @@ typedef struct mm_model_config {
  * where the element-wise passes move four bytes an element and the step is furthest from its
  * speed target, the stem is kept and the slack is 20% (ResNet50 at 1152x896, batch 2: planned
  * peak 1.92 GB, 0.45x PyTorch's 4.24, for one batch-norm apply per batch norm, 67 instead of
- * the 105 of no slack, three convolutions fewer recomputed, and 18.5 GB of traffic outside the
- * convolutions instead of 22.7 with no slack). In bf16, whose passes move half that and whose step is already
- * near half of PyTorch's memory (1.17 GB of 2.55), the stem is recomputed and there is no
- * slack. */
+ * the 105 of no slack, three convolutions fewer recomputed, and 17.2 GB of traffic outside the
+ * convolutions instead of 21.3 with no slack, the ReLUs cuda applies with their batch norms not
+ * counted). In bf16, whose passes move half that and whose step is already near half of
+ * PyTorch's memory (1.17 GB of 2.55), the stem is recomputed and there is no slack. */
 int64_t mm_recompute_conv_cuda(mm_precision precision);
 double mm_recompute_slack_cuda(mm_precision precision);
 

@@ -156,6 +156,19 @@ void mm_graph_uses_free(mm_graph_uses *u)
     memset(u, 0, sizeof *u);
 }
 
+int mm_graph_relu_after(const mm_graph *g, const mm_graph_uses *u, int n)
+{
+    const mm_node *nd = &g->nodes[n];
+    bool producer = nd->op == MM_OP_BATCHNORM ||
+                    (nd->op == MM_OP_CONV2D && nd->n_in > 2 && nd->in[2] >= 0);
+    if (!producer || nd->n_out < 1 || nd->out[0] < 0) return -1;
+    int y = nd->out[0];
+    if (u->readers[y] != 1 || g->values[y].keep) return -1;
+    int j = u->last[y];
+    const mm_node *r = &g->nodes[j];
+    return j > n && r->op == MM_OP_RELU && r->in[0] == y ? j : -1;
+}
+
 bool mm_graph_single_use(const mm_graph *g, const mm_graph_uses *u, int v)
 {
     return v >= 0 && u->readers[v] == 1 && !g->values[v].keep && !u->viewed[v];

@@ -36,6 +36,10 @@ mm_graph_uses mm_graph_uses_of(const mm_graph *g);
 void mm_graph_uses_free(mm_graph_uses *u);
 /* v is read by exactly one node, not kept after the step, and no view shares it. */
 bool mm_graph_single_use(const mm_graph *g, const mm_graph_uses *u, int v);
+/* The RELU node that node n, a batch norm or a biased convolution, may apply itself as it writes
+ * its output (kernels/cuda/fuse.c): the RELU is that output's one reader and the output is not
+ * kept, so nobody sees it without the ReLU. -1 when there is none. */
+int mm_graph_relu_after(const mm_graph *g, const mm_graph_uses *u, int n);
 /* Empties node nd whose work a pass folded into another node: MM_OP_NONE, no inputs, outputs or
  * flops (the node that took the work counts them). */
 void mm_graph_node_clear(mm_node *nd);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "graph_internal.h"
 
 static size_t align_up(size_t x) { return (x + MM_PLAN_ALIGN - 1) / MM_PLAN_ALIGN * MM_PLAN_ALIGN; }
 
@@ -590,14 +591,28 @@ void mm_plan_print_live(const mm_plan *p, const mm_graph *g, int top, FILE *f)
     free(ids);
 }
 
-void mm_graph_print_traffic(const mm_graph *g, FILE *f)
+void mm_graph_print_traffic(const mm_graph *g, bool fused_relu, FILE *f)
 {
-    double bytes[MM_OP_COUNT] = {0}, total = 0, conv = 0;
-    int nodes[MM_OP_COUNT] = {0};
+    double bytes[MM_OP_COUNT] = {0}, total = 0, conv = 0, saved = 0;
+    int nodes[MM_OP_COUNT] = {0}, n_fused = 0;
+    bool *applied = mm_xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *applied);
+    if (fused_relu) {
+        mm_graph_uses u = mm_graph_uses_of(g);
+        for (int n = 0; n < g->n_nodes; n++) {
+            int j = mm_graph_relu_after(g, &u, n);
+            if (j >= 0) applied[j] = true;
+        }
+        mm_graph_uses_free(&u);
+    }
     for (int n = 0; n < g->n_nodes; n++) {
         const mm_node *nd = &g->nodes[n];
         if (nd->op == MM_OP_NONE || nd->op == MM_OP_RESHAPE) continue;
         double b = mm_node_activation_bytes(g, nd);
+        if (applied[n]) {
+            saved += b;
+            n_fused++;
+            continue;
+        }
         bytes[nd->op] += b;
         nodes[nd->op]++;
         total += b;
@@ -608,5 +623,9 @@ void mm_graph_print_traffic(const mm_graph *g, FILE *f)
         if (nodes[op])
             fprintf(f, "  %-24s %5d nodes %10.3f GB\n", mm_op_name((mm_op)op), nodes[op],
                     bytes[op] / 1e9);
+    if (n_fused)
+        fprintf(f, "  (relu applied by the node before it: %d nodes, %.3f GB not moved)\n",
+                n_fused, saved / 1e9);
     fprintf(f, "traffic_bytes=%.0f non_conv_traffic_bytes=%.0f\n", total, total - conv);
+    free(applied);
 }

@@ -110,7 +110,9 @@ void mm_plan_print_live(const mm_plan *plan, const mm_graph *g, int top, FILE *f
 /* Prints the activation bytes g's nodes read and write, each input and output counted once, by
  * op (MM_OP_NONE and views left out), then the total and that of the nodes other than
  * convolutions: the memory traffic of the memory-bound part of the step, at the least (a kernel
- * that reads its input twice, as batch norm's statistics and normalisation do, moves more). */
-void mm_graph_print_traffic(const mm_graph *g, FILE *f);
+ * that reads its input twice, as batch norm's statistics and normalisation do, moves more).
+ * fused_relu: the ReLUs that their batch norm or biased convolution applies as it writes (the
+ * cuda backend's fusion, mm_graph_relu_after) move nothing and are counted apart. */
+void mm_graph_print_traffic(const mm_graph *g, bool fused_relu, FILE *f);
 
 #endif

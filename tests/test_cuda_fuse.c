@@ -1,11 +1,13 @@
-/* The CUDA backend's ReLU fusion analysis (kernels/cuda/fuse.c), which needs no GPU: which batch
- * norms and biased convolutions may apply the ReLU that follows them, on graphs built with the
- * graph API and differentiated, and which may not (output read twice, kept as an output, feeding
- * an add, a convolution without a bias). */
+/* The CUDA backend's ReLU fusion analysis (kernels/cuda/fuse.c, on the graph's
+ * mm_graph_relu_after), which needs no GPU: which batch norms and biased convolutions may apply
+ * the ReLU that follows them, on graphs built with the graph API and differentiated, and which
+ * may not (output read twice, kept as an output, feeding an add, a convolution without a bias). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/graph.h"
+#include "runtime/graph_internal.h"
+#include "runtime/planner.h"
 #include "tests/harness.h"
 #ifdef MM_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -77,6 +79,48 @@ static void build(fnet *m)
     int loss = mm_softmax_xent(m->g, mm_dense(m->g, mm_global_avgpool(m->g, h), w, -1), labels, -1);
     CHECK_EQ_INT(mm_graph_backward(m->g, loss), MM_OK);
     CHECK_EQ_INT(mm_graph_status(m->g), MM_OK);
+}
+
+/* The pattern itself is the graph's (mm_graph_relu_after), so `mammo plan --traffic` can leave
+ * out for cuda the ReLU passes the GPU never runs: exactly the ReLUs of the fusing producers. */
+MM_TEST(relu_after_marks_the_pairs_and_traffic_leaves_them_out)
+{
+    fnet m;
+    build(&m);
+    mm_graph_uses u = mm_graph_uses_of(m.g);
+    int found = 0;
+    double relu_bytes = 0;
+    for (int n = 0; n < m.g->n_nodes; n++) {
+        int j = mm_graph_relu_after(m.g, &u, n);
+        if (j < 0) continue;
+        found++;
+        relu_bytes += mm_node_activation_bytes(m.g, &m.g->nodes[j]);
+        bool expected = false;
+        for (int i = 0; i < m.n_relu; i++) expected = expected || m.bn_relu[i] == n;
+        CHECK_MSG(expected, "node %d (%s) marked", n, mm_node_op_name(&m.g->nodes[n]));
+    }
+    CHECK_EQ_INT(found, m.n_relu);
+    for (int i = 0; i < m.n_plain; i++)
+        CHECK_EQ_INT(mm_graph_relu_after(m.g, &u, m.bn_plain[i]), -1);
+    mm_graph_uses_free(&u);
+
+    double total[2] = {0, 0};
+    for (int fused = 0; fused < 2; fused++) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        mm_graph_print_traffic(m.g, fused, f);
+        fclose(f);
+        const char *t = strstr(text, "traffic_bytes=");
+        total[fused] = t ? strtod(t + strlen("traffic_bytes="), NULL) : -1;
+        char want[96];
+        snprintf(want, sizeof want, "(relu applied by the node before it: %d nodes", m.n_relu);
+        CHECK_MSG((strstr(text, want) != NULL) == (fused == 1), "fused %d: %s", fused, text);
+        free(text);
+    }
+    CHECK(relu_bytes > 0);
+    CHECK_CLOSE(total[0] - total[1], relu_bytes, 0.5, 0);
+    mm_graph_free(m.g);
 }
 
 MM_TEST(cuda_fusion_finds_bn_relu_pairs)

@@ -94,7 +94,8 @@ static mm_status run(const mm_args *a, bool table)
     mm_plan plan;
     st = mm_plan_make(&plan, m.g, be, slots);
     if (st == MM_OK) {
-        if (!table && mm_args_get_bool(a, "traffic")) mm_graph_print_traffic(m.g, stdout);
+        if (!table && mm_args_get_bool(a, "traffic"))
+            mm_graph_print_traffic(m.g, device == MM_DEVICE_CUDA, stdout);
         if (table)
             mm_model_summary(&m, &plan, stdout);
         else

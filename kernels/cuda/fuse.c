@@ -44,15 +44,8 @@ void mm_cuda_fusion_analyse(mm_cuda_fusion *f, const mm_graph *g)
 
     mm_graph_uses u = mm_graph_uses_of(g); /* readers of every value, and the last of them */
     for (int n = 0; n < g->n_nodes; n++) {
-        const mm_node *nd = &g->nodes[n];
-        bool producer = nd->op == MM_OP_BATCHNORM ||
-                        (nd->op == MM_OP_CONV2D && nd->n_in > 2 && nd->in[2] >= 0);
-        if (!producer || nd->n_out < 1 || nd->out[0] < 0) continue;
-        int y = nd->out[0];
-        if (u.readers[y] != 1 || g->values[y].keep) continue;
-        int j = u.last[y];
-        const mm_node *r = &g->nodes[j];
-        if (j <= n || r->op != MM_OP_RELU || r->in[0] != y) continue;
+        int j = mm_graph_relu_after(g, &u, n);
+        if (j < 0) continue;
         f->code[n] = MM_FUSE_APPLY_RELU;
         f->partner[n] = j;
         f->code[j] = MM_FUSE_RELU_DONE;
