@@ -187,6 +187,14 @@ void mm_model_config_for_device(mm_model_config *c, mm_device_kind device,
     c->recompute_slack = cpu ? 0.0 : mm_recompute_slack_cuda(precision);
 }
 
+void mm_model_config_recompute(mm_model_config *c, bool keep_all, int64_t conv_macs,
+                               double slack)
+{
+    if (keep_all) c->no_recompute = true;
+    if (conv_macs >= 0) c->recompute_conv_macs = conv_macs;
+    if (slack >= 0) c->recompute_slack = slack;
+}
+
 int64_t mm_recompute_conv_cuda(mm_precision precision)
 {
     return precision == MM_PRECISION_BF16 ? MM_RECOMPUTE_CONV_MACS_CUDA

@@ -236,6 +236,11 @@ void mm_model_config_for_backend(mm_model_config *c, const mm_backend *be);
 /* The same for a device and precision without a backend (`mammo plan --device`). */
 void mm_model_config_for_device(mm_model_config *c, mm_device_kind device,
                                 mm_precision precision);
+/* The command line's recomputation switches over those choices, as bench, plan and training take
+ * them: keep_all (--no-recompute) keeps every activation; conv_macs (--recompute-conv) and slack
+ * (--recompute-slack, a fraction) replace the device's where >= 0 (-1: the device's stay). */
+void mm_model_config_recompute(mm_model_config *c, bool keep_all, int64_t conv_macs,
+                               double slack);
 
 /* Defaults: classes 1000 / 5 / 2 by kind, patch_classes 5, batch 1, 224x224 (whole: 1152x896),
  * dropout 0, evaluation, all trainable, top "[512-512-1024]x2,[512-512-1024]x2" for whole. */

@@ -276,11 +276,9 @@ int mm_cmd_bench(int argc, char **argv)
     else if (st == MM_OK && graph && warmup < 1)
         st = mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once "
                      "before it is captured (cuDNN and cuBLAS finish their set-up then)");
-    mm_model_config_for_backend(&cfg, be);
-    if (mm_args_get_bool(&a, "recompute")) cfg.no_recompute = false;
-    if (mm_args_get_bool(&a, "no-recompute")) cfg.no_recompute = true;
-    if (recompute_conv >= 0) cfg.recompute_conv_macs = recompute_conv;
-    if (recompute_slack >= 0) cfg.recompute_slack = recompute_slack;
+    mm_model_config_for_backend(&cfg, be); /* recomputing, as --recompute says */
+    mm_model_config_recompute(&cfg, mm_args_get_bool(&a, "no-recompute"), recompute_conv,
+                              recompute_slack);
 
     replica rep[MM_MAX_REPLICAS];
     memset(rep, 0, sizeof rep);

@@ -66,11 +66,9 @@ static mm_status run(const mm_args *a, bool table)
     mm_device_kind device = MM_DEVICE_CUDA;
     MM_TRY(plan_device(mm_args_get(a, "device"), precision, &device));
     mm_model_config_for_device(&c, device, precision);
-    c.no_recompute = mm_args_get_bool(a, "no-recompute");
-    if (recompute_conv >= 0) c.recompute_conv_macs = recompute_conv;
     double slack;
     MM_TRY(mm_recompute_slack_flag_get(a, &slack));
-    if (slack >= 0) c.recompute_slack = slack;
+    mm_model_config_recompute(&c, mm_args_get_bool(a, "no-recompute"), recompute_conv, slack);
     const char *opt = mm_args_get(a, "optimizer");
     int slots;
     if (!strcmp(opt, "adam"))

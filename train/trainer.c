@@ -73,9 +73,7 @@ static mm_status bind(bound_model *b, const mm_train_config *c, mm_backend *be, 
     mc.trainable = trainable;
     mc.dropout_seed = (c->seed ^ 0x64726f706f7574ULL) + 0x9E3779B97F4A7C15ULL * (uint64_t)rank;
     mm_model_config_for_backend(&mc, be);
-    if (c->no_recompute) mc.no_recompute = true;
-    if (c->recompute_conv >= 0) mc.recompute_conv_macs = c->recompute_conv;
-    if (c->recompute_slack >= 0) mc.recompute_slack = c->recompute_slack;
+    mm_model_config_recompute(&mc, c->no_recompute, c->recompute_conv, c->recompute_slack);
     MM_TRY(mm_model_build(&b->m, &mc));
     mm_status st = mm_session_init(&b->s, b->m.g, be, training ? 2 : 0);
     if (st != MM_OK) {
