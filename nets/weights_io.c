@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../runtime/safetensors.h"
+#include "../runtime/torch_pth.h"
 #include "layers.h"
 
 static const mm_param_info *info_of(const mm_model *m, int value)
@@ -191,7 +192,7 @@ mm_status mm_model_load_from(const mm_model *m, mm_session *s, const mm_safetens
 mm_status mm_model_load(const mm_model *m, mm_session *s, const char *path, mm_load_mode mode)
 {
     mm_safetensors *f;
-    MM_TRY(mm_safetensors_open(&f, path));
+    MM_TRY(mm_weights_open(&f, path));
     mm_status st = mm_model_load_from(m, s, f, mode);
     mm_safetensors_close(f);
     return st;

@@ -19,6 +19,7 @@ struct mm_safetensors {
     char *path;
     int fd;               /* -1 when parsed from memory */
     const uint8_t *mem;   /* the whole file when parsed from memory */
+    void *owned;          /* mem, when the handle frees it (mm_safetensors_parse_owned) */
     uint64_t data_start;  /* 8 + header length */
     uint64_t data_len;
     int n;
@@ -67,6 +68,7 @@ static void st_free(mm_safetensors *f)
     free(f->meta_keys);
     free(f->meta_values);
     free(f->path);
+    free(f->owned);
     free(f);
 }
 
@@ -348,6 +350,17 @@ mm_status mm_safetensors_parse(mm_safetensors **out, const void *data, size_t si
     }
     *out = f;
     return MM_OK;
+}
+
+mm_status mm_safetensors_parse_owned(mm_safetensors **out, void *data, size_t size,
+                                     const char *label)
+{
+    mm_status st = mm_safetensors_parse(out, data, size, label);
+    if (st == MM_OK)
+        (*out)->owned = data;
+    else
+        free(data);
+    return st;
 }
 
 const char *mm_safetensors_path(const mm_safetensors *f) { return f->path; }

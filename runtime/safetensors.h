@@ -59,6 +59,10 @@ mm_status mm_safetensors_open(mm_safetensors **out, const char *path);
  * `label` names it in messages. Used by the fuzz targets and for files already read. */
 mm_status mm_safetensors_parse(mm_safetensors **out, const void *data, size_t size,
                                const char *label);
+/* The same, taking `data` (from malloc): the handle frees it on close, and this call on failure.
+ * PyTorch checkpoints are read this way (runtime/torch_pth.h). */
+mm_status mm_safetensors_parse_owned(mm_safetensors **out, void *data, size_t size,
+                                     const char *label);
 void mm_safetensors_close(mm_safetensors *f);
 
 const char *mm_safetensors_path(const mm_safetensors *f);

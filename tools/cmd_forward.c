@@ -1,6 +1,7 @@
 /* `mammo forward`: an evaluation-mode forward pass of a model with weights from a safetensors file
- * (torchvision's names and layouts) on an NCHW float32 .npy input; writes the logits [N, classes]
- * as float32 .npy. Used for parity checks against PyTorch and for scoring images by hand. */
+ * or a PyTorch checkpoint (runtime/torch_pth.h; torchvision's names and layouts either way) on an
+ * NCHW float32 .npy input; writes the logits [N, classes] as float32 .npy. Used for parity checks
+ * against PyTorch and for scoring images by hand. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -46,7 +47,8 @@ static mm_status run(const mm_args *a)
     MM_TRY(mm_model_flags_get(&c, a, false));
     const char *weights = mm_args_get(a, "weights"), *input = mm_args_get(a, "input");
     const char *output = mm_args_get(a, "output");
-    if (!weights) return mm_fail(MM_ERR_ARG, "--weights: missing; give a .safetensors file");
+    if (!weights)
+        return mm_fail(MM_ERR_ARG, "--weights: missing; give a .safetensors or PyTorch .pth file");
     if (!input) return mm_fail(MM_ERR_ARG, "--input: missing; give an NCHW float32 .npy file");
     if (!output) return mm_fail(MM_ERR_ARG, "--output: missing; give the .npy file to write");
 
@@ -86,11 +88,13 @@ int mm_cmd_forward(int argc, char **argv)
 {
     mm_args a;
     mm_args_init(&a, "mammo forward",
-                 "--net resnet50|vgg16 --weights W.safetensors --input X.npy --output Y.npy",
+                 "--net resnet50|vgg16 --weights W.safetensors|W.pth --input X.npy --output Y.npy",
                  "Evaluation-mode forward pass: weights with torchvision's names and layouts, input\n"
                  "float32 [N, 3, H, W] (NCHW), output the logits float32 [N, classes].");
     mm_model_flags_add(&a, false);
-    mm_args_str(&a, "weights", NULL, "safetensors file with the model's weights");
+    mm_args_str(&a, "weights", NULL,
+                "the model's weights: safetensors, or a PyTorch checkpoint (torch.save of a "
+                "state_dict, e.g. torchvision's .pth)");
     mm_args_str(&a, "input", NULL, "input images, float32 .npy [N, 3, H, W]");
     mm_args_str(&a, "output", NULL, "logits to write, float32 .npy [N, classes]");
     mm_args_str(&a, "device", "cpu", "cpu, cuda or cuda:N (GPU N)");

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/torch_pth.h"
 #include "../runtime/backend.h"
 #include "../train/checkpoint.h"
 #include "../train/dataset.h"
@@ -60,7 +61,7 @@ static mm_status predict_one(double *score, const char *path, const mm_dataset *
                              bool tta, int threads, mm_backend *be)
 {
     mm_safetensors *f;
-    MM_TRY(mm_safetensors_open(&f, path));
+    MM_TRY(mm_weights_open(&f, path)); /* a PyTorch file: says it is not mammo's */
     mm_status st = predict_from(score, f, d, batch, tta, threads, be);
     mm_safetensors_close(f);
     return st;

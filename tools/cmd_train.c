@@ -182,7 +182,9 @@ int mm_cmd_train_patch(int argc, char **argv)
     mm_args_str(&a, "patches", NULL, "patches.csv written by 'mammo patches' (required)");
     add_common_flags(&a, "224x224", "32", "3,10,37", "1e-3,1e-4,1e-5");
     mm_args_str(&a, "top-layers", NULL, "name prefixes trained in stage 2 (default: the net's top block and fc)");
-    mm_args_str(&a, "init", NULL, "torchvision weights (safetensors) whose trunk starts the net, e.g. ImageNet");
+    mm_args_str(&a, "init", NULL,
+                "torchvision weights whose trunk starts the net, e.g. ImageNet: safetensors, or "
+                "the .pth torchvision downloads");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
     if (a.help) return 0;
     mm_train_config c;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/torch_pth.h"
 #include "../runtime/safetensors.h"
 
 #define FORMAT_NAME "mammo-checkpoint"
@@ -195,7 +196,7 @@ mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info)
     memset(info, 0, sizeof *info);
     mm_train_state_init(&info->st);
     mm_safetensors *f;
-    MM_TRY(mm_safetensors_open(&f, path));
+    MM_TRY(mm_weights_open(&f, path)); /* a PyTorch file: says it is not mammo's */
     mm_status status = mm_checkpoint_info_from(f, info);
     mm_safetensors_close(f);
     return status;
