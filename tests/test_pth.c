@@ -13,6 +13,7 @@
 #include "runtime/torch_pth.h"
 #include "tests/harness.h"
 #include "tests/io_files.h"
+#include "train/checkpoint.h"
 
 #define PTH MM_SOURCE_DIR "/tests/fixtures/pth/"
 
@@ -138,6 +139,14 @@ static void check_refused(const char *path, mm_status want, const char *says)
     mm_safetensors *f = NULL;
     CHECK_EQ_INT(mm_weights_open(&f, path), want);
     CHECK(f == NULL);
+    CHECK(message_names(path));
+    CHECK_MSG(strstr(mm_last_error(), says) != NULL, "message: %s", mm_last_error());
+}
+
+static void check_refused_info(const char *path, const char *says)
+{
+    mm_checkpoint_info info;
+    CHECK(mm_checkpoint_info_read(path, &info) != MM_OK);
     CHECK(message_names(path));
     CHECK_MSG(strstr(mm_last_error(), says) != NULL, "message: %s", mm_last_error());
 }
@@ -279,4 +288,23 @@ MM_TEST(model_loads_torchvision_named_checkpoint)
     mm_session_free(&s);
     mm_model_free(&m);
     mm_backend_destroy(cpu);
+}
+
+MM_TEST(checkpoint_info_reads_what_a_state_dict_is_from_its_tensors)
+{
+    mm_checkpoint_info info;
+    mm_status st = mm_checkpoint_info_read(PTH "vgg16_patch_w16.pth", &info);
+    CHECK_MSG(st == MM_OK, "%s", mm_last_error());
+    CHECK_EQ_INT(info.kind, MM_MODEL_PATCH);
+    CHECK_EQ_INT(info.trunk, MM_TRUNK_VGG16);
+    CHECK_EQ_INT(info.width_div, 16);
+    CHECK_EQ_INT(info.classes, 5);
+    st = mm_checkpoint_info_read(PTH "resnet50_w16_names.pth", &info);
+    CHECK_MSG(st == MM_OK, "%s", mm_last_error());
+    CHECK_EQ_INT(info.kind, MM_MODEL_TORCHVISION);
+    CHECK_EQ_INT(info.trunk, MM_TRUNK_RESNET50);
+    CHECK_EQ_INT(info.width_div, 16);
+    CHECK_EQ_INT(info.classes, 1000);
+    check_refused_info(PTH "whole_names.pth", "its top blocks are not written in it");
+    check_refused_info(PTH "state.pth", "neither torchvision's ResNet50 nor its VGG16");
 }

@@ -276,8 +276,10 @@ int mm_cmd_train_image(int argc, char **argv)
         mm_checkpoint_info info;
         if (mm_checkpoint_info_read(patch, &info) != MM_OK) return mm_cli_error();
         if (info.kind != MM_MODEL_PATCH) {
-            mm_fail(MM_ERR_ARG, "--patch-model %s: holds a %s model, not a patch classifier", patch,
-                    mm_model_kind_name(info.kind));
+            mm_fail(MM_ERR_ARG, "--patch-model %s: holds a %s model, not a patch classifier%s",
+                    patch, mm_model_kind_name(info.kind),
+                    info.kind == MM_MODEL_TORCHVISION
+                        ? " (torchvision weights start one: mammo train-patch --init)" : "");
             return mm_cli_error();
         }
         if (mm_args_given(&a, "net") && info.trunk != c.trunk) {

@@ -148,11 +148,44 @@ static int meta_int(const mm_safetensors *f, const char *key, int def)
     return v ? atoi(v) : def;
 }
 
+/* A PyTorch state_dict (runtime/torch_pth.h) says what it is by its tensors alone: the trunk by
+ * its first convolution's name, the width by its filters, a patch classifier by a dense `fc` of 5
+ * outputs (ResNet50's is otherwise torchvision's own). A whole-image model's top blocks are not
+ * written anywhere in such a file, so it is refused. */
+static mm_status torch_info(const mm_safetensors *f, mm_checkpoint_info *info)
+{
+    const char *path = mm_safetensors_path(f);
+    const mm_st_entry *first = mm_safetensors_find(f, "features.0.weight");
+    info->trunk = MM_TRUNK_VGG16;
+    if (!first && mm_safetensors_find(f, "layer1.0.conv1.weight")) {
+        first = mm_safetensors_find(f, "conv1.weight");
+        info->trunk = MM_TRUNK_RESNET50;
+    }
+    if (!first)
+        return mm_fail(MM_ERR_FORMAT, "%s: a PyTorch state_dict of neither torchvision's ResNet50 "
+                       "nor its VGG16 (no conv1.weight and layer1.*, nor features.0.weight)", path);
+    if (first->ndim != 4 || first->shape[0] < 1 || 64 % first->shape[0] != 0)
+        return mm_fail(MM_ERR_FORMAT, "%s: its first convolution %s has %lld filters; 64 (or 64/N "
+                       "for a reduced-width net) expected", path, first->name,
+                       (long long)first->shape[0]);
+    info->width_div = (int)(64 / first->shape[0]);
+    const mm_st_entry *fc = mm_safetensors_find(f, "fc.weight");
+    const mm_st_entry *head = fc ? fc : mm_safetensors_find(f, "classifier.6.weight");
+    if (mm_safetensors_find(f, "top.fc.weight"))
+        return mm_fail(MM_ERR_UNSUPPORTED, "%s: a whole-image model saved by PyTorch: its top "
+                       "blocks are not written in it; --init takes mammo's own checkpoints", path);
+    info->kind = fc && fc->ndim == 2 && fc->shape[0] == 5 ? MM_MODEL_PATCH : MM_MODEL_TORCHVISION;
+    info->classes = head && head->ndim == 2 ? (int)head->shape[0] : 0;
+    snprintf(info->top, sizeof info->top, "none");
+    return MM_OK;
+}
+
 mm_status mm_checkpoint_info_from(const mm_safetensors *f, mm_checkpoint_info *info)
 {
     memset(info, 0, sizeof *info);
     mm_train_state_init(&info->st);
     const char *path = mm_safetensors_path(f);
+    if (mm_safetensors_meta(f, "mammo.source")) return torch_info(f, info); /* a .pth */
     const char *format = mm_safetensors_meta(f, "format");
     if (!format || strcmp(format, FORMAT_NAME) != 0)
         return mm_fail(MM_ERR_FORMAT,

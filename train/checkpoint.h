@@ -48,6 +48,10 @@ typedef struct mm_checkpoint_info {
     bool has_state; /* written by mm_checkpoint_save (not just weights) */
     mm_train_state st;
 } mm_checkpoint_info;
+/* A PyTorch state_dict (.pth, runtime/torch_pth.h) has no metadata: its kind, trunk, width and
+ * classes are read from its tensors' names and shapes (a patch classifier: a dense `fc` of 5
+ * outputs), which is all --patch-model needs; a whole-image one is refused (its top blocks are
+ * not in it). */
 mm_status mm_checkpoint_info_read(const char *path, mm_checkpoint_info *info);
 /* The same from a checkpoint already open (messages name mm_safetensors_path(f)). A reader that
  * needs the metadata before it can build the model (resume, predict) opens the file once, reads

@@ -58,6 +58,7 @@ struct launch_state {
     bool trapped = false;
     std::vector<char> smem;
     std::vector<void *> shared_seen; /* static shared arrays this block has reached */
+    size_t shared_static;            /* their bytes */
 } g_launch;
 bool g_running;
 
@@ -171,6 +172,15 @@ void shared_begin(void *p, size_t bytes)
         if (q == p) return;
     g_launch.shared_seen.push_back(p);
     memset(p, 0xFF, bytes); /* NaN in every float and double */
+    /* A block may take 48 KiB of shared memory, static and dynamic together, unless the kernel
+     * was allowed more with cudaFuncSetAttribute (which no kernel of ours asks for). */
+    g_launch.shared_static += bytes;
+    if (g_launch.shared_static + g_launch.smem.size() > 48 * 1024) {
+        fprintf(stderr, "cuemu: a block takes %zu bytes of shared memory, over the 48 KiB a GPU "
+                "gives a kernel without cudaFuncSetAttribute\n",
+                g_launch.shared_static + g_launch.smem.size());
+        trap();
+    }
 }
 
 cudaError_t run_now(const cfg &c, body_fn body, void *state)
@@ -181,7 +191,7 @@ cudaError_t run_now(const cfg &c, body_fn body, void *state)
     }
     unsigned nthreads = c.block.x * c.block.y * c.block.z;
     if (nthreads == 0 || nthreads > 1024 || c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 ||
-        c.grid.y > 65535 || c.grid.z > 65535 || c.smem > 227 * 1024)
+        c.grid.y > 65535 || c.grid.z > 65535 || c.smem > 48 * 1024)
         return cudaErrorInvalidConfiguration;
     while (g_fibers.size() < nthreads) g_fibers.push_back(make_fiber());
     for (unsigned i = 0; i < nthreads; i++)
@@ -206,6 +216,7 @@ cudaError_t run_now(const cfg &c, body_fn body, void *state)
         /* shared memory starts as garbage on the device: NaN here */
         g_launch.smem.assign(c.smem, (char)0xFF);
         g_launch.shared_seen.clear();
+        g_launch.shared_static = 0;
         run_block(nthreads, (i & 1) != 0);
     }
     g_running = false;
