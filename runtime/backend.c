@@ -44,19 +44,31 @@ const char *mm_precision_name(mm_precision p)
     return "?";
 }
 
-mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out)
+mm_status mm_device_resolve(const char *name, mm_precision precision, mm_device_kind *kind,
+                            int *gpu)
 {
-    *out = NULL;
-    int gpu = mm_backend_gpu_index(name);
-    if (gpu == -2) return MM_ERR_ARG;
-    if (gpu >= 0) return mm_backend_cuda_create_ex(out, precision, gpu);
+    *gpu = mm_backend_gpu_index(name);
+    if (*gpu == -2) return MM_ERR_ARG;
+    *kind = MM_DEVICE_CUDA;
+    if (*gpu >= 0) return MM_OK;
     if (strcmp(name, "cpu") && strcmp(name, "meta"))
-        return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu, cuda, cuda:N or meta",
+        return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu, cuda or cuda:N",
                        name);
     if (precision != MM_PRECISION_FP32)
         return mm_fail(MM_ERR_ARG, "--precision %s: the %s device computes in fp32 only; use "
                        "--precision fp32 or --device cuda", mm_precision_name(precision), name);
-    return !strcmp(name, "cpu") ? mm_backend_cpu_create(out) : mm_backend_meta_create(out);
+    *kind = !strcmp(name, "cpu") ? MM_DEVICE_CPU : MM_DEVICE_META;
+    return MM_OK;
+}
+
+mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out)
+{
+    *out = NULL;
+    mm_device_kind kind;
+    int gpu;
+    MM_TRY(mm_device_resolve(name, precision, &kind, &gpu));
+    if (kind == MM_DEVICE_CUDA) return mm_backend_cuda_create_ex(out, precision, gpu);
+    return kind == MM_DEVICE_CPU ? mm_backend_cpu_create(out) : mm_backend_meta_create(out);
 }
 
 void *mm_host_alloc(mm_backend *be, size_t bytes)

@@ -136,8 +136,13 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
 /* The GPU a device name names: "cuda" 0, "cuda:N" N; -1 for any other name; -2 (a tier-1 error
  * naming --device) for a malformed "cuda:..." */
 int mm_backend_gpu_index(const char *name);
-/* By name ("cpu", "meta", "cuda" = "cuda:0", "cuda:N" for GPU N) with a precision: cpu and meta
- * run fp32 only (tf32 and bf16 there are a tier-1 error naming --precision). */
+/* What a device name names, checked with the precision but not opened: *kind, and for cuda the
+ * GPU in *gpu (-1 otherwise). Tier 1 naming --device for an unknown or malformed name, naming
+ * --precision for tf32 or bf16 on cpu or meta, which run fp32 only. */
+mm_status mm_device_resolve(const char *name, mm_precision precision, mm_device_kind *kind,
+                            int *gpu);
+/* By name ("cpu", "meta", "cuda" = "cuda:0", "cuda:N" for GPU N) with a precision, as
+ * mm_device_resolve checks them. */
 mm_status mm_backend_open(const char *name, mm_precision precision, mm_backend **out);
 /* The peak of the device bytes held through the backend (CUDA: its allocations and cuBLAS's
  * fixed workspace, comparable with torch.cuda.max_memory_allocated; the CUDA context is in

@@ -32,21 +32,15 @@ static void add_flags(mm_args *a)
     mm_recompute_slack_flag_add(a);
 }
 
-/* --device: cpu, or cuda (cuda:N) planned as the cuda backend chooses; nothing is opened. */
+/* --device: cpu, or cuda (cuda:N) planned as the cuda backend chooses; nothing is opened (meta
+ * runs no step to plan for). */
 static mm_status plan_device(const char *name, mm_precision precision, mm_device_kind *device)
 {
-    int gpu = mm_backend_gpu_index(name);
-    if (gpu == -2) return MM_ERR_ARG;
-    if (gpu >= 0) {
-        *device = MM_DEVICE_CUDA;
-        return MM_OK;
-    }
-    if (strcmp(name, "cpu") != 0)
-        return mm_fail(MM_ERR_ARG, "--device %s: unknown device; use cpu or cuda", name);
-    if (precision != MM_PRECISION_FP32)
-        return mm_fail(MM_ERR_ARG, "--precision %s: the cpu device computes in fp32 only; use "
-                       "--precision fp32 or --device cuda", mm_precision_name(precision));
-    *device = MM_DEVICE_CPU;
+    int gpu;
+    MM_TRY(mm_device_resolve(name, precision, device, &gpu));
+    if (*device == MM_DEVICE_META)
+        return mm_fail(MM_ERR_ARG, "--device meta: plan and summary run on meta anyway; give the "
+                       "device to plan for, cpu or cuda");
     return MM_OK;
 }
 
