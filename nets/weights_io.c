@@ -110,14 +110,16 @@ static mm_status read_tensor(const mm_model *m, const mm_safetensors *f, const c
         return mm_fail(MM_ERR_FORMAT, "%s: tensor '%s' is missing (the %s model needs it, shape %s)",
                        mm_safetensors_path(f), file_name, label, sh);
     }
-    if (!e->supported || e->dtype != MM_F32 || !mm_shape_equal(e->ndim, e->shape, ndim, shape)) {
+    /* float32, or float16, bfloat16 or float64 read as float32 */
+    bool is_float = mm_safetensors_is_float(e) && e->ndim <= MM_MAX_DIMS;
+    if (!is_float || !mm_shape_equal(e->ndim, e->shape, ndim, shape)) {
         char want[96], got[96] = "?";
         mm_shape_str(want, sizeof want, ndim, shape);
-        if (e->supported) mm_shape_str(got, sizeof got, e->ndim, e->shape);
-        return mm_fail(MM_ERR_FORMAT, "%s: tensor '%s' is %s %s, expected F32 %s",
-                       mm_safetensors_path(f), file_name, e->dtype_name, got, want);
+        if (e->ndim <= MM_MAX_DIMS) mm_shape_str(got, sizeof got, e->ndim, e->shape);
+        return mm_fail(MM_ERR_FORMAT, "%s: tensor '%s' is %s %s, expected F32 %s (or F16, BF16, "
+                       "F64)", mm_safetensors_path(f), file_name, e->dtype_name, got, want);
     }
-    return mm_safetensors_read(f, e, torch_buf, e->bytes);
+    return mm_safetensors_read_f32(f, e, torch_buf);
 }
 
 /* Loads one model value from the file tensor `file_name`. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "half.h"
 
 struct mm_safetensors {
     char *path;
@@ -386,6 +387,20 @@ const mm_st_entry *mm_safetensors_find(const mm_safetensors *f, const char *name
     return NULL;
 }
 
+/* The bytes of entry e, whatever its dtype. */
+static mm_status read_raw(const mm_safetensors *f, const mm_st_entry *e, void *dst)
+{
+    if (e->bytes == 0) return MM_OK;
+    if (f->mem) {
+        memcpy(dst, f->mem + f->data_start + e->begin, e->bytes);
+        return MM_OK;
+    }
+    if (read_full(f->fd, dst, e->bytes, f->data_start + e->begin) != MM_OK)
+        return mm_fail(MM_ERR_IO, "%s: cannot read tensor \"%s\" (the file shrank or changed "
+                       "since it was opened?)", f->path, e->name);
+    return MM_OK;
+}
+
 mm_status mm_safetensors_read(const mm_safetensors *f, const mm_st_entry *e, void *dst,
                               size_t bytes)
 {
@@ -398,15 +413,37 @@ mm_status mm_safetensors_read(const mm_safetensors *f, const mm_st_entry *e, voi
                        "reads F32, U8, U16, I32 and BF16 (convert it before saving)", f->path,
                        e->dtype_name, e->name);
     }
-    if (bytes == 0) return MM_OK;
-    if (f->mem) {
-        memcpy(dst, f->mem + f->data_start + e->begin, bytes);
-        return MM_OK;
+    return read_raw(f, e, dst);
+}
+
+bool mm_safetensors_is_float(const mm_st_entry *e)
+{
+    return !strcmp(e->dtype_name, "F32") || !strcmp(e->dtype_name, "F16") ||
+           !strcmp(e->dtype_name, "BF16") || !strcmp(e->dtype_name, "F64");
+}
+
+mm_status mm_safetensors_read_f32(const mm_safetensors *f, const mm_st_entry *e, float *dst)
+{
+    if (!mm_safetensors_is_float(e) || e->ndim > MM_MAX_DIMS)
+        return mm_fail(MM_ERR_UNSUPPORTED, "%s: tensor \"%s\" is %s with %d dimensions; float32 "
+                       "is read from F32, F16, BF16 or F64 of at most %d", f->path, e->name,
+                       e->dtype_name, e->ndim, MM_MAX_DIMS);
+    if (!strcmp(e->dtype_name, "F32")) return read_raw(f, e, dst);
+    void *raw = mm_xmalloc(e->bytes + 1);
+    mm_status st = read_raw(f, e, raw);
+    for (int64_t i = 0; i < e->numel && st == MM_OK; i++) {
+        uint16_t h;
+        double d;
+        if (e->dtype_name[1] == '6') { /* F64 */
+            memcpy(&d, (const char *)raw + 8 * i, 8);
+            dst[i] = (float)d;
+            continue;
+        }
+        memcpy(&h, (const char *)raw + 2 * i, 2);
+        dst[i] = e->dtype_name[0] == 'B' ? mm_bf16_to_f32(h) : mm_f16_to_f32(h);
     }
-    if (read_full(f->fd, dst, bytes, f->data_start + e->begin) != MM_OK)
-        return mm_fail(MM_ERR_IO, "%s: cannot read tensor \"%s\" (the file shrank or changed "
-                       "since it was opened?)", f->path, e->name);
-    return MM_OK;
+    free(raw);
+    return st;
 }
 
 mm_status mm_safetensors_load(const mm_safetensors *f, const char *name, mm_dtype dtype, int ndim,
@@ -416,16 +453,19 @@ mm_status mm_safetensors_load(const mm_safetensors *f, const char *name, mm_dtyp
     if (!e)
         return mm_fail(MM_ERR_FORMAT, "%s: no tensor \"%s\" (is it a checkpoint of the same "
                        "network?)", f->path, name);
-    if (e->supported && e->dtype != dtype)
+    /* float32 from F16, BF16 and F64 too */
+    bool to_f32 = dtype == MM_F32 && mm_safetensors_is_float(e) && e->ndim <= MM_MAX_DIMS;
+    if (e->supported && e->dtype != dtype && !to_f32)
         return mm_fail(MM_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s, expected %s", f->path,
                        name, e->dtype_name, mm_dtype_name(dtype));
-    if (e->supported && !mm_shape_equal(e->ndim, e->shape, ndim, shape)) {
+    if ((e->supported || to_f32) && !mm_shape_equal(e->ndim, e->shape, ndim, shape)) {
         char got[160], want[160];
         mm_shape_str(got, sizeof got, e->ndim, e->shape);
         mm_shape_str(want, sizeof want, ndim, shape);
         return mm_fail(MM_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, expected %s (weights of "
                        "another architecture?)", f->path, name, got, want);
     }
+    if (to_f32) return mm_safetensors_read_f32(f, e, dst);
     return mm_safetensors_read(f, e, dst, e->bytes);
 }
 

@@ -30,6 +30,7 @@
 #ifndef MM_SAFETENSORS_H
 #define MM_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,8 +77,15 @@ const mm_st_entry *mm_safetensors_find(const mm_safetensors *f, const char *name
  * MM_ERR_UNSUPPORTED for an unsupported entry, MM_ERR_IO if the file shrank since it was opened. */
 mm_status mm_safetensors_read(const mm_safetensors *f, const mm_st_entry *e, void *dst,
                               size_t bytes);
+/* Whether entry e is floating-point: F32, F16, BF16 or F64 (held or not). */
+bool mm_safetensors_is_float(const mm_st_entry *e);
+/* Reads a floating-point entry as float32 into dst (e->numel floats): weights saved in half,
+ * bfloat16 or double precision load as float32, as PyTorch's load_state_dict copies them.
+ * MM_ERR_UNSUPPORTED naming the tensor for other dtypes. */
+mm_status mm_safetensors_read_f32(const mm_safetensors *f, const mm_st_entry *e, float *dst);
 /* Finds `name`, checks that its dtype and shape are the expected ones (clear message otherwise:
- * missing tensor, wrong dtype, "has shape [64, 3, 7, 7], expected [64, 3, 3, 3]") and reads it. */
+ * missing tensor, wrong dtype, "has shape [64, 3, 7, 7], expected [64, 3, 3, 3]") and reads it;
+ * MM_F32 is also read from F16, BF16 and F64 (mm_safetensors_read_f32). */
 mm_status mm_safetensors_load(const mm_safetensors *f, const char *name, mm_dtype dtype, int ndim,
                               const int64_t *shape, void *dst);
 

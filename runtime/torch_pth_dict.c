@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "torch_pth_internal.h"
 
 /* torch's storage classes and what their tensors become. */
@@ -262,43 +263,16 @@ mm_status mm_pth_collect(mm_pth *f)
 
 /* ---- the safetensors image ---- */
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
-    if (exp == 31)
-        bits = sign | 0x7f800000u | (man << 13); /* inf, nan */
-    else if (exp > 0)
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    else if (man == 0)
-        bits = sign;
-    else { /* subnormal: normalize */
-        int e = -1;
-        do {
-            man <<= 1;
-            e++;
-        } while (!(man & 1024));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 1023) << 13);
-    }
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
-}
-
 static void put_element(uint8_t *dst, const uint8_t *src, const mm_pth_type *type)
 {
     float v;
     double d;
     uint16_t h;
-    uint32_t bits;
     switch (type->conv) {
     case 'f': memcpy(dst, src, 4); return;
     case 'd': memcpy(&d, src, 8); v = (float)d; break;
-    case 'h': memcpy(&h, src, 2); v = half_to_float(h); break;
-    case 'b':
-        memcpy(&h, src, 2);
-        bits = (uint32_t)h << 16;
-        memcpy(&v, &bits, 4);
-        break;
+    case 'h': memcpy(&h, src, 2); v = mm_f16_to_f32(h); break;
+    case 'b': memcpy(&h, src, 2); v = mm_bf16_to_f32(h); break;
     default: memcpy(dst, src, (size_t)type->size); return;
     }
     memcpy(dst, &v, 4);

@@ -592,6 +592,72 @@ static float *read_all(const mm_model *m, const mm_session *s, size_t *total)
     return buf;
 }
 
+/* Weights saved in bfloat16 (a half-size export of a model) load as float32, each the float its
+ * bfloat16 holds: saved again, every tensor is the bfloat16 one widened. */
+MM_TEST(load_bfloat16_weights)
+{
+    mm_model_config c = mm_model_config_default(MM_MODEL_PATCH, MM_TRUNK_VGG16);
+    c.width_div = 16;
+    c.height = c.width = 32;
+    mm_backend *cpu;
+    CHECK(mm_backend_create("cpu", &cpu) == MM_OK);
+    mm_model m;
+    mm_session s;
+    CHECK(mm_model_build(&m, &c) == MM_OK);
+    CHECK(mm_session_init(&s, m.g, cpu, 0) == MM_OK);
+    mm_model_init(&m, &s, 21);
+    char f32_path[512], bf16_path[512], back_path[512];
+    snprintf(f32_path, sizeof f32_path, "%s/w32.safetensors", mm_test_tmpdir());
+    snprintf(bf16_path, sizeof bf16_path, "%s/w16.safetensors", mm_test_tmpdir());
+    snprintf(back_path, sizeof back_path, "%s/back.safetensors", mm_test_tmpdir());
+    CHECK(mm_model_save(&m, &s, f32_path) == MM_OK);
+    /* the same tensors as bfloat16 (the top half of each float) */
+    mm_safetensors *f;
+    CHECK(mm_safetensors_open(&f, f32_path) == MM_OK);
+    int n = mm_safetensors_count(f);
+    mm_st_tensor *t = calloc((size_t)n, sizeof *t);
+    float **wide = calloc((size_t)n, sizeof *wide);
+    for (int k = 0; k < n; k++) {
+        const mm_st_entry *e = mm_safetensors_entry(f, k);
+        float *w = malloc(e->bytes + 4);
+        CHECK(mm_safetensors_read(f, e, w, e->bytes) == MM_OK);
+        uint16_t *h = malloc((size_t)e->numel * 2 + 2);
+        wide[k] = malloc(e->bytes + 4);
+        for (int64_t i = 0; i < e->numel; i++) {
+            uint32_t bits;
+            memcpy(&bits, &w[i], 4);
+            h[i] = (uint16_t)(bits >> 16);
+            bits &= 0xffff0000u;
+            memcpy(&wide[k][i], &bits, 4);
+        }
+        free(w);
+        t[k] = (mm_st_tensor){.name = e->name, .dtype = MM_BF16, .ndim = e->ndim, .data = h};
+        memcpy(t[k].shape, e->shape, sizeof e->shape);
+    }
+    CHECK(mm_safetensors_write(bf16_path, t, n, NULL, 0) == MM_OK);
+    mm_status st = mm_model_load(&m, &s, bf16_path, MM_LOAD_ALL);
+    CHECK_MSG(st == MM_OK, "%s", mm_last_error());
+    CHECK(mm_model_save(&m, &s, back_path) == MM_OK);
+    mm_safetensors *b;
+    CHECK(mm_safetensors_open(&b, back_path) == MM_OK);
+    for (int k = 0; k < n; k++) {
+        const mm_st_entry *e = mm_safetensors_find(b, t[k].name);
+        float *w = malloc(e->bytes + 4);
+        CHECK(mm_safetensors_read(b, e, w, e->bytes) == MM_OK);
+        CHECK_MSG(!memcmp(w, wide[k], e->bytes), "%s", t[k].name);
+        free(w);
+        free((void *)t[k].data);
+        free(wide[k]);
+    }
+    mm_safetensors_close(b);
+    mm_safetensors_close(f);
+    free(t);
+    free(wide);
+    mm_session_free(&s);
+    mm_model_free(&m);
+    mm_backend_destroy(cpu);
+}
+
 MM_TEST(save_and_load_round_trip)
 {
     mm_model_config c = mm_model_config_default(MM_MODEL_WHOLE, MM_TRUNK_VGG16);

@@ -108,6 +108,43 @@ MM_TEST(safetensors_reads_torch_file)
     mm_safetensors_close(f);
 }
 
+/* Weights saved in float16, bfloat16 or float64 (numpy's F16 and F64, torch's BF16) read as
+ * float32: the fixtures' values are exact in each, so the float32 formula is what comes back. */
+MM_TEST(safetensors_reads_half_bfloat16_and_double_as_float32)
+{
+    const char *files[] = {FIXTURES "numpy.safetensors", FIXTURES "numpy.safetensors",
+                           FIXTURES "torch.safetensors"};
+    const char *names[] = {"f16", "f64", "layer.weight"};
+    const int64_t shapes[][2] = {{2, 2}, {3, 0}, {4, 3}};
+    const int ndims[] = {2, 1, 2};
+    for (int k = 0; k < 3; k++) {
+        mm_safetensors *f;
+        CHECK(mm_safetensors_open(&f, files[k]) == MM_OK);
+        float got[12] = {0}, want[12];
+        fill_expected(want, MM_F32, 12);
+        const mm_st_entry *e = mm_safetensors_find(f, names[k]);
+        CHECK(mm_safetensors_is_float(e));
+        CHECK(mm_safetensors_read_f32(f, e, got) == MM_OK);
+        CHECK_MSG(!memcmp(got, want, (size_t)e->numel * 4), "%s", names[k]);
+        memset(got, 0, sizeof got);
+        CHECK_MSG(mm_safetensors_load(f, names[k], MM_F32, ndims[k], shapes[k], got) == MM_OK,
+                  "%s", mm_last_error());
+        CHECK_MSG(!memcmp(got, want, (size_t)e->numel * 4), "%s", names[k]);
+        mm_safetensors_close(f);
+    }
+    /* integers are not floats */
+    mm_safetensors *f;
+    CHECK(mm_safetensors_open(&f, FIXTURES "numpy.safetensors") == MM_OK);
+    const mm_st_entry *e = mm_safetensors_find(f, "i64");
+    float got[4];
+    CHECK(!mm_safetensors_is_float(e));
+    CHECK_EQ_INT(mm_safetensors_read_f32(f, e, got), MM_ERR_UNSUPPORTED);
+    CHECK(strstr(mm_last_error(), "tensor \"i64\" is I64"));
+    CHECK_EQ_INT(mm_safetensors_load(f, "i32", MM_F32, 4, (int64_t[]){2, 2, 2, 2}, got),
+                 MM_ERR_FORMAT);
+    mm_safetensors_close(f);
+}
+
 MM_TEST(safetensors_round_trip_every_dtype_and_rank)
 {
     const mm_dtype dtypes[] = {MM_F32, MM_U8, MM_U16, MM_I32, MM_BF16};
