@@ -14,6 +14,7 @@
 #        APPEND=1 (add to the day's results file instead of starting it anew: one net per call)
 #        LOGDIR=dir (keep each mammo run's whole output there as mammo-<net>-<precision>.log;
 #        with MM_CUDNN_VERBOSE=1 it holds every convolution search)
+#        EVAL=1 (evaluation forward passes: mammo bench --eval beside torch_ref.py --eval)
 set -u
 build=${1:-build}
 steps=${2:-20}
@@ -24,6 +25,8 @@ batch=${BATCH:-2}
 warmup=${WARMUP:-5}
 python=${PYTHON:-python3}
 mammo_flags=${MAMMO_FLAGS-"--cuda-graph"}
+eval_flag=
+[ "${EVAL:-0}" = 1 ] && eval_flag=--eval
 here=$(cd "$(dirname "$0")" && pwd)
 me=gpu_compare.sh
 . "$here/gpu_common.sh"
@@ -39,10 +42,11 @@ for net in $nets; do
         log=/dev/null
         [ -n "${LOGDIR:-}" ] && log="$LOGDIR/mammo-$net-$p.log"
         m=$("$mammo" bench --net "$net" --top "$top" --input "$input" --batch "$batch" \
-            --device cuda --precision "$p" --steps "$steps" $mammo_flags 2>&1 | tee "$log" |
+            --device cuda --precision "$p" --steps "$steps" $mammo_flags $eval_flag 2>&1 |
+            tee "$log" |
             grep '^mammo ' | tail -n 1)
         t=$("$python" "$here/torch_ref.py" --net "$net" --top "$top" --input "$input" \
-            --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" 2>&1 |
+            --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" $eval_flag 2>&1 |
             grep '^torch ' | tail -n 1)
         say "${m:-mammo net=$net precision=$p FAILED}"
         say "${t:-torch net=$net precision=$p FAILED}"
@@ -50,7 +54,7 @@ for net in $nets; do
         mb=$(field "$m" peak_mem_bytes); tb=$(field "$t" peak_mem_bytes)
         if [ -n "$mi" ] && [ -n "$ti" ] && [ -n "$mb" ] && [ -n "$tb" ]; then
             say "$(awk -v n="$net" -v p="$p" -v mi="$mi" -v ti="$ti" -v mb="$mb" -v tb="$tb" \
-                'BEGIN { printf "compare net=%s precision=%s speed_ratio=%.3f mem_ratio=%.3f", n, p, mi / ti, mb / tb }')"
+                'BEGIN { printf "compare net=%s precision=%s speed_ratio=%.3f mem_ratio=%.3f", n, p, mi / ti, mb / tb }')${eval_flag:+ mode=eval}"
         else
             say "compare net=$net precision=$p FAILED (a run printed no result)"
             status=1

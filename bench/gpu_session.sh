@@ -113,7 +113,8 @@ mammo_only() {
 # convolutions buys in tf32 (--recompute-conv 64: the 128-channel 1x1s kept too); what feeding
 # the batch and reading the loss every step costs in bf16; fp32 without chunks of samples
 # (MM_CONV_WS_CHUNKS=0: what they save and cost); bench_ops_cuda tf32 (ops-tf32.txt): each op of
-# the step alone, the memory-bound ones' GB/s beside a device copy's; last tf32 with cuDNN's
+# the step alone, the memory-bound ones' GB/s beside a device copy's; bf16 evaluation passes
+# beside PyTorch's (EVAL=1, in the results file); last tf32 with cuDNN's
 # runtime-compiled engines among the candidates. The mammo runs find their convolution choices
 # kept by the comparison's runs (--algo-cache), so they start in seconds (but the last, whose
 # search settings differ).
@@ -163,6 +164,11 @@ extras() {
     )
     # each op of a ResNet50 step alone at full size, memory-bound ones against a copy's GB/s
     [ "$(left)" -gt 60 ] && timeout "$(left)" build/bench_ops_cuda tf32 >"$out/ops-tf32.txt" 2>&1
+    # evaluation passes (predict's work) beside PyTorch's, in bf16: appended to the results
+    if [ "$(left)" -gt 120 ]; then
+        EVAL=1 PRECISIONS=bf16 APPEND=1 WARMUP=2 timeout "$(left)" sh bench/gpu_compare.sh build 10
+        cp bench/results/"$(date +%Y-%m-%d)"-*.txt "$out/" 2>/dev/null
+    fi
     # last, as it may take the time left: tf32 with cuDNN's runtime-compiled engines among the
     # candidates (PyTorch's filter keeps them; each plan compiles kernels while searched), their
     # search logged

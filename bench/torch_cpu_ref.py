@@ -13,6 +13,8 @@ Debian's python3-torch (CPU), on as many threads as mammo uses (OpenMP: every on
 --threads says otherwise. host_peak_bytes is what the process held resident at its fullest over
 what it held before the model was built (Linux's VmHWM over VmRSS, the mark reset there), as
 `mammo bench` counts its own: weights, gradients, Adam's moments, activations, scratch.
+--eval times evaluation forward passes instead (model.eval() under torch.inference_mode(), as
+`mammo bench --eval`): weights and activations only.
 """
 import argparse
 import os
@@ -61,15 +63,16 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--eval", action="store_true", help="evaluation forward passes instead")
     a = ap.parse_args()
     h, w = (int(v) for v in a.input.split("x"))
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     reset_peak()
     base = status_bytes("VmRSS")
-    m = model(a.net, a.top).train()
+    m = model(a.net, a.top).train(not a.eval)
     classes = 2 if a.top else 5
-    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    opt = None if a.eval else torch.optim.Adam(m.parameters(), lr=1e-4)
     x = torch.rand(a.batch, 3, h, w) * 2 - 1
     y = torch.arange(a.batch) % classes
     wt = torch.ones(a.batch)
@@ -77,12 +80,17 @@ def main():
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             t0 = time.perf_counter()
+        if a.eval:
+            with torch.inference_mode():
+                m(x)
+            continue
         opt.zero_grad(set_to_none=True)
         loss = (F.cross_entropy(m(x), y, reduction="none") * wt).sum() / wt.sum()
         loss.backward()
         opt.step()
     secs = time.perf_counter() - t0
-    print(f"torch net={a.net} top={a.top or 'none'} device=cpu input={a.input} batch={a.batch} "
+    print(f"torch net={a.net} top={a.top or 'none'} mode={'eval' if a.eval else 'train'} "
+          f"device=cpu input={a.input} batch={a.batch} "
           f"images_per_s={a.batch * a.steps / secs:.3f} "
           f"host_peak_bytes={max(status_bytes('VmHWM') - base, 0)} "
           f"threads={torch.get_num_threads()} "

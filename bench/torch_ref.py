@@ -17,6 +17,8 @@ TF32 set explicitly both ways (fp32: off for matmul and cuDNN; tf32: on for both
 to bfloat16 with TF32 off for what stays fp32), random weights (no download), random data.
 Timing: --warmup steps, then --steps steps between two cuda synchronisations. Peak memory: the
 caching allocator's peak over the timed steps (allocated, and reserved), reset after warmup.
+--eval times evaluation forward passes instead (model.eval() under torch.inference_mode(), bf16
+by autocast; no optimizer), as `mammo bench --eval`.
 """
 import argparse
 import re
@@ -134,12 +136,20 @@ def pin_math(precision):
 
 
 def workload(model, args, h, w, dev):
-    """Adam on `model` and a random batch on dev; returns step(), one training step."""
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    """Adam on `model` and a random batch on dev; returns step(), one training step (with
+    --eval, one evaluation forward pass, returning the logits' sum)."""
     x = torch.randn(args.batch, 3, h, w, device=dev).to(memory_format=torch.channels_last)
     labels = torch.randint(0, 2, (args.batch,), device=dev)
     weights = torch.rand(args.batch, device=dev) + 0.5
     use_autocast = args.precision == "bf16"
+    if getattr(args, "eval", False):
+        def forward():
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                        enabled=use_autocast):
+                return model(x).float().sum()
+
+        return forward
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -158,6 +168,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_workload_args(ap)
+    ap.add_argument("--eval", action="store_true",
+                    help="evaluation forward passes instead of training steps")
     ap.add_argument("--profile", type=int, default=0,
                     help="then N more steps under torch.profiler: the costliest CUDA kernels")
     args = ap.parse_args()
@@ -169,7 +181,8 @@ def main():
     pin_math(args.precision)
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    model = WholeImageNet(args.net, top).to(dev).to(memory_format=torch.channels_last).train()
+    model = WholeImageNet(args.net, top).to(dev).to(memory_format=torch.channels_last)
+    model.train(not args.eval)
     step = workload(model, args, h, w, dev)
 
     for _ in range(args.warmup):
@@ -185,7 +198,8 @@ def main():
         sys.exit("torch_ref.py: the loss is not finite")
 
     ips = args.steps * args.batch / (t1 - t0)
-    print(f"torch net={args.net} precision={args.precision} images_per_s={ips:.3f} "
+    print(f"torch net={args.net} precision={args.precision} "
+          f"mode={'eval' if args.eval else 'train'} images_per_s={ips:.3f} "
           f"peak_mem_bytes={torch.cuda.max_memory_allocated()} "
           f"peak_reserved_bytes={torch.cuda.max_memory_reserved()} "
           f"input={h}x{w} batch={args.batch} steps={args.steps} "

@@ -224,6 +224,30 @@ MM_TEST(plan_device_and_width_match_the_bench_step)
  * the run's losses must be the single replica's, bit for bit (with three, 3g / 3 may be an ulp
  * off, and four fast Adam steps of this small net turn that into a 1% change of the loss);
  * images/s counts every replica's images. */
+/* `mammo bench --eval` times the evaluation pass `mammo plan --eval` plans (weights and the
+ * forward pass's activations: no gradients, no optimizer), smaller than the training step's. */
+MM_TEST(bench_eval_runs_the_planned_forward_pass)
+{
+    const char *model = "--net vgg16 --top 64x1 --width-div 8 --input 128x96 --batch 2 "
+                        "--device cpu";
+    char args[512];
+    snprintf(args, sizeof args, "%s --eval", model);
+    int64_t planned = plan_peak(args);
+    int64_t train = plan_peak(model);
+    snprintf(args, sizeof args, "bench %s --eval --steps 2 --warmup 0 --feed", model);
+    int st;
+    char *out = mammo(args, &st);
+    const char *line = strstr(out, "mammo net=");
+    CHECK_MSG(st == 0 && line && strstr(line, " mode=eval"), "%s", out);
+    if (line) {
+        CHECK_EQ_INT((int64_t)mm_test_field(line, "planned_peak_bytes"), planned);
+        CHECK(mm_test_field(line, "images_per_s") > 0);
+        CHECK(isfinite(mm_test_field(line, "logit")));
+    }
+    CHECK(planned < train);
+    free(out);
+}
+
 MM_TEST(bench_replicas_average_to_the_single_run)
 {
     const char *cmd = "bench --net resnet50 --width-div 8 --input 64x64 --batch 2 --device cpu "

@@ -405,6 +405,32 @@ static void last_result(char *line, size_t n)
     if (f) fclose(f);
 }
 
+/* `mammo bench --eval` on cuda (replaying its graph, reading the logits every pass as predict
+ * does) computes the cpu's evaluation pass: the same weights (seed 42) and random batch give the
+ * same first logit; the device holds the plan and cuBLAS's scratch, no more. */
+MM_TEST(cli_bench_eval_on_cuda_gives_the_cpu_logits)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    const char *model = "--net resnet50 --width-div 16 --top '[32-32-128]x1' --input 64x48 "
+                        "--batch 2 --eval";
+    char line[2048];
+    CHECK_EQ_INT(mammo("bench %s --device cpu --steps 1 --warmup 0", model), 0);
+    last_result(line, sizeof line);
+    CHECK_MSG(strstr(line, " mode=eval") != NULL, "no eval result: %s", line);
+    double cpu = mm_test_field(line, "logit");
+    CHECK_EQ_INT(mammo("bench %s --device cuda --cuda-graph --feed --steps 2 --warmup 1", model),
+                 0);
+    last_result(line, sizeof line);
+    CHECK_MSG(strstr(line, " mode=eval") && strstr(line, " device=cuda "), "no eval result: %s",
+              line);
+    double cuda = mm_test_field(line, "logit");
+    CHECK_MSG(isfinite(cpu) && fabs(cuda - cpu) <= 1e-4 + 1e-3 * fabs(cpu),
+              "first logit: cuda %g, cpu %g", cuda, cpu);
+    double extra =
+        mm_test_field(line, "peak_mem_bytes") - mm_test_field(line, "planned_peak_bytes");
+    CHECK_MSG(extra >= 0 && extra <= 32 << 20, "%.0f bytes held beyond the plan", extra);
+}
+
 /* Data-parallel replicas on two GPUs (emulated: CUEMU_DEVICES=2): every replica takes the same
  * batch in mammo bench, so the NCCL-averaged steps must give the single GPU's loss; each
  * captured as its own CUDA graph, fed every step; more replicas than GPUs is refused in one line

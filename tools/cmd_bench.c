@@ -1,6 +1,7 @@
 /* `mammo bench`: times training steps (forward, backward, Adam) of a patch or whole-image model on
- * random data and prints images per second and the step's peak memory as one machine-readable
- * line, the figure bench/ compares with PyTorch's on the same machine. */
+ * random data, or with --eval its evaluation forward passes (predict's work), and prints images
+ * per second and the step's peak memory as one machine-readable line, the figure bench/ compares
+ * with PyTorch's on the same machine. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +52,13 @@ static float *random_images(mm_backend *be, const mm_model *m, size_t *bytes)
     return x;
 }
 
-/* The images, labels 0..classes-1 and unit weights written into the session: the step's cost
- * does not depend on the values. */
+/* The images, and in training labels 0..classes-1 and unit weights, written into the session:
+ * the step's cost does not depend on the values. */
 static mm_status write_batch(mm_session *s, const mm_model *m, const float *x, size_t bytes)
 {
     const mm_value *img = mm_graph_value(m->g, m->image);
     mm_status st = mm_session_write(s, m->image, x, bytes);
+    if (m->labels < 0 || st != MM_OK) return st; /* evaluation */
     int batch = (int)img->shape[0];
     int32_t *labels = mm_xmalloc((size_t)batch * sizeof(int32_t));
     float *w = mm_xmalloc((size_t)batch * sizeof(float));
@@ -79,7 +81,7 @@ typedef struct {
     bool built, live;
     float *images;
     size_t img_bytes;
-    float loss;
+    float loss; /* evaluation: the first logit */
 } replica;
 
 /* What each replica's work (mm_replicas_each) reads. */
@@ -87,6 +89,7 @@ typedef struct {
     replica *rep;
     const mm_model_config *cfg;
     bool graph, feed; /* graph: replay the captured step */
+    bool eval;        /* forward passes only */
     mm_adam_params adam;
 } bench_job;
 
@@ -96,7 +99,7 @@ static mm_status setup_rank(int rank, void *arg)
     replica *r = &j->rep[rank];
     MM_TRY(mm_model_build(&r->m, j->cfg));
     r->built = true;
-    MM_TRY(mm_session_init(&r->s, r->m.g, r->be, 2));
+    MM_TRY(mm_session_init(&r->s, r->m.g, r->be, j->eval ? 0 : 2));
     r->live = true;
     mm_model_init(&r->m, &r->s, 42);
     r->images = random_images(r->be, &r->m, &r->img_bytes);
@@ -104,7 +107,19 @@ static mm_status setup_rank(int rank, void *arg)
 }
 
 /* One step's forward and backward pass (eager, or the replay of its capture), and with --feed
- * the next batch and this step's loss, as training does. */
+ * the next batch and this step's loss, as training does (evaluation: its logits, as predict). */
+/* The loss, or in evaluation the first logit (all of them are read, as predict reads them). */
+static mm_status read_result(replica *r)
+{
+    if (r->m.loss >= 0) return mm_session_read(&r->s, r->m.loss, &r->loss, sizeof r->loss);
+    const mm_value *v = mm_graph_value(r->m.g, r->m.logits);
+    float *logits = mm_xmalloc(mm_value_bytes(v));
+    mm_status st = mm_session_read(&r->s, r->m.logits, logits, mm_value_bytes(v));
+    r->loss = logits[0];
+    free(logits);
+    return st;
+}
+
 static mm_status step_rank(int rank, void *arg)
 {
     bench_job *j = arg;
@@ -113,7 +128,7 @@ static mm_status step_rank(int rank, void *arg)
     else mm_session_run(&r->s);
     if (!j->feed) return MM_OK;
     MM_TRY(write_batch(&r->s, &r->m, r->images, r->img_bytes));
-    return mm_session_read(&r->s, r->m.loss, &r->loss, sizeof r->loss);
+    return read_result(r);
 }
 
 static mm_status capture_rank(int rank, void *arg)
@@ -161,6 +176,7 @@ static mm_status run_steps(bench_job *j, mm_backend *const *bes, int n, mm_comm 
         }
         j->graph = graph && i >= warmup;
         MM_TRY(mm_replicas_each(bes, n, step_rank, j));
+        if (j->eval) continue;
         if (comm) mm_comm_average_grads(comm);
         j->adam.step = i + 1;
         MM_TRY(mm_replicas_each(bes, n, adam_rank, j));
@@ -176,7 +192,8 @@ int mm_cmd_bench(int argc, char **argv)
     mm_args_init(&a, "mammo bench", "[flags]",
                  "Times training steps (forward, backward, Adam) on random data and prints\n"
                  "images/s and peak memory. Without --top: the 5-class patch classifier; with\n"
-                 "--top: the whole-image classifier with those top blocks.");
+                 "--top: the whole-image classifier with those top blocks. --eval: evaluation\n"
+                 "forward passes instead.");
     mm_args_str(&a, "net", "resnet50", "trunk: resnet50 or vgg16");
     mm_args_str(&a, "top", NULL, "top blocks of a whole-image model, e.g. [512-512-1024]x2,[512-512-1024]x2");
     mm_args_str(&a, "input", "224x224", "input size HEIGHTxWIDTH");
@@ -188,6 +205,9 @@ int mm_cmd_bench(int argc, char **argv)
                 "--device's on (NCCL averages their gradients) and --batch images each; "
                 "images_per_s counts them all");
     mm_args_str(&a, "precision", "fp32", "fp32, tf32 or bf16 (cuda)");
+    mm_args_bool(&a, "eval",
+                 "time evaluation forward passes instead (running statistics, no gradients or "
+                 "optimizer: the work of predict, without --tta's four flips)");
     mm_args_int(&a, "steps", "10", "timed steps");
     mm_args_int(&a, "warmup", "2", "untimed steps first (algorithm search, caches)");
     mm_args_float(&a, "lr", "1e-4",
@@ -253,7 +273,8 @@ int mm_cmd_bench(int argc, char **argv)
     cfg.width_div = width_div;
     cfg.scratch_budget = scratch_budget;
     cfg.scratch_strict = scratch_strict;
-    cfg.training = true;
+    bool eval = mm_args_get_bool(&a, "eval");
+    cfg.training = !eval;
 
     if (!strcmp(mm_args_get(&a, "device"), "meta")) {
         mm_fail(MM_ERR_ARG, "--device meta: has no arithmetic to time; use cpu or cuda (or "
@@ -283,7 +304,7 @@ int mm_cmd_bench(int argc, char **argv)
     replica rep[MM_MAX_REPLICAS];
     memset(rep, 0, sizeof rep);
     for (int r = 0; r < n; r++) rep[r].be = bes[r];
-    bench_job job = {rep, &cfg, false, feed,
+    bench_job job = {rep, &cfg, false, feed, eval,
                      {.lr = (float)lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f}};
     /* host memory from here on: the step's (on the cpu device all of it), not the libraries' */
     mm_proc_reset_peak();
@@ -293,7 +314,7 @@ int mm_cmd_bench(int argc, char **argv)
     if (st == MM_OK) st = mm_replicas_each(bes, n, setup_rank, &job);
     double setup_s = now_s() - setup0;
     mm_comm *comm = NULL;
-    if (st == MM_OK && n > 1) {
+    if (st == MM_OK && n > 1 && !eval) {
         mm_session *ss[MM_MAX_REPLICAS];
         for (int r = 0; r < n; r++) ss[r] = &rep[r].s;
         st = mm_comm_create(ss, n, &comm);
@@ -308,8 +329,8 @@ int mm_cmd_bench(int argc, char **argv)
         return mm_cli_error();
     }
     mm_session *s = &rep[0].s;
-    float loss = 0;
-    mm_session_read(s, rep[0].m.loss, &loss, sizeof loss);
+    if (!feed) read_result(&rep[0]);
+    float loss = rep[0].loss;
     size_t device_bytes = 0; /* the largest replica's */
     for (int r = 0; r < n; r++) {
         size_t b = mm_backend_memory_in_use(bes[r]);
@@ -324,19 +345,20 @@ int mm_cmd_bench(int argc, char **argv)
     }
     printf("mammo net=%s top=%s input=%dx%d batch=%d device=%s precision=%s steps=%lld "
            "images_per_s=%.3f step_ms=%.3f planned_peak_bytes=%zu peak_mem_bytes=%zu "
-           "host_peak_bytes=%zu loss=%.6f "
+           "host_peak_bytes=%zu %s=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
-           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d replicas=%d%s%s\n",
+           "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d replicas=%d "
+           "mode=%s%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps,
            (double)(n * batch * steps) / secs, 1e3 * secs / (double)steps,
            mm_plan_peak_bytes(&s->plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s->plan),
-           mm_proc_peak_over(host_base), loss, !cfg.no_recompute,
+           mm_proc_peak_over(host_base), eval ? "logit" : "loss", loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
            cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s->plan.workspace_bytes,
            s->plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic, n,
-           choices[0] ? " " : "", choices);
+           eval ? "eval" : "train", choices[0] ? " " : "", choices);
     if (profile > 0) { /* replica 0's nodes */
         mm_backend_bind(be);
         mm_session_profile(s);
