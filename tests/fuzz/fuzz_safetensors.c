@@ -1,7 +1,9 @@
 /* libFuzzer target for the safetensors reader (runtime/safetensors.h); built and run by
  * tests/fuzz/run.sh. Any input must give MM_OK or a tier-1 error, never a crash, an out-of-bounds
- * read, undefined behaviour or a leak. A file that parses must read back in full, and writing its
- * tensors and metadata again must give a file that reads back to the same bytes. */
+ * read, undefined behaviour or a leak. A file that parses must read back in full (its floating
+ * entries as float32 too), and writing its tensors and metadata again must give a file that reads
+ * back to the same bytes. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +78,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mm_status s = mm_safetensors_read(f, e, blobs[i], e->bytes);
         if ((s == MM_OK) != (e->supported != 0)) abort();
         all_supported &= e->supported;
+        /* floating entries (F16 and F64 too) read as float32 */
+        float *f32 = malloc((size_t)e->numel * sizeof(float) + 1);
+        bool is_float = mm_safetensors_is_float(e) && e->ndim <= MM_MAX_DIMS;
+        if ((mm_safetensors_read_f32(f, e, f32) == MM_OK) != is_float) abort();
+        free(f32);
     }
     for (int i = 0; i < mm_safetensors_meta_count(f); i++) {
         const char *k, *v;
