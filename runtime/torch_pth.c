@@ -134,7 +134,7 @@ static mm_status legacy_register(mm_pth *f)
             continue; /* the source code of a pickled module */
         mm_pth_storage_t *s;
         int64_t view_offset, view_numel;
-        MM_TRY(mm_pth_storage(f, id, "(any)", &s, &view_offset, &view_numel));
+        MM_TRY(mm_pth_storage(f, id, NULL, &s, &view_offset, &view_numel));
     }
     return MM_OK;
 }
