@@ -106,8 +106,6 @@ static mm_status setup_rank(int rank, void *arg)
     return write_batch(&r->s, &r->m, r->images, r->img_bytes);
 }
 
-/* One step's forward and backward pass (eager, or the replay of its capture), and with --feed
- * the next batch and this step's loss, as training does (evaluation: its logits, as predict). */
 /* The loss, or in evaluation the first logit (all of them are read, as predict reads them). */
 static mm_status read_result(replica *r)
 {
@@ -120,6 +118,8 @@ static mm_status read_result(replica *r)
     return st;
 }
 
+/* One step's forward and backward pass (eager, or the replay of its capture), and with --feed
+ * the next batch and this step's loss, as training does (evaluation: its logits, as predict). */
 static mm_status step_rank(int rank, void *arg)
 {
     bench_job *j = arg;
