@@ -173,7 +173,8 @@ static mm_status torch_info(const mm_safetensors *f, mm_checkpoint_info *info)
     const mm_st_entry *head = fc ? fc : mm_safetensors_find(f, "classifier.6.weight");
     if (mm_safetensors_find(f, "top.fc.weight"))
         return mm_fail(MM_ERR_UNSUPPORTED, "%s: a whole-image model saved by PyTorch: its top "
-                       "blocks are not written in it; --init takes mammo's own checkpoints", path);
+                       "blocks are not written in it; give mammo's own checkpoint of it "
+                       "(train-image's best.safetensors)", path);
     info->kind = fc && fc->ndim == 2 && fc->shape[0] == 5 ? MM_MODEL_PATCH : MM_MODEL_TORCHVISION;
     info->classes = head && head->ndim == 2 ? (int)head->shape[0] : 0;
     snprintf(info->top, sizeof info->top, "none");
