@@ -1,9 +1,10 @@
 /* PyTorch checkpoints (runtime/torch_pth.h): files written by torch.save itself
  * (tests/fixtures/pth, made by make_pth_fixtures.py) in both of its formats and pickle protocols
- * read to the values PyTorch holds: views, shared storages, every dtype, parameters; a training
- * checkpoint's state_dict found and DataParallel's prefix removed; what is not a state_dict
- * refused in one line naming the file; every truncation and damaged byte refused or read, never
- * a crash (ASan/UBSan in CI); a torchvision-named net loaded through mm_model_load. */
+ * (and one as Python 2 wrote them) read to the values PyTorch holds: views, shared storages,
+ * every dtype, parameters; a training checkpoint's state_dict found and DataParallel's prefix
+ * removed; what is not a state_dict refused in one line naming the file; every truncation and
+ * damaged byte refused or read, never a crash (ASan/UBSan in CI); a torchvision-named net loaded
+ * through mm_model_load; what a state_dict is (net, width, kind) read from its tensors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,9 @@ MM_TEST(legacy_format_reads_every_tensor)
 }
 
 MM_TEST(pickle_protocol_4_reads_every_tensor) { check_state(PTH "state_p4.pth"); }
+
+/* The legacy format as Python 2 wrote it (torchvision's 2017 files): strings as BINSTRING. */
+MM_TEST(python2_strings_read_every_tensor) { check_state(PTH "state_py2.pth"); }
 
 MM_TEST(checkpoint_dict_gives_its_state_dict_without_module_prefix)
 {
