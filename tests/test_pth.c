@@ -59,7 +59,8 @@ static void check_npy(const mm_safetensors *f, const char *name, const char *npy
     mm_npy_array_free(&want);
 }
 
-static void check_state(const char *path)
+/* The state fixture's every tensor, read from `path` of format `source` (its metadata). */
+static void check_state(const char *path, const char *source)
 {
     mm_safetensors *f;
     mm_status st = mm_weights_open(&f, path);
@@ -70,6 +71,7 @@ static void check_state(const char *path)
     CHECK(!strcmp(mm_safetensors_entry(f, 0)->name, "conv.weight"));
     CHECK(!strcmp(mm_safetensors_entry(f, 16)->name, "half_special"));
     CHECK(!strcmp(mm_safetensors_meta(f, "format"), "pt"));
+    CHECK(!strcmp(mm_safetensors_meta(f, "mammo.source"), source));
     check_formula(f, "conv.weight", 4, (int64_t[]){2, 3, 3, 3});
     check_npy(f, "view.t", PTH "view_t.npy");
     check_npy(f, "expand", PTH "expand.npy");
@@ -100,28 +102,20 @@ static void check_state(const char *path)
     mm_safetensors_close(f);
 }
 
-MM_TEST(zip_format_reads_every_tensor)
-{
-    check_state(PTH "state.pth");
-    mm_safetensors *f;
-    CHECK(mm_pth_open(&f, PTH "state.pth") == MM_OK);
-    CHECK(!strcmp(mm_safetensors_meta(f, "mammo.source"), "torch.save"));
-    mm_safetensors_close(f);
-}
+MM_TEST(zip_format_reads_every_tensor) { check_state(PTH "state.pth", "torch.save"); }
 
 MM_TEST(legacy_format_reads_every_tensor)
 {
-    check_state(PTH "state_legacy.pth");
-    mm_safetensors *f;
-    CHECK(mm_pth_open(&f, PTH "state_legacy.pth") == MM_OK);
-    CHECK(!strcmp(mm_safetensors_meta(f, "mammo.source"), "torch.save legacy"));
-    mm_safetensors_close(f);
+    check_state(PTH "state_legacy.pth", "torch.save legacy");
 }
 
-MM_TEST(pickle_protocol_4_reads_every_tensor) { check_state(PTH "state_p4.pth"); }
+MM_TEST(pickle_protocol_4_reads_every_tensor) { check_state(PTH "state_p4.pth", "torch.save"); }
 
 /* The legacy format as Python 2 wrote it (torchvision's 2017 files): strings as BINSTRING. */
-MM_TEST(python2_strings_read_every_tensor) { check_state(PTH "state_py2.pth"); }
+MM_TEST(python2_strings_read_every_tensor)
+{
+    check_state(PTH "state_py2.pth", "torch.save legacy");
+}
 
 MM_TEST(checkpoint_dict_gives_its_state_dict_without_module_prefix)
 {

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/torch_pth.h"
 #include "../runtime/backend.h"
+#include "../runtime/torch_pth.h"
 #include "../train/checkpoint.h"
 #include "../train/dataset.h"
 #include "../train/infer.h"

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/torch_pth.h"
 #include "../runtime/safetensors.h"
+#include "../runtime/torch_pth.h"
 
 #define FORMAT_NAME "mammo-checkpoint"
 #define FORMAT_VERSION "1"
