@@ -38,9 +38,10 @@ bool mm_nccl_compiled(char *why, size_t n)
     return false;
 }
 
-mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl **out)
 {
     (void)bes;
+    (void)group;
     *out = NULL;
     return mm_fail(MM_ERR_DEVICE, "--replicas %d: %s", n, no_cuda);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "group.h"
 
 mm_status mm_replicas_open(const char *device, mm_precision precision, int n, mm_backend **bes)
 {
@@ -87,10 +88,16 @@ mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int ra
 struct mm_comm {
     int n;
     mm_session *s[MM_MAX_REPLICAS];
-    mm_nccl *nccl; /* cuda */
+    mm_group *group; /* other nodes, or NULL */
+    mm_nccl *nccl;   /* cuda */
 };
 
 mm_status mm_comm_create(mm_session *const *ss, int n, mm_comm **out)
+{
+    return mm_comm_create_group(ss, n, NULL, out);
+}
+
+mm_status mm_comm_create_group(mm_session *const *ss, int n, mm_group *group, mm_comm **out)
 {
     *out = NULL;
     MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
@@ -113,13 +120,30 @@ mm_status mm_comm_create(mm_session *const *ss, int n, mm_comm **out)
                            p->param_bytes, p->trainable_bytes, p0->param_bytes,
                            p0->trainable_bytes);
     }
+    if (group && mm_group_size(group) > 1) {
+        /* what the other nodes' replicas must match: their sizes here, the device at joining */
+        uint64_t sizes[4] = {p0->param_bytes, p0->trainable_bytes, p0->state_bytes,
+                             p0->opt_bytes};
+        uint64_t node0[4];
+        memcpy(node0, sizes, sizeof sizes);
+        MM_TRY(mm_group_broadcast(group, node0, sizeof node0));
+        if (memcmp(node0, sizes, sizeof sizes) != 0)
+            return mm_fail(MM_ERR_ARG, "--nodes: node %d's model has %llu parameter bytes (%llu "
+                           "trainable), node 0's %llu (%llu); run the same model on every node",
+                           mm_group_rank(group), (unsigned long long)sizes[0],
+                           (unsigned long long)sizes[1], (unsigned long long)node0[0],
+                           (unsigned long long)node0[1]);
+    } else {
+        group = NULL;
+    }
     mm_comm *c = mm_xcalloc(1, sizeof *c);
     c->n = n;
+    c->group = group;
     for (int r = 0; r < n; r++) c->s[r] = ss[r];
-    if (be0->device == MM_DEVICE_CUDA) {
+    if (be0->device == MM_DEVICE_CUDA && (n > 1 || group)) {
         mm_backend *bes[MM_MAX_REPLICAS];
         for (int r = 0; r < n; r++) bes[r] = ss[r]->be;
-        mm_status st = mm_nccl_create(bes, n, &c->nccl);
+        mm_status st = mm_nccl_create(bes, n, group, &c->nccl);
         if (st != MM_OK) {
             free(c);
             return st;
@@ -136,16 +160,17 @@ void mm_comm_destroy(mm_comm *c)
     free(c);
 }
 
-void mm_comm_average_grads(mm_comm *c)
+mm_status mm_comm_average_grads(mm_comm *c)
 {
     size_t count = c->s[0]->plan.trainable_bytes / sizeof(float);
-    if (count == 0) return;
+    if (count == 0) return MM_OK;
     float *g[MM_MAX_REPLICAS];
     for (int r = 0; r < c->n; r++) g[r] = c->s[r]->grads;
     if (c->nccl) {
         mm_nccl_average(c->nccl, g, count);
-        return;
+        return MM_OK;
     }
+    if (c->group) return mm_group_average(c->group, g, c->n, count);
     /* cpu: the sum in rank order, then the mean, written to every replica */
     for (size_t i = 0; i < count; i++) {
         float sum = g[0][i];
@@ -153,17 +178,23 @@ void mm_comm_average_grads(mm_comm *c)
         float mean = sum / (float)c->n;
         for (int r = 0; r < c->n; r++) g[r][i] = mean;
     }
+    return MM_OK;
 }
 
-/* Rank 0's buffer of `bytes` (its params, opt or state: *field(s)) copied to every replica. */
-static void copy_region(mm_comm *c, void *(*field)(mm_session *s), size_t bytes)
+/* Global rank 0's buffer of `bytes` (its params, opt or state: *field(s)) copied to every
+ * replica: through the host, and from node 0 to the others through the group. */
+static mm_status copy_region(mm_comm *c, void *(*field)(mm_session *s), size_t bytes)
 {
-    if (bytes == 0 || c->n < 2) return;
+    if (bytes == 0 || (c->n < 2 && !c->group)) return MM_OK;
     void *host = mm_xmalloc(bytes);
+    bool origin = !c->group || mm_group_rank(c->group) == 0;
     mm_session *s0 = c->s[0];
-    mm_backend_bind(s0->be);
-    s0->be->copy_to_host(s0->be, host, field(s0), bytes);
-    for (int r = 1; r < c->n; r++) {
+    if (origin) {
+        mm_backend_bind(s0->be);
+        s0->be->copy_to_host(s0->be, host, field(s0), bytes);
+    }
+    mm_status st = c->group ? mm_group_broadcast(c->group, host, bytes) : MM_OK;
+    for (int r = origin ? 1 : 0; r < c->n && st == MM_OK; r++) {
         mm_session *s = c->s[r];
         mm_backend_bind(s->be);
         s->be->copy_to_device(s->be, field(s), host, bytes);
@@ -171,16 +202,17 @@ static void copy_region(mm_comm *c, void *(*field)(mm_session *s), size_t bytes)
     }
     mm_backend_bind(s0->be);
     free(host);
+    return st;
 }
 
 static void *params_of(mm_session *s) { return s->params; }
 static void *opt_of(mm_session *s) { return s->opt; }
 static void *state_of(mm_session *s) { return s->state; }
 
-void mm_comm_copy_weights(mm_comm *c)
+mm_status mm_comm_copy_weights(mm_comm *c)
 {
     const mm_plan *p = &c->s[0]->plan;
-    copy_region(c, params_of, p->param_bytes);
-    copy_region(c, opt_of, p->opt_bytes);
-    copy_region(c, state_of, p->state_bytes);
+    MM_TRY(copy_region(c, params_of, p->param_bytes));
+    MM_TRY(copy_region(c, opt_of, p->opt_bytes));
+    return copy_region(c, state_of, p->state_bytes);
 }

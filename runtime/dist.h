@@ -1,4 +1,4 @@
-/* Data parallelism on one machine: replicas of one planned training step, one per device, each
+/* Data parallelism: replicas of one planned training step, one per device, each
  * fed its own images. After every backward pass the replicas' gradients are averaged across the
  * group (one all-reduce over the flat gradient buffer: NCCL between GPUs; between cpu replicas a
  * sum in rank order, the reference) and each replica applies the same optimizer update to the
@@ -9,8 +9,11 @@
  *   mm_backend *bes[N];                     // mm_replicas_open("cuda", fp32, N, bes)
  *   ... build a model and mm_session_init each replica, inside mm_replicas_each
  *   mm_comm *c;  MM_TRY(mm_comm_create(sessions, N, &c));
- *   mm_comm_copy_weights(c);                // rank 0's weights and statistics to every replica
+ *   MM_TRY(mm_comm_copy_weights(c));        // rank 0's weights and statistics to every replica
  *   per step: mm_replicas_each(run the step), mm_comm_average_grads(c), mm_replicas_each(adam)
+ *
+ * Across machines (--nodes) each process opens its own replicas and joins a process group
+ * (runtime/group.h); mm_comm_create_group then spans every node's replicas.
  *
  * A replica's backend serves one thread at a time; mm_replicas_each makes its device current
  * (mm_backend_bind) before handing it to the work of that rank. */
@@ -37,29 +40,38 @@ mm_status mm_replicas_each(mm_backend *const *bes, int n, mm_status (*fn)(int ra
                            void *arg);
 
 typedef struct mm_comm mm_comm;
+typedef struct mm_group mm_group; /* runtime/group.h: processes on several machines */
 
 /* A group of n sessions of the same planned step (the same net, batch and trainable
  * parameters) on n backends of one kind: cpu, or cuda on distinct GPUs (NCCL). Tier 1 when
  * they differ or NCCL cannot start. */
 mm_status mm_comm_create(mm_session *const *ss, int n, mm_comm **out);
+
+/* The same across the nodes of `group` (NULL: this process alone), each holding n replicas: the
+ * world is n x nodes replicas, node k's replica r being global rank k * n + r. On GPUs one NCCL
+ * communicator over them all (its unique id sent through the group); on the cpu the group's
+ * ordered average. Every node calls it, and every later mm_comm_* call, in the same order. */
+mm_status mm_comm_create_group(mm_session *const *ss, int n, mm_group *group, mm_comm **out);
 void mm_comm_destroy(mm_comm *c);
 
 /* Replaces every session's gradients (the trainable prefix) with their mean over the group; the
  * same values on every replica afterwards. Call from one thread after every replica's step was
- * queued (on CUDA the all-reduce is ordered after it on each replica's stream). */
-void mm_comm_average_grads(mm_comm *c);
+ * queued (on CUDA the all-reduce is ordered after it on each replica's stream). Fails (tier 1)
+ * only when another node is lost. */
+mm_status mm_comm_average_grads(mm_comm *c);
 
-/* Copies rank 0's weights, optimizer moments and batch-norm statistics to every other replica
- * (at the start of training, after loading a checkpoint into rank 0). */
-void mm_comm_copy_weights(mm_comm *c);
+/* Copies global rank 0's weights, optimizer moments and batch-norm statistics to every other
+ * replica (at the start of training, after loading a checkpoint into rank 0). */
+mm_status mm_comm_copy_weights(mm_comm *c);
 
 /* Backend side (kernels/cuda; absent builds say why): NCCL communicators over CUDA backends on
  * distinct GPUs, and their all-reduce of n float buffers (bufs[rank] on bes[rank]), as one
- * group call from one thread. */
+ * group call from one thread. With a group of several nodes the communicators span every
+ * node's GPUs (node 0 makes the unique id and broadcasts it). */
 typedef struct mm_nccl mm_nccl;
 /* Whether this build has NCCL; when not, why (for the one-line error), in why[n]. */
 bool mm_nccl_compiled(char *why, size_t n);
-mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out);
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl **out);
 void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count);
 void mm_nccl_destroy(mm_nccl *c);
 

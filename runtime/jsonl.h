@@ -53,7 +53,8 @@ typedef struct mm_jsonl {
 } mm_jsonl;
 
 /* Opens `path` for writing: append = true keeps what is there (resume) and starts on a fresh
- * line if the last one was cut short by a crash; false truncates. */
+ * line if the last one was cut short by a crash; false truncates. A zeroed mm_jsonl that was
+ * never opened takes every event and writes nothing (the nodes of a group other than 0). */
 mm_status mm_jsonl_open(mm_jsonl *j, const char *path, bool append);
 void mm_jsonl_close(mm_jsonl *j);
 

@@ -35,14 +35,14 @@ void mm_progress_init(mm_progress *p, FILE *out, mm_progress_mode mode)
 {
     memset(p, 0, sizeof *p);
     p->out = out;
-    p->mode = resolve_mode(out, mode);
+    p->mode = out ? resolve_mode(out, mode) : MM_PROGRESS_QUIET;
     p->line_interval_s = 30;
     p->redraw_interval_s = 0.1;
     p->width = 80;
     p->clock = mm_monotonic_s;
     p->step_drawn = -1;
     struct winsize ws;
-    if (p->mode == MM_PROGRESS_BAR && isatty(fileno(out)) &&
+    if (p->mode == MM_PROGRESS_BAR && out && isatty(fileno(out)) &&
         ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
         p->width = ws.ws_col;
 }
@@ -192,6 +192,7 @@ void mm_progress_step(mm_progress *p, double loss, int64_t images)
 
 static void vsummary(mm_progress *p, const char *fmt, va_list ap)
 {
+    if (!p->out) return;
     vfprintf(p->out, fmt, ap);
     fputc('\n', p->out);
     fflush(p->out);
@@ -212,7 +213,7 @@ void mm_progress_end_epoch(mm_progress *p, const char *fmt, ...)
         vsummary(p, fmt, ap);
         va_end(ap);
     }
-    fflush(p->out);
+    if (p->out) fflush(p->out);
 }
 
 void mm_progress_printf(mm_progress *p, const char *fmt, ...)

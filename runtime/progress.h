@@ -49,6 +49,7 @@ typedef struct mm_progress {
     int bar_open;             /* a bar is on screen without its newline */
 } mm_progress;
 
+/* out NULL: nothing is printed (a node of a group other than node 0). */
 void mm_progress_init(mm_progress *p, FILE *out, mm_progress_mode mode);
 
 /* Optional text before "epoch" (printf format; NULL or "" clears it). */

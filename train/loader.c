@@ -23,7 +23,8 @@
 
 typedef struct slot {
     int64_t seq;          /* batch sequence number held; -1 when free */
-    int64_t epoch, batch; /* its position */
+    int64_t epoch, batch; /* its position (batch: in this loader's epoch) */
+    int64_t first;        /* the position in the epoch order of its first sample */
     int count;            /* samples in the batch */
     int next;             /* next sample to claim */
     int done;             /* samples finished */
@@ -40,7 +41,7 @@ struct mm_loader {
     char **paths;     /* [n_items] */
     int32_t *labels;  /* [n_items] */
     float *weights;   /* [n_items] */
-    int64_t nb;       /* batches per epoch */
+    int64_t nb;       /* batches per epoch (of this shard) */
     int64_t sample_floats;
     mm_prep_opts prep;
 
@@ -114,13 +115,19 @@ static void open_batch(mm_loader *L, int64_t seq)
         L->order_epoch = epoch;
     }
     int B = L->o.batch_size;
-    int64_t first = batch * B;
+    int64_t whole = batch; /* the batch's number in the epoch's order */
+    if (L->o.shards > 1) {
+        int64_t k = L->o.shard_batches;
+        whole = batch / k * k * L->o.shards + (int64_t)L->o.shard * k + batch % k;
+    }
+    int64_t first = whole * B;
     int count = (int)((int64_t)L->n_items - first < B ? (int64_t)L->n_items - first : B);
     MM_ASSERT(count >= 1);
     for (int j = 0; j < count; j++) s->items[j] = L->order[first + j];
     s->seq = seq;
     s->epoch = epoch;
     s->batch = batch;
+    s->first = first;
     s->count = count;
     s->next = 0;
     s->done = 0;
@@ -145,7 +152,7 @@ static void *worker_main(void *arg)
             /* The slot stays ours to write at sample j until the consumer has seen `done` reach
              * `count`, so no lock is needed for the decode. */
             int32_t item = s->items[j];
-            int64_t position = s->batch * L->o.batch_size + j;
+            int64_t position = s->first + j;
             mm_augment_draw draw;
             if (L->o.augment) mm_augment_sample(&draw, &L->o.aug, L->o.seed, s->epoch, position);
             mm_status st = mm_prep_png(s->images + (int64_t)j * L->sample_floats, L->paths[item],
@@ -221,6 +228,9 @@ static mm_status check_opts(const mm_loader_item *items, int n_items, const mm_l
         return mm_fail(MM_ERR_ARG, "loader: rescale and mean must be finite numbers");
     if (o->n_threads < 0 || o->prefetch < 0 || o->max_epochs < 0)
         return mm_fail(MM_ERR_ARG, "loader: threads, prefetch and epochs must not be negative");
+    if (o->shards > 1 && (o->shard < 0 || o->shard >= o->shards || o->shard_batches < 1))
+        return mm_fail(MM_ERR_ARG, "loader: shard %d of %d with %d batches each; need 0 <= shard "
+                       "< shards and at least 1 batch", o->shard, o->shards, o->shard_batches);
     if (o->augment) {
         const mm_augment_params *a = &o->aug;
         if (!(a->rotation_deg >= 0 && a->rotation_deg <= 180))
@@ -254,6 +264,14 @@ mm_status mm_loader_create(mm_loader **out, const mm_loader_item *items, int n_i
                        "loader: %d items make no full batch of %d with drop_last; use a smaller "
                        "batch or keep the last batch",
                        n_items, B);
+    if (o->shards > 1) {
+        int64_t group = (int64_t)o->shards * o->shard_batches;
+        nb = nb / group * o->shard_batches;
+        if (nb < 1)
+            return mm_fail(MM_ERR_ARG, "loader: %d items make no step of %d shards x %d batches "
+                           "of %d; use a smaller batch or fewer nodes", n_items, o->shards,
+                           o->shard_batches, B);
+    }
     if (o->start_epoch < 0 || o->start_batch < 0 || o->start_batch > nb)
         return mm_fail(MM_ERR_ARG, "loader: start position epoch %lld batch %lld; batch must be "
                        "0..%lld", (long long)o->start_epoch, (long long)o->start_batch,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../runtime/dist.h"
+#include "../runtime/group.h"
 #include "../runtime/jsonl.h"
 #include "../runtime/progress.h"
 #include "../runtime/strbuf.h"
@@ -129,7 +130,10 @@ typedef struct {
     mm_backend *be;                   /* bes[0]: replica 0's, the evaluation model's too */
     mm_train_state ts;
     bound_model tr[MM_MAX_REPLICAS], ev; /* tr[0] is checkpointed and validated */
-    mm_comm *comm;                    /* n > 1: the replicas of this stage */
+    mm_comm *comm;                    /* n > 1 or a group: the replicas of this stage */
+    mm_group *group;                  /* the other nodes (--nodes), or NULL */
+    int rank0;                        /* this node's first global replica rank */
+    bool leader;                      /* node 0: validates, logs and writes the run folder */
     const char *trainable;            /* this stage's (for binding the replicas) */
     mm_adam_params adam;              /* this step's (for the replicas' updates) */
     mm_jsonl log;
@@ -219,18 +223,27 @@ static mm_status next_group(run *r, mm_loader *L, mm_batch *batch, float *const 
     return MM_OK;
 }
 
-/* The step's loss: the replicas' mean (replica 0's alone without replicas). */
+/* The step's loss: the replicas' mean (replica 0's alone without replicas), of every node's
+ * replicas in global rank order, the same on every node. */
 static mm_status group_loss(run *r, float *loss)
 {
-    double sum = 0;
+    float mine[MM_MAX_REPLICAS];
     for (int k = 0; k < r->n; k++) {
-        float l;
         mm_backend_bind(r->bes[k]);
-        MM_TRY(mm_session_read(&r->tr[k].s, r->tr[k].m.loss, &l, sizeof l));
-        sum += l;
+        MM_TRY(mm_session_read(&r->tr[k].s, r->tr[k].m.loss, &mine[k], sizeof mine[k]));
     }
-    *loss = (float)(sum / r->n);
-    return MM_OK;
+    int world = r->n * (r->group ? mm_group_size(r->group) : 1);
+    float *all = r->group ? mm_xmalloc((size_t)world * sizeof(float)) : mine;
+    mm_status st = r->group ? mm_group_gather(r->group, mine, all, (size_t)r->n * sizeof(float))
+                            : MM_OK;
+    double sum = 0;
+    for (int k = 0; k < world; k++) sum += all[k]; /* meaningful on node 0, sent from there */
+    *loss = (float)(sum / world);
+    if (r->group) {
+        free(all);
+        if (st == MM_OK) st = mm_group_broadcast(r->group, loss, sizeof *loss);
+    }
+    return st;
 }
 
 /* One epoch of training; returns MM_ERR_NUMERIC when the loss stops being finite.
@@ -271,7 +284,8 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
                          (long long)r->ts.global_step + 1, r->last);
             break;
         }
-        if (r->comm) mm_comm_average_grads(r->comm);
+        if (r->comm) st = mm_comm_average_grads(r->comm);
+        if (st != MM_OK) break;
         r->ts.adam_step++;
         r->ts.global_step++;
         r->adam = (mm_adam_params){.lr = stage->lr, .beta1 = c->beta1, .beta2 = c->beta2,
@@ -300,7 +314,7 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
 static mm_status bind_replica(int rank, void *arg)
 {
     run *r = arg;
-    return bind(&r->tr[rank], r->c, r->bes[rank], true, r->trainable, rank);
+    return bind(&r->tr[rank], r->c, r->bes[rank], true, r->trainable, r->rank0 + rank);
 }
 
 static mm_status run_stage(run *r, bool resumed_here, bool *stop)
@@ -322,23 +336,24 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
         return st;
     }
     bound_model *b = &r->tr[0];
+    /* node 0 reads the files; the other nodes get its weights through the group below */
     if (resumed_here) {
         unbind(&prev);
-        st = mm_checkpoint_load_from(r->resume_from, &b->m, &b->s, ts->epoch > 0);
-        mm_safetensors_close(r->resume_from);
+        if (r->leader) st = mm_checkpoint_load_from(r->resume_from, &b->m, &b->s, ts->epoch > 0);
+        if (r->resume_from) mm_safetensors_close(r->resume_from);
         r->resume_from = NULL;
     } else if (prev.live) {
         st = mm_model_copy_weights(&b->m, &b->s, &prev.m, &prev.s, NULL);
         unbind(&prev);
     } else {
         mm_model_init(&b->m, &b->s, c->seed);
-        if (c->init) st = mm_model_load(&b->m, &b->s, c->init, c->init_mode);
+        if (c->init && r->leader) st = mm_model_load(&b->m, &b->s, c->init, c->init_mode);
     }
-    if (st == MM_OK && r->n > 1) {
+    if (st == MM_OK && (r->n > 1 || r->group)) {
         mm_session *ss[MM_MAX_REPLICAS];
         for (int k = 0; k < r->n; k++) ss[k] = &r->tr[k].s;
-        st = mm_comm_create(ss, r->n, &r->comm);
-        if (st == MM_OK) mm_comm_copy_weights(r->comm);
+        st = mm_comm_create_group(ss, r->n, r->group, &r->comm);
+        if (st == MM_OK) st = mm_comm_copy_weights(r->comm);
     }
     if (st != MM_OK) return st;
     for (int k = 0; k < r->n; k++)
@@ -361,6 +376,11 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     lo.start_epoch = first + ts->epoch;
     lo.augment = c->augment;
     lo.aug = c->aug;
+    if (r->group) {
+        lo.shards = mm_group_size(r->group);
+        lo.shard = mm_group_rank(r->group);
+        lo.shard_batches = r->n;
+    }
     mm_loader *L;
     MM_TRY(mm_loader_create(&L, c->train->items, c->train->n, &lo));
     MM_TRY(mm_jsonl_stage(&r->log, ts->stage, stage->trainable ? stage->trainable : "all",
@@ -373,7 +393,13 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
         mm_progress_set_label(&r->prog, "stage %d/%d", ts->stage, c->n_stages);
         mm_progress_begin_epoch(&r->prog, epoch, first_epoch_of(c, c->n_stages + 1), steps);
         st = train_epoch(r, L, stage, &loss);
-        if (st == MM_OK) st = validate(&metric, &acc, &r->ev, &r->tr[0], c, ts);
+        if (st == MM_OK && r->leader) st = validate(&metric, &acc, &r->ev, &r->tr[0], c, ts);
+        if (st == MM_OK && r->group) { /* node 0's decision is every node's */
+            double m[2] = {metric, acc};
+            st = mm_group_broadcast(r->group, m, sizeof m);
+            metric = m[0];
+            acc = m[1];
+        }
         if (st != MM_OK) break;
         ts->epoch++;
         bool is_best = metric > ts->best_metric;
@@ -385,7 +411,7 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
         } else {
             ts->bad_epochs++;
         }
-        st = save_checkpoints(r, is_best);
+        if (r->leader) st = save_checkpoints(r, is_best);
         if (st != MM_OK) break;
         mm_log_epoch e;
         mm_log_epoch_init(&e);
@@ -431,6 +457,34 @@ static void drop_unused_run_dir(const run *r)
     if (r->made_dir) rmdir(r->c->run_dir);
 }
 
+/* What every node of a group must agree on, as "key=value ..." (group.h's fingerprint): the
+ * schedule, the model, the step, the data (its size and labels), this build's state layout. */
+static void describe_run(const mm_train_config *c, char *out, size_t n)
+{
+    uint64_t labels = 1469598103934665603ULL; /* FNV-1a of the training labels in order */
+    for (int i = 0; i < c->train->n; i++)
+        labels = (labels ^ (uint64_t)(uint32_t)c->train->items[i].label) * 1099511628211ULL;
+    mm_strbuf b;
+    mm_strbuf_init(&b);
+    mm_strbuf_printf(&b, "command=%s net=%s top=%s classes=%d width_div=%d input=%dx%d batch=%d "
+                     "replicas=%d device=%s precision=%s seed=%llu dropout=%g weight_decay=%g "
+                     "adamw=%d balanced=%d augment=%d patience=%d resume=%d cuda_graph=%d "
+                     "recompute=%d,%lld,%g train_images=%d train_labels=%016llx state=%zu",
+                     c->command, mm_trunk_name(c->trunk), c->top ? c->top : "-", c->classes,
+                     c->width_div, c->height, c->width, c->batch, c->replicas,
+                     strncmp(c->device, "cuda", 4) ? c->device : "cuda", c->precision,
+                     (unsigned long long)c->seed, (double)c->dropout, c->weight_decay,
+                     c->decoupled_wd, c->class_balanced, c->augment, c->patience, c->resume,
+                     c->cuda_graph, c->no_recompute, (long long)c->recompute_conv,
+                     c->recompute_slack, c->train->n, (unsigned long long)labels,
+                     sizeof(mm_train_state));
+    for (int k = 0; k < c->n_stages; k++)
+        mm_strbuf_printf(&b, " stage%d=%d,%g,%s", k + 1, c->stages[k].epochs, c->stages[k].lr,
+                         c->stages[k].trainable ? c->stages[k].trainable : "all");
+    snprintf(out, n, "%s", mm_strbuf_str(&b));
+    mm_strbuf_free(&b);
+}
+
 static mm_status start(run *r, const mm_train_config *c)
 {
     memset(r, 0, sizeof *r);
@@ -439,14 +493,24 @@ static mm_status start(run *r, const mm_train_config *c)
     if (c->n_stages < 1 || c->n_stages > MM_MAX_STAGES)
         return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
     r->n = c->replicas > 0 ? c->replicas : 1;
-    if (c->train->n < c->batch * r->n) {
-        char need[64] = "";
-        if (r->n > 1) snprintf(need, sizeof need, " x --replicas %d (one step)", r->n);
+    int nodes = c->nodes > 1 ? c->nodes : 1;
+    if (c->train->n < c->batch * r->n * nodes) {
+        char need[96] = "";
+        if (r->n > 1 || nodes > 1)
+            snprintf(need, sizeof need, " x --replicas %d%s (one step)", r->n,
+                     nodes > 1 ? " x --nodes" : "");
         return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d%s",
                        c->command, c->train->n, c->batch, need);
     }
     if (c->val->n < 1) return mm_fail(MM_ERR_ARG, "%s: the validation split is empty", c->command);
-    MM_TRY(make_run_dir(c->run_dir, &r->made_dir));
+    r->leader = nodes == 1 || c->node_rank == 0;
+    if (nodes > 1) {
+        r->rank0 = c->node_rank * r->n;
+        char fp[2048];
+        describe_run(c, fp, sizeof fp);
+        MM_TRY(mm_group_join(c->master, nodes, c->node_rank, fp, &r->group));
+    }
+    if (r->leader) MM_TRY(make_run_dir(c->run_dir, &r->made_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
     path_in(r->best, sizeof r->best, c->run_dir, "best.safetensors");
     mm_precision precision;
@@ -469,13 +533,16 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     mm_status st = start(&r, c);
     if (st != MM_OK) {
         for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);
+        mm_group_leave(r.group);
         drop_unused_run_dir(&r);
         return st;
     }
     mm_train_state *ts = &r.ts;
     bool resumed = false;
     mm_checkpoint_info info;
-    if (c->resume) {
+    if (!r.leader) {
+        resumed = c->resume; /* the state comes from node 0 below */
+    } else if (c->resume) {
         st = mm_safetensors_open(&r.resume_from, r.last);
         if (st == MM_OK) st = mm_checkpoint_info_from(r.resume_from, &info);
         if (st == MM_OK && !info.has_state)
@@ -495,18 +562,19 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
                            c->threads);
         ts->pixel_mean = (float)mean;
     }
-    if (st == MM_OK) st = bind(&r.ev, c, r.be, false, NULL, 0);
-    if (st == MM_OK && resumed) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
-    if (st == MM_OK) {
+    if (st == MM_OK && r.group) st = mm_group_broadcast(r.group, ts, sizeof *ts);
+    if (st == MM_OK && r.leader) st = bind(&r.ev, c, r.be, false, NULL, 0);
+    if (st == MM_OK && resumed && r.leader) st = mm_checkpoint_check_arch(r.last, &info, &r.ev.m);
+    if (st == MM_OK && r.leader) {
         char cfg[4096];
         path_in(cfg, sizeof cfg, c->run_dir, "config.json");
         if (!resumed && c->config_json) st = mm_write_text_atomic(cfg, c->config_json, strlen(c->config_json));
     }
     char log_path[4096];
     path_in(log_path, sizeof log_path, c->run_dir, "metrics.jsonl");
-    if (st == MM_OK) st = mm_jsonl_open(&r.log, log_path, resumed);
+    if (st == MM_OK && r.leader) st = mm_jsonl_open(&r.log, log_path, resumed);
     if (st == MM_OK) {
-        mm_progress_init(&r.prog, stdout, MM_PROGRESS_AUTO);
+        mm_progress_init(&r.prog, r.leader ? stdout : NULL, MM_PROGRESS_AUTO);
         st = mm_jsonl_run(&r.log, c->command, resumed, first_epoch_of(c, ts->stage) + ts->epoch,
                           ts->global_step);
         bool stop = false, load_checkpoint = resumed;
@@ -539,6 +607,7 @@ mm_status mm_train_run(const mm_train_config *c, double *best)
     if (best) *best = ts->best_metric;
     if (r.resume_from) mm_safetensors_close(r.resume_from);
     mm_comm_destroy(r.comm);
+    mm_group_leave(r.group);
     for (int k = 0; k < r.n; k++) unbind(&r.tr[k]);
     unbind(&r.ev);
     for (int k = 0; k < r.n; k++) mm_backend_destroy(r.bes[k]);

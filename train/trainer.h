@@ -15,7 +15,13 @@
  * loss that stops being finite ends the run with a clear error; last.safetensors keeps the last
  * good epoch. On the cpu backend a resumed run reproduces the uninterrupted run's losses bitwise:
  * the loader's order and augmentation are functions of (seed, epoch, position), dropout masks of
- * (seed, step), and the checkpoint holds every number the next step reads. */
+ * (seed, step), and the checkpoint holds every number the next step reads.
+ *
+ * Across nodes (--nodes N) every node trains its replicas on its own share of each step's
+ * batches and node 0 alone reads the starting weights or the checkpoint, validates, logs and
+ * writes the run folder: the other nodes get its training state, weights and decisions through
+ * the group (runtime/group.h), and train step for step as one process with N times the replicas
+ * (on the cpu bitwise). */
 #ifndef MM_TRAINER_H
 #define MM_TRAINER_H
 
@@ -63,6 +69,10 @@ typedef struct mm_train_config {
     int replicas;            /* data parallel (--replicas, runtime/dist.h): this many replicas,
                                 each on its own GPU from `device` on with `batch` images a step,
                                 gradients averaged; 0 or 1: one device */
+    int nodes;               /* data parallel across machines (--nodes, runtime/group.h): this
+                                many processes, each with `replicas` replicas; 0 or 1: one */
+    int node_rank;           /* this process's place among them (--node-rank); 0 writes the run */
+    const char *master;      /* node 0's HOST:PORT (--master) when nodes > 1 */
     size_t scratch_budget;   /* bytes scratch may add to the peak (--scratch-mb; graph.h) */
     bool scratch_strict;     /* scratch_budget is a hard bound (--scratch-mb N, not auto) */
     bool no_recompute;       /* keep every activation backward reads (--no-recompute; nets.h) */

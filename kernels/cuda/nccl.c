@@ -4,9 +4,12 @@
  * Builds without NCCL (MM_HAVE_NCCL unset) say so when asked for more than one GPU. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../runtime/dist.h"
+#include "../../runtime/group.h"
 #include "cuda_backend.h"
+#include "cuda_check.h"
 
 #ifdef MM_HAVE_NCCL
 #include <nccl.h>
@@ -40,7 +43,31 @@ bool mm_nccl_compiled(char *why, size_t n)
     return true;
 }
 
-mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+/* One communicator per local GPU, global ranks node * n + r of the whole group's world. */
+static ncclResult_t init_across_nodes(mm_nccl *c, const int *devices, mm_group *group,
+                                      mm_status *st)
+{
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    ncclResult_t res = ncclSuccess;
+    if (mm_group_rank(group) == 0) res = ncclGetUniqueId(&id);
+    /* node 0 sends an id even when it failed, so that no node waits for one */
+    int ok = res == ncclSuccess;
+    *st = mm_group_broadcast(group, &ok, sizeof ok);
+    if (*st == MM_OK && ok) *st = mm_group_broadcast(group, &id, sizeof id);
+    if (*st != MM_OK) return ncclSuccess;
+    if (!ok) return res != ncclSuccess ? res : ncclSystemError;
+    int world = c->n * mm_group_size(group), first = c->n * mm_group_rank(group);
+    res = ncclGroupStart();
+    for (int r = 0; r < c->n && res == ncclSuccess; r++) {
+        MM_CUDA_CHECK(cudaSetDevice(devices[r]));
+        res = ncclCommInitRank(&c->comms[r], world, id, first + r);
+    }
+    ncclResult_t end = ncclGroupEnd();
+    return res != ncclSuccess ? res : end;
+}
+
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl **out)
 {
     *out = NULL;
     MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
@@ -58,11 +85,16 @@ mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
                                "NCCL needs one replica per GPU", q, r, devices[r]);
             }
     }
-    ncclResult_t res = ncclCommInitAll(c->comms, n, devices);
-    if (res != ncclSuccess) {
+    mm_status st = MM_OK;
+    ncclResult_t res = group ? init_across_nodes(c, devices, group, &st)
+                             : ncclCommInitAll(c->comms, n, devices);
+    if (group) MM_CUDA_CHECK(cudaSetDevice(devices[0]));
+    if (st != MM_OK || res != ncclSuccess) {
         free(c);
-        return mm_fail(MM_ERR_DEVICE, "--replicas %d: NCCL cannot connect the GPUs: %s "
-                       "(NCCL_DEBUG=WARN says why)", n, ncclGetErrorString(res));
+        if (st != MM_OK) return st;
+        return mm_fail(MM_ERR_DEVICE, "--replicas %d%s: NCCL cannot connect the GPUs: %s "
+                       "(NCCL_DEBUG=WARN says why)", n, group ? " --nodes" : "",
+                       ncclGetErrorString(res));
     }
     *out = c;
     return MM_OK;
@@ -95,9 +127,10 @@ bool mm_nccl_compiled(char *why, size_t n)
     return false;
 }
 
-mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_nccl **out)
+mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl **out)
 {
     (void)bes;
+    (void)group;
     *out = NULL;
     return mm_fail(MM_ERR_DEVICE, "--replicas %d: %s", n, no_nccl);
 }
