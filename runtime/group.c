@@ -221,6 +221,16 @@ static void first_difference(const char *a, const char *b, char *out, size_t n)
     }
 }
 
+/* Node 0's answer to a joining node: status 0 (in) for an empty message, else the refusal. */
+static bool send_reply(int fd, const char *msg, double deadline)
+{
+    uint32_t status = msg[0] != '\0', len = (uint32_t)strlen(msg);
+    const char *why;
+    return io_all(fd, &status, 4, true, deadline, &why) &&
+           io_all(fd, &len, 4, true, deadline, &why) &&
+           io_all(fd, (void *)msg, len, true, deadline, &why);
+}
+
 /* Node 0: takes the other nodes' hellos; *msg is "" when all are in, else the refusal. */
 static void gather_hellos(mm_group *g, int lfd, const char *fp, double deadline, char *msg,
                           size_t mn)
@@ -249,10 +259,12 @@ static void gather_hellos(mm_group *g, int lfd, const char *fp, double deadline,
         peer_fp[h.fp_len] = '\0';
         int q = (int)h.rank;
         if (q < 1 || q >= g->nodes || (int)h.nodes != g->nodes || g->fd[q] >= 0) {
-            if (!msg[0])
-                snprintf(msg, mn, "--nodes: a node joined as --node-rank %d of --nodes %u, "
-                         "node 0 runs --nodes %d (each rank 1 .. %d once)", q, h.nodes, g->nodes,
-                         g->nodes - 1);
+            char why_not[256];
+            snprintf(why_not, sizeof why_not, "--nodes: a node joined as --node-rank %d of "
+                     "--nodes %u, node 0 runs --nodes %d (each rank 1 .. %d once)", q, h.nodes,
+                     g->nodes, g->nodes - 1);
+            if (!msg[0]) snprintf(msg, mn, "%s", why_not);
+            send_reply(fd, why_not, hello_deadline); /* it hears why before the others */
             close(fd);
             joined++;
             continue;
@@ -280,18 +292,13 @@ static mm_status join_as_master(mm_group *g, int port, const char *fp, double de
     char msg[1024];
     gather_hellos(g, lfd, fp, deadline, msg, sizeof msg);
     close(lfd);
-    uint32_t status = msg[0] != '\0', len = (uint32_t)strlen(msg);
     for (int q = 1; q < g->nodes; q++) {
-        const char *w;
         if (g->fd[q] < 0) continue;
-        if (!io_all(g->fd[q], &status, 4, true, deadline, &w) ||
-            !io_all(g->fd[q], &len, 4, true, deadline, &w) ||
-            !io_all(g->fd[q], msg, len, true, deadline, &w)) {
-            if (!status) return lost(g, q, w);
-        }
+        if (!send_reply(g->fd[q], msg, deadline) && !msg[0])
+            return lost(g, q, "it broke off the joining");
         tune_socket(g->fd[q]);
     }
-    return status ? mm_fail(MM_ERR_ARG, "%s", msg) : MM_OK;
+    return msg[0] ? mm_fail(MM_ERR_ARG, "%s", msg) : MM_OK;
 }
 
 static mm_status join_as_member(mm_group *g, const char *host, int port, const char *fp,

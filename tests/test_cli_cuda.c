@@ -20,7 +20,9 @@
 #include <sys/wait.h>
 
 #include "runtime/backend.h"
+#include "runtime/dist.h"
 #include "runtime/safetensors.h"
+#include "tests/free_port.h"
 #include "tests/harness.h"
 #include "tests/png_dataset.h"
 
@@ -391,6 +393,42 @@ MM_TEST(cli_trains_with_replicas_on_cuda)
         CHECK_MSG(fabs(two[i] - one[i]) <= 1e-4 * fabs(one[i]),
                   "step %d: 2 GPUs x 8 %.8g, cpu x 16 %.8g", i + 1, two[i], one[i]);
     CHECK(exists("two/best.safetensors"));
+    if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
+}
+
+/* Two nodes (--nodes 2, runtime/group.h) of one GPU each, as two processes on this machine on
+ * GPUs 0 and 1 (emulated: CUEMU_DEVICES=2, NCCL's communicator across the processes meeting in
+ * a folder), against one process with --replicas 2 on the same GPUs: the same step losses and,
+ * on the emulator (whose NCCL sums in rank order either way), the same weights to the bit. */
+MM_TEST(cli_trains_on_two_nodes_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    if (visible_gpus() < 2) MM_SKIP("needs 2 GPUs");
+    char why[256];
+    if (!mm_nccl_compiled(why, sizeof why)) MM_SKIP("built without NCCL");
+    patch_set(32);
+    const char *flags = "--patches patches/few.csv --net vgg16 --width-div 16 --input 32x32 "
+                        "--no-balance --epochs 0,0,2 --lr 1e-3,1e-3,1e-3 --seed 1 --batch 8 "
+                        "--deterministic";
+    CHECK_EQ_INT(mammo("train-patch %s --run one --device cuda --replicas 2", flags), 0);
+    char cmd[2048];
+    int port = free_port();
+    snprintf(cmd, sizeof cmd, "cd '%s' && export MM_GROUP_TIMEOUT_S=60 && "
+             "{ timeout 300 '%s' train-patch %s --run two --device cuda:1 --nodes 2 --node-rank 1 "
+             "--master 127.0.0.1:%d >>node1.log 2>&1 & } && timeout 300 '%s' train-patch %s "
+             "--run two --device cuda:0 --nodes 2 --node-rank 0 --master 127.0.0.1:%d "
+             ">>run.log 2>&1 && wait $!", mm_test_tmpdir(), MM_MAMMO_EXE, flags, port,
+             MM_MAMMO_EXE, flags, port);
+    CHECK_EQ_INT(system(cmd), 0);
+    double one[8], two[8];
+    int n1 = step_losses("one", one, 8), n2 = step_losses("two", two, 8);
+    CHECK_EQ_INT(n1, 4);
+    CHECK_EQ_INT(n2, n1);
+    for (int i = 0; i < n1 && i < n2; i++)
+        CHECK_MSG(fabs(two[i] - one[i]) <= 1e-5 * fabs(one[i]),
+                  "step %d: 2 nodes %.8g, 2 replicas %.8g", i + 1, two[i], one[i]);
+    if (mm_cuda_emulated())
+        CHECK_EQ_INT(weights_differ("one/last.safetensors", "two/last.safetensors"), 0);
     if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
 }
 

@@ -372,6 +372,55 @@ MM_TEST(loader_resume_equals_uninterrupted)
     free_items(items, n);
 }
 
+/* The shards of a data-parallel step across nodes (opts.shards): 3 shards of 2 batches each.
+ * 23 items in batches of 2 make 11 batches an epoch, one group of 6 whole: shard k yields
+ * batches 2k and 2k+1 of the whole loader's epoch, bitwise (augmentation keyed by the epoch's
+ * positions), and its epoch ends after them, the last 5 batches left to no shard. */
+MM_TEST(loader_shards_are_the_whole_loaders_batches)
+{
+    int n = 23, B = 2, S = 3, K = 2;
+    mm_loader_item *items = make_items(n, 10, 8, 500);
+    mm_loader_opts o = augmenting_opts(B, 10, 8);
+    o.n_threads = 2;
+    o.drop_last = 1;
+    o.max_epochs = 2;
+    int64_t sf = 10 * 8 * 3, per_epoch = 11;
+    mm_loader *L;
+    CHECK(mm_loader_create(&L, items, n, &o) == MM_OK);
+    run_log full;
+    record(&full, L, 2 * (int)(per_epoch + 1), B, sf);
+    mm_loader_free(L);
+    for (int k = 0; k < S; k++) {
+        o.shards = S;
+        o.shard = k;
+        o.shard_batches = K;
+        CHECK(mm_loader_create(&L, items, n, &o) == MM_OK);
+        CHECK_EQ_INT(mm_loader_batches_per_epoch(L), K);
+        run_log part;
+        record(&part, L, 2 * (K + 1), B, sf);
+        mm_loader_free(L);
+        int want[6] = {B, B, 0, B, B, 0};
+        for (int c = 0; c < 6; c++) CHECK_EQ_INT(part.counts[c], want[c]);
+        for (int e = 0; e < 2; e++) {
+            int64_t whole = e * per_epoch * B + (int64_t)k * K * B, mine = (int64_t)e * K * B;
+            CHECK(!memcmp(part.indices + mine, full.indices + whole, K * B * sizeof(int32_t)));
+            CHECK_MSG(!memcmp(part.images + mine * sf, full.images + whole * sf,
+                              K * B * sf * sizeof(float)),
+                      "shard %d's epoch %d differs from the whole loader's batches", k, e);
+        }
+        run_log_free(&part);
+    }
+    o.shards = 12; /* 12 x 2 batches: more than the epoch's 11 */
+    o.shard = 0;
+    CHECK(mm_loader_create(&L, items, n, &o) == MM_ERR_ARG);
+    CHECK(strstr(mm_last_error(), "no step of 12 shards x 2 batches") != NULL);
+    o.shards = 3;
+    o.shard = 3;
+    CHECK(mm_loader_create(&L, items, n, &o) == MM_ERR_ARG);
+    run_log_free(&full);
+    free_items(items, n);
+}
+
 static void on_alarm(int sig)
 {
     (void)sig;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/safetensors.h"
+#include "tests/free_port.h"
 #include "tests/harness.h"
 #include "train/run_log.h"
 
@@ -243,6 +244,106 @@ MM_TEST(resume_with_replicas_is_bitwise)
     free(lb);
 }
 
+/* Two nodes (--nodes 2, runtime/group.h) on this machine, started alike but for --node-rank:
+ * node 1 in the background, node 0 in front; 0 when both exit 0. */
+static int train_on_two_nodes(char out[1024], const char *dir, const char *run,
+                              const char *flags)
+{
+    snprintf(out, 1024, "%s/%s", dir, run);
+    char master[64];
+    snprintf(master, sizeof master, "127.0.0.1:%d", free_port());
+    return sh("cd '%s' && export MM_GROUP_TIMEOUT_S=60 && "
+              "{ timeout 300 '%s' train-patch --patches pa/patches.csv --run %s %s --nodes 2 "
+              "--node-rank 1 --master %s >node1.out 2>&1 & } && "
+              "timeout 300 '%s' train-patch --patches pa/patches.csv --run %s %s --nodes 2 "
+              "--node-rank 0 --master %s >/dev/null && wait $!",
+              dir, MM_MAMMO_EXE, run, flags, master, MM_MAMMO_EXE, run, flags, master);
+}
+
+/* The names of a checkpoint's tensors whose bytes differ from another's (at most 3), "" when
+ * none; the metadata (the command line) is not compared. */
+static void tensors_that_differ(const char *a_path, const char *b_path, char *out, size_t n)
+{
+    mm_safetensors *a = NULL, *b = NULL;
+    snprintf(out, n, "cannot open both");
+    if (mm_safetensors_open(&a, a_path) != MM_OK || mm_safetensors_open(&b, b_path) != MM_OK ||
+        mm_safetensors_count(a) != mm_safetensors_count(b)) {
+        mm_safetensors_close(a);
+        mm_safetensors_close(b);
+        return;
+    }
+    out[0] = '\0';
+    for (int i = 0, listed = 0; i < mm_safetensors_count(a) && listed < 3; i++) {
+        const mm_st_entry *ea = mm_safetensors_entry(a, i);
+        const mm_st_entry *eb = mm_safetensors_find(b, ea->name);
+        bool same = eb && eb->bytes == ea->bytes;
+        if (same) {
+            char *x = malloc(ea->bytes + 1), *y = malloc(ea->bytes + 1);
+            same = mm_safetensors_read(a, ea, x, ea->bytes) == MM_OK &&
+                   mm_safetensors_read(b, eb, y, eb->bytes) == MM_OK &&
+                   !memcmp(x, y, ea->bytes);
+            free(x);
+            free(y);
+        }
+        if (!same) {
+            size_t len = strlen(out);
+            snprintf(out + len, n - len, "%s ", ea->name);
+            listed++;
+        }
+    }
+    mm_safetensors_close(a);
+    mm_safetensors_close(b);
+}
+
+/* Two nodes of one replica each train bitwise as one process with two replicas on the cpu:
+ * each node's share of every step's batches, dropout masks by global rank, the gradient mean
+ * summed in rank order; and the weights, moments and losses of node 0's checkpoints are those
+ * of --replicas 2. Then a run of two nodes interrupted after one epoch and resumed on two nodes
+ * (only node 0 reads the checkpoint) continues as the uninterrupted one. Node 1 says so. */
+MM_TEST(two_nodes_train_bitwise_as_two_replicas)
+{
+    const char *d = mm_test_tmpdir();
+    CHECK_EQ_INT(make_data(d), 0);
+    const char *flags = "--width-div 16 --input 32x32 --batch 4 --threads 1 --dropout 0.2 "
+                        "--lr 1e-3,1e-3,1e-3";
+    char one[1024], two[1024], resumed[1024], f[512];
+    snprintf(f, sizeof f, "%s --epochs 0,1,1 --replicas 2", flags);
+    CHECK_EQ_INT(train_patch(one, d, "one", f), 0);
+    snprintf(f, sizeof f, "%s --epochs 0,1,1", flags);
+    CHECK_EQ_INT(train_on_two_nodes(two, d, "two", f), 0);
+    char *l1 = losses_from(one, 1), *l2 = losses_from(two, 1);
+    CHECK(strlen(l1) > 10);
+    CHECK_MSG(!strcmp(l1, l2), "losses differ:\n      replicas %s\n      nodes    %s", l1, l2);
+    char a[1100], b[1100], diff[512];
+    snprintf(a, sizeof a, "%s/last.safetensors", one);
+    snprintf(b, sizeof b, "%s/last.safetensors", two);
+    tensors_that_differ(a, b, diff, sizeof diff);
+    CHECK_MSG(!diff[0], "the checkpoints differ in %s", diff);
+    free(l1);
+    free(l2);
+
+    /* resumed on two nodes: epoch 3 as the uninterrupted run of one process */
+    snprintf(f, sizeof f, "%s --epochs 0,1,2 --replicas 2 --resume", flags);
+    CHECK_EQ_INT(train_patch(one, d, "one", f), 0);
+    snprintf(f, sizeof f, "%s --epochs 0,1,2 --resume", flags);
+    CHECK_EQ_INT(train_on_two_nodes(resumed, d, "two", f), 0);
+    l1 = losses_from(one, 3);
+    l2 = losses_from(two, 3);
+    CHECK(strlen(l1) > 10);
+    CHECK_MSG(!strcmp(l1, l2), "epoch 3 losses differ:\n      replicas %s\n      nodes    %s",
+              l1, l2);
+    tensors_that_differ(a, b, diff, sizeof diff);
+    CHECK_MSG(!diff[0], "the resumed checkpoints differ in %s", diff);
+    free(l1);
+    free(l2);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/node1.out", d);
+    char *said = slurp(path);
+    CHECK_MSG(said && strstr(said, "node 1 of 2: done; node 0 holds the model in two/"),
+              "node 1 said: %s", said ? said : "(nothing)");
+    free(said);
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -370,6 +471,14 @@ MM_TEST(bad_input_is_one_clear_line)
          "--replicas 2 --epochs 0,0,1 --lr 1,1,1", "fewer than --batch 200 x --replicas 2"},
         {"train-image --index p/index.csv --patch-model r/best.safetensors --run y --device meta "
          "--replicas 2", "meta"},
+        {"train-patch --patches pa/patches.csv --run g --nodes 2", "--master HOST:PORT"},
+        {"train-patch --patches pa/patches.csv --run g --nodes 2 --node-rank 2 --master h:1",
+         "--node-rank 2: use 0 to 1"},
+        {"train-patch --patches pa/patches.csv --run g --nodes 2 --master h", "--master 'h'"},
+        {"train-patch --patches pa/patches.csv --run g --nodes 0", "--nodes 0: use 1 to 1024"},
+        {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 200 "
+         "--nodes 2 --master h:1 --epochs 0,0,1 --lr 1,1,1",
+         "fewer than --batch 200 x --replicas 1 x --nodes"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = sh("cd '%s' && '%s' %s >/dev/null 2>err.txt", d, MM_MAMMO_EXE, cases[i].args);

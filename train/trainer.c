@@ -509,6 +509,11 @@ static mm_status start(run *r, const mm_train_config *c)
         char fp[2048];
         describe_run(c, fp, sizeof fp);
         MM_TRY(mm_group_join(c->master, nodes, c->node_rank, fp, &r->group));
+        if (!r->leader) {
+            printf("node %d of %d joined the group at %s; node 0 logs the run\n", c->node_rank,
+                   nodes, c->master);
+            fflush(stdout);
+        }
     }
     if (r->leader) MM_TRY(make_run_dir(c->run_dir, &r->made_dir));
     path_in(r->last, sizeof r->last, c->run_dir, "last.safetensors");
