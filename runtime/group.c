@@ -276,8 +276,8 @@ static void gather_hellos(mm_group *g, int lfd, const char *fp, double deadline,
             first_difference(fp, peer_fp, mine, sizeof mine);
             first_difference(peer_fp, fp, theirs, sizeof theirs);
             snprintf(msg, mn, "--nodes: node %d runs with %.300s, node 0 with %.300s; start "
-                     "every node with the same flags but --node-rank", q, theirs[0] ? theirs : "(other)",
-                     mine[0] ? mine : "(other)");
+                     "every node with the same flags but --node-rank", q,
+                     theirs[0] ? theirs : "(other)", mine[0] ? mine : "(other)");
         }
     }
 }
