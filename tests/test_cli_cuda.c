@@ -370,6 +370,20 @@ static int log_lines(char *last, size_t n)
     return count;
 }
 
+/* Checks that runs a and b (each called so in messages) logged `steps` steps of the same
+ * losses, to a relative `rtol`. */
+static void same_losses(const char *a, const char *a_is, const char *b, const char *b_is,
+                        int steps, double rtol)
+{
+    double la[8], lb[8];
+    int na = step_losses(a, la, 8), nb = step_losses(b, lb, 8);
+    CHECK_EQ_INT(na, steps);
+    CHECK_EQ_INT(nb, na);
+    for (int i = 0; i < na && i < nb && i < 8; i++)
+        CHECK_MSG(fabs(lb[i] - la[i]) <= rtol * fabs(la[i]), "step %d: %s %.8g, %s %.8g", i + 1,
+                  b_is, lb[i], a_is, la[i]);
+}
+
 /* train-patch on two GPUs (emulated: CUEMU_DEVICES=2), data parallel with 8 images each, each
  * step after the first replayed as a CUDA graph, against the cpu with one batch of 16: VGG16 has
  * no batch norm and --no-balance makes every sample weigh 1, so the mean of the replicas'
@@ -385,13 +399,7 @@ MM_TEST(cli_trains_with_replicas_on_cuda)
     CHECK_EQ_INT(mammo("train-patch %s --run two --batch 8 --device cuda --replicas 2 "
                        "--cuda-graph", flags),
                  0);
-    double one[8], two[8];
-    int n1 = step_losses("one", one, 8), n2 = step_losses("two", two, 8);
-    CHECK_EQ_INT(n1, 2);
-    CHECK_EQ_INT(n2, n1);
-    for (int i = 0; i < n1 && i < n2; i++)
-        CHECK_MSG(fabs(two[i] - one[i]) <= 1e-4 * fabs(one[i]),
-                  "step %d: 2 GPUs x 8 %.8g, cpu x 16 %.8g", i + 1, two[i], one[i]);
+    same_losses("one", "cpu x 16", "two", "2 GPUs x 8", 2, 1e-4);
     CHECK(exists("two/best.safetensors"));
     if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
 }
@@ -420,13 +428,7 @@ MM_TEST(cli_trains_on_two_nodes_on_cuda)
              ">>run.log 2>&1 && wait $!", mm_test_tmpdir(), MM_MAMMO_EXE, flags, port,
              MM_MAMMO_EXE, flags, port);
     CHECK_EQ_INT(system(cmd), 0);
-    double one[8], two[8];
-    int n1 = step_losses("one", one, 8), n2 = step_losses("two", two, 8);
-    CHECK_EQ_INT(n1, 4);
-    CHECK_EQ_INT(n2, n1);
-    for (int i = 0; i < n1 && i < n2; i++)
-        CHECK_MSG(fabs(two[i] - one[i]) <= 1e-5 * fabs(one[i]),
-                  "step %d: 2 nodes %.8g, 2 replicas %.8g", i + 1, two[i], one[i]);
+    same_losses("one", "2 replicas", "two", "2 nodes", 4, 1e-5);
     if (mm_cuda_emulated())
         CHECK_EQ_INT(weights_differ("one/last.safetensors", "two/last.safetensors"), 0);
     if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
