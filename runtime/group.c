@@ -387,6 +387,13 @@ mm_status mm_group_gather(mm_group *g, const void *mine, void *all, size_t bytes
     return MM_OK;
 }
 
+mm_status mm_group_barrier(mm_group *g)
+{
+    char here = 1, all[MM_MAX_NODES];
+    MM_TRY(mm_group_gather(g, &here, all, 1));
+    return mm_group_broadcast(g, &here, 1);
+}
+
 /* Node 0's part of one chunk [i0, i0 + n): the sum in global rank order, then the mean, sent. */
 static mm_status average_chunk_master(mm_group *g, float *const *local, int n_local, size_t i0,
                                       size_t n, float *acc, float *theirs)

@@ -48,6 +48,9 @@ mm_status mm_group_broadcast(mm_group *g, void *buf, size_t bytes);
  * the other nodes `all` is not touched (may be NULL). */
 mm_status mm_group_gather(mm_group *g, const void *mine, void *all, size_t bytes);
 
+/* Returns on every node once every node has called it. */
+mm_status mm_group_barrier(mm_group *g);
+
 /* Each node holds `n_local` buffers of `count` floats (global ranks rank*n_local .. + n_local-1,
  * every node the same n_local). Afterwards every buffer of every node holds their mean, summed in
  * global rank order and then divided, exactly as mm_comm_average_grads does in one process. */

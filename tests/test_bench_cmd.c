@@ -8,13 +8,15 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "tests/free_port.h"
 #include "tests/harness.h"
 #include "tools/proc_mem.h"
 
-/* Runs `mammo ARGS 2>&1`; returns its output (malloc'ed) and exit status. */
+/* Runs `mammo ARGS 2>&1`; returns its output (malloc'ed) and exit status (ARGS may go on to
+ * more commands, the last one's status then). */
 static char *mammo(const char *args, int *status)
 {
-    char cmd[1024];
+    char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", MM_MAMMO_EXE, args);
     FILE *p = popen(cmd, "r");
     size_t cap = 1 << 16, len = 0, k;
@@ -271,6 +273,48 @@ MM_TEST(bench_replicas_average_to_the_single_run)
     }
     free(one);
     free(two);
+}
+
+/* bench across two nodes (--nodes 2, runtime/group.h) of one replica each, as two processes on
+ * this machine: node 0 prints the group's line, with the loss of --replicas 2 (the same averaged
+ * steps) and the images of both nodes; node 1 one line of its own. A node started with other
+ * flags is refused on both, naming the flag. */
+MM_TEST(bench_nodes_run_as_replicas_of_one_process)
+{
+    const char *cmd = "bench --net resnet50 --width-div 8 --input 64x64 --batch 2 --device cpu "
+                      "--steps 3 --warmup 1 --lr 1e-3";
+    char with[512], nodes[1536];
+    snprintf(with, sizeof with, "%s --replicas 2", cmd);
+    int port = free_port(), st1, st2;
+    snprintf(nodes, sizeof nodes, "%s --nodes 2 --node-rank 0 --master 127.0.0.1:%d 2>&1 & '%s' "
+             "%s --nodes 2 --node-rank 1 --master 127.0.0.1:%d 2>&1; wait $!", cmd, port,
+             MM_MAMMO_EXE, cmd, port);
+    char *one = mammo(with, &st1), *two = mammo(nodes, &st2);
+    CHECK_MSG(st1 == 0 && st2 == 0, "exit %d / %d: %s %s", st1, st2, one, two);
+    const char *l1 = strstr(one, "mammo net="), *l2 = strstr(two, "mammo net=");
+    CHECK(l1 && l2);
+    if (l1 && l2) {
+        CHECK_EQ_INT((int64_t)mm_test_field(l2, "replicas"), 1);
+        CHECK_EQ_INT((int64_t)mm_test_field(l2, "nodes"), 2);
+        CHECK_MSG(mm_test_field(l1, "loss") == mm_test_field(l2, "loss"), "loss %.9g vs %.9g",
+                  mm_test_field(l1, "loss"), mm_test_field(l2, "loss"));
+        CHECK_CLOSE(mm_test_field(l2, "images_per_s"), 4e3 / mm_test_field(l2, "step_ms"), 0,
+                    1e-2);
+    }
+    CHECK(strstr(two, "node 1 of 2: images_per_s=") != NULL);
+    free(one);
+    free(two);
+
+    port = free_port();
+    snprintf(nodes, sizeof nodes, "%s --nodes 2 --node-rank 0 --master 127.0.0.1:%d 2>&1 & '%s' "
+             "%s --batch 4 --nodes 2 --node-rank 1 --master 127.0.0.1:%d 2>&1; wait $!", cmd,
+             port, MM_MAMMO_EXE, cmd, port);
+    char *refused = mammo(nodes, &st1);
+    CHECK_EQ_INT(st1, 1);
+    const char *first = strstr(refused, "node 1 runs with batch=4, node 0 with batch=2");
+    CHECK_MSG(first && strstr(first + 1, "node 1 runs with batch=4, node 0 with batch=2"),
+              "both nodes must say it: %s", refused);
+    free(refused);
 }
 
 /* Bad flags: one line naming the flag, exit status 1, nothing else printed. */

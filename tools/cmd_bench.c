@@ -11,6 +11,7 @@
 #include "../nets/nets.h"
 #include "../runtime/backend.h"
 #include "../runtime/dist.h"
+#include "../runtime/group.h"
 #include "args.h"
 #include "commands.h"
 #include "model_flags.h"
@@ -159,14 +160,17 @@ static mm_status free_rank(int rank, void *arg)
     return MM_OK;
 }
 
-/* Warm-up and timed steps on every replica; the seconds of the timed ones in *secs. */
+/* Warm-up and timed steps on every replica; the seconds of the timed ones in *secs. With other
+ * nodes (group) the timing starts and ends when every node is there. */
 static mm_status run_steps(bench_job *j, mm_backend *const *bes, int n, mm_comm *comm,
-                           int64_t warmup, int64_t steps, bool graph, double *secs)
+                           mm_group *group, int64_t warmup, int64_t steps, bool graph,
+                           double *secs)
 {
     double t0 = 0;
     for (int64_t i = 0; i < warmup + steps; i++) {
         if (i == warmup) {
             MM_TRY(mm_replicas_each(bes, n, sync_rank, j));
+            if (group) MM_TRY(mm_group_barrier(group));
             t0 = now_s();
         }
         if (graph && i == warmup) { /* capture once, after the eager warm-up steps */
@@ -177,13 +181,48 @@ static mm_status run_steps(bench_job *j, mm_backend *const *bes, int n, mm_comm 
         j->graph = graph && i >= warmup;
         MM_TRY(mm_replicas_each(bes, n, step_rank, j));
         if (j->eval) continue;
-        if (comm) mm_comm_average_grads(comm);
+        if (comm) MM_TRY(mm_comm_average_grads(comm));
         j->adam.step = i + 1;
         MM_TRY(mm_replicas_each(bes, n, adam_rank, j));
     }
     MM_TRY(mm_replicas_each(bes, n, sync_rank, j));
+    if (group) MM_TRY(mm_group_barrier(group));
     *secs = now_s() - t0;
     return MM_OK;
+}
+
+/* What must agree across the nodes of a bench: every flag but where each node runs. */
+static void describe_bench(const mm_args *a, char *out, size_t n)
+{
+    static const char *const local[] = {"node-rank", "master", "device", "algo-cache",
+                                        "profile"};
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < a->n; i++) {
+        const char *name = a->flags[i].name, *v = mm_args_get(a, name);
+        bool skip = false;
+        for (size_t k = 0; k < sizeof local / sizeof *local; k++) skip |= !strcmp(name, local[k]);
+        if (skip || used >= n) continue;
+        if (a->flags[i].type == MM_ARG_BOOL) v = v ? "1" : "0";
+        used += (size_t)snprintf(out + used, n - used, "%s=%s ", name, v ? v : "-");
+    }
+    const char *device = mm_args_get(a, "device");
+    if (used < n) snprintf(out + used, n - used, "device=%s", strncmp(device, "cuda", 4) ? device
+                                                                                   : "cuda");
+}
+
+/* The group's figures on node 0: the slowest node's seconds and the largest device memory. */
+static mm_status group_figures(mm_group *group, double *secs, size_t *bytes)
+{
+    double mine[2] = {*secs, (double)*bytes};
+    double *all = mm_xmalloc((size_t)mm_group_size(group) * sizeof mine);
+    mm_status st = mm_group_gather(group, mine, all, sizeof mine);
+    for (int q = 0; st == MM_OK && mm_group_rank(group) == 0 && q < mm_group_size(group); q++) {
+        if (all[2 * q] > *secs) *secs = all[2 * q];
+        if (all[2 * q + 1] > (double)*bytes) *bytes = (size_t)all[2 * q + 1];
+    }
+    free(all);
+    return st;
 }
 
 int mm_cmd_bench(int argc, char **argv)
@@ -225,6 +264,7 @@ int mm_cmd_bench(int argc, char **argv)
     mm_recompute_conv_flag_add(&a);
     mm_recompute_slack_flag_add(&a);
     mm_scratch_flag_add(&a);
+    mm_nodes_flags_add(&a);
     mm_args_int(&a, "profile", "0",
                 "after timing, profile this many steps node by node and print the slowest");
     if (mm_args_parse(&a, argc, argv) != MM_OK) return mm_cli_error();
@@ -261,7 +301,10 @@ int mm_cmd_bench(int argc, char **argv)
         return mm_cli_error();
     }
     mm_precision precision;
-    if (mm_precision_parse(mm_args_get(&a, "precision"), &precision) != MM_OK)
+    int nodes = 1, node_rank = 0;
+    const char *master = NULL;
+    if (mm_precision_parse(mm_args_get(&a, "precision"), &precision) != MM_OK ||
+        mm_nodes_flags_get(&a, &nodes, &node_rank, &master) != MM_OK)
         return mm_cli_error();
 
     const char *top = mm_args_get(&a, "top");
@@ -297,6 +340,12 @@ int mm_cmd_bench(int argc, char **argv)
     else if (st == MM_OK && graph && warmup < 1)
         st = mm_fail(MM_ERR_ARG, "--cuda-graph needs --warmup 1 or more: the step runs once "
                      "before it is captured (cuDNN and cuBLAS finish their set-up then)");
+    mm_group *group = NULL;
+    if (st == MM_OK && nodes > 1) {
+        char fp[4096];
+        describe_bench(&a, fp, sizeof fp);
+        st = mm_group_join(master, nodes, node_rank, fp, &group);
+    }
     mm_model_config_for_backend(&cfg, be); /* recomputing, as --recompute says */
     mm_model_config_recompute(&cfg, mm_args_get_bool(&a, "no-recompute"), recompute_conv,
                               recompute_slack);
@@ -314,15 +363,23 @@ int mm_cmd_bench(int argc, char **argv)
     if (st == MM_OK) st = mm_replicas_each(bes, n, setup_rank, &job);
     double setup_s = now_s() - setup0;
     mm_comm *comm = NULL;
-    if (st == MM_OK && n > 1 && !eval) {
+    if (st == MM_OK && (n > 1 || group) && !eval) {
         mm_session *ss[MM_MAX_REPLICAS];
         for (int r = 0; r < n; r++) ss[r] = &rep[r].s;
-        st = mm_comm_create(ss, n, &comm);
-        if (st == MM_OK) mm_comm_copy_weights(comm);
+        st = mm_comm_create_group(ss, n, group, &comm);
+        if (st == MM_OK) st = mm_comm_copy_weights(comm);
     }
     double secs = 0;
-    if (st == MM_OK) st = run_steps(&job, bes, n, comm, warmup, steps, graph, &secs);
+    if (st == MM_OK) st = run_steps(&job, bes, n, comm, group, warmup, steps, graph, &secs);
+    size_t device_bytes = 0; /* the largest replica's */
+    for (int r = 0; r < n; r++) {
+        size_t b = mm_backend_memory_in_use(bes[r]);
+        if (b > device_bytes) device_bytes = b;
+    }
+    double node_secs = secs;
+    if (st == MM_OK && group) st = group_figures(group, &secs, &device_bytes);
     if (st != MM_OK) {
+        mm_group_leave(group);
         mm_comm_destroy(comm);
         mm_replicas_each(bes, n, free_rank, &job);
         for (int r = 0; r < n; r++) mm_backend_destroy(bes[r]);
@@ -331,10 +388,14 @@ int mm_cmd_bench(int argc, char **argv)
     mm_session *s = &rep[0].s;
     if (!feed) read_result(&rep[0]);
     float loss = rep[0].loss;
-    size_t device_bytes = 0; /* the largest replica's */
-    for (int r = 0; r < n; r++) {
-        size_t b = mm_backend_memory_in_use(bes[r]);
-        if (b > device_bytes) device_bytes = b;
+    if (node_rank > 0) { /* node 0 prints the group's figures */
+        printf("node %d of %d: images_per_s=%.3f on this node; node 0 prints the group's\n",
+               node_rank, nodes, (double)(n * batch * steps) / node_secs);
+        mm_group_leave(group);
+        mm_comm_destroy(comm);
+        mm_replicas_each(bes, n, free_rank, &job);
+        for (int r = 0; r < n; r++) mm_backend_destroy(bes[r]);
+        return 0;
     }
     char choices[256] = "";
     if (be->describe) be->describe(be, choices, sizeof choices);
@@ -348,16 +409,16 @@ int mm_cmd_bench(int argc, char **argv)
            "host_peak_bytes=%zu %s=%.6f "
            "recompute=%d recompute_conv=%lld recompute_slack=%g workspace_bytes=%zu "
            "ws_limited=%d setup_s=%.2f width_div=%d feed=%d deterministic=%d replicas=%d "
-           "mode=%s%s%s\n",
+           "nodes=%d mode=%s%s%s\n",
            mm_trunk_name(trunk), top ? top : "none", h, w, (int)batch, be->name,
            mm_precision_name(precision), (long long)steps,
-           (double)(n * batch * steps) / secs, 1e3 * secs / (double)steps,
+           (double)(nodes * n * batch * steps) / secs, 1e3 * secs / (double)steps,
            mm_plan_peak_bytes(&s->plan),
            device_bytes ? device_bytes : mm_plan_peak_bytes(&s->plan),
            mm_proc_peak_over(host_base), eval ? "logit" : "loss", loss, !cfg.no_recompute,
            cfg.no_recompute ? 0LL : (long long)cfg.recompute_conv_macs,
            cfg.no_recompute ? 0.0 : 100.0 * cfg.recompute_slack, s->plan.workspace_bytes,
-           s->plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic, n,
+           s->plan.n_ws_limited, setup_s, width_div, feed, (int)be->deterministic, n, nodes,
            eval ? "eval" : "train", choices[0] ? " " : "", choices);
     if (profile > 0) { /* replica 0's nodes */
         mm_backend_bind(be);
@@ -365,6 +426,7 @@ int mm_cmd_bench(int argc, char **argv)
         for (int64_t i = 0; i < profile; i++) mm_session_run(s);
         mm_session_profile_print(s, (int)profile, 25, stdout);
     }
+    mm_group_leave(group);
     mm_comm_destroy(comm);
     mm_replicas_each(bes, n, free_rank, &job);
     for (int r = 0; r < n; r++) mm_backend_destroy(bes[r]);

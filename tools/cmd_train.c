@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "../runtime/dist.h"
-#include "../runtime/group.h"
 #include "../train/checkpoint.h"
 #include "../train/trainer.h"
 #include "args.h"
@@ -65,11 +64,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_int(a, "replicas", "1",
                 "data parallel: train on this many GPUs from --device's on, --batch images each "
                 "a step, their gradients averaged (NCCL)");
-    mm_args_int(a, "nodes", "1",
-                "data parallel across machines: this many processes (one per machine), each "
-                "with --replicas GPUs, started alike but for --node-rank");
-    mm_args_int(a, "node-rank", "0", "this process's place among --nodes (0 writes the run)");
-    mm_args_str(a, "master", NULL, "HOST:PORT where node 0 listens for the others (--nodes > 1)");
+    mm_nodes_flags_add(a);
     mm_deterministic_flag_add(a);
     mm_algo_cache_flag_add(a);
     mm_args_bool(a, "resume", "continue the run in --run from its last checkpoint");
@@ -78,7 +73,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
 /* Fills the parts of the config both commands share; errors name the flag. */
 static mm_status common_config(mm_train_config *c, const mm_args *a, int default_stages)
 {
-    int64_t batch, eval_batch, patience, seed, threads, replicas, nodes, node_rank;
+    int64_t batch, eval_batch, patience, seed, threads, replicas;
     double wd, dropout, epochs[MM_MAX_STAGES], lrs[MM_MAX_STAGES];
     MM_TRY(mm_trunk_parse(&c->trunk, mm_args_get(a, "net"), "--net"));
     c->run_dir = mm_args_get(a, "run");
@@ -98,24 +93,7 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     if (replicas < 1 || replicas > MM_MAX_REPLICAS)
         return mm_fail(MM_ERR_ARG, "--replicas %lld: use 1 to %d (one per GPU)",
                        (long long)replicas, MM_MAX_REPLICAS);
-    MM_TRY(mm_args_get_int(a, "nodes", &nodes));
-    MM_TRY(mm_args_get_int(a, "node-rank", &node_rank));
-    if (nodes < 1 || nodes > MM_MAX_NODES)
-        return mm_fail(MM_ERR_ARG, "--nodes %lld: use 1 to %d", (long long)nodes, MM_MAX_NODES);
-    if (node_rank < 0 || node_rank >= nodes)
-        return mm_fail(MM_ERR_ARG, "--node-rank %lld: use 0 to %lld, one per node",
-                       (long long)node_rank, (long long)nodes - 1);
-    c->master = mm_args_get(a, "master");
-    if (nodes > 1 && !c->master)
-        return mm_fail(MM_ERR_ARG, "--nodes %lld: give --master HOST:PORT, where node 0 listens",
-                       (long long)nodes);
-    if (nodes > 1) {
-        char host[256];
-        int port;
-        MM_TRY(mm_group_parse_master(c->master, host, sizeof host, &port));
-    }
-    c->nodes = (int)nodes;
-    c->node_rank = (int)node_rank;
+    MM_TRY(mm_nodes_flags_get(a, &c->nodes, &c->node_rank, &c->master));
     MM_TRY(mm_args_get_float(a, "weight-decay", &wd));
     MM_TRY(mm_args_get_float(a, "dropout", &dropout));
     if (batch < 1 || batch > 4096) return mm_fail(MM_ERR_ARG, "--batch %lld: must be 1..4096", (long long)batch);

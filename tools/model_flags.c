@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/group.h"
 #include "fs.h"
 
 void mm_model_flags_add(mm_args *a, bool with_size)
@@ -210,5 +211,38 @@ mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_siz
             return mm_fail(MM_ERR_ARG, "--batch: %lld must be in 1..65536", (long long)batch);
         c->batch = (int)batch;
     }
+    return MM_OK;
+}
+
+void mm_nodes_flags_add(mm_args *a)
+{
+    mm_args_int(a, "nodes", "1",
+                "data parallel across machines: this many processes (one per machine), each "
+                "with --replicas GPUs, started alike but for --node-rank");
+    mm_args_int(a, "node-rank", "0", "this process's place among --nodes (node 0 reports)");
+    mm_args_str(a, "master", NULL, "HOST:PORT where node 0 listens for the others (--nodes > 1)");
+}
+
+mm_status mm_nodes_flags_get(const mm_args *a, int *nodes, int *rank, const char **master)
+{
+    int64_t n, r;
+    MM_TRY(mm_args_get_int(a, "nodes", &n));
+    MM_TRY(mm_args_get_int(a, "node-rank", &r));
+    if (n < 1 || n > MM_MAX_NODES)
+        return mm_fail(MM_ERR_ARG, "--nodes %lld: use 1 to %d", (long long)n, MM_MAX_NODES);
+    if (r < 0 || r >= n)
+        return mm_fail(MM_ERR_ARG, "--node-rank %lld: use 0 to %lld, one per node", (long long)r,
+                       (long long)n - 1);
+    *master = n > 1 ? mm_args_get(a, "master") : NULL;
+    if (n > 1 && !*master)
+        return mm_fail(MM_ERR_ARG, "--nodes %lld: give --master HOST:PORT, where node 0 listens",
+                       (long long)n);
+    if (n > 1) {
+        char host[256];
+        int port;
+        MM_TRY(mm_group_parse_master(*master, host, sizeof host, &port));
+    }
+    *nodes = (int)n;
+    *rank = (int)r;
     return MM_OK;
 }
