@@ -237,7 +237,7 @@ static mm_status group_loss(run *r, float *loss)
     mm_status st = r->group ? mm_group_gather(r->group, mine, all, (size_t)r->n * sizeof(float))
                             : MM_OK;
     double sum = 0;
-    for (int k = 0; k < world; k++) sum += all[k]; /* meaningful on node 0, sent from there */
+    for (int k = 0; k < world && r->leader; k++) sum += all[k]; /* node 0's is sent below */
     *loss = (float)(sum / world);
     if (r->group) {
         free(all);
