@@ -2,7 +2,9 @@
  * forked child that joins over TCP on a free local port and checks its own part, against values
  * it computes itself (the gradient average against the sum in global rank order of one
  * process). A child that hangs is killed by its alarm; a failing child prints why. */
+#include <arpa/inet.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -170,6 +172,57 @@ MM_TEST(a_node_of_another_group_size_is_refused)
     int status = 0;
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Something else that connects to node 0's port (a port scanner, a web request) is dropped and
+ * the group still forms: node 1 joins after it. */
+MM_TEST(a_stranger_at_the_port_is_ignored)
+{
+    int port = free_port();
+    char master[64];
+    snprintf(master, sizeof master, "127.0.0.1:%d", port);
+    fflush(NULL);
+    pid_t stranger = fork();
+    if (stranger == 0) {
+        alarm(60);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        for (int tries = 0; tries < 500; tries++) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+                static const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+                bool sent = write(fd, junk, sizeof junk - 1) == (ssize_t)(sizeof junk - 1);
+                close(fd);
+                _exit(sent ? 0 : 1);
+            }
+            close(fd);
+            usleep(10000);
+        }
+        _exit(1);
+    }
+    pid_t member = fork();
+    if (member == 0) {
+        alarm(60);
+        usleep(300000); /* after the stranger */
+        mm_group *g = NULL;
+        mm_status st = mm_group_join(master, 2, 1, "same", &g);
+        char x = 0;
+        if (st == MM_OK) st = mm_group_broadcast(g, &x, 1);
+        mm_group_leave(g);
+        _exit(st == MM_OK && x == 7 ? 0 : 1);
+    }
+    mm_group *g = NULL;
+    CHECK_MSG(mm_group_join(master, 2, 0, "same", &g) == MM_OK, "%s", mm_last_error());
+    char x = 7;
+    if (g) CHECK(mm_group_broadcast(g, &x, 1) == MM_OK);
+    mm_group_leave(g);
+    int s1 = 0, s2 = 0;
+    waitpid(stranger, &s1, 0);
+    waitpid(member, &s2, 0);
+    CHECK(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
+    CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
 }
 
 /* Node `*leaver` leaves at once; the other's next collective fails naming it. */
