@@ -128,4 +128,15 @@ MM_HD void mm_sgd_update(float *p, float *buf, float g, const mm_sgd_coeffs *c)
     *p = MM_FADD(pv, MM_FMUL(c->neg_lr, g));
 }
 
+/* Gradient accumulation over `steps` >= 2 micro-batches, one element: micro-batch 0 keeps its
+ * gradient in acc, the middle ones add theirs, the last writes the mean into g: the sum in
+ * micro-batch order, then divided, exactly as data-parallel replicas average theirs
+ * (runtime/dist.h), so K micro-batches train as K replicas. */
+MM_HD void mm_grad_accumulate(float *acc, float *g, int micro, int steps)
+{
+    if (micro == 0) *acc = *g;
+    else if (micro < steps - 1) *acc = MM_FADD(*acc, *g);
+    else *g = MM_FDIV(MM_FADD(*acc, *g), (float)steps);
+}
+
 #endif

@@ -65,6 +65,9 @@ struct mm_backend {
                  const mm_adam_params *a);
     void (*sgd)(mm_backend *be, float *p, float *buf, const float *g, int64_t n,
                 const mm_sgd_params *s);
+    /* Gradient accumulation, micro-batch `micro` of `steps` (kernels/optim_math.h): acc keeps
+     * the sum; the last writes the mean into g. */
+    void (*accumulate)(mm_backend *be, float *acc, float *g, int64_t n, int micro, int steps);
 
     void (*sync)(mm_backend *be);
     void (*destroy)(mm_backend *be);

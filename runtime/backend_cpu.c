@@ -205,6 +205,12 @@ static void cpu_sgd(mm_backend *be, float *p, float *buf, const float *g, int64_
     mm_cpu_sgd(p, buf, g, n, s);
 }
 
+static void cpu_accumulate(mm_backend *be, float *acc, float *g, int64_t n, int micro, int steps)
+{
+    (void)be;
+    mm_cpu_grad_accumulate(acc, g, n, micro, steps);
+}
+
 static void cpu_sync(mm_backend *be) { (void)be; }
 
 static void cpu_destroy(mm_backend *be) { free(be); }
@@ -227,6 +233,7 @@ mm_status mm_backend_cpu_create(mm_backend **out)
     be->run_node = cpu_run;
     be->adam = cpu_adam;
     be->sgd = cpu_sgd;
+    be->accumulate = cpu_accumulate;
     be->sync = cpu_sync;
     be->destroy = cpu_destroy;
     *out = be;

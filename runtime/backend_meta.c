@@ -63,6 +63,12 @@ static void meta_sgd(mm_backend *be, float *p, float *buf, const float *g, int64
     (void)be, (void)p, (void)buf, (void)g, (void)n, (void)s;
 }
 
+static void meta_accumulate(mm_backend *be, float *acc, float *g, int64_t n, int micro,
+                            int steps)
+{
+    (void)be, (void)acc, (void)g, (void)n, (void)micro, (void)steps;
+}
+
 static void meta_sync(mm_backend *be) { (void)be; }
 
 static void meta_destroy(mm_backend *be) { free(be); }
@@ -81,6 +87,7 @@ mm_status mm_backend_meta_create(mm_backend **out)
     be->workspace_bytes = meta_workspace;
     be->run_node = meta_run;
     be->adam = meta_adam;
+    be->accumulate = meta_accumulate;
     be->sgd = meta_sgd;
     be->sync = meta_sync;
     be->destroy = meta_destroy;

@@ -61,8 +61,8 @@ mm_status mm_session_init(mm_session *s, mm_graph *g, mm_backend *be, int opt_sl
 void mm_session_free(mm_session *s)
 {
     if (!s->be) return;
-    void *bufs[6] = {s->params, s->grads, s->opt, s->state, s->inputs, s->arena};
-    for (int i = 0; i < 6; i++)
+    void *bufs[7] = {s->params, s->grads, s->opt, s->state, s->inputs, s->arena, s->grad_sum};
+    for (int i = 0; i < 7; i++)
         if (bufs[i]) s->be->free(s->be, bufs[i]);
     mm_plan_free(&s->plan);
     free(s->node_seconds);
@@ -277,6 +277,21 @@ void mm_session_adam(mm_session *s, const mm_adam_params *a)
     if (n == 0) return;
     float *m = s->opt, *v = (float *)((char *)s->opt + s->plan.trainable_bytes);
     s->be->adam(s->be, s->params, m, v, s->grads, n, a);
+}
+
+mm_status mm_session_accumulate_init(mm_session *s)
+{
+    if (s->grad_sum) return MM_OK;
+    return alloc_region(s, &s->grad_sum, s->plan.trainable_bytes, "the accumulated gradients");
+}
+
+void mm_session_accumulate(mm_session *s, int micro, int steps)
+{
+    MM_ASSERT(steps >= 2 && micro >= 0 && micro < steps);
+    int64_t n = (int64_t)(s->plan.trainable_bytes / sizeof(float));
+    if (n == 0) return;
+    MM_ASSERT(s->grad_sum != NULL);
+    s->be->accumulate(s->be, s->grad_sum, s->grads, n, micro, steps);
 }
 
 void mm_session_sgd(mm_session *s, const mm_sgd_params *p)

@@ -23,6 +23,7 @@ typedef struct mm_session {
     mm_backend *be;
     mm_plan plan;
     void *params, *grads, *opt, *state, *inputs, *arena; /* arena: activations, node scratch */
+    void *grad_sum; /* gradient accumulation (mm_session_accumulate): the trainable prefix */
     int64_t step; /* completed steps; dropout seeds and optimizer bias correction use it */
     double *node_seconds; /* profiling (mm_session_profile): time per node, summed over runs */
 } mm_session;
@@ -66,6 +67,13 @@ void mm_session_reset_optimizer(mm_session *s);
 /* One fused optimizer update over the trainable prefix of the flat buffers. */
 void mm_session_adam(mm_session *s, const mm_adam_params *a);
 void mm_session_sgd(mm_session *s, const mm_sgd_params *p);
+/* Gradient accumulation: _init allocates grad_sum (the trainable prefix's size; tier 1 when the
+ * device has no room), then after the step of micro-batch `micro` of `steps` (>= 2)
+ * _accumulate keeps the gradients' running sum there; after the last, the gradients are the
+ * mean of the `steps` micro-batches' (summed in order, then divided), ready for the optimizer or
+ * the replicas' average. */
+mm_status mm_session_accumulate_init(mm_session *s);
+void mm_session_accumulate(mm_session *s, int micro, int steps);
 
 /* Flat buffers for checkpoints and the optimizer: the trainable prefix is plan.trainable_bytes. */
 static inline float *mm_session_params(const mm_session *s) { return (float *)s->params; }

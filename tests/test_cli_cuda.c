@@ -404,6 +404,28 @@ MM_TEST(cli_trains_with_replicas_on_cuda)
     if (mm_cuda_emulated()) unsetenv("CUEMU_DEVICES");
 }
 
+/* Gradient accumulation on one GPU: 2 micro-batches of 8 a step against the cpu's batch of 16
+ * (VGG16 without batch norm, every sample weighing 1: the same mean gradient), step by step;
+ * and on the emulator, bitwise the weights of --replicas 2 on two GPUs. */
+MM_TEST(cli_accumulates_on_cuda)
+{
+    if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
+    patch_set(32);
+    const char *flags = "--patches patches/few.csv --net vgg16 --width-div 16 --input 32x32 "
+                        "--no-balance --epochs 0,0,1 --lr 1e-3,1e-3,1e-3 --seed 1";
+    CHECK_EQ_INT(mammo("train-patch %s --run cpu16 --batch 16 --device cpu", flags), 0);
+    CHECK_EQ_INT(mammo("train-patch %s --run acc --batch 8 --accumulate 2 --device cuda", flags),
+                 0);
+    same_losses("cpu16", "cpu x 16", "acc", "cuda 2 x 8 accumulated", 2, 1e-4);
+    if (mm_cuda_emulated() && visible_gpus() >= 2) {
+        CHECK_EQ_INT(mammo("train-patch %s --run rep --batch 8 --replicas 2 --device cuda",
+                           flags),
+                     0);
+        CHECK_EQ_INT(weights_differ("acc/last.safetensors", "rep/last.safetensors"), 0);
+        unsetenv("CUEMU_DEVICES");
+    }
+}
+
 /* Two nodes (--nodes 2, runtime/group.h) of one GPU each, as two processes on this machine on
  * GPUs 0 and 1 (emulated: CUEMU_DEVICES=2, NCCL's communicator across the processes meeting in
  * a folder), against one process with --replicas 2 on the same GPUs: the same step losses and,

@@ -525,6 +525,33 @@ MM_TEST(cuda_sgd)
     for (int v = 0; v < 3; v++) optim_case(false, v);
 }
 
+/* Gradient accumulation over 3 micro-batches on both backends: bitwise (one add, one divide). */
+MM_TEST(cuda_grad_accumulate)
+{
+    REQUIRE_GPU();
+    int64_t n = 1003;
+    mm_backend *bes[2] = {cpu_backend(), cuda_backend(MM_PRECISION_FP32)};
+    float *res[2], *h = mm_xmalloc((size_t)n * sizeof(float));
+    for (int b = 0; b < 2; b++) {
+        mm_backend *be = bes[b];
+        float *acc = be->alloc(be, (size_t)n * 4), *g = be->alloc(be, (size_t)n * 4);
+        for (int k = 0; k < 3; k++) {
+            mm_test_fill_uniform(h, n, 90 + (uint64_t)k, -1.0f, 1.0f);
+            be->copy_to_device(be, g, h, (size_t)n * 4);
+            be->accumulate(be, acc, g, n, k, 3);
+        }
+        if (be->sync) be->sync(be);
+        res[b] = mm_xmalloc((size_t)n * sizeof(float));
+        be->copy_to_host(be, res[b], g, (size_t)n * 4);
+        be->free(be, acc);
+        be->free(be, g);
+    }
+    CHECK_ARRAYS("accumulated mean", res[1], res[0], n, 0, 0);
+    free(res[0]);
+    free(res[1]);
+    free(h);
+}
+
 /* ---- layout (layout.cu): the batched transpose of the NCHW copies (conv_nchw.h) ----
  * Against the naive loop, bitwise (a copy, or one fp32 add): sizes around the 32 x 32 tile,
  * a single element, one very long side, written over NaN and added to non-zero values. */

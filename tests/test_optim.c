@@ -248,6 +248,38 @@ MM_TEST(threaded_kernels_equal_element_math)
     free(v2);
 }
 
+/* Gradient accumulation over 3 micro-batches (threaded, over a large buffer) leaves the mean
+ * in g: the sum in micro-batch order then divided by 3, as written out here, bitwise; and the
+ * sum's order matters for these values (so the check could see a wrong one). */
+MM_TEST(accumulation_is_the_ordered_mean)
+{
+    const int64_t n = 100003;
+    float *g[3], *acc = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        g[k] = malloc(n * sizeof(float));
+        mm_test_fill_uniform(g[k], n, 10 + (uint64_t)k, -1, 1);
+        for (int64_t i = 0; i < n; i++) g[k][i] *= k == 1 ? 1e-4f : 1e3f; /* order shows */
+    }
+    for (int k = 0; k < 3; k++) {
+        memcpy(out, g[k], n * sizeof(float)); /* the session's gradient buffer, rewritten */
+        mm_cpu_grad_accumulate(acc, out, n, k, 3);
+    }
+    int64_t wrong = 0, other_order = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float sum = g[0][i];
+        sum += g[1][i];
+        sum += g[2][i];
+        float mean = sum / 3.0f, reordered = ((g[0][i] + g[2][i]) + g[1][i]) / 3.0f;
+        wrong += memcmp(&out[i], &mean, sizeof mean) != 0;
+        other_order += reordered != mean;
+    }
+    CHECK_MSG(wrong == 0, "%lld of %lld means differ", (long long)wrong, (long long)n);
+    CHECK_MSG(other_order > 100, "only %lld values depend on the order", (long long)other_order);
+    for (int k = 0; k < 3; k++) free(g[k]);
+    free(acc);
+    free(out);
+}
+
 /* Hand-computed first Adam step: m = 0.1 g, v = 0.001 g^2, bias-corrected m/sqrt(v) = sign(g),
  * so p moves by -lr * g / (|g| + eps) (up to rounding); and AdamW first shrinks p by 1 - lr*wd. */
 MM_TEST(adam_first_step_by_hand)

@@ -344,6 +344,51 @@ MM_TEST(two_nodes_train_bitwise_as_two_replicas)
     free(said);
 }
 
+/* Gradient accumulation (--accumulate 2) trains bitwise as two replicas on the cpu: the same
+ * batches a step, the mean of their gradients summed in the same order (VGG16: no batch-norm
+ * statistics, which K micro-batches update K times, as PyTorch's accumulation does, and one
+ * replica's once). Then a run with accumulation and dropout interrupted after a stage and
+ * resumed continues bitwise: the masks of each micro-batch are functions of the step. */
+MM_TEST(accumulation_trains_as_replicas_and_resumes_bitwise)
+{
+    const char *d = mm_test_tmpdir();
+    CHECK_EQ_INT(make_data(d), 0);
+    const char *vgg = "--net vgg16 --width-div 16 --input 32x32 --batch 4 --threads 1 "
+                      "--epochs 0,1,1 --lr 1e-3,1e-3,1e-3";
+    char acc[1024], rep[1024], f[512];
+    snprintf(f, sizeof f, "%s --accumulate 2", vgg);
+    CHECK_EQ_INT(train_patch(acc, d, "acc", f), 0);
+    snprintf(f, sizeof f, "%s --replicas 2", vgg);
+    CHECK_EQ_INT(train_patch(rep, d, "rep", f), 0);
+    char *la = losses_from(acc, 1), *lr = losses_from(rep, 1);
+    CHECK(strlen(la) > 10);
+    CHECK_MSG(!strcmp(la, lr), "losses differ:\n      accumulate %s\n      replicas   %s", la,
+              lr);
+    char a[1100], b[1100], diff[512];
+    snprintf(a, sizeof a, "%s/last.safetensors", acc);
+    snprintf(b, sizeof b, "%s/last.safetensors", rep);
+    tensors_that_differ(a, b, diff, sizeof diff);
+    CHECK_MSG(!diff[0], "the checkpoints differ in %s", diff);
+    free(la);
+    free(lr);
+
+    const char *res = "--width-div 16 --input 32x32 --batch 4 --threads 1 --dropout 0.2 "
+                      "--accumulate 2 --lr 1e-3,1e-3,1e-3";
+    char whole[1024], cut[1024];
+    snprintf(f, sizeof f, "%s --epochs 0,1,2", res);
+    CHECK_EQ_INT(train_patch(whole, d, "whole", f), 0);
+    snprintf(f, sizeof f, "%s --epochs 0,1,1", res);
+    CHECK_EQ_INT(train_patch(cut, d, "cut", f), 0);
+    snprintf(f, sizeof f, "%s --epochs 0,1,2 --resume", res);
+    CHECK_EQ_INT(train_patch(cut, d, "cut", f), 0);
+    char *lw = losses_from(whole, 3), *lc = losses_from(cut, 3);
+    CHECK(strlen(lw) > 10);
+    CHECK_MSG(!strcmp(lw, lc), "epoch 3 losses differ:\n      uninterrupted %s\n      resumed "
+              "      %s", lw, lc);
+    free(lw);
+    free(lc);
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -476,6 +521,10 @@ MM_TEST(bad_input_is_one_clear_line)
          "--node-rank 2: use 0 to 1"},
         {"train-patch --patches pa/patches.csv --run g --nodes 2 --master h", "--master 'h'"},
         {"train-patch --patches pa/patches.csv --run g --nodes 0", "--nodes 0: use 1 to 1024"},
+        {"train-patch --patches pa/patches.csv --run g --accumulate 0", "--accumulate 0: use 1"},
+        {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 200 "
+         "--accumulate 2 --epochs 0,0,1 --lr 1,1,1", "fewer than --batch 200 x --replicas 1 x "
+         "--accumulate"},
         {"train-patch --patches pa/patches.csv --run g --width-div 16 --input 32x32 --batch 200 "
          "--nodes 2 --master h:1 --epochs 0,0,1 --lr 1,1,1",
          "fewer than --batch 200 x --replicas 1 x --nodes"},

@@ -64,6 +64,9 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
     mm_args_int(a, "replicas", "1",
                 "data parallel: train on this many GPUs from --device's on, --batch images each "
                 "a step, their gradients averaged (NCCL)");
+    mm_args_int(a, "accumulate", "1",
+                "gradient accumulation: each optimizer step averages the gradients of this many "
+                "batches (of --batch images, on each replica) run one after the other");
     mm_nodes_flags_add(a);
     mm_deterministic_flag_add(a);
     mm_algo_cache_flag_add(a);
@@ -73,7 +76,7 @@ static void add_common_flags(mm_args *a, const char *input, const char *batch, c
 /* Fills the parts of the config both commands share; errors name the flag. */
 static mm_status common_config(mm_train_config *c, const mm_args *a, int default_stages)
 {
-    int64_t batch, eval_batch, patience, seed, threads, replicas;
+    int64_t batch, eval_batch, patience, seed, threads, replicas, accumulate;
     double wd, dropout, epochs[MM_MAX_STAGES], lrs[MM_MAX_STAGES];
     MM_TRY(mm_trunk_parse(&c->trunk, mm_args_get(a, "net"), "--net"));
     c->run_dir = mm_args_get(a, "run");
@@ -93,6 +96,11 @@ static mm_status common_config(mm_train_config *c, const mm_args *a, int default
     if (replicas < 1 || replicas > MM_MAX_REPLICAS)
         return mm_fail(MM_ERR_ARG, "--replicas %lld: use 1 to %d (one per GPU)",
                        (long long)replicas, MM_MAX_REPLICAS);
+    MM_TRY(mm_args_get_int(a, "accumulate", &accumulate));
+    if (accumulate < 1 || accumulate > 4096)
+        return mm_fail(MM_ERR_ARG, "--accumulate %lld: use 1 (none) to 4096 batches a step",
+                       (long long)accumulate);
+    c->accumulate = (int)accumulate;
     MM_TRY(mm_nodes_flags_get(a, &c->nodes, &c->node_rank, &c->master));
     MM_TRY(mm_args_get_float(a, "weight-decay", &wd));
     MM_TRY(mm_args_get_float(a, "dropout", &dropout));

@@ -117,7 +117,7 @@ static void open_batch(mm_loader *L, int64_t seq)
     int B = L->o.batch_size;
     int64_t whole = batch; /* the batch's number in the epoch's order */
     if (L->o.shards > 1) {
-        int64_t k = L->o.shard_batches;
+        int64_t k = L->o.shard_batches > 1 ? L->o.shard_batches : 1;
         whole = batch / k * k * L->o.shards + (int64_t)L->o.shard * k + batch % k;
     }
     int64_t first = whole * B;
@@ -228,7 +228,8 @@ static mm_status check_opts(const mm_loader_item *items, int n_items, const mm_l
         return mm_fail(MM_ERR_ARG, "loader: rescale and mean must be finite numbers");
     if (o->n_threads < 0 || o->prefetch < 0 || o->max_epochs < 0)
         return mm_fail(MM_ERR_ARG, "loader: threads, prefetch and epochs must not be negative");
-    if (o->shards > 1 && (o->shard < 0 || o->shard >= o->shards || o->shard_batches < 1))
+    int shards = o->shards > 1 ? o->shards : 1;
+    if (o->shards < 0 || o->shard < 0 || o->shard >= shards || o->shard_batches < 0)
         return mm_fail(MM_ERR_ARG, "loader: shard %d of %d with %d batches each; need 0 <= shard "
                        "< shards and at least 1 batch", o->shard, o->shards, o->shard_batches);
     if (o->augment) {
@@ -264,13 +265,14 @@ mm_status mm_loader_create(mm_loader **out, const mm_loader_item *items, int n_i
                        "loader: %d items make no full batch of %d with drop_last; use a smaller "
                        "batch or keep the last batch",
                        n_items, B);
-    if (o->shards > 1) {
-        int64_t group = (int64_t)o->shards * o->shard_batches;
-        nb = nb / group * o->shard_batches;
+    if (o->shards > 1 || o->shard_batches > 1) {
+        int64_t k = o->shard_batches > 1 ? o->shard_batches : 1;
+        int64_t group = (int64_t)(o->shards > 1 ? o->shards : 1) * k;
+        nb = nb / group * k;
         if (nb < 1)
             return mm_fail(MM_ERR_ARG, "loader: %d items make no step of %d shards x %d batches "
-                           "of %d; use a smaller batch or fewer nodes", n_items, o->shards,
-                           o->shard_batches, B);
+                           "of %d; use a smaller batch, or fewer nodes, replicas or micro-batches",
+                           n_items, (int)(group / k), (int)k, B);
     }
     if (o->start_epoch < 0 || o->start_batch < 0 || o->start_batch > nb)
         return mm_fail(MM_ERR_ARG, "loader: start position epoch %lld batch %lld; batch must be "

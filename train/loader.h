@@ -30,8 +30,8 @@
  * from batch b of epoch e on.
  *
  * Per epoch there are batches_per_epoch = drop_last ? n/B : ceil(n/B) batches; without drop_last
- * the last one holds the n - (nb-1)*B remaining samples. A shard (opts.shards) has
- * floor(batches_per_epoch / (shards * shard_batches)) * shard_batches of them.
+ * the last one holds the n - (nb-1)*B remaining samples. A shard (opts.shards, shard_batches)
+ * has floor(batches_per_epoch / (shards * shard_batches)) * shard_batches of them.
  *
  * Pixel values: see image_prep.h (resizing when a PNG is not height x width: area averaging when
  * shrinking, linear when growing; rescale; augmentation; scalar mean; 1 or 3 channels).
@@ -72,11 +72,12 @@ typedef struct mm_loader_opts {
     int64_t start_batch;  /* 0 .. batches_per_epoch (= at that epoch's end-of-epoch signal) */
     int augment;          /* 1: augment every sample with `aug` (training); 0: none */
     mm_augment_params aug;
-    /* A node's share of a data-parallel step across nodes (shards > 1): the epoch's batches run
-     * in groups of shards x shard_batches, and this loader yields, of each whole group, the
-     * shard_batches from shard x shard_batches on; a group cut short by the epoch's end is left
-     * out. Positions (hence augmentation) are those of the whole epoch, so the shards of all
-     * nodes together are the batches one loader yields. 0 or 1: every batch. */
+    /* A node's share of the batches of data-parallel steps: the epoch's batches run in groups
+     * of shards x shard_batches (a step of every node's replicas and micro-batches), and this
+     * loader yields, of each whole group, the shard_batches from shard x shard_batches on; a
+     * group cut short by the epoch's end is left out. Positions (hence augmentation) are those
+     * of the whole epoch, so the shards of all nodes together are the batches one loader
+     * yields. 0 counts as 1: shards 1 with shard_batches k yields whole groups of k. */
     int shards, shard, shard_batches;
 } mm_loader_opts;
 

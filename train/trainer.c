@@ -136,6 +136,7 @@ typedef struct {
     bool leader;                      /* node 0: validates, logs and writes the run folder */
     const char *trainable;            /* this stage's (for binding the replicas) */
     mm_adam_params adam;              /* this step's (for the replicas' updates) */
+    int accum, micro;                 /* micro-batches a step (--accumulate), this one's index */
     mm_jsonl log;
     mm_progress prog;
     char last[4096], best[4096];
@@ -174,6 +175,13 @@ static mm_status train_step(int rank, void *arg)
         mm_session_replay(&b->s);
     }
     b->steps++;
+    return MM_OK;
+}
+
+static mm_status accumulate_step(int rank, void *arg)
+{
+    run *r = arg;
+    mm_session_accumulate(&r->tr[rank].s, r->micro, r->accum);
     return MM_OK;
 }
 
@@ -264,10 +272,11 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
                               mm_xmalloc((size_t)c->batch * sizeof(int32_t)), NULL, NULL};
         w[k] = mm_xmalloc((size_t)c->batch * sizeof(float));
     }
-    double sum = 0;
+    double sum = 0, micro_sum = 0;
     int64_t steps = 0;
     int epoch = first_epoch_of(c, r->ts.stage) + r->ts.epoch + 1; /* 1-based, over the run */
-    int count = 0, next = 0;
+    int count = 0, next = 0, images = 0, K = r->accum;
+    r->micro = 0;
     mm_status st = next_group(r, L, batch, w, img, &count);
     while (st == MM_OK && count > 0) {
         st = mm_replicas_each(r->bes, r->n, train_step, r);
@@ -284,6 +293,17 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
                          (long long)r->ts.global_step + 1, r->last);
             break;
         }
+        images += count;
+        count = next;
+        if (K > 1) { /* a micro-batch: the step's gradients are the mean of K of them */
+            st = mm_replicas_each(r->bes, r->n, accumulate_step, r);
+            if (st != MM_OK) break;
+            micro_sum += loss;
+            if (++r->micro < K) continue;
+            loss = (float)(micro_sum / K);
+            micro_sum = 0;
+            r->micro = 0;
+        }
         if (r->comm) st = mm_comm_average_grads(r->comm);
         if (st != MM_OK) break;
         r->ts.adam_step++;
@@ -295,11 +315,11 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         if (st != MM_OK) break;
         sum += loss;
         steps++;
-        mm_progress_step(&r->prog, loss, count);
+        mm_progress_step(&r->prog, loss, images);
+        images = 0;
         mm_log_step ls = {epoch, r->ts.global_step, loss, stage->lr,
                           mm_progress_images_per_s(&r->prog), 1};
         st = mm_jsonl_step(&r->log, &ls);
-        count = next;
     }
     *mean_loss = steps ? sum / (double)steps : NAN;
     for (int k = 0; k < r->n; k++) {
@@ -314,7 +334,8 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
 static mm_status bind_replica(int rank, void *arg)
 {
     run *r = arg;
-    return bind(&r->tr[rank], r->c, r->bes[rank], true, r->trainable, r->rank0 + rank);
+    MM_TRY(bind(&r->tr[rank], r->c, r->bes[rank], true, r->trainable, r->rank0 + rank));
+    return r->accum > 1 ? mm_session_accumulate_init(&r->tr[rank].s) : MM_OK;
 }
 
 static mm_status run_stage(run *r, bool resumed_here, bool *stop)
@@ -356,8 +377,8 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
         if (st == MM_OK) st = mm_comm_copy_weights(r->comm);
     }
     if (st != MM_OK) return st;
-    for (int k = 0; k < r->n; k++)
-        r->tr[k].s.step = ts->global_step; /* dropout masks are functions of the global step */
+    for (int k = 0; k < r->n; k++) /* dropout masks are functions of the step (and micro-batch) */
+        r->tr[k].s.step = ts->global_step * r->accum;
 
     int first = first_epoch_of(c, ts->stage);
     mm_loader_opts lo;
@@ -376,17 +397,18 @@ static mm_status run_stage(run *r, bool resumed_here, bool *stop)
     lo.start_epoch = first + ts->epoch;
     lo.augment = c->augment;
     lo.aug = c->aug;
+    lo.shard_batches = r->n * r->accum; /* whole steps only */
     if (r->group) {
         lo.shards = mm_group_size(r->group);
         lo.shard = mm_group_rank(r->group);
-        lo.shard_batches = r->n;
     }
     mm_loader *L;
     MM_TRY(mm_loader_create(&L, c->train->items, c->train->n, &lo));
     MM_TRY(mm_jsonl_stage(&r->log, ts->stage, stage->trainable ? stage->trainable : "all",
                           first + 1, stage->epochs, ts->global_step, stage->lr,
-                          mm_plan_peak_bytes(&r->tr[0].s.plan)));
-    int64_t steps = mm_loader_batches_per_epoch(L) / r->n;
+                          mm_plan_peak_bytes(&r->tr[0].s.plan) +
+                              (r->accum > 1 ? r->tr[0].s.plan.trainable_bytes : 0)));
+    int64_t steps = mm_loader_batches_per_epoch(L) / (r->n * r->accum);
     while (ts->epoch < stage->epochs && st == MM_OK && !*stop) {
         int epoch = first + ts->epoch + 1;
         double t0 = mm_monotonic_s(), loss, metric = NAN, acc = NAN;
@@ -467,11 +489,12 @@ static void describe_run(const mm_train_config *c, char *out, size_t n)
     mm_strbuf b;
     mm_strbuf_init(&b);
     mm_strbuf_printf(&b, "command=%s net=%s top=%s classes=%d width_div=%d input=%dx%d batch=%d "
-                     "replicas=%d device=%s precision=%s seed=%llu dropout=%g weight_decay=%g "
+                     "replicas=%d accumulate=%d device=%s precision=%s seed=%llu dropout=%g "
+                     "weight_decay=%g "
                      "adamw=%d balanced=%d augment=%d patience=%d resume=%d cuda_graph=%d "
                      "recompute=%d,%lld,%g train_images=%d train_labels=%016llx state=%zu",
                      c->command, mm_trunk_name(c->trunk), c->top ? c->top : "-", c->classes,
-                     c->width_div, c->height, c->width, c->batch, c->replicas,
+                     c->width_div, c->height, c->width, c->batch, c->replicas, c->accumulate,
                      strncmp(c->device, "cuda", 4) ? c->device : "cuda", c->precision,
                      (unsigned long long)c->seed, (double)c->dropout, c->weight_decay,
                      c->decoupled_wd, c->class_balanced, c->augment, c->patience, c->resume,
@@ -493,12 +516,13 @@ static mm_status start(run *r, const mm_train_config *c)
     if (c->n_stages < 1 || c->n_stages > MM_MAX_STAGES)
         return mm_fail(MM_ERR_ARG, "%s: the schedule needs 1 to %d stages", c->command, MM_MAX_STAGES);
     r->n = c->replicas > 0 ? c->replicas : 1;
+    r->accum = c->accumulate > 1 ? c->accumulate : 1;
     int nodes = c->nodes > 1 ? c->nodes : 1;
-    if (c->train->n < c->batch * r->n * nodes) {
-        char need[96] = "";
-        if (r->n > 1 || nodes > 1)
-            snprintf(need, sizeof need, " x --replicas %d%s (one step)", r->n,
-                     nodes > 1 ? " x --nodes" : "");
+    if (c->train->n < c->batch * r->n * nodes * r->accum) {
+        char need[128] = "";
+        if (r->n > 1 || nodes > 1 || r->accum > 1)
+            snprintf(need, sizeof need, " x --replicas %d%s%s (one step)", r->n,
+                     nodes > 1 ? " x --nodes" : "", r->accum > 1 ? " x --accumulate" : "");
         return mm_fail(MM_ERR_ARG, "%s: the training split has %d images, fewer than --batch %d%s",
                        c->command, c->train->n, c->batch, need);
     }

@@ -69,6 +69,8 @@ typedef struct mm_train_config {
     int replicas;            /* data parallel (--replicas, runtime/dist.h): this many replicas,
                                 each on its own GPU from `device` on with `batch` images a step,
                                 gradients averaged; 0 or 1: one device */
+    int accumulate;          /* --accumulate: micro-batches of `batch` images per optimizer step,
+                                their gradients averaged as replicas' are; 0 or 1: one */
     int nodes;               /* data parallel across machines (--nodes, runtime/group.h): this
                                 many processes, each with `replicas` replicas; 0 or 1: one */
     int node_rank;           /* this process's place among them (--node-rank); 0 writes the run */

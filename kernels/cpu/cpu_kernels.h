@@ -190,5 +190,7 @@ typedef struct mm_sgd_params {
 } mm_sgd_params;
 /* buf (the momentum buffer) starts at zero; it may be NULL when momentum is 0. */
 void mm_cpu_sgd(float *p, float *buf, const float *g, int64_t n, const mm_sgd_params *s);
+/* Micro-batch `micro` of `steps` of gradient accumulation over n elements (optim_math.h). */
+void mm_cpu_grad_accumulate(float *acc, float *g, int64_t n, int micro, int steps);
 
 #endif

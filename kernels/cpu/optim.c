@@ -1,4 +1,5 @@
-/* CPU optimizer updates over flat buffers: Adam/AdamW and SGD (momentum, Nesterov). The math per
+/* CPU optimizer updates over flat buffers: Adam/AdamW, SGD (momentum, Nesterov) and gradient
+ * accumulation. The math per
  * element is in ../optim_math.h, shared with the CUDA fused kernels; here it is only spread over
  * OpenMP threads. */
 #include <stdint.h>
@@ -36,6 +37,19 @@ void mm_cpu_adam(float *p, float *m, float *v, const float *g, int64_t n, const 
     const mm_adam_coeffs c = mm_adam_coeffs_make(a->lr, a->beta1, a->beta2, a->eps,
                                                  a->weight_decay, a->decoupled, a->step);
     MM_CPU_SPANS(n, n, adam_range(p, m, v, g, &c, lo_, hi_));
+}
+
+MM_CPU_VECTOR static void accumulate_range(float *acc, float *g, int micro, int steps,
+                                           int64_t lo, int64_t hi)
+{
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) mm_grad_accumulate(&acc[i], &g[i], micro, steps);
+}
+
+void mm_cpu_grad_accumulate(float *acc, float *g, int64_t n, int micro, int steps)
+{
+    MM_ASSERT(steps >= 2 && micro >= 0 && micro < steps);
+    MM_CPU_SPANS(n, n, accumulate_range(acc, g, micro, steps, lo_, hi_));
 }
 
 void mm_cpu_sgd(float *p, float *buf, const float *g, int64_t n, const mm_sgd_params *s)

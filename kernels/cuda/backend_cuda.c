@@ -507,6 +507,12 @@ static void mm_cuda_sgd_step(mm_backend *be, float *p, float *buf, const float *
     mm_cuda_sgd(p, buf, g, n, &c, mm_ctx(be)->stream);
 }
 
+static void mm_cuda_accumulate_step(mm_backend *be, float *acc, float *g, int64_t n,
+                                    int micro, int steps)
+{
+    mm_cuda_grad_accumulate(acc, g, n, micro, steps, mm_ctx(be)->stream);
+}
+
 static void mm_cuda_sync(mm_backend *be)
 {
     MM_CUDA_CHECK(cudaStreamSynchronize(mm_ctx(be)->stream));
@@ -706,6 +712,7 @@ mm_status mm_backend_cuda_create_ex(mm_backend **out, mm_precision precision, in
     be->limit_workspace = mm_cuda_limit_workspace;
     be->run_node = mm_cuda_run_node;
     be->adam = mm_cuda_adam_step;
+    be->accumulate = mm_cuda_accumulate_step;
     be->sgd = mm_cuda_sgd_step;
     be->sync = mm_cuda_sync;
     be->begin_capture = mm_cuda_begin_capture;

@@ -190,6 +190,8 @@ void mm_cuda_adam(float *p, float *m, float *v, const float *g, int64_t n,
                   const mm_adam_coeffs *c, cudaStream_t st);
 void mm_cuda_sgd(float *p, float *buf /* NULL when momentum is 0 */, const float *g, int64_t n,
                  const mm_sgd_coeffs *c, cudaStream_t st);
+void mm_cuda_grad_accumulate(float *acc, float *g, int64_t n, int micro, int steps,
+                             cudaStream_t st);
 
 #ifdef __cplusplus
 }

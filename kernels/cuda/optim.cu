@@ -42,6 +42,29 @@ struct mm_sgd_op {
     }
 };
 
+struct mm_accumulate_op {
+    float *acc, *g;
+    int micro, steps;
+    __device__ void run1(int64_t i) const { mm_grad_accumulate(&acc[i], &g[i], micro, steps); }
+    __device__ void run4(int64_t i) const
+    {
+        float a[4], b[4];
+        mm_ld4(acc, i, a);
+        mm_ld4(g, i, b);
+        for (int k = 0; k < 4; k++) mm_grad_accumulate(&a[k], &b[k], micro, steps);
+        if (micro < steps - 1) mm_st4(acc, i, a);
+        else mm_st4(g, i, b);
+    }
+};
+
+void mm_cuda_grad_accumulate(float *acc, float *g, int64_t n, int micro, int steps,
+                             cudaStream_t st)
+{
+    MM_CU_ASSERT(steps >= 2 && micro >= 0 && micro < steps);
+    mm_accumulate_op op{acc, g, micro, steps};
+    mm_ew_launch(op, n, mm_aligned16(acc) && mm_aligned16(g), st);
+}
+
 void mm_cuda_sgd(float *p, float *buf, const float *g, int64_t n, const mm_sgd_coeffs *c,
                  cudaStream_t st)
 {
