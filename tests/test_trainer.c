@@ -295,6 +295,24 @@ static void tensors_that_differ(const char *a_path, const char *b_path, char *ou
     mm_safetensors_close(b);
 }
 
+/* Checks that runs a and b logged the same step losses from epoch `from` on and that their last
+ * checkpoints hold the same tensors, bitwise (a_is and b_is name them in messages). */
+static void same_training(const char *a, const char *a_is, const char *b, const char *b_is,
+                          int from)
+{
+    char *la = losses_from(a, from), *lb = losses_from(b, from);
+    CHECK(strlen(la) > 10);
+    CHECK_MSG(!strcmp(la, lb), "losses from epoch %d differ:\n      %s %s\n      %s %s", from,
+              a_is, la, b_is, lb);
+    free(la);
+    free(lb);
+    char pa[1100], pb[1100], diff[512];
+    snprintf(pa, sizeof pa, "%s/last.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/last.safetensors", b);
+    tensors_that_differ(pa, pb, diff, sizeof diff);
+    CHECK_MSG(!diff[0], "the checkpoints of %s and %s differ in %s", a_is, b_is, diff);
+}
+
 /* Two nodes of one replica each train bitwise as one process with two replicas on the cpu:
  * each node's share of every step's batches, dropout masks by global rank, the gradient mean
  * summed in rank order; and the weights, moments and losses of node 0's checkpoints are those
@@ -311,31 +329,14 @@ MM_TEST(two_nodes_train_bitwise_as_two_replicas)
     CHECK_EQ_INT(train_patch(one, d, "one", f), 0);
     snprintf(f, sizeof f, "%s --epochs 0,1,1", flags);
     CHECK_EQ_INT(train_on_two_nodes(two, d, "two", f), 0);
-    char *l1 = losses_from(one, 1), *l2 = losses_from(two, 1);
-    CHECK(strlen(l1) > 10);
-    CHECK_MSG(!strcmp(l1, l2), "losses differ:\n      replicas %s\n      nodes    %s", l1, l2);
-    char a[1100], b[1100], diff[512];
-    snprintf(a, sizeof a, "%s/last.safetensors", one);
-    snprintf(b, sizeof b, "%s/last.safetensors", two);
-    tensors_that_differ(a, b, diff, sizeof diff);
-    CHECK_MSG(!diff[0], "the checkpoints differ in %s", diff);
-    free(l1);
-    free(l2);
+    same_training(one, "2 replicas", two, "2 nodes", 1);
 
     /* resumed on two nodes: epoch 3 as the uninterrupted run of one process */
     snprintf(f, sizeof f, "%s --epochs 0,1,2 --replicas 2 --resume", flags);
     CHECK_EQ_INT(train_patch(one, d, "one", f), 0);
     snprintf(f, sizeof f, "%s --epochs 0,1,2 --resume", flags);
     CHECK_EQ_INT(train_on_two_nodes(resumed, d, "two", f), 0);
-    l1 = losses_from(one, 3);
-    l2 = losses_from(two, 3);
-    CHECK(strlen(l1) > 10);
-    CHECK_MSG(!strcmp(l1, l2), "epoch 3 losses differ:\n      replicas %s\n      nodes    %s",
-              l1, l2);
-    tensors_that_differ(a, b, diff, sizeof diff);
-    CHECK_MSG(!diff[0], "the resumed checkpoints differ in %s", diff);
-    free(l1);
-    free(l2);
+    same_training(one, "2 replicas", two, "2 nodes resumed", 3);
     char path[1024];
     snprintf(path, sizeof path, "%s/node1.out", d);
     char *said = slurp(path);
@@ -360,17 +361,7 @@ MM_TEST(accumulation_trains_as_replicas_and_resumes_bitwise)
     CHECK_EQ_INT(train_patch(acc, d, "acc", f), 0);
     snprintf(f, sizeof f, "%s --replicas 2", vgg);
     CHECK_EQ_INT(train_patch(rep, d, "rep", f), 0);
-    char *la = losses_from(acc, 1), *lr = losses_from(rep, 1);
-    CHECK(strlen(la) > 10);
-    CHECK_MSG(!strcmp(la, lr), "losses differ:\n      accumulate %s\n      replicas   %s", la,
-              lr);
-    char a[1100], b[1100], diff[512];
-    snprintf(a, sizeof a, "%s/last.safetensors", acc);
-    snprintf(b, sizeof b, "%s/last.safetensors", rep);
-    tensors_that_differ(a, b, diff, sizeof diff);
-    CHECK_MSG(!diff[0], "the checkpoints differ in %s", diff);
-    free(la);
-    free(lr);
+    same_training(acc, "2 micro-batches", rep, "2 replicas", 1);
 
     const char *res = "--width-div 16 --input 32x32 --batch 4 --threads 1 --dropout 0.2 "
                       "--accumulate 2 --lr 1e-3,1e-3,1e-3";
@@ -381,12 +372,7 @@ MM_TEST(accumulation_trains_as_replicas_and_resumes_bitwise)
     CHECK_EQ_INT(train_patch(cut, d, "cut", f), 0);
     snprintf(f, sizeof f, "%s --epochs 0,1,2 --resume", res);
     CHECK_EQ_INT(train_patch(cut, d, "cut", f), 0);
-    char *lw = losses_from(whole, 3), *lc = losses_from(cut, 3);
-    CHECK(strlen(lw) > 10);
-    CHECK_MSG(!strcmp(lw, lc), "epoch 3 losses differ:\n      uninterrupted %s\n      resumed "
-              "      %s", lw, lc);
-    free(lw);
-    free(lc);
+    same_training(whole, "uninterrupted", cut, "resumed", 3);
 }
 
 static double now_s(void)
