@@ -181,6 +181,11 @@ mm_status mm_comm_average_grads(mm_comm *c)
     return MM_OK;
 }
 
+mm_status mm_comm_wait(mm_comm *c)
+{
+    return c->nccl && c->group ? mm_nccl_wait(c->nccl) : MM_OK;
+}
+
 /* Global rank 0's buffer of `bytes` (its params, opt or state: *field(s)) copied to every
  * replica: through the host, and from node 0 to the others through the group. */
 static mm_status copy_region(mm_comm *c, void *(*field)(mm_session *s), size_t bytes)

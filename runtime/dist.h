@@ -60,6 +60,11 @@ void mm_comm_destroy(mm_comm *c);
  * only when another node is lost. */
 mm_status mm_comm_average_grads(mm_comm *c);
 
+/* Across nodes on GPUs: waits until the replicas' queued work (the last all-reduce among it) is
+ * done, failing (tier 1) when NCCL reports another node gone rather than waiting forever; call
+ * it before a read that would block on that work. Elsewhere it returns at once. */
+mm_status mm_comm_wait(mm_comm *c);
+
 /* Copies global rank 0's weights, optimizer moments and batch-norm statistics to every other
  * replica (at the start of training, after loading a checkpoint into rank 0). */
 mm_status mm_comm_copy_weights(mm_comm *c);
@@ -73,6 +78,9 @@ typedef struct mm_nccl mm_nccl;
 bool mm_nccl_compiled(char *why, size_t n);
 mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl **out);
 void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count);
+/* Waits until every GPU's queued work is done, polling NCCL's asynchronous error meanwhile: a
+ * lost node aborts the communicators (tier 1) instead of leaving an all-reduce waiting. */
+mm_status mm_nccl_wait(mm_nccl *c);
 void mm_nccl_destroy(mm_nccl *c);
 
 #endif

@@ -283,7 +283,8 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         if (st == MM_OK) st = next_group(r, L, batch, w, img, &next);
         if (st != MM_OK) break;
         float loss;
-        st = group_loss(r, &loss);
+        if (r->comm) st = mm_comm_wait(r->comm); /* across nodes: the last all-reduce done */
+        if (st == MM_OK) st = group_loss(r, &loss);
         if (st != MM_OK) break;
         if (!isfinite(loss)) {
             st = mm_fail(MM_ERR_NUMERIC,

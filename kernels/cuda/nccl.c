@@ -1,7 +1,9 @@
 /* NCCL between the CUDA backends of data-parallel replicas (runtime/dist.h): one communicator per
- * GPU from ncclCommInitAll, and the gradients' all-reduce as one group call from one thread,
- * each replica's on its backend's stream (so after its step, before its optimizer update).
- * Builds without NCCL (MM_HAVE_NCCL unset) say so when asked for more than one GPU. */
+ * GPU from ncclCommInitAll (across nodes: ncclCommInitRank, the id sent by node 0), and the
+ * gradients' all-reduce as one group call from one thread, each replica's on its backend's
+ * stream (so after its step, before its optimizer update). Builds without NCCL (MM_HAVE_NCCL
+ * unset) say so when asked for more than one GPU. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,8 @@ struct mm_nccl {
     int n;
     ncclComm_t comms[MM_MAX_REPLICAS];
     cudaStream_t streams[MM_MAX_REPLICAS];
+    int devices[MM_MAX_REPLICAS];
+    bool aborted; /* mm_nccl_wait found another node gone: the communicators are torn down */
 };
 
 static void nccl_die(const char *file, int line, const char *call, ncclResult_t r)
@@ -77,6 +81,7 @@ mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl
     for (int r = 0; r < n; r++) {
         const mm_cuda_ctx *ctx = bes[r]->ctx;
         devices[r] = ctx->device;
+        c->devices[r] = ctx->device;
         c->streams[r] = ctx->stream;
         for (int q = 0; q < r; q++)
             if (devices[q] == devices[r]) {
@@ -109,10 +114,41 @@ void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
     MM_NCCL_CHECK(ncclGroupEnd());
 }
 
+/* Polls instead of blocking in a copy: a kernel of NCCL waiting for a node that is gone would
+ * never finish, while NCCL reports the lost link as the communicator's asynchronous error;
+ * then the communicators are aborted (which ends their kernels) and the trainer stops. */
+mm_status mm_nccl_wait(mm_nccl *c)
+{
+    for (;;) {
+        bool busy = false;
+        for (int r = 0; r < c->n; r++) {
+            MM_CUDA_CHECK(cudaSetDevice(c->devices[r]));
+            cudaError_t e = cudaStreamQuery(c->streams[r]);
+            if (e == cudaErrorNotReady) busy = true;
+            else MM_CUDA_CHECK(e);
+        }
+        if (!busy) break;
+        for (int r = 0; r < c->n; r++) {
+            ncclResult_t lost = ncclSuccess;
+            MM_NCCL_CHECK(ncclCommGetAsyncError(c->comms[r], &lost));
+            if (lost == ncclSuccess || lost == ncclInProgress) continue;
+            for (int q = 0; q < c->n; q++) ncclCommAbort(c->comms[q]);
+            c->aborted = true;
+            MM_CUDA_CHECK(cudaSetDevice(c->devices[0]));
+            return mm_fail(MM_ERR_DEVICE, "--nodes: NCCL lost another node's GPU (%s) in the "
+                           "gradients' all-reduce; that node's own output says why",
+                           ncclGetErrorString(lost));
+        }
+        sched_yield(); /* as CUDA's own wait spins: the step's end is seen at once */
+    }
+    MM_CUDA_CHECK(cudaSetDevice(c->devices[0]));
+    return MM_OK;
+}
+
 void mm_nccl_destroy(mm_nccl *c)
 {
     if (!c) return;
-    for (int r = 0; r < c->n; r++) ncclCommDestroy(c->comms[r]);
+    for (int r = 0; r < c->n && !c->aborted; r++) ncclCommDestroy(c->comms[r]);
     free(c);
 }
 
@@ -141,6 +177,12 @@ void mm_nccl_average(mm_nccl *c, float *const *bufs, size_t count)
     (void)bufs;
     (void)count;
     MM_ASSERT(!"mm_nccl_average without NCCL");
+}
+
+mm_status mm_nccl_wait(mm_nccl *c)
+{
+    (void)c;
+    return MM_OK;
 }
 
 void mm_nccl_destroy(mm_nccl *c) { (void)c; }

@@ -341,6 +341,12 @@ cudaError_t cudaStreamSynchronize(cudaStream_t st)
     return g_sticky;
 }
 
+cudaError_t cudaStreamQuery(cudaStream_t st) /* launches ran when queued: never busy */
+{
+    if (st && st->capture) return fail(cudaErrorStreamCaptureUnsupported);
+    return g_sticky;
+}
+
 cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCaptureMode)
 {
     if (!st || st->capture) return fail(cudaErrorIllegalState);
