@@ -319,9 +319,14 @@ static mm_status join_as_member(mm_group *g, const char *host, int port, const c
     if (!io_all(fd, &h, sizeof h, true, deadline, &w) ||
         !io_all(fd, (void *)fp, h.fp_len, true, deadline, &w) ||
         !io_all(fd, &status, 4, false, deadline, &w) || !io_all(fd, &len, 4, false, deadline, &w)
-        || len > 1024 || !io_all(fd, msg, len, false, deadline, &w))
+        || len > 1024 || !io_all(fd, msg, len, false, deadline, &w)) {
+        if (!strcmp(w, "timed out")) /* node 0 answers once every node has joined */
+            return mm_fail(MM_ERR_IO, "--master %s:%d: the group did not form within "
+                           "MM_GROUP_TIMEOUT_S; start every node with the same --master and "
+                           "its own --node-rank", host, port);
         return mm_fail(MM_ERR_IO, "--master %s:%d: node 0 broke off the joining (%s); its own "
                        "output says why", host, port, w);
+    }
     msg[len] = '\0';
     if (status != 0) return mm_fail(MM_ERR_ARG, "%s (node 0 refused the group)", msg);
     tune_socket(fd);
