@@ -292,9 +292,10 @@ static mm_status join_as_master(mm_group *g, int port, const char *fp, double de
     char msg[1024];
     gather_hellos(g, lfd, fp, deadline, msg, sizeof msg);
     close(lfd);
+    double reply_deadline = now_s() + 30; /* the joining's may be over: a refusal still goes */
     for (int q = 1; q < g->nodes; q++) {
         if (g->fd[q] < 0) continue;
-        if (!send_reply(g->fd[q], msg, deadline) && !msg[0])
+        if (!send_reply(g->fd[q], msg, reply_deadline) && !msg[0])
             return lost(g, q, "it broke off the joining");
         tune_socket(g->fd[q]);
     }

@@ -17,20 +17,20 @@
 
 typedef int (*node_fn)(int rank, mm_status joined, mm_group *g, void *arg);
 
-/* Runs `nodes` children, node k joining with fps[k] (NULL: "same") and then calling fn; returns
- * how many failed (each said why on stderr). */
-static int run_group(int nodes, const char *const *fps, node_fn fn, void *arg)
+/* Runs nodes 0 .. started-1 of a group of `size` as children, node k joining with fps[k]
+ * (NULL: "same") and then calling fn; returns how many failed (each said why on stderr). */
+static int run_group_of(int size, int started, const char *const *fps, node_fn fn, void *arg)
 {
     char master[64];
     snprintf(master, sizeof master, "127.0.0.1:%d", free_port());
     pid_t pids[8];
     fflush(NULL);
-    for (int k = 0; k < nodes; k++) {
+    for (int k = 0; k < started; k++) {
         pids[k] = fork();
         if (pids[k] == 0) {
             alarm(60);
             mm_group *g = NULL;
-            mm_status st = mm_group_join(master, nodes, k, fps ? fps[k] : "same", &g);
+            mm_status st = mm_group_join(master, size, k, fps ? fps[k] : "same", &g);
             int rc = fn(k, st, g, arg);
             mm_group_leave(g);
             fflush(NULL);
@@ -38,7 +38,7 @@ static int run_group(int nodes, const char *const *fps, node_fn fn, void *arg)
         }
     }
     int failed = 0;
-    for (int k = 0; k < nodes; k++) {
+    for (int k = 0; k < started; k++) {
         int status = 0;
         waitpid(pids[k], &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -47,6 +47,11 @@ static int run_group(int nodes, const char *const *fps, node_fn fn, void *arg)
         }
     }
     return failed;
+}
+
+static int run_group(int nodes, const char *const *fps, node_fn fn, void *arg)
+{
+    return run_group_of(nodes, nodes, fps, fn, arg);
 }
 
 /* A child's check: prints what failed and makes its exit status 1. */
@@ -270,6 +275,26 @@ MM_TEST(a_missing_node_times_out_with_a_message)
         CHECK(alone_node(which, st, g, NULL) == 0);
         CHECK(g == NULL);
     }
+    unsetenv("MM_GROUP_TIMEOUT_S");
+}
+
+/* Two of a group of three: both give up after MM_GROUP_TIMEOUT_S, saying the group did not
+ * form (node 1 hears node 0's count, or gives up itself, whichever deadline comes first). */
+static int two_of_three_node(int rank, mm_status joined, mm_group *g, void *arg)
+{
+    (void)g;
+    (void)arg;
+    NODE_CHECK(joined != MM_OK, "a group of 3 formed with 2");
+    const char *e = mm_last_error();
+    NODE_CHECK(strstr(e, "2 of 3 nodes joined") || strstr(e, "the group did not form"),
+               "message: %s", e);
+    return 0;
+}
+
+MM_TEST(a_group_short_of_a_node_times_out_on_every_node)
+{
+    setenv("MM_GROUP_TIMEOUT_S", "2", 1);
+    CHECK_EQ_INT(run_group_of(3, 2, NULL, two_of_three_node, NULL), 0);
     unsetenv("MM_GROUP_TIMEOUT_S");
 }
 
