@@ -373,6 +373,7 @@ MM_TEST(loader_resume_equals_uninterrupted)
 }
 
 /* The shards of a data-parallel step across nodes (opts.shards): 3 shards of 2 batches each.
+ * One node with steps of several batches (shard_batches alone) yields whole steps only.
  * 23 items in batches of 2 make 11 batches an epoch, one group of 6 whole: shard k yields
  * batches 2k and 2k+1 of the whole loader's epoch, bitwise (augmentation keyed by the epoch's
  * positions), and its epoch ends after them, the last 5 batches left to no shard. */
@@ -410,7 +411,19 @@ MM_TEST(loader_shards_are_the_whole_loaders_batches)
         }
         run_log_free(&part);
     }
+    o.shards = 0; /* one node, steps of 4 batches: the epoch's first 8, its last 3 left out */
+    o.shard = 0;
+    o.shard_batches = 4;
+    CHECK(mm_loader_create(&L, items, n, &o) == MM_OK);
+    CHECK_EQ_INT(mm_loader_batches_per_epoch(L), 8);
+    run_log steps;
+    record(&steps, L, 9, B, sf);
+    mm_loader_free(L);
+    CHECK_EQ_INT(steps.counts[8], 0);
+    CHECK(!memcmp(steps.images, full.images, 8 * B * sf * sizeof(float)));
+    run_log_free(&steps);
     o.shards = 12; /* 12 x 2 batches: more than the epoch's 11 */
+    o.shard_batches = 2;
     o.shard = 0;
     CHECK(mm_loader_create(&L, items, n, &o) == MM_ERR_ARG);
     CHECK(strstr(mm_last_error(), "no step of 12 shards x 2 batches") != NULL);
