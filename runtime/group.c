@@ -134,35 +134,36 @@ static double join_deadline(void)
     return now_s() + (double)s;
 }
 
+/* Listens on every interface: [::] first, which takes IPv4 connections too on a dual-stack
+ * machine, then 0.0.0.0 where the machine has no IPv6. */
 static int listen_on(int port, char *why, size_t wn)
 {
     char service[16];
     snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_INET6; /* [::] takes IPv4 connections too on a dual-stack machine */
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    if (getaddrinfo(NULL, service, &hints, &res) != 0) {
-        hints.ai_family = AF_INET;
-        if (getaddrinfo(NULL, service, &hints, &res) != 0) {
-            snprintf(why, wn, "no address to listen on");
-            return -1;
-        }
-    }
+    snprintf(why, wn, "no address to listen on");
+    const int families[2] = {AF_INET6, AF_INET};
     int fd = -1;
-    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) continue;
-        int one = 1, zero = 0;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-            snprintf(why, wn, "%s", strerror(errno));
-            close(fd);
-            fd = -1;
+    for (int f = 0; f < 2 && fd < 0; f++) {
+        struct addrinfo hints = {0}, *res = NULL;
+        hints.ai_family = families[f];
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE;
+        if (getaddrinfo(NULL, service, &hints, &res) != 0) continue;
+        for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+            fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+            if (fd < 0) continue;
+            int one = 1, zero = 0;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (a->ai_family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+            if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+                snprintf(why, wn, "%s", strerror(errno));
+                close(fd);
+                fd = -1;
+            }
         }
+        freeaddrinfo(res);
     }
-    freeaddrinfo(res);
     return fd;
 }
 
