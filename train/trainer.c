@@ -316,7 +316,8 @@ static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double
         if (st != MM_OK) break;
         sum += loss;
         steps++;
-        mm_progress_step(&r->prog, loss, images);
+        /* every node's images (the same count on each: whole steps only) */
+        mm_progress_step(&r->prog, loss, images * (r->group ? mm_group_size(r->group) : 1));
         images = 0;
         mm_log_step ls = {epoch, r->ts.global_step, loss, stage->lr,
                           mm_progress_images_per_s(&r->prog), 1};
