@@ -259,7 +259,9 @@ static mm_status group_loss(run *r, float *loss)
  * (on CUDA the copy is ordered after the step on the same stream; on the CPU the step has
  * finished when train_step returns), so the host's part of feeding the device (handing the
  * batch over, staging the copy) overlaps the step instead of following it. With replicas, each
- * takes its own batch, their gradients are averaged (runtime/dist.h), and each updates. */
+ * takes its own batch, their gradients are averaged (runtime/dist.h), and each updates; with
+ * --accumulate K each replica first runs K batches (micro-batches), the mean of their gradients
+ * kept by mm_session_accumulate, and the step's loss is the mean of theirs. */
 static mm_status train_epoch(run *r, mm_loader *L, const mm_stage *stage, double *mean_loss)
 {
     const mm_train_config *c = r->c;
