@@ -219,7 +219,8 @@ void mm_nodes_flags_add(mm_args *a)
     mm_args_int(a, "nodes", "1",
                 "data parallel across machines: this many processes (one per machine), each "
                 "with --replicas GPUs, started alike but for --node-rank");
-    mm_args_int(a, "node-rank", "0", "this process's place among --nodes (node 0 reports)");
+    mm_args_int(a, "node-rank", "0",
+                "this process's place among --nodes (node 0 listens at --master and reports)");
     mm_args_str(a, "master", NULL, "HOST:PORT where node 0 listens for the others (--nodes > 1)");
 }
 
