@@ -8,6 +8,7 @@
 #include "group.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -167,7 +168,34 @@ static int listen_on(int port, char *why, size_t wn)
     return fd;
 }
 
-/* Connects to host:port, retrying while nothing listens there yet. */
+/* One connection attempt that gives up after `wait_s` (a host that drops the packets would
+ * otherwise hold connect() for the kernel's two minutes); the socket is blocking again after. */
+static int connect_once(const struct addrinfo *a, double wait_s, char *why, size_t wn)
+{
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+        snprintf(why, wn, "%s", strerror(errno));
+        return -1;
+    }
+    int err = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+        socklen_t len = sizeof err;
+        err = ETIMEDOUT;
+        if (wait_fd(fd, POLLOUT, now_s() + wait_s) &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+    }
+    if (err != 0) {
+        snprintf(why, wn, "%s", strerror(err));
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
+/* Connects to host:port, retrying while nothing listens there yet; -2 when the host name is
+ * unknown (a typo does not wait out the deadline). */
 static int connect_to(const char *host, int port, double deadline, char *why, size_t wn)
 {
     char service[16];
@@ -177,21 +205,19 @@ static int connect_to(const char *host, int port, double deadline, char *why, si
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
         int gr = getaddrinfo(host, service, &hints, &res);
-        if (gr != 0) {
+        if (gr == EAI_NONAME) {
             snprintf(why, wn, "%s", gai_strerror(gr));
-        } else {
-            for (struct addrinfo *a = res; a; a = a->ai_next) {
-                int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-                if (fd < 0) continue;
-                if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-                    freeaddrinfo(res);
-                    return fd;
-                }
-                snprintf(why, wn, "%s", strerror(errno));
-                close(fd);
-            }
-            freeaddrinfo(res);
+            return -2;
         }
+        if (gr != 0) snprintf(why, wn, "%s", gai_strerror(gr));
+        for (struct addrinfo *a = gr == 0 ? res : NULL; a; a = a->ai_next) {
+            int fd = connect_once(a, 5.0, why, wn);
+            if (fd >= 0) {
+                freeaddrinfo(res);
+                return fd;
+            }
+        }
+        if (gr == 0) freeaddrinfo(res);
         if (now_s() >= deadline) return -1;
         usleep(200 * 1000);
     }
@@ -308,6 +334,9 @@ static mm_status join_as_member(mm_group *g, const char *host, int port, const c
 {
     char why[256] = "no answer";
     int fd = connect_to(host, port, deadline, why, sizeof why);
+    if (fd == -2)
+        return mm_fail(MM_ERR_ARG, "--master %s:%d: unknown host (%s); give node 0's host name "
+                       "or address", host, port, why);
     if (fd < 0)
         return mm_fail(MM_ERR_IO, "--master %s:%d: node 0 did not answer within "
                        "MM_GROUP_TIMEOUT_S (%s); start node 0 with the same --master", host, port,

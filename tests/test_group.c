@@ -298,6 +298,20 @@ MM_TEST(a_group_short_of_a_node_times_out_on_every_node)
     unsetenv("MM_GROUP_TIMEOUT_S");
 }
 
+/* A --master host that does not exist is said at once where the resolver knows (a machine
+ * without a name server may only time out, which says so too). */
+MM_TEST(an_unknown_master_host_is_named)
+{
+    setenv("MM_GROUP_TIMEOUT_S", "3", 1);
+    mm_group *g = NULL;
+    CHECK(mm_group_join("no-such-host.invalid:29500", 2, 1, "same", &g) != MM_OK);
+    const char *e = mm_last_error();
+    CHECK_MSG(strstr(e, "--master no-such-host.invalid:29500: unknown host") ||
+                  strstr(e, "--master no-such-host.invalid:29500: node 0 did not answer"),
+              "message: %s", e);
+    unsetenv("MM_GROUP_TIMEOUT_S");
+}
+
 MM_TEST(master_addresses_parse_or_are_refused)
 {
     char host[64];
