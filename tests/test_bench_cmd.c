@@ -302,8 +302,24 @@ MM_TEST(bench_nodes_run_as_replicas_of_one_process)
                     1e-2);
     }
     CHECK(strstr(two, "node 1 of 2: images_per_s=") != NULL);
-    free(one);
     free(two);
+
+    /* the same from a launcher's environment (srun's variables here): --nodes env */
+    port = free_port();
+    snprintf(nodes, sizeof nodes, "%s --nodes env --master 127.0.0.1:%d 2>&1 & SLURM_NTASKS=2 "
+             "SLURM_PROCID=1 '%s' %s --nodes env --master 127.0.0.1:%d 2>&1; wait $!", cmd, port,
+             MM_MAMMO_EXE, cmd, port);
+    setenv("SLURM_NTASKS", "2", 1); /* node 0's, inherited through the shell */
+    setenv("SLURM_PROCID", "0", 1);
+    char *launched = mammo(nodes, &st2);
+    unsetenv("SLURM_NTASKS");
+    unsetenv("SLURM_PROCID");
+    CHECK_MSG(st2 == 0, "exit %d: %s", st2, launched);
+    const char *l3 = strstr(launched, "mammo net=");
+    CHECK(l3 && l1 && mm_test_field(l3, "loss") == mm_test_field(l1, "loss"));
+    CHECK(l3 && (int64_t)mm_test_field(l3, "nodes") == 2);
+    free(launched);
+    free(one);
 
     port = free_port();
     snprintf(nodes, sizeof nodes, "%s --nodes 2 --node-rank 0 --master 127.0.0.1:%d 2>&1 & '%s' "
@@ -342,6 +358,8 @@ MM_TEST(bench_and_plan_refuse_bad_flags)
         {"bench --device cuda:x", "--device cuda:x"},
         {"bench --device gpu", "--device gpu"},
         {"bench --scratch-mb -1", "--scratch-mb -1"},
+        {"bench --nodes x", "--nodes x: give a count (1 to 1024) or env"},
+        {"bench --nodes 2 --node-rank 2 --master h:1", "--node-rank 2: use 0 to 1"},
         {"bench --scratch-mb lots", "--scratch-mb lots: must be auto or"},
         {"bench --lr -1", "--lr in [0, 1000)"},
         {"bench --lr x", "--lr"},

@@ -216,19 +216,55 @@ mm_status mm_model_flags_get(mm_model_config *c, const mm_args *a, bool with_siz
 
 void mm_nodes_flags_add(mm_args *a)
 {
-    mm_args_int(a, "nodes", "1",
+    mm_args_str(a, "nodes", "1",
                 "data parallel across machines: this many processes (one per machine), each "
-                "with --replicas GPUs, started alike but for --node-rank");
+                "with --replicas GPUs, started alike but for --node-rank; or env: the count and "
+                "this process's rank from its launcher (mpirun, srun)");
     mm_args_int(a, "node-rank", "0",
                 "this process's place among --nodes (node 0 listens at --master and reports)");
     mm_args_str(a, "master", NULL, "HOST:PORT where node 0 listens for the others (--nodes > 1)");
 }
 
+/* --nodes env: the size and rank a launcher gives its processes, the first one set of Open
+ * MPI's mpirun, MPICH's and Intel MPI's (PMI) and Slurm's srun. */
+static mm_status nodes_from_launcher(int64_t *n, int64_t *r)
+{
+    static const char *const vars[][2] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                                          {"PMI_SIZE", "PMI_RANK"},
+                                          {"SLURM_NTASKS", "SLURM_PROCID"}};
+    for (size_t k = 0; k < sizeof vars / sizeof *vars; k++) {
+        const char *size = getenv(vars[k][0]), *rank = getenv(vars[k][1]);
+        if (!size || !rank) continue;
+        char *e1, *e2;
+        *n = strtoll(size, &e1, 10);
+        *r = strtoll(rank, &e2, 10);
+        if (e1 == size || *e1 || e2 == rank || *e2)
+            return mm_fail(MM_ERR_ARG, "--nodes env: %s=%s and %s=%s are not numbers", vars[k][0],
+                           size, vars[k][1], rank);
+        return MM_OK;
+    }
+    return mm_fail(MM_ERR_ARG, "--nodes env: no launcher's rank in the environment "
+                   "(OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID); start it with mpirun or "
+                   "srun, or give --nodes N --node-rank R");
+}
+
 mm_status mm_nodes_flags_get(const mm_args *a, int *nodes, int *rank, const char **master)
 {
-    int64_t n, r;
-    MM_TRY(mm_args_get_int(a, "nodes", &n));
-    MM_TRY(mm_args_get_int(a, "node-rank", &r));
+    int64_t n = 1, r = 0;
+    const char *given = mm_args_get(a, "nodes");
+    if (!strcmp(given, "env")) {
+        if (mm_args_given(a, "node-rank"))
+            return mm_fail(MM_ERR_ARG, "--nodes env takes the rank from the launcher; leave "
+                           "--node-rank out");
+        MM_TRY(nodes_from_launcher(&n, &r));
+    } else {
+        char *end;
+        n = strtoll(given, &end, 10);
+        if (end == given || *end)
+            return mm_fail(MM_ERR_ARG, "--nodes %s: give a count (1 to %d) or env", given,
+                           MM_MAX_NODES);
+        MM_TRY(mm_args_get_int(a, "node-rank", &r));
+    }
     if (n < 1 || n > MM_MAX_NODES)
         return mm_fail(MM_ERR_ARG, "--nodes %lld: use 1 to %d", (long long)n, MM_MAX_NODES);
     if (r < 0 || r >= n)

@@ -43,9 +43,10 @@ mm_status mm_recompute_conv_flag_get(const mm_args *a, int64_t *macs);
  * default, *slack = -1) leaves the device's (mm_recompute_slack_cuda on cuda). */
 void mm_recompute_slack_flag_add(mm_args *a);
 mm_status mm_recompute_slack_flag_get(const mm_args *a, double *slack);
-/* --nodes N --node-rank R --master HOST:PORT: data parallel across machines (runtime/group.h).
- * _get checks them (N 1 to MM_MAX_NODES, R below N, --master given and well formed when N > 1;
- * *master NULL otherwise). */
+/* --nodes N --node-rank R --master HOST:PORT: data parallel across machines (runtime/group.h);
+ * --nodes env takes N and R from the launcher (mpirun's OMPI_COMM_WORLD_*, PMI_*, srun's
+ * SLURM_NTASKS / SLURM_PROCID). _get checks them (N 1 to MM_MAX_NODES, R below N, --master
+ * given and well formed when N > 1; *master NULL otherwise). */
 void mm_nodes_flags_add(mm_args *a);
 mm_status mm_nodes_flags_get(const mm_args *a, int *nodes, int *rank, const char **master);
 /* Parses "HxW" (e.g. 1152x896); errors name `flag`. */
