@@ -21,7 +21,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/dist.h"
-#include "runtime/safetensors.h"
+#include "tests/checkpoint_diff.h"
 #include "tests/free_port.h"
 #include "tests/harness.h"
 #include "tests/png_dataset.h"
@@ -70,39 +70,11 @@ static int step_losses(const char *run, double *loss, int cap)
     return n;
 }
 
-/* Elements of the tensors of checkpoints a and b that differ bitwise (-1: unreadable, or not
- * the same tensors). */
+/* Elements of the tensors of checkpoints a and b (in the test's folder) that differ bitwise
+ * (-1: unreadable, or not the same tensors). */
 static int64_t weights_differ(const char *a, const char *b)
 {
-    mm_safetensors *fa = NULL, *fb = NULL;
-    int64_t differ = -1;
-    char pa[600];
-    snprintf(pa, sizeof pa, "%s", path(a));
-    if (mm_safetensors_open(&fa, pa) != MM_OK || mm_safetensors_open(&fb, path(b)) != MM_OK ||
-        mm_safetensors_count(fa) != mm_safetensors_count(fb))
-        goto done;
-    differ = 0;
-    for (int i = 0; i < mm_safetensors_count(fa) && differ >= 0; i++) {
-        const mm_st_entry *ea = mm_safetensors_entry(fa, i);
-        const mm_st_entry *eb = mm_safetensors_find(fb, ea->name);
-        if (!eb || eb->bytes != ea->bytes || ea->numel == 0) {
-            differ = eb && eb->bytes == ea->bytes ? differ : -1;
-            continue;
-        }
-        unsigned char *x = malloc(ea->bytes), *y = malloc(eb->bytes);
-        size_t el = ea->bytes / (size_t)ea->numel;
-        if (mm_safetensors_read(fa, ea, x, ea->bytes) == MM_OK &&
-            mm_safetensors_read(fb, eb, y, eb->bytes) == MM_OK)
-            for (size_t j = 0; j < ea->bytes; j += el) differ += memcmp(x + j, y + j, el) != 0;
-        else
-            differ = -1;
-        free(x);
-        free(y);
-    }
-done:
-    if (fa) mm_safetensors_close(fa);
-    if (fb) mm_safetensors_close(fb);
-    return differ;
+    return checkpoint_elements_differ(path(a), path(b), NULL, 0);
 }
 
 /* The loss of the first training step in RUN/metrics.jsonl, or NAN. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/safetensors.h"
+#include "tests/checkpoint_diff.h"
 #include "tests/free_port.h"
 #include "tests/harness.h"
 #include "train/run_log.h"
@@ -260,41 +261,6 @@ static int train_on_two_nodes(char out[1024], const char *dir, const char *run,
               dir, MM_MAMMO_EXE, run, flags, master, MM_MAMMO_EXE, run, flags, master);
 }
 
-/* The names of a checkpoint's tensors whose bytes differ from another's (at most 3), "" when
- * none; the metadata (the command line) is not compared. */
-static void tensors_that_differ(const char *a_path, const char *b_path, char *out, size_t n)
-{
-    mm_safetensors *a = NULL, *b = NULL;
-    snprintf(out, n, "cannot open both");
-    if (mm_safetensors_open(&a, a_path) != MM_OK || mm_safetensors_open(&b, b_path) != MM_OK ||
-        mm_safetensors_count(a) != mm_safetensors_count(b)) {
-        mm_safetensors_close(a);
-        mm_safetensors_close(b);
-        return;
-    }
-    out[0] = '\0';
-    for (int i = 0, listed = 0; i < mm_safetensors_count(a) && listed < 3; i++) {
-        const mm_st_entry *ea = mm_safetensors_entry(a, i);
-        const mm_st_entry *eb = mm_safetensors_find(b, ea->name);
-        bool same = eb && eb->bytes == ea->bytes;
-        if (same) {
-            char *x = malloc(ea->bytes + 1), *y = malloc(ea->bytes + 1);
-            same = mm_safetensors_read(a, ea, x, ea->bytes) == MM_OK &&
-                   mm_safetensors_read(b, eb, y, eb->bytes) == MM_OK &&
-                   !memcmp(x, y, ea->bytes);
-            free(x);
-            free(y);
-        }
-        if (!same) {
-            size_t len = strlen(out);
-            snprintf(out + len, n - len, "%s ", ea->name);
-            listed++;
-        }
-    }
-    mm_safetensors_close(a);
-    mm_safetensors_close(b);
-}
-
 /* Checks that runs a and b logged the same step losses from epoch `from` on and that their last
  * checkpoints hold the same tensors, bitwise (a_is and b_is name them in messages). */
 static void same_training(const char *a, const char *a_is, const char *b, const char *b_is,
@@ -306,11 +272,12 @@ static void same_training(const char *a, const char *a_is, const char *b, const 
               a_is, la, b_is, lb);
     free(la);
     free(lb);
-    char pa[1100], pb[1100], diff[512];
+    char pa[1100], pb[1100], names[512];
     snprintf(pa, sizeof pa, "%s/last.safetensors", a);
     snprintf(pb, sizeof pb, "%s/last.safetensors", b);
-    tensors_that_differ(pa, pb, diff, sizeof diff);
-    CHECK_MSG(!diff[0], "the checkpoints of %s and %s differ in %s", a_is, b_is, diff);
+    int64_t differ = checkpoint_elements_differ(pa, pb, names, sizeof names);
+    CHECK_MSG(differ == 0, "the checkpoints of %s and %s differ in %lld elements, of %s", a_is,
+              b_is, (long long)differ, names);
 }
 
 /* Two nodes of one replica each train bitwise as one process with two replicas on the cpu:
