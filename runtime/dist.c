@@ -170,15 +170,8 @@ mm_status mm_comm_average_grads(mm_comm *c)
         mm_nccl_average(c->nccl, g, count);
         return MM_OK;
     }
-    if (c->group) return mm_group_average(c->group, g, c->n, count);
-    /* cpu: the sum in rank order, then the mean, written to every replica */
-    for (size_t i = 0; i < count; i++) {
-        float sum = g[0][i];
-        for (int r = 1; r < c->n; r++) sum += g[r][i];
-        float mean = sum / (float)c->n;
-        for (int r = 0; r < c->n; r++) g[r][i] = mean;
-    }
-    return MM_OK;
+    /* cpu: the sum in global rank order, then the mean, written to every replica */
+    return mm_group_average(c->group, g, c->n, count);
 }
 
 mm_status mm_comm_wait(mm_comm *c)

@@ -430,21 +430,23 @@ mm_status mm_group_barrier(mm_group *g)
     return mm_group_broadcast(g, &here, 1);
 }
 
-/* Node 0's part of one chunk [i0, i0 + n): the sum in global rank order, then the mean, sent. */
+/* Node 0's part of one chunk [i0, i0 + n) (a process alone: g NULL): the sum in global rank
+ * order, then the mean, sent. */
 static mm_status average_chunk_master(mm_group *g, float *const *local, int n_local, size_t i0,
                                       size_t n, float *acc, float *theirs)
 {
+    int nodes = g ? g->nodes : 1;
     memcpy(acc, local[0] + i0, n * sizeof(float));
     for (int r = 1; r < n_local; r++)
         for (size_t i = 0; i < n; i++) acc[i] += local[r][i0 + i];
-    for (int q = 1; q < g->nodes; q++) {
+    for (int q = 1; q < nodes; q++) {
         MM_TRY(xfer(g, q, theirs, (size_t)n_local * n * sizeof(float), false));
         for (int r = 0; r < n_local; r++)
             for (size_t i = 0; i < n; i++) acc[i] += theirs[(size_t)r * n + i];
     }
-    float world = (float)(n_local * g->nodes);
+    float world = (float)(n_local * nodes);
     for (size_t i = 0; i < n; i++) acc[i] /= world;
-    for (int q = 1; q < g->nodes; q++) MM_TRY(xfer(g, q, acc, n * sizeof(float), true));
+    for (int q = 1; q < nodes; q++) MM_TRY(xfer(g, q, acc, n * sizeof(float), true));
     return MM_OK;
 }
 
@@ -452,12 +454,13 @@ mm_status mm_group_average(mm_group *g, float *const *local, int n_local, size_t
 {
     size_t chunk = count < CHUNK_FLOATS ? count : CHUNK_FLOATS;
     if (chunk == 0) return MM_OK;
+    bool master = !g || g->rank == 0;
     float *acc = mm_xmalloc(chunk * sizeof(float));
-    float *theirs = g->rank == 0 ? mm_xmalloc((size_t)n_local * chunk * sizeof(float)) : NULL;
+    float *theirs = master && g ? mm_xmalloc((size_t)n_local * chunk * sizeof(float)) : NULL;
     mm_status st = MM_OK;
     for (size_t i0 = 0; i0 < count && st == MM_OK; i0 += chunk) {
         size_t n = count - i0 < chunk ? count - i0 : chunk;
-        if (g->rank == 0) {
+        if (master) {
             st = average_chunk_master(g, local, n_local, i0, n, acc, theirs);
         } else {
             for (int r = 0; r < n_local && st == MM_OK; r++)

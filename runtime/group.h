@@ -53,7 +53,8 @@ mm_status mm_group_barrier(mm_group *g);
 
 /* Each node holds `n_local` buffers of `count` floats (global ranks rank*n_local .. + n_local-1,
  * every node the same n_local). Afterwards every buffer of every node holds their mean, summed in
- * global rank order and then divided, exactly as mm_comm_average_grads does in one process. */
+ * global rank order and then divided. g NULL: the buffers of this process alone (the cpu
+ * replicas' average of mm_comm_average_grads, with or without other nodes). */
 mm_status mm_group_average(mm_group *g, float *const *local, int n_local, size_t count);
 
 /* Parses "HOST:PORT" ("[v6addr]:PORT" too) into host[hn] and *port; tier 1 naming --master. */
