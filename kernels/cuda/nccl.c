@@ -47,9 +47,9 @@ bool mm_nccl_compiled(char *why, size_t n)
     return true;
 }
 
-/* One communicator per local GPU, global ranks node * n + r of the whole group's world. */
-static ncclResult_t init_across_nodes(mm_nccl *c, const int *devices, mm_group *group,
-                                      mm_status *st)
+/* One communicator per local GPU (c->devices), global ranks node * n + r of the whole group's
+ * world. */
+static ncclResult_t init_across_nodes(mm_nccl *c, mm_group *group, mm_status *st)
 {
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
@@ -64,7 +64,7 @@ static ncclResult_t init_across_nodes(mm_nccl *c, const int *devices, mm_group *
     int world = c->n * mm_group_size(group), first = c->n * mm_group_rank(group);
     res = ncclGroupStart();
     for (int r = 0; r < c->n && res == ncclSuccess; r++) {
-        MM_CUDA_CHECK(cudaSetDevice(devices[r]));
+        MM_CUDA_CHECK(cudaSetDevice(c->devices[r]));
         res = ncclCommInitRank(&c->comms[r], world, id, first + r);
     }
     ncclResult_t end = ncclGroupEnd();
@@ -75,25 +75,23 @@ mm_status mm_nccl_create(mm_backend *const *bes, int n, mm_group *group, mm_nccl
 {
     *out = NULL;
     MM_ASSERT(n >= 1 && n <= MM_MAX_REPLICAS);
-    int devices[MM_MAX_REPLICAS];
     mm_nccl *c = mm_xcalloc(1, sizeof *c);
     c->n = n;
     for (int r = 0; r < n; r++) {
         const mm_cuda_ctx *ctx = bes[r]->ctx;
-        devices[r] = ctx->device;
         c->devices[r] = ctx->device;
         c->streams[r] = ctx->stream;
         for (int q = 0; q < r; q++)
-            if (devices[q] == devices[r]) {
+            if (c->devices[q] == ctx->device) {
                 free(c);
                 return mm_fail(MM_ERR_ARG, "--replicas: replicas %d and %d are both on GPU %d; "
-                               "NCCL needs one replica per GPU", q, r, devices[r]);
+                               "NCCL needs one replica per GPU", q, r, ctx->device);
             }
     }
     mm_status st = MM_OK;
-    ncclResult_t res = group ? init_across_nodes(c, devices, group, &st)
-                             : ncclCommInitAll(c->comms, n, devices);
-    if (group) MM_CUDA_CHECK(cudaSetDevice(devices[0]));
+    ncclResult_t res = group ? init_across_nodes(c, group, &st)
+                             : ncclCommInitAll(c->comms, n, c->devices);
+    if (group) MM_CUDA_CHECK(cudaSetDevice(c->devices[0]));
     if (st != MM_OK || res != ncclSuccess) {
         free(c);
         if (st != MM_OK) return st;
