@@ -115,11 +115,9 @@ static void open_batch(mm_loader *L, int64_t seq)
         L->order_epoch = epoch;
     }
     int B = L->o.batch_size;
-    int64_t whole = batch; /* the batch's number in the epoch's order */
-    if (L->o.shards > 1) {
-        int64_t k = L->o.shard_batches > 1 ? L->o.shard_batches : 1;
-        whole = batch / k * k * L->o.shards + (int64_t)L->o.shard * k + batch % k;
-    }
+    /* the batch's number in the epoch's order: this shard's k of each group of shards x k */
+    int64_t k = L->o.shard_batches;
+    int64_t whole = batch / k * k * L->o.shards + (int64_t)L->o.shard * k + batch % k;
     int64_t first = whole * B;
     int count = (int)((int64_t)L->n_items - first < B ? (int64_t)L->n_items - first : B);
     MM_ASSERT(count >= 1);
@@ -265,15 +263,12 @@ mm_status mm_loader_create(mm_loader **out, const mm_loader_item *items, int n_i
                        "loader: %d items make no full batch of %d with drop_last; use a smaller "
                        "batch or keep the last batch",
                        n_items, B);
-    if (o->shards > 1 || o->shard_batches > 1) {
-        int64_t k = o->shard_batches > 1 ? o->shard_batches : 1;
-        int64_t group = (int64_t)(o->shards > 1 ? o->shards : 1) * k;
-        nb = nb / group * k;
-        if (nb < 1)
-            return mm_fail(MM_ERR_ARG, "loader: %d items make no step of %d shards x %d batches "
-                           "of %d; use a smaller batch, or fewer nodes, replicas or micro-batches",
-                           n_items, (int)(group / k), (int)k, B);
-    }
+    int shards = o->shards > 1 ? o->shards : 1, k = o->shard_batches > 1 ? o->shard_batches : 1;
+    nb = nb / ((int64_t)shards * k) * k; /* whole groups of shards x k batches only */
+    if (nb < 1)
+        return mm_fail(MM_ERR_ARG, "loader: %d items make no step of %d shards x %d batches of "
+                       "%d; use a smaller batch, or fewer nodes, replicas or micro-batches",
+                       n_items, shards, k, B);
     if (o->start_epoch < 0 || o->start_batch < 0 || o->start_batch > nb)
         return mm_fail(MM_ERR_ARG, "loader: start position epoch %lld batch %lld; batch must be "
                        "0..%lld", (long long)o->start_epoch, (long long)o->start_batch,
@@ -281,6 +276,8 @@ mm_status mm_loader_create(mm_loader **out, const mm_loader_item *items, int n_i
 
     mm_loader *L = mm_xcalloc(1, sizeof *L);
     L->o = *o;
+    L->o.shards = shards; /* 0 counts as 1 */
+    L->o.shard_batches = k;
     L->n_items = n_items;
     L->nb = nb;
     L->paths = mm_xcalloc((size_t)n_items, sizeof *L->paths);
