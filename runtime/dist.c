@@ -140,7 +140,7 @@ mm_status mm_comm_create_group(mm_session *const *ss, int n, mm_group *group, mm
     c->n = n;
     c->group = group;
     for (int r = 0; r < n; r++) c->s[r] = ss[r];
-    if (be0->device == MM_DEVICE_CUDA && (n > 1 || group)) {
+    if (be0->device == MM_DEVICE_CUDA) { /* NCCL even for one GPU: device gradients */
         mm_backend *bes[MM_MAX_REPLICAS];
         for (int r = 0; r < n; r++) bes[r] = ss[r]->be;
         mm_status st = mm_nccl_create(bes, n, group, &c->nccl);
