@@ -170,7 +170,9 @@ mm_status mm_comm_average_grads(mm_comm *c)
         mm_nccl_average(c->nccl, g, count);
         return MM_OK;
     }
-    /* cpu: the sum in global rank order, then the mean, written to every replica */
+    /* cpu: the sum in global rank order, then the mean, written to every replica (host memory:
+     * a GPU's gradients always go through NCCL, even one GPU's) */
+    MM_ASSERT(c->s[0]->be->device == MM_DEVICE_CPU);
     return mm_group_average(c->group, g, c->n, count);
 }
 
