@@ -14,7 +14,11 @@
  * following ReLU's output when that ReLU's backward is folded in), then
  *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean) = sum dy * xhat,
  *   dx = gamma*invstd * (dy - sum dy / m - xhat * sum dy*xhat / m), xhat = (x - mean) * invstd.
- * The split of rows into slices is deterministic, so results are bitwise reproducible. */
+ * The split of rows into slices is deterministic, so results are bitwise reproducible.
+ * Where c is divisible by 4 (every layer of our nets) the sums load 4 channels at once, and where
+ * it is divisible by 8 the element-wise passes keep each thread on 8 channels whose
+ * coefficients it loads once (cuda_chan.cuh); the general forms serve the rest. */
+#include "cuda_chan.cuh"
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
 #include "cuda_gate.cuh"
@@ -86,6 +90,73 @@ __global__ void mm_bn_stats_kernel(float2 *partial /* [G,c] */, const TX *x /* [
     }
     float2 t = mm_col_block_sum(s, ss);
     if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+}
+
+/* The 4-channel form of the column sums (stats here, the backward's below), for c divisible by 4
+ * and 16-byte aligned tensors: blocks of ql = min(c/4, 32) channel quads x MM_THREADS / ql row
+ * lanes, so a warp reads 512 contiguous bytes of fp32 rows in 16-byte loads where the scalar
+ * form's read 128 in 4-byte ones; the same slices (mm_cuda_col_split) and partials [G,c], so
+ * the finish kernels and the workspace are the same. */
+static inline dim3 mm_col4_block(int c)
+{
+    int ql = c / 4 < 32 ? c / 4 : 32;
+    return dim3((unsigned)ql, (unsigned)(MM_THREADS / ql), 1);
+}
+
+static inline dim3 mm_col4_grid(int c, const mm_col_split &sp)
+{
+    unsigned ql = mm_col4_block(c).x;
+    return dim3(((unsigned)(c / 4) + ql - 1) / ql, (unsigned)sp.slices, 1);
+}
+
+/* Each thread's a[4], b[4] summed over the block's row lanes in lane order, into row lane 0's
+ * a and b. Every thread of the block calls it. */
+__device__ __forceinline__ void mm_col4_block_sum(float a[4], float b[4])
+{
+    __shared__ float red[MM_THREADS][8];
+    int me = threadIdx.y * blockDim.x + threadIdx.x;
+    for (int k = 0; k < 4; k++) {
+        red[me][k] = a[k];
+        red[me][4 + k] = b[k];
+    }
+    __syncthreads();
+    if (threadIdx.y != 0) return;
+    for (int k = 0; k < 4; k++) a[k] = b[k] = 0.0f;
+    for (unsigned l = 0; l < blockDim.y; l++) {
+        const float *p = red[l * blockDim.x + threadIdx.x];
+        for (int k = 0; k < 4; k++) {
+            a[k] += p[k];
+            b[k] += p[4 + k];
+        }
+    }
+}
+
+template <typename TX>
+__global__ void mm_bn_stats4_kernel(float2 *partial /* [G,c] */, const TX *x /* [m,c] */,
+                                    int64_t m, int c, int64_t rows_per_slice)
+{
+    int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (j < c) {
+        float k[4];
+        mm_ld4(x, j, k);
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
+            float v[4];
+            mm_ld4(x, r * c + j, v);
+            for (int q = 0; q < 4; q++) {
+                float d = v[q] - k[q];
+                s[q] += d;
+                ss[q] += d * d;
+            }
+        }
+    }
+    mm_col4_block_sum(s, ss);
+    if (threadIdx.y == 0 && j < c)
+        for (int q = 0; q < 4; q++)
+            partial[(int64_t)blockIdx.y * c + j + q] = make_float2(s[q], ss[q]);
 }
 
 template <typename TX>
@@ -176,17 +247,51 @@ struct mm_bn_apply_op {
         mm_st(y, i, v);
         return mm_round_as(y, v);
     }
+    /* With the ReLU mask folded in (mm_graph_fuse_relu_mask), bit k of byte b is y[8b + k] > 0
+     * as stored (what mm_cuda_relu_mask reads back); NULL: no mask. */
+    uint8_t *bits;
+
+    /* The 8-channel form (cuda_chan.cuh): the same formula on coefficients held in registers. */
+    static constexpr int unroll = 2;
+    struct coef { float mu[8], k[8], b[8]; };
+    struct held8 { float v[8], a[8]; };
+    __device__ void coef_at(int j, coef &q) const
+    {
+        for (int k = 0; k < 8; k++) {
+            q.mu[k] = mean[j + k];
+            q.k[k] = invstd ? scale[j + k] * invstd[j + k] : scale[j + k];
+            q.b[k] = beta[j + k];
+        }
+    }
+    __device__ void load8(int64_t i, held8 &h) const
+    {
+        mm_ldv<8>(x, i, h.v);
+        if (r) mm_ldv<8>(r, i, h.a);
+    }
+    __device__ void store8(int64_t i, held8 &h, const coef &q) const
+    {
+        float *v = h.v;
+        for (int k = 0; k < 8; k++) {
+            float t = g(v[k], q.mu[k], q.k[k], q.b[k]);
+            v[k] = finish(r ? mm_round_as(y, t) + h.a[k] : t);
+        }
+        mm_stv<8>(y, i, v);
+        if (!bits) return;
+        unsigned byte = 0;
+        for (int k = 0; k < 8; k++) byte |= (mm_round_as(y, v[k]) > 0.0f ? 1u : 0u) << k;
+        bits[i / 8] = (uint8_t)byte;
+    }
 };
 
-/* The apply, eight elements a thread, both 4-wide loads issued before either store (two in
- * flight: a plain element-wise loop stores before its next load, which may read what the store
- * wrote as far as the compiler knows). With bits (the ReLU mask folded in,
- * mm_graph_fuse_relu_mask) each thread also writes the byte of its eight, bit k of byte b being
- * y[8b + k] > 0 as stored (what mm_cuda_relu_mask reads back). vec: the 4-wide path (16-byte
- * aligned pointers). */
+/* The apply where the 8-channel form cannot run (c not divisible by 8, unaligned pointers),
+ * eight elements a thread, both 4-wide loads issued before either store (two in flight: a plain
+ * element-wise loop stores before its next load, which may read what the store wrote as far as
+ * the compiler knows), each thread writing the byte of its eight to op.bits when given. vec:
+ * the 4-wide path (16-byte aligned pointers). */
 template <typename Op>
-__global__ void mm_bn_apply_kernel(Op op, uint8_t *bits, int64_t n, int vec)
+__global__ void mm_bn_apply_kernel(Op op, int64_t n, int vec)
 {
+    uint8_t *bits = op.bits;
     int64_t nb = (n + 7) / 8;
     for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < nb;
          b += (int64_t)gridDim.x * blockDim.x) {
@@ -209,11 +314,13 @@ __global__ void mm_bn_apply_kernel(Op op, uint8_t *bits, int64_t n, int vec)
     }
 }
 
+/* y from x over m rows of c channels; vec: y, x and the residual 16-byte aligned. */
 template <typename Op>
-static void mm_bn_apply_launch(const Op &op, uint8_t *bits, int64_t n, bool vec, cudaStream_t st)
+static void mm_bn_apply_launch(const Op &op, int64_t m, int c, bool vec, cudaStream_t st)
 {
-    if (n <= 0) return;
-    mm_bn_apply_kernel<Op><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(op, bits, n,
+    int64_t n = m * c;
+    if (n <= 0 || mm_chan8_launch(op, m, c, vec, st)) return;
+    mm_bn_apply_kernel<Op><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(op, n,
                                                                             vec ? 1 : 0);
     MM_CUDA_CHECK_LAUNCH();
 }
@@ -233,8 +340,12 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
     mm_dispatch_float(tx, [&](auto xt) {
         using TX = decltype(xt);
         const TX *xp = (const TX *)x;
-        mm_bn_stats_kernel<TX><<<sp.grid, sp.block, 0, st>>>(w.partial, xp, m, c,
-                                                              sp.rows_per_slice);
+        if (c % 4 == 0 && mm_aligned16(x))
+            mm_bn_stats4_kernel<TX><<<mm_col4_grid(c, sp), mm_col4_block(c), 0, st>>>(
+                w.partial, xp, m, c, sp.rows_per_slice);
+        else
+            mm_bn_stats_kernel<TX><<<sp.grid, sp.block, 0, st>>>(w.partial, xp, m, c,
+                                                                  sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
         mm_bn_finish_train_kernel<TX><<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
             w.mean, w.scale, save_mean, save_invstd, running_mean, running_var, w.partial, xp,
@@ -244,8 +355,9 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
             using TY = decltype(yt);
             mm_bn_apply_op<TY, TX> op{(TY *)y, xp,   (const TY *)residual, w.mean,
                                       w.scale, beta, c,                    relu,
-                                      NULL,    mm_chan4(c, {w.mean, w.scale, beta})};
-            mm_bn_apply_launch(op, NULL, m * c, vec, st);
+                                      NULL,    mm_chan4(c, {w.mean, w.scale, beta}),
+                                      NULL};
+            mm_bn_apply_launch(op, m, c, vec, st);
         });
     });
 }
@@ -277,8 +389,9 @@ void mm_cuda_bn_forward_eval(void *y, mm_dtype ty, const void *x, mm_dtype tx,
         mm_bn_apply_op<TY, TX> op{(TY *)y,      (const TX *)x, (const TY *)residual,
                                   running_mean, w.scale,       beta,
                                   c,            relu,          NULL,
-                                  mm_chan4(c, {running_mean, w.scale, beta})};
-        mm_bn_apply_launch(op, NULL, m * c, vec, st);
+                                  mm_chan4(c, {running_mean, w.scale, beta}),
+                                  NULL};
+        mm_bn_apply_launch(op, m, c, vec, st);
     });
 }
 
@@ -298,8 +411,9 @@ void mm_cuda_bn_apply(void *y, mm_dtype ty, const void *x, mm_dtype tx, const fl
         mm_bn_apply_op<TY, TX> op{(TY *)y,   (const TX *)x, (const TY *)residual,
                                   save_mean, gamma,         beta,
                                   c,         relu,          save_invstd,
-                                  mm_chan4(c, {save_mean, gamma, beta, save_invstd})};
-        mm_bn_apply_launch(op, bits, m * c, vec, st);
+                                  mm_chan4(c, {save_mean, gamma, beta, save_invstd}),
+                                  bits};
+        mm_bn_apply_launch(op, m, c, vec, st);
     });
 }
 
@@ -327,6 +441,40 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
     }
     float2 t = mm_col_block_sum(sdy, sdyx);
     if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+}
+
+/* The same sums 4 channels a thread (mm_col4_block). */
+template <typename TDY, typename TX, typename Gate>
+__global__ void mm_bn_bwd_sums4_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,
+                                       Gate gate, const float *mean, int64_t m, int c,
+                                       int64_t rows_per_slice)
+{
+    int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float sdy[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sdyx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (j < c) {
+        float mu[4];
+        for (int q = 0; q < 4; q++) mu[q] = mean[j + q];
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
+            int64_t i = r * c + j;
+            float g[4], v[4];
+            bool on[4];
+            mm_ld4(dy, i, g);
+            mm_ld4(x, i, v);
+            gate.on4(i, on);
+            for (int q = 0; q < 4; q++) {
+                float e = on[q] ? g[q] : 0.0f;
+                sdy[q] += e;
+                sdyx[q] += e * (v[q] - mu[q]);
+            }
+        }
+    }
+    mm_col4_block_sum(sdy, sdyx);
+    if (threadIdx.y == 0 && j < c)
+        for (int q = 0; q < 4; q++)
+            partial[(int64_t)blockIdx.y * c + j + q] = make_float2(sdy[q], sdyx[q]);
 }
 
 /* Per channel: the parameter gradients, and the coefficients of
@@ -404,6 +552,35 @@ struct mm_bn_dx_op {
         float g = gate.on(i) ? mm_ld(dy, i) : 0.0f;
         mm_st(dx, i, f(g, mm_ld(x, i), mm_mod(i, c)));
     }
+
+    /* The 8-channel form (cuda_chan.cuh): dy and x are 64 bytes of loads in fp32 already. */
+    static constexpr int unroll = 1;
+    struct coef { float mu[8], inv[8], a1[8], a2[8], a3[8]; };
+    struct held8 { float g[8], v[8]; bool on[8]; };
+    __device__ void coef_at(int j, coef &q) const
+    {
+        for (int k = 0; k < 8; k++) {
+            q.mu[k] = mean[j + k];
+            q.inv[k] = invstd[j + k];
+            q.a1[k] = k1[j + k];
+            q.a2[k] = k2[j + k];
+            q.a3[k] = k3[j + k];
+        }
+    }
+    __device__ void load8(int64_t i, held8 &d) const
+    {
+        mm_ldv<8>(dy, i, d.g);
+        mm_ldv<8>(x, i, d.v);
+        gate.on4(i, d.on);
+        gate.on4(i + 4, d.on + 4);
+    }
+    __device__ void store8(int64_t i, held8 &d, const coef &q) const
+    {
+        for (int k = 0; k < 8; k++)
+            d.g[k] = h(d.on[k] ? d.g[k] : 0.0f, d.v[k], q.mu[k], q.inv[k], q.a1[k], q.a2[k],
+                       q.a3[k]);
+        mm_stv<8>(dx, i, d.g);
+    }
 };
 
 template <typename TDY, typename TX, typename Gate>
@@ -416,8 +593,12 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
     mm_bn_ws w = mm_bn_ws_split(ws, m, c);
     /* The workspace's four channel arrays hold k1, k2, k3 (mean/scale/save_* are unused here). */
     float *k1 = dx ? w.mean : NULL, *k2 = w.scale, *k3 = w.save_mean;
-    mm_bn_bwd_sums_kernel<TDY, TX, Gate><<<sp.grid, sp.block, 0, st>>>(
-        w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
+    if (c % 4 == 0 && mm_aligned16(dy) && mm_aligned16(x) && gate.aligned())
+        mm_bn_bwd_sums4_kernel<TDY, TX, Gate><<<mm_col4_grid(c, sp), mm_col4_block(c), 0, st>>>(
+            w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
+    else
+        mm_bn_bwd_sums_kernel<TDY, TX, Gate><<<sp.grid, sp.block, 0, st>>>(
+            w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
     MM_CUDA_CHECK_LAUNCH();
     mm_bn_bwd_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
         k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
@@ -429,7 +610,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
         mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
                                            k1, k2, k3, c,
                                            mm_chan4(c, {save_mean, save_invstd, k1, k2, k3})};
-        mm_ew2_launch(op, m * c, vec, st);
+        if (!mm_chan8_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
