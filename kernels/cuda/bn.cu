@@ -15,9 +15,9 @@
  *   dbeta += sum dy, dgamma += invstd * sum dy(x-mean) = sum dy * xhat,
  *   dx = gamma*invstd * (dy - sum dy / m - xhat * sum dy*xhat / m), xhat = (x - mean) * invstd.
  * The split of rows into slices is deterministic, so results are bitwise reproducible.
- * Where c is divisible by 4 (every layer of our nets) the sums load 4 channels at once, and where
- * it is divisible by 8 the element-wise passes keep each thread on 8 channels whose
- * coefficients it loads once (cuda_chan.cuh); the general forms serve the rest. */
+ * Where c is divisible by 4 (every layer of our nets) the sums load 4 channels at once and the
+ * element-wise passes keep each thread on 4 channels whose coefficients it loads once
+ * (cuda_chan.cuh); the general forms serve the rest. */
 #include "cuda_chan.cuh"
 #include "cuda_col.cuh"
 #include "cuda_common.cuh"
@@ -251,39 +251,39 @@ struct mm_bn_apply_op {
      * as stored (what mm_cuda_relu_mask reads back); NULL: no mask. */
     uint8_t *bits;
 
-    /* The 8-channel form (cuda_chan.cuh): the same formula on coefficients held in registers. */
-    static constexpr int unroll = 2;
-    struct coef { float mu[8], k[8], b[8]; };
-    struct held8 { float v[8], a[8]; };
+    /* The 4-channel form (cuda_chan.cuh): the same formula on coefficients held in registers. */
+    static constexpr int unroll = 4;
+    struct coef { float mu[4], k[4], b[4]; };
+    struct held4 { float v[4], a[4]; };
+    __device__ uint8_t *mask() const { return bits; }
     __device__ void coef_at(int j, coef &q) const
     {
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 4; k++) {
             q.mu[k] = mean[j + k];
             q.k[k] = invstd ? scale[j + k] * invstd[j + k] : scale[j + k];
             q.b[k] = beta[j + k];
         }
     }
-    __device__ void load8(int64_t i, held8 &h) const
+    __device__ void chan_load(int64_t i, held4 &h) const
     {
-        mm_ldv<8>(x, i, h.v);
-        if (r) mm_ldv<8>(r, i, h.a);
+        mm_ld4(x, i, h.v);
+        if (r) mm_ld4(r, i, h.a);
     }
-    __device__ void store8(int64_t i, held8 &h, const coef &q) const
+    __device__ uint8_t chan_store(int64_t i, held4 &h, const coef &q) const
     {
         float *v = h.v;
-        for (int k = 0; k < 8; k++) {
+        unsigned nib = 0;
+        for (int k = 0; k < 4; k++) {
             float t = g(v[k], q.mu[k], q.k[k], q.b[k]);
             v[k] = finish(r ? mm_round_as(y, t) + h.a[k] : t);
+            nib |= (mm_round_as(y, v[k]) > 0.0f ? 1u : 0u) << k;
         }
-        mm_stv<8>(y, i, v);
-        if (!bits) return;
-        unsigned byte = 0;
-        for (int k = 0; k < 8; k++) byte |= (mm_round_as(y, v[k]) > 0.0f ? 1u : 0u) << k;
-        bits[i / 8] = (uint8_t)byte;
+        mm_st4(y, i, v);
+        return (uint8_t)nib;
     }
 };
 
-/* The apply where the 8-channel form cannot run (c not divisible by 8, unaligned pointers),
+/* The apply where the 4-channel form cannot run (c not divisible by 4, unaligned pointers),
  * eight elements a thread, both 4-wide loads issued before either store (two in flight: a plain
  * element-wise loop stores before its next load, which may read what the store wrote as far as
  * the compiler knows), each thread writing the byte of its eight to op.bits when given. vec:
@@ -319,7 +319,7 @@ template <typename Op>
 static void mm_bn_apply_launch(const Op &op, int64_t m, int c, bool vec, cudaStream_t st)
 {
     int64_t n = m * c;
-    if (n <= 0 || mm_chan8_launch(op, m, c, vec, st)) return;
+    if (n <= 0 || mm_chan4_launch(op, m, c, vec, st)) return;
     mm_bn_apply_kernel<Op><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(op, n,
                                                                             vec ? 1 : 0);
     MM_CUDA_CHECK_LAUNCH();
@@ -553,13 +553,14 @@ struct mm_bn_dx_op {
         mm_st(dx, i, f(g, mm_ld(x, i), mm_mod(i, c)));
     }
 
-    /* The 8-channel form (cuda_chan.cuh): dy and x are 64 bytes of loads in fp32 already. */
-    static constexpr int unroll = 1;
-    struct coef { float mu[8], inv[8], a1[8], a2[8], a3[8]; };
-    struct held8 { float g[8], v[8]; bool on[8]; };
+    /* The 4-channel form (cuda_chan.cuh), with the loads of the 4-wide path. */
+    static constexpr int unroll = 2;
+    struct coef { float mu[4], inv[4], a1[4], a2[4], a3[4]; };
+    typedef held held4;
+    __device__ uint8_t *mask() const { return NULL; }
     __device__ void coef_at(int j, coef &q) const
     {
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 4; k++) {
             q.mu[k] = mean[j + k];
             q.inv[k] = invstd[j + k];
             q.a1[k] = k1[j + k];
@@ -567,19 +568,14 @@ struct mm_bn_dx_op {
             q.a3[k] = k3[j + k];
         }
     }
-    __device__ void load8(int64_t i, held8 &d) const
+    __device__ void chan_load(int64_t i, held &d) const { load4(i, d); }
+    __device__ uint8_t chan_store(int64_t i, held &d, const coef &q) const
     {
-        mm_ldv<8>(dy, i, d.g);
-        mm_ldv<8>(x, i, d.v);
-        gate.on4(i, d.on);
-        gate.on4(i + 4, d.on + 4);
-    }
-    __device__ void store8(int64_t i, held8 &d, const coef &q) const
-    {
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < 4; k++)
             d.g[k] = h(d.on[k] ? d.g[k] : 0.0f, d.v[k], q.mu[k], q.inv[k], q.a1[k], q.a2[k],
                        q.a3[k]);
-        mm_stv<8>(dx, i, d.g);
+        mm_st4(dx, i, d.g);
+        return 0;
     }
 };
 
@@ -610,7 +606,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
         mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
                                            k1, k2, k3, c,
                                            mm_chan4(c, {save_mean, save_invstd, k1, k2, k3})};
-        if (!mm_chan8_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
+        if (!mm_chan4_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
