@@ -2,6 +2,7 @@
  * Each op is a small object with a 4-wide and a scalar form run by mm_ew_kernel (cuda_common.cuh);
  * operands are float or bf16 in any combination. Semantics: cuda_kernels.h and cpu_kernels.h. */
 #include "../philox.h"
+#include "cuda_chan.cuh"
 #include "cuda_common.cuh"
 #include "cuda_gate.cuh"
 #include "cuda_kernels.h"
@@ -315,6 +316,22 @@ struct mm_bias_add_op {
         mm_st4(y, i, h.v);
     }
     __device__ void run1(int64_t i) const { mm_st(y, i, f(mm_ld(y, i), b[mm_mod(i, c)])); }
+    /* The 4-channel form (cuda_chan.cuh): the bias of a thread's channels in registers. */
+    static constexpr int unroll = 4;
+    struct coef { float b[4]; };
+    typedef held held4;
+    __device__ uint8_t *mask() const { return NULL; }
+    __device__ void coef_at(int j, coef &q) const
+    {
+        for (int k = 0; k < 4; k++) q.b[k] = b[j + k];
+    }
+    __device__ void chan_load(int64_t i, held &h) const { load4(i, h); }
+    __device__ uint8_t chan_store(int64_t i, held &h, const coef &q) const
+    {
+        for (int k = 0; k < 4; k++) h.v[k] = f(h.v[k], q.b[k]);
+        mm_st4(y, i, h.v);
+        return 0;
+    }
 };
 
 void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, int relu,
@@ -324,7 +341,7 @@ void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, in
     mm_dispatch_float(ty, [&](auto a) {
         using TY = decltype(a);
         mm_bias_add_op<TY> op{(TY *)y, b, c, relu, mm_chan4(c, {b})};
-        mm_ew2_launch(op, m * c, vec, st);
+        if (!mm_chan4_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
