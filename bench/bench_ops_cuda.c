@@ -270,6 +270,23 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     snprintf(b.shape, sizeof b.shape, "%s", shape);
     run(be, &b);
 
+    /* the same with the ReLU's backward folded in from its sign bits (fuse_relu_bwd) */
+    int64_t bs[1] = {(m * c + 7) / 8};
+    init(&b, MM_OP_BATCHNORM_BWD, "batchnorm_bwd_relu_bits");
+    b.node.p = bnp;
+    b.node.p.bn.relu_bwd = b.node.p.bn.relu_bits = true;
+    in(&b, value(&b, act, 4, xs));
+    in(&b, value(&b, act, 4, xs));
+    for (int i = 0; i < 3; i++) in(&b, value(&b, MM_F32, 1, cs));
+    in(&b, value(&b, MM_U8, 1, bs));
+    out(&b, value(&b, act, 4, xs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    out(&b, value(&b, MM_F32, 1, cs));
+    b.taps = 0x5a; /* half the bits set */
+    b.bytes = 5 * ab + 2 * (double)bs[0];
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
     init(&b, MM_OP_BATCHNORM, "batchnorm_train_add_relu");
     b.node.p = bnp;
     b.node.p.bn.add = true;
@@ -285,7 +302,6 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     run(be, &b);
 
     /* the recomputation's apply, writing the ReLU's sign bits too (mm_graph_fuse_relu_mask) */
-    int64_t bs[1] = {(m * c + 7) / 8};
     init(&b, MM_OP_BN_APPLY, "batchnorm_apply_relu_bits");
     b.node.p = bnp;
     b.node.p.bn.relu = true;
@@ -302,6 +318,18 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     in(&b, value(&b, act, 4, xs));
     out(&b, value(&b, act, 4, xs));
     b.bytes = 2 * ab;
+    snprintf(b.shape, sizeof b.shape, "%s", shape);
+    run(be, &b);
+
+    init(&b, MM_OP_RELU_BWD, "relu_bwd_bits");
+    b.node.p.elementwise.n = m * c;
+    b.node.p.elementwise.bits = true;
+    b.node.p.elementwise.colsum_c = 0;
+    in(&b, value(&b, act, 4, xs));
+    in(&b, value(&b, MM_U8, 1, bs));
+    out(&b, value(&b, act, 4, xs));
+    b.taps = 0x5a;
+    b.bytes = 2 * ab + (double)bs[0];
     snprintf(b.shape, sizeof b.shape, "%s", shape);
     run(be, &b);
 
