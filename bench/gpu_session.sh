@@ -14,9 +14,10 @@
 #   sh bench/gpu_session.sh all       everything that fits one call, most important first: a build
 #                                     of the command line and the GPU tests for this card only,
 #                                     those tests, then the side-by-side comparisons one (net,
-#                                     precision) at a time, tf32 and fp32 first (the open
-#                                     targets: H200 run 2 had them at 0.87-1.13x; bf16 ran
-#                                     1.25-1.53x), while
+#                                     precision) at a time, tf32 first (ResNet50 tf32 is the
+#                                     open target: 1.01x on 2026-11-27), then the memory-bound
+#                                     ops and a profile of ResNet50 tf32 (tf32_focus), fp32 and
+#                                     bf16, while
 #                                     DEADLINE seconds (default 540) are not spent; results
 #                                     appended as they come,
 #                                     each mammo run's convolution searches (MM_CUDNN_VERBOSE=1;
@@ -178,6 +179,21 @@ extras() {
         gzip -f "$LOG" 2>/dev/null
     )
 }
+# After the tf32 comparisons: ResNet50 tf32 is the pair short of its target (1.01x on 2026-11-27),
+# and its step spent about half its time outside the convolutions (conv_searched_ms=8.7 of 18.4):
+# the memory-bound ops alone against a copy's GB/s (ops-memory-tf32.txt; 2026-11-27's figures
+# are in bench/results/2026-11-27-NVIDIA-H200-ops-tf32.txt), then the step op by op
+# (profile-mammo-resnet50-tf32.txt).
+tf32_focus() {
+    for f in batchnorm relu copy add; do
+        [ "$(left)" -gt 60 ] || return
+        timeout "$(left)" build/bench_ops_cuda tf32 1152 896 2 $f >>"$out/ops-memory-tf32.txt" 2>&1
+    done
+    [ "$(left)" -gt 90 ] || return
+    timeout "$(left)" build/mammo bench --net resnet50 --top "$resnet_top" --input 1152x896 \
+        --batch 2 --device cuda --precision tf32 --steps 3 --warmup 1 --profile 3 \
+        >"$out/profile-mammo-resnet50-tf32.txt" 2>&1
+}
 for stage in "$@"; do
     case $stage in
     build)
@@ -236,6 +252,7 @@ for stage in "$@"; do
                 gzip -f "$out/mammo-$net-$p.log" 2>/dev/null
                 cp bench/results/"$(date +%Y-%m-%d)"-*.txt "$out/" 2>/dev/null
             done
+            [ "$p" = tf32 ] && tf32_focus
         done
         [ "${EXTRAS:-1}" = 0 ] && continue
         extras
