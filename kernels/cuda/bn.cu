@@ -71,12 +71,21 @@ __device__ __forceinline__ float2 mm_col_block_sum(float a, float b)
 }
 
 /* ---- forward, training ---- */
+/* The column sums run over the rows last to first (block y takes slice G - 1 - y; blocks start
+ * roughly in order): they first read what the op before them wrote last, and leave in L2 the
+ * rows the element-wise pass after them (first to first) reads first. */
+__device__ __forceinline__ int64_t mm_col_slice_reversed()
+{
+    return (int64_t)gridDim.y - 1 - blockIdx.y;
+}
+
 template <typename TX>
 __global__ void mm_bn_stats_kernel(float2 *partial /* [G,c] */, const TX *x /* [m,c] */,
                                    int64_t m, int c, int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t slice = mm_col_slice_reversed();
+    int64_t r0 = slice * rows_per_slice;
     int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
     float s = 0.0f, ss = 0.0f;
     if (j < c) {
@@ -89,7 +98,7 @@ __global__ void mm_bn_stats_kernel(float2 *partial /* [G,c] */, const TX *x /* [
         }
     }
     float2 t = mm_col_block_sum(s, ss);
-    if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+    if (threadIdx.y == 0 && j < c) partial[slice * c + j] = t;
 }
 
 /* The 4-channel form of the column sums (stats here, the backward's below), for c divisible by 4
@@ -136,7 +145,8 @@ __global__ void mm_bn_stats4_kernel(float2 *partial /* [G,c] */, const TX *x /* 
                                     int64_t m, int c, int64_t rows_per_slice)
 {
     int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t slice = mm_col_slice_reversed();
+    int64_t r0 = slice * rows_per_slice;
     int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (j < c) {
@@ -156,7 +166,7 @@ __global__ void mm_bn_stats4_kernel(float2 *partial /* [G,c] */, const TX *x /* 
     mm_col4_block_sum(s, ss);
     if (threadIdx.y == 0 && j < c)
         for (int q = 0; q < 4; q++)
-            partial[(int64_t)blockIdx.y * c + j + q] = make_float2(s[q], ss[q]);
+            partial[slice * c + j + q] = make_float2(s[q], ss[q]);
 }
 
 template <typename TX>
@@ -426,7 +436,8 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
                                       int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t slice = mm_col_slice_reversed();
+    int64_t r0 = slice * rows_per_slice;
     int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
     float sdy = 0.0f, sdyx = 0.0f;
     if (j < c) {
@@ -440,7 +451,7 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
         }
     }
     float2 t = mm_col_block_sum(sdy, sdyx);
-    if (threadIdx.y == 0 && j < c) partial[(int64_t)blockIdx.y * c + j] = t;
+    if (threadIdx.y == 0 && j < c) partial[slice * c + j] = t;
 }
 
 /* The same sums 4 channels a thread (mm_col4_block). */
@@ -450,7 +461,8 @@ __global__ void mm_bn_bwd_sums4_kernel(float2 *partial /* [G,c] */, const TDY *d
                                        int64_t rows_per_slice)
 {
     int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    int64_t r0 = (int64_t)blockIdx.y * rows_per_slice;
+    int64_t slice = mm_col_slice_reversed();
+    int64_t r0 = slice * rows_per_slice;
     int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
     float sdy[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sdyx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (j < c) {
@@ -474,7 +486,7 @@ __global__ void mm_bn_bwd_sums4_kernel(float2 *partial /* [G,c] */, const TDY *d
     mm_col4_block_sum(sdy, sdyx);
     if (threadIdx.y == 0 && j < c)
         for (int q = 0; q < 4; q++)
-            partial[(int64_t)blockIdx.y * c + j + q] = make_float2(sdy[q], sdyx[q]);
+            partial[slice * c + j + q] = make_float2(sdy[q], sdyx[q]);
 }
 
 /* Per channel: the parameter gradients, and the coefficients of
