@@ -140,33 +140,49 @@ __device__ __forceinline__ void mm_col4_block_sum(float a[4], float b[4])
     }
 }
 
+/* The first of the 4 channels of this thread of a 4-channel column sum. */
+__device__ __forceinline__ int mm_col4_channel()
+{
+    return (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+}
+
+/* The frame of the 4-channel column sums: add(i, a, b) adds element i..i+3's terms to a[4] and
+ * b[4] for each row of this thread's share of its block's slice (i = row * c + its channel),
+ * then the block's sums are its slice's partials. Every thread of the block calls it. */
+template <typename Add>
+__device__ __forceinline__ void mm_col4_sums(float2 *partial, int64_t m, int c,
+                                             int64_t rows_per_slice, Add add)
+{
+    int j = mm_col4_channel();
+    int64_t slice = mm_col_slice_reversed();
+    int64_t r0 = slice * rows_per_slice;
+    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (j < c) {
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) add(r * c + j, a, b);
+    }
+    mm_col4_block_sum(a, b);
+    if (threadIdx.y == 0 && j < c)
+        for (int q = 0; q < 4; q++) partial[slice * c + j + q] = make_float2(a[q], b[q]);
+}
+
 template <typename TX>
 __global__ void mm_bn_stats4_kernel(float2 *partial /* [G,c] */, const TX *x /* [m,c] */,
                                     int64_t m, int c, int64_t rows_per_slice)
 {
-    int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    int64_t slice = mm_col_slice_reversed();
-    int64_t r0 = slice * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (j < c) {
-        float k[4];
-        mm_ld4(x, j, k);
-#pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
-            float v[4];
-            mm_ld4(x, r * c + j, v);
-            for (int q = 0; q < 4; q++) {
-                float d = v[q] - k[q];
-                s[q] += d;
-                ss[q] += d * d;
-            }
+    int j = mm_col4_channel();
+    float k[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (j < c) mm_ld4(x, j, k);
+    mm_col4_sums(partial, m, c, rows_per_slice, [&](int64_t i, float *s, float *ss) {
+        float v[4];
+        mm_ld4(x, i, v);
+        for (int q = 0; q < 4; q++) {
+            float d = v[q] - k[q];
+            s[q] += d;
+            ss[q] += d * d;
         }
-    }
-    mm_col4_block_sum(s, ss);
-    if (threadIdx.y == 0 && j < c)
-        for (int q = 0; q < 4; q++)
-            partial[slice * c + j + q] = make_float2(s[q], ss[q]);
+    });
 }
 
 template <typename TX>
@@ -454,39 +470,28 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
     if (threadIdx.y == 0 && j < c) partial[slice * c + j] = t;
 }
 
-/* The same sums 4 channels a thread (mm_col4_block). */
+/* The same sums 4 channels a thread (mm_col4_sums). */
 template <typename TDY, typename TX, typename Gate>
 __global__ void mm_bn_bwd_sums4_kernel(float2 *partial /* [G,c] */, const TDY *dy, const TX *x,
                                        Gate gate, const float *mean, int64_t m, int c,
                                        int64_t rows_per_slice)
 {
-    int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    int64_t slice = mm_col_slice_reversed();
-    int64_t r0 = slice * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
-    float sdy[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sdyx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (j < c) {
-        float mu[4];
+    int j = mm_col4_channel();
+    float mu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (j < c)
         for (int q = 0; q < 4; q++) mu[q] = mean[j + q];
-#pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
-            int64_t i = r * c + j;
-            float g[4], v[4];
-            bool on[4];
-            mm_ld4(dy, i, g);
-            mm_ld4(x, i, v);
-            gate.on4(i, on);
-            for (int q = 0; q < 4; q++) {
-                float e = on[q] ? g[q] : 0.0f;
-                sdy[q] += e;
-                sdyx[q] += e * (v[q] - mu[q]);
-            }
+    mm_col4_sums(partial, m, c, rows_per_slice, [&](int64_t i, float *sdy, float *sdyx) {
+        float g[4], v[4];
+        bool on[4];
+        mm_ld4(dy, i, g);
+        mm_ld4(x, i, v);
+        gate.on4(i, on);
+        for (int q = 0; q < 4; q++) {
+            float e = on[q] ? g[q] : 0.0f;
+            sdy[q] += e;
+            sdyx[q] += e * (v[q] - mu[q]);
         }
-    }
-    mm_col4_block_sum(sdy, sdyx);
-    if (threadIdx.y == 0 && j < c)
-        for (int q = 0; q < 4; q++)
-            partial[slice * c + j + q] = make_float2(sdy[q], sdyx[q]);
+    });
 }
 
 /* Per channel: the parameter gradients, and the coefficients of
