@@ -192,7 +192,7 @@ __global__ void mm_bn_finish_train_kernel(float *mean_out, float *scale_out, flo
                                           const TX *x, const float *gamma, int slices, int64_t m,
                                           int c, float eps, float momentum)
 {
-    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int j = mm_col_combine_column();
     double sum[2];
     if (!mm_col_combine<2>((const float *)partial, slices, c, j, sum)) return;
     double s = sum[0], ss = sum[1];
@@ -373,7 +373,7 @@ void mm_cuda_bn_forward_train(void *y, mm_dtype ty, float *save_mean, float *sav
             mm_bn_stats_kernel<TX><<<sp.grid, sp.block, 0, st>>>(w.partial, xp, m, c,
                                                                   sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
-        mm_bn_finish_train_kernel<TX><<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
+        mm_bn_finish_train_kernel<TX><<<sp.combine_grid, sp.combine_block, 0, st>>>(
             w.mean, w.scale, save_mean, save_invstd, running_mean, running_var, w.partial, xp,
             gamma, sp.slices, m, c, eps, momentum);
         MM_CUDA_CHECK_LAUNCH();
@@ -501,7 +501,7 @@ __global__ void mm_bn_bwd_finish_kernel(float *k1, float *k2, float *k3, float *
                                         float *dbeta, const float2 *partial, const float *gamma,
                                         const float *save_invstd, int slices, int64_t m, int c)
 {
-    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int j = mm_col_combine_column();
     double sum[2];
     if (!mm_col_combine<2>((const float *)partial, slices, c, j, sum)) return;
     double sdy = sum[0], sdyx = sum[1];
@@ -613,7 +613,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
         mm_bn_bwd_sums_kernel<TDY, TX, Gate><<<sp.grid, sp.block, 0, st>>>(
             w.partial, dy, x, gate, save_mean, m, c, sp.rows_per_slice);
     MM_CUDA_CHECK_LAUNCH();
-    mm_bn_bwd_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(
+    mm_bn_bwd_finish_kernel<<<sp.combine_grid, sp.combine_block, 0, st>>>(
         k1, k2, k3, dgamma, dbeta, w.partial, gamma, save_invstd, sp.slices, m, c);
     MM_CUDA_CHECK_LAUNCH();
     if (!dx) return;

@@ -64,7 +64,7 @@ struct mm_col_relu_bwd {
 __global__ void mm_colsum_finish_kernel(float *out /* [c] */, const float *partial /* [G,c] */,
                                         int slices, int c)
 {
-    int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
+    int j = mm_col_combine_column();
     double t;
     if (mm_col_combine<1>(partial, slices, c, j, &t)) out[j] += (float)t;
 }
@@ -86,7 +86,7 @@ void mm_cuda_colsum_accumulate(float *out, const void *x, mm_dtype tx, int64_t m
             partial, mm_col_load<TX>{(const TX *)x}, m, c, sp.rows_per_slice);
         MM_CUDA_CHECK_LAUNCH();
     });
-    mm_colsum_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(out, partial,
+    mm_colsum_finish_kernel<<<sp.combine_grid, sp.combine_block, 0, st>>>(out, partial,
                                                                            sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
@@ -108,7 +108,7 @@ void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dty
             MM_CUDA_CHECK_LAUNCH();
         });
     });
-    mm_colsum_finish_kernel<<<mm_cuda_col_combine_grid(c), sp.block, 0, st>>>(db, partial,
+    mm_colsum_finish_kernel<<<sp.combine_grid, sp.combine_block, 0, st>>>(db, partial,
                                                                            sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
