@@ -434,17 +434,26 @@ __global__ void mm_avgpool_bwd_kernel(TDX *dx, const TDY *dy, mm_pool_dims d)
     }
 }
 
+/* Calls launch(out, in, blocks) with values of the storage types of the output and input and
+ * the grid of a grid-stride kernel over `total` elements, then checks the launch. */
+template <typename F>
+static void mm_pool_launch(int64_t total, mm_dtype tout, mm_dtype tin, F launch)
+{
+    if (total <= 0) return;
+    mm_dispatch_float2(tout, tin, [&](auto a, auto b) {
+        launch(a, b, mm_blocks_for(total));
+        MM_CUDA_CHECK_LAUNCH();
+    });
+}
+
 void mm_cuda_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dtype tx,
                              const mm_pool_dims *d, cudaStream_t st)
 {
     int64_t total = (int64_t)d->n * d->oh * d->ow * d->c;
-    if (total <= 0) return;
-    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+    mm_pool_launch(total, ty, tx, [&](auto a, auto b, unsigned blocks) {
         using TY = decltype(a);
         using TX = decltype(b);
-        mm_avgpool_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-            (TY *)y, (const TX *)x, *d);
-        MM_CUDA_CHECK_LAUNCH();
+        mm_avgpool_fwd_kernel<TY, TX><<<blocks, MM_THREADS, 0, st>>>((TY *)y, (const TX *)x, *d);
     });
 }
 
@@ -452,13 +461,11 @@ void mm_cuda_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, mm_dtype t
                               const mm_pool_dims *d, cudaStream_t st)
 {
     int64_t total = (int64_t)d->n * d->h * d->w * d->c;
-    if (total <= 0) return;
-    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+    mm_pool_launch(total, tdx, tdy, [&](auto a, auto b, unsigned blocks) {
         using TDX = decltype(a);
         using TDY = decltype(b);
-        mm_avgpool_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-            (TDX *)dx, (const TDY *)dy, *d);
-        MM_CUDA_CHECK_LAUNCH();
+        mm_avgpool_bwd_kernel<TDX, TDY><<<blocks, MM_THREADS, 0, st>>>((TDX *)dx,
+                                                                       (const TDY *)dy, *d);
     });
 }
 
@@ -523,13 +530,10 @@ void mm_cuda_adaptive_avgpool_forward(void *y, mm_dtype ty, const void *x, mm_dt
                                       const mm_pool_dims *d, cudaStream_t st)
 {
     int64_t total = (int64_t)d->n * d->oh * d->ow * d->c;
-    if (total <= 0) return;
-    mm_dispatch_float2(ty, tx, [&](auto a, auto b) {
+    mm_pool_launch(total, ty, tx, [&](auto a, auto b, unsigned blocks) {
         using TY = decltype(a);
         using TX = decltype(b);
-        mm_adaptive_fwd_kernel<TY, TX><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-            (TY *)y, (const TX *)x, *d);
-        MM_CUDA_CHECK_LAUNCH();
+        mm_adaptive_fwd_kernel<TY, TX><<<blocks, MM_THREADS, 0, st>>>((TY *)y, (const TX *)x, *d);
     });
 }
 
@@ -537,13 +541,11 @@ void mm_cuda_adaptive_avgpool_backward(void *dx, mm_dtype tdx, const void *dy, m
                                        const mm_pool_dims *d, cudaStream_t st)
 {
     int64_t total = (int64_t)d->n * d->h * d->w * d->c;
-    if (total <= 0) return;
-    mm_dispatch_float2(tdx, tdy, [&](auto a, auto b) {
+    mm_pool_launch(total, tdx, tdy, [&](auto a, auto b, unsigned blocks) {
         using TDX = decltype(a);
         using TDY = decltype(b);
-        mm_adaptive_bwd_kernel<TDX, TDY><<<mm_blocks_for(total), MM_THREADS, 0, st>>>(
-            (TDX *)dx, (const TDY *)dy, *d);
-        MM_CUDA_CHECK_LAUNCH();
+        mm_adaptive_bwd_kernel<TDX, TDY><<<blocks, MM_THREADS, 0, st>>>((TDX *)dx,
+                                                                        (const TDY *)dy, *d);
     });
 }
 
