@@ -345,7 +345,7 @@ template <typename Op>
 static void mm_bn_apply_launch(const Op &op, int64_t m, int c, bool vec, cudaStream_t st)
 {
     int64_t n = m * c;
-    if (n <= 0 || mm_chan4_launch(op, m, c, vec, st)) return;
+    if (n <= 0 || mm_chan_held_launch(op, m, c, vec, st)) return;
     mm_bn_apply_kernel<Op><<<mm_blocks_for((n + 7) / 8), MM_THREADS, 0, st>>>(op, n,
                                                                             vec ? 1 : 0);
     MM_CUDA_CHECK_LAUNCH();
@@ -623,7 +623,7 @@ static void mm_bn_backward_gated(void *dx, mm_dtype tdx, float *dgamma, float *d
         mm_bn_dx_op<TDX, TDY, TX, Gate> op{(TDX *)dx, dy, x, gate, save_mean, save_invstd,
                                            k1, k2, k3, c,
                                            mm_chan4(c, {save_mean, save_invstd, k1, k2, k3})};
-        if (!mm_chan4_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
+        if (!mm_chan_held_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
     });
 }
 

@@ -7,8 +7,8 @@
  * are all channels j..j+3 of some row: it loads their coefficients once into registers, and
  * each step is the loads, arithmetic and stores of its quads. Consecutive threads take
  * consecutive quads, so each load of a warp reads 512 contiguous bytes in fp32 (the pattern of
- * the add, 4.1 TB/s; 8 elements a thread, as mm_ew2_kernel's ReLU, reads half of each sector
- * per load, and ran 3.05).
+ * the add, 4.1 TB/s; 8 neighbouring elements a thread, as mm_ew2_kernel took them before
+ * 2026-11-27, read half of each sector per load: its ReLU ran at 3.05).
  *
  * An op has `coef` (its 4 channels' coefficients) and coef_at(j, coef&); `held4` (what the
  * loads of 4 elements bring) and chan_load(i, held4&); chan_store(i, held4&, const coef&)
@@ -18,15 +18,15 @@
  * and 2p + 1 are always neighbouring threads'. `unroll`: quads a thread loads before it stores
  * the first (64 bytes of loads in flight a thread in fp32; a thread's quads are distinct
  * elements, so ops in place may load ahead). Needs c divisible by 4 and every pointer the op
- * loads 4-wide 16-byte aligned; mm_chan4_launch says false (launching nothing) where it cannot
- * run, and the caller takes its general path. */
+ * loads 4-wide 16-byte aligned; mm_chan_held_launch says false (launching nothing) where it
+ * cannot run, and the caller takes its general path. */
 #ifndef MM_CUDA_CHAN_CUH
 #define MM_CUDA_CHAN_CUH
 
 #include "cuda_common.cuh"
 
 template <typename Op>
-__global__ void mm_chan4_kernel(Op op, int64_t n4, int q4)
+__global__ void mm_chan_held_kernel(Op op, int64_t n4, int q4)
 {
     constexpr int U = Op::unroll;
     __shared__ uint8_t nibble[U][MM_THREADS];
@@ -72,7 +72,7 @@ static inline int64_t mm_gcd64(int64_t a, int64_t b)
 /* Blocks of MM_THREADS for n4 quads in rows of q4, `unroll` quads a thread: mm_blocks_for's
  * count (at most 4096), rounded up to a multiple of q4 / gcd(q4, MM_THREADS) so that every
  * thread keeps its channels; 0 where that multiple is beyond any grid we launch. */
-static inline unsigned mm_chan4_blocks(int64_t n4, int q4, int unroll)
+static inline unsigned mm_chan_held_blocks(int64_t n4, int q4, int unroll)
 {
     int64_t step = q4 / mm_gcd64(q4, MM_THREADS);
     if (step > 4096) return 0;
@@ -83,14 +83,14 @@ static inline unsigned mm_chan4_blocks(int64_t n4, int q4, int unroll)
 /* Runs op over the m x c elements, 4 channels a thread; false (nothing launched) where c is not
  * divisible by 4 or the caller's pointers are not all 16-byte aligned (`aligned`). */
 template <typename Op>
-static bool mm_chan4_launch(const Op &op, int64_t m, int c, bool aligned, cudaStream_t st)
+static bool mm_chan_held_launch(const Op &op, int64_t m, int c, bool aligned, cudaStream_t st)
 {
     if (m <= 0 || c <= 0 || c % 4 != 0 || !aligned) return false;
     int q4 = c / 4;
     int64_t n4 = m * q4;
-    unsigned blocks = mm_chan4_blocks(n4, q4, Op::unroll);
+    unsigned blocks = mm_chan_held_blocks(n4, q4, Op::unroll);
     if (blocks == 0) return false;
-    mm_chan4_kernel<Op><<<blocks, MM_THREADS, 0, st>>>(op, n4, q4);
+    mm_chan_held_kernel<Op><<<blocks, MM_THREADS, 0, st>>>(op, n4, q4);
     MM_CUDA_CHECK_LAUNCH();
     return true;
 }

@@ -341,7 +341,7 @@ void mm_cuda_bias_add(void *y, mm_dtype ty, const float *b, int64_t m, int c, in
     mm_dispatch_float(ty, [&](auto a) {
         using TY = decltype(a);
         mm_bias_add_op<TY> op{(TY *)y, b, c, relu, mm_chan4(c, {b})};
-        if (!mm_chan4_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
+        if (!mm_chan_held_launch(op, m, c, vec, st)) mm_ew2_launch(op, m * c, vec, st);
     });
 }
 
