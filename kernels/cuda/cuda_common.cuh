@@ -205,8 +205,9 @@ static void mm_ew_launch(const Op &op, int64_t n, bool vec, cudaStream_t st)
  * flight per SM at full occupancy in fp32, half that in bf16, short of what HBM3 wants. An op
  * that splits its 4-wide work into load4(i, h) (h: its Op::held) and store4(i, h) gets two quads
  * loaded before either is stored: quads j and j + stride, so that each load of a warp reads 512
- * contiguous bytes (two neighbouring quads a thread read half of each sector per load: the
- * ReLU ran at 3.05 TB/s so on an H200, the add at 4.1 one quad a thread). run1 does the tail. */
+ * contiguous bytes (two neighbouring quads a thread read half of each sector per load: so the
+ * ReLU ran at 3.05 TB/s on an H200, where the add, one quad a thread, ran at 4.1). run1 does the
+ * tail. */
 template <typename Op>
 __global__ void mm_ew2_kernel(Op op, int64_t n, int vec)
 {
