@@ -324,7 +324,6 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     init(&b, MM_OP_RELU_BWD, "relu_bwd_bits");
     b.node.p.elementwise.n = m * c;
     b.node.p.elementwise.bits = true;
-    b.node.p.elementwise.colsum_c = 0;
     in(&b, value(&b, act, 4, xs));
     in(&b, value(&b, MM_U8, 1, bs));
     out(&b, value(&b, act, 4, xs));

@@ -1,14 +1,14 @@
-/* Element-wise ops over an NHWC tensor [m,c] with per-channel coefficients (batch norm's apply
- * and its data gradient), each thread keeping one group of 4 channels for the whole launch (.cu
- * only). The general pattern (cuda_common.cuh) finds each element's channel with a division and
- * loads its coefficients again for every 4 elements: 3 to 5 loads of 16 bytes beside each 16
- * of data, which held batch norm's apply to 1.8 TB/s on an H200 whose copy runs 4.0. Here the
- * grid's thread count is a multiple of c/4, so the quads a thread visits (o, o + stride, ...)
- * are all channels j..j+3 of some row: it loads their coefficients once into registers, and
- * each step is the loads, arithmetic and stores of its quads. Consecutive threads take
- * consecutive quads, so each load of a warp reads 512 contiguous bytes in fp32 (the pattern of
- * the add, 4.1 TB/s; 8 neighbouring elements a thread, as mm_ew2_kernel took them before
- * 2026-11-27, read half of each sector per load: its ReLU ran at 3.05).
+/* Element-wise ops over an NHWC tensor [m,c] with per-channel coefficients (batch norm's apply and
+ * its data gradient, the bias add), each thread keeping one group of 4 channels for the whole
+ * launch (.cu only). The general pattern (cuda_common.cuh) finds each element's channel with a
+ * division and loads its coefficients again for every 4 elements: 3 to 5 loads of 16 bytes beside
+ * each 16 of data, which held batch norm's apply to 1.8 TB/s on an H200 whose copy runs 4.0. Here
+ * the grid's thread count is a multiple of c/4, so the quads a thread visits (o, o + stride, ...)
+ * are all channels j..j+3 of some row: it loads their coefficients once into registers, and each
+ * step is the loads, arithmetic and stores of its quads. Consecutive threads take consecutive
+ * quads, so each load of a warp reads 512 contiguous bytes in fp32 (the pattern of the add, 4.1
+ * TB/s; 8 neighbouring elements a thread, as mm_ew2_kernel took them before 2026-11-27, read half
+ * of each sector per load: its ReLU ran at 3.05).
  *
  * An op has `coef` (its 4 channels' coefficients) and coef_at(j, coef&); `held4` (what the
  * loads of 4 elements bring) and chan_load(i, held4&); chan_store(i, held4&, const coef&)
@@ -46,7 +46,8 @@ __global__ void mm_chan_held_kernel(Op op, int64_t n4, int q4)
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int64_t o = base + tid + u * stride;
-            nibble[u][tid] = o < n4 ? op.chan_store(4 * o, h[u], k) : 0;
+            uint8_t nib = o < n4 ? op.chan_store(4 * o, h[u], k) : 0;
+            if (bits) nibble[u][tid] = nib;
         }
         if (!bits) continue;
         __syncthreads();

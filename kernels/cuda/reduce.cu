@@ -87,7 +87,7 @@ void mm_cuda_colsum_accumulate(float *out, const void *x, mm_dtype tx, int64_t m
         MM_CUDA_CHECK_LAUNCH();
     });
     mm_colsum_finish_kernel<<<sp.combine_grid, sp.combine_block, 0, st>>>(out, partial,
-                                                                           sp.slices, c);
+                                                                          sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
 
@@ -109,6 +109,6 @@ void mm_cuda_relu_backward_colsum(void *dx, mm_dtype tdx, const void *dy, mm_dty
         });
     });
     mm_colsum_finish_kernel<<<sp.combine_grid, sp.combine_block, 0, st>>>(db, partial,
-                                                                           sp.slices, c);
+                                                                          sp.slices, c);
     MM_CUDA_CHECK_LAUNCH();
 }
