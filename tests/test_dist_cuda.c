@@ -53,8 +53,10 @@ MM_TEST(dist_cuda_backends_side_by_side)
 {
     if (!mm_cuda_available(NULL, 0)) MM_SKIP("no GPU");
     setenv("MM_REPLICA_THREADS", "1", 1);
-    /* each backend times its own searches, so they may choose other algorithms */
-    dist_check_side_by_side("cuda", MM_PRECISION_FP32, 3, 1e-4);
+    /* each backend times its own searches, so they may choose other algorithms: on an H200
+     * (2026-11-27) a replica's fp32 gradients came 1.1e-4 of the largest from its batch's alone
+     * so; another replica's data or scratch mixed in would be far more */
+    dist_check_side_by_side("cuda", MM_PRECISION_FP32, 3, 5e-4);
     unsetenv("MM_REPLICA_THREADS");
 }
 

@@ -16,6 +16,7 @@
 #include "conv_cudnn.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,27 @@ static mm_conv_disk *mm_conv_disk_of(mm_cuda_ctx *ctx)
     return ctx->disk;
 }
 
+/* Searches on one GPU take turns across its backends (replicas' threads, backends side by side
+ * in one process): each times its candidates on a card no other search is busy on, and cuDNN's
+ * searches never overlap there; other GPUs' searches go on meanwhile. */
+#define MM_SEARCH_LOCKS 64
+static pthread_mutex_t mm_search_locks[MM_SEARCH_LOCKS];
+static pthread_once_t mm_search_locks_once = PTHREAD_ONCE_INIT;
+
+static void mm_search_locks_init(void)
+{
+    for (int i = 0; i < MM_SEARCH_LOCKS; i++) pthread_mutex_init(&mm_search_locks[i], NULL);
+}
+
+/* Takes (take) or gives back ctx's device's turn; a search within a search keeps it. */
+static void mm_search_turn(mm_cuda_ctx *ctx, bool take)
+{
+    pthread_once(&mm_search_locks_once, mm_search_locks_init);
+    pthread_mutex_t *m = &mm_search_locks[ctx->device % MM_SEARCH_LOCKS];
+    if (take && ctx->search_depth++ == 0) pthread_mutex_lock(m);
+    if (!take && --ctx->search_depth == 0) pthread_mutex_unlock(m);
+}
+
 /* The cache entry of (dir, d, dtype), choosing its algorithm the first time (e->ok says whether
  * there is one). The choice is made outside any capture: the first lookup of a shape happens at
  * plan time. `step`: the entry runs on chunks of samples that start at multiples of `step`
@@ -198,11 +220,13 @@ static mm_conv_entry *mm_conv_lookup(mm_cuda_ctx *ctx, mm_conv_dir dir, const mm
     MM_CUDNN_CHECK(mm_conv_descs_init(&fresh.d, d, dtype, ctx->precision, false));
     if (dir == MM_CONV_FWD_BIAS_RELU)
         MM_CUDNN_CHECK(mm_conv_descs_add_bias_relu(&fresh.d, d, false));
+    mm_search_turn(ctx, true);
     mm_conv_disk *disk = mm_conv_disk_of(ctx);
     if (!mm_conv_disk_restore(disk, ctx, &fresh, d, dtype, limit)) {
         fresh.ok = mm_conv_pick(ctx, &fresh, d, dtype, limit);
         mm_conv_disk_record(disk, ctx, &fresh);
     }
+    mm_search_turn(ctx, false);
     e = mm_xmalloc(sizeof *e);
     *e = fresh;
     *mm_conv_cache_slot(c, &k) = e; /* found again: a search may look other shapes up */

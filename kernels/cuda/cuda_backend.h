@@ -64,6 +64,7 @@ typedef struct mm_cuda_ctx {
     mm_conv_cache *convs; /* chosen algorithms and descriptors by shape */
     mm_conv_disk *disk;   /* the choices kept between runs (conv_disk.h), NULL: none */
     bool disk_opened;     /* disk was looked for (at the first search) */
+    int search_depth;     /* searches under way (one may look other shapes up) */
     mm_cuda_fusion fusions[MM_CUDA_FUSIONS]; /* the last graphs planned */
     int next_fusion;      /* the slot to reuse next */
     cudaGraph_t graph;    /* capture */
