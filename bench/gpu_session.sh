@@ -14,8 +14,9 @@
 #   sh bench/gpu_session.sh all       everything that fits one call, most important first: a build
 #                                     of the command line and the GPU tests for this card only,
 #                                     those tests, then the side-by-side comparisons one (net,
-#                                     precision) at a time, tf32 first (ResNet50 tf32 is the
-#                                     open target: 1.01x on 2026-11-27), then the memory-bound
+#                                     precision) at a time, tf32 first (ResNet50 tf32 was the
+#                                     closest to its target: 1.62x on 2026-11-27's second H200
+#                                     run, 1.01x before), then the memory-bound
 #                                     ops and a profile of ResNet50 tf32 (tf32_focus), fp32 and
 #                                     bf16, while
 #                                     DEADLINE seconds (default 540) are not spent; results
@@ -179,10 +180,11 @@ extras() {
         gzip -f "$LOG" 2>/dev/null
     )
 }
-# After the tf32 comparisons: ResNet50 tf32 is the pair short of its target (1.01x on 2026-11-27),
-# and its step spent about half its time outside the convolutions (conv_searched_ms=8.7 of 18.4):
-# the memory-bound ops alone against a copy's GB/s (ops-memory-tf32.txt; 2026-11-27's figures
-# are in bench/results/2026-11-27-NVIDIA-H200-ops-tf32.txt), then the step op by op
+# After the tf32 comparisons: ResNet50 tf32 was the pair closest to its target (1.01x on
+# 2026-11-27, 1.62x after the batch norm's 4-channel kernels), with its step about half outside
+# the convolutions (conv_searched_ms=8.7 of 15.4 ms): the memory-bound ops alone against a copy's
+# GB/s (ops-memory-tf32.txt; the last figures are in
+# bench/results/2026-11-27-NVIDIA-H200-run2-ops-memory-tf32.txt), then the step op by op
 # (profile-mammo-resnet50-tf32.txt).
 tf32_focus() {
     for f in batchnorm relu copy add; do
