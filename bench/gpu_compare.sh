@@ -15,6 +15,7 @@
 #        LOGDIR=dir (keep each mammo run's whole output there as mammo-<net>-<precision>.log;
 #        with MM_CUDNN_VERBOSE=1 it holds every convolution search)
 #        EVAL=1 (evaluation forward passes: mammo bench --eval beside torch_ref.py --eval)
+#        WINDOWS=3 (PyTorch's timed windows of `steps` steps; its best window's rate is taken)
 set -u
 build=${1:-build}
 steps=${2:-20}
@@ -23,6 +24,7 @@ precisions=${PRECISIONS:-"fp32 tf32 bf16"}
 input=${INPUT:-1152x896}
 batch=${BATCH:-2}
 warmup=${WARMUP:-5}
+windows=${WINDOWS:-3}
 python=${PYTHON:-python3}
 mammo_flags=${MAMMO_FLAGS-"--cuda-graph"}
 eval_flag=
@@ -32,7 +34,8 @@ me=gpu_compare.sh
 . "$here/gpu_common.sh"
 out="$results.txt"
 [ "${APPEND:-0}" = 1 ] || : >"$out"
-say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" input=$input batch=$batch steps=$steps warmup=$warmup"
+run="input=$input batch=$batch steps=$steps warmup=$warmup windows=$windows"
+say "# $(date -u +%Y-%m-%dT%H:%M:%SZ) card=\"$card\" $run"
 say "# mammo $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 status=0
@@ -46,7 +49,8 @@ for net in $nets; do
             tee "$log" |
             grep '^mammo ' | tail -n 1)
         t=$("$python" "$here/torch_ref.py" --net "$net" --top "$top" --input "$input" \
-            --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" $eval_flag 2>&1 |
+            --batch "$batch" --precision "$p" --steps "$steps" --warmup "$warmup" \
+            --windows "$windows" $eval_flag 2>&1 |
             grep '^torch ' | tail -n 1)
         say "${m:-mammo net=$net precision=$p FAILED}"
         say "${t:-torch net=$net precision=$p FAILED}"

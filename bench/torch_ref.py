@@ -15,8 +15,11 @@ sample weights of class balancing); Adam. Top blocks, as the reference Keras cod
 Settings pinned so that the comparison is like for like: channels_last, cudnn.benchmark on,
 TF32 set explicitly both ways (fp32: off for matmul and cuDNN; tf32: on for both; bf16: autocast
 to bfloat16 with TF32 off for what stays fp32), random weights (no download), random data.
-Timing: --warmup steps, then --steps steps between two cuda synchronisations. Peak memory: the
-caching allocator's peak over the timed steps (allocated, and reserved), reset after warmup.
+Timing: --warmup steps, then --windows windows of --steps steps, each between two cuda
+synchronisations; images_per_s is the best window's rate (eager PyTorch's rate moved by up to a
+half between runs on an H200, mammo's CUDA-graph step by 0.1%: the anchor at its best),
+images_per_s_median the median window's. Peak memory: the caching allocator's peak over the
+timed steps (allocated, and reserved), reset after warmup.
 --eval times evaluation forward passes instead (model.eval() under torch.inference_mode(), bf16
 by autocast; no optimizer), as `mammo bench --eval`.
 """
@@ -170,9 +173,13 @@ def main():
     add_workload_args(ap)
     ap.add_argument("--eval", action="store_true",
                     help="evaluation forward passes instead of training steps")
+    ap.add_argument("--windows", type=int, default=1,
+                    help="timed windows of --steps steps each; the best one's rate is printed")
     ap.add_argument("--profile", type=int, default=0,
                     help="then N more steps under torch.profiler: the costliest CUDA kernels")
     args = ap.parse_args()
+    if args.steps < 1 or args.windows < 1:
+        sys.exit("torch_ref.py: --steps and --windows must be at least 1")
 
     if not torch.cuda.is_available():
         sys.exit("torch_ref.py: no CUDA device visible to PyTorch")
@@ -189,17 +196,21 @@ def main():
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    torch.cuda.synchronize()
-    t1 = time.perf_counter()
-    if not torch.isfinite(loss):
-        sys.exit("torch_ref.py: the loss is not finite")
+    rates = []
+    for _ in range(args.windows):
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            loss = step()
+        torch.cuda.synchronize()
+        rates.append(args.steps * args.batch / (time.perf_counter() - t0))
+        if not torch.isfinite(loss):
+            sys.exit("torch_ref.py: the loss is not finite")
 
-    ips = args.steps * args.batch / (t1 - t0)
+    ips = max(rates)
+    median = sorted(rates)[len(rates) // 2]
     print(f"torch net={args.net} precision={args.precision} "
           f"mode={'eval' if args.eval else 'train'} images_per_s={ips:.3f} "
+          f"images_per_s_median={median:.3f} windows={args.windows} "
           f"peak_mem_bytes={torch.cuda.max_memory_allocated()} "
           f"peak_reserved_bytes={torch.cuda.max_memory_reserved()} "
           f"input={h}x{w} batch={args.batch} steps={args.steps} "
