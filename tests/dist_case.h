@@ -2,13 +2,12 @@
  * NCCL; emulated as test_dist_cuda_emu): n replicas of a small ResNet50 patch classifier on
  * `device`, each fed its own batch, trained for a few steps through runtime/dist.h, against one
  * session of the same device that takes the replicas' batches one at a time from replica 0's
- * weights and Adam moments of that step: the averaged
- * gradients must be the mean of that session's gradients (taken from the same weights), the
- * weights after Adam must be that session's after Adam on the same averaged gradients (Adam
- * scales each gradient by its own size, so the mean's rounding would show unevenly), and every
- * replica's weights,
- * moments and gradients must be the same bits as replica 0's. `rtol`: how far the averaged
- * gradients may be from the mean taken in double, relative to their largest magnitude. */
+ * weights and Adam moments of that step: the averaged gradients must be the mean of that
+ * session's gradients (taken from the same weights), the weights after Adam must be that
+ * session's after Adam on the same averaged gradients (Adam scales each gradient by its own
+ * size, so the mean's rounding would show unevenly), and every replica's weights, moments and
+ * gradients must be the same bits as replica 0's. `rtol`: how far the averaged gradients may be
+ * from the mean taken in double, relative to their largest magnitude. */
 #ifndef MM_TESTS_DIST_CASE_H
 #define MM_TESTS_DIST_CASE_H
 
