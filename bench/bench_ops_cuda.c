@@ -258,34 +258,26 @@ static void memory_ops(mm_backend *be, mm_dtype act, int n, int h, int w, int c)
     run(be, &b);
 
     mm_op_params bnp = b.node.p;
-    init(&b, MM_OP_BATCHNORM_BWD, "batchnorm_bwd");
-    b.node.p = bnp;
-    in(&b, value(&b, act, 4, xs));
-    in(&b, value(&b, act, 4, xs));
-    for (int i = 0; i < 3; i++) in(&b, value(&b, MM_F32, 1, cs));
-    out(&b, value(&b, act, 4, xs));
-    out(&b, value(&b, MM_F32, 1, cs));
-    out(&b, value(&b, MM_F32, 1, cs));
-    b.bytes = 5 * ab; /* dy, x for the sums; dy, x and dx for dx */
-    snprintf(b.shape, sizeof b.shape, "%s", shape);
-    run(be, &b);
-
-    /* the same with the ReLU's backward folded in from its sign bits (fuse_relu_bwd) */
+    /* the backward, then the same with the ReLU's backward folded in from its sign bits
+     * (fuse_relu_bwd) */
     int64_t bs[1] = {(m * c + 7) / 8};
-    init(&b, MM_OP_BATCHNORM_BWD, "batchnorm_bwd_relu_bits");
-    b.node.p = bnp;
-    b.node.p.bn.relu_bwd = b.node.p.bn.relu_bits = true;
-    in(&b, value(&b, act, 4, xs));
-    in(&b, value(&b, act, 4, xs));
-    for (int i = 0; i < 3; i++) in(&b, value(&b, MM_F32, 1, cs));
-    in(&b, value(&b, MM_U8, 1, bs));
-    out(&b, value(&b, act, 4, xs));
-    out(&b, value(&b, MM_F32, 1, cs));
-    out(&b, value(&b, MM_F32, 1, cs));
-    b.taps = 0x5a; /* half the bits set */
-    b.bytes = 5 * ab + 2 * (double)bs[0];
-    snprintf(b.shape, sizeof b.shape, "%s", shape);
-    run(be, &b);
+    for (int bits = 0; bits < 2; bits++) {
+        init(&b, MM_OP_BATCHNORM_BWD, bits ? "batchnorm_bwd_relu_bits" : "batchnorm_bwd");
+        b.node.p = bnp;
+        b.node.p.bn.relu_bwd = b.node.p.bn.relu_bits = bits;
+        in(&b, value(&b, act, 4, xs));
+        in(&b, value(&b, act, 4, xs));
+        for (int i = 0; i < 3; i++) in(&b, value(&b, MM_F32, 1, cs));
+        if (bits) in(&b, value(&b, MM_U8, 1, bs));
+        out(&b, value(&b, act, 4, xs));
+        out(&b, value(&b, MM_F32, 1, cs));
+        out(&b, value(&b, MM_F32, 1, cs));
+        if (bits) b.taps = 0x5a; /* half the bits set */
+        /* dy, x for the sums; dy, x and dx for dx; the bits read in both passes */
+        b.bytes = 5 * ab + (bits ? 2 * (double)bs[0] : 0);
+        snprintf(b.shape, sizeof b.shape, "%s", shape);
+        run(be, &b);
+    }
 
     init(&b, MM_OP_BATCHNORM, "batchnorm_train_add_relu");
     b.node.p = bnp;

@@ -71,12 +71,17 @@ __device__ __forceinline__ float2 mm_col_block_sum(float a, float b)
 }
 
 /* ---- forward, training ---- */
-/* The column sums run over the rows last to first (block y takes slice G - 1 - y; blocks start
- * roughly in order): they first read what the op before them wrote last, and leave in L2 the
- * rows the element-wise pass after them (first to first) reads first. */
-__device__ __forceinline__ int64_t mm_col_slice_reversed()
+/* This block's slice of the column sums, and its rows [*r0, *r1) of m. The sums run over the
+ * rows last to first (block y takes slice G - 1 - y; blocks start roughly in order): they first
+ * read what the op before them wrote last, and leave in L2 the rows the element-wise pass after
+ * them (first to first) reads first. */
+__device__ __forceinline__ int64_t mm_col_slice_reversed(int64_t m, int64_t rows_per_slice,
+                                                         int64_t *r0, int64_t *r1)
 {
-    return (int64_t)gridDim.y - 1 - blockIdx.y;
+    int64_t slice = (int64_t)gridDim.y - 1 - blockIdx.y;
+    *r0 = slice * rows_per_slice;
+    *r1 = *r0 + rows_per_slice < m ? *r0 + rows_per_slice : m;
+    return slice;
 }
 
 template <typename TX>
@@ -84,9 +89,7 @@ __global__ void mm_bn_stats_kernel(float2 *partial /* [G,c] */, const TX *x /* [
                                    int64_t m, int c, int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t slice = mm_col_slice_reversed();
-    int64_t r0 = slice * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    int64_t r0, r1, slice = mm_col_slice_reversed(m, rows_per_slice, &r0, &r1);
     float s = 0.0f, ss = 0.0f;
     if (j < c) {
         float k = mm_ld(x, j);
@@ -154,9 +157,7 @@ __device__ __forceinline__ void mm_col4_sums(float2 *partial, int64_t m, int c,
                                              int64_t rows_per_slice, Add add)
 {
     int j = mm_col4_channel();
-    int64_t slice = mm_col_slice_reversed();
-    int64_t r0 = slice * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    int64_t r0, r1, slice = mm_col_slice_reversed(m, rows_per_slice, &r0, &r1);
     float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (j < c) {
 #pragma unroll 4
@@ -452,9 +453,7 @@ __global__ void mm_bn_bwd_sums_kernel(float2 *partial /* [G,c] */, const TDY *dy
                                       int64_t rows_per_slice)
 {
     int j = blockIdx.x * MM_COL_LANES + threadIdx.x;
-    int64_t slice = mm_col_slice_reversed();
-    int64_t r0 = slice * rows_per_slice;
-    int64_t r1 = r0 + rows_per_slice < m ? r0 + rows_per_slice : m;
+    int64_t r0, r1, slice = mm_col_slice_reversed(m, rows_per_slice, &r0, &r1);
     float sdy = 0.0f, sdyx = 0.0f;
     if (j < c) {
         float mu = mean[j];
